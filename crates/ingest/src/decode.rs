@@ -1,0 +1,534 @@
+//! Decoding envelope records into Arrow record batches.
+//!
+//! Two passes, with deduplication in between (done by the caller):
+//!
+//! 1. [`EventDecoder::check`] splits each record's framing, finds its writer schema (through
+//!    the registry, once per fingerprint), checks the body exactly against it
+//!    ([`BodyCheck`]), and pulls out the `uuid` and event time. Bad records come out as
+//!    [`Rejected`] with their reason; they never stop the run.
+//! 2. [`EventDecoder::decode`] hands the kept bodies to arrow-avro, one decoder per writer
+//!    fingerprint (records grouped by writer, so interleaved versions do not cut batches into
+//!    single rows), resolving each writer schema to the reader schema (the subject's latest
+//!    version, so older records get its defaults), and appends the lake's metadata columns.
+//!
+//! The `uuid` column is written as its 36-character string: DuckDB, pyarrow and Spark all read
+//! a Parquet string as a string and compare it with a literal, whereas Parquet's UUID logical
+//! type is read as raw bytes by Spark and older pyarrow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondArray,
+    TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use arrow_avro::reader::{Decoder as AvroDecoder, ReaderBuilder};
+use arrow_avro::schema::{
+    AvroSchema, Fingerprint as AvroFingerprint, FingerprintAlgorithm, SchemaStore,
+};
+use bytes::Bytes;
+use silt_registry::SchemaRegistry;
+use silt_wire::{timeuuid, BodyCheck, Fingerprint, Framing, Schema, WriterRef};
+
+use crate::source::{Chunk, Position};
+use crate::{Error, Result};
+
+/// Names of the metadata columns every raw row carries (SPEC 8).
+pub const EVENT_TIME: &str = "_event_time";
+pub const ARRIVAL_TIME: &str = "_arrival_time";
+pub const STREAM: &str = "_stream";
+pub const SHARD: &str = "_shard";
+pub const SEQUENCE: &str = "_sequence";
+pub const FINGERPRINT: &str = "_fingerprint";
+
+/// A record that passed the check: where it is, who wrote it, and its id and time.
+#[derive(Debug, Clone, Copy)]
+pub struct Good {
+    /// Index of its chunk in the slice given to `check`/`decode`.
+    pub chunk: u32,
+    /// Index of the record in its chunk.
+    pub record: u32,
+    /// Index of its writer (internal to the decoder).
+    pub writer: u32,
+    pub uuid: [u8; 16],
+    /// Event time from the uuid, in microseconds since the Unix epoch.
+    pub event_us: i64,
+}
+
+/// A record that did not pass, with what is needed to find and replay it.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub shard: String,
+    pub position: Position,
+    pub arrival_ms: i64,
+    /// Short stable code (`too_short`, `bad_header`, `unknown_fingerprint`, `bad_body`,
+    /// `trailing_bytes`, `bad_uuid`).
+    pub code: &'static str,
+    /// The reason in words.
+    pub reason: String,
+    pub raw: Bytes,
+}
+
+struct Writer {
+    fingerprint: Fingerprint,
+    check: BodyCheck,
+    decoder: AvroDecoder,
+}
+
+/// Decodes a stream's records into batches of the reader schema plus metadata columns.
+pub struct EventDecoder {
+    registry: Arc<dyn SchemaRegistry>,
+    framing: Framing,
+    stream: String,
+    reader: Arc<Schema>,
+    writers: Vec<Writer>,
+    by_ref: HashMap<WriterRef, Option<u32>>,
+    /// The reader schema's Arrow shape, without arrow-avro's field metadata.
+    event_schema: SchemaRef,
+    output_schema: SchemaRef,
+    uuid_index: usize,
+    batch_size: usize,
+}
+
+impl std::fmt::Debug for EventDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventDecoder")
+            .field("stream", &self.stream)
+            .field("reader", &self.reader.full_name())
+            .field("writers", &self.writers.len())
+            .finish()
+    }
+}
+
+fn strip_metadata(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| Arc::new(strip_field(f))).collect())
+        }
+        DataType::List(f) => DataType::List(Arc::new(strip_field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(strip_field(f))),
+        DataType::Map(f, sorted) => DataType::Map(Arc::new(strip_field(f)), *sorted),
+        other => other.clone(),
+    }
+}
+
+fn strip_field(f: &Field) -> Field {
+    Field::new(f.name(), strip_metadata(f.data_type()), f.is_nullable())
+}
+
+fn avro_store(fp: &Fingerprint, schema: &Schema) -> Result<SchemaStore> {
+    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::SHA256);
+    store
+        .set(
+            AvroFingerprint::SHA256(fp.0),
+            AvroSchema::new(schema.json().to_string()),
+        )
+        .map_err(|source| Error::Decode {
+            fingerprint: fp.to_hex(),
+            source,
+        })?;
+    Ok(store)
+}
+
+impl EventDecoder {
+    /// A decoder for a stream whose records are read with `reader` (the subject's latest
+    /// schema). The reader must be a record with a top-level `uuid` field (16-byte fixed or
+    /// string).
+    pub fn new(
+        registry: Arc<dyn SchemaRegistry>,
+        reader: Arc<Schema>,
+        framing: Framing,
+        stream: impl Into<String>,
+    ) -> Result<Self> {
+        let check = BodyCheck::new(&reader);
+        if !check.has_uuid() {
+            return Err(Error::Config(format!(
+                "schema {} has no top-level `uuid` field (a 16-byte fixed such as gfc.avro.UUID, or a string with logicalType uuid)",
+                reader.full_name().unwrap_or("?")
+            )));
+        }
+        let probe = ReaderBuilder::new()
+            .with_reader_schema(AvroSchema::new(reader.json().to_string()))
+            .with_writer_schema_store(avro_store(&reader.fingerprint(), &reader)?)
+            .build_decoder()
+            .map_err(|source| Error::Decode {
+                fingerprint: reader.fingerprint().to_hex(),
+                source,
+            })?;
+        let uuid_index = probe
+            .schema()
+            .index_of("uuid")
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let event_fields: Vec<Field> = probe
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                if i == uuid_index {
+                    Field::new("uuid", DataType::Utf8, false)
+                } else {
+                    strip_field(f)
+                }
+            })
+            .collect();
+        let event_schema = Arc::new(ArrowSchema::new(event_fields.clone()));
+        let mut all = event_fields;
+        all.extend(metadata_fields());
+        Ok(Self {
+            registry,
+            framing,
+            stream: stream.into(),
+            reader,
+            writers: Vec::new(),
+            by_ref: HashMap::new(),
+            event_schema,
+            output_schema: Arc::new(ArrowSchema::new(all)),
+            uuid_index,
+            batch_size: 8192,
+        })
+    }
+
+    /// The schema of decoded batches: the reader's fields, then the metadata columns.
+    pub fn schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    /// The reader schema.
+    pub fn reader(&self) -> &Arc<Schema> {
+        &self.reader
+    }
+
+    async fn writer(&mut self, writer: WriterRef) -> Result<Option<u32>> {
+        if let Some(w) = self.by_ref.get(&writer) {
+            return Ok(*w);
+        }
+        let found = match writer {
+            WriterRef::Sha256(fp) => self.registry.by_fingerprint(&fp).await,
+            WriterRef::Rabin(fp) => self.registry.by_rabin(fp).await,
+            WriterRef::ConfluentId(id) => Err(silt_registry::Error::NotFound {
+                what: format!(
+                    "Confluent schema id {id} (this registry keys schemas by fingerprint)"
+                ),
+            }),
+        };
+        let schema = match found {
+            Ok((_, schema)) => schema,
+            Err(silt_registry::Error::NotFound { .. }) => {
+                self.by_ref.insert(writer, None);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let fp = schema.fingerprint();
+        let decoder = ReaderBuilder::new()
+            .with_batch_size(self.batch_size)
+            .with_reader_schema(AvroSchema::new(self.reader.json().to_string()))
+            .with_writer_schema_store(avro_store(&fp, &schema)?)
+            .build_decoder()
+            .map_err(|source| Error::Decode {
+                fingerprint: fp.to_hex(),
+                source,
+            })?;
+        let index = self.writers.len() as u32;
+        self.writers.push(Writer {
+            fingerprint: fp,
+            check: BodyCheck::new(&schema),
+            decoder,
+        });
+        self.by_ref.insert(writer, Some(index));
+        Ok(Some(index))
+    }
+
+    /// Checks every record of `chunks` (chunk `i` read from `shards[i]`): good ones are
+    /// appended to `good`, bad ones to `rejected`.
+    pub async fn check(
+        &mut self,
+        chunks: &[Chunk],
+        shards: &[&str],
+        good: &mut Vec<Good>,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<()> {
+        for (ci, chunk) in chunks.iter().enumerate() {
+            for (ri, rec) in chunk.records.iter().enumerate() {
+                let payload = &chunk.data[rec.range.clone()];
+                match self.check_one(payload).await? {
+                    Ok((writer, uuid, event_us)) => good.push(Good {
+                        chunk: ci as u32,
+                        record: ri as u32,
+                        writer,
+                        uuid,
+                        event_us,
+                    }),
+                    Err(e) => rejected.push(Rejected {
+                        shard: shards[ci].to_string(),
+                        position: rec.position.clone(),
+                        arrival_ms: rec.arrival_ms,
+                        code: e.code(),
+                        reason: e.to_string(),
+                        raw: chunk.data.slice(rec.range.clone()),
+                    }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The outer result fails the run (registry unreachable); the inner one rejects the record.
+    #[inline]
+    async fn check_one(
+        &mut self,
+        payload: &[u8],
+    ) -> Result<Result<(u32, [u8; 16], i64), silt_wire::Error>> {
+        let framed = match self.framing.split(payload) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(w) = self.writer(framed.writer).await? else {
+            return Ok(Err(silt_wire::Error::UnknownWriter {
+                writer: framed.writer,
+            }));
+        };
+        let checked = match self.writers[w as usize].check.check(framed.body) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(uuid) = checked.uuid else {
+            return Ok(Err(silt_wire::Error::BadUuid {
+                reason: "the writer schema has no top-level `uuid` field".into(),
+            }));
+        };
+        let Some(event_us) = timeuuid::unix_micros(&uuid) else {
+            return Ok(Err(silt_wire::Error::BadUuid {
+                reason: format!(
+                    "{} is a version-{} UUID, not a version-1 TimeUuid, so it has no event time",
+                    timeuuid::to_string(&uuid),
+                    timeuuid::version(&uuid)
+                ),
+            }));
+        };
+        Ok(Ok((w, uuid, event_us)))
+    }
+
+    /// Decodes the `kept` records (from `check`, possibly filtered) into one batch of
+    /// [`Self::schema`], grouped by writer in order of first appearance.
+    pub fn decode(
+        &mut self,
+        chunks: &[Chunk],
+        shards: &[&str],
+        kept: &[Good],
+    ) -> Result<Option<RecordBatch>> {
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let mut groups: Vec<Vec<&Good>> = vec![Vec::new(); self.writers.len()];
+        let mut order: Vec<u32> = Vec::new();
+        for g in kept {
+            let v = &mut groups[g.writer as usize];
+            if v.is_empty() {
+                order.push(g.writer);
+            }
+            v.push(g);
+        }
+        let mut batches = Vec::with_capacity(order.len());
+        let mut framed = Vec::new();
+        for w in order {
+            let group = &groups[w as usize];
+            let writer = &mut self.writers[w as usize];
+            // arrow-avro reads the single-object framing; the fingerprint after C3 01 is the
+            // writer's SHA-256, as its store is keyed.
+            framed.clear();
+            for g in group {
+                let chunk = &chunks[g.chunk as usize];
+                let rec = &chunk.records[g.record as usize];
+                framed.extend_from_slice(&[0xC3, 0x01]);
+                framed.extend_from_slice(writer.fingerprint.as_bytes());
+                framed.extend_from_slice(
+                    &chunk.data[rec.range.start + self.framing.prefix_len()..rec.range.end],
+                );
+            }
+            let decode_err = |source| Error::Decode {
+                fingerprint: writer.fingerprint.to_hex(),
+                source,
+            };
+            let mut decoded: Vec<RecordBatch> = Vec::new();
+            let mut at = 0;
+            while at < framed.len() {
+                let n = writer
+                    .decoder
+                    .decode(&framed[at..])
+                    .map_err(|e| decode_err(e.into()))?;
+                at += n;
+                if writer.decoder.batch_is_full() || at == framed.len() || n == 0 {
+                    if let Some(b) = writer.decoder.flush().map_err(|e| decode_err(e.into()))? {
+                        decoded.push(b);
+                    } else if n == 0 {
+                        return Err(Error::Internal(
+                            "arrow-avro made no progress on a checked body".into(),
+                        ));
+                    }
+                }
+            }
+            let rows: usize = decoded.iter().map(|b| b.num_rows()).sum();
+            if rows != group.len() {
+                return Err(Error::Internal(format!(
+                    "arrow-avro decoded {rows} rows from {} checked records",
+                    group.len()
+                )));
+            }
+            let fp_hex = writer.fingerprint.to_hex();
+            let mut offset = 0;
+            for b in decoded {
+                let n = b.num_rows();
+                batches.push(self.finish(
+                    b,
+                    &group[offset..offset + n],
+                    chunks,
+                    shards,
+                    &fp_hex,
+                )?);
+                offset += n;
+            }
+        }
+        let batch =
+            arrow::compute::concat_batches(&self.output_schema, &batches).map_err(Error::Arrow)?;
+        Ok(Some(batch))
+    }
+
+    /// Casts a decoded batch to the event schema, replaces `uuid` with its string form, and
+    /// appends the metadata columns.
+    fn finish(
+        &self,
+        batch: RecordBatch,
+        rows: &[&Good],
+        chunks: &[Chunk],
+        shards: &[&str],
+        fp_hex: &str,
+    ) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
+        for (i, field) in self.event_schema.fields().iter().enumerate() {
+            if i == self.uuid_index {
+                let mut b = StringBuilder::with_capacity(n, n * 36);
+                let mut buf = [0u8; 36];
+                for g in rows {
+                    b.append_value(timeuuid::encode_str(&g.uuid, &mut buf));
+                }
+                columns.push(Arc::new(b.finish()));
+                continue;
+            }
+            let col = batch.column(i);
+            if col.data_type() == field.data_type() {
+                columns.push(col.clone());
+            } else {
+                columns.push(arrow::compute::cast(col, field.data_type()).map_err(Error::Arrow)?);
+            }
+        }
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|g| g.event_us))
+                .with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(
+            TimestampMillisecondArray::from_iter_values(
+                rows.iter()
+                    .map(|g| chunks[g.chunk as usize].records[g.record as usize].arrival_ms),
+            )
+            .with_timezone("UTC"),
+        ));
+        let constant = |v: &str| {
+            let mut b = StringBuilder::with_capacity(n, n * v.len());
+            for _ in 0..n {
+                b.append_value(v);
+            }
+            Arc::new(b.finish()) as ArrayRef
+        };
+        columns.push(constant(&self.stream));
+        let mut shard_col = StringBuilder::with_capacity(n, n * 12);
+        let mut seq_col = StringBuilder::with_capacity(n, n * 10);
+        let mut itoa_buf = itoa::Buffer::new();
+        for g in rows {
+            shard_col.append_value(shards[g.chunk as usize]);
+            match &chunks[g.chunk as usize].records[g.record as usize].position {
+                Position::Offset(o) => seq_col.append_value(itoa_buf.format(*o)),
+                p => seq_col.append_value(p.to_string()),
+            }
+        }
+        columns.push(Arc::new(shard_col.finish()));
+        columns.push(Arc::new(seq_col.finish()));
+        columns.push(constant(fp_hex));
+        RecordBatch::try_new(self.output_schema.clone(), columns).map_err(Error::Arrow)
+    }
+}
+
+/// The metadata columns of SPEC 8, in order.
+pub fn metadata_fields() -> Vec<Field> {
+    vec![
+        Field::new(
+            EVENT_TIME,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(
+            ARRIVAL_TIME,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(STREAM, DataType::Utf8, false),
+        Field::new(SHARD, DataType::Utf8, false),
+        Field::new(SEQUENCE, DataType::Utf8, false),
+        Field::new(FINGERPRINT, DataType::Utf8, false),
+    ]
+}
+
+/// The rejected-records table's schema.
+pub fn rejected_schema() -> SchemaRef {
+    Arc::new(ArrowSchema::new(vec![
+        Field::new(STREAM, DataType::Utf8, false),
+        Field::new(SHARD, DataType::Utf8, false),
+        Field::new(SEQUENCE, DataType::Utf8, false),
+        Field::new(
+            ARRIVAL_TIME,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("reason_code", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("raw", DataType::Binary, false),
+    ]))
+}
+
+/// Rejected records as a batch of [`rejected_schema`].
+pub fn rejected_batch(stream: &str, rejected: &[Rejected]) -> Result<RecordBatch> {
+    use arrow::array::BinaryBuilder;
+    let mut s = StringBuilder::new();
+    let mut shard = StringBuilder::new();
+    let mut seq = StringBuilder::new();
+    let mut code = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut raw = BinaryBuilder::new();
+    for r in rejected {
+        s.append_value(stream);
+        shard.append_value(&r.shard);
+        seq.append_value(r.position.to_string());
+        code.append_value(r.code);
+        reason.append_value(&r.reason);
+        raw.append_value(&r.raw);
+    }
+    let arrival =
+        TimestampMillisecondArray::from_iter_values(rejected.iter().map(|r| r.arrival_ms))
+            .with_timezone("UTC");
+    RecordBatch::try_new(
+        rejected_schema(),
+        vec![
+            Arc::new(s.finish()),
+            Arc::new(shard.finish()),
+            Arc::new(seq.finish()),
+            Arc::new(arrival),
+            Arc::new(code.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(raw.finish()),
+        ],
+    )
+    .map_err(Error::Arrow)
+}

@@ -1,0 +1,304 @@
+//! The file stream (SPEC 6): a folder, one append-only file `shard-NNNNNN.log` per shard, each
+//! record framed as `u32 BE length | u64 BE arrival ms | payload`, its position the byte offset
+//! of its frame. A torn frame at the end of a file is not yet written, not an error.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::source::{Chunk, Position, ReadLimit, RecordRef, ShardInfo, Sink, Source, StartAt};
+use crate::{Error, Result};
+
+/// Bytes of a frame header.
+pub const FRAME_HEADER: usize = 12;
+
+/// The largest payload a frame may claim; a larger length means the file is corrupt.
+pub const MAX_PAYLOAD: usize = 64 << 20;
+
+/// The shard file name for a shard number.
+pub fn shard_file_name(n: usize) -> String {
+    format!("shard-{n:06}.log")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// Appends one frame to `out`.
+pub fn write_frame(payload: &[u8], arrival_ms: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(arrival_ms as u64).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A file stream folder, readable as a [`Source`] and writable as a [`Sink`].
+#[derive(Debug, Clone)]
+pub struct FileStream {
+    dir: PathBuf,
+    name: String,
+    writers: Arc<Mutex<HashMap<usize, File>>>,
+    sync: bool,
+}
+
+impl FileStream {
+    /// Opens (or makes) a file stream folder. Its name (`_stream`) is the folder's name.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "stream".into());
+        Ok(Self {
+            dir,
+            name,
+            writers: Default::default(),
+            sync: false,
+        })
+    }
+
+    /// Makes the folder with `shards` empty shard files, so that writers spread over them.
+    pub fn create(dir: impl Into<PathBuf>, shards: usize) -> Result<Self> {
+        let s = Self::open(dir)?;
+        for n in 0..shards.max(1) {
+            let p = s.dir.join(shard_file_name(n));
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .map_err(|e| Error::io(&p, e))?;
+        }
+        Ok(s)
+    }
+
+    /// Flush appended records to disk (`fsync`) before [`Sink::put`] returns.
+    pub fn with_sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn shard_count(&self) -> Result<usize> {
+        Ok(self.shard_ids()?.len())
+    }
+
+    fn shard_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("shard-") && name.ends_with(".log") {
+                ids.push(name.trim_end_matches(".log").to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Appends records to shard `n` with the current time as their arrival time.
+    pub fn append(&self, n: usize, payloads: &[&[u8]]) -> Result<()> {
+        self.append_at(n, payloads, now_ms())
+    }
+
+    /// Appends records to shard `n` with a given arrival time (ms since the Unix epoch).
+    pub fn append_at(&self, n: usize, payloads: &[&[u8]], arrival_ms: i64) -> Result<()> {
+        let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + FRAME_HEADER).sum());
+        for p in payloads {
+            if p.len() > MAX_PAYLOAD {
+                return Err(Error::TooLarge {
+                    len: p.len(),
+                    max: MAX_PAYLOAD,
+                });
+            }
+            write_frame(p, arrival_ms, &mut buf);
+        }
+        let path = self.dir.join(shard_file_name(n));
+        let mut writers = self.writers.lock().expect("not poisoned");
+        if let std::collections::hash_map::Entry::Vacant(v) = writers.entry(n) {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            v.insert(f);
+        }
+        let f = writers.get_mut(&n).expect("inserted above");
+        // One write call per batch: O_APPEND keeps concurrent writers' frames whole.
+        f.write_all(&buf).map_err(|e| Error::io(&path, e))?;
+        if self.sync {
+            f.sync_data().map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    fn read_blocking(&self, shard: &str, from: &StartAt, limit: ReadLimit) -> Result<Chunk> {
+        let path = self.dir.join(format!("{shard}.log"));
+        let mut file = File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::UnknownShard {
+                stream: self.name.clone(),
+                shard: shard.to_string(),
+            },
+            _ => Error::io(&path, e),
+        })?;
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let io = |e| Error::io(&path, e);
+        let start = match from {
+            StartAt::Earliest => 0,
+            StartAt::Latest => len,
+            StartAt::At(Position::Offset(o)) => *o,
+            StartAt::After(Position::Offset(o)) => {
+                let mut header = [0u8; FRAME_HEADER];
+                file.seek(SeekFrom::Start(*o)).map_err(io)?;
+                file.read_exact(&mut header)
+                    .map_err(|e| Error::BadPosition {
+                        shard: shard.to_string(),
+                        position: Position::Offset(*o),
+                        reason: format!("no record there: {e}"),
+                    })?;
+                o + FRAME_HEADER as u64
+                    + u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as u64
+            }
+            StartAt::ArrivedAt(t) => self.find_arrival(&mut file, len, *t, &path)?,
+            StartAt::At(p) | StartAt::After(p) => {
+                return Err(Error::BadPosition {
+                    shard: shard.to_string(),
+                    position: p.clone(),
+                    reason: "a file stream position is a byte offset".into(),
+                })
+            }
+        };
+        if start > len {
+            return Err(Error::BadPosition {
+                shard: shard.to_string(),
+                position: Position::Offset(start),
+                reason: format!("beyond the end of the file ({len} bytes)"),
+            });
+        }
+        let want = (len - start).min(limit.max_bytes.max(FRAME_HEADER) as u64) as usize;
+        let mut data = vec![0u8; want];
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        file.read_exact(&mut data).map_err(io)?;
+        let mut records = Vec::new();
+        let mut pos = 0usize;
+        while records.len() < limit.max_records && pos + FRAME_HEADER <= data.len() {
+            let plen = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+            if plen > MAX_PAYLOAD {
+                return Err(Error::Corrupt {
+                    shard: shard.to_string(),
+                    position: Position::Offset(start + pos as u64),
+                    reason: format!("frame claims {plen} bytes"),
+                });
+            }
+            let end = pos + FRAME_HEADER + plen;
+            if end > data.len() {
+                if records.is_empty() && (start + end as u64) <= len {
+                    // One frame larger than max_bytes: read it whole.
+                    data.resize(end, 0);
+                    file.seek(SeekFrom::Start(start)).map_err(io)?;
+                    file.read_exact(&mut data).map_err(io)?;
+                    continue;
+                }
+                break; // torn frame, or past max_bytes
+            }
+            let arrival =
+                u64::from_be_bytes(data[pos + 4..pos + 12].try_into().expect("8 bytes")) as i64;
+            records.push(RecordRef {
+                range: pos + FRAME_HEADER..end,
+                position: Position::Offset(start + pos as u64),
+                arrival_ms: arrival,
+            });
+            pos = end;
+        }
+        let caught_up = start + pos as u64 + FRAME_HEADER as u64 > len || {
+            // A torn frame at the end counts as caught up.
+            let mut header = [0u8; 4];
+            file.seek(SeekFrom::Start(start + pos as u64)).map_err(io)?;
+            file.read_exact(&mut header).map_err(io)?;
+            start + pos as u64 + FRAME_HEADER as u64 + u32::from_be_bytes(header) as u64 > len
+        };
+        data.truncate(pos);
+        let next = match records.last() {
+            Some(r) => Some(StartAt::After(r.position.clone())),
+            None => Some(StartAt::At(Position::Offset(start))),
+        };
+        Ok(Chunk {
+            data: Bytes::from(data),
+            records,
+            next,
+            caught_up,
+            ended: false,
+            retries: 0,
+        })
+    }
+
+    fn find_arrival(&self, file: &mut File, len: u64, t: i64, path: &Path) -> Result<u64> {
+        let mut pos = 0u64;
+        let mut header = [0u8; FRAME_HEADER];
+        while pos + FRAME_HEADER as u64 <= len {
+            file.seek(SeekFrom::Start(pos))
+                .map_err(|e| Error::io(path, e))?;
+            file.read_exact(&mut header)
+                .map_err(|e| Error::io(path, e))?;
+            let arrival = u64::from_be_bytes(header[4..].try_into().expect("8 bytes")) as i64;
+            if arrival >= t {
+                return Ok(pos);
+            }
+            pos += FRAME_HEADER as u64
+                + u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+        }
+        Ok(pos.min(len))
+    }
+}
+
+#[async_trait]
+impl Source for FileStream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn shards(&self) -> Result<Vec<ShardInfo>> {
+        Ok(self
+            .shard_ids()?
+            .into_iter()
+            .map(|id| ShardInfo {
+                id,
+                parents: vec![],
+            })
+            .collect())
+    }
+
+    async fn read(&self, shard: &str, from: &StartAt, limit: ReadLimit) -> Result<Chunk> {
+        let this = self.clone();
+        let (shard, from) = (shard.to_string(), from.clone());
+        tokio::task::spawn_blocking(move || this.read_blocking(&shard, &from, limit))
+            .await
+            .map_err(|e| Error::Internal(format!("file read task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Sink for FileStream {
+    async fn put(&self, shard_hint: usize, records: &[&[u8]]) -> Result<()> {
+        let n = self.shard_count()?.max(1);
+        let owned: Vec<Vec<u8>> = records.iter().map(|r| r.to_vec()).collect();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = owned.iter().map(|r| r.as_slice()).collect();
+            this.append(shard_hint % n, &refs)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("file write task failed: {e}")))?
+    }
+}

@@ -1,0 +1,151 @@
+//! The stream `Source` seam.
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Where a record sits in its shard. Positions of one shard are totally ordered in the order
+/// the shard delivers records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    /// Byte offset of the record's frame (file stream) or index (in-memory stream).
+    Offset(u64),
+    /// A Kinesis sequence number, and the sub-sequence of a record inside a KPL aggregate
+    /// (0 for a plain record).
+    Sequence { number: String, sub: u32 },
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Offset(o) => write!(f, "{o}"),
+            Position::Sequence { number, sub: 0 } => f.write_str(number),
+            Position::Sequence { number, sub } => write!(f, "{number}:{sub}"),
+        }
+    }
+}
+
+/// Where to start reading a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// The oldest record still held.
+    Earliest,
+    /// Only records that arrive after the first read.
+    Latest,
+    /// The first record that arrived at or after this time (ms since the Unix epoch).
+    ArrivedAt(i64),
+    /// Just after the record at this position (a checkpoint).
+    After(Position),
+    /// At this position, inclusive (where a `Latest` read found the shard's end).
+    At(Position),
+}
+
+/// A shard and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub id: String,
+    /// The shards this one was split or merged from; they are read to their end first.
+    pub parents: Vec<String>,
+}
+
+/// One record of a [`Chunk`]: its payload is `chunk.data[range]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    pub range: Range<usize>,
+    pub position: Position,
+    /// When the stream took the record (ms since the Unix epoch).
+    pub arrival_ms: i64,
+}
+
+/// A run of consecutive records of one shard, sharing one buffer (no allocation per record).
+#[derive(Debug, Clone, Default)]
+pub struct Chunk {
+    pub data: Bytes,
+    pub records: Vec<RecordRef>,
+    /// Where to continue: `After(last record)`, or the start point again when nothing was read.
+    pub next: Option<StartAt>,
+    /// Nothing more is available in the shard right now.
+    pub caught_up: bool,
+    /// The shard is closed (split or merged) and every record of it has been read.
+    pub ended: bool,
+    /// Retries the source made for this read (throttling, 5xx).
+    pub retries: u64,
+}
+
+impl Chunk {
+    /// The payload of record `i`.
+    pub fn payload(&self, i: usize) -> &[u8] {
+        &self.data[self.records[i].range.clone()]
+    }
+}
+
+/// Limits on one read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimit {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for ReadLimit {
+    fn default() -> Self {
+        Self {
+            max_records: 100_000,
+            max_bytes: 32 << 20,
+        }
+    }
+}
+
+/// A stream of records in shards.
+///
+/// # Contract
+/// * Records of a shard come in shard order, each once per read, each with its position and
+///   arrival time; positions only grow within a shard.
+/// * `read(shard, After(p))` continues exactly after the record at `p`: reading a range twice
+///   yields the same records (at-least-once sources are replayable). A read returns at most
+///   `limit` records and may return fewer, even none, without being at the end.
+/// * `caught_up` means no record of the shard is available now; more may arrive later.
+///   `ended` means the shard is closed and fully read: it will never have more, and its
+///   children (see [`ShardInfo::parents`]) may be read.
+/// * An unknown shard is an error. Transient failures (throttling, 5xx) are retried inside
+///   the source with backoff and counted in [`Chunk::retries`]; what is returned as an error
+///   has exhausted its retries.
+#[async_trait]
+pub trait Source: Send + Sync + Debug {
+    /// The stream's name, as the lake's `_stream` column shows it.
+    fn name(&self) -> &str;
+
+    /// The shards, sorted by id, with their parents.
+    async fn shards(&self) -> Result<Vec<ShardInfo>>;
+
+    /// Reads the next records of a shard.
+    async fn read(&self, shard: &str, from: &StartAt, limit: ReadLimit) -> Result<Chunk>;
+}
+
+#[async_trait]
+impl<T: Source + ?Sized> Source for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    async fn shards(&self) -> Result<Vec<ShardInfo>> {
+        (**self).shards().await
+    }
+    async fn read(&self, shard: &str, from: &StartAt, limit: ReadLimit) -> Result<Chunk> {
+        (**self).read(shard, from, limit).await
+    }
+}
+
+/// Putting records on a stream, as tests, the gateway and `silt produce` need.
+#[async_trait]
+pub trait Sink: Send + Sync + Debug {
+    /// Appends records to a shard chosen by the sink (`shard` is a hint: the in-memory and
+    /// file streams honour it, Kinesis uses it as an explicit hash key index). Returns when
+    /// every record is durably taken.
+    async fn put(&self, shard_hint: usize, records: &[&[u8]]) -> Result<()>;
+}

@@ -1,0 +1,145 @@
+//! The registry's behaviour, written once and run against every implementation (memory,
+//! local folder, S3 through the emulator, the HTTP client).
+//!
+//! Each check takes a registry that holds nothing yet and panics with a message on failure.
+
+use crate::{Compatibility, Error, Registration, SchemaRegistry};
+
+/// A subject's first schema.
+pub const V1: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+    {"name":"uuid","type":"gfc.avro.UUID"},{"name":"productId","type":"long"}]}"#;
+/// A backward-compatible second version (a field with a default).
+pub const V2: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+    {"name":"uuid","type":"gfc.avro.UUID"},{"name":"productId","type":"long"},
+    {"name":"channel","type":["null","string"],"default":null}]}"#;
+/// Not backward compatible with [`V1`]: a new field without a default.
+pub const BREAKING: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+    {"name":"uuid","type":"gfc.avro.UUID"},{"name":"productId","type":"long"},
+    {"name":"saleId","type":"long"}]}"#;
+pub const SUBJECT: &str = "conf.v1.Viewed";
+
+/// Register, re-register, look up by subject+fingerprint, by fingerprint alone, by CRC-64,
+/// latest, list; not-found answers.
+pub async fn register_and_look_up(r: &dyn SchemaRegistry) {
+    let first = r.register(SUBJECT, V1).await.expect("register v1");
+    assert!(matches!(first, Registration::Created(_)), "{first:?}");
+    assert_eq!(first.version, 1);
+    let again = r.register(SUBJECT, V1).await.expect("register v1 again");
+    assert_eq!(again, Registration::Existing((*first).clone()));
+    let second = r.register(SUBJECT, V2).await.expect("register v2");
+    assert_eq!(second.version, 2);
+
+    assert_eq!(r.subjects().await.unwrap(), vec![SUBJECT.to_string()]);
+    let versions = r.versions(SUBJECT).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        r.latest(SUBJECT).await.unwrap().fingerprint(),
+        second.fingerprint
+    );
+    let s1 = r.schema(SUBJECT, &first.fingerprint).await.unwrap();
+    assert_eq!(s1.fingerprint(), first.fingerprint);
+    let (subject, s) = r.by_fingerprint(&second.fingerprint).await.unwrap();
+    assert_eq!(
+        (subject.as_str(), s.fingerprint()),
+        (SUBJECT, second.fingerprint)
+    );
+    let (_, s) = r.by_rabin(s1.rabin_fingerprint()).await.unwrap();
+    assert_eq!(s.fingerprint(), first.fingerprint);
+    // Standard types were inlined: the stored text stands alone.
+    assert!(s1.json().contains("\"size\":16"), "{}", s1.json());
+
+    let unknown = silt_wire::Fingerprint([9; 32]);
+    assert!(matches!(
+        r.by_fingerprint(&unknown).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        r.schema(SUBJECT, &unknown).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        r.latest("no.such.Subject").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        r.versions("no.such.Subject").await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Incompatible schemas are refused with field paths; the rule can be changed per subject.
+pub async fn compatibility_rules(r: &dyn SchemaRegistry) {
+    r.register(SUBJECT, V1).await.expect("register v1");
+    assert_eq!(
+        r.compatibility(SUBJECT).await.unwrap(),
+        Compatibility::Backward
+    );
+    match r.register(SUBJECT, BREAKING).await {
+        Err(Error::Incompatible { issues, mode, .. }) => {
+            assert_eq!(mode, Compatibility::Backward);
+            assert_eq!(issues.len(), 1, "{issues:?}");
+            assert_eq!(issues[0].path, "/fields/saleId");
+            assert_eq!(
+                issues[0].reason,
+                "reader field has no default and the writer does not write it"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    r.set_compatibility(SUBJECT, Compatibility::None)
+        .await
+        .unwrap();
+    assert_eq!(r.compatibility(SUBJECT).await.unwrap(), Compatibility::None);
+    let forced = r
+        .register(SUBJECT, BREAKING)
+        .await
+        .expect("NONE lets it through");
+    assert_eq!(forced.version, 2);
+}
+
+/// Wrong subject names and invalid Avro are refused and register nothing.
+pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
+    assert!(matches!(
+        r.register("other.Subject", V1).await,
+        Err(Error::SubjectMismatch { .. })
+    ));
+    assert!(matches!(
+        r.register(SUBJECT, r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{"name":"a","type":"nope"}]}"#)
+            .await,
+        Err(Error::InvalidSchema(_))
+    ));
+    assert!(r.subjects().await.unwrap().is_empty());
+}
+
+/// Registrations racing on one subject get distinct, gap-free versions.
+pub async fn racing_registrations_get_distinct_versions(r: &dyn SchemaRegistry) {
+    r.register(SUBJECT, V1).await.expect("register v1");
+    r.set_compatibility(SUBJECT, Compatibility::None)
+        .await
+        .unwrap();
+    let texts: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                r#"{{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{{"name":"uuid","type":"gfc.avro.UUID"}},{{"name":"f{i}","type":"long","default":{i}}}]}}"#
+            )
+        })
+        .collect();
+    let results = futures::future::join_all(texts.iter().map(|t| r.register(SUBJECT, t))).await;
+    let mut versions: Vec<u32> = results
+        .into_iter()
+        .map(|x| x.expect("registers").version)
+        .collect();
+    versions.sort();
+    assert_eq!(versions, (2..=9).collect::<Vec<_>>());
+}
+
+/// Every check, each on a fresh registry made by `make`.
+pub async fn run_all<R: SchemaRegistry, F: Fn() -> R>(make: F) {
+    register_and_look_up(&make()).await;
+    compatibility_rules(&make()).await;
+    invalid_registrations(&make()).await;
+    racing_registrations_get_distinct_versions(&make()).await;
+}

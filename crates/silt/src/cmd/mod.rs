@@ -1,0 +1,3 @@
+//! The command line's subcommands, each a library function the binary calls.
+
+pub mod registry;

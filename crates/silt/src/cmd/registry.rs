@@ -1,0 +1,184 @@
+//! `silt registry ...`: register, check, list and show schemas.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use silt_registry::{Compatibility, Registration, SchemaRegistry};
+use silt_wire::{Fingerprint, Schema};
+
+/// Where the registry lives unless `--registry` or `SILT_REGISTRY` says otherwise.
+pub const DEFAULT_REGISTRY: &str = "file://registry";
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RegistryCommand {
+    /// Register a schema file as the next version of its subject (its full name).
+    Register {
+        #[command(flatten)]
+        at: RegistryArg,
+        /// The schema (.avsc).
+        file: PathBuf,
+    },
+    /// Check whether a schema file may become its subject's next version; exit 1 and list
+    /// every offending field when it may not.
+    Check {
+        #[command(flatten)]
+        at: RegistryArg,
+        file: PathBuf,
+    },
+    /// List the subjects.
+    List {
+        #[command(flatten)]
+        at: RegistryArg,
+    },
+    /// Show a subject's versions, or one schema (the latest, or by fingerprint).
+    Show {
+        #[command(flatten)]
+        at: RegistryArg,
+        subject: String,
+        /// A fingerprint (hex) or `latest`; without it the versions are listed.
+        fingerprint: Option<String>,
+    },
+    /// Show or set a subject's compatibility rule.
+    Compat {
+        #[command(flatten)]
+        at: RegistryArg,
+        subject: String,
+        /// BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE.
+        mode: Option<Compatibility>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RegistryArg {
+    /// The registry's location: file://DIR, s3://BUCKET/PREFIX or memory://NAME.
+    #[arg(long, env = "SILT_REGISTRY", default_value = DEFAULT_REGISTRY)]
+    pub registry: String,
+}
+
+impl RegistryArg {
+    pub fn open(&self) -> anyhow::Result<silt_registry::StoreRegistry> {
+        silt_registry::open(&self.registry, Path::new("."))
+            .with_context(|| format!("cannot open registry {}", self.registry))
+    }
+}
+
+fn read_schema(file: &Path) -> anyhow::Result<(String, Schema)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let schema = Schema::parse(&text)
+        .with_context(|| format!("{} is not a valid Avro schema", file.display()))?;
+    Ok((text, schema))
+}
+
+fn subject_of(schema: &Schema, file: &Path) -> anyhow::Result<String> {
+    match schema.full_name() {
+        Some(n) => Ok(n.to_string()),
+        None => bail!(
+            "{}: the top-level type has no name, so it has no subject",
+            file.display()
+        ),
+    }
+}
+
+pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match cmd {
+        RegistryCommand::Register { at, file } => {
+            let (text, schema) = read_schema(&file)?;
+            let subject = subject_of(&schema, &file)?;
+            let registry = at.open()?;
+            match registry.register(&subject, &text).await {
+                Ok(Registration::Created(r)) => writeln!(
+                    out,
+                    "registered {} version {} fingerprint {}",
+                    r.subject, r.version, r.fingerprint
+                )?,
+                Ok(Registration::Existing(r)) => writeln!(
+                    out,
+                    "already registered: {} version {} fingerprint {}",
+                    r.subject, r.version, r.fingerprint
+                )?,
+                Err(silt_registry::Error::Incompatible { issues, mode, .. }) => {
+                    for i in &issues {
+                        writeln!(out, "{}\t{}", i.path, i.reason)?;
+                    }
+                    bail!(
+                        "{} is not {mode} compatible with {subject}: {} offending field(s)",
+                        file.display(),
+                        issues.len()
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        RegistryCommand::Check { at, file } => {
+            let (_, schema) = read_schema(&file)?;
+            let subject = subject_of(&schema, &file)?;
+            let registry = at.open()?;
+            let mode = registry.compatibility(&subject).await?;
+            let issues = registry.check(&subject, &schema).await?;
+            if issues.is_empty() {
+                writeln!(
+                    out,
+                    "compatible: {} may become the next version of {subject} ({mode})",
+                    file.display()
+                )?;
+            } else {
+                for i in &issues {
+                    writeln!(out, "{}\t{}", i.path, i.reason)?;
+                }
+                bail!(
+                    "{} is not {mode} compatible with {subject}: {} offending field(s)",
+                    file.display(),
+                    issues.len()
+                );
+            }
+        }
+        RegistryCommand::List { at } => {
+            for s in at.open()?.subjects().await? {
+                writeln!(out, "{s}")?;
+            }
+        }
+        RegistryCommand::Show {
+            at,
+            subject,
+            fingerprint,
+        } => {
+            let registry = at.open()?;
+            match fingerprint.as_deref() {
+                None => {
+                    let mode = registry.compatibility(&subject).await?;
+                    writeln!(out, "{subject} ({mode})")?;
+                    for v in registry.versions(&subject).await? {
+                        writeln!(out, "  version {}\t{}", v.version, v.fingerprint)?;
+                    }
+                }
+                Some("latest") => {
+                    writeln!(out, "{}", pretty(registry.latest(&subject).await?.json()))?
+                }
+                Some(fp) => {
+                    let fp: Fingerprint = fp.parse()?;
+                    writeln!(
+                        out,
+                        "{}",
+                        pretty(registry.schema(&subject, &fp).await?.json())
+                    )?
+                }
+            }
+        }
+        RegistryCommand::Compat { at, subject, mode } => {
+            let registry = at.open()?;
+            if let Some(mode) = mode {
+                registry.set_compatibility(&subject, mode).await?;
+            }
+            writeln!(out, "{}", registry.compatibility(&subject).await?)?;
+        }
+    }
+    Ok(())
+}
+
+fn pretty(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| json.to_string())
+}

@@ -1,0 +1,62 @@
+//! The `silt` binary: parse arguments, set up logging, call the library, map errors to exit
+//! codes (0 success, 1 failure with a one-line reason on stderr, 2 bad usage).
+
+use clap::{Parser, Subcommand};
+use silt::cmd;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "silt",
+    version,
+    about = "silt: a streaming ELT engine (events -> stream -> Parquet lake)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Schema registry commands.
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let mut stdout = std::io::stdout();
+        match cli.command {
+            Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -1,0 +1,211 @@
+//! # silt-storage: one way from a location URL to an object store
+//!
+//! The lake, the schema registry and the checkpoints all live behind `Arc<dyn ObjectStore>`
+//! (there is no second storage abstraction); this crate only turns the URLs that job files and
+//! commands use into a store and a prefix:
+//!
+//! | URL | store |
+//! |---|---|
+//! | `file:///abs/dir`, `file://rel/dir`, a bare path | [`LocalFileSystem`] (relative paths resolve against a base folder, the job file's) |
+//! | `memory://name` | one [`InMemory`] per name for the life of the process (tests, examples) |
+//! | `s3://bucket/prefix` | S3 through `object_store`, configured from the usual `AWS_*` environment (endpoint, region, credentials), with conditional puts |
+//!
+//! ```
+//! let loc = silt_storage::open("memory://example/lake", std::path::Path::new("."))?;
+//! assert_eq!(loc.prefix.as_ref(), "lake");
+//! # Ok::<(), silt_storage::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
+
+/// Errors turning a URL into a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("invalid location `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot open `{url}`: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A store and the prefix inside it that a URL names.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The store (shared: cloning a location shares its connections).
+    pub store: Arc<dyn ObjectStore>,
+    /// Where inside the store the location starts.
+    pub prefix: ObjectPath,
+    /// The URL as resolved (relative file paths made absolute), for messages.
+    pub url: String,
+}
+
+impl Location {
+    /// A path below this location (`parts` joined with `/`).
+    pub fn child(&self, rel: &str) -> ObjectPath {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// The location of a sub-folder.
+    pub fn join(&self, rel: &str) -> Location {
+        Location {
+            store: self.store.clone(),
+            prefix: self.child(rel),
+            url: format!(
+                "{}/{}",
+                self.url.trim_end_matches('/'),
+                rel.trim_matches('/')
+            ),
+        }
+    }
+
+    /// This location's path relative to the prefix, or `None` when `path` lies outside it.
+    pub fn relative(&self, path: &ObjectPath) -> Option<String> {
+        path.prefix_match(&self.prefix).map(|parts| {
+            parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+    }
+
+    /// A local folder as a location (made if missing).
+    pub fn local(dir: &Path) -> Result<Location> {
+        open(&format!("file://{}", dir.display()), Path::new("/"))
+    }
+}
+
+fn memory_store(name: &str) -> Arc<InMemory> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    let mut stores = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    stores
+        .entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
+/// Opens a location URL. `base` is the folder that relative `file://` paths (and bare paths)
+/// resolve against: the job file's folder for job files, the working folder for commands.
+pub fn open(url: &str, base: &Path) -> Result<Location> {
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    if let Some(rest) = url.strip_prefix("memory://") {
+        let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        return Ok(Location {
+            store: memory_store(name),
+            prefix: ObjectPath::from(prefix.trim_matches('/')),
+            url: url.to_string(),
+        });
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(invalid("no bucket"));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .ok();
+        if let Some(endpoint) = endpoint {
+            builder = builder
+                .with_endpoint(&endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            builder = builder.with_region("us-east-1");
+        }
+        let store = builder.build().map_err(|source| Error::Open {
+            url: url.to_string(),
+            source,
+        })?;
+        return Ok(Location {
+            store: Arc::new(store),
+            prefix: ObjectPath::from(prefix.trim_matches('/')),
+            url: url.to_string(),
+        });
+    }
+    let path = match url.strip_prefix("file://") {
+        Some(p) => p,
+        None if url.contains("://") => {
+            return Err(invalid("unknown scheme (use file://, memory:// or s3://)"));
+        }
+        None => url,
+    };
+    if path.is_empty() {
+        return Err(invalid("empty path"));
+    }
+    let dir: PathBuf = if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        base.join(path)
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| invalid(&format!("cannot create folder {}: {e}", dir.display())))?;
+    let dir = dir.canonicalize().map_err(|e| invalid(&e.to_string()))?;
+    let store = LocalFileSystem::new_with_prefix(&dir)
+        .map_err(|source| Error::Open {
+            url: url.to_string(),
+            source,
+        })?
+        .with_automatic_cleanup(true);
+    Ok(Location {
+        store: Arc::new(store),
+        prefix: ObjectPath::default(),
+        url: format!("file://{}", dir.display()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_file_paths_resolve_against_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = open("file://sub/registry", dir.path()).unwrap();
+        assert!(dir.path().join("sub/registry").is_dir());
+        assert!(loc.url.ends_with("sub/registry"));
+        let bare = open("other", dir.path()).unwrap();
+        assert!(bare.url.ends_with("/other"));
+    }
+
+    #[test]
+    fn memory_locations_with_one_name_share_a_store() {
+        let a = open("memory://shared-test/x", Path::new(".")).unwrap();
+        let b = open("memory://shared-test/y", Path::new(".")).unwrap();
+        assert!(Arc::ptr_eq(&a.store, &b.store));
+        assert_eq!(b.prefix.as_ref(), "y");
+        assert_eq!(a.child("t/dt=1").as_ref(), "x/t/dt=1");
+    }
+
+    #[test]
+    fn unknown_schemes_are_named() {
+        let err = open("ftp://x", Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("unknown scheme"), "{err}");
+    }
+}

@@ -1,0 +1,428 @@
+//! Checking an Avro body against its writer schema, exactly and without decoding it into
+//! values, and pulling out the event's `uuid` on the way.
+//!
+//! A columnar decoder finds where a record ends only by decoding it, so a truncated body would
+//! swallow the next record and trailing bytes would show up only after the row was appended.
+//! This check runs first and decides, per record, whether the body is exactly one value of the
+//! writer schema. It allocates nothing on success.
+
+use crate::schema::{NamedKind, Primitive, Schema, Type};
+use crate::timeuuid;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+enum Node {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    Bytes,
+    String,
+    Fixed(usize),
+    Enum(u64),
+    Array(Box<Node>),
+    Map(Box<Node>),
+    Union(Vec<Node>),
+    /// Index into [`BodyCheck::records`] (so recursive records need no cycles).
+    Record(usize),
+}
+
+/// Where the top-level `uuid` field is and how it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UuidField {
+    None,
+    Fixed(usize),
+    String(usize),
+}
+
+/// A writer schema compiled for checking bodies. Build once per fingerprint, use for every
+/// record written with it.
+#[derive(Debug, Clone)]
+pub struct BodyCheck {
+    root: Node,
+    records: Vec<Vec<Node>>,
+    uuid: UuidField,
+}
+
+/// What a body check learns about a good record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedBody {
+    /// The event's id in its 16-byte form, when the schema has a top-level `uuid` field.
+    pub uuid: Option<[u8; 16]>,
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn bad(offset: usize, reason: &str) -> Error {
+    Error::BadBody {
+        offset,
+        reason: reason.to_string(),
+    }
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn varint(&mut self) -> Result<i64> {
+        let mut value: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(bad(self.pos, "truncated: ends inside a number"));
+            };
+            self.pos += 1;
+            value |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(bad(self.pos, "a number is longer than 10 bytes"));
+            }
+        }
+        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(bad(self.pos, "truncated: ends inside a value")),
+        }
+    }
+
+    #[inline]
+    fn len(&mut self) -> Result<usize> {
+        let at = self.pos;
+        let n = self.varint()?;
+        if n < 0 {
+            return Err(bad(at, "negative length"));
+        }
+        Ok(n as usize)
+    }
+}
+
+impl BodyCheck {
+    /// Compiles a schema. The top-level `uuid` field, if any, must be a 16-byte fixed or a
+    /// string.
+    pub fn new(schema: &Schema) -> Self {
+        let records = schema
+            .named()
+            .iter()
+            .map(|n| match &n.kind {
+                NamedKind::Record(fields) => {
+                    fields.iter().map(|f| compile(&f.ty, schema)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        let uuid = schema
+            .fields()
+            .iter()
+            .position(|f| f.name == "uuid")
+            .map(|i| match &schema.fields()[i].ty {
+                Type::Named(n)
+                    if matches!(
+                        schema.named_type(*n).kind,
+                        NamedKind::Fixed { size: 16, .. }
+                    ) =>
+                {
+                    UuidField::Fixed(i)
+                }
+                Type::Primitive(Primitive::String, _) => UuidField::String(i),
+                _ => UuidField::None,
+            })
+            .unwrap_or(UuidField::None);
+        BodyCheck {
+            root: compile(schema.root(), schema),
+            records,
+            uuid,
+        }
+    }
+
+    /// Whether the schema has a usable top-level `uuid` field.
+    pub fn has_uuid(&self) -> bool {
+        self.uuid != UuidField::None
+    }
+
+    /// Checks that `body` is exactly one value of the schema: no truncation, no trailing
+    /// bytes, every union branch, enum index, length and UTF-8 string valid.
+    #[inline]
+    pub fn check(&self, body: &[u8]) -> Result<CheckedBody> {
+        let mut c = Cursor { buf: body, pos: 0 };
+        let mut uuid = None;
+        match (&self.root, self.uuid) {
+            (Node::Record(r), UuidField::Fixed(k) | UuidField::String(k)) => {
+                for (i, node) in self.records[*r].iter().enumerate() {
+                    if i == k {
+                        let start = c.pos;
+                        self.skip(node, &mut c)?;
+                        let raw = &body[start..c.pos];
+                        uuid = Some(match self.uuid {
+                            UuidField::Fixed(_) => raw.try_into().expect("fixed(16)"),
+                            _ => {
+                                // Skip the length prefix: a 36-character string has a 1-byte one.
+                                let text = &raw[raw.len().saturating_sub(36)..];
+                                match (raw.len(), timeuuid::parse_ascii(text)) {
+                                    (37, Some(u)) => u,
+                                    _ => {
+                                        return Err(Error::BadUuid {
+                                            reason: format!(
+                                                "field `uuid` is not a UUID string: {:?}",
+                                                String::from_utf8_lossy(text)
+                                            ),
+                                        })
+                                    }
+                                }
+                            }
+                        });
+                    } else {
+                        self.skip(node, &mut c)?;
+                    }
+                }
+            }
+            (root, _) => self.skip(root, &mut c)?,
+        }
+        if c.pos != body.len() {
+            return Err(Error::TrailingBytes {
+                count: body.len() - c.pos,
+            });
+        }
+        Ok(CheckedBody { uuid })
+    }
+
+    fn skip(&self, node: &Node, c: &mut Cursor<'_>) -> Result<()> {
+        match node {
+            Node::Null => {}
+            Node::Boolean => {
+                let at = c.pos;
+                if c.take(1)?[0] > 1 {
+                    return Err(bad(at, "a boolean must be 0 or 1"));
+                }
+            }
+            Node::Int => {
+                let at = c.pos;
+                let v = c.varint()?;
+                if i32::try_from(v).is_err() {
+                    return Err(bad(at, "an int is out of range"));
+                }
+            }
+            Node::Long => {
+                c.varint()?;
+            }
+            Node::Float => {
+                c.take(4)?;
+            }
+            Node::Double => {
+                c.take(8)?;
+            }
+            Node::Bytes => {
+                let n = c.len()?;
+                c.take(n)?;
+            }
+            Node::String => {
+                let n = c.len()?;
+                let at = c.pos;
+                if std::str::from_utf8(c.take(n)?).is_err() {
+                    return Err(bad(at, "a string is not valid UTF-8"));
+                }
+            }
+            Node::Fixed(n) => {
+                c.take(*n)?;
+            }
+            Node::Enum(count) => {
+                let at = c.pos;
+                let i = c.varint()?;
+                if i < 0 || i as u64 >= *count {
+                    return Err(bad(at, "enum index out of range"));
+                }
+            }
+            Node::Union(branches) => {
+                let at = c.pos;
+                let i = c.varint()?;
+                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
+                    Some(b) => self.skip(b, c)?,
+                    None => return Err(bad(at, "union branch index out of range")),
+                }
+            }
+            Node::Array(items) => self.skip_blocks(c, |c| self.skip(items, c))?,
+            Node::Map(values) => self.skip_blocks(c, |c| {
+                self.skip(&Node::String, c)?;
+                self.skip(values, c)
+            })?,
+            Node::Record(r) => {
+                for f in &self.records[*r] {
+                    self.skip(f, c)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_blocks(
+        &self,
+        c: &mut Cursor<'_>,
+        mut item: impl FnMut(&mut Cursor<'_>) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            let at = c.pos;
+            let mut count = c.varint()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                count = count
+                    .checked_neg()
+                    .ok_or_else(|| bad(at, "bad block count"))?;
+                c.len()?; // block size in bytes
+            }
+            // Zero-width items (null, empty records) could make a tiny body claim billions of
+            // items; no real event has more items than bytes in its body.
+            if count as u64 > c.buf.len() as u64 {
+                return Err(bad(at, "block count larger than the body"));
+            }
+            for _ in 0..count {
+                item(c)?;
+            }
+        }
+    }
+}
+
+fn compile(ty: &Type, schema: &Schema) -> Node {
+    match ty {
+        Type::Primitive(p, _) => match p {
+            Primitive::Null => Node::Null,
+            Primitive::Boolean => Node::Boolean,
+            Primitive::Int => Node::Int,
+            Primitive::Long => Node::Long,
+            Primitive::Float => Node::Float,
+            Primitive::Double => Node::Double,
+            Primitive::Bytes => Node::Bytes,
+            Primitive::String => Node::String,
+        },
+        Type::Array(items) => Node::Array(Box::new(compile(items, schema))),
+        Type::Map(values) => Node::Map(Box::new(compile(values, schema))),
+        Type::Union(b) => Node::Union(b.iter().map(|t| compile(t, schema)).collect()),
+        Type::Named(i) => match &schema.named_type(*i).kind {
+            NamedKind::Record(_) => Node::Record(*i),
+            NamedKind::Enum { symbols, .. } => Node::Enum(symbols.len() as u64),
+            NamedKind::Fixed { size, .. } => Node::Fixed(*size),
+        },
+    }
+}
+
+/// Minimal Avro binary writers, for producers of test and demo events.
+pub mod encode {
+    /// Appends a zig-zag varint `long` (also used for `int`, lengths and indexes).
+    #[inline]
+    pub fn long(v: i64, out: &mut Vec<u8>) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+
+    /// Appends `bytes` or `string`: length then content.
+    #[inline]
+    pub fn bytes(v: &[u8], out: &mut Vec<u8>) {
+        long(v.len() as i64, out);
+        out.extend_from_slice(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"E","namespace":"t","fields":[
+        {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
+        {"name":"n","type":"int"},
+        {"name":"tags","type":{"type":"array","items":"string"}},
+        {"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B"]}},
+        {"name":"opt","type":["null","double"]}]}"#;
+
+    fn good() -> Vec<u8> {
+        let mut b = vec![0x11; 16];
+        b[6] = 0x11; // version 1
+        encode::long(5, &mut b);
+        encode::long(2, &mut b);
+        encode::bytes(b"x", &mut b);
+        encode::bytes(b"yz", &mut b);
+        encode::long(0, &mut b);
+        encode::long(1, &mut b);
+        encode::long(1, &mut b);
+        b.extend_from_slice(&1.5f64.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn accepts_exact_body_and_extracts_uuid() {
+        let check = BodyCheck::new(&Schema::parse(SCHEMA).unwrap());
+        let body = good();
+        assert_eq!(check.check(&body).unwrap().uuid.unwrap()[0], 0x11);
+    }
+
+    #[test]
+    fn every_truncation_and_any_trailing_byte_is_rejected() {
+        let check = BodyCheck::new(&Schema::parse(SCHEMA).unwrap());
+        let body = good();
+        for n in 0..body.len() {
+            assert!(
+                check.check(&body[..n]).is_err(),
+                "prefix of {n} bytes accepted"
+            );
+        }
+        let mut long = body.clone();
+        long.push(0);
+        assert!(matches!(
+            check.check(&long),
+            Err(Error::TrailingBytes { count: 1 })
+        ));
+    }
+
+    #[test]
+    fn bad_union_enum_and_utf8_are_named() {
+        let check = BodyCheck::new(&Schema::parse(SCHEMA).unwrap());
+        let mut b = good();
+        let n = b.len();
+        b[n - 9] = 4; // union index 2
+        assert!(check
+            .check(&b)
+            .unwrap_err()
+            .to_string()
+            .contains("union branch index"));
+        let mut b = good();
+        b[19] = 0xff; // the first tag's only byte: invalid UTF-8
+        assert!(check.check(&b).unwrap_err().to_string().contains("UTF-8"));
+    }
+
+    #[test]
+    fn string_uuid_is_parsed() {
+        let s = Schema::parse(
+            r#"{"type":"record","name":"S","fields":[{"name":"uuid","type":{"type":"string","logicalType":"uuid"}}]}"#,
+        )
+        .unwrap();
+        let check = BodyCheck::new(&s);
+        let mut b = Vec::new();
+        encode::bytes(b"165c0cf3-ca4a-11f0-bb9a-0242ac110002", &mut b);
+        let id = check.check(&b).unwrap().uuid.unwrap();
+        assert_eq!(
+            crate::timeuuid::to_string(&id),
+            "165c0cf3-ca4a-11f0-bb9a-0242ac110002"
+        );
+        let mut b = Vec::new();
+        encode::bytes(b"not-a-uuid", &mut b);
+        assert!(matches!(check.check(&b), Err(Error::BadUuid { .. })));
+    }
+}

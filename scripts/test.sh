@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every silt test: installs and starts the local AWS stand-ins (moto for S3, kinesalite
+# for Kinesis) on 127.0.0.1, runs the whole workspace's tests, and stops the stand-ins
+# whatever happens. Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/silt-target}
+cache=${SILT_STANDINS_DIR:-$HOME/.cache/silt-standins}
+mkdir -p "$cache"
+logs=$(mktemp -d)
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  sleep 0.5
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_for() { # name url tries
+  for _ in $(seq 1 "$3"); do
+    if curl -s -o /dev/null "$2"; then return 0; fi
+    sleep 0.2
+  done
+  echo "error: $1 did not answer at $2; its log:" >&2
+  cat "$logs/$1.log" >&2 || true
+  exit 1
+}
+
+echo "== installing stand-ins into $cache"
+if [ ! -x "$cache/venv/bin/moto_server" ]; then
+  python3 -m venv "$cache/venv"
+  "$cache/venv/bin/pip" install --quiet 'moto[s3]==5.2.5' flask flask-cors
+fi
+if [ ! -d "$cache/node/node_modules/kinesalite" ] || ! cmp -s scripts/stand-ins/package.json "$cache/node/package.json"; then
+  mkdir -p "$cache/node"
+  cp scripts/stand-ins/package.json "$cache/node/package.json"
+  (cd "$cache/node" && npm install --silent --no-audit --no-fund >/dev/null)
+fi
+cp scripts/stand-ins/kinesalite.js "$cache/node/kinesalite.js"
+
+s3_port=$(free_port)
+kinesis_port=$(free_port)
+echo "== starting moto (S3) on 127.0.0.1:$s3_port and kinesalite (Kinesis) on 127.0.0.1:$kinesis_port"
+"$cache/venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$logs/moto.log" 2>&1 &
+pids+=($!)
+(cd "$cache/node" && exec node kinesalite.js "$kinesis_port") >"$logs/kinesalite.log" 2>&1 &
+pids+=($!)
+wait_for moto "http://127.0.0.1:$s3_port/moto-api/" 150
+wait_for kinesalite "http://127.0.0.1:$kinesis_port/" 150
+
+export SILT_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export SILT_KINESIS_ENDPOINT="http://127.0.0.1:$kinesis_port"
+export SILT_REQUIRE_STAND_INS=1
+export SILT_TESTDATA=${SILT_TESTDATA:-$root/../shared/testdata}
+
+echo "== building"
+cargo build --workspace --all-targets
+echo "== testing"
+cargo test --workspace "$@"
