@@ -44,12 +44,25 @@ async fn file_stream_torn_frame_is_not_yet_written() {
         .open(dir.path().join("t/shard-000000.log"))
         .unwrap();
     f.write_all(&[0, 0, 0, 9, 0, 0]).unwrap();
-    let c = s.read("shard-000000", &StartAt::Earliest, ReadLimit::default()).await.unwrap();
+    let c = s
+        .read("shard-000000", &StartAt::Earliest, ReadLimit::default())
+        .await
+        .unwrap();
     assert_eq!(c.records.len(), 1);
     assert!(c.caught_up);
     // The writer finishes the frame: it is read from where the reader stopped.
-    f.write_all(&[0, 0, 0, 0, 0, 1, b'a', b'b', b'c', b'd', b'e', b'f', b'g', b'h', b'i']).unwrap();
-    let c2 = s.read("shard-000000", c.next.as_ref().unwrap(), ReadLimit::default()).await.unwrap();
+    f.write_all(&[
+        0, 0, 0, 0, 0, 1, b'a', b'b', b'c', b'd', b'e', b'f', b'g', b'h', b'i',
+    ])
+    .unwrap();
+    let c2 = s
+        .read(
+            "shard-000000",
+            c.next.as_ref().unwrap(),
+            ReadLimit::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(c2.records.len(), 1);
     assert_eq!(c2.payload(0), b"abcdefghi");
     assert_eq!(c2.records[0].arrival_ms, 1);

@@ -13,7 +13,9 @@ use silt_wire::Framing;
 fn testdata() -> PathBuf {
     std::env::var_os("SILT_TESTDATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
+        })
         .join("clickstream-small")
 }
 
@@ -29,26 +31,36 @@ async fn every_testdata_record_checks_and_decodes() {
     }
     let reader = registry.latest(SUBJECT).await.unwrap();
     let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut decoder = EventDecoder::new(registry, reader, Framing::Envelope, "clickstream-small").unwrap();
+    let mut decoder =
+        EventDecoder::new(registry, reader, Framing::Envelope, "clickstream-small").unwrap();
 
     let stream = FileStream::open(dir.join("stream")).unwrap();
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut shard_names: Vec<String> = Vec::new();
     for shard in stream.shards().await.unwrap() {
-        let c = stream.read(&shard.id, &StartAt::Earliest, ReadLimit::default()).await.unwrap();
+        let c = stream
+            .read(&shard.id, &StartAt::Earliest, ReadLimit::default())
+            .await
+            .unwrap();
         assert!(c.caught_up);
         chunks.push(c);
         shard_names.push(shard.id);
     }
     let shards: Vec<&str> = shard_names.iter().map(|s| s.as_str()).collect();
     let (mut good, mut rejected) = (Vec::new(), Vec::new());
-    decoder.check(&chunks, &shards, &mut good, &mut rejected).await.unwrap();
+    decoder
+        .check(&chunks, &shards, &mut good, &mut rejected)
+        .await
+        .unwrap();
 
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let events = expected["events"].as_object().unwrap();
     assert_eq!(good.len(), 420, "400 distinct events and 20 repeats");
-    assert_eq!(events.len() + expected["duplicates"].as_u64().unwrap() as usize, 420);
+    assert_eq!(
+        events.len() + expected["duplicates"].as_u64().unwrap() as usize,
+        420
+    );
     assert_eq!(rejected.len(), 18);
 
     // Three of each kind of bad record; short and empty records are both "too short".
@@ -63,7 +75,12 @@ async fn every_testdata_record_checks_and_decodes() {
             "trailing_bytes" => "trailing bytes after the record",
             other => panic!("unexpected rejection {other}: {}", r.reason),
         };
-        assert!(r.reason.contains(expected_words), "{}: {}", r.code, r.reason);
+        assert!(
+            r.reason.contains(expected_words),
+            "{}: {}",
+            r.code,
+            r.reason
+        );
     }
     let want: HashMap<&str, usize> = [
         ("too_short", 6),
@@ -75,7 +92,11 @@ async fn every_testdata_record_checks_and_decodes() {
     .into_iter()
     .collect();
     assert_eq!(codes, want);
-    assert_eq!(rejected.iter().filter(|r| r.raw.is_empty()).count(), 3, "three empty records");
+    assert_eq!(
+        rejected.iter().filter(|r| r.raw.is_empty()).count(),
+        3,
+        "three empty records"
+    );
 
     // Decode every good record (repeats included) and compare with expected.json.
     let batch = decoder.decode(&chunks, &shards, &good).unwrap().unwrap();
@@ -89,11 +110,16 @@ async fn every_testdata_record_checks_and_decodes() {
     let sale = sale.as_any().downcast_ref::<Int64Array>().unwrap();
     let channel = col("channel");
     let channel = channel.as_any().downcast_ref::<StringArray>().unwrap();
-    let event_time = arrow::compute::cast(&col("_event_time"), &arrow::datatypes::DataType::Int64).unwrap();
+    let event_time =
+        arrow::compute::cast(&col("_event_time"), &arrow::datatypes::DataType::Int64).unwrap();
     let event_time = event_time.as_any().downcast_ref::<Int64Array>().unwrap();
     for i in 0..batch.num_rows() {
         let e = &events[uuid.value(i)];
-        assert_eq!(product.value(i), e["productId"].as_i64().unwrap(), "row {i}");
+        assert_eq!(
+            product.value(i),
+            e["productId"].as_i64().unwrap(),
+            "row {i}"
+        );
         assert_eq!(sale.is_null(i), e["saleId"].is_null(), "row {i}");
         if !sale.is_null(i) {
             assert_eq!(sale.value(i), e["saleId"].as_i64().unwrap());
@@ -102,14 +128,26 @@ async fn every_testdata_record_checks_and_decodes() {
         if !channel.is_null(i) {
             assert_eq!(channel.value(i), e["channel"].as_str().unwrap());
         }
-        assert_eq!(event_time.value(i) / 1000, e["event_ms"].as_i64().unwrap(), "row {i}");
+        assert_eq!(
+            event_time.value(i) / 1000,
+            e["event_ms"].as_i64().unwrap(),
+            "row {i}"
+        );
     }
     let fps: std::collections::HashSet<&str> = {
         let c = batch.column(batch.schema().index_of("_fingerprint").unwrap());
         let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-        (0..c.len()).map(|i| c.value(i)).collect::<Vec<_>>().into_iter().collect()
+        (0..c.len())
+            .map(|i| c.value(i))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
     };
-    let want_fps: std::collections::HashSet<&str> =
-        expected["fingerprints"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+    let want_fps: std::collections::HashSet<&str> = expected["fingerprints"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(fps, want_fps, "both writer versions land in one table");
 }

@@ -1,1 +1,66 @@
+//! # silt-lake-writer: Hive-partitioned Parquet, committed whole and exactly once
+//!
+//! The last room of the pipeline. [`write_table`] turns a micro-batch's record batches into
+//! zstd Parquet files under `TABLE/dt=.../hr=.../`, through `object_store` (one code path for
+//! `file://`, `memory://` and `s3://`). [`CommitLog`] makes a micro-batch visible whole and
+//! exactly once; its module docs write the protocol down. [`LakeSnapshot`] is what silt's
+//! readers see: the committed files and nothing else.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use arrow::array::{Int64Array, RecordBatch, StringArray};
+//! use silt_lake_writer::{write_table, WriterOptions};
+//!
+//! let lake = silt_storage::open("memory://doc-lake", std::path::Path::new("."))?;
+//! let batch = RecordBatch::try_from_iter([
+//!     ("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as _),
+//!     ("dt", Arc::new(StringArray::from(vec!["2025-11-25", "2025-11-26", "2025-11-26"])) as _),
+//! ]).unwrap();
+//! let files = write_table(&lake.join("t"), 0, &[batch], &["dt".to_string()], &WriterOptions::default()).await?;
+//! assert_eq!(files[1].path, "dt=2025-11-26/part-0000000000-0000.parquet");
+//! assert_eq!(files[1].rows, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
 
+mod log;
+mod partition;
+mod snapshot;
+mod write;
+
+pub use log::{vacuum, Commit, CommitLog, Intent, TableState};
+pub use partition::{file_schema, hive_path, split, PartitionBatch};
+pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
+pub use write::{batch_of, file_name, write_table, Codec, DataFile, WriterOptions};
+
+/// Errors of writing and committing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another run of the job committed this batch first.
+    #[error("another run of job `{job}` committed micro-batch {batch} first: is a second `silt run` of this job running? This run stops without committing")]
+    Conflict { job: String, batch: u64 },
+    #[error("partition column `{column}` is not among the columns ({})", columns.join(", "))]
+    MissingPartitionColumn {
+        column: String,
+        columns: Vec<String>,
+    },
+    #[error("{path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("corrupt {path}: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error(transparent)]
+    Location(#[from] silt_storage::Error),
+    #[error(transparent)]
+    Arrow(arrow::error::ArrowError),
+    #[error(transparent)]
+    Parquet(parquet::errors::ParquetError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -17,6 +17,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run everything embedded: registry, file stream, synthetic events, a job, queries.
+    Demo(cmd::demo::DemoArgs),
+    /// Run a job: everything available now (or, with --follow, keep going).
+    Run(cmd::run::RunArgs),
+    /// Run one SQL statement over the lake's committed tables.
+    Query(cmd::query::QueryArgs),
     /// Schema registry commands.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
@@ -44,6 +50,9 @@ fn main() {
     let result = runtime.block_on(async move {
         let mut stdout = std::io::stdout();
         match cli.command {
+            Command::Demo(a) => cmd::demo::run(a, &mut stdout).await,
+            Command::Run(a) => cmd::run::run(a, &mut stdout).await,
+            Command::Query(a) => cmd::query::run(a, &mut stdout).await,
             Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
         }
     });

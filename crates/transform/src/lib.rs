@@ -1,1 +1,199 @@
+//! # silt-transform: the shared SQL path
+//!
+//! The stream job and the backfill run a job's transforms through these functions and no
+//! other, so that a stream run and a backfill of the same raw data give the same tables.
+//!
+//! A transform is DataFusion SQL over a table `events` (the raw table's columns, partition
+//! columns included). Two modes:
+//! * [`Mode::Rows`]: run on each micro-batch (filters, projections, row-wise functions, joins
+//!   with small reference tables). Aggregates and windows are refused ([`check_rows_mode`]):
+//!   over a micro-batch they would give a different answer than over the whole data;
+//! * [`Mode::Partitions`]: recomputed over whole raw partitions (aggregates, windows,
+//!   sessionization), replacing the output partitions they feed.
+//!
+//! Execution is single-partitioned ([`session`]) so that the same input gives the same rows
+//! in the same order, and a rerun of a micro-batch writes the same files.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use arrow::array::{Int64Array, RecordBatch};
+//! use silt_transform::{run_on_batches, Transform, Mode};
+//!
+//! let events = RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
+//! let t = Transform::new("big", "SELECT n FROM events WHERE n > 1", Mode::Rows);
+//! let out = run_on_batches(&t, events.schema(), vec![events]).await?;
+//! assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+//! # Ok::<(), silt_transform::Error>(()) }).unwrap();
+//! ```
 
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectStore;
+
+/// Errors of transforms.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The SQL is not accepted in this mode; the message says what to do.
+    #[error("transform `{name}`: {reason}")]
+    Refused { name: String, reason: String },
+    #[error("transform `{name}`: {source}")]
+    Sql {
+        name: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a transform is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Rows,
+    Partitions,
+}
+
+/// A named SQL transform.
+#[derive(Debug, Clone)]
+pub struct Transform {
+    /// The output table's name.
+    pub name: String,
+    pub sql: String,
+    pub mode: Mode,
+}
+
+impl Transform {
+    pub fn new(name: impl Into<String>, sql: impl Into<String>, mode: Mode) -> Self {
+        Self {
+            name: name.into(),
+            sql: sql.into(),
+            mode,
+        }
+    }
+}
+
+/// A DataFusion session as transforms and queries use it: one partition (deterministic
+/// order), identifiers as written.
+pub fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_information_schema(true)
+        .with_batch_size(8192);
+    SessionContext::new_with_config(config)
+}
+
+fn contains_aggregate_or_window(plan: &LogicalPlan) -> Option<&'static str> {
+    let mut found = None;
+    let _ = plan.apply(|node| {
+        found = match node {
+            LogicalPlan::Aggregate(_) => Some("an aggregate (GROUP BY, count, sum...)"),
+            LogicalPlan::Window(_) => Some("a window function (OVER ...)"),
+            LogicalPlan::Distinct(_) => Some("DISTINCT"),
+            _ => None,
+        };
+        Ok(if found.is_some() {
+            datafusion::common::tree_node::TreeNodeRecursion::Stop
+        } else {
+            datafusion::common::tree_node::TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Refuses a `rows` transform whose plan aggregates or windows: over one micro-batch it
+/// would not give the answer it gives over the whole data.
+pub fn check_rows_mode(t: &Transform, plan: &LogicalPlan) -> Result<()> {
+    if t.mode == Mode::Rows {
+        if let Some(what) = contains_aggregate_or_window(plan) {
+            return Err(Error::Refused {
+                name: t.name.clone(),
+                reason: format!(
+                    "uses {what}, which over one micro-batch would not give the same answer as over all the data; set mode = \"partitions\" so it is recomputed over whole partitions"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Plans a transform against a session that has `events` registered, checking its mode.
+pub async fn plan(ctx: &SessionContext, t: &Transform) -> Result<datafusion::dataframe::DataFrame> {
+    let df = ctx.sql(&t.sql).await.map_err(|source| Error::Sql {
+        name: t.name.clone(),
+        source,
+    })?;
+    check_rows_mode(t, df.logical_plan())?;
+    Ok(df)
+}
+
+/// Runs a transform over in-memory batches (a micro-batch in `rows` mode).
+pub async fn run_on_batches(
+    t: &Transform,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let ctx = session();
+    let table = MemTable::try_new(schema, vec![batches])?;
+    ctx.register_table("events", Arc::new(table))?;
+    run(&ctx, t).await
+}
+
+/// Runs a transform in a session where `events` (and any reference tables) are registered.
+pub async fn run(ctx: &SessionContext, t: &Transform) -> Result<Vec<RecordBatch>> {
+    let df = plan(ctx, t).await?;
+    df.collect().await.map_err(|source| Error::Sql {
+        name: t.name.clone(),
+        source,
+    })
+}
+
+/// Registers a lake table as a Hive-partitioned Parquet listing table read through `store`
+/// (a lake snapshot, so only committed files are seen). `url` is the table's folder under a
+/// URL whose scheme and host the store is registered for; `schema` is the files' schema
+/// (without partition columns), or `None` to infer it from the files.
+pub async fn register_parquet_table(
+    ctx: &SessionContext,
+    name: &str,
+    store_url: &url::Url,
+    store: Arc<dyn ObjectStore>,
+    table_path: &str,
+    partition_by: &[String],
+    schema: Option<SchemaRef>,
+) -> Result<()> {
+    ctx.register_object_store(store_url, store);
+    let url = ListingTableUrl::parse(format!(
+        "{}{}/",
+        store_url.as_str().trim_end_matches('/').to_string() + "/",
+        table_path.trim_matches('/')
+    ))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            partition_by
+                .iter()
+                .map(|p| (p.clone(), DataType::Utf8))
+                .collect(),
+        );
+    let config = ListingTableConfig::new(url).with_listing_options(options);
+    let config = match schema {
+        Some(s) => config.with_schema(s),
+        None => config.infer_schema(&ctx.state()).await?,
+    };
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}

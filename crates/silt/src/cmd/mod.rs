@@ -1,3 +1,6 @@
 //! The command line's subcommands, each a library function the binary calls.
 
+pub mod demo;
+pub mod query;
 pub mod registry;
+pub mod run;

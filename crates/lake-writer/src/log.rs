@@ -1,0 +1,358 @@
+//! The commit log: how a micro-batch becomes visible whole, exactly once.
+//!
+//! A job's checkpoint folder holds:
+//!
+//! ```text
+//! intents/{batch:010}.json   what the batch will read (written before any data file)
+//! dedup/{batch:010}.bin      the dedup index after the batch
+//! commits/{batch:010}.json   the commit: source positions, dedup snapshot, and the full list
+//!                            of live files of every table the job writes
+//! ```
+//!
+//! # The protocol, in the order it writes
+//!
+//! 1. Read the latest commit `N` (none: batch 0 starts from the job's `start`).
+//! 2. Plan batch `N+1`: if `intents/N+1` exists, a run died (or is running) after planning
+//!    it: adopt that plan unchanged. Otherwise read the source, and write the plan (each
+//!    shard's first and last position) with a create-only put; if that put finds an intent
+//!    already there, adopt it instead.
+//! 3. Write the data files of every table. Names are deterministic (`part-{batch}-{n}`) and
+//!    their content is a function of the plan, the dedup state of commit `N` and the live
+//!    files of commit `N`; so a rerun of the plan overwrites the same names with the same
+//!    bytes, and a plain directory reader never sees a row twice. Puts are atomic, so no
+//!    reader sees a partly written file.
+//! 4. Write the dedup snapshot for `N+1` (deterministic too).
+//! 5. Create `commits/N+1` with a create-only put: this is the commit point. Readers that go
+//!    through silt see the tables as the latest commit lists them, so a batch appears whole
+//!    or not at all. Of two runs of one job, only one can create `commits/N+1`; the other
+//!    gets [`Error::Conflict`] and stops.
+//! 6. Vacuum: delete files of batches `<= N+1` that the commit does not list (files replaced
+//!    by a `partitions` transform, and leftovers), and old log entries.
+//!
+//! Why a rerun converges: every step before 5 is idempotent and deterministic given the
+//! plan; step 5 happens once; step 6 only deletes what no commit at or after `N+1` lists.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use silt_storage::Location;
+
+use crate::write::DataFile;
+use crate::{Error, Result};
+
+/// A planned micro-batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub batch: u64,
+    /// Who planned it (for messages).
+    pub run_id: String,
+    /// The job's plan: what to read (opaque to the log).
+    pub plan: serde_json::Value,
+}
+
+/// A table's state after a commit.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TableState {
+    pub partition_by: Vec<String>,
+    /// Every live file of the table.
+    pub files: Vec<DataFile>,
+}
+
+/// A committed micro-batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    pub job: String,
+    pub batch: u64,
+    pub committed_at_ms: i64,
+    /// Where the source continues (opaque to the log).
+    pub source: serde_json::Value,
+    /// Name of the dedup snapshot (below `dedup/`).
+    pub dedup: Option<String>,
+    pub tables: BTreeMap<String, TableState>,
+    /// Counters of this batch (opaque to the log).
+    pub stats: serde_json::Value,
+}
+
+/// A job's commit log in its checkpoint location.
+#[derive(Debug, Clone)]
+pub struct CommitLog {
+    loc: Location,
+}
+
+fn name(batch: u64, ext: &str) -> String {
+    format!("{batch:010}.{ext}")
+}
+
+impl CommitLog {
+    pub fn new(loc: Location) -> Self {
+        Self { loc }
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.loc
+    }
+
+    async fn get(&self, path: &Path) -> Result<Option<Bytes>> {
+        match self.loc.store.get(path).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|source| Error::Store {
+                path: path.to_string(),
+                source,
+            })?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(Error::Store {
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn create(&self, path: &Path, body: Vec<u8>) -> Result<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .loc
+            .store
+            .put_opts(path, PutPayload::from(body), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(source) => Err(Error::Store {
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn batches(&self, dir: &str) -> Result<Vec<u64>> {
+        let prefix = self.loc.child(dir);
+        let objects: Vec<_> = self
+            .loc
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                path: prefix.to_string(),
+                source,
+            })?;
+        let mut v: Vec<u64> = objects
+            .iter()
+            .filter_map(|o| o.location.filename()?.split('.').next()?.parse().ok())
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The latest commit, if any.
+    pub async fn latest(&self) -> Result<Option<Commit>> {
+        let Some(&last) = self.batches("commits").await?.last() else {
+            return Ok(None);
+        };
+        self.commit(last).await
+    }
+
+    /// A commit by batch number.
+    pub async fn commit(&self, batch: u64) -> Result<Option<Commit>> {
+        let path = self.loc.child(&format!("commits/{}", name(batch, "json")));
+        match self.get(&path).await? {
+            Some(b) => Ok(Some(Self::parse(&path, &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The intent for a batch, if one was written.
+    pub async fn intent(&self, batch: u64) -> Result<Option<Intent>> {
+        let path = self.loc.child(&format!("intents/{}", name(batch, "json")));
+        match self.get(&path).await? {
+            Some(b) => Ok(Some(Self::parse(&path, &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes an intent unless one exists; returns the intent that stands (ours or the
+    /// earlier one).
+    pub async fn propose(&self, intent: Intent) -> Result<Intent> {
+        let path = self
+            .loc
+            .child(&format!("intents/{}", name(intent.batch, "json")));
+        if self
+            .create(
+                &path,
+                serde_json::to_vec_pretty(&intent).expect("serialises"),
+            )
+            .await?
+        {
+            return Ok(intent);
+        }
+        self.intent(intent.batch)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                path: path.to_string(),
+                reason: "exists but cannot be read".into(),
+            })
+    }
+
+    /// Writes a blob (the dedup snapshot) for a batch; returns its name.
+    pub async fn put_dedup(&self, batch: u64, bytes: Vec<u8>) -> Result<String> {
+        let n = name(batch, "bin");
+        let path = self.loc.child(&format!("dedup/{n}"));
+        self.loc
+            .store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::Store {
+                path: path.to_string(),
+                source,
+            })?;
+        Ok(n)
+    }
+
+    /// Reads a dedup snapshot by name.
+    pub async fn get_dedup(&self, n: &str) -> Result<Bytes> {
+        let path = self.loc.child(&format!("dedup/{n}"));
+        self.get(&path).await?.ok_or_else(|| Error::Corrupt {
+            path: path.to_string(),
+            reason: "the commit names a dedup snapshot that is missing".into(),
+        })
+    }
+
+    /// The commit point: creates `commits/{batch}` or fails with [`Error::Conflict`] when
+    /// another run created it first.
+    pub async fn commit_batch(&self, commit: &Commit) -> Result<()> {
+        let path = self
+            .loc
+            .child(&format!("commits/{}", name(commit.batch, "json")));
+        if self
+            .create(
+                &path,
+                serde_json::to_vec_pretty(commit).expect("serialises"),
+            )
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::Conflict {
+                job: commit.job.clone(),
+                batch: commit.batch,
+            })
+        }
+    }
+
+    /// Deletes log entries older than the last `keep` commits.
+    pub async fn prune(&self, keep: usize) -> Result<()> {
+        let commits = self.batches("commits").await?;
+        if commits.len() <= keep {
+            return Ok(());
+        }
+        let horizon = commits[commits.len() - keep];
+        for (dir, ext) in [("commits", "json"), ("intents", "json"), ("dedup", "bin")] {
+            for b in self.batches(dir).await? {
+                if b < horizon {
+                    let path = self.loc.child(&format!("{dir}/{}", name(b, ext)));
+                    match self.loc.store.delete(&path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(source) => {
+                            return Err(Error::Store {
+                                path: path.to_string(),
+                                source,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deletes files of `table` that no commit lists any more: data files of batches up to
+/// `max_batch` that are not in `live`, and, with `staging`, half-written temporary files
+/// that a killed writer left (local disk writes through a temporary name). Files of later
+/// batches belong to a batch in flight and are left alone. Returns how many were deleted.
+pub async fn vacuum(
+    table: &Location,
+    live: &std::collections::HashSet<&str>,
+    max_batch: u64,
+    staging: bool,
+) -> Result<usize> {
+    let objects: Vec<_> = table
+        .store
+        .list(Some(&table.prefix))
+        .try_collect()
+        .await
+        .map_err(|source| Error::Store {
+            path: table.prefix.to_string(),
+            source,
+        })?;
+    let mut deleted = 0;
+    for o in objects {
+        let Some(rel) = table.relative(&o.location) else {
+            continue;
+        };
+        let name = rel.rsplit('/').next().unwrap_or("");
+        let doomed = if name.ends_with(".parquet") {
+            crate::write::batch_of(&rel).is_some_and(|b| b <= max_batch)
+                && !live.contains(rel.as_str())
+        } else {
+            false
+        };
+        if doomed {
+            tracing::debug!(file = %o.location, "vacuum");
+            match table.store.delete(&o.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(source) => {
+                    return Err(Error::Store {
+                        path: o.location.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    if staging {
+        if let Some(dir) = table.url.strip_prefix("file://") {
+            deleted += remove_staging_files(std::path::Path::new(dir));
+        }
+    }
+    Ok(deleted)
+}
+
+/// Local disk writes go through `{name}#{n}` and a rename; a killed writer leaves that file,
+/// which object store listings hide but a directory reader (Spark) would trip over.
+fn remove_staging_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += remove_staging_files(&p);
+        } else if p
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.split_once(".parquet#"))
+            .is_some_and(|(_, suffix)| {
+                !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+            })
+            && std::fs::remove_file(&p).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}

@@ -1,0 +1,248 @@
+//! What silt's readers see: the committed files of each table, and nothing else.
+//!
+//! Each job registers its tables in the lake (`_silt/tables/{table}.json`, naming the job's
+//! checkpoint location). [`LakeSnapshot::load`] reads the latest commit of each and
+//! [`SnapshotStore`] serves exactly the listed files as a read-only object store, so that any
+//! reader built on object store listings (DataFusion's listing tables, with Hive partition
+//! pruning) sees whole micro-batches only, never a file of a batch in flight or one a
+//! `partitions` transform has replaced.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use serde::{Deserialize, Serialize};
+use silt_storage::Location;
+
+use crate::log::{CommitLog, TableState};
+use crate::{Error, Result};
+
+/// A table's entry in the lake's catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableEntry {
+    pub table: String,
+    pub job: String,
+    /// The job's checkpoint location (an absolute URL).
+    pub checkpoint: String,
+}
+
+/// Registers a table as written by a job (idempotent; a later job taking the table over
+/// replaces the entry).
+pub async fn register_table(lake: &Location, entry: &TableEntry) -> Result<()> {
+    let path = lake.child(&format!("_silt/tables/{}.json", entry.table));
+    let body = serde_json::to_vec_pretty(entry).expect("serialises");
+    if let Ok(r) = lake.store.get(&path).await {
+        if r.bytes().await.ok().as_deref() == Some(body.as_slice()) {
+            return Ok(());
+        }
+    }
+    lake.store
+        .put(&path, PutPayload::from(body))
+        .await
+        .map_err(|source| Error::Store {
+            path: path.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// The committed state of every table of a lake.
+#[derive(Debug, Clone)]
+pub struct LakeSnapshot {
+    pub lake: Location,
+    pub tables: BTreeMap<String, (TableState, i64)>,
+}
+
+impl LakeSnapshot {
+    /// Reads the catalog and each job's latest commit.
+    pub async fn load(lake: &Location) -> Result<Self> {
+        let prefix = lake.child("_silt/tables");
+        let objects: Vec<_> =
+            lake.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| Error::Store {
+                    path: prefix.to_string(),
+                    source,
+                })?;
+        let mut logs: BTreeMap<String, CommitLog> = BTreeMap::new();
+        let mut tables = BTreeMap::new();
+        for o in objects {
+            let store_err = |source| Error::Store {
+                path: o.location.to_string(),
+                source,
+            };
+            let bytes = lake
+                .store
+                .get(&o.location)
+                .await
+                .map_err(store_err)?
+                .bytes()
+                .await
+                .map_err(store_err)?;
+            let entry: TableEntry = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path: o.location.to_string(),
+                reason: e.to_string(),
+            })?;
+            if !logs.contains_key(&entry.checkpoint) {
+                let loc = silt_storage::open(&entry.checkpoint, std::path::Path::new("/"))?;
+                logs.insert(entry.checkpoint.clone(), CommitLog::new(loc));
+            }
+            if let Some(commit) = logs[&entry.checkpoint].latest().await? {
+                if let Some(state) = commit.tables.get(&entry.table) {
+                    tables.insert(entry.table.clone(), (state.clone(), commit.committed_at_ms));
+                }
+            }
+        }
+        Ok(Self {
+            lake: lake.clone(),
+            tables,
+        })
+    }
+
+    /// A read-only store holding exactly the committed files of every table, at the same
+    /// paths as in the lake's store.
+    pub fn store(&self) -> Arc<SnapshotStore> {
+        let mut files = BTreeMap::new();
+        for (table, (state, at)) in &self.tables {
+            let modified = Utc.timestamp_millis_opt(*at).single().unwrap_or_default();
+            for f in &state.files {
+                let location = self.lake.child(&format!("{table}/{}", f.path));
+                files.insert(
+                    location.clone(),
+                    ObjectMeta {
+                        location,
+                        last_modified: modified,
+                        size: f.bytes,
+                        e_tag: None,
+                        version: None,
+                    },
+                );
+            }
+        }
+        Arc::new(SnapshotStore {
+            inner: self.lake.store.clone(),
+            files,
+        })
+    }
+}
+
+/// A read-only view of a store that lists only a fixed set of files.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    inner: Arc<dyn ObjectStore>,
+    files: BTreeMap<Path, ObjectMeta>,
+}
+
+impl fmt::Display for SnapshotStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SnapshotStore({} files of {})",
+            self.files.len(),
+            self.inner
+        )
+    }
+}
+
+fn read_only(op: &str) -> object_store::Error {
+    object_store::Error::NotSupported {
+        source: format!("{op}: a lake snapshot is read-only").into(),
+    }
+}
+
+impl SnapshotStore {
+    fn under<'a>(&'a self, prefix: Option<&'a Path>) -> impl Iterator<Item = &'a ObjectMeta> + 'a {
+        self.files
+            .values()
+            .filter(move |m| prefix.is_none_or(|p| m.location.prefix_matches(p)))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for SnapshotStore {
+    async fn put_opts(
+        &self,
+        _: &Path,
+        _: PutPayload,
+        _: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        Err(read_only("put"))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        _: &Path,
+        _: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(read_only("put"))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if !self.files.contains_key(location) {
+            return Err(object_store::Error::NotFound {
+                path: location.to_string(),
+                source: "not a committed file".into(),
+            });
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        locations.map(|_| Err(read_only("delete"))).boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let v: Vec<_> = self.under(prefix).cloned().map(Ok).collect();
+        futures::stream::iter(v).boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let depth = prefix.map_or(0, |p| p.parts().count());
+        let mut objects = Vec::new();
+        let mut prefixes = BTreeSet::new();
+        for m in self.under(prefix) {
+            let parts: Vec<_> = m.location.parts().collect();
+            if parts.len() == depth + 1 {
+                objects.push(m.clone());
+            } else {
+                prefixes.insert(Path::from_iter(parts[..=depth].iter().cloned()));
+            }
+        }
+        Ok(ListResult {
+            common_prefixes: prefixes.into_iter().collect(),
+            objects,
+        })
+    }
+
+    async fn copy_opts(&self, _: &Path, _: &Path, _: CopyOptions) -> object_store::Result<()> {
+        Err(read_only("copy"))
+    }
+}

@@ -1,0 +1,109 @@
+//! `silt query SQL` and the lake session that `silt sql` and the backfill share.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+use silt_lake_writer::LakeSnapshot;
+use silt_storage::Location;
+
+/// The URL the lake snapshot is registered under in a session.
+pub const LAKE_URL: &str = "silt://lake/";
+
+/// Default lake location for commands.
+pub const DEFAULT_LAKE: &str = "file://lake";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// One SQL statement over the lake's tables (EXPLAIN works too).
+    pub sql: String,
+    /// The lake's root.
+    #[arg(long, env = "SILT_LAKE", default_value = DEFAULT_LAKE)]
+    pub lake: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// A session with every committed table of the lake registered with its Hive partitions,
+/// reading only committed files (a WHERE on partition columns prunes files).
+pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, LakeSnapshot)> {
+    let snapshot = LakeSnapshot::load(lake)
+        .await
+        .context("reading the lake's commits")?;
+    let ctx = silt_transform::session();
+    let store = snapshot.store();
+    let url = url::Url::parse(LAKE_URL).expect("valid");
+    for (table, (state, _)) in &snapshot.tables {
+        if state.files.is_empty() {
+            continue;
+        }
+        let path = lake.child(table);
+        silt_transform::register_parquet_table(
+            &ctx,
+            table,
+            &url,
+            store.clone(),
+            path.as_ref(),
+            &state.partition_by,
+            None,
+        )
+        .await
+        .with_context(|| format!("registering table {table}"))?;
+    }
+    Ok((ctx, snapshot))
+}
+
+/// Runs one statement and returns its batches.
+pub async fn query(lake: &Location, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let (ctx, _) = lake_session(lake).await?;
+    let df = ctx.sql(sql).await?;
+    Ok(df.collect().await?)
+}
+
+/// Writes batches in a format.
+pub fn print(batches: &[RecordBatch], format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+    match format {
+        Format::Table => writeln!(
+            out,
+            "{}",
+            arrow::util::pretty::pretty_format_batches(batches)?
+        )?,
+        Format::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow::json::ArrayWriter::new(&mut *out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(args: QueryArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let lake = silt_storage::open(&args.lake, Path::new("."))
+        .with_context(|| format!("lake {}", args.lake))?;
+    let batches = query(&lake, &args.sql).await?;
+    print(&batches, args.format, out)
+}
+
+/// Keeps `Arc` in scope for callers that hold sessions across tasks.
+pub type SharedSession = Arc<SessionContext>;

@@ -1,0 +1,309 @@
+//! Job files (SPEC 7): TOML, unknown keys refused with the key named, relative paths
+//! resolved against the job file's folder. Every default lives in one `Default` impl.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// A job file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// The job's name: names its checkpoint and shows in summaries.
+    pub name: String,
+    pub source: SourceConfig,
+    pub schema: SchemaConfig,
+    #[serde(default)]
+    pub dedup: DedupConfig,
+    pub lake: LakeConfig,
+    /// Zero or more SQL transforms, each into its own table.
+    #[serde(default, rename = "transform")]
+    pub transforms: Vec<TransformConfig>,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Micro-batch limits.
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `file` or `kinesis`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// file: the stream's folder.
+    pub path: Option<String>,
+    /// kinesis: the stream's name.
+    pub stream: Option<String>,
+    /// Without a checkpoint: `earliest`, `latest`, or an RFC 3339 time (arrival time).
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// `envelope` (default), `single-object` or `confluent`.
+    #[serde(default = "default_framing")]
+    pub framing: String,
+    /// kinesis: endpoint URL (a stand-in, or a VPC endpoint); default from the environment.
+    pub endpoint: Option<String>,
+    /// kinesis: region; default from the environment.
+    pub region: Option<String>,
+}
+
+fn default_start() -> String {
+    "earliest".into()
+}
+
+fn default_framing() -> String {
+    "envelope".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// `file://`, `s3://`, `memory://` (or a bare folder).
+    pub registry: String,
+    /// The reader schema's subject: its latest version shapes the raw table.
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    /// How far back in event time a repeat is recognised (`15m`, `1h`...).
+    pub window: String,
+    /// What to do with events older than the window (a repeat cannot be ruled out): `drop`
+    /// or `keep`. Either way they are counted and reported.
+    pub late: String,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            window: "15m".into(),
+            late: "drop".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// The lake's root; each table is a folder under it.
+    pub location: String,
+    /// The raw table (decoded, deduplicated events).
+    pub table: String,
+    /// Hive partition columns: `dt` and `hr` are the event time's UTC date and hour unless
+    /// the events have such columns; other names are event columns.
+    #[serde(default = "default_partition_by")]
+    pub partition_by: Vec<String>,
+    /// The rejected-records table (default `{table}_rejected`).
+    pub rejected_table: Option<String>,
+    /// Parquet compression: `zstd`, `zstd(N)`, `snappy`, `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Target size of a Parquet file, e.g. `128MB`.
+    #[serde(default = "default_file_size")]
+    pub target_file_size: String,
+    /// Rows per Parquet row group.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+}
+
+fn default_partition_by() -> Vec<String> {
+    vec!["dt".into(), "hr".into()]
+}
+fn default_compression() -> String {
+    "zstd(1)".into()
+}
+fn default_file_size() -> String {
+    "128MB".into()
+}
+fn default_row_group_rows() -> usize {
+    1 << 20
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// The output table's name.
+    pub name: String,
+    /// The SQL file.
+    pub sql: String,
+    /// `rows` (default) or `partitions`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "rows".into()
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Default: `{lake}/_silt/checkpoints/{name}`.
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most records in one micro-batch.
+    pub max_records: usize,
+    /// Most bytes read in one micro-batch, e.g. `256MB`.
+    pub max_bytes: String,
+    /// With `--follow`: how long to wait when caught up before reading again.
+    pub interval: String,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 1_000_000,
+            max_bytes: "256MB".into(),
+            interval: "5s".into(),
+        }
+    }
+}
+
+/// Parses `512KB`, `128MB`, `1GB` or a plain number of bytes.
+pub fn parse_size(s: &str) -> anyhow::Result<usize> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("GB") {
+        (n, 1usize << 30)
+    } else if let Some(n) = t.strip_suffix("MB") {
+        (n, 1 << 20)
+    } else if let Some(n) = t.strip_suffix("KB") {
+        (n, 1 << 10)
+    } else if let Some(n) = t.strip_suffix('B') {
+        (n, 1)
+    } else {
+        (t.as_str(), 1)
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("`{s}` is not a size (e.g. 128MB)"))?;
+    Ok((n * mult as f64) as usize)
+}
+
+/// Parses `15m`, `1h`, `30s`, `500ms`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(s.trim())
+        .with_context(|| format!("`{s}` is not a duration (e.g. 15m, 1h, 30s)"))
+}
+
+impl JobFile {
+    /// Reads and checks a job file.
+    pub fn load(path: &Path) -> anyhow::Result<(Self, PathBuf)> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read job file {}", path.display()))?;
+        let job: JobFile = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("job file {}: {}", path.display(), e.to_string().trim())
+        })?;
+        job.validate()
+            .with_context(|| format!("job file {}", path.display()))?;
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .with_context(|| format!("cannot resolve the folder of {}", path.display()))?;
+        Ok((job, dir))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        match self.source.kind.as_str() {
+            "file" if self.source.path.is_none() => bail!("[source] type = \"file\" needs `path`"),
+            "kinesis" if self.source.stream.is_none() => {
+                bail!("[source] type = \"kinesis\" needs `stream`")
+            }
+            "file" | "kinesis" => {}
+            other => bail!("[source] type = \"{other}\" is not one of \"file\", \"kinesis\""),
+        }
+        if !matches!(self.dedup.late.as_str(), "drop" | "keep") {
+            bail!(
+                "[dedup] late = \"{}\" is not one of \"drop\", \"keep\"",
+                self.dedup.late
+            );
+        }
+        parse_duration(&self.dedup.window).context("[dedup] window")?;
+        parse_duration(&self.batch.interval).context("[batch] interval")?;
+        parse_size(&self.batch.max_bytes).context("[batch] max_bytes")?;
+        parse_size(&self.lake.target_file_size).context("[lake] target_file_size")?;
+        self.lake
+            .compression
+            .parse::<silt_lake_writer::Codec>()
+            .map_err(|e| anyhow::anyhow!("[lake] compression: {e}"))?;
+        for t in &self.transforms {
+            if !matches!(t.mode.as_str(), "rows" | "partitions") {
+                bail!(
+                    "[[transform]] {}: mode = \"{}\" is not one of \"rows\", \"partitions\"",
+                    t.name,
+                    t.mode
+                );
+            }
+            if t.name == self.lake.table {
+                bail!("[[transform]] {}: the name is the raw table's", t.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "clickstream"
+[source]
+type = "file"
+path = "../streams/clicks"
+[schema]
+registry = "file://../registry"
+subject = "a.B"
+[lake]
+location = "file://../lake"
+table = "clickstream"
+"#;
+
+    #[test]
+    fn defaults_fill_the_rest() {
+        let j: JobFile = toml::from_str(GOOD).unwrap();
+        j.validate().unwrap();
+        assert_eq!(j.lake.partition_by, vec!["dt", "hr"]);
+        assert_eq!(j.dedup.window, "15m");
+        assert_eq!(j.source.start, "earliest");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let text = GOOD.replace(
+            "table = \"clickstream\"",
+            "table = \"clickstream\"\ntabel = 1",
+        );
+        let err = toml::from_str::<JobFile>(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `tabel`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let text = GOOD.replace("type = \"file\"", "type = \"kafka\"");
+        let err = toml::from_str::<JobFile>(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka"), "{err}");
+        assert_eq!(parse_size("128MB").unwrap(), 128 << 20);
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+    }
+}

@@ -1,0 +1,924 @@
+//! The micro-batch loop: Source -> check -> dedup -> decode -> transform -> lake writer ->
+//! commit. See `silt_lake_writer`'s `log` module for the commit protocol this follows.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use arrow::array::{
+    Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use serde::{Deserialize, Serialize};
+use silt_dedup::{DedupIndex, Verdict};
+use silt_ingest::{
+    Chunk, EventDecoder, Position, ReadLimit, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
+};
+use silt_lake_writer::{
+    register_table, vacuum, write_table, Commit, CommitLog, DataFile, Intent, LakeSnapshot,
+    TableEntry, TableState, WriterOptions,
+};
+use silt_registry::SchemaRegistry;
+use silt_storage::Location;
+use silt_transform::{Mode, Transform};
+use silt_wire::Framing;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{parse_duration, parse_size, JobFile};
+use crate::faults;
+
+/// A job file resolved into its parts.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub source: Arc<dyn Source>,
+    pub registry: Arc<dyn SchemaRegistry>,
+    pub subject: String,
+    pub framing: Framing,
+    /// Where shards without a checkpoint start.
+    pub start: StartAt,
+    pub lake: Location,
+    pub table: String,
+    pub rejected_table: String,
+    pub partition_by: Vec<String>,
+    pub transforms: Vec<Transform>,
+    pub log: CommitLog,
+    pub window_us: i64,
+    pub keep_late: bool,
+    pub writer: WriterOptions,
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub interval: Duration,
+}
+
+impl Job {
+    /// Reads a job file and opens what it names.
+    pub fn load(path: &Path) -> anyhow::Result<Job> {
+        let (file, dir) = JobFile::load(path)?;
+        Self::from_file(file, &dir)
+    }
+
+    /// Resolves a job file whose relative paths are relative to `dir`.
+    pub fn from_file(file: JobFile, dir: &Path) -> anyhow::Result<Job> {
+        let source: Arc<dyn Source> = match file.source.kind.as_str() {
+            "file" => {
+                let p = dir.join(file.source.path.as_deref().expect("validated"));
+                if !p.is_dir() {
+                    bail!(
+                        "[source] path {} is not a folder (a file stream)",
+                        p.display()
+                    );
+                }
+                Arc::new(silt_ingest::FileStream::open(p)?)
+            }
+            other => bail!("[source] type \"{other}\" is not available in this build"),
+        };
+        let registry = silt_registry::open(&file.schema.registry, dir)
+            .with_context(|| format!("[schema] registry {}", file.schema.registry))?;
+        let registry: Arc<dyn SchemaRegistry> =
+            Arc::new(silt_registry::CachedRegistry::new(registry));
+        let framing = match file.source.framing.as_str() {
+            "envelope" => Framing::Envelope,
+            "single-object" => Framing::SingleObject,
+            "confluent" => Framing::Confluent,
+            other => bail!(
+                "[source] framing \"{other}\" is not one of envelope, single-object, confluent"
+            ),
+        };
+        let start = match file.source.start.as_str() {
+            "earliest" => StartAt::Earliest,
+            "latest" => StartAt::Latest,
+            t => StartAt::ArrivedAt(
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .with_context(|| {
+                        format!(
+                            "[source] start = \"{t}\" is not earliest, latest or an RFC 3339 time"
+                        )
+                    })?
+                    .timestamp_millis(),
+            ),
+        };
+        let lake = silt_storage::open(&file.lake.location, dir)
+            .with_context(|| format!("[lake] location {}", file.lake.location))?;
+        let checkpoint = match &file.checkpoint.location {
+            Some(url) => silt_storage::open(url, dir)
+                .with_context(|| format!("[checkpoint] location {url}"))?,
+            None => lake.join(&format!("_silt/checkpoints/{}", file.name)),
+        };
+        let mut transforms = Vec::new();
+        for t in &file.transforms {
+            let p = dir.join(&t.sql);
+            let sql = std::fs::read_to_string(&p).with_context(|| {
+                format!("[[transform]] {}: cannot read {}", t.name, p.display())
+            })?;
+            let mode = if t.mode == "partitions" {
+                Mode::Partitions
+            } else {
+                Mode::Rows
+            };
+            transforms.push(Transform::new(&t.name, sql, mode));
+        }
+        let writer = WriterOptions {
+            target_file_bytes: parse_size(&file.lake.target_file_size)?,
+            row_group_rows: file.lake.row_group_rows.max(1),
+            compression: file
+                .lake
+                .compression
+                .parse()
+                .map_err(|e: String| anyhow!(e))?,
+        };
+        Ok(Job {
+            rejected_table: file
+                .lake
+                .rejected_table
+                .clone()
+                .unwrap_or_else(|| format!("{}_rejected", file.lake.table)),
+            name: file.name,
+            source,
+            registry,
+            subject: file.schema.subject,
+            framing,
+            start,
+            lake,
+            table: file.lake.table,
+            partition_by: file.lake.partition_by,
+            transforms,
+            log: CommitLog::new(checkpoint),
+            window_us: parse_duration(&file.dedup.window)?.as_micros() as i64,
+            keep_late: file.dedup.late == "keep",
+            writer,
+            max_records: file.batch.max_records.max(1),
+            max_bytes: parse_size(&file.batch.max_bytes)?.max(1),
+            interval: parse_duration(&file.batch.interval)?,
+        })
+    }
+}
+
+/// How a run behaves.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Keep going in micro-batches until `shutdown`.
+    pub follow: bool,
+    /// Cancelled from outside (Ctrl-C): the batch in hand is finished and committed.
+    pub shutdown: CancellationToken,
+    /// Draw a progress line on stderr.
+    pub progress: bool,
+}
+
+/// Seconds spent per stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stages {
+    pub read: f64,
+    pub check: f64,
+    pub dedup: f64,
+    pub decode: f64,
+    pub transform: f64,
+    pub write: f64,
+    pub commit: f64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub job: String,
+    pub batches: u64,
+    pub last_batch: Option<u64>,
+    pub records_read: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub rejected: u64,
+    pub rows_written: BTreeMap<String, u64>,
+    pub bytes_written: u64,
+    pub files_written: u64,
+    pub source_retries: u64,
+    /// Now minus the arrival time of the newest record read, in ms.
+    pub lag_ms: Option<i64>,
+    pub elapsed_s: f64,
+    pub stages: Stages,
+}
+
+impl RunSummary {
+    /// The one-screen summary every run ends with.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "job {}: {} micro-batch(es) committed{} in {:.2}s\n",
+            self.job,
+            self.batches,
+            self.last_batch
+                .map(|b| format!(" (last #{b})"))
+                .unwrap_or_default(),
+            self.elapsed_s
+        );
+        s += &format!(
+            "  records read {:>10}   duplicates dropped {:>8}   late {:>6}   rejected {:>6}\n",
+            self.records_read, self.duplicates, self.late, self.rejected
+        );
+        for (t, n) in &self.rows_written {
+            s += &format!("  rows written {n:>10}   to {t}\n");
+        }
+        s += &format!(
+            "  files written {:>9}   bytes written {:>12}   source retries {}\n",
+            self.files_written, self.bytes_written, self.source_retries
+        );
+        s += &format!(
+            "  lag {}",
+            match self.lag_ms {
+                Some(ms) => format!(
+                    "{:.1}s (now minus the newest record's arrival)",
+                    ms as f64 / 1000.0
+                ),
+                None => "n/a (nothing read)".into(),
+            }
+        );
+        s
+    }
+}
+
+/// Where the source stands, as commits record it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct SourceState {
+    positions: BTreeMap<String, StartAt>,
+    ended: BTreeSet<String>,
+}
+
+/// What one shard contributes to a micro-batch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ShardPlan {
+    shard: String,
+    from: StartAt,
+    count: usize,
+    last: Option<Position>,
+    next: StartAt,
+    ended: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct Plan {
+    shards: Vec<ShardPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct BatchStats {
+    records: usize,
+    duplicates: u64,
+    late: u64,
+    rejected: usize,
+}
+
+struct State {
+    batch: Option<u64>,
+    source: SourceState,
+    dedup: DedupIndex,
+    tables: BTreeMap<String, TableState>,
+}
+
+impl State {
+    async fn restore(job: &Job) -> anyhow::Result<State> {
+        let latest = job.log.latest().await.context("reading the checkpoint")?;
+        let Some(commit) = latest else {
+            return Ok(State {
+                batch: None,
+                source: SourceState::default(),
+                dedup: DedupIndex::new(job.window_us),
+                tables: BTreeMap::new(),
+            });
+        };
+        let source: SourceState =
+            serde_json::from_value(commit.source.clone()).context("checkpoint source positions")?;
+        let mut dedup = match &commit.dedup {
+            Some(n) => DedupIndex::from_bytes(&job.log.get_dedup(n).await?)?,
+            None => DedupIndex::new(job.window_us),
+        };
+        dedup.set_window_us(job.window_us);
+        Ok(State {
+            batch: Some(commit.batch),
+            source,
+            dedup,
+            tables: commit.tables,
+        })
+    }
+
+    fn next_batch(&self) -> u64 {
+        self.batch.map_or(0, |b| b + 1)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// Reads the next micro-batch from where the source stands.
+async fn read_fresh(
+    job: &Job,
+    state: &State,
+    summary: &mut RunSummary,
+) -> anyhow::Result<(Plan, Vec<Chunk>, Vec<String>)> {
+    let shards = job.source.shards().await?;
+    let listed: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+    let readable: Vec<&str> = shards
+        .iter()
+        .filter(|s| !state.source.ended.contains(&s.id))
+        .filter(|s| {
+            s.parents
+                .iter()
+                .all(|p| state.source.ended.contains(p) || !listed.contains(p.as_str()))
+        })
+        .map(|s| s.id.as_str())
+        .collect();
+    let share = readable.len().max(1);
+    let limit = ReadLimit {
+        max_records: (job.max_records / share).max(1),
+        max_bytes: (job.max_bytes / share).max(1),
+    };
+    let mut plan = Plan::default();
+    let mut chunks = Vec::new();
+    let mut names = Vec::new();
+    for shard in readable {
+        let from = state
+            .source
+            .positions
+            .get(shard)
+            .cloned()
+            .unwrap_or_else(|| job.start.clone());
+        let mut at = from.clone();
+        let (mut count, mut bytes) = (0usize, 0usize);
+        let mut last = None;
+        let mut ended;
+        loop {
+            let left = ReadLimit {
+                max_records: limit.max_records - count,
+                max_bytes: limit.max_bytes.saturating_sub(bytes).max(1),
+            };
+            let chunk = job.source.read(shard, &at, left).await?;
+            faults::point("mid_read");
+            summary.source_retries += chunk.retries;
+            if let Some(n) = &chunk.next {
+                at = n.clone();
+            }
+            ended = chunk.ended;
+            let caught_up = chunk.caught_up;
+            if !chunk.records.is_empty() {
+                count += chunk.records.len();
+                bytes += chunk.data.len();
+                last = chunk.records.last().map(|r| r.position.clone());
+                chunks.push(chunk);
+                names.push(shard.to_string());
+            }
+            if caught_up || ended || count >= limit.max_records || bytes >= limit.max_bytes {
+                break;
+            }
+        }
+        if count > 0 || at != from || ended {
+            plan.shards.push(ShardPlan {
+                shard: shard.to_string(),
+                from,
+                count,
+                last,
+                next: at,
+                ended,
+            });
+        }
+    }
+    Ok((plan, chunks, names))
+}
+
+/// Reads exactly what a plan names (a rerun of a batch that a killed run planned).
+async fn read_plan(
+    job: &Job,
+    plan: &Plan,
+    summary: &mut RunSummary,
+) -> anyhow::Result<(Vec<Chunk>, Vec<String>)> {
+    let mut chunks = Vec::new();
+    let mut names = Vec::new();
+    for sp in plan.shards.iter().filter(|s| s.count > 0) {
+        let mut at = sp.from.clone();
+        let mut got = 0;
+        while got < sp.count {
+            let limit = ReadLimit {
+                max_records: sp.count - got,
+                max_bytes: job.max_bytes,
+            };
+            let mut chunk = job.source.read(&sp.shard, &at, limit).await?;
+            summary.source_retries += chunk.retries;
+            if chunk.records.is_empty() {
+                bail!(
+                    "shard {}: the source no longer holds the records of the planned micro-batch ({} of {} read); they may have expired",
+                    sp.shard,
+                    got,
+                    sp.count
+                );
+            }
+            chunk.records.truncate(sp.count - got);
+            got += chunk.records.len();
+            at = StartAt::After(chunk.records.last().expect("not empty").position.clone());
+            chunks.push(chunk);
+            names.push(sp.shard.clone());
+        }
+        if let (StartAt::After(p), Some(last)) = (&at, &sp.last) {
+            if p != last {
+                bail!(
+                    "shard {}: replaying the planned micro-batch ended at {p}, not at {last}",
+                    sp.shard
+                );
+            }
+        }
+    }
+    Ok((chunks, names))
+}
+
+/// Appends `dt`/`hr` (UTC date and hour of a timestamp column) when they are partition
+/// columns and not columns of the batch already.
+fn add_time_partitions(
+    batch: RecordBatch,
+    partition_by: &[String],
+    time_col: &str,
+) -> anyhow::Result<RecordBatch> {
+    let schema = batch.schema();
+    let need: Vec<&str> = partition_by
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|p| matches!(*p, "dt" | "hr") && schema.index_of(p).is_err())
+        .collect();
+    if need.is_empty() {
+        return Ok(batch);
+    }
+    let t = batch.column(schema.index_of(time_col)?);
+    let micros: Vec<i64> = match t.data_type() {
+        DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => t
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("µs")
+            .values()
+            .to_vec(),
+        DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, _) => t
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("ms")
+            .values()
+            .iter()
+            .map(|v| v * 1000)
+            .collect(),
+        other => bail!("{time_col} is {other}, not a timestamp"),
+    };
+    let n = micros.len();
+    let mut dt = arrow::array::StringBuilder::with_capacity(n, n * 10);
+    let mut hr = arrow::array::StringBuilder::with_capacity(n, n * 2);
+    let mut cached: Option<(i64, String, String)> = None;
+    for us in micros {
+        let hour = us.div_euclid(3_600_000_000);
+        if cached.as_ref().is_none_or(|c| c.0 != hour) {
+            let t = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+            cached = Some((
+                hour,
+                t.format("%Y-%m-%d").to_string(),
+                t.format("%H").to_string(),
+            ));
+        }
+        let c = cached.as_ref().expect("set above");
+        dt.append_value(&c.1);
+        hr.append_value(&c.2);
+    }
+    let (dt, hr): (ArrayRef, ArrayRef) = (Arc::new(dt.finish()), Arc::new(hr.finish()));
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut cols = batch.columns().to_vec();
+    for p in need {
+        fields.push(Field::new(p, DataType::Utf8, false));
+        cols.push(if p == "dt" { dt.clone() } else { hr.clone() });
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(ArrowSchema::new(fields)),
+        cols,
+    )?)
+}
+
+/// The raw table's shape with time partition columns: the `events` table transforms read.
+fn events_schema(decoded: &SchemaRef, partition_by: &[String]) -> anyhow::Result<SchemaRef> {
+    Ok(add_time_partitions(
+        RecordBatch::new_empty(decoded.clone()),
+        partition_by,
+        EVENT_TIME,
+    )?
+    .schema())
+}
+
+const SNAPSHOT_URL: &str = "silt://lake/";
+
+/// Runs the transforms' partition columns: those of the job's partition columns a transform
+/// selects.
+async fn output_partitions(
+    t: &Transform,
+    events: &SchemaRef,
+    partition_by: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let ctx = silt_transform::session();
+    ctx.register_table(
+        "events",
+        Arc::new(datafusion::datasource::MemTable::try_new(
+            events.clone(),
+            vec![vec![]],
+        )?),
+    )?;
+    let df = silt_transform::plan(&ctx, t).await?;
+    let out = df.schema();
+    Ok(partition_by
+        .iter()
+        .filter(|p| out.fields().iter().any(|f| f.name() == *p))
+        .cloned()
+        .collect())
+}
+
+/// Recomputes a `partitions` transform over whole raw partitions: those whose values in the
+/// transform's partition columns were touched. Shared by the stream job and the backfill.
+pub(crate) async fn recompute_partitions(
+    lake: &Location,
+    raw_table: &str,
+    raw: &TableState,
+    raw_file_schema: SchemaRef,
+    t: &Transform,
+    out_partitions: &[String],
+    touched: &BTreeSet<Vec<(String, String)>>,
+) -> anyhow::Result<(Vec<RecordBatch>, BTreeSet<Vec<(String, String)>>)> {
+    let project = |values: &[(String, String)]| -> Vec<(String, String)> {
+        values
+            .iter()
+            .filter(|(k, _)| out_partitions.contains(k))
+            .cloned()
+            .collect()
+    };
+    let affected: BTreeSet<Vec<(String, String)>> = touched.iter().map(|p| project(p)).collect();
+    let files: Vec<DataFile> = raw
+        .files
+        .iter()
+        .filter(|f| affected.contains(&project(&f.partition)))
+        .cloned()
+        .collect();
+    let snapshot = LakeSnapshot {
+        lake: lake.clone(),
+        tables: [(
+            raw_table.to_string(),
+            (
+                TableState {
+                    partition_by: raw.partition_by.clone(),
+                    files,
+                },
+                now_ms(),
+            ),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let ctx = silt_transform::session();
+    let url = url::Url::parse(SNAPSHOT_URL).expect("valid");
+    let table_path = lake.child(raw_table);
+    silt_transform::register_parquet_table(
+        &ctx,
+        "events",
+        &url,
+        snapshot.store(),
+        table_path.as_ref(),
+        &raw.partition_by,
+        Some(raw_file_schema),
+    )
+    .await?;
+    let out = silt_transform::run(&ctx, t).await?;
+    Ok((out, affected))
+}
+
+/// Runs a job: micro-batches until caught up (or, with `follow`, until shutdown).
+pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let run_id = format!("{:016x}", rand::random::<u64>());
+    let mut summary = RunSummary {
+        job: job.name.clone(),
+        ..Default::default()
+    };
+    let reader = job
+        .registry
+        .latest(&job.subject)
+        .await
+        .with_context(|| format!("reader schema: subject `{}`", job.subject))?;
+    let mut decoder =
+        EventDecoder::new(job.registry.clone(), reader, job.framing, job.source.name())?;
+    let events_schema = events_schema(&decoder.schema(), &job.partition_by)?;
+    let raw_file_schema = silt_lake_writer::file_schema(&events_schema, &job.partition_by);
+    let mut out_parts = Vec::new();
+    for t in &job.transforms {
+        out_parts.push(output_partitions(t, &events_schema, &job.partition_by).await?);
+    }
+    for table in std::iter::once(&job.table)
+        .chain(std::iter::once(&job.rejected_table))
+        .chain(job.transforms.iter().map(|t| &t.name))
+    {
+        register_table(
+            &job.lake,
+            &TableEntry {
+                table: table.clone(),
+                job: job.name.clone(),
+                checkpoint: job.log.location().url.clone(),
+            },
+        )
+        .await?;
+    }
+
+    let mut state = State::restore(job).await?;
+    if let Some(n) = state.batch {
+        // Leftovers of a killed run: files of committed batches that no commit lists.
+        for (table, ts) in &state.tables {
+            let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
+            vacuum(&job.lake.join(table), &live, n, true).await?;
+        }
+    }
+
+    let progress = opts.progress.then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .expect("valid template"),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
+    });
+
+    let mut newest_arrival: Option<i64> = None;
+    loop {
+        if opts.shutdown.is_cancelled() {
+            break;
+        }
+        let batch_id = state.next_batch();
+        let t0 = Instant::now();
+        let (plan, chunks, names) = match job.log.intent(batch_id).await? {
+            Some(intent) => {
+                let plan: Plan =
+                    serde_json::from_value(intent.plan).context("reading a planned micro-batch")?;
+                let (c, n) = read_plan(job, &plan, &mut summary).await?;
+                (plan, c, n)
+            }
+            None => {
+                let (plan, chunks, names) = read_fresh(job, &state, &mut summary).await?;
+                if plan.shards.is_empty() {
+                    if !opts.follow {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = opts.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(job.interval) => continue,
+                    }
+                }
+                let ours = Intent {
+                    batch: batch_id,
+                    run_id: run_id.clone(),
+                    plan: serde_json::to_value(&plan).expect("serialises"),
+                };
+                let standing = job.log.propose(ours).await?;
+                if standing.run_id == run_id {
+                    (plan, chunks, names)
+                } else {
+                    let plan: Plan = serde_json::from_value(standing.plan)
+                        .context("reading a planned micro-batch")?;
+                    let (c, n) = read_plan(job, &plan, &mut summary).await?;
+                    (plan, c, n)
+                }
+            }
+        };
+        summary.stages.read += t0.elapsed().as_secs_f64();
+        faults::point("after_intent");
+
+        // Check, dedup, decode.
+        let t = Instant::now();
+        let shard_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let (mut good, mut rejected) = (Vec::new(), Vec::new());
+        decoder
+            .check(&chunks, &shard_refs, &mut good, &mut rejected)
+            .await?;
+        summary.stages.check += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (mut duplicates, mut late) = (0u64, 0u64);
+        good.retain(|g| match state.dedup.observe(&g.uuid, g.event_us) {
+            Verdict::New => true,
+            Verdict::Duplicate => {
+                duplicates += 1;
+                false
+            }
+            Verdict::Late => {
+                late += 1;
+                job.keep_late
+            }
+        });
+        state.dedup.end_batch();
+        summary.stages.dedup += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let decoded = decoder.decode(&chunks, &shard_refs, &good)?;
+        let events = match decoded {
+            Some(b) => Some(add_time_partitions(b, &job.partition_by, EVENT_TIME)?),
+            None => None,
+        };
+        summary.stages.decode += t.elapsed().as_secs_f64();
+        faults::point("after_decode");
+
+        let records: usize = chunks.iter().map(|c| c.records.len()).sum();
+        for c in &chunks {
+            if let Some(a) = c.records.iter().map(|r| r.arrival_ms).max() {
+                newest_arrival = Some(newest_arrival.map_or(a, |n| n.max(a)));
+            }
+        }
+        drop(chunks);
+
+        // Write the raw table, the rejected records and the transforms.
+        let mut tables = state.tables.clone();
+        let mut written: Vec<(String, Vec<DataFile>)> = Vec::new();
+        let mut replaced: Vec<String> = Vec::new();
+        let t = Instant::now();
+        let raw_files = match &events {
+            Some(ev) => {
+                write_table(
+                    &job.lake.join(&job.table),
+                    batch_id,
+                    std::slice::from_ref(ev),
+                    &job.partition_by,
+                    &job.writer,
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
+        summary.stages.write += t.elapsed().as_secs_f64();
+        faults::point("after_table");
+        let raw_state = tables
+            .entry(job.table.clone())
+            .or_insert_with(|| TableState {
+                partition_by: job.partition_by.clone(),
+                files: vec![],
+            });
+        raw_state.files.extend(raw_files.iter().cloned());
+        written.push((job.table.clone(), raw_files.clone()));
+        if !rejected.is_empty() {
+            let t = Instant::now();
+            let rb = silt_ingest::rejected_batch(job.source.name(), &rejected)?;
+            let time_parts = vec!["dt".to_string(), "hr".to_string()];
+            let rb = add_time_partitions(rb, &time_parts, ARRIVAL_TIME)?;
+            let files = write_table(
+                &job.lake.join(&job.rejected_table),
+                batch_id,
+                &[rb],
+                &time_parts,
+                &job.writer,
+            )
+            .await?;
+            tables
+                .entry(job.rejected_table.clone())
+                .or_insert_with(|| TableState {
+                    partition_by: time_parts.clone(),
+                    files: vec![],
+                })
+                .files
+                .extend(files.iter().cloned());
+            written.push((job.rejected_table.clone(), files));
+            summary.stages.write += t.elapsed().as_secs_f64();
+            faults::point("after_table");
+        }
+        let touched: BTreeSet<Vec<(String, String)>> =
+            raw_files.iter().map(|f| f.partition.clone()).collect();
+        for (tr, parts) in job.transforms.iter().zip(&out_parts) {
+            let t = Instant::now();
+            let (out, affected) = match tr.mode {
+                Mode::Rows => match &events {
+                    Some(ev) => (
+                        silt_transform::run_on_batches(tr, events_schema.clone(), vec![ev.clone()])
+                            .await?,
+                        None,
+                    ),
+                    None => (vec![], None),
+                },
+                Mode::Partitions if touched.is_empty() => (vec![], None),
+                Mode::Partitions => {
+                    let raw = tables.get(&job.table).expect("inserted above");
+                    let (out, affected) = recompute_partitions(
+                        &job.lake,
+                        &job.table,
+                        raw,
+                        raw_file_schema.clone(),
+                        tr,
+                        parts,
+                        &touched,
+                    )
+                    .await?;
+                    (out, Some(affected))
+                }
+            };
+            summary.stages.transform += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let files =
+                write_table(&job.lake.join(&tr.name), batch_id, &out, parts, &job.writer).await?;
+            let ts = tables.entry(tr.name.clone()).or_insert_with(|| TableState {
+                partition_by: parts.clone(),
+                files: vec![],
+            });
+            if let Some(affected) = affected {
+                let before = ts.files.len();
+                ts.files.retain(|f| !affected.contains(&f.partition));
+                if ts.files.len() != before {
+                    replaced.push(tr.name.clone());
+                }
+            }
+            ts.files.extend(files.iter().cloned());
+            written.push((tr.name.clone(), files));
+            summary.stages.write += t.elapsed().as_secs_f64();
+            faults::point("after_table");
+        }
+
+        // Dedup snapshot, then the commit point.
+        let t = Instant::now();
+        let dedup_name = job.log.put_dedup(batch_id, state.dedup.to_bytes()).await?;
+        faults::point("after_dedup");
+        let mut source = state.source.clone();
+        for sp in &plan.shards {
+            source.positions.insert(sp.shard.clone(), sp.next.clone());
+            if sp.ended {
+                source.ended.insert(sp.shard.clone());
+            }
+        }
+        let stats = BatchStats {
+            records,
+            duplicates,
+            late,
+            rejected: rejected.len(),
+        };
+        let commit = Commit {
+            job: job.name.clone(),
+            batch: batch_id,
+            committed_at_ms: now_ms(),
+            source: serde_json::to_value(&source).expect("serialises"),
+            dedup: Some(dedup_name),
+            tables: tables.clone(),
+            stats: serde_json::to_value(&stats).expect("serialises"),
+        };
+        faults::point("before_commit");
+        job.log.commit_batch(&commit).await?;
+        faults::point("after_commit");
+        state.batch = Some(batch_id);
+        state.source = source;
+        state.tables = tables;
+        for name in replaced {
+            let ts = &state.tables[&name];
+            let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
+            vacuum(&job.lake.join(&name), &live, batch_id, false).await?;
+        }
+        job.log.prune(20).await?;
+        summary.stages.commit += t.elapsed().as_secs_f64();
+
+        summary.batches += 1;
+        summary.last_batch = Some(batch_id);
+        summary.records_read += records as u64;
+        summary.duplicates += duplicates;
+        summary.late += late;
+        summary.rejected += rejected.len() as u64;
+        for (table, files) in written {
+            let e = summary.rows_written.entry(table).or_default();
+            for f in files {
+                *e += f.rows;
+                summary.bytes_written += f.bytes;
+                summary.files_written += 1;
+            }
+        }
+        if let Some(pb) = &progress {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!(
+                "batch #{batch_id}: {} records read ({:.0}/s), {} duplicates, {} rejected",
+                summary.records_read,
+                summary.records_read as f64 / secs,
+                summary.duplicates,
+                summary.rejected
+            ));
+        }
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    summary.lag_ms = newest_arrival.map(|a| now_ms() - a);
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+
+    #[test]
+    fn time_partitions_are_utc_date_and_hour() {
+        let ts =
+            TimestampMicrosecondArray::from(vec![1_764_107_999_000_000, 1_764_108_000_000_000])
+                .with_timezone("UTC");
+        let b = RecordBatch::try_from_iter([(EVENT_TIME, Arc::new(ts) as ArrayRef)]).unwrap();
+        let b = add_time_partitions(b, &["dt".into(), "hr".into()], EVENT_TIME).unwrap();
+        let dt = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        let hr = b.column(2).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((dt.value(0), hr.value(0)), ("2025-11-25", "21"));
+        assert_eq!((dt.value(1), hr.value(1)), ("2025-11-25", "22"));
+    }
+}
