@@ -1,6 +1,7 @@
 //! Crash points for the kill tests: `SILT_CRASH_AT=point:n` makes the process abort (no
-//! destructors, no flushing, like SIGKILL) the `n`-th time it reaches `point`. Unset, a
-//! crash point costs one relaxed atomic load.
+//! destructors, no flushing, like SIGKILL) the `n`-th time it reaches `point`;
+//! `SILT_PAUSE_AT=point:ms` makes it sleep there (to line two runs up). Unset, a point costs
+//! a check of a value read once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -16,8 +17,20 @@ fn plan() -> &'static Option<(String, u64)> {
     })
 }
 
-/// Marks a crash point.
+static PAUSE: OnceLock<Option<(String, u64)>> = OnceLock::new();
+
+/// Marks a crash point (and a pause point).
 pub fn point(name: &str) {
+    let pause = PAUSE.get_or_init(|| {
+        let v = std::env::var("SILT_PAUSE_AT").ok()?;
+        let (p, ms) = v.split_once(':')?;
+        Some((p.to_string(), ms.parse().ok()?))
+    });
+    if let Some((p, ms)) = pause {
+        if p == name {
+            std::thread::sleep(std::time::Duration::from_millis(*ms));
+        }
+    }
     if let Some((p, n)) = plan() {
         if p == name && SEEN.fetch_add(1, Ordering::Relaxed) + 1 == *n {
             eprintln!("crash point {name}:{n} reached: aborting");

@@ -1,0 +1,83 @@
+//! The command line: errors name what is wrong, exit codes mean something.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn unknown_job_keys_are_named_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(dir.path(), "j", dir.path(), "tabel = 3\n");
+    let out = silt().arg("run").arg(&job).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `tabel`"), "{err}");
+}
+
+#[test]
+fn registry_check_reports_each_offending_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = format!("file://{}", dir.path().join("registry").display());
+    let v1 = dir.path().join("v1.avsc");
+    std::fs::write(&v1, silt::gen::V1).unwrap();
+    let bad = dir.path().join("bad.avsc");
+    std::fs::write(
+        &bad,
+        silt::gen::V1.replace(
+            r#"{"name":"productId","type":"long"}"#,
+            r#"{"name":"productId","type":"string"},{"name":"shop","type":"string"}"#,
+        ),
+    )
+    .unwrap();
+    run_ok(
+        silt()
+            .args(["registry", "register", "--registry", &reg])
+            .arg(&v1),
+    );
+    let out = silt()
+        .args(["registry", "check", "--registry", &reg])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("/fields/productId/type\ttype changed from `long` to `string`"),
+        "{report}"
+    );
+    assert!(
+        report.contains("/fields/shop\treader field has no default"),
+        "{report}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 offending field(s)"), "{err}");
+    // Registering it is refused the same way, and nothing is registered.
+    let out = silt()
+        .args(["registry", "register", "--registry", &reg])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = run_ok(silt().args(["registry", "show", "--registry", &reg, silt::gen::SUBJECT]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("version 1") && !text.contains("version 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        silt()
+            .args(["demo", "--events", "3000", "--dir"])
+            .arg(dir.path()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rows written       3000   to clickstream"),
+        "{text}"
+    );
+    assert!(text.contains("| reason_code"), "{text}");
+}

@@ -1,0 +1,169 @@
+//! Helpers for the end-to-end tests: a job folder, running the `silt` binary, reading a lake
+//! with the `parquet` crate directly (not through silt's query path).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn testdata() -> PathBuf {
+    std::env::var_os("SILT_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
+        })
+        .join("clickstream-small")
+}
+
+pub fn silt() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_silt"));
+    c.env_remove("SILT_CRASH_AT").env_remove("SILT_PAUSE_AT");
+    c
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("silt runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes a job file into `dir/jobs/NAME.toml` with absolute paths.
+pub fn write_job(dir: &Path, name: &str, stream: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    let path = dir.join(format!("jobs/{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+
+[source]
+type = "file"
+path = "{stream}"
+
+[schema]
+registry = "file://{registry}"
+subject = "com.gilt.clickstream.v1.ProductPageViewedEvent"
+
+[lake]
+location = "file://{lake}"
+table = "clickstream"
+{extra}
+"#,
+            stream = stream.display(),
+            registry = dir.join("registry").display(),
+            lake = dir.join("lake").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Registers schema files with the CLI.
+pub fn register(dir: &Path, schemas: &[&Path]) {
+    for s in schemas {
+        run_ok(
+            silt()
+                .args(["registry", "register", "--registry"])
+                .arg(format!("file://{}", dir.join("registry").display()))
+                .arg(s),
+        );
+    }
+}
+
+/// Every `.parquet` file below a folder, as a directory reader finds them.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(parquet_files(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every file below a folder.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// A table read as a directory reader would (every Parquet file below it), as sorted rows of
+/// `column=value` text, with the Hive partition values from the path.
+pub fn table_rows(table_dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for f in parquet_files(table_dir) {
+        let rel = f.strip_prefix(table_dir).unwrap();
+        let parts: Vec<String> = rel
+            .parent()
+            .map(|p| p.iter().map(|s| s.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        for b in read_parquet(&f) {
+            let opts = FormatOptions::default().with_null("null");
+            let fmts: Vec<_> = b
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+                .collect();
+            for r in 0..b.num_rows() {
+                let mut cells: Vec<String> = parts.clone();
+                for (i, field) in b.schema().fields().iter().enumerate() {
+                    cells.push(format!("{}={}", field.name(), fmts[i].value(r)));
+                }
+                rows.push(cells.join(" "));
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Every table of a lake folder (its non-underscore sub-folders) as rows.
+pub fn lake_rows(lake: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(lake).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() && !name.starts_with('_') {
+            out.insert(name, table_rows(&e.path()));
+        }
+    }
+    out
+}

@@ -1,0 +1,227 @@
+//! Exactly-once output: dedup across micro-batches and runs, kills at many points, and two
+//! runs of one job at once.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use silt::gen::{self, GenOptions};
+use silt_ingest::FileStream;
+
+fn setup(dir: &Path, events: usize, extra: &str) -> std::path::PathBuf {
+    let schemas = dir.join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
+    std::fs::write(schemas.join("v2.avsc"), gen::V2).unwrap();
+    register(dir, &[&schemas.join("v1.avsc"), &schemas.join("v2.avsc")]);
+    let stream = FileStream::create(dir.join("stream"), 2).unwrap();
+    gen::generate(
+        &stream,
+        &GenOptions {
+            events,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("sql")).unwrap();
+    std::fs::write(
+        dir.join("sql/hourly.sql"),
+        silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sql/sales.sql"),
+        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
+    )
+    .unwrap();
+    let extra = format!(
+        "{extra}\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
+        dir.join("sql/hourly.sql").display(),
+        dir.join("sql/sales.sql").display()
+    );
+    write_job(dir, "clicks", &dir.join("stream"), &extra)
+}
+
+fn uuids(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = table_rows(&dir.join("lake/clickstream"))
+        .iter()
+        .map(|r| {
+            r.split(' ')
+                .find(|c| c.starts_with("uuid="))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn duplicates_are_dropped_across_micro_batches_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small micro-batches: repeats land in other batches than their originals.
+    let job = setup(dir.path(), 3000, "[batch]\nmax_records = 97\n");
+    let out = run_ok(silt().arg("run").arg("--json").arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["batches"].as_u64().unwrap() > 20, "{s}");
+    let first = uuids(dir.path());
+    assert_eq!(first.len(), 3000);
+    let dups = s["duplicates"].as_u64().unwrap();
+    assert!(dups > 100, "{s}");
+
+    // A producer retries events of the first run again: a later run drops them too.
+    let stream = FileStream::open(dir.path().join("stream")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let chunk = rt
+        .block_on(silt_ingest::Source::read(
+            &stream,
+            "shard-000001",
+            &silt_ingest::StartAt::Earliest,
+            silt_ingest::ReadLimit {
+                max_records: 4000,
+                max_bytes: 1 << 30,
+            },
+        ))
+        .unwrap();
+    let tail: Vec<&[u8]> = (chunk.records.len() - 50..chunk.records.len())
+        .map(|i| chunk.payload(i))
+        .collect();
+    stream.append(0, &tail).unwrap();
+    let out = run_ok(silt().arg("run").arg("--json").arg(&job));
+    let s2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s2["records_read"], 50);
+    let good_in_tail = 50 - s2["rejected"].as_u64().unwrap();
+    assert_eq!(
+        s2["duplicates"].as_u64().unwrap() + s2["late"].as_u64().unwrap(),
+        good_in_tail,
+        "{s2}"
+    );
+    assert_eq!(
+        uuids(dir.path()),
+        first,
+        "no event twice after the second run"
+    );
+}
+
+/// Runs the job to the end without interruption in one folder, and with kills at many points
+/// in another; the lakes must be equal row for row.
+#[test]
+fn killed_runs_converge_to_the_uninterrupted_lake() {
+    let reference = tempfile::tempdir().unwrap();
+    let job_a = setup(reference.path(), 4000, "[batch]\nmax_records = 50\n");
+    run_ok(silt().arg("run").arg(&job_a));
+    let want = lake_rows(&reference.path().join("lake"));
+    assert_eq!(want["clickstream"].len(), 4000);
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path(), 4000, "[batch]\nmax_records = 50\n");
+    let points = [
+        "mid_read",
+        "after_intent",
+        "after_decode",
+        "after_table",
+        "after_dedup",
+        "before_commit",
+        "after_commit",
+    ];
+    let mut kills = 0;
+    for round in 1..=3u32 {
+        for p in points {
+            let n = if p == "after_table" { round * 2 } else { round };
+            let out = silt()
+                .arg("run")
+                .arg(&job)
+                .env("SILT_CRASH_AT", format!("{p}:{n}"))
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                assert!(
+                    String::from_utf8_lossy(&out.stderr).contains("crash point"),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                kills += 1;
+            }
+        }
+    }
+    // And SIGKILL from outside at moments that fall anywhere: reading, encoding, writing a
+    // Parquet file, writing the checkpoint.
+    for i in 0..14u64 {
+        let mut child = silt()
+            .arg("run")
+            .arg(&job)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(15 + i * 13));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 30, "only {kills} runs were killed");
+    run_ok(silt().arg("run").arg(&job));
+    let got = lake_rows(&dir.path().join("lake"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (table, rows) in &want {
+        assert_eq!(got[table].len(), rows.len(), "{table}: row count");
+        assert!(
+            got[table] == *rows,
+            "{table}: rows differ from the uninterrupted run"
+        );
+    }
+    // No half-written file is left for a directory reader.
+    let stray: Vec<_> = all_files(&dir.path().join("lake"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains('#'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+#[test]
+fn two_runs_at_once_only_one_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path(), 2000, "[batch]\nmax_records = 500\n");
+    // Both runs pause after planning, so that they overlap on the first micro-batch.
+    let spawn = || {
+        silt()
+            .arg("run")
+            .arg(&job)
+            .env("SILT_PAUSE_AT", "after_intent:700")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn();
+    let b = spawn();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let ok = [a.status.success(), b.status.success()];
+    assert_eq!(
+        ok.iter().filter(|x| **x).count(),
+        1,
+        "exactly one run succeeds: {ok:?}"
+    );
+    let loser = if a.status.success() { &b } else { &a };
+    let msg = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        msg.contains("another run of job `clicks` committed micro-batch"),
+        "{msg}"
+    );
+    assert_eq!(loser.status.code(), Some(1));
+    // The lake is still exact.
+    run_ok(silt().arg("run").arg(&job));
+    let ids = uuids(dir.path());
+    assert_eq!(ids.len(), 2000);
+    let mut d = ids.clone();
+    d.dedup();
+    assert_eq!(d.len(), 2000);
+}

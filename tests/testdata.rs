@@ -1,0 +1,144 @@
+//! The independent test stream through a job, read back with the `parquet` crate directly.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+
+use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use common::*;
+
+#[test]
+fn testdata_stream_lands_in_the_lake_exactly() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let job = write_job(
+        dir.path(),
+        "small",
+        &data.join("stream"),
+        "[batch]\nmax_records = 100\n",
+    );
+    let out = run_ok(silt().arg("run").arg(&job));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("rejected     18"), "{summary}");
+    assert!(summary.contains("duplicates dropped       20"), "{summary}");
+
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("expected.json")).unwrap())
+            .unwrap();
+    let events = expected["events"].as_object().unwrap();
+
+    // Read every file of the raw table with the parquet crate.
+    let table = dir.path().join("lake/clickstream");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut partitions = BTreeSet::new();
+    for f in parquet_files(&table) {
+        let rel = f
+            .strip_prefix(&table)
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        partitions.insert(rel.clone());
+        for b in read_parquet(&f) {
+            let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+            let uuid = col("uuid");
+            let uuid = uuid.as_any().downcast_ref::<StringArray>().unwrap();
+            let product = col("productId");
+            let product = product.as_any().downcast_ref::<Int64Array>().unwrap();
+            let sale = col("saleId");
+            let sale = sale.as_any().downcast_ref::<Int64Array>().unwrap();
+            let channel = col("channel");
+            let channel = channel.as_any().downcast_ref::<StringArray>().unwrap();
+            let t = col("_event_time");
+            let t = t
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            for i in 0..b.num_rows() {
+                let id = uuid.value(i).to_string();
+                let e = &events[&id];
+                assert_eq!(product.value(i), e["productId"].as_i64().unwrap(), "{id}");
+                assert_eq!(sale.is_null(i), e["saleId"].is_null(), "{id}");
+                if !sale.is_null(i) {
+                    assert_eq!(sale.value(i), e["saleId"].as_i64().unwrap(), "{id}");
+                }
+                assert_eq!(
+                    channel.is_null(i),
+                    e["channel"].is_null(),
+                    "{id}: v1 rows have channel null"
+                );
+                if !channel.is_null(i) {
+                    assert_eq!(channel.value(i), e["channel"].as_str().unwrap(), "{id}");
+                }
+                let ms = t.value(i) / 1000;
+                assert_eq!(ms, e["event_ms"].as_i64().unwrap(), "{id}");
+                // The partition is the event's UTC hour.
+                let when = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+                assert_eq!(rel, when.format("dt=%Y-%m-%d/hr=%H").to_string(), "{id}");
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 400, "every expected event is in the lake");
+    assert!(seen.values().all(|n| *n == 1), "each exactly once");
+    assert_eq!(
+        partitions.into_iter().collect::<Vec<_>>(),
+        vec![
+            "dt=2025-11-25/hr=22",
+            "dt=2025-11-25/hr=23",
+            "dt=2025-11-26/hr=00"
+        ],
+        "partitions by event hour, across midnight"
+    );
+
+    // The rejected table: 18 records with their reasons and raw bytes.
+    let rejected: Vec<_> = parquet_files(&dir.path().join("lake/clickstream_rejected"))
+        .iter()
+        .flat_map(|f| read_parquet(f))
+        .collect();
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    let mut total = 0;
+    for b in &rejected {
+        let code = b.column(b.schema().index_of("reason_code").unwrap());
+        let code = code.as_any().downcast_ref::<StringArray>().unwrap();
+        let reason = b.column(b.schema().index_of("reason").unwrap());
+        let reason = reason.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            assert!(!reason.value(i).is_empty());
+            *codes.entry(code.value(i).to_string()).or_default() += 1;
+            total += 1;
+        }
+    }
+    assert_eq!(total, 18);
+    assert_eq!(codes["too_short"], 6);
+    for c in [
+        "bad_header",
+        "unknown_fingerprint",
+        "bad_body",
+        "trailing_bytes",
+    ] {
+        assert_eq!(codes[c], 3, "{c}");
+    }
+
+    // A second run finds nothing new and changes nothing.
+    let before = lake_rows(&dir.path().join("lake"));
+    let out = run_ok(silt().arg("run").arg(&job));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 micro-batch(es)"));
+    assert_eq!(lake_rows(&dir.path().join("lake")), before);
+
+    // silt query sees the same.
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "csv", "--lake"])
+            .arg(format!("file://{}", dir.path().join("lake").display()))
+            .arg("SELECT count(*) AS n, count(DISTINCT uuid) AS d, count(channel) AS c FROM clickstream"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let with_channel = events.values().filter(|e| !e["channel"].is_null()).count();
+    assert_eq!(text.trim(), format!("n,d,c\n400,400,{with_channel}"));
+}
