@@ -54,6 +54,9 @@ wait_for moto "http://127.0.0.1:$s3_port/moto-api/" 150
 wait_for kinesalite "http://127.0.0.1:$kinesis_port/" 150
 
 export SILT_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export AWS_ENDPOINT_URL_S3="$SILT_S3_ENDPOINT"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+curl -sf -X PUT "$SILT_S3_ENDPOINT/silt-test" >/dev/null
 export SILT_KINESIS_ENDPOINT="http://127.0.0.1:$kinesis_port"
 export SILT_REQUIRE_STAND_INS=1
 export SILT_TESTDATA=${SILT_TESTDATA:-$root/../shared/testdata}

@@ -252,6 +252,14 @@ impl CommitLog {
         }
     }
 
+    /// Removes temporary files a killed writer left in the log's folder (local disk only).
+    pub fn remove_staging_files(&self) -> usize {
+        match self.loc.url.strip_prefix("file://") {
+            Some(dir) => remove_staging_files(std::path::Path::new(dir)),
+            None => 0,
+        }
+    }
+
     /// Deletes log entries older than the last `keep` commits.
     pub async fn prune(&self, keep: usize) -> Result<()> {
         let commits = self.batches("commits").await?;
@@ -333,7 +341,7 @@ pub async fn vacuum(
 
 /// Local disk writes go through `{name}#{n}` and a rename; a killed writer leaves that file,
 /// which object store listings hide but a directory reader (Spark) would trip over.
-fn remove_staging_files(dir: &std::path::Path) -> usize {
+pub(crate) fn remove_staging_files(dir: &std::path::Path) -> usize {
     let mut n = 0;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -345,7 +353,7 @@ fn remove_staging_files(dir: &std::path::Path) -> usize {
         } else if p
             .file_name()
             .and_then(|f| f.to_str())
-            .and_then(|f| f.split_once(".parquet#"))
+            .and_then(|f| f.rsplit_once('#'))
             .is_some_and(|(_, suffix)| {
                 !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
             })

@@ -626,6 +626,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     }
 
     let mut state = State::restore(job).await?;
+    job.log.remove_staging_files();
     if let Some(n) = state.batch {
         // Leftovers of a killed run: files of committed batches that no commit lists.
         for (table, ts) in &state.tables {
