@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -224,4 +224,80 @@ fn two_runs_at_once_only_one_commits() {
     let mut d = ids.clone();
     d.dedup();
     assert_eq!(d.len(), 2000);
+}
+
+#[test]
+fn follow_keeps_going_and_ctrl_c_commits_the_batch_in_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(
+        dir.path(),
+        1000,
+        "[batch]\nmax_records = 100\ninterval = \"100ms\"\n",
+    );
+    let child = silt()
+        .args(["run", "--follow"])
+        .arg(&job)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_for = |n: usize| {
+        for _ in 0..200 {
+            if uuids(dir.path()).len() == n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the lake never reached {n} events");
+    };
+    wait_for(1000);
+    // More events arrive while it runs.
+    let stream = FileStream::open(dir.path().join("stream")).unwrap();
+    gen::generate(
+        &stream,
+        &GenOptions {
+            events: 700,
+            seed: 99,
+            start_ms: 1_764_200_000_000,
+            bad_per_kind: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    wait_for(1700);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("rows written       1700   to clickstream"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_rows_transform_with_an_aggregate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path(), 10, "");
+    std::fs::write(
+        dir.path().join("sql/sales.sql"),
+        "SELECT dt, count(*) AS n FROM events GROUP BY dt",
+    )
+    .unwrap();
+    let out = silt().arg("run").arg(&job).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("transform `sales`: uses an aggregate"),
+        "{err}"
+    );
+    assert!(err.contains("mode = \"partitions\""), "{err}");
 }

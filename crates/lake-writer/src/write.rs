@@ -163,7 +163,9 @@ pub async fn write_table(
     partition_by: &[String],
     opts: &WriterOptions,
 ) -> Result<Vec<DataFile>> {
-    let mut parts: BTreeMap<String, (Vec<(String, String)>, Vec<RecordBatch>)> = BTreeMap::new();
+    // Hive path -> (partition values, that partition's rows).
+    type Parts = BTreeMap<String, (Vec<(String, String)>, Vec<RecordBatch>)>;
+    let mut parts: Parts = BTreeMap::new();
     for b in batches.iter().filter(|b| b.num_rows() > 0) {
         for PartitionBatch { values, batch } in split(b, partition_by)? {
             parts
