@@ -35,7 +35,6 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -131,17 +130,7 @@ impl CommitLog {
     }
 
     async fn batches(&self, dir: &str) -> Result<Vec<u64>> {
-        let prefix = self.loc.child(dir);
-        let objects: Vec<_> = self
-            .loc
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                path: prefix.to_string(),
-                source,
-            })?;
+        let objects = crate::list_all(&self.loc, &self.loc.child(dir)).await?;
         let mut v: Vec<u64> = objects
             .iter()
             .filter_map(|o| o.location.filename()?.split('.').next()?.parse().ok())
@@ -297,15 +286,7 @@ pub async fn vacuum(
     max_batch: u64,
     staging: bool,
 ) -> Result<usize> {
-    let objects: Vec<_> = table
-        .store
-        .list(Some(&table.prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::Store {
-            path: table.prefix.to_string(),
-            source,
-        })?;
+    let objects = crate::list_all(table, &table.prefix).await?;
     let mut deleted = 0;
     for o in objects {
         let Some(rel) = table.relative(&o.location) else {

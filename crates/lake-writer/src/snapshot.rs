@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -68,15 +68,7 @@ impl LakeSnapshot {
     /// Reads the catalog and each job's latest commit.
     pub async fn load(lake: &Location) -> Result<Self> {
         let prefix = lake.child("_silt/tables");
-        let objects: Vec<_> =
-            lake.store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|source| Error::Store {
-                    path: prefix.to_string(),
-                    source,
-                })?;
+        let objects = crate::list_all(lake, &prefix).await?;
         let mut logs: BTreeMap<String, CommitLog> = BTreeMap::new();
         let mut tables = BTreeMap::new();
         for o in objects {
