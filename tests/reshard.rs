@@ -64,6 +64,7 @@ async fn children_are_read_only_after_their_parent_is_drained() {
         rejected_table: "clickstream_rejected".into(),
         partition_by: vec!["dt".into(), "hr".into()],
         transforms: vec![],
+        references: vec![],
         log: CommitLog::new(lake.join("_silt/checkpoints/reshard")),
         window_us: 15 * 60 * 1_000_000,
         keep_late: false,

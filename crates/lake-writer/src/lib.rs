@@ -66,10 +66,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every object below `prefix` in a location's store.
-pub(crate) async fn list_all(loc: &silt_storage::Location, prefix: &object_store::path::Path) -> Result<Vec<object_store::ObjectMeta>> {
+pub(crate) async fn list_all(
+    loc: &silt_storage::Location,
+    prefix: &object_store::path::Path,
+) -> Result<Vec<object_store::ObjectMeta>> {
     use futures::TryStreamExt;
-    loc.store.list(Some(prefix)).try_collect().await.map_err(|source| Error::Store {
-        path: prefix.to_string(),
-        source,
-    })
+    loc.store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|source| Error::Store {
+            path: prefix.to_string(),
+            source,
+        })
 }

@@ -21,6 +21,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Run a job: everything available now (or, with --follow, keep going).
     Run(cmd::run::RunArgs),
+    /// Rerun a job's transforms over the raw table's partitions in a time range.
+    Backfill(cmd::backfill::BackfillArgs),
     /// Run one SQL statement over the lake's committed tables.
     Query(cmd::query::QueryArgs),
     /// Schema registry commands.
@@ -53,6 +55,7 @@ fn main() {
             Command::Demo(a) => cmd::demo::run(a, &mut stdout).await,
             Command::Run(a) => cmd::run::run(a, &mut stdout).await,
             Command::Query(a) => cmd::query::run(a, &mut stdout).await,
+            Command::Backfill(a) => cmd::backfill::run(a, &mut stdout).await,
             Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
         }
     });

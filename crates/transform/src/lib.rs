@@ -22,10 +22,12 @@
 //!
 //! let events = RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
 //! let t = Transform::new("big", "SELECT n FROM events WHERE n > 1", Mode::Rows);
-//! let out = run_on_batches(&t, events.schema(), vec![events]).await?;
+//! let out = run_on_batches(&t, &[], events.schema(), vec![events]).await?;
 //! assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
 //! # Ok::<(), silt_transform::Error>(()) }).unwrap();
 //! ```
+
+pub mod udf;
 
 use std::sync::Arc;
 
@@ -94,7 +96,9 @@ pub fn session() -> SessionContext {
         .with_target_partitions(1)
         .with_information_schema(true)
         .with_batch_size(8192);
-    SessionContext::new_with_config(config)
+    let ctx = SessionContext::new_with_config(config);
+    udf::register(&ctx);
+    ctx
 }
 
 fn contains_aggregate_or_window(plan: &LogicalPlan) -> Option<&'static str> {
@@ -141,13 +145,37 @@ pub async fn plan(ctx: &SessionContext, t: &Transform) -> Result<datafusion::dat
     Ok(df)
 }
 
+/// A small reference table that transforms may join with (CSV with a header, or Parquet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub name: String,
+    pub path: std::path::PathBuf,
+}
+
+/// A [`session`] with reference tables registered: where every transform runs.
+pub async fn transform_session(references: &[Reference]) -> Result<SessionContext> {
+    let ctx = session();
+    for r in references {
+        let path = r.path.to_string_lossy();
+        if path.ends_with(".parquet") {
+            ctx.register_parquet(&r.name, path.as_ref(), Default::default())
+                .await?;
+        } else {
+            let opts = datafusion::prelude::CsvReadOptions::new().has_header(true);
+            ctx.register_csv(&r.name, path.as_ref(), opts).await?;
+        }
+    }
+    Ok(ctx)
+}
+
 /// Runs a transform over in-memory batches (a micro-batch in `rows` mode).
 pub async fn run_on_batches(
     t: &Transform,
+    references: &[Reference],
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
-    let ctx = session();
+    let ctx = transform_session(references).await?;
     let table = MemTable::try_new(schema, vec![batches])?;
     ctx.register_table("events", Arc::new(table))?;
     run(&ctx, t).await

@@ -1,5 +1,6 @@
 //! The command line's subcommands, each a library function the binary calls.
 
+pub mod backfill;
 pub mod demo;
 pub mod query;
 pub mod registry;

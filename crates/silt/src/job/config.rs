@@ -21,6 +21,9 @@ pub struct JobFile {
     /// Zero or more SQL transforms, each into its own table.
     #[serde(default, rename = "transform")]
     pub transforms: Vec<TransformConfig>,
+    /// Small reference tables the transforms may join with.
+    #[serde(default, rename = "reference")]
+    pub references: Vec<ReferenceConfig>,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
     /// Micro-batch limits.
@@ -133,6 +136,15 @@ pub struct TransformConfig {
     /// `rows` (default) or `partitions`.
     #[serde(default = "default_mode")]
     pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceConfig {
+    /// The table name SQL uses.
+    pub name: String,
+    /// A CSV file with a header, or a Parquet file.
+    pub path: String,
 }
 
 fn default_mode() -> String {

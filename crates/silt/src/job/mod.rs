@@ -1,6 +1,8 @@
 //! Jobs: a job file resolved into its parts, and the micro-batch loop that runs it.
 
+mod backfill;
 pub mod config;
 mod run;
 
+pub use backfill::{backfill, parse_hour, BackfillSummary};
 pub use run::{run, Job, RunOptions, RunSummary};

@@ -44,6 +44,7 @@ pub struct Job {
     pub rejected_table: String,
     pub partition_by: Vec<String>,
     pub transforms: Vec<Transform>,
+    pub references: Vec<silt_transform::Reference>,
     pub log: CommitLog,
     pub window_us: i64,
     pub keep_late: bool,
@@ -120,6 +121,14 @@ impl Job {
             };
             transforms.push(Transform::new(&t.name, sql, mode));
         }
+        let references = file
+            .references
+            .iter()
+            .map(|r| silt_transform::Reference {
+                name: r.name.clone(),
+                path: dir.join(&r.path),
+            })
+            .collect();
         let writer = WriterOptions {
             target_file_bytes: parse_size(&file.lake.target_file_size)?,
             row_group_rows: file.lake.row_group_rows.max(1),
@@ -145,6 +154,7 @@ impl Job {
             table: file.lake.table,
             partition_by: file.lake.partition_by,
             transforms,
+            references,
             log: CommitLog::new(checkpoint),
             window_us: parse_duration(&file.dedup.window)?.as_micros() as i64,
             keep_late: file.dedup.late == "keep",
@@ -512,10 +522,11 @@ const SNAPSHOT_URL: &str = "silt://lake/";
 /// selects.
 async fn output_partitions(
     t: &Transform,
+    references: &[silt_transform::Reference],
     events: &SchemaRef,
     partition_by: &[String],
 ) -> anyhow::Result<Vec<String>> {
-    let ctx = silt_transform::session();
+    let ctx = silt_transform::transform_session(references).await?;
     ctx.register_table(
         "events",
         Arc::new(datafusion::datasource::MemTable::try_new(
@@ -534,7 +545,9 @@ async fn output_partitions(
 
 /// Recomputes a `partitions` transform over whole raw partitions: those whose values in the
 /// transform's partition columns were touched. Shared by the stream job and the backfill.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn recompute_partitions(
+    references: &[silt_transform::Reference],
     lake: &Location,
     raw_table: &str,
     raw: &TableState,
@@ -572,7 +585,7 @@ pub(crate) async fn recompute_partitions(
         .into_iter()
         .collect(),
     };
-    let ctx = silt_transform::session();
+    let ctx = silt_transform::transform_session(references).await?;
     let url = url::Url::parse(SNAPSHOT_URL).expect("valid");
     let table_path = lake.child(raw_table);
     silt_transform::register_parquet_table(
@@ -589,6 +602,42 @@ pub(crate) async fn recompute_partitions(
     Ok((out, affected))
 }
 
+/// The shapes of a job's tables, from the subject's latest schema.
+pub(crate) struct Shapes {
+    pub decoder: EventDecoder,
+    /// The `events` table transforms read: raw columns and partition columns.
+    pub events: SchemaRef,
+    /// What the raw table's files hold (without partition columns).
+    pub raw_files: SchemaRef,
+    /// Each transform's partition columns.
+    pub out_partitions: Vec<Vec<String>>,
+}
+
+impl Shapes {
+    pub(crate) async fn of(job: &Job) -> anyhow::Result<Shapes> {
+        let reader = job
+            .registry
+            .latest(&job.subject)
+            .await
+            .with_context(|| format!("reader schema: subject `{}`", job.subject))?;
+        let decoder =
+            EventDecoder::new(job.registry.clone(), reader, job.framing, job.source.name())?;
+        let events = events_schema(&decoder.schema(), &job.partition_by)?;
+        let raw_files = silt_lake_writer::file_schema(&events, &job.partition_by);
+        let mut out_partitions = Vec::new();
+        for t in &job.transforms {
+            out_partitions
+                .push(output_partitions(t, &job.references, &events, &job.partition_by).await?);
+        }
+        Ok(Shapes {
+            decoder,
+            events,
+            raw_files,
+            out_partitions,
+        })
+    }
+}
+
 /// Runs a job: micro-batches until caught up (or, with `follow`, until shutdown).
 pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
@@ -597,19 +646,10 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         job: job.name.clone(),
         ..Default::default()
     };
-    let reader = job
-        .registry
-        .latest(&job.subject)
-        .await
-        .with_context(|| format!("reader schema: subject `{}`", job.subject))?;
-    let mut decoder =
-        EventDecoder::new(job.registry.clone(), reader, job.framing, job.source.name())?;
-    let events_schema = events_schema(&decoder.schema(), &job.partition_by)?;
-    let raw_file_schema = silt_lake_writer::file_schema(&events_schema, &job.partition_by);
-    let mut out_parts = Vec::new();
-    for t in &job.transforms {
-        out_parts.push(output_partitions(t, &events_schema, &job.partition_by).await?);
-    }
+    let shapes = Shapes::of(job).await?;
+    let mut decoder = shapes.decoder;
+    let (events_schema, raw_file_schema, out_parts) =
+        (shapes.events, shapes.raw_files, shapes.out_partitions);
     for table in std::iter::once(&job.table)
         .chain(std::iter::once(&job.rejected_table))
         .chain(job.transforms.iter().map(|t| &t.name))
@@ -789,8 +829,13 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             let (out, affected) = match tr.mode {
                 Mode::Rows => match &events {
                     Some(ev) => (
-                        silt_transform::run_on_batches(tr, events_schema.clone(), vec![ev.clone()])
-                            .await?,
+                        silt_transform::run_on_batches(
+                            tr,
+                            &job.references,
+                            events_schema.clone(),
+                            vec![ev.clone()],
+                        )
+                        .await?,
                         None,
                     ),
                     None => (vec![], None),
@@ -799,6 +844,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 Mode::Partitions => {
                     let raw = tables.get(&job.table).expect("inserted above");
                     let (out, affected) = recompute_partitions(
+                        &job.references,
                         &job.lake,
                         &job.table,
                         raw,

@@ -1,0 +1,260 @@
+//! `silt backfill`: rerun a job's transforms over the raw table's partitions in a time range,
+//! through the same code the stream job uses ([`recompute_partitions`]), replacing the output
+//! partitions they feed in one commit of the job's log, so that silt's readers switch from
+//! the old to the new at once and a concurrent stream run of the job is fenced as usual.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use silt_lake_writer::{vacuum, write_table, Commit};
+
+use super::run::{recompute_partitions, Job, Shapes};
+
+/// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
+/// `2025-11-25T22`, `2025-11-25 22`, or an RFC 3339 time.
+pub fn parse_hour(text: &str, end: bool) -> anyhow::Result<i64> {
+    let t = text.trim();
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let h = d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp()
+            / 3600;
+        return Ok(if end { h + 23 } else { h });
+    }
+    let iso = t.replacen(' ', "T", 1);
+    for suffix in [":00:00", ":00", ""] {
+        if let Ok(dt) =
+            chrono::NaiveDateTime::parse_from_str(&format!("{iso}{suffix}"), "%Y-%m-%dT%H:%M:%S")
+        {
+            return Ok(dt.and_utc().timestamp().div_euclid(3600));
+        }
+    }
+    let dt = chrono::DateTime::parse_from_rfc3339(t).with_context(|| {
+        format!("`{t}` is not a date (2025-11-25), an hour (2025-11-25T22) or an RFC 3339 time")
+    })?;
+    Ok(dt.timestamp().div_euclid(3600))
+}
+
+/// The hours a raw partition covers (`dt` alone: the whole day).
+fn partition_hours(values: &[(String, String)]) -> Option<(i64, i64)> {
+    let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let day = chrono::NaiveDate::parse_from_str(get("dt")?, "%Y-%m-%d").ok()?;
+    let first = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp() / 3600;
+    match get("hr").map(|h| h.parse::<i64>()) {
+        Some(Ok(h)) => Some((first + h, first + h)),
+        Some(Err(_)) => None,
+        None => Some((first, first + 23)),
+    }
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackfillSummary {
+    pub job: String,
+    pub batch: u64,
+    pub raw_partitions: usize,
+    /// Output partitions rewritten, per table.
+    pub partitions: BTreeMap<String, usize>,
+    pub rows: BTreeMap<String, u64>,
+    pub files_written: u64,
+    pub files_replaced: u64,
+    pub elapsed_s: f64,
+}
+
+impl BackfillSummary {
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "backfill of job {}: {} raw partition(s) read, committed as micro-batch #{} in {:.2}s\n",
+            self.job, self.raw_partitions, self.batch, self.elapsed_s
+        );
+        for (t, n) in &self.partitions {
+            s += &format!(
+                "  {t}: {n} partition(s) rewritten, {} rows\n",
+                self.rows.get(t).copied().unwrap_or(0)
+            );
+        }
+        s += &format!(
+            "  files written {}, files replaced {}",
+            self.files_written, self.files_replaced
+        );
+        s
+    }
+}
+
+/// Reruns every transform of `job` over the raw partitions whose hours fall in
+/// `[from_hour, to_hour]` (hours since the Unix epoch, inclusive).
+pub async fn backfill(
+    job: &Job,
+    from_hour: i64,
+    to_hour: i64,
+    progress: bool,
+) -> anyhow::Result<BackfillSummary> {
+    let started = Instant::now();
+    if from_hour > to_hour {
+        bail!("--from is after --to");
+    }
+    if !job.partition_by.iter().any(|p| p == "dt") {
+        bail!(
+            "backfill selects raw partitions by `dt` (and `hr`); job `{}` partitions by {:?}",
+            job.name,
+            job.partition_by
+        );
+    }
+    let Some(latest) = job.log.latest().await? else {
+        bail!(
+            "job `{}` has not committed anything yet: run it first",
+            job.name
+        );
+    };
+    let shapes = Shapes::of(job).await?;
+    let raw = latest
+        .tables
+        .get(&job.table)
+        .with_context(|| format!("the latest commit has no raw table `{}`", job.table))?;
+    let touched: BTreeSet<Vec<(String, String)>> = raw
+        .files
+        .iter()
+        .filter(|f| {
+            partition_hours(&f.partition).is_some_and(|(a, b)| b >= from_hour && a <= to_hour)
+        })
+        .map(|f| f.partition.clone())
+        .collect();
+    let batch = latest.batch + 1;
+    let mut summary = BackfillSummary {
+        job: job.name.clone(),
+        batch,
+        raw_partitions: touched.len(),
+        ..Default::default()
+    };
+    // One unit of work per output partition, for progress.
+    let mut work = Vec::new();
+    for (i, parts) in shapes.out_partitions.iter().enumerate() {
+        let groups: BTreeSet<Vec<(String, String)>> = touched
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .filter(|(k, _)| parts.contains(k))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        for g in groups {
+            let members: BTreeSet<_> = touched
+                .iter()
+                .filter(|p| {
+                    p.iter()
+                        .filter(|(k, _)| parts.contains(k))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        == g
+                })
+                .cloned()
+                .collect();
+            work.push((i, members));
+        }
+    }
+    let bar = progress.then(|| {
+        let pb = indicatif::ProgressBar::new(work.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} partitions  {msg}  {per_sec}  ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
+    });
+    let mut tables = latest.tables.clone();
+    let mut replaced: BTreeSet<String> = BTreeSet::new();
+    let mut rows_total = 0u64;
+    for (i, members) in work {
+        let t = &job.transforms[i];
+        let parts = &shapes.out_partitions[i];
+        let (out, affected) = recompute_partitions(
+            &job.references,
+            &job.lake,
+            &job.table,
+            raw,
+            shapes.raw_files.clone(),
+            t,
+            parts,
+            &members,
+        )
+        .await?;
+        let files = write_table(&job.lake.join(&t.name), batch, &out, parts, &job.writer).await?;
+        let ts = tables.entry(t.name.clone()).or_default();
+        ts.partition_by = parts.clone();
+        let before = ts.files.len();
+        ts.files.retain(|f| !affected.contains(&f.partition));
+        summary.files_replaced += (before - ts.files.len()) as u64;
+        *summary.partitions.entry(t.name.clone()).or_default() += 1;
+        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        *summary.rows.entry(t.name.clone()).or_default() += rows;
+        rows_total += rows;
+        summary.files_written += files.len() as u64;
+        ts.files.extend(files);
+        replaced.insert(t.name.clone());
+        if let Some(pb) = &bar {
+            pb.inc(1);
+            pb.set_message(format!("{rows_total} rows"));
+        }
+    }
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    // The dedup state does not change; the commit names its own copy so that pruning old
+    // log entries never removes what the latest commit needs.
+    let dedup = match &latest.dedup {
+        Some(n) => Some(
+            job.log
+                .put_dedup(batch, job.log.get_dedup(n).await?.to_vec())
+                .await?,
+        ),
+        None => None,
+    };
+    let commit = Commit {
+        job: job.name.clone(),
+        batch,
+        committed_at_ms: chrono::Utc::now().timestamp_millis(),
+        source: latest.source.clone(),
+        dedup,
+        tables: tables.clone(),
+        stats: serde_json::json!({"backfill": {"from_hour": from_hour, "to_hour": to_hour}}),
+    };
+    job.log.commit_batch(&commit).await?;
+    for name in replaced {
+        let live: HashSet<&str> = tables[&name]
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
+        vacuum(&job.lake.join(&name), &live, batch, false).await?;
+    }
+    job.log.prune(20).await?;
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_parse() {
+        let d = parse_hour("2025-11-25", false).unwrap();
+        assert_eq!(parse_hour("2025-11-25", true).unwrap(), d + 23);
+        assert_eq!(parse_hour("2025-11-25T22", false).unwrap(), d + 22);
+        assert_eq!(parse_hour("2025-11-25 22", false).unwrap(), d + 22);
+        assert_eq!(parse_hour("2025-11-25T22:30:00Z", false).unwrap(), d + 22);
+        assert!(parse_hour("yesterday", false).is_err());
+        let v = vec![
+            ("dt".to_string(), "2025-11-25".to_string()),
+            ("hr".to_string(), "22".to_string()),
+        ];
+        assert_eq!(partition_hours(&v), Some((d + 22, d + 22)));
+    }
+}

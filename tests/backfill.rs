@@ -1,0 +1,179 @@
+//! The backfill: the same SQL over the lake's raw table, through the stream job's code path.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+use silt::gen::{self, GenOptions};
+use silt_ingest::FileStream;
+
+fn setup(dir: &Path) -> std::path::PathBuf {
+    let schemas = dir.join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
+    std::fs::write(schemas.join("v2.avsc"), gen::V2).unwrap();
+    register(dir, &[&schemas.join("v1.avsc"), &schemas.join("v2.avsc")]);
+    let stream = FileStream::create(dir.join("stream"), 2).unwrap();
+    // Five event hours: 22:00 on the 25th to 02:xx on the 26th.
+    let opts = GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    gen::generate(&stream, &opts).unwrap();
+    std::fs::create_dir_all(dir.join("sql")).unwrap();
+    std::fs::write(
+        dir.join("sql/hourly.sql"),
+        silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sql/sales.sql"),
+        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
+    )
+    .unwrap();
+    let extra = format!(
+        "[batch]\nmax_records = 400\n\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
+        dir.join("sql/hourly.sql").display(),
+        dir.join("sql/sales.sql").display()
+    );
+    write_job(dir, "clicks", &dir.join("stream"), &extra)
+}
+
+/// Every data file of a table with its bytes.
+fn file_bytes(table: &Path) -> BTreeMap<String, Vec<u8>> {
+    parquet_files(table)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(table)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn backfill(job: &Path, from: &str, to: &str) -> serde_json::Value {
+    let out = run_ok(
+        silt()
+            .args(["backfill", "--json", "--from", from, "--to", to])
+            .arg(job),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_backfill_gives_the_stream_runs_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    run_ok(silt().arg("run").arg(&job));
+    let lake = dir.path().join("lake");
+    let streamed = lake_rows(&lake);
+    assert_eq!(streamed["clickstream"].len(), 3000);
+    assert!(!streamed["sales"].is_empty() && !streamed["hourly"].is_empty());
+
+    let s = backfill(&job, "2025-11-25", "2025-11-26");
+    assert_eq!(s["raw_partitions"], 5, "{s}");
+    let backfilled = lake_rows(&lake);
+    for t in ["hourly", "sales", "clickstream"] {
+        assert!(
+            backfilled[t] == streamed[t],
+            "{t}: the backfill differs from the stream run"
+        );
+    }
+    // Twice gives the same lake.
+    backfill(&job, "2025-11-25", "2025-11-26");
+    assert_eq!(lake_rows(&lake), streamed);
+}
+
+#[test]
+fn after_the_sql_changes_a_backfill_rewrites_exactly_the_requested_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    run_ok(silt().arg("run").arg(&job));
+    let lake = dir.path().join("lake");
+    let before_hourly = file_bytes(&lake.join("hourly"));
+    let before_sales = file_bytes(&lake.join("sales"));
+    let before_raw = file_bytes(&lake.join("clickstream"));
+
+    // The transforms change: views now count only sale views; sales keep only product > 250.
+    let sql = silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL.replace(
+        "count(*)                                   AS views",
+        "count(\"saleId\") AS views",
+    );
+    assert_ne!(sql, silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL);
+    std::fs::write(dir.path().join("sql/hourly.sql"), sql).unwrap();
+    std::fs::write(
+        dir.path().join("sql/sales.sql"),
+        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL AND \"productId\" > 250",
+    )
+    .unwrap();
+    let s = backfill(&job, "2025-11-25T23", "2025-11-26T00");
+    assert_eq!(s["raw_partitions"], 2, "{s}");
+
+    let changed = ["dt=2025-11-25/hr=23/", "dt=2025-11-26/hr=00/"];
+    let in_changed = |p: &str| changed.iter().any(|c| p.starts_with(c));
+    for (name, before) in [("hourly", &before_hourly), ("sales", &before_sales)] {
+        let after = file_bytes(&lake.join(name));
+        // Partitions outside the range: the same files, byte for byte.
+        let keep_before: BTreeMap<_, _> = before.iter().filter(|(p, _)| !in_changed(p)).collect();
+        let keep_after: BTreeMap<_, _> = after.iter().filter(|(p, _)| !in_changed(p)).collect();
+        assert_eq!(
+            keep_before, keep_after,
+            "{name}: partitions outside the range changed"
+        );
+        // Inside the range: new files with the new answer.
+        let old: Vec<_> = before.keys().filter(|p| in_changed(p)).collect();
+        let new: Vec<_> = after.keys().filter(|p| in_changed(p)).collect();
+        assert_eq!(new.len(), 2, "{name}: {new:?}");
+        assert!(
+            old.iter().all(|o| !after.contains_key(*o)),
+            "{name}: old files of rewritten partitions remain"
+        );
+    }
+    // The new SQL's answer, through silt's query path.
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "csv", "--lake"])
+            .arg(format!("file://{}", lake.display()))
+            .arg("SELECT min(\"productId\") AS m FROM sales WHERE hr IN ('23', '00')"),
+    );
+    let m: i64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(m > 250);
+    // The raw table is never touched.
+    assert_eq!(file_bytes(&lake.join("clickstream")), before_raw);
+}
+
+#[test]
+fn a_where_on_partition_columns_reads_only_the_matching_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    run_ok(silt().arg("run").arg(&job));
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    let out = run_ok(silt().args(["query", "--format", "csv", "--lake", &lake]).arg(
+        "EXPLAIN SELECT sum(\"productId\") FROM clickstream WHERE dt = '2025-11-26' AND hr = '01'",
+    ));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let all = parquet_files(&dir.path().join("lake/clickstream"));
+    let mentioned: Vec<_> = all
+        .iter()
+        .filter(|p| {
+            plan.contains(p.file_name().unwrap().to_str().unwrap()) && plan.contains("hr=01")
+        })
+        .collect();
+    assert!(!mentioned.is_empty(), "{plan}");
+    assert!(
+        !plan.contains("hr=22") && !plan.contains("hr=23") && !plan.contains("hr=00"),
+        "{plan}"
+    );
+}
