@@ -1,5 +1,5 @@
 -- Page views per product per hour, with how many were during a sale.
--- mode = "partitions": recomputed over each hour the micro-batch touched.
+-- mode: partitions (recomputed over each hour the micro-batch touched).
 SELECT
     dt,
     hr,

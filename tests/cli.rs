@@ -81,3 +81,44 @@ fn demo_runs_end_to_end() {
     );
     assert!(text.contains("| reason_code"), "{text}");
 }
+
+#[test]
+fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        silt()
+            .args(["demo", "--events", "1000", "--dir"])
+            .arg(dir.path()),
+    );
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    let mut child = silt()
+        .args(["sql", "--format", "csv", "--lake", &lake])
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"SELECT count(*) AS n\n  FROM clickstream\n  WHERE dt = '2025-11-25';\n\\d\n\\q\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("n\n1000\n"), "{text}");
+    assert!(text.contains("page_views_hourly\t"), "{text}");
+
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "json", "--lake", &lake])
+            .arg("SELECT hr, count(*) AS n FROM clickstream GROUP BY hr ORDER BY hr"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["hr"], "22");
+    assert_eq!(v[0]["n"], 1000);
+}

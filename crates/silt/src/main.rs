@@ -25,6 +25,8 @@ enum Command {
     Backfill(cmd::backfill::BackfillArgs),
     /// Run one SQL statement over the lake's committed tables.
     Query(cmd::query::QueryArgs),
+    /// An interactive SQL shell over the lake.
+    Sql(cmd::sql::SqlArgs),
     /// Schema registry commands.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
@@ -56,6 +58,7 @@ fn main() {
             Command::Run(a) => cmd::run::run(a, &mut stdout).await,
             Command::Query(a) => cmd::query::run(a, &mut stdout).await,
             Command::Backfill(a) => cmd::backfill::run(a, &mut stdout).await,
+            Command::Sql(a) => cmd::sql::run(a, &mut stdout).await,
             Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
         }
     });

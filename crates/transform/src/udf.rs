@@ -9,8 +9,8 @@
 //! | `search_engine(referrer)` | `google`, `bing`, `yahoo`, `duckduckgo`, `baidu`, `yandex`, `ecosia`, or NULL |
 //! | `search_keyword(referrer)` | the search terms of a search-engine referrer, or NULL |
 //!
-//! Relative URLs (`/p/123?utm_source=x`) are read against a dummy origin; text that is not a
-//! URL gives NULL.
+//! Relative URLs (`/p/123?utm_source=x`) have a path and parameters but no host; text that is
+//! not a URL gives NULL.
 
 use std::sync::Arc;
 
@@ -19,11 +19,23 @@ use arrow::datatypes::DataType;
 use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
 use datafusion::prelude::SessionContext;
 
+const RELATIVE_BASE: &str = "http://relative.invalid";
+
 fn parse(text: &str) -> Option<url::Url> {
     let t = text.trim();
-    url::Url::parse(t)
-        .or_else(|_| url::Url::parse("http://relative.invalid").and_then(|b| b.join(t)))
-        .ok()
+    match url::Url::parse(t) {
+        Ok(u) if u.has_host() => Some(u),
+        Ok(_) => None,
+        Err(_) if t.starts_with('/') => url::Url::parse(RELATIVE_BASE).and_then(|b| b.join(t)).ok(),
+        Err(_) => None,
+    }
+}
+
+/// The host of an absolute URL (a relative one has none).
+fn host(u: &url::Url) -> Option<String> {
+    u.host_str()
+        .filter(|h| *h != "relative.invalid")
+        .map(|h| h.to_ascii_lowercase())
 }
 
 fn param(u: &url::Url, name: &str) -> Option<String> {
@@ -130,9 +142,7 @@ fn url_param_udf() -> ScalarUDF {
 /// Registers every function in a session.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(url_param_udf());
-    ctx.register_udf(unary("url_host", |u| {
-        u.host_str().map(|h| h.to_ascii_lowercase())
-    }));
+    ctx.register_udf(unary("url_host", host));
     ctx.register_udf(unary("url_path", |u| Some(u.path().to_string())));
     ctx.register_udf(unary("search_engine", |u| {
         engine(u).map(|(e, _)| e.to_string())
@@ -179,6 +189,8 @@ mod tests {
             "noon"
         );
         assert_eq!(one("SELECT url_param(NULL, 'a')").await, "NULL");
+        assert_eq!(one("SELECT url_host('/p/1?a=b')").await, "NULL");
+        assert_eq!(one("SELECT url_path('not a url')").await, "NULL");
     }
 
     #[tokio::test]

@@ -12,8 +12,12 @@ use crate::cmd::query::{self, Format};
 use crate::gen::{self, GenOptions};
 use crate::job::{self, Job, RunOptions};
 
-/// The transform the demo job runs (also in the repository's `sql/`).
+/// The transforms the demo job runs, and the reference table one joins with (the
+/// repository's `sql/`).
 pub const PAGE_VIEWS_HOURLY_SQL: &str = include_str!("../../../../sql/page_views_hourly.sql");
+pub const SALE_VIEWS_SQL: &str = include_str!("../../../../sql/sale_views.sql");
+pub const SALE_VIEWS_NAMED_SQL: &str = include_str!("../../../../sql/sale_views_named.sql");
+pub const SALES_CSV: &str = include_str!("../../../../sql/sales.csv");
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -67,7 +71,14 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // 3. The job: raw table, rejected records, and an hourly aggregate.
     std::fs::create_dir_all(dir.join("jobs"))?;
     std::fs::create_dir_all(dir.join("sql"))?;
-    std::fs::write(dir.join("sql/page_views_hourly.sql"), PAGE_VIEWS_HOURLY_SQL)?;
+    for (name, text) in [
+        ("page_views_hourly.sql", PAGE_VIEWS_HOURLY_SQL),
+        ("sale_views.sql", SALE_VIEWS_SQL),
+        ("sale_views_named.sql", SALE_VIEWS_NAMED_SQL),
+        ("sales.csv", SALES_CSV),
+    ] {
+        std::fs::write(dir.join("sql").join(name), text)?;
+    }
     let job_path = dir.join("jobs/clickstream.toml");
     std::fs::write(
         &job_path,
@@ -96,6 +107,18 @@ name = "page_views_hourly"
 sql = "../sql/page_views_hourly.sql"
 mode = "partitions"
 
+[[transform]]
+name = "sale_views"
+sql = "../sql/sale_views.sql"
+
+[[transform]]
+name = "sale_views_named"
+sql = "../sql/sale_views_named.sql"
+
+[[reference]]
+name = "sales"
+path = "../sql/sales.csv"
+
 [batch]
 max_records = 5000
 "#,
@@ -121,6 +144,10 @@ FROM clickstream GROUP BY dt, hr ORDER BY dt, hr"#;
     writeln!(out, "silt query '{sql}'")?;
     query::print(&query::query(&lake, sql).await?, Format::Table, out)?;
     let sql = r#"SELECT "productId", sum(views) AS views FROM page_views_hourly GROUP BY "productId" ORDER BY views DESC, "productId" LIMIT 5"#;
+    writeln!(out, "silt query '{sql}'")?;
+    query::print(&query::query(&lake, sql).await?, Format::Table, out)?;
+    let sql =
+        "SELECT brand, count(*) AS sale_views FROM sale_views_named GROUP BY brand ORDER BY brand";
     writeln!(out, "silt query '{sql}'")?;
     query::print(&query::query(&lake, sql).await?, Format::Table, out)?;
     let sql = "SELECT reason_code, count(*) AS records FROM clickstream_rejected GROUP BY reason_code ORDER BY reason_code";

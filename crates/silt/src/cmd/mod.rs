@@ -5,3 +5,4 @@ pub mod demo;
 pub mod query;
 pub mod registry;
 pub mod run;
+pub mod sql;

@@ -1,0 +1,105 @@
+//! `silt sql`: an interactive SQL shell over the lake (history, multi-line statements ending
+//! with `;`, `\q` to quit).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use rustyline::error::ReadlineError;
+
+use crate::cmd::query::{lake_session, print, Format, DEFAULT_LAKE};
+
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// The lake's root.
+    #[arg(long, env = "SILT_LAKE", default_value = DEFAULT_LAKE)]
+    pub lake: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let lake = silt_storage::open(&args.lake, Path::new("."))
+        .with_context(|| format!("lake {}", args.lake))?;
+    let (mut ctx, mut snapshot) = lake_session(&lake).await?;
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = std::env::var_os("HOME").map(|h| Path::new(&h).join(".silt_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    writeln!(
+        out,
+        "silt sql on {} ({} tables: {}). End statements with ';'. \\d lists tables, \\r reloads commits, \\q quits.",
+        lake.url,
+        snapshot.tables.len(),
+        snapshot.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+    )?;
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() {
+            "silt> "
+        } else {
+            "  ... "
+        };
+        let line = match editor.readline(prompt) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let trimmed = line.trim();
+        if buffer.is_empty() {
+            match trimmed {
+                "" => continue,
+                "\\q" | "quit" | "exit" => break,
+                "\\d" => {
+                    for (t, (state, _)) in &snapshot.tables {
+                        writeln!(
+                            out,
+                            "{t}\t{} files\tpartitioned by {:?}",
+                            state.files.len(),
+                            state.partition_by
+                        )?;
+                    }
+                    continue;
+                }
+                "\\r" => {
+                    (ctx, snapshot) = lake_session(&lake).await?;
+                    writeln!(out, "reloaded: {} tables", snapshot.tables.len())?;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if !trimmed.ends_with(';') {
+            continue;
+        }
+        let statement = std::mem::take(&mut buffer);
+        let _ = editor.add_history_entry(statement.trim());
+        let started = std::time::Instant::now();
+        match ctx.sql(&statement).await {
+            Ok(df) => match df.collect().await {
+                Ok(batches) => {
+                    print(&batches, args.format, out)?;
+                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    writeln!(
+                        out,
+                        "{rows} row(s) in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    )?;
+                }
+                Err(e) => eprintln!("error: {e}"),
+            },
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(())
+}
