@@ -32,7 +32,7 @@ impl std::fmt::Display for Position {
 }
 
 /// Where to start reading a shard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartAt {
     /// The oldest record still held.
