@@ -129,14 +129,35 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
 /// A table read as a directory reader would (every Parquet file below it), as sorted rows of
 /// `column=value` text, with the Hive partition values from the path.
 pub fn table_rows(table_dir: &Path) -> Vec<String> {
+    let files: Vec<(String, bytes::Bytes)> = parquet_files(table_dir)
+        .into_iter()
+        .map(|f| {
+            let rel = f
+                .strip_prefix(table_dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (rel, bytes::Bytes::from(std::fs::read(&f).unwrap()))
+        })
+        .collect();
+    rows_of_files(&files)
+}
+
+/// Rows of Parquet files given as (path below the table, bytes).
+pub fn rows_of_files(files: &[(String, bytes::Bytes)]) -> Vec<String> {
     let mut rows = Vec::new();
-    for f in parquet_files(table_dir) {
-        let rel = f.strip_prefix(table_dir).unwrap();
+    for (rel, data) in files {
         let parts: Vec<String> = rel
-            .parent()
-            .map(|p| p.iter().map(|s| s.to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        for b in read_parquet(&f) {
+            .split('/')
+            .filter(|p| p.contains('='))
+            .map(str::to_string)
+            .collect();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        for b in reader {
+            let b = b.unwrap();
             let opts = FormatOptions::default().with_null("null");
             let fmts: Vec<_> = b
                 .columns()
@@ -154,6 +175,43 @@ pub fn table_rows(table_dir: &Path) -> Vec<String> {
     }
     rows.sort();
     rows
+}
+
+/// Every table of a lake in an object store location, as rows (what a directory reader of
+/// the bucket sees).
+pub async fn store_lake_rows(lake: &silt_storage::Location) -> BTreeMap<String, Vec<String>> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let objects: Vec<_> = lake
+        .store
+        .list(Some(&lake.prefix))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut tables: BTreeMap<String, Vec<(String, bytes::Bytes)>> = BTreeMap::new();
+    for o in objects {
+        let rel = lake.relative(&o.location).unwrap();
+        if rel.starts_with('_') || !rel.ends_with(".parquet") {
+            continue;
+        }
+        let (table, path) = rel.split_once('/').unwrap();
+        let data = lake
+            .store
+            .get(&o.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        tables
+            .entry(table.to_string())
+            .or_default()
+            .push((path.to_string(), data));
+    }
+    tables
+        .into_iter()
+        .map(|(t, files)| (t, rows_of_files(&files)))
+        .collect()
 }
 
 /// Every table of a lake folder (its non-underscore sub-folders) as rows.

@@ -83,6 +83,38 @@ pub(crate) fn retryable<E: ProvideErrorMetadata>(
     }
 }
 
+/// Creates a stream with `shards` shards unless it exists, and waits until it is active.
+/// Returns whether it was created.
+pub async fn ensure_stream(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shards: i32,
+) -> Result<bool, silt_ingest::Error> {
+    if client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .is_ok()
+    {
+        return Ok(false);
+    }
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .map_err(|e| {
+            silt_ingest::Error::Service(format!(
+                "creating stream {name}: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    testing::wait_active(client, name).await;
+    Ok(true)
+}
+
 /// Exponential backoff with full jitter: 50 ms doubling to 5 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     let cap = 50u64.saturating_mul(1 << attempt.min(7)).min(5_000);

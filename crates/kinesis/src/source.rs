@@ -232,6 +232,8 @@ impl Source for KinesisSource {
                     .and_then(|t| t.to_millis().ok())
                     .unwrap_or(0);
                 let blob = r.data().as_ref();
+                // A plain record is one user record: the whole blob.
+                #[allow(clippy::single_range_in_vec_init)]
                 let parts = kpl::deaggregate(blob).unwrap_or_else(|| vec![0..blob.len()]);
                 for (sub, range) in parts.into_iter().enumerate() {
                     let sub = sub as u32;

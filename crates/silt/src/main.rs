@@ -27,6 +27,8 @@ enum Command {
     Query(cmd::query::QueryArgs),
     /// An interactive SQL shell over the lake.
     Sql(cmd::sql::SqlArgs),
+    /// Put synthetic events, or a file stream's records, on a Kinesis stream.
+    Produce(cmd::produce::ProduceArgs),
     /// Schema registry commands.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
@@ -59,6 +61,7 @@ fn main() {
             Command::Query(a) => cmd::query::run(a, &mut stdout).await,
             Command::Backfill(a) => cmd::backfill::run(a, &mut stdout).await,
             Command::Sql(a) => cmd::sql::run(a, &mut stdout).await,
+            Command::Produce(a) => cmd::produce::run(a, &mut stdout).await,
             Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
         }
     });

@@ -21,7 +21,7 @@ pub struct BackfillArgs {
 }
 
 pub async fn run(args: BackfillArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let job = Job::load(&args.job)?;
+    let job = Job::load(&args.job).await?;
     let from = job::parse_hour(&args.from, false)?;
     let to = job::parse_hour(&args.to, true)?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -125,7 +125,7 @@ max_records = 5000
             subject = gen::SUBJECT
         ),
     )?;
-    let job = Job::load(&job_path)?;
+    let job = Job::load(&job_path).await?;
     let summary = job::run(
         &job,
         &RunOptions {

@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod demo;
+pub mod produce;
 pub mod query;
 pub mod registry;
 pub mod run;

@@ -20,7 +20,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let job = Job::load(&args.job)?;
+    let job = Job::load(&args.job).await?;
     let shutdown = CancellationToken::new();
     let opts = RunOptions {
         follow: args.follow,

@@ -56,13 +56,13 @@ pub struct Job {
 
 impl Job {
     /// Reads a job file and opens what it names.
-    pub fn load(path: &Path) -> anyhow::Result<Job> {
+    pub async fn load(path: &Path) -> anyhow::Result<Job> {
         let (file, dir) = JobFile::load(path)?;
-        Self::from_file(file, &dir)
+        Self::from_file(file, &dir).await
     }
 
     /// Resolves a job file whose relative paths are relative to `dir`.
-    pub fn from_file(file: JobFile, dir: &Path) -> anyhow::Result<Job> {
+    pub async fn from_file(file: JobFile, dir: &Path) -> anyhow::Result<Job> {
         let source: Arc<dyn Source> = match file.source.kind.as_str() {
             "file" => {
                 let p = dir.join(file.source.path.as_deref().expect("validated"));
@@ -74,7 +74,16 @@ impl Job {
                 }
                 Arc::new(silt_ingest::FileStream::open(p)?)
             }
-            other => bail!("[source] type \"{other}\" is not available in this build"),
+            "kinesis" => {
+                let opts = silt_kinesis::KinesisOptions {
+                    endpoint: file.source.endpoint.clone(),
+                    region: file.source.region.clone(),
+                };
+                let client = silt_kinesis::client(&opts).await;
+                let stream = file.source.stream.clone().expect("validated");
+                Arc::new(silt_kinesis::KinesisSource::new(client, stream))
+            }
+            other => bail!("[source] type \"{other}\" is not one of file, kinesis"),
         };
         let registry = silt_registry::open(&file.schema.registry, dir)
             .with_context(|| format!("[schema] registry {}", file.schema.registry))?;

@@ -1,0 +1,357 @@
+//! Kinesis and S3 through the real AWS SDK and object_store, against the stand-ins that
+//! `scripts/test.sh` starts (kinesalite, moto). Skipped without them unless
+//! `SILT_REQUIRE_STAND_INS` is set.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use silt_kinesis::testing::{endpoint, unique, FaultProxy};
+
+fn s3_ready() -> bool {
+    std::env::var_os("SILT_S3_ENDPOINT").is_some()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+fn kinesis_job(
+    dir: &Path,
+    name: &str,
+    stream: &str,
+    endpoint: &str,
+    lake: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("jobs")).unwrap();
+    let path = dir.join(format!("jobs/{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+
+[source]
+type = "kinesis"
+stream = "{stream}"
+endpoint = "{endpoint}"
+region = "us-east-1"
+
+[schema]
+registry = "file://{registry}"
+subject = "com.gilt.clickstream.v1.ProductPageViewedEvent"
+
+[lake]
+location = "{lake}"
+table = "clickstream"
+{extra}
+"#,
+            registry = dir.join("registry").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn produce(dir: &Path, endpoint: &str, stream: &str, shards: i32, source: &str) -> String {
+    let mut cmd = silt();
+    cmd.args([
+        "produce",
+        "--stream",
+        stream,
+        "--endpoint",
+        endpoint,
+        "--create-shards",
+        &shards.to_string(),
+    ])
+    .arg("--registry")
+    .arg(format!("file://{}", dir.join("registry").display()));
+    if let Some(n) = source.strip_prefix("events:") {
+        cmd.args(["--events", n]);
+    } else {
+        cmd.args(["--from-file-stream", source]);
+    }
+    String::from_utf8_lossy(&run_ok(&mut cmd).stdout).into_owned()
+}
+
+fn register_clickstream(dir: &Path) {
+    let data = testdata();
+    register(
+        dir,
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+}
+
+fn uuid_counts(rows: &[String]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in rows {
+        let id = r
+            .split(' ')
+            .find(|c| c.starts_with("uuid="))
+            .unwrap()
+            .to_string();
+        *m.entry(id).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn testdata_through_a_four_shard_kinesis_stream_into_an_s3_lake() {
+    let Some(e) = endpoint() else { return };
+    assert!(s3_ready(), "the Kinesis stand-in runs but not the S3 one");
+    let dir = tempfile::tempdir().unwrap();
+    register_clickstream(dir.path());
+    let stream = unique("small");
+    let data = testdata();
+    let out = produce(
+        dir.path(),
+        &e,
+        &stream,
+        4,
+        data.join("stream").to_str().unwrap(),
+    );
+    assert!(out.contains("put 438 records"), "{out}");
+    let lake_url = format!("s3://silt-test/{}/lake", unique("lake"));
+    let job = kinesis_job(dir.path(), "small", &stream, &e, &lake_url, "");
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rejected"], 18, "{s}");
+    assert_eq!(s["duplicates"], 20, "{s}");
+
+    // Read the lake back from S3 with the parquet crate.
+    let lake = silt_storage::open(&lake_url, Path::new("/")).unwrap();
+    let rows = runtime().block_on(store_lake_rows(&lake));
+    let counts = uuid_counts(&rows["clickstream"]);
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("expected.json")).unwrap())
+            .unwrap();
+    let events = expected["events"].as_object().unwrap();
+    assert_eq!(counts.len(), 400);
+    assert!(counts.values().all(|n| *n == 1));
+    for id in events.keys() {
+        assert!(counts.contains_key(&format!("uuid={id}")), "{id} missing");
+    }
+    assert_eq!(rows["clickstream_rejected"].len(), 18);
+}
+
+#[test]
+fn throttled_calls_are_retried_counted_and_the_lake_is_exact() {
+    let Some(e) = endpoint() else { return };
+    let proxy = FaultProxy::start(&e, 0.3, &["GetRecords", "PutRecords"]);
+    let dir = tempfile::tempdir().unwrap();
+    register_clickstream(dir.path());
+    let stream = unique("throttled");
+    let out = produce(dir.path(), &proxy.endpoint, &stream, 2, "events:1500");
+    let retries: u64 = out
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retries > 0, "{out}");
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    let job = kinesis_job(
+        dir.path(),
+        "throttled",
+        &stream,
+        &proxy.endpoint,
+        &lake,
+        "[batch]\nmax_records = 200\n",
+    );
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["source_retries"].as_u64().unwrap() > 0, "{s}");
+    let counts = uuid_counts(&table_rows(&dir.path().join("lake/clickstream")));
+    assert_eq!(counts.len(), 1500);
+    assert!(counts.values().all(|n| *n == 1));
+    let text = String::from_utf8_lossy(&run_ok(silt().arg("run").arg(&job)).stdout).into_owned();
+    assert!(text.contains("source retries"), "{text}");
+    assert!(proxy.injected.load(std::sync::atomic::Ordering::Relaxed) > 10);
+}
+
+#[test]
+fn a_shard_split_in_the_middle_of_a_run_loses_nothing_and_reads_parents_first() {
+    let Some(e) = endpoint() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    register_clickstream(dir.path());
+    let stream = unique("split");
+    produce(dir.path(), &e, &stream, 1, "events:300");
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    let job = kinesis_job(
+        dir.path(),
+        "split",
+        &stream,
+        &e,
+        &lake,
+        "[batch]\nmax_records = 100\ninterval = \"100ms\"\n",
+    );
+    let child = silt()
+        .args(["run", "--follow"])
+        .arg(&job)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let table = dir.path().join("lake/clickstream");
+    let wait_for = |n: usize| {
+        for _ in 0..300 {
+            if uuid_counts(&table_rows(&table)).len() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the lake never reached {n} events");
+    };
+    wait_for(300);
+    // Split the only shard while the job runs, then produce more (to the children).
+    let rt = runtime();
+    rt.block_on(async {
+        let client = silt_kinesis::testing::test_client(&e).await;
+        let shards = client
+            .list_shards()
+            .stream_name(&stream)
+            .send()
+            .await
+            .unwrap();
+        let parent = shards.shards()[0].shard_id().to_string();
+        client
+            .split_shard()
+            .stream_name(&stream)
+            .shard_to_split(&parent)
+            .new_starting_hash_key("170141183460469231731687303715884105728")
+            .send()
+            .await
+            .unwrap();
+        silt_kinesis::testing::wait_active(&client, &stream).await;
+    });
+    // A second producer run puts new events (other ids: generated later in time).
+    let fs_dir = dir.path().join("more");
+    let fs = silt_ingest::FileStream::create(&fs_dir, 2).unwrap();
+    silt::gen::generate(
+        &fs,
+        &silt::gen::GenOptions {
+            events: 300,
+            seed: 5,
+            start_ms: 1_764_120_000_000,
+            bad_per_kind: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    produce(dir.path(), &e, &stream, 1, fs_dir.to_str().unwrap());
+    wait_for(600);
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = uuid_counts(&table_rows(&table));
+    assert_eq!(counts.len(), 600);
+    assert!(counts.values().all(|n| *n == 1), "an event twice");
+    // In every commit, a child shard has a position only once its parent has ended.
+    let commits = dir.path().join("lake/_silt/checkpoints/split/commits");
+    let mut saw_children = false;
+    for f in std::fs::read_dir(&commits).unwrap().flatten() {
+        let c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap();
+        let positions = c["source"]["positions"].as_object().unwrap();
+        let ended: Vec<&str> = c["source"]["ended"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        if positions.len() > 1 {
+            saw_children = true;
+            assert!(
+                !ended.is_empty(),
+                "batch {} read children before the parent ended",
+                c["batch"]
+            );
+        }
+    }
+    assert!(saw_children);
+}
+
+#[test]
+fn killed_runs_against_kinesis_and_s3_converge() {
+    let Some(e) = endpoint() else { return };
+    assert!(s3_ready());
+    let dir = tempfile::tempdir().unwrap();
+    register_clickstream(dir.path());
+    let stream = unique("kill");
+    produce(dir.path(), &e, &stream, 2, "events:1200");
+    let base = format!("s3://silt-test/{}", unique("kill"));
+    let reference = kinesis_job(
+        dir.path(),
+        "reference",
+        &stream,
+        &e,
+        &format!("{base}/reference"),
+        "[batch]\nmax_records = 100\n",
+    );
+    run_ok(silt().arg("run").arg(&reference));
+    let job = kinesis_job(
+        dir.path(),
+        "killed",
+        &stream,
+        &e,
+        &format!("{base}/killed"),
+        "[batch]\nmax_records = 100\n",
+    );
+    let mut kills = 0;
+    for (p, n) in [
+        ("mid_read", 1),
+        ("after_intent", 1),
+        ("after_decode", 1),
+        ("after_table", 1),
+        ("after_dedup", 1),
+        ("before_commit", 1),
+        ("after_commit", 1),
+        ("after_table", 3),
+        ("mid_read", 3),
+        ("before_commit", 2),
+        ("after_intent", 2),
+        ("after_commit", 2),
+    ] {
+        let out = silt()
+            .arg("run")
+            .arg(&job)
+            .env("SILT_CRASH_AT", format!("{p}:{n}"))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            kills += 1;
+        }
+    }
+    assert!(kills >= 10, "only {kills} kills");
+    run_ok(silt().arg("run").arg(&job));
+    let rt = runtime();
+    let want = rt.block_on(store_lake_rows(
+        &silt_storage::open(&format!("{base}/reference"), Path::new("/")).unwrap(),
+    ));
+    let got = rt.block_on(store_lake_rows(
+        &silt_storage::open(&format!("{base}/killed"), Path::new("/")).unwrap(),
+    ));
+    assert_eq!(want["clickstream"].len(), 1200);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (t, rows) in &want {
+        // The stream name and positions are the same for both jobs; rows must match exactly.
+        assert!(got[t] == *rows, "{t}: rows differ");
+    }
+}
