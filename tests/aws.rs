@@ -174,6 +174,102 @@ fn throttled_calls_are_retried_counted_and_the_lake_is_exact() {
     let text = String::from_utf8_lossy(&run_ok(silt().arg("run").arg(&job)).stdout).into_owned();
     assert!(text.contains("source retries"), "{text}");
     assert!(proxy.injected.load(std::sync::atomic::Ordering::Relaxed) > 10);
+
+    // The autoscaling hook weighs the throttling the job's commits report.
+    let out = run_ok(
+        silt()
+            .args([
+                "kinesis",
+                "scale",
+                "--stream",
+                &stream,
+                "--endpoint",
+                &e,
+                "--window",
+                "10m",
+                "--job",
+            ])
+            .arg(&job),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let throttles: u64 = text
+        .split(", ")
+        .find(|p| p.contains("throttled call(s)"))
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(throttles > 0, "{text}");
+    assert!(
+        text.contains("proposal: 3 shard(s): ") && text.contains("throttled"),
+        "{text}"
+    );
+}
+
+/// UpdateShardCount on moto's Kinesis (kinesalite has none).
+#[test]
+fn the_scale_hook_proposes_and_applies_an_update_shard_count() {
+    let Some(_) = endpoint() else { return };
+    let moto = std::env::var("SILT_S3_ENDPOINT").expect("moto runs beside kinesalite");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("registry")).unwrap();
+    let stream = unique("scale");
+    produce(dir.path(), &moto, &stream, 1, "events:3000");
+    // With a shard taking 20 records/s, 3,000 records in a minute need more shards: the
+    // proposal is bounded by --max, and one step at most doubles.
+    let scale = |extra: &[&str]| {
+        let out = run_ok(
+            silt()
+                .args([
+                    "kinesis",
+                    "scale",
+                    "--stream",
+                    &stream,
+                    "--endpoint",
+                    &moto,
+                    "--window",
+                    "60s",
+                    "--shard-records-per-sec",
+                    "20",
+                ])
+                .args(extra),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let held = scale(&["--max", "1"]);
+    assert!(
+        held.contains("1 open shard(s)")
+            && held.contains("proposal: 1 shard(s)")
+            && held.contains("bounds"),
+        "{held}"
+    );
+    let applied = scale(&["--apply"]);
+    assert!(
+        applied.contains("proposal: 2 shard(s)")
+            && applied.contains("applied: UpdateShardCount to 2"),
+        "{applied}"
+    );
+    let open = runtime().block_on(async {
+        let client = silt_kinesis::testing::test_client(&moto).await;
+        let shards = client
+            .list_shards()
+            .stream_name(&stream)
+            .send()
+            .await
+            .unwrap();
+        shards
+            .shards()
+            .iter()
+            .filter(|s| {
+                s.sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .is_none()
+            })
+            .count()
+    });
+    assert_eq!(open, 2);
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! shows in the run summary.
 
 pub mod kpl;
+pub mod scale;
 pub mod sink;
 mod source;
 pub mod testing;

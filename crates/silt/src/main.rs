@@ -29,6 +29,9 @@ enum Command {
     Sql(cmd::sql::SqlArgs),
     /// Put synthetic events, or a file stream's records, on a Kinesis stream.
     Produce(cmd::produce::ProduceArgs),
+    /// Kinesis operations (the autoscaling hook).
+    #[command(subcommand)]
+    Kinesis(cmd::kinesis::KinesisCommand),
     /// Schema registry commands.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
@@ -62,6 +65,7 @@ fn main() {
             Command::Backfill(a) => cmd::backfill::run(a, &mut stdout).await,
             Command::Sql(a) => cmd::sql::run(a, &mut stdout).await,
             Command::Produce(a) => cmd::produce::run(a, &mut stdout).await,
+            Command::Kinesis(c) => cmd::kinesis::run(c, &mut stdout).await,
             Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
         }
     });

@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod demo;
+pub mod kinesis;
 pub mod produce;
 pub mod query;
 pub mod registry;

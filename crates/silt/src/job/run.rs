@@ -280,6 +280,8 @@ struct Plan {
 
 #[derive(Debug, Clone, Serialize)]
 struct BatchStats {
+    /// Throttled or failed source calls retried during the batch.
+    retries: u64,
     records: usize,
     duplicates: u64,
     late: u64,
@@ -611,6 +613,28 @@ pub(crate) async fn recompute_partitions(
     Ok((out, affected))
 }
 
+/// Source calls retried (throttling, 5xx) in the job's commits of the last `window`: what
+/// the autoscaling hook weighs.
+pub async fn throttles_since(job: &Job, window: Duration) -> anyhow::Result<u64> {
+    let Some(latest) = job.log.latest().await? else {
+        return Ok(0);
+    };
+    let since = now_ms() - window.as_millis() as i64;
+    let mut total = 0;
+    let mut b = latest.batch as i64;
+    while b >= 0 {
+        let Some(c) = job.log.commit(b as u64).await? else {
+            break;
+        };
+        if c.committed_at_ms < since {
+            break;
+        }
+        total += c.stats["retries"].as_u64().unwrap_or(0);
+        b -= 1;
+    }
+    Ok(total)
+}
+
 /// The shapes of a job's tables, from the subject's latest schema.
 pub(crate) struct Shapes {
     pub decoder: EventDecoder,
@@ -700,6 +724,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             break;
         }
         let batch_id = state.next_batch();
+        let retries_before = summary.source_retries;
         let t0 = Instant::now();
         let (plan, chunks, names) = match job.log.intent(batch_id).await? {
             Some(intent) => {
@@ -899,6 +924,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             }
         }
         let stats = BatchStats {
+            retries: summary.source_retries - retries_before,
             records,
             duplicates,
             late,
