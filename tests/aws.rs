@@ -116,8 +116,18 @@ fn testdata_through_a_four_shard_kinesis_stream_into_an_s3_lake() {
     );
     assert!(out.contains("put 438 records"), "{out}");
     let lake_url = format!("s3://silt-test/{}/lake", unique("lake"));
-    let job = kinesis_job(dir.path(), "small", &stream, &e, &lake_url, "");
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    // The S3 endpoint set per job ([storage]), not only through the environment.
+    let storage = format!(
+        "[storage]\nendpoint = \"{}\"\nregion = \"us-east-1\"\n",
+        std::env::var("SILT_S3_ENDPOINT").unwrap()
+    );
+    let job = kinesis_job(dir.path(), "small", &stream, &e, &lake_url, &storage);
+    let out = run_ok(
+        silt()
+            .args(["run", "--json"])
+            .arg(&job)
+            .env_remove("AWS_ENDPOINT_URL_S3"),
+    );
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["rejected"], 18, "{s}");
     assert_eq!(s["duplicates"], 20, "{s}");

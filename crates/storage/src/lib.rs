@@ -104,9 +104,24 @@ fn memory_store(name: &str) -> Arc<InMemory> {
         .clone()
 }
 
+/// Settings for `s3://` locations that override the AWS environment (a job's `[storage]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// Endpoint URL (a stand-in, MinIO, a VPC endpoint); `http://` allows plain HTTP.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
 /// Opens a location URL. `base` is the folder that relative `file://` paths (and bare paths)
 /// resolve against: the job file's folder for job files, the working folder for commands.
 pub fn open(url: &str, base: &Path) -> Result<Location> {
+    open_with(url, base, &S3Options::default())
+}
+
+/// [`open`], with S3 settings that take precedence over the environment.
+pub fn open_with(url: &str, base: &Path, s3: &S3Options) -> Result<Location> {
     let invalid = |reason: &str| Error::InvalidUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -125,9 +140,11 @@ pub fn open(url: &str, base: &Path) -> Result<Location> {
             return Err(invalid("no bucket"));
         }
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-            .ok();
+        let endpoint = s3.endpoint.clone().or_else(|| {
+            std::env::var("AWS_ENDPOINT_URL_S3")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok()
+        });
         if let Some(endpoint) = endpoint {
             builder = builder
                 .with_endpoint(&endpoint)

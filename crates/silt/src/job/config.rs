@@ -29,6 +29,21 @@ pub struct JobFile {
     /// Micro-batch limits.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Settings for `s3://` locations (lake, registry, checkpoints) that override the AWS
+    /// environment for this job.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// S3 endpoint URL (a stand-in, MinIO, a VPC endpoint).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Credentials; default from the AWS environment and config (prefer those).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -85,7 +85,14 @@ impl Job {
             }
             other => bail!("[source] type \"{other}\" is not one of file, kinesis"),
         };
-        let registry = silt_registry::open(&file.schema.registry, dir)
+        let s3 = silt_storage::S3Options {
+            endpoint: file.storage.endpoint.clone(),
+            region: file.storage.region.clone(),
+            access_key_id: file.storage.access_key_id.clone(),
+            secret_access_key: file.storage.secret_access_key.clone(),
+        };
+        let registry = silt_storage::open_with(&file.schema.registry, dir, &s3)
+            .map(silt_registry::StoreRegistry::new)
             .with_context(|| format!("[schema] registry {}", file.schema.registry))?;
         let registry: Arc<dyn SchemaRegistry> =
             Arc::new(silt_registry::CachedRegistry::new(registry));
@@ -110,10 +117,10 @@ impl Job {
                     .timestamp_millis(),
             ),
         };
-        let lake = silt_storage::open(&file.lake.location, dir)
+        let lake = silt_storage::open_with(&file.lake.location, dir, &s3)
             .with_context(|| format!("[lake] location {}", file.lake.location))?;
         let checkpoint = match &file.checkpoint.location {
-            Some(url) => silt_storage::open(url, dir)
+            Some(url) => silt_storage::open_with(url, dir, &s3)
                 .with_context(|| format!("[checkpoint] location {url}"))?,
             None => lake.join(&format!("_silt/checkpoints/{}", file.name)),
         };
