@@ -122,3 +122,31 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     assert_eq!(v[0]["hr"], "22");
     assert_eq!(v[0]["n"], 1000);
 }
+
+#[test]
+fn bench_prints_a_table_and_writes_the_spec_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = run_ok(
+        silt()
+            .args(["bench", "--events", "5000", "--out"])
+            .arg(&json)
+            .arg("--dir")
+            .arg(dir.path().join("w")),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("job / limit"), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for k in [
+        "events",
+        "job_events_per_sec",
+        "limit_events_per_sec",
+        "job_to_limit",
+        "peak_rss_bytes",
+        "stages",
+    ] {
+        assert!(!v[k].is_null(), "missing {k}: {v}");
+    }
+    assert_eq!(v["events"], 5000);
+    assert!(v["stages"]["decode"].is_number());
+}

@@ -32,6 +32,8 @@ enum Command {
     /// Kinesis operations (the autoscaling hook).
     #[command(subcommand)]
     Kinesis(cmd::kinesis::KinesisCommand),
+    /// Measure the job against the Parquet-write limit on this machine.
+    Bench(cmd::bench::BenchArgs),
     /// Schema registry commands.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
@@ -66,6 +68,7 @@ fn main() {
             Command::Sql(a) => cmd::sql::run(a, &mut stdout).await,
             Command::Produce(a) => cmd::produce::run(a, &mut stdout).await,
             Command::Kinesis(c) => cmd::kinesis::run(c, &mut stdout).await,
+            Command::Bench(a) => cmd::bench::run(a, &mut stdout).await,
             Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
         }
     });

@@ -1,6 +1,7 @@
 //! The command line's subcommands, each a library function the binary calls.
 
 pub mod backfill;
+pub mod bench;
 pub mod demo;
 pub mod kinesis;
 pub mod produce;
