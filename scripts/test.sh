@@ -32,9 +32,11 @@ wait_for() { # name url tries
 }
 
 echo "== installing stand-ins into $cache"
-if [ ! -x "$cache/venv/bin/moto_server" ]; then
+if [ ! -x "$cache/venv/bin/moto_server" ] || ! "$cache/venv/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
   python3 -m venv "$cache/venv"
-  "$cache/venv/bin/pip" install --quiet 'moto[s3]==5.2.5' flask flask-cors
+  # moto is the S3 (and UpdateShardCount) stand-in; DuckDB and pyarrow read the lake as
+  # outside tools do.
+  "$cache/venv/bin/pip" install --quiet 'moto[s3]==5.2.5' flask flask-cors 'duckdb==1.4.2' 'pyarrow==22.0.0'
 fi
 if [ ! -d "$cache/node/node_modules/kinesalite" ] || ! cmp -s scripts/stand-ins/package.json "$cache/node/package.json"; then
   mkdir -p "$cache/node"
@@ -59,6 +61,7 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 curl -sf -X PUT "$SILT_S3_ENDPOINT/silt-test" >/dev/null
 export SILT_KINESIS_ENDPOINT="http://127.0.0.1:$kinesis_port"
 export SILT_REQUIRE_STAND_INS=1
+export SILT_PYTHON="$cache/venv/bin/python"
 export SILT_TESTDATA=${SILT_TESTDATA:-$root/../shared/testdata}
 
 echo "== building"
