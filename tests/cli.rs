@@ -150,3 +150,56 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
     assert_eq!(v["events"], 5000);
     assert!(v["stages"]["decode"].is_number());
 }
+
+#[test]
+fn a_job_reads_its_schemas_from_the_registry_service() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = silt()
+        .args([
+            "registry",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--registry",
+        ])
+        .arg(format!("file://{}", dir.path().join("registry").display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The CLI speaks to the service too.
+    let out = run_ok(silt().args(["registry", "list", "--registry", &base]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "com.gilt.clickstream.v1.ProductPageViewedEvent"
+    );
+    let job = write_job(dir.path(), "viahttp", &data.join("stream"), "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let text = text.replace(
+        &format!("file://{}", dir.path().join("registry").display()),
+        &base,
+    );
+    std::fs::write(&job, text).unwrap();
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
+    assert_eq!(s["rejected"], 18, "{s}");
+}

@@ -31,6 +31,7 @@
 mod cached;
 mod compat;
 pub mod conformance;
+mod http;
 mod store;
 
 use std::fmt::Debug;
@@ -43,6 +44,7 @@ use silt_wire::{Fingerprint, Schema};
 
 pub use cached::CachedRegistry;
 pub use compat::Compatibility;
+pub use http::HttpRegistry;
 pub use store::StoreRegistry;
 
 /// Errors of the registry. Callers branch on [`Error::NotFound`] and [`Error::Incompatible`].
@@ -209,4 +211,13 @@ impl<T: SchemaRegistry + ?Sized> SchemaRegistry for Arc<T> {
 /// [`StoreRegistry`].
 pub fn open(url: &str, base: &std::path::Path) -> Result<StoreRegistry> {
     Ok(StoreRegistry::new(silt_storage::open(url, base)?))
+}
+
+/// Opens any registry URL: the HTTP service for `http(s)://`, the object store otherwise.
+pub fn open_any(url: &str, base: &std::path::Path) -> Result<Arc<dyn SchemaRegistry>> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(Arc::new(HttpRegistry::new(url)))
+    } else {
+        Ok(Arc::new(open(url, base)?))
+    }
 }

@@ -66,7 +66,7 @@ pub async fn run(args: ProduceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         (None, None) => bail!("say what to put: --from-file-stream DIR or --events N"),
     };
     let registry: Arc<dyn SchemaRegistry> = Arc::new(silt_registry::CachedRegistry::new(
-        silt_registry::open(&args.registry, Path::new("."))?,
+        silt_registry::open_any(&args.registry, Path::new("."))?,
     ));
     let mut checks: std::collections::HashMap<WriterRef, Option<BodyCheck>> = Default::default();
     let stream = FileStream::open(dir)?;

@@ -39,6 +39,14 @@ pub enum RegistryCommand {
         /// A fingerprint (hex) or `latest`; without it the versions are listed.
         fingerprint: Option<String>,
     },
+    /// Serve the registry's HTTP API (SPEC 4) until Ctrl-C.
+    Serve {
+        #[command(flatten)]
+        at: RegistryArg,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+    },
     /// Show or set a subject's compatibility rule.
     Compat {
         #[command(flatten)]
@@ -51,14 +59,14 @@ pub enum RegistryCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct RegistryArg {
-    /// The registry's location: file://DIR, s3://BUCKET/PREFIX or memory://NAME.
+    /// The registry: file://DIR, s3://BUCKET/PREFIX, memory://NAME, or http(s)://HOST:PORT (the service).
     #[arg(long, env = "SILT_REGISTRY", default_value = DEFAULT_REGISTRY)]
     pub registry: String,
 }
 
 impl RegistryArg {
-    pub fn open(&self) -> anyhow::Result<silt_registry::StoreRegistry> {
-        silt_registry::open(&self.registry, Path::new("."))
+    pub fn open(&self) -> anyhow::Result<std::sync::Arc<dyn SchemaRegistry>> {
+        silt_registry::open_any(&self.registry, Path::new("."))
             .with_context(|| format!("cannot open registry {}", self.registry))
     }
 }
@@ -163,6 +171,32 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
                         "{}",
                         pretty(registry.schema(&subject, &fp).await?.json())
                     )?
+                }
+            }
+        }
+        RegistryCommand::Serve { at, listen } => {
+            if at.registry.starts_with("http") {
+                bail!("serve a registry stored in a folder or bucket, not another service");
+            }
+            let registry = at.open()?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            writeln!(
+                out,
+                "silt registry serving {} on http://{} (OpenAPI at /openapi.json)",
+                at.registry,
+                listener.local_addr()?
+            )?;
+            out.flush()?;
+            let stop = shutdown.clone();
+            let server = silt_service::registry::serve(listener, registry, shutdown);
+            tokio::pin!(server);
+            loop {
+                tokio::select! {
+                    r = &mut server => { r?; break; }
+                    _ = tokio::signal::ctrl_c(), if !stop.is_cancelled() => stop.cancel(),
                 }
             }
         }

@@ -91,9 +91,15 @@ impl Job {
             access_key_id: file.storage.access_key_id.clone(),
             secret_access_key: file.storage.secret_access_key.clone(),
         };
-        let registry = silt_storage::open_with(&file.schema.registry, dir, &s3)
-            .map(silt_registry::StoreRegistry::new)
-            .with_context(|| format!("[schema] registry {}", file.schema.registry))?;
+        let registry: Arc<dyn SchemaRegistry> = if file.schema.registry.starts_with("http") {
+            Arc::new(silt_registry::HttpRegistry::new(&file.schema.registry))
+        } else {
+            Arc::new(
+                silt_storage::open_with(&file.schema.registry, dir, &s3)
+                    .map(silt_registry::StoreRegistry::new)
+                    .with_context(|| format!("[schema] registry {}", file.schema.registry))?,
+            )
+        };
         let registry: Arc<dyn SchemaRegistry> =
             Arc::new(silt_registry::CachedRegistry::new(registry));
         let framing = match file.source.framing.as_str() {

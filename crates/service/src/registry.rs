@@ -1,0 +1,406 @@
+//! `silt registry serve`: SPEC 4's HTTP API over any [`SchemaRegistry`] (the "Keymaster").
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /subjects` | 200, the subject names |
+//! | `PUT /subjects/{subject}/schemas` | 201 `{subject, fingerprint, version}` when new, 200 when already registered, 409 with `{error, issues: [{path, reason}]}` when incompatible, 400 when not valid Avro or not named as the subject |
+//! | `GET /subjects/{subject}/schemas/{fingerprint}` | 200 the schema, or 404 |
+//! | `GET /subjects/{subject}/latestSchema` | 200 the schema, or 404 |
+//! | `GET /subjects/{subject}/versions` | 200 `[{subject, fingerprint, version}]`, or 404 |
+//! | `POST /subjects/{subject}/compatibility` | 200 `{compatible, mode, issues}`: would this schema be accepted? |
+//! | `GET /schemas/{fingerprint}` | 200 `{subject, schema}` |
+//! | `GET /schemas/rabin/{hex}` | 200 `{subject, schema}` by CRC-64-AVRO fingerprint |
+//! | `GET`, `PUT /config/{subject}` | the subject's compatibility rule `{compatibility}` |
+//! | `DELETE` anything | 405 |
+//! | `GET /health`, `/metrics`, `/openapi.json` | operations |
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use silt_registry::{Compatibility, Registration, SchemaRegistry};
+use silt_wire::Fingerprint;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::metrics::{self, Metrics};
+
+#[derive(Clone)]
+struct AppState {
+    registry: Arc<dyn SchemaRegistry>,
+}
+
+/// A registered version.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionBody {
+    pub subject: String,
+    /// Lower-case hex SHA-256 of the Parsing Canonical Form.
+    pub fingerprint: String,
+    pub version: u32,
+}
+
+/// One reason a schema breaks its subject's rule.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IssueBody {
+    /// Where in the schema, e.g. `/fields/productId/type`.
+    pub path: String,
+    pub reason: String,
+}
+
+/// An error answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// For 409: every offending field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issues: Vec<IssueBody>,
+}
+
+/// A schema found by fingerprint alone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubjectSchemaBody {
+    pub subject: String,
+    /// The schema (JSON).
+    #[schema(value_type = Object)]
+    pub schema: serde_json::Value,
+}
+
+/// A subject's compatibility rule.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfigBody {
+    /// BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE.
+    pub compatibility: String,
+}
+
+/// Whether a schema would be accepted.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckBody {
+    pub compatible: bool,
+    pub mode: String,
+    pub issues: Vec<IssueBody>,
+}
+
+fn error(status: StatusCode, e: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: e.to_string(),
+            issues: vec![],
+        }),
+    )
+        .into_response()
+}
+
+fn registry_error(e: silt_registry::Error) -> Response {
+    use silt_registry::Error as E;
+    match e {
+        E::NotFound { .. } => error(StatusCode::NOT_FOUND, e),
+        E::InvalidSchema(_) | E::SubjectMismatch { .. } => error(StatusCode::BAD_REQUEST, e),
+        E::Incompatible {
+            subject,
+            mode,
+            issues,
+        } => (
+            StatusCode::CONFLICT,
+            Json(ErrorBody {
+                error: format!("the schema is not {mode} compatible with subject `{subject}`"),
+                issues: issues
+                    .into_iter()
+                    .map(|i| IssueBody {
+                        path: i.path,
+                        reason: i.reason,
+                    })
+                    .collect(),
+            }),
+        )
+            .into_response(),
+        other => error(StatusCode::INTERNAL_SERVER_ERROR, other),
+    }
+}
+
+fn schema_json(text: &str) -> Response {
+    ([("content-type", "application/json")], text.to_string()).into_response()
+}
+
+// The error is the ready HTTP answer; handlers return it as is.
+#[allow(clippy::result_large_err)]
+fn fingerprint(text: &str) -> Result<Fingerprint, Response> {
+    text.parse().map_err(|e| error(StatusCode::BAD_REQUEST, e))
+}
+
+#[utoipa::path(get, path = "/subjects", responses((status = 200, body = [String], description = "Subject names")))]
+async fn subjects(State(s): State<AppState>) -> Response {
+    match s.registry.subjects().await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(put, path = "/subjects/{subject}/schemas", request_body(content = Object, description = "The schema's JSON text"),
+    params(("subject" = String, Path, description = "The schema's full name")),
+    responses((status = 201, body = VersionBody, description = "Registered as a new version"),
+        (status = 200, body = VersionBody, description = "Already registered"),
+        (status = 409, body = ErrorBody, description = "Breaks the subject's compatibility rule; lists each offending field"),
+        (status = 400, body = ErrorBody, description = "Not valid Avro, or its full name is not the subject")))]
+async fn register(
+    State(s): State<AppState>,
+    Path(subject): Path<String>,
+    body: String,
+) -> Response {
+    match s.registry.register(&subject, &body).await {
+        Ok(r) => {
+            let status = if matches!(r, Registration::Created(_)) {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (
+                status,
+                Json(VersionBody {
+                    subject: r.subject.clone(),
+                    fingerprint: r.fingerprint.to_hex(),
+                    version: r.version,
+                }),
+            )
+                .into_response()
+        }
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(get, path = "/subjects/{subject}/schemas/{fingerprint}",
+    params(("subject" = String, Path), ("fingerprint" = String, Path)),
+    responses((status = 200, body = Object, description = "The schema"), (status = 404, body = ErrorBody)))]
+async fn schema(
+    State(s): State<AppState>,
+    Path((subject, fp)): Path<(String, String)>,
+) -> Response {
+    let fp = match fingerprint(&fp) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match s.registry.schema(&subject, &fp).await {
+        Ok(schema) => schema_json(schema.json()),
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(get, path = "/subjects/{subject}/latestSchema", params(("subject" = String, Path)),
+    responses((status = 200, body = Object, description = "The latest schema"), (status = 404, body = ErrorBody)))]
+async fn latest(State(s): State<AppState>, Path(subject): Path<String>) -> Response {
+    match s.registry.latest(&subject).await {
+        Ok(schema) => schema_json(schema.json()),
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(get, path = "/subjects/{subject}/versions", params(("subject" = String, Path)),
+    responses((status = 200, body = [VersionBody]), (status = 404, body = ErrorBody)))]
+async fn versions(State(s): State<AppState>, Path(subject): Path<String>) -> Response {
+    match s.registry.versions(&subject).await {
+        Ok(v) => Json(
+            v.into_iter()
+                .map(|r| VersionBody {
+                    subject: r.subject,
+                    fingerprint: r.fingerprint.to_hex(),
+                    version: r.version,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(post, path = "/subjects/{subject}/compatibility", request_body(content = Object, description = "The schema's JSON text"),
+    params(("subject" = String, Path)), responses((status = 200, body = CheckBody), (status = 400, body = ErrorBody)))]
+async fn check(State(s): State<AppState>, Path(subject): Path<String>, body: String) -> Response {
+    let schema = match silt_wire::Schema::parse(&body) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let mode = match s.registry.compatibility(&subject).await {
+        Ok(m) => m,
+        Err(e) => return registry_error(e),
+    };
+    match s.registry.check(&subject, &schema).await {
+        Ok(issues) => Json(CheckBody {
+            compatible: issues.is_empty(),
+            mode: mode.to_string(),
+            issues: issues
+                .into_iter()
+                .map(|i| IssueBody {
+                    path: i.path,
+                    reason: i.reason,
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(e) => registry_error(e),
+    }
+}
+
+fn subject_schema(subject: String, schema: &silt_wire::Schema) -> Response {
+    Json(SubjectSchemaBody {
+        subject,
+        schema: serde_json::from_str(schema.json()).unwrap_or(serde_json::Value::Null),
+    })
+    .into_response()
+}
+
+#[utoipa::path(get, path = "/schemas/{fingerprint}", params(("fingerprint" = String, Path)),
+    responses((status = 200, body = SubjectSchemaBody), (status = 404, body = ErrorBody)))]
+async fn by_fingerprint(State(s): State<AppState>, Path(fp): Path<String>) -> Response {
+    let fp = match fingerprint(&fp) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match s.registry.by_fingerprint(&fp).await {
+        Ok((subject, schema)) => subject_schema(subject, &schema),
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(get, path = "/schemas/rabin/{hex}", params(("hex" = String, Path, description = "CRC-64-AVRO, 16 hex digits")),
+    responses((status = 200, body = SubjectSchemaBody), (status = 404, body = ErrorBody)))]
+async fn by_rabin(State(s): State<AppState>, Path(hex): Path<String>) -> Response {
+    let Ok(fp) = u64::from_str_radix(&hex, 16) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{hex}` is not 16 hex digits"),
+        );
+    };
+    match s.registry.by_rabin(fp).await {
+        Ok((subject, schema)) => subject_schema(subject, &schema),
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(get, path = "/config/{subject}", params(("subject" = String, Path)), responses((status = 200, body = ConfigBody)))]
+async fn get_config(State(s): State<AppState>, Path(subject): Path<String>) -> Response {
+    match s.registry.compatibility(&subject).await {
+        Ok(m) => Json(ConfigBody {
+            compatibility: m.to_string(),
+        })
+        .into_response(),
+        Err(e) => registry_error(e),
+    }
+}
+
+#[utoipa::path(put, path = "/config/{subject}", params(("subject" = String, Path)), request_body = ConfigBody,
+    responses((status = 200, body = ConfigBody), (status = 400, body = ErrorBody)))]
+async fn put_config(
+    State(s): State<AppState>,
+    Path(subject): Path<String>,
+    Json(body): Json<ConfigBody>,
+) -> Response {
+    let mode: Compatibility = match body.compatibility.parse() {
+        Ok(m) => m,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match s.registry.set_compatibility(&subject, mode).await {
+        Ok(()) => Json(ConfigBody {
+            compatibility: mode.to_string(),
+        })
+        .into_response(),
+        Err(e) => registry_error(e),
+    }
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "silt schema registry",
+        description = "Schemas stored immutably, looked up by subject and SHA-256 fingerprint, with per-subject compatibility rules."
+    ),
+    paths(
+        subjects,
+        register,
+        schema,
+        latest,
+        versions,
+        check,
+        by_fingerprint,
+        by_rabin,
+        get_config,
+        put_config
+    ),
+    components(schemas(
+        VersionBody,
+        IssueBody,
+        ErrorBody,
+        SubjectSchemaBody,
+        ConfigBody,
+        CheckBody
+    ))
+)]
+struct RegistryApi;
+
+/// The OpenAPI 3 document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    RegistryApi::openapi()
+}
+
+/// The service's routes.
+pub fn router(registry: Arc<dyn SchemaRegistry>) -> Router {
+    let metrics = Metrics::new("silt_registry");
+    let doc = serde_json::to_value(openapi()).expect("serialises");
+    let api = Router::new()
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}/schemas", put(register))
+        .route("/subjects/{subject}/schemas/{fingerprint}", get(schema))
+        .route("/subjects/{subject}/latestSchema", get(latest))
+        .route("/subjects/{subject}/versions", get(versions))
+        .route("/subjects/{subject}/compatibility", post(check))
+        .route("/schemas/{fingerprint}", get(by_fingerprint))
+        .route("/schemas/rabin/{hex}", get(by_rabin))
+        .route("/config/{subject}", get(get_config).put(put_config))
+        .with_state(AppState { registry });
+    api.route("/health", get(health))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(doc.clone()) }),
+        )
+        .route(
+            "/metrics",
+            get(metrics::metrics).with_state(metrics.clone()),
+        )
+        .fallback(|method: Method| async move {
+            if method == Method::DELETE {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "schemas are immutable: there is no delete",
+                )
+            } else {
+                error(StatusCode::NOT_FOUND, "no such route")
+            }
+        })
+        .method_not_allowed_fallback(|method: Method| async move {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed here"),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+}
+
+/// Serves until `shutdown` is cancelled; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<dyn SchemaRegistry>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(registry))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,216 @@
+//! The registry service over real HTTP on 127.0.0.1 with ephemeral ports.
+
+use std::sync::Arc;
+
+use silt_registry::{conformance, HttpRegistry, SchemaRegistry, StoreRegistry};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    base: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let registry: Arc<dyn SchemaRegistry> = Arc::new(StoreRegistry::in_memory());
+        let task = tokio::spawn(silt_service::registry::serve(
+            listener,
+            registry,
+            stop.clone(),
+        ));
+        Server { base, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_client_passes_the_registry_conformance_suite() {
+    let mut servers = Vec::new();
+    for _ in 0..4 {
+        servers.push(Server::start().await);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    conformance::run_all(|| {
+        HttpRegistry::new(&servers[next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)].base)
+    })
+    .await;
+    for s in servers {
+        s.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_of_the_api_table() {
+    let server = Server::start().await;
+    let c = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.base);
+    let subject = conformance::SUBJECT;
+
+    let r = c.get(url("/subjects")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Vec<String>>().await.unwrap(), Vec::<String>::new());
+
+    let r = c
+        .put(url(&format!("/subjects/{subject}/schemas")))
+        .body(conformance::V1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["subject"], subject);
+    let fp = v["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(fp.len(), 64);
+
+    let r = c
+        .put(url(&format!("/subjects/{subject}/schemas")))
+        .body(conformance::V1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "already registered");
+
+    let r = c
+        .put(url(&format!("/subjects/{subject}/schemas")))
+        .body(conformance::BREAKING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["issues"][0]["path"], "/fields/saleId");
+    assert_eq!(
+        v["issues"][0]["reason"],
+        "reader field has no default and the writer does not write it"
+    );
+
+    let r = c
+        .put(url(&format!("/subjects/{subject}/schemas")))
+        .body("{not avro")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .put(url("/subjects/other.Name/schemas"))
+        .body(conformance::V1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("is not the subject"));
+
+    let r = c
+        .get(url(&format!("/subjects/{subject}/schemas/{fp}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let schema: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(schema["name"], "Viewed");
+    let missing = "0".repeat(64);
+    let r = c
+        .get(url(&format!("/subjects/{subject}/schemas/{missing}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = c
+        .get(url(&format!("/subjects/{subject}/latestSchema")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(url("/subjects/no.Such/latestSchema"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let r = c.get(url(&format!("/schemas/{fp}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["subject"], subject);
+    assert_eq!(v["schema"]["name"], "Viewed");
+    let r = c
+        .get(url(&format!("/schemas/{missing}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    for path in [
+        "/subjects",
+        &format!("/subjects/{subject}/schemas/{fp}"),
+        "/anything/at/all",
+    ] {
+        let r = c.delete(url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "DELETE {path}");
+    }
+
+    let r = c
+        .put(url(&format!("/config/{subject}")))
+        .json(&serde_json::json!({"compatibility": "NONE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = c
+        .get(url(&format!("/config/{subject}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["compatibility"], "NONE");
+
+    let doc: serde_json::Value = c
+        .get(url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(
+        doc["paths"]["/subjects/{subject}/schemas"]["put"].is_object(),
+        "{doc}"
+    );
+    assert_eq!(
+        c.get(url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    let metrics = c
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("silt_registry_requests_total{method=\"PUT\",route=\"/subjects/{subject}/schemas\",status=\"409\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("silt_registry_request_seconds_bucket"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
