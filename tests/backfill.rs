@@ -6,40 +6,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
-use silt::gen::{self, GenOptions};
-use silt_ingest::FileStream;
+use silt::gen::GenOptions;
 
 fn setup(dir: &Path) -> std::path::PathBuf {
-    let schemas = dir.join("schemas");
-    std::fs::create_dir_all(&schemas).unwrap();
-    std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
-    std::fs::write(schemas.join("v2.avsc"), gen::V2).unwrap();
-    register(dir, &[&schemas.join("v1.avsc"), &schemas.join("v2.avsc")]);
-    let stream = FileStream::create(dir.join("stream"), 2).unwrap();
     // Five event hours: 22:00 on the 25th to 02:xx on the 26th.
     let opts = GenOptions {
         events: 3000,
         step_ms: 5000,
         ..Default::default()
     };
-    gen::generate(&stream, &opts).unwrap();
-    std::fs::create_dir_all(dir.join("sql")).unwrap();
-    std::fs::write(
-        dir.join("sql/hourly.sql"),
-        silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("sql/sales.sql"),
-        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
-    )
-    .unwrap();
-    let extra = format!(
-        "[batch]\nmax_records = 400\n\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
-        dir.join("sql/hourly.sql").display(),
-        dir.join("sql/sales.sql").display()
-    );
-    write_job(dir, "clicks", &dir.join("stream"), &extra)
+    generated_job(dir, &opts, "[batch]\nmax_records = 400\n")
 }
 
 /// Every data file of a table with its bytes.

@@ -12,37 +12,14 @@ use silt::gen::{self, GenOptions};
 use silt_ingest::FileStream;
 
 fn setup(dir: &Path, events: usize, extra: &str) -> std::path::PathBuf {
-    let schemas = dir.join("schemas");
-    std::fs::create_dir_all(&schemas).unwrap();
-    std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
-    std::fs::write(schemas.join("v2.avsc"), gen::V2).unwrap();
-    register(dir, &[&schemas.join("v1.avsc"), &schemas.join("v2.avsc")]);
-    let stream = FileStream::create(dir.join("stream"), 2).unwrap();
-    gen::generate(
-        &stream,
+    generated_job(
+        dir,
         &GenOptions {
             events,
             ..Default::default()
         },
+        extra,
     )
-    .unwrap();
-    std::fs::create_dir_all(dir.join("sql")).unwrap();
-    std::fs::write(
-        dir.join("sql/hourly.sql"),
-        silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("sql/sales.sql"),
-        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
-    )
-    .unwrap();
-    let extra = format!(
-        "{extra}\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
-        dir.join("sql/hourly.sql").display(),
-        dir.join("sql/sales.sql").display()
-    );
-    write_job(dir, "clicks", &dir.join("stream"), &extra)
 }
 
 fn uuids(dir: &Path) -> Vec<String> {

@@ -81,6 +81,37 @@ pub fn register(dir: &Path, schemas: &[&Path]) {
     }
 }
 
+/// A job over a generated clickstream: both schemas registered, a file stream of generated
+/// events, and two transforms (`hourly`: partitions; `sales`: rows). `extra` goes into the job
+/// file before the transforms (e.g. a `[batch]` section).
+pub fn generated_job(dir: &Path, opts: &silt::gen::GenOptions, extra: &str) -> PathBuf {
+    use silt::gen;
+    let schemas = dir.join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
+    std::fs::write(schemas.join("v2.avsc"), gen::V2).unwrap();
+    register(dir, &[&schemas.join("v1.avsc"), &schemas.join("v2.avsc")]);
+    let stream = silt_ingest::FileStream::create(dir.join("stream"), 2).unwrap();
+    gen::generate(&stream, opts).unwrap();
+    std::fs::create_dir_all(dir.join("sql")).unwrap();
+    std::fs::write(
+        dir.join("sql/hourly.sql"),
+        silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sql/sales.sql"),
+        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
+    )
+    .unwrap();
+    let extra = format!(
+        "{extra}\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
+        dir.join("sql/hourly.sql").display(),
+        dir.join("sql/sales.sql").display()
+    );
+    write_job(dir, "clicks", &dir.join("stream"), &extra)
+}
+
 /// Every `.parquet` file below a folder, as a directory reader finds them.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

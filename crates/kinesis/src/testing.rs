@@ -44,14 +44,12 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates a stream and waits until it is active.
 pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("create stream");
-    wait_active(client, name).await;
+    assert!(
+        crate::ensure_stream(client, name, shards)
+            .await
+            .expect("create stream"),
+        "{name} existed already"
+    );
 }
 
 /// Waits until a stream is active (after creation or a reshard).

@@ -83,6 +83,16 @@ pub struct CheckBody {
     pub issues: Vec<IssueBody>,
 }
 
+fn issue_bodies(issues: Vec<silt_wire::resolution::Incompatibility>) -> Vec<IssueBody> {
+    issues
+        .into_iter()
+        .map(|i| IssueBody {
+            path: i.path,
+            reason: i.reason,
+        })
+        .collect()
+}
+
 fn error(status: StatusCode, e: impl std::fmt::Display) -> Response {
     (
         status,
@@ -107,13 +117,7 @@ fn registry_error(e: silt_registry::Error) -> Response {
             StatusCode::CONFLICT,
             Json(ErrorBody {
                 error: format!("the schema is not {mode} compatible with subject `{subject}`"),
-                issues: issues
-                    .into_iter()
-                    .map(|i| IssueBody {
-                        path: i.path,
-                        reason: i.reason,
-                    })
-                    .collect(),
+                issues: issue_bodies(issues),
             }),
         )
             .into_response(),
@@ -230,13 +234,7 @@ async fn check(State(s): State<AppState>, Path(subject): Path<String>, body: Str
         Ok(issues) => Json(CheckBody {
             compatible: issues.is_empty(),
             mode: mode.to_string(),
-            issues: issues
-                .into_iter()
-                .map(|i| IssueBody {
-                    path: i.path,
-                    reason: i.reason,
-                })
-                .collect(),
+            issues: issue_bodies(issues),
         })
         .into_response(),
         Err(e) => registry_error(e),
