@@ -383,6 +383,10 @@ async fn read_fresh(
         let (mut count, mut bytes) = (0usize, 0usize);
         let mut last = None;
         let mut ended;
+        // A source may answer "nothing here, but not caught up" (a Kinesis gap, or a stand-in
+        // whose MillisBehindLatest says nothing): a few such answers in a row end this shard's
+        // part of the batch, so a bounded run always ends.
+        let mut empty_in_a_row = 0;
         loop {
             let left = ReadLimit {
                 max_records: limit.max_records - count,
@@ -396,14 +400,21 @@ async fn read_fresh(
             }
             ended = chunk.ended;
             let caught_up = chunk.caught_up;
-            if !chunk.records.is_empty() {
+            let got = chunk.records.len();
+            if got > 0 {
                 count += chunk.records.len();
                 bytes += chunk.data.len();
                 last = chunk.records.last().map(|r| r.position.clone());
                 chunks.push(chunk);
                 names.push(shard.to_string());
             }
-            if caught_up || ended || count >= limit.max_records || bytes >= limit.max_bytes {
+            empty_in_a_row = if got == 0 { empty_in_a_row + 1 } else { 0 };
+            if caught_up
+                || ended
+                || count >= limit.max_records
+                || bytes >= limit.max_bytes
+                || empty_in_a_row >= 3
+            {
                 break;
             }
         }
