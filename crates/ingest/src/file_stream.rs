@@ -12,7 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::source::{Chunk, Position, ReadLimit, RecordRef, ShardInfo, Sink, Source, StartAt};
+use crate::source::{
+    group_by_shard, Chunk, Position, PutStats, ReadLimit, RecordRef, ShardInfo, Sink, Source,
+    StartAt,
+};
 use crate::{Error, Result};
 
 /// Bytes of a frame header.
@@ -300,5 +303,33 @@ impl Sink for FileStream {
         })
         .await
         .map_err(|e| Error::Internal(format!("file write task failed: {e}")))?
+    }
+
+    /// One blocking task appends every shard's group (and syncs, when asked).
+    async fn put_keyed(&self, records: &[(&str, &[u8])]) -> Result<PutStats> {
+        let n = self.shard_count()?.max(1);
+        let groups: Vec<Vec<Vec<u8>>> = group_by_shard(records, n)
+            .into_iter()
+            .map(|g| g.into_iter().map(<[u8]>::to_vec).collect())
+            .collect();
+        let this = self.clone();
+        let calls = tokio::task::spawn_blocking(move || {
+            let mut calls = 0;
+            for (k, group) in groups.iter().enumerate() {
+                if !group.is_empty() {
+                    let refs: Vec<&[u8]> = group.iter().map(|r| r.as_slice()).collect();
+                    this.append(k, &refs)?;
+                    calls += 1;
+                }
+            }
+            Ok::<_, Error>(calls)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("file write task failed: {e}")))??;
+        Ok(PutStats {
+            records: records.len() as u64,
+            calls,
+            retries: 0,
+        })
     }
 }

@@ -6,7 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use crate::source::{Chunk, Position, ReadLimit, RecordRef, ShardInfo, Sink, Source, StartAt};
+use crate::source::{
+    group_by_shard, Chunk, Position, PutStats, ReadLimit, RecordRef, ShardInfo, Sink, Source,
+    StartAt,
+};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -167,5 +170,24 @@ impl Sink for InMemoryStream {
             .as_millis() as i64;
         self.append_at(shard_hint, records, now);
         Ok(())
+    }
+
+    async fn put_keyed(&self, records: &[(&str, &[u8])]) -> Result<PutStats> {
+        let open = {
+            let shards = self.shards.lock().expect("not poisoned");
+            shards.iter().filter(|s| !s.closed).count()
+        };
+        let mut calls = 0;
+        for (n, group) in group_by_shard(records, open).iter().enumerate() {
+            if !group.is_empty() {
+                self.put(n, group).await?;
+                calls += 1;
+            }
+        }
+        Ok(PutStats {
+            records: records.len() as u64,
+            calls,
+            retries: 0,
+        })
     }
 }

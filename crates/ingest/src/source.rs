@@ -148,4 +148,39 @@ pub trait Sink: Send + Sync + Debug {
     /// file streams honour it, Kinesis uses it as an explicit hash key index). Returns when
     /// every record is durably taken.
     async fn put(&self, shard_hint: usize, records: &[&[u8]]) -> Result<()>;
+
+    /// Puts `(partition key, record)` pairs: records with one key land on one shard, in
+    /// order (Kinesis hashes the key; the file and in-memory streams use [`shard_for_key`]).
+    /// Returns when every record is durably taken; an error means some may not have been.
+    async fn put_keyed(&self, records: &[(&str, &[u8])]) -> Result<PutStats>;
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PutStats {
+    pub records: u64,
+    pub calls: u64,
+    /// Records put again after they failed (throttled, internal errors), and whole calls
+    /// retried after a throttling or 5xx answer.
+    pub retries: u64,
+}
+
+/// The shard (of `shards`) a partition key goes to on the file and in-memory streams: FNV-1a,
+/// stable across runs and versions.
+pub fn shard_for_key(key: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+/// Splits keyed records into one group per shard, keeping their order.
+pub fn group_by_shard<'a>(records: &[(&str, &'a [u8])], shards: usize) -> Vec<Vec<&'a [u8]>> {
+    let mut groups = vec![Vec::new(); shards.max(1)];
+    for (key, data) in records {
+        groups[shard_for_key(key, shards)].push(*data);
+    }
+    groups
 }

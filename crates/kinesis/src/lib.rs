@@ -20,6 +20,7 @@ pub mod sink;
 mod source;
 pub mod testing;
 
+pub use silt_ingest::PutStats;
 pub use sink::KinesisSink;
 pub use source::KinesisSource;
 

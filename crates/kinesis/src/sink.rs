@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use silt_ingest::{Error, Result, Sink};
+use silt_ingest::{Error, PutStats, Result, Sink};
 
 use crate::{backoff, retryable, MAX_ATTEMPTS};
 
@@ -18,16 +18,6 @@ pub struct KinesisSink {
     stream: String,
 }
 
-/// What a put did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PutStats {
-    pub records: u64,
-    pub calls: u64,
-    /// Records put again after they failed (throttled, internal errors), and whole calls
-    /// retried after a throttling or 5xx answer.
-    pub retries: u64,
-}
-
 impl KinesisSink {
     pub fn new(client: aws_sdk_kinesis::Client, stream: impl Into<String>) -> Self {
         Self {
@@ -38,7 +28,7 @@ impl KinesisSink {
 
     /// Puts `(partition key, data)` pairs; returns when every record is taken, or fails
     /// after retrying the failed ones with backoff.
-    pub async fn put_keyed(&self, records: &[(String, &[u8])]) -> Result<PutStats> {
+    pub async fn put_keyed(&self, records: &[(&str, &[u8])]) -> Result<PutStats> {
         let mut stats = PutStats::default();
         let mut start = 0;
         while start < records.len() {
@@ -59,7 +49,7 @@ impl KinesisSink {
         Ok(stats)
     }
 
-    async fn put_batch(&self, batch: &[(String, &[u8])], stats: &mut PutStats) -> Result<()> {
+    async fn put_batch(&self, batch: &[(&str, &[u8])], stats: &mut PutStats) -> Result<()> {
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         let mut attempt = 0;
         while !pending.is_empty() {
@@ -67,7 +57,7 @@ impl KinesisSink {
                 .iter()
                 .map(|&i| {
                     PutRecordsRequestEntry::builder()
-                        .partition_key(&batch[i].0)
+                        .partition_key(batch[i].0)
                         .data(Blob::new(batch[i].1))
                         .build()
                         .map_err(|e| Error::Service(e.to_string()))
@@ -128,7 +118,11 @@ impl Sink for KinesisSink {
     /// Records put with one hint share a partition key, so they land on one shard in order.
     async fn put(&self, shard_hint: usize, records: &[&[u8]]) -> Result<()> {
         let key = format!("shard-hint-{shard_hint}");
-        let keyed: Vec<(String, &[u8])> = records.iter().map(|r| (key.clone(), *r)).collect();
-        self.put_keyed(&keyed).await.map(|_| ())
+        let keyed: Vec<(&str, &[u8])> = records.iter().map(|r| (key.as_str(), *r)).collect();
+        KinesisSink::put_keyed(self, &keyed).await.map(|_| ())
+    }
+
+    async fn put_keyed(&self, records: &[(&str, &[u8])]) -> Result<PutStats> {
+        KinesisSink::put_keyed(self, records).await
     }
 }

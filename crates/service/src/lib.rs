@@ -2,7 +2,9 @@
 //!
 //! The schema registry's HTTP API ([`registry`], SPEC 4), with Prometheus metrics
 //! ([`metrics`]) and an OpenAPI 3 document at `/openapi.json` so that clients in any language
-//! can be generated. The gateway (SPEC 5) joins it here.
+//! can be generated, and the gateway ([`gateway`], SPEC 5) that checks events at the door and
+//! puts them on the stream.
 
+pub mod gateway;
 pub mod metrics;
 pub mod registry;

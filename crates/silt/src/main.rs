@@ -37,6 +37,9 @@ enum Command {
     /// Schema registry commands.
     #[command(subcommand)]
     Registry(cmd::registry::RegistryCommand),
+    /// The HTTP gateway: events checked at the door and put on the stream.
+    #[command(subcommand)]
+    Gateway(cmd::gateway::GatewayCommand),
 }
 
 fn main() {
@@ -70,6 +73,7 @@ fn main() {
             Command::Kinesis(c) => cmd::kinesis::run(c, &mut stdout).await,
             Command::Bench(a) => cmd::bench::run(a, &mut stdout).await,
             Command::Registry(c) => cmd::registry::run(c, &mut stdout).await,
+            Command::Gateway(c) => cmd::gateway::run(c, &mut stdout).await,
         }
     });
     if let Err(e) = result {

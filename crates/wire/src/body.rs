@@ -158,6 +158,19 @@ impl BodyCheck {
     /// bytes, every union branch, enum index, length and UTF-8 string valid.
     #[inline]
     pub fn check(&self, body: &[u8]) -> Result<CheckedBody> {
+        let (checked, end) = self.check_prefix(body)?;
+        if end != body.len() {
+            return Err(Error::TrailingBytes {
+                count: body.len() - end,
+            });
+        }
+        Ok(checked)
+    }
+
+    /// Checks that `bytes` starts with one whole value of the schema and returns where it
+    /// ends: how the records of an object container block are told apart.
+    #[inline]
+    pub fn check_prefix(&self, body: &[u8]) -> Result<(CheckedBody, usize)> {
         let mut c = Cursor { buf: body, pos: 0 };
         let mut uuid = None;
         match (&self.root, self.uuid) {
@@ -192,12 +205,7 @@ impl BodyCheck {
             }
             (root, _) => self.skip(root, &mut c)?,
         }
-        if c.pos != body.len() {
-            return Err(Error::TrailingBytes {
-                count: body.len() - c.pos,
-            });
-        }
-        Ok(CheckedBody { uuid })
+        Ok((CheckedBody { uuid }, c.pos))
     }
 
     fn skip(&self, node: &Node, c: &mut Cursor<'_>) -> Result<()> {

@@ -10,7 +10,9 @@
 //! * [`BodyCheck`]: decides whether a body is exactly one value of its writer schema, before
 //!   any columnar decoder sees it, and pulls out the event's `uuid`;
 //! * [`timeuuid`]: version-1 UUIDs, the event time and the deduplication key;
-//! * [`resolution`]: the Avro resolution rules as a field-by-field report.
+//! * [`resolution`]: the Avro resolution rules as a field-by-field report;
+//! * [`json`]: plain JSON events to Avro bodies, and [`ocf`]: object container files, the two
+//!   ways the gateway takes events besides the envelope.
 //!
 //! ```
 //! use silt_wire::{BodyCheck, Framing, Schema, envelope, encode, timeuuid};
@@ -31,6 +33,8 @@
 mod body;
 mod envelope;
 mod fingerprint;
+pub mod json;
+pub mod ocf;
 pub mod resolution;
 mod schema;
 pub mod timeuuid;
@@ -74,6 +78,14 @@ pub enum Error {
     /// The event's `uuid` is not a usable TimeUuid.
     #[error("bad uuid: {reason}")]
     BadUuid { reason: String },
+    /// An Avro object container file is malformed.
+    #[error("bad object container file at byte {offset}: {reason}")]
+    BadContainer {
+        offset: usize,
+        /// The record (counted from 0 across blocks) that broke, when one did.
+        record: Option<usize>,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -88,6 +100,7 @@ impl Error {
             Error::BadBody { .. } => "bad_body",
             Error::TrailingBytes { .. } => "trailing_bytes",
             Error::BadUuid { .. } => "bad_uuid",
+            Error::BadContainer { .. } => "bad_container",
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod bench;
 pub mod demo;
+pub mod gateway;
 pub mod kinesis;
 pub mod produce;
 pub mod query;

@@ -107,7 +107,8 @@ pub async fn run(args: ProduceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 });
                 keyed.push((key, payload));
             }
-            let stats = sink.put_keyed(&keyed).await?;
+            let refs: Vec<(&str, &[u8])> = keyed.iter().map(|(k, p)| (k.as_str(), *p)).collect();
+            let stats = sink.put_keyed(&refs).await?;
             records += stats.records;
             calls += stats.calls;
             retries += stats.retries;

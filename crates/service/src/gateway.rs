@@ -1,0 +1,932 @@
+//! `silt gateway serve`: SPEC 5's "dumb waiter" (the "Gatekeeper"), which checks every event
+//! against its subject's schema and puts only good requests on the stream.
+//!
+//! | method and path | takes | answers |
+//! |---|---|---|
+//! | `PUT /streams/{streamId}/events/{guid}` | one event: a JSON object, or an envelope (SPEC 2) | 202 `{accepted: 1}` |
+//! | `POST /streams/{streamId}/events` | a JSON array (or one object), or an Avro object container file | 202 `{accepted: n}` |
+//!
+//! Refusals: 400 `{error, errors: [{index, path, reason}]}` when any event is invalid (nothing
+//! of the request is put); 404 for a stream with no registered schema; 413 for an event over
+//! 1 MiB; 503 with `Retry-After` when the in-flight buffer is full or the stream has not taken
+//! the events in time; 429 with `Retry-After` when the stream throttles after its retries.
+//!
+//! The request's format is told by its first bytes, whatever its `Content-Type`: `Obj\x01` is an
+//! object container file, `0x81` an envelope, anything else JSON.
+//!
+//! One path for every format: each event becomes an Avro body (JSON through
+//! [`JsonEncoder`]), the body is checked with the writer's [`BodyCheck`] (which also pulls out
+//! the uuid), the uuid must be a version-1 TimeUuid, and the body goes in an envelope with
+//! the writer's fingerprint. Only when every event passed is the request handed to the sink,
+//! as one keyed put (partition key: the uuid). The answer waits for the sink; a bounded buffer
+//! of events in flight turns a stalled stream into quick 503s instead of piling up memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use silt_ingest::Sink;
+use silt_registry::{CachedRegistry, SchemaRegistry};
+use silt_wire::json::JsonEncoder;
+use silt_wire::{ocf, timeuuid, write_envelope, BodyCheck, Fingerprint, Framing, Schema};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::metrics::{self, Metrics, ReasonLabels};
+
+/// Largest event (envelope plus partition key), as Kinesis takes it.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// How the gateway behaves under load.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Events accepted into the gateway and not yet taken by the stream, at most.
+    pub buffer_events: usize,
+    /// How long a request waits for the stream before it is answered 503.
+    pub put_timeout: Duration,
+    /// How long a subject's latest schema is trusted before it is asked for again.
+    pub schema_refresh: Duration,
+    /// Largest request body.
+    pub max_request_bytes: usize,
+    /// The `Retry-After` given with 429 and 503, in seconds.
+    pub retry_after_secs: u64,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            buffer_events: 200_000,
+            put_timeout: Duration::from_secs(10),
+            schema_refresh: Duration::from_secs(2),
+            max_request_bytes: 64 << 20,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// Where each stream's events go.
+pub trait SinkProvider: Send + Sync + 'static {
+    /// The sink for `stream_id` (made on first use).
+    fn sink(&self, stream_id: &str) -> Result<Arc<dyn Sink>, String>;
+    /// For the start-up line.
+    fn describe(&self) -> String;
+}
+
+/// `file://DIR`: one file stream per streamId, in `DIR/{streamId}/`, synced before 202.
+#[derive(Debug)]
+pub struct FileSinks {
+    dir: std::path::PathBuf,
+    shards: usize,
+    sync: bool,
+    open: Mutex<HashMap<String, Arc<dyn Sink>>>,
+}
+
+impl FileSinks {
+    pub fn new(dir: impl Into<std::path::PathBuf>, shards: usize) -> Self {
+        Self {
+            dir: dir.into(),
+            shards: shards.max(1),
+            sync: true,
+            open: Default::default(),
+        }
+    }
+
+    /// Whether each put is `fsync`ed before it is acknowledged (on by default).
+    pub fn with_sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+}
+
+impl SinkProvider for FileSinks {
+    fn sink(&self, stream_id: &str) -> Result<Arc<dyn Sink>, String> {
+        let mut open = self.open.lock().expect("not poisoned");
+        if let Some(s) = open.get(stream_id) {
+            return Ok(s.clone());
+        }
+        let dir = self.dir.join(stream_id);
+        let exists = dir.is_dir();
+        let stream = if exists {
+            silt_ingest::FileStream::open(&dir)
+        } else {
+            silt_ingest::FileStream::create(&dir, self.shards)
+        }
+        .map_err(|e| e.to_string())?
+        .with_sync(self.sync);
+        let sink: Arc<dyn Sink> = Arc::new(stream);
+        open.insert(stream_id.to_string(), sink.clone());
+        Ok(sink)
+    }
+
+    fn describe(&self) -> String {
+        format!("file streams in {}", self.dir.display())
+    }
+}
+
+/// `kinesis:` (one Kinesis stream per streamId, named as it) or `kinesis://NAME` (every
+/// streamId into one stream).
+#[derive(Debug)]
+pub struct KinesisSinks {
+    client: aws_sdk_kinesis::Client,
+    one: Option<String>,
+    open: Mutex<HashMap<String, Arc<dyn Sink>>>,
+}
+
+impl KinesisSinks {
+    pub fn new(client: aws_sdk_kinesis::Client, one_stream: Option<String>) -> Self {
+        Self {
+            client,
+            one: one_stream,
+            open: Default::default(),
+        }
+    }
+}
+
+impl SinkProvider for KinesisSinks {
+    fn sink(&self, stream_id: &str) -> Result<Arc<dyn Sink>, String> {
+        let name = self.one.as_deref().unwrap_or(stream_id);
+        let mut open = self.open.lock().expect("not poisoned");
+        Ok(open
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(silt_kinesis::KinesisSink::new(self.client.clone(), name)) as Arc<dyn Sink>
+            })
+            .clone())
+    }
+
+    fn describe(&self) -> String {
+        match &self.one {
+            Some(n) => format!("Kinesis stream `{n}` (every streamId)"),
+            None => "one Kinesis stream per streamId".into(),
+        }
+    }
+}
+
+/// 202: every event of the request is on the stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AcceptedBody {
+    pub accepted: u64,
+}
+
+/// Why one event of a request was refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct EventError {
+    /// The event's position in the request (0 for a single event).
+    pub index: usize,
+    /// JSON pointer to the field (`/productId`), or empty for the event as a whole.
+    pub path: String,
+    pub reason: String,
+}
+
+/// An error answer; `errors` lists every refused event (400, 413).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GatewayErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<EventError>,
+}
+
+/// Totals for the summary at shutdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Events taken by the stream.
+    pub accepted: u64,
+    /// Events refused (400, 404, 413).
+    pub rejected: u64,
+    /// Requests answered 429 or 503.
+    pub throttled: u64,
+    /// Records or calls the sink put again.
+    pub retries: u64,
+}
+
+/// A writer schema compiled for checking.
+struct Writer {
+    schema: Arc<Schema>,
+    check: BodyCheck,
+}
+
+#[derive(Clone)]
+struct GatewayMetrics {
+    base: Metrics,
+    accepted: Counter,
+    /// Events refused, all reasons (the family counts them by reason).
+    rejected_total: Counter,
+    /// Requests answered 429 or 503, all reasons.
+    throttled_total: Counter,
+    throttled: Family<ReasonLabels, Counter>,
+    retries: Counter,
+    in_flight: Gauge,
+}
+
+struct Inner {
+    registry: CachedRegistry<Arc<dyn SchemaRegistry>>,
+    sinks: Arc<dyn SinkProvider>,
+    options: GatewayOptions,
+    buffer: Arc<Semaphore>,
+    writers: Mutex<HashMap<Fingerprint, Arc<Writer>>>,
+    tasks: TaskTracker,
+    metrics: GatewayMetrics,
+}
+
+/// The gateway: build it, take its [`Gateway::router`], serve, then [`Gateway::drain`].
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("sinks", &self.inner.sinks.describe())
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+/// A refusal before anything is put.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    error: String,
+    errors: Vec<EventError>,
+}
+
+impl Refusal {
+    fn one(status: StatusCode, index: usize, path: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Refusal {
+            status,
+            error: reason.clone(),
+            errors: vec![EventError {
+                index,
+                path: path.into(),
+                reason,
+            }],
+        }
+    }
+}
+
+/// Events ready for the stream: (partition key, envelope).
+type Ready = Vec<(String, Vec<u8>)>;
+
+impl Gateway {
+    pub fn new(
+        registry: Arc<dyn SchemaRegistry>,
+        sinks: Arc<dyn SinkProvider>,
+        options: GatewayOptions,
+    ) -> Self {
+        let base = Metrics::new("silt_gateway");
+        let metrics = GatewayMetrics {
+            accepted: Counter::default(),
+            rejected_total: Counter::default(),
+            throttled_total: Counter::default(),
+            throttled: Family::default(),
+            retries: Counter::default(),
+            in_flight: Gauge::default(),
+            base,
+        };
+        metrics.base.register(
+            "accepted_events",
+            "Events taken by the stream",
+            metrics.accepted.clone(),
+        );
+        metrics.base.register(
+            "throttled_requests",
+            "Requests answered 429 or 503, by reason",
+            metrics.throttled.clone(),
+        );
+        metrics.base.register(
+            "put_retries",
+            "Records or calls the sink put again",
+            metrics.retries.clone(),
+        );
+        metrics.base.register(
+            "in_flight_events",
+            "Events accepted and not yet taken by the stream",
+            metrics.in_flight.clone(),
+        );
+        let registry = CachedRegistry::new(registry).with_latest_ttl(options.schema_refresh);
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                sinks,
+                buffer: Arc::new(Semaphore::new(options.buffer_events)),
+                options,
+                writers: Default::default(),
+                tasks: TaskTracker::new(),
+                metrics,
+            }),
+        }
+    }
+
+    /// The service's routes.
+    pub fn router(&self) -> Router {
+        let doc = serde_json::to_value(openapi()).expect("serialises");
+        let metrics = self.inner.metrics.base.clone();
+        Router::new()
+            .route("/streams/{streamId}/events", post(post_events))
+            .route("/streams/{streamId}/events/{guid}", put(put_event))
+            .with_state(self.clone())
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/openapi.json",
+                get(move || async move { Json(doc.clone()) }),
+            )
+            .route(
+                "/metrics",
+                get(metrics::metrics).with_state(metrics.clone()),
+            )
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", vec![]) })
+            .method_not_allowed_fallback(|method: Method| async move {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} is not allowed here"),
+                    vec![],
+                )
+            })
+            .layer(DefaultBodyLimit::max(self.inner.options.max_request_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                metrics,
+                metrics::track,
+            ))
+    }
+
+    /// What the gateway has done so far.
+    pub fn stats(&self) -> GatewayStats {
+        let m = &self.inner.metrics;
+        GatewayStats {
+            accepted: m.accepted.get(),
+            rejected: m.rejected_total.get(),
+            throttled: m.throttled_total.get(),
+            retries: m.retries.get(),
+        }
+    }
+
+    /// Waits until every put the gateway started has ended (taken or failed).
+    pub async fn drain(&self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    async fn writer(&self, subject: &str, fp: &Fingerprint) -> Result<Arc<Writer>, String> {
+        if let Some(w) = self.inner.writers.lock().expect("not poisoned").get(fp) {
+            return Ok(w.clone());
+        }
+        let schema = self
+            .inner
+            .registry
+            .schema(subject, fp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let w = Arc::new(Writer {
+            check: BodyCheck::new(&schema),
+            schema,
+        });
+        self.inner
+            .writers
+            .lock()
+            .expect("not poisoned")
+            .insert(*fp, w.clone());
+        Ok(w)
+    }
+
+    async fn latest(&self, stream_id: &str) -> Result<Arc<Writer>, Refusal> {
+        let schema = match self.inner.registry.latest(stream_id).await {
+            Ok(s) => s,
+            Err(silt_registry::Error::NotFound { .. }) => {
+                return Err(Refusal {
+                    status: StatusCode::NOT_FOUND,
+                    error: format!(
+                        "unknown stream `{stream_id}`: no schema is registered under that subject"
+                    ),
+                    errors: vec![],
+                })
+            }
+            Err(e) => {
+                return Err(Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    error: format!("the schema registry did not answer: {e}"),
+                    errors: vec![],
+                })
+            }
+        };
+        let w = self
+            .writer(stream_id, &schema.fingerprint())
+            .await
+            .map_err(|e| Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: format!("the schema registry did not answer: {e}"),
+                errors: vec![],
+            })?;
+        if !w.check.has_uuid() {
+            return Err(Refusal::one(
+                StatusCode::BAD_REQUEST,
+                0,
+                "/uuid",
+                format!(
+                    "the latest schema of `{stream_id}` has no top-level `uuid` field (gfc.avro.UUID or a string), so its events cannot be deduplicated"
+                ),
+            ));
+        }
+        Ok(w)
+    }
+
+    /// Turns a request body into envelopes, or says every way in which it is wrong.
+    async fn prepare(
+        &self,
+        stream_id: &str,
+        body: &[u8],
+        guid: Option<&str>,
+    ) -> Result<Ready, Refusal> {
+        let latest = self.latest(stream_id).await?;
+        let mut ready = Vec::new();
+        let mut errors = Vec::new();
+        let mut oversized = false;
+        let expected_guid = match guid {
+            Some(g) => match timeuuid::parse_str(g) {
+                Ok(u) => Some(u),
+                Err(_) => {
+                    return Err(Refusal::one(
+                        StatusCode::BAD_REQUEST,
+                        0,
+                        "",
+                        format!("the path's guid {g:?} is not a UUID"),
+                    ))
+                }
+            },
+            None => None,
+        };
+        let mut finish = |index: usize,
+                          fp: &Fingerprint,
+                          body: &[u8],
+                          uuid: Option<[u8; 16]>,
+                          errors: &mut Vec<EventError>| {
+            let refuse = |path: &str, reason: String| EventError {
+                index,
+                path: path.into(),
+                reason,
+            };
+            let Some(uuid) = uuid else {
+                errors.push(refuse("/uuid", "the event has no uuid".into()));
+                return;
+            };
+            let version = timeuuid::version(&uuid);
+            if version != 1 {
+                errors.push(refuse(
+                    "/uuid",
+                    format!(
+                        "{} is a version-{version} UUID; events need a version-1 TimeUuid (its time is the event time)",
+                        timeuuid::to_string(&uuid)
+                    ),
+                ));
+                return;
+            }
+            if let Some(g) = expected_guid {
+                if g != uuid {
+                    errors.push(refuse(
+                        "/uuid",
+                        format!(
+                            "uuid {} does not equal the path's guid {}",
+                            timeuuid::to_string(&uuid),
+                            timeuuid::to_string(&g)
+                        ),
+                    ));
+                    return;
+                }
+            }
+            let key = timeuuid::to_string(&uuid);
+            let size = silt_wire::ENVELOPE_PREFIX_LEN + body.len() + key.len();
+            if size > MAX_EVENT_BYTES {
+                oversized = true;
+                errors.push(refuse(
+                    "",
+                    format!("the event is {size} bytes; the limit is {MAX_EVENT_BYTES} (1 MiB)"),
+                ));
+                return;
+            }
+            let mut record = Vec::with_capacity(silt_wire::ENVELOPE_PREFIX_LEN + body.len());
+            write_envelope(fp, body, &mut record);
+            ready.push((key, record));
+        };
+
+        if ocf::is_container(body) {
+            if guid.is_some() {
+                return Err(Refusal::one(
+                    StatusCode::BAD_REQUEST,
+                    0,
+                    "",
+                    "PUT takes one event; POST a container file to /streams/{streamId}/events",
+                ));
+            }
+            let file = ocf::read(body).map_err(|e| {
+                let index = match &e {
+                    silt_wire::Error::BadContainer { record, .. } => record.unwrap_or(0),
+                    _ => 0,
+                };
+                Refusal::one(StatusCode::BAD_REQUEST, index, "", e.to_string())
+            })?;
+            let fp = file.schema.fingerprint();
+            self.writer(stream_id, &fp).await.map_err(|_| {
+                Refusal::one(
+                    StatusCode::BAD_REQUEST,
+                    0,
+                    "",
+                    format!(
+                        "the file's schema (fingerprint {fp}) is not registered under subject `{stream_id}`"
+                    ),
+                )
+            })?;
+            for (i, r) in file.records.iter().enumerate() {
+                finish(i, &fp, &r.body, r.uuid, &mut errors);
+            }
+        } else if body.first() == Some(&silt_wire::ENVELOPE_HEADER) {
+            let framed = Framing::Envelope
+                .split(body)
+                .map_err(|e| Refusal::one(StatusCode::BAD_REQUEST, 0, "", e.to_string()))?;
+            let silt_wire::WriterRef::Sha256(fp) = framed.writer else {
+                unreachable!("the envelope names its writer by SHA-256");
+            };
+            let writer = self.writer(stream_id, &fp).await.map_err(|_| {
+                Refusal::one(
+                    StatusCode::BAD_REQUEST,
+                    0,
+                    "",
+                    format!("writer schema {fp} is not registered under subject `{stream_id}`"),
+                )
+            })?;
+            match writer.check.check(framed.body) {
+                Ok(c) => finish(0, &fp, framed.body, c.uuid, &mut errors),
+                Err(e) => errors.push(EventError {
+                    index: 0,
+                    path: String::new(),
+                    reason: e.to_string(),
+                }),
+            }
+        } else {
+            let events = parse_events(body, guid.is_some())?;
+            let fp = latest.schema.fingerprint();
+            let encoder = JsonEncoder::new(&latest.schema);
+            let mut avro = Vec::with_capacity(256);
+            for (i, event) in events.iter().enumerate() {
+                avro.clear();
+                if let Err(e) = encoder.encode(event, &mut avro) {
+                    errors.push(EventError {
+                        index: i,
+                        path: e.path,
+                        reason: e.reason,
+                    });
+                    continue;
+                }
+                match latest.check.check(&avro) {
+                    Ok(c) => finish(i, &fp, &avro, c.uuid, &mut errors),
+                    Err(e) => errors.push(EventError {
+                        index: i,
+                        path: "/uuid".into(),
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+        }
+        if errors.is_empty() {
+            return Ok(ready);
+        }
+        let status = if oversized {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Err(Refusal {
+            status,
+            error: format!(
+                "{} of {} event(s) refused; nothing of this request was put on the stream",
+                errors.len(),
+                errors.len() + ready.len()
+            ),
+            errors,
+        })
+    }
+
+    async fn handle(&self, stream_id: &str, body: &[u8], guid: Option<&str>) -> Response {
+        let ready = match self.prepare(stream_id, body, guid).await {
+            Ok(r) => r,
+            Err(r) => {
+                let reason = match r.status {
+                    StatusCode::NOT_FOUND => "unknown_stream",
+                    StatusCode::PAYLOAD_TOO_LARGE => "oversized",
+                    StatusCode::BAD_REQUEST => "invalid",
+                    _ => "unavailable",
+                };
+                self.inner
+                    .metrics
+                    .base
+                    .rejected
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.into(),
+                    })
+                    .inc_by(r.errors.len().max(1) as u64);
+                self.inner
+                    .metrics
+                    .rejected_total
+                    .inc_by(r.errors.len().max(1) as u64);
+                return error(r.status, r.error, r.errors);
+            }
+        };
+        let n = ready.len();
+        if n == 0 {
+            return (StatusCode::ACCEPTED, Json(AcceptedBody { accepted: 0 })).into_response();
+        }
+        let m = &self.inner.metrics;
+        let retry_after = self.inner.options.retry_after_secs;
+        if n > self.inner.options.buffer_events {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{n} events in one request; the gateway buffers at most {}",
+                    self.inner.options.buffer_events
+                ),
+                vec![],
+            );
+        }
+        let Ok(permit) = self.inner.buffer.clone().try_acquire_many_owned(n as u32) else {
+            m.throttle("buffer_full");
+            return busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                retry_after,
+                "the gateway's buffer is full: the stream is not keeping up",
+            );
+        };
+        let sink = match self.inner.sinks.sink(stream_id) {
+            Ok(s) => s,
+            Err(e) => {
+                return busy(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    retry_after,
+                    format!("the stream for `{stream_id}` cannot be opened: {e}"),
+                )
+            }
+        };
+        m.in_flight.inc_by(n as i64);
+        let in_flight = m.in_flight.clone();
+        let put = self.inner.tasks.spawn(async move {
+            let refs: Vec<(&str, &[u8])> = ready
+                .iter()
+                .map(|(k, r)| (k.as_str(), r.as_slice()))
+                .collect();
+            let result = sink.put_keyed(&refs).await;
+            in_flight.dec_by(n as i64);
+            drop(permit);
+            result
+        });
+        match tokio::time::timeout(self.inner.options.put_timeout, put).await {
+            Ok(Ok(Ok(stats))) => {
+                m.accepted.inc_by(n as u64);
+                m.retries.inc_by(stats.retries);
+                (
+                    StatusCode::ACCEPTED,
+                    Json(AcceptedBody { accepted: n as u64 }),
+                )
+                    .into_response()
+            }
+            Ok(Ok(Err(silt_ingest::Error::Throttled(e)))) => {
+                m.throttle("stream_throttled");
+                busy(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    retry_after,
+                    format!("the stream is throttling: {e}; send the request again"),
+                )
+            }
+            Ok(Ok(Err(e))) => {
+                m.throttle("stream_error");
+                busy(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    retry_after,
+                    format!("the stream did not take the events: {e}; send the request again"),
+                )
+            }
+            Ok(Err(e)) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the put task failed: {e}"),
+                vec![],
+            ),
+            Err(_) => {
+                m.throttle("stream_slow");
+                busy(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    retry_after,
+                    format!(
+                        "the stream has not taken the events within {:?}; they may still arrive, so send the request again (repeats are dropped by uuid)",
+                        self.inner.options.put_timeout
+                    ),
+                )
+            }
+        }
+    }
+}
+
+fn error(status: StatusCode, error: impl Into<String>, errors: Vec<EventError>) -> Response {
+    (
+        status,
+        Json(GatewayErrorBody {
+            error: error.into(),
+            errors,
+        }),
+    )
+        .into_response()
+}
+
+impl GatewayMetrics {
+    fn throttle(&self, reason: &str) {
+        self.throttled
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+        self.throttled_total.inc();
+    }
+}
+
+fn busy(status: StatusCode, retry_after: u64, reason: impl Into<String>) -> Response {
+    let mut r = error(status, reason, vec![]);
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        retry_after
+            .to_string()
+            .parse()
+            .expect("a number is a header"),
+    );
+    r
+}
+
+/// Parses a JSON body into events, saying which event a syntax error is in.
+fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
+    let mut parsed = 0usize;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result = EventsSeed {
+        parsed: &mut parsed,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v));
+    match result {
+        Ok(events) if single && events.len() != 1 => Err(Refusal::one(
+            StatusCode::BAD_REQUEST,
+            0,
+            "",
+            format!(
+                "PUT takes one event, found {}; POST arrays to /streams/{{streamId}}/events",
+                events.len()
+            ),
+        )),
+        Ok(events) => Ok(events),
+        Err(e) => Err(Refusal::one(
+            StatusCode::BAD_REQUEST,
+            parsed,
+            "",
+            format!("malformed JSON: {e}"),
+        )),
+    }
+}
+
+/// One event object, or an array of them; counts the events parsed so far.
+struct EventsSeed<'a> {
+    parsed: &'a mut usize,
+}
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_> {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event (a JSON object) or an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(64));
+        while let Some(v) = seq.next_element::<Value>()? {
+            out.push(v);
+            *self.parsed += 1;
+        }
+        Ok(out)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let v = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(vec![v])
+    }
+}
+
+/// Send events: a JSON array of events (or one event), or an Avro object container file.
+#[utoipa::path(post, path = "/streams/{streamId}/events",
+    params(("streamId" = String, Path, description = "The stream: the subject its events are checked against")),
+    request_body(content = Vec<Object>, description = "A JSON array of events, or an Avro object container file (application/avro)",
+        content_type = "application/json"),
+    responses(
+        (status = 202, body = AcceptedBody, description = "Every event is on the stream"),
+        (status = 400, body = GatewayErrorBody, description = "Some events are invalid; none was put"),
+        (status = 404, body = GatewayErrorBody, description = "No schema is registered for the stream"),
+        (status = 413, body = GatewayErrorBody, description = "An event is over 1 MiB"),
+        (status = 429, body = GatewayErrorBody, description = "The stream is throttling; see Retry-After"),
+        (status = 503, body = GatewayErrorBody, description = "The buffer is full or the stream is slow; see Retry-After"),
+    ))]
+async fn post_events(
+    State(g): State<Gateway>,
+    Path(stream_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    g.handle(&stream_id, &body, None).await
+}
+
+/// Send one event whose `uuid` is `guid`: a JSON object, or an envelope (SPEC 2).
+#[utoipa::path(put, path = "/streams/{streamId}/events/{guid}",
+    params(("streamId" = String, Path), ("guid" = String, Path, description = "The event's uuid (a version-1 TimeUuid)")),
+    request_body(content = Object, description = "One event as JSON, or an envelope (application/octet-stream)",
+        content_type = "application/json"),
+    responses(
+        (status = 202, body = AcceptedBody),
+        (status = 400, body = GatewayErrorBody),
+        (status = 404, body = GatewayErrorBody),
+        (status = 413, body = GatewayErrorBody),
+        (status = 429, body = GatewayErrorBody),
+        (status = 503, body = GatewayErrorBody),
+    ))]
+async fn put_event(
+    State(g): State<Gateway>,
+    Path((stream_id, guid)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    g.handle(&stream_id, &body, Some(&guid)).await
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "silt gateway",
+        description = "Events checked against their stream's schema at the door, converted to Avro and put on the stream. Nothing of a request with an invalid event is put."
+    ),
+    paths(post_events, put_event),
+    components(schemas(AcceptedBody, EventError, GatewayErrorBody))
+)]
+struct GatewayApi;
+
+/// The OpenAPI 3 document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    GatewayApi::openapi()
+}
+
+/// Serves until `shutdown` is cancelled; requests in flight finish and every put the gateway
+/// started ends before this returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    gateway.drain().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syntax_error_names_the_event_it_is_in() {
+        let body = br#"[{"a":1},{"b":2},{"c":]"#;
+        let r = parse_events(body, false).unwrap_err();
+        assert_eq!(r.errors[0].index, 2);
+        assert!(
+            r.errors[0].reason.starts_with("malformed JSON"),
+            "{}",
+            r.error
+        );
+        assert_eq!(parse_events(br#"{"a":1}"#, true).unwrap().len(), 1);
+        assert_eq!(
+            parse_events(br#"[{"a":1},{"a":2}]"#, false).unwrap().len(),
+            2
+        );
+        assert!(parse_events(br#"[{"a":1},{"a":2}]"#, true).is_err());
+        assert!(parse_events(br#"{"a":1} x"#, false).is_err());
+        assert!(parse_events(b"42", false).is_err());
+    }
+}

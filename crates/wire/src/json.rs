@@ -1,0 +1,726 @@
+//! Plain JSON events to Avro bodies (SPEC 5), walking the same schema model as the body check.
+//!
+//! "Plain" JSON is what product teams write by hand, not Avro's JSON encoding: a nullable field
+//! is `null` or its value (no `{"string": ...}` wrapper, though that form is accepted too), a
+//! uuid is its usual string, timestamps are ISO-8601 text or epoch milliseconds, decimals are
+//! strings or numbers. A missing field takes the schema's default; a field the schema does not
+//! have is refused, so that a misspelt name is caught at the door rather than dropped.
+//!
+//! Every refusal names the field by a JSON-pointer path (`/items/2/price`) and says which rule
+//! it broke.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use serde_json::Value;
+
+use crate::body::encode;
+use crate::schema::{Field, Logical, NamedKind, Primitive, Schema, Type};
+use crate::timeuuid;
+
+/// Why one JSON value does not fit its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON pointer to the offending value (`""` for the event itself).
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", self.path, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+type Result<T> = std::result::Result<T, FieldError>;
+
+fn fail<T>(reason: impl Into<String>) -> Result<T> {
+    Err(FieldError {
+        path: String::new(),
+        reason: reason.into(),
+    })
+}
+
+/// Prepends a path segment to an error coming up from a nested value.
+fn within(segment: impl std::fmt::Display) -> impl FnOnce(FieldError) -> FieldError {
+    move |mut e| {
+        e.path = format!("/{segment}{}", e.path);
+        e
+    }
+}
+
+/// What a JSON value is, for error messages.
+fn kind(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) if s.len() > 40 => format!("a string of {} bytes", s.len()),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(a) => format!("an array of {}", a.len()),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// Encodes plain JSON values as Avro bodies of one schema.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonEncoder<'a> {
+    schema: &'a Schema,
+}
+
+impl<'a> JsonEncoder<'a> {
+    pub fn new(schema: &'a Schema) -> Self {
+        Self { schema }
+    }
+
+    /// Appends the Avro body of `value` to `out`. On error `out` may hold a partial body;
+    /// truncate it to its old length.
+    pub fn encode(&self, value: &Value, out: &mut Vec<u8>) -> Result<()> {
+        self.value(self.schema.root(), value, out)
+    }
+
+    fn value(&self, ty: &Type, v: &Value, out: &mut Vec<u8>) -> Result<()> {
+        match ty {
+            Type::Primitive(p, logical) => self.primitive(*p, logical.as_ref(), v, out),
+            Type::Array(items) => {
+                let Value::Array(a) = v else {
+                    return fail(format!("expected an array, found {}", kind(v)));
+                };
+                if !a.is_empty() {
+                    encode::long(a.len() as i64, out);
+                    for (i, item) in a.iter().enumerate() {
+                        self.value(items, item, out).map_err(within(i))?;
+                    }
+                }
+                out.push(0);
+                Ok(())
+            }
+            Type::Map(values) => {
+                let Value::Object(m) = v else {
+                    return fail(format!("expected an object (a map), found {}", kind(v)));
+                };
+                if !m.is_empty() {
+                    encode::long(m.len() as i64, out);
+                    for (k, item) in m {
+                        encode::bytes(k.as_bytes(), out);
+                        self.value(values, item, out)
+                            .map_err(within(escape_pointer(k)))?;
+                    }
+                }
+                out.push(0);
+                Ok(())
+            }
+            Type::Union(branches) => self.union(branches, v, out),
+            Type::Named(i) => {
+                let named = self.schema.named_type(*i);
+                match &named.kind {
+                    NamedKind::Record(fields) => self.record(&named.name, fields, v, out),
+                    NamedKind::Enum { symbols, .. } => {
+                        let Value::String(s) = v else {
+                            return fail(format!(
+                                "expected a symbol of enum {}, found {}",
+                                named.name,
+                                kind(v)
+                            ));
+                        };
+                        match symbols.iter().position(|x| x == s) {
+                            Some(k) => {
+                                encode::long(k as i64, out);
+                                Ok(())
+                            }
+                            None => fail(format!(
+                                "{s:?} is not a symbol of enum {} (one of {})",
+                                named.name,
+                                symbols.join(", ")
+                            )),
+                        }
+                    }
+                    NamedKind::Fixed { size, logical } => {
+                        if let Some(Logical::Decimal { precision, scale }) = logical {
+                            let unscaled = decimal(v, *precision, *scale)?;
+                            let bytes = twos_complement(unscaled);
+                            if bytes.len() > *size {
+                                return fail(format!("does not fit in fixed({size})"));
+                            }
+                            let pad = if unscaled < 0 { 0xff } else { 0 };
+                            out.extend(std::iter::repeat_n(pad, size - bytes.len()));
+                            out.extend_from_slice(&bytes);
+                            return Ok(());
+                        }
+                        let is_uuid = *size == 16
+                            && (matches!(logical, Some(Logical::Uuid))
+                                || named.short_name() == "UUID");
+                        let Value::String(s) = v else {
+                            return fail(format!(
+                                "expected a string for {} (fixed({size})), found {}",
+                                named.name,
+                                kind(v)
+                            ));
+                        };
+                        if is_uuid {
+                            let u = timeuuid::parse_str(s).map_err(|_| FieldError {
+                                path: String::new(),
+                                reason: format!("{s:?} is not a UUID"),
+                            })?;
+                            out.extend_from_slice(&u);
+                            return Ok(());
+                        }
+                        let bytes = latin1(s)?;
+                        if bytes.len() != *size {
+                            return fail(format!(
+                                "fixed({size}) needs {size} bytes, found {}",
+                                bytes.len()
+                            ));
+                        }
+                        out.extend_from_slice(&bytes);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    fn record(&self, name: &str, fields: &[Field], v: &Value, out: &mut Vec<u8>) -> Result<()> {
+        let Value::Object(m) = v else {
+            return fail(format!(
+                "expected an object (record {name}), found {}",
+                kind(v)
+            ));
+        };
+        for key in m.keys() {
+            if !fields.iter().any(|f| &f.name == key) {
+                return Err(FieldError {
+                    path: format!("/{}", escape_pointer(key)),
+                    reason: format!("record {name} has no field `{key}`"),
+                });
+            }
+        }
+        for f in fields {
+            match m.get(&f.name) {
+                Some(x) => self.value(&f.ty, x, out).map_err(within(&f.name))?,
+                None => match &f.default {
+                    Some(d) => self.default(&f.ty, d, out).map_err(|e| FieldError {
+                        path: format!("/{}", f.name),
+                        reason: format!("the schema's default does not fit: {}", e.reason),
+                    })?,
+                    None => {
+                        return Err(FieldError {
+                            path: format!("/{}", f.name),
+                            reason: "missing required field (it has no default)".into(),
+                        })
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// A field default: a union's default is a value of its first branch.
+    fn default(&self, ty: &Type, d: &Value, out: &mut Vec<u8>) -> Result<()> {
+        match ty {
+            Type::Union(branches) => {
+                out.push(0);
+                self.value(&branches[0], d, out)
+            }
+            _ => self.value(ty, d, out),
+        }
+    }
+
+    fn union(&self, branches: &[Type], v: &Value, out: &mut Vec<u8>) -> Result<()> {
+        let null_at = branches
+            .iter()
+            .position(|b| matches!(b, Type::Primitive(Primitive::Null, _)));
+        if v.is_null() {
+            return match null_at {
+                Some(k) => {
+                    encode::long(k as i64, out);
+                    Ok(())
+                }
+                None => fail(format!(
+                    "expected {}, found null (the field is not nullable)",
+                    self.describe_union(branches)
+                )),
+            };
+        }
+        let start = out.len();
+        let mut only_error = None;
+        let others = branches.len() - usize::from(null_at.is_some());
+        for (k, b) in branches.iter().enumerate() {
+            if Some(k) == null_at {
+                continue;
+            }
+            encode::long(k as i64, out);
+            match self.value(b, v, out) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    out.truncate(start);
+                    if others == 1 {
+                        only_error = Some(e);
+                    }
+                }
+            }
+        }
+        // Avro's own JSON form: {"branch name": value}.
+        if let Value::Object(m) = v {
+            if m.len() == 1 {
+                let (tag, inner) = m.iter().next().expect("one entry");
+                if let Some(k) = branches.iter().position(|b| self.branch_name(b) == *tag) {
+                    encode::long(k as i64, out);
+                    return self
+                        .value(&branches[k], inner, out)
+                        .map_err(within(escape_pointer(tag)));
+                }
+            }
+        }
+        if let Some(e) = only_error {
+            return Err(e);
+        }
+        fail(format!(
+            "{} matches none of {}",
+            kind(v),
+            self.describe_union(branches)
+        ))
+    }
+
+    fn branch_name(&self, ty: &Type) -> String {
+        match ty {
+            Type::Primitive(p, _) => p.name().to_string(),
+            Type::Array(_) => "array".into(),
+            Type::Map(_) => "map".into(),
+            Type::Union(_) => "union".into(),
+            Type::Named(i) => self.schema.named_type(*i).name.clone(),
+        }
+    }
+
+    fn describe_union(&self, branches: &[Type]) -> String {
+        let names: Vec<String> = branches.iter().map(|b| self.branch_name(b)).collect();
+        format!("[{}]", names.join(", "))
+    }
+
+    fn primitive(
+        &self,
+        p: Primitive,
+        logical: Option<&Logical>,
+        v: &Value,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        match p {
+            Primitive::Null => match v {
+                Value::Null => Ok(()),
+                _ => fail(format!("expected null, found {}", kind(v))),
+            },
+            Primitive::Boolean => match v {
+                Value::Bool(b) => {
+                    out.push(u8::from(*b));
+                    Ok(())
+                }
+                _ => fail(format!("expected a boolean, found {}", kind(v))),
+            },
+            Primitive::Int => {
+                let n = match (logical, v) {
+                    (Some(Logical::Date), Value::String(s)) => date_days(s)?,
+                    (Some(Logical::TimeMillis), Value::String(s)) => time_of_day_micros(s)? / 1000,
+                    _ => integer(v, "int")?,
+                };
+                let n = i32::try_from(n).map_err(|_| FieldError {
+                    path: String::new(),
+                    reason: format!("{n} is out of range for an int"),
+                })?;
+                encode::long(n as i64, out);
+                Ok(())
+            }
+            Primitive::Long => {
+                let n = match (logical, v) {
+                    (Some(Logical::TimestampMillis | Logical::LocalTimestampMillis), _) => {
+                        timestamp_micros(v, logical)?.div_euclid(1000)
+                    }
+                    (Some(Logical::TimestampMicros | Logical::LocalTimestampMicros), _) => {
+                        timestamp_micros(v, logical)?
+                    }
+                    (Some(Logical::TimeMicros), Value::String(s)) => time_of_day_micros(s)?,
+                    _ => integer(v, "long")?,
+                };
+                encode::long(n, out);
+                Ok(())
+            }
+            Primitive::Float => {
+                let x = number(v, "float")?;
+                out.extend_from_slice(&(x as f32).to_le_bytes());
+                Ok(())
+            }
+            Primitive::Double => {
+                let x = number(v, "double")?;
+                out.extend_from_slice(&x.to_le_bytes());
+                Ok(())
+            }
+            Primitive::Bytes => {
+                if let Some(Logical::Decimal { precision, scale }) = logical {
+                    let unscaled = decimal(v, *precision, *scale)?;
+                    encode::bytes(&twos_complement(unscaled), out);
+                    return Ok(());
+                }
+                let Value::String(s) = v else {
+                    return fail(format!("expected bytes (a string), found {}", kind(v)));
+                };
+                encode::bytes(&latin1(s)?, out);
+                Ok(())
+            }
+            Primitive::String => {
+                let Value::String(s) = v else {
+                    return fail(format!("expected a string, found {}", kind(v)));
+                };
+                if matches!(logical, Some(Logical::Uuid)) && timeuuid::parse_str(s).is_err() {
+                    return fail(format!("{s:?} is not a UUID"));
+                }
+                encode::bytes(s.as_bytes(), out);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `~` and `/` escaped as RFC 6901 asks.
+fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn integer(v: &Value, what: &str) -> Result<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| FieldError {
+            path: String::new(),
+            reason: format!("expected {what} (a whole number), found number {n}"),
+        }),
+        _ => fail(format!("expected {what}, found {}", kind(v))),
+    }
+}
+
+fn number(v: &Value, what: &str) -> Result<f64> {
+    match v {
+        Value::Number(n) => Ok(n.as_f64().expect("a JSON number has an f64 value")),
+        _ => fail(format!("expected {what}, found {}", kind(v))),
+    }
+}
+
+/// Avro's JSON form of bytes: each character one byte (code points up to 255).
+fn latin1(s: &str) -> Result<Vec<u8>> {
+    s.chars()
+        .map(|c| {
+            u8::try_from(c as u32).map_err(|_| FieldError {
+                path: String::new(),
+                reason: format!("bytes are written one character per byte; {c:?} is above \\u00ff"),
+            })
+        })
+        .collect()
+}
+
+/// A timestamp as microseconds since the Unix epoch: a number is epoch milliseconds, a string
+/// is ISO-8601 (with an offset, or UTC when it has none).
+fn timestamp_micros(v: &Value, logical: Option<&Logical>) -> Result<i64> {
+    match v {
+        Value::Number(_) => {
+            let ms = integer(v, "a timestamp in epoch milliseconds")?;
+            ms.checked_mul(1000).ok_or_else(|| FieldError {
+                path: String::new(),
+                reason: format!("timestamp {ms} ms is out of range"),
+            })
+        }
+        Value::String(s) => {
+            let local = matches!(
+                logical,
+                Some(Logical::LocalTimestampMillis | Logical::LocalTimestampMicros)
+            );
+            if !local {
+                if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                    return Ok(t.timestamp_micros());
+                }
+            }
+            for f in [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+            ] {
+                if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+                    return Ok(t.and_utc().timestamp_micros());
+                }
+            }
+            fail(format!(
+                "{s:?} is not an ISO-8601 timestamp (e.g. 2026-11-26T12:00:00.000Z)"
+            ))
+        }
+        _ => fail(format!(
+            "expected a timestamp (ISO-8601 text or epoch milliseconds), found {}",
+            kind(v)
+        )),
+    }
+}
+
+fn date_days(s: &str) -> Result<i64> {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| FieldError {
+        path: String::new(),
+        reason: format!("{s:?} is not an ISO-8601 date (YYYY-MM-DD)"),
+    })?;
+    Ok(
+        d.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"))
+            .num_days(),
+    )
+}
+
+fn time_of_day_micros(s: &str) -> Result<i64> {
+    let t = NaiveTime::parse_from_str(s, "%H:%M:%S%.f").map_err(|_| FieldError {
+        path: String::new(),
+        reason: format!("{s:?} is not an ISO-8601 time of day (HH:MM:SS.sss)"),
+    })?;
+    Ok(t.num_seconds_from_midnight() as i64 * 1_000_000 + (t.nanosecond() / 1000) as i64)
+}
+
+/// The unscaled value of a decimal given as a string or a number, at the schema's scale.
+/// Refuses more fractional digits than the scale allows (no silent rounding of money) and
+/// more digits than the precision.
+fn decimal(v: &Value, precision: u32, scale: u32) -> Result<i128> {
+    let text = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return fail(format!(
+                "expected a decimal (a string or a number), found {}",
+                kind(v)
+            ))
+        }
+    };
+    let bad = || FieldError {
+        path: String::new(),
+        reason: format!("{text:?} is not a decimal number"),
+    };
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().map_err(|_| bad())?),
+        None => (text.as_str(), 0),
+    };
+    let (neg, digits) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    // value = all_digits * 10^(exp - frac_len); unscaled = value * 10^scale.
+    let mut all: String = format!("{int_part}{frac_part}");
+    let shift = scale as i64 + exp as i64 - frac_part.len() as i64;
+    if shift < 0 {
+        let cut = all.len().saturating_sub((-shift) as usize);
+        if all[cut..].bytes().any(|b| b != b'0') {
+            return fail(format!(
+                "{text} has more than {scale} decimal places (the schema's scale)"
+            ));
+        }
+        all.truncate(cut);
+    } else {
+        all.extend(std::iter::repeat_n('0', shift as usize));
+    }
+    let all = all.trim_start_matches('0');
+    if all.len() > precision as usize || all.len() > 38 {
+        return fail(format!(
+            "{text} has more than {precision} significant digits (the schema's precision)"
+        ));
+    }
+    let unscaled: i128 = if all.is_empty() {
+        0
+    } else {
+        all.parse().map_err(|_| bad())?
+    };
+    Ok(if neg { -unscaled } else { unscaled })
+}
+
+/// Big-endian two's complement in the fewest bytes, as Avro's decimal asks.
+fn twos_complement(v: i128) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    let mut start = 0;
+    while start < 15 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    bytes[start..].to_vec()
+}
+
+/// Parses a JSON request body of events: one object or an array of them.
+pub fn events(body: &[u8]) -> std::result::Result<Vec<Value>, serde_json::Error> {
+    match serde_json::from_slice::<Value>(body)? {
+        Value::Array(a) => Ok(a),
+        other => Ok(vec![other]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BodyCheck;
+    use serde_json::json;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"Order","namespace":"shop.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}},
+        {"name":"day","type":["null",{"type":"int","logicalType":"date"}],"default":null},
+        {"name":"price","type":"gfc.avro.Money"},
+        {"name":"qty","type":"int"},
+        {"name":"note","type":["null","string"],"default":null},
+        {"name":"tags","type":{"type":"array","items":"string"},"default":[]},
+        {"name":"attrs","type":{"type":"map","values":"long"},"default":{}},
+        {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["WEB","APP"]},"default":"WEB"},
+        {"name":"ratio","type":"double","default":1.5},
+        {"name":"blob","type":"bytes","default":"\u00ff"}
+    ]}"#;
+
+    fn encode(v: Value) -> Result<Vec<u8>> {
+        let schema = Schema::parse(SCHEMA).unwrap();
+        let mut out = Vec::new();
+        JsonEncoder::new(&schema).encode(&v, &mut out)?;
+        BodyCheck::new(&schema).check(&out).expect("a valid body");
+        Ok(out)
+    }
+
+    fn event() -> Value {
+        json!({
+            "uuid": "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+            "at": "2026-11-26T12:00:00.5Z",
+            "price": {"amount": "19.99", "currency": "USD"},
+            "qty": 2
+        })
+    }
+
+    #[test]
+    fn fills_defaults_and_encodes_logical_types() {
+        let out = encode(event()).unwrap();
+        assert_eq!(
+            &out[..16],
+            &timeuuid::parse_str("6ba7b810-9dad-11d1-80b4-00c04fd430c8").unwrap()
+        );
+        let mut at = vec![];
+        encode::long(1_795_694_400_500_000, &mut at);
+        assert_eq!(&out[16..16 + at.len()], &at[..]);
+        let rest = &out[16 + at.len()..];
+        assert_eq!(rest[0], 0, "day defaults to null");
+        // amount 19.99 at scale 4 = 199900 = 0x03 0x0C 0xDC
+        assert_eq!(&rest[1..5], &[6, 0x03, 0x0c, 0xdc]);
+        assert_eq!(&rest[5..9], &[6, b'U', b'S', b'D']);
+        assert_eq!(rest[9], 4, "qty 2 zig-zag");
+        assert_eq!(rest[10], 0, "note null");
+        assert_eq!(rest[11], 0, "tags empty");
+        assert_eq!(rest[12], 0, "attrs empty");
+        assert_eq!(rest[13], 0, "kind WEB");
+        assert_eq!(&rest[14..22], &1.5f64.to_le_bytes());
+        assert_eq!(&rest[22..], &[2, 0xff]);
+    }
+
+    #[test]
+    fn epoch_millis_and_iso_agree() {
+        let mut a = event();
+        a["at"] = json!(1_795_694_400_500i64);
+        assert_eq!(encode(a).unwrap(), encode(event()).unwrap());
+        let mut b = event();
+        b["at"] = json!("2026-11-26T13:00:00.500+01:00");
+        assert_eq!(encode(b).unwrap(), encode(event()).unwrap());
+    }
+
+    #[test]
+    fn decimals_as_numbers_and_strings_agree_and_refuse_rounding() {
+        let mut a = event();
+        a["price"]["amount"] = json!(19.99);
+        assert_eq!(encode(a).unwrap(), encode(event()).unwrap());
+        let mut b = event();
+        b["price"]["amount"] = json!("19.99001");
+        let e = encode(b).unwrap_err();
+        assert_eq!(e.path, "/price/amount");
+        assert!(e.reason.contains("more than 4 decimal places"), "{e}");
+        assert_eq!(decimal(&json!("-0.5"), 10, 2).unwrap(), -50);
+        assert_eq!(decimal(&json!("1e3"), 10, 2).unwrap(), 100_000);
+        assert_eq!(twos_complement(-50), vec![0xce]);
+        assert_eq!(twos_complement(128), vec![0x00, 0x80]);
+        assert_eq!(twos_complement(0), vec![0x00]);
+        assert!(decimal(&json!("12345678901"), 10, 0).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_rule() {
+        let cases = [
+            (
+                json!({"qty": "two"}),
+                "/qty",
+                "expected int, found string \"two\"",
+            ),
+            (json!({"qty": 2.5}), "/qty", "whole number"),
+            (
+                json!({"qty": 3_000_000_000i64}),
+                "/qty",
+                "out of range for an int",
+            ),
+            (
+                json!({"note": 5}),
+                "/note",
+                "expected a string, found number 5",
+            ),
+            (
+                json!({"kind": "TV"}),
+                "/kind",
+                "not a symbol of enum shop.v1.Kind",
+            ),
+            (json!({"tags": ["a", 1]}), "/tags/1", "expected a string"),
+            (json!({"uuid": "nope"}), "/uuid", "is not a UUID"),
+            (
+                json!({"at": "yesterday"}),
+                "/at",
+                "not an ISO-8601 timestamp",
+            ),
+            (
+                json!({"price": {"amount": "1"}}),
+                "/price/currency",
+                "missing required field",
+            ),
+            (json!({"colour": "red"}), "/colour", "has no field `colour`"),
+            (json!({"blob": "\u{1F600}"}), "/blob", "above \\u00ff"),
+        ];
+        for (patch, path, reason) in cases {
+            let mut e = event();
+            for (k, v) in patch.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            let err = encode(e).unwrap_err();
+            assert_eq!(err.path, path, "{err}");
+            assert!(err.reason.contains(reason), "{err} should say {reason}");
+        }
+        let mut missing = event();
+        missing.as_object_mut().unwrap().remove("qty");
+        let err = encode(missing).unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.reason.as_str()),
+            ("/qty", "missing required field (it has no default)")
+        );
+        let err = encode(json!([1])).unwrap_err();
+        assert!(err.reason.contains("expected an object"), "{err}");
+    }
+
+    #[test]
+    fn unions_take_plain_values_or_avro_json_tags() {
+        let mut a = event();
+        a["note"] = json!("hi");
+        let mut b = event();
+        b["note"] = json!({"string": "hi"});
+        assert_eq!(encode(a).unwrap(), encode(b).unwrap());
+        let mut c = event();
+        c["day"] = json!("1970-01-11");
+        let out = encode(c).unwrap();
+        assert!(out.windows(2).any(|w| w == [2, 20]), "branch 1, 10 days");
+    }
+}
