@@ -129,7 +129,14 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
     let json = dir.path().join("bench.json");
     let out = run_ok(
         silt()
-            .args(["bench", "--events", "5000", "--out"])
+            .args([
+                "bench",
+                "--events",
+                "5000",
+                "--gateway-events",
+                "2000",
+                "--out",
+            ])
             .arg(&json)
             .arg("--dir")
             .arg(dir.path().join("w")),
@@ -149,6 +156,16 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
     }
     assert_eq!(v["events"], 5000);
     assert!(v["stages"]["decode"].is_number());
+    // The limit writes every row the job wrote: raw, identity and the hourly aggregate.
+    assert!(v["rows_written"].as_u64().unwrap() > 10_000, "{v}");
+    let body = v["avg_body_bytes"].as_f64().unwrap();
+    assert!(
+        (120.0..=160.0).contains(&body),
+        "bodies of about 150 bytes: {body}"
+    );
+    assert_eq!(v["gateway"]["events"], 2000, "{v}");
+    assert!(v["gateway"]["p99_ms"].as_f64().unwrap() >= v["gateway"]["p50_ms"].as_f64().unwrap());
+    assert!(text.contains("gateway events/s"), "{text}");
 }
 
 #[test]

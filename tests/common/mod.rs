@@ -256,3 +256,79 @@ pub fn lake_rows(lake: &Path) -> BTreeMap<String, Vec<String>> {
     }
     out
 }
+
+/// Asserts that a raw table holds exactly the testdata's expected events (`expected.json`):
+/// every distinct event once, with its values, in the partition of its event hour.
+pub fn assert_lake_holds_expected(table: &Path) {
+    use arrow::array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use std::collections::{BTreeSet, HashMap};
+    let data = testdata();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("expected.json")).unwrap())
+            .unwrap();
+    let events = expected["events"].as_object().unwrap();
+
+    // Read every file of the raw table with the parquet crate.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut partitions = BTreeSet::new();
+    for f in parquet_files(table) {
+        let rel = f
+            .strip_prefix(table)
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        partitions.insert(rel.clone());
+        for b in read_parquet(&f) {
+            let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+            let uuid = col("uuid");
+            let uuid = uuid.as_any().downcast_ref::<StringArray>().unwrap();
+            let product = col("productId");
+            let product = product.as_any().downcast_ref::<Int64Array>().unwrap();
+            let sale = col("saleId");
+            let sale = sale.as_any().downcast_ref::<Int64Array>().unwrap();
+            let channel = col("channel");
+            let channel = channel.as_any().downcast_ref::<StringArray>().unwrap();
+            let t = col("_event_time");
+            let t = t
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
+            for i in 0..b.num_rows() {
+                let id = uuid.value(i).to_string();
+                let e = &events[&id];
+                assert_eq!(product.value(i), e["productId"].as_i64().unwrap(), "{id}");
+                assert_eq!(sale.is_null(i), e["saleId"].is_null(), "{id}");
+                if !sale.is_null(i) {
+                    assert_eq!(sale.value(i), e["saleId"].as_i64().unwrap(), "{id}");
+                }
+                assert_eq!(
+                    channel.is_null(i),
+                    e["channel"].is_null(),
+                    "{id}: v1 rows have channel null"
+                );
+                if !channel.is_null(i) {
+                    assert_eq!(channel.value(i), e["channel"].as_str().unwrap(), "{id}");
+                }
+                let ms = t.value(i) / 1000;
+                assert_eq!(ms, e["event_ms"].as_i64().unwrap(), "{id}");
+                // The partition is the event's UTC hour.
+                let when = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+                assert_eq!(rel, when.format("dt=%Y-%m-%d/hr=%H").to_string(), "{id}");
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 400, "every expected event is in the lake");
+    assert!(seen.values().all(|n| *n == 1), "each exactly once");
+    assert_eq!(
+        partitions.into_iter().collect::<Vec<_>>(),
+        vec![
+            "dt=2025-11-25/hr=22",
+            "dt=2025-11-25/hr=23",
+            "dt=2025-11-26/hr=00"
+        ],
+        "partitions by event hour, across midnight"
+    );
+}

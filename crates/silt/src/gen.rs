@@ -31,6 +31,11 @@ pub struct GenOptions {
     pub seed: u64,
     /// Distinct products (page views per product make the aggregates interesting).
     pub products: u64,
+    /// Share of events written with v1 (the first ones); the rest use v2.
+    pub v1_share: f64,
+    /// When non-zero, every v2 event's `channel` is a referrer URL of this many bytes (the
+    /// benchmark's ~150-byte bodies); else a short channel name, or none.
+    pub channel_bytes: usize,
 }
 
 impl Default for GenOptions {
@@ -44,6 +49,8 @@ impl Default for GenOptions {
             shards: 2,
             seed: 7,
             products: 500,
+            v1_share: 0.5,
+            channel_bytes: 0,
         }
     }
 }
@@ -54,7 +61,10 @@ pub struct Generated {
     pub distinct: usize,
     pub repeats: usize,
     pub bad: usize,
+    /// Bytes of all records put (envelopes).
     pub bytes: u64,
+    /// Bytes of the distinct events' Avro bodies.
+    pub body_bytes: u64,
 }
 
 /// A small fast deterministic generator (SplitMix64).
@@ -110,6 +120,32 @@ pub fn body(
     }
 }
 
+/// A referrer URL of exactly `len` bytes (cut or padded with a fragment).
+fn referrer(rng: &mut Rng, product: i64, sale: Option<i64>, len: usize, out: &mut String) {
+    use std::fmt::Write as _;
+    const SOURCES: [&str; 5] = ["newsletter", "google", "facebook", "instagram", "affiliate"];
+    const MEDIUMS: [&str; 3] = ["email", "cpc", "social"];
+    out.clear();
+    let _ = write!(
+        out,
+        "https://www.gilt.com/sale/{}/product/{product}?utm_source={}&utm_medium={}&utm_campaign=noon-drop-{}&ref={:08x}",
+        sale.unwrap_or(0),
+        SOURCES[(rng.next() % 5) as usize],
+        MEDIUMS[(rng.next() % 3) as usize],
+        rng.next() % 365,
+        rng.next() as u32,
+    );
+    if out.len() > len {
+        out.truncate(len);
+    } else {
+        out.push('#');
+        while out.len() < len {
+            out.push('x');
+        }
+        out.truncate(len);
+    }
+}
+
 /// Writes events into a file stream: the first half with v1, the rest with v2, repeats a
 /// few records later (sometimes on the other shard), bad records spread through.
 pub fn generate(stream: &FileStream, opts: &GenOptions) -> silt_ingest::Result<Generated> {
@@ -128,6 +164,7 @@ pub fn generate(stream: &FileStream, opts: &GenOptions) -> silt_ingest::Result<G
     };
     let mut bad_made = 0;
     let mut body_buf = Vec::with_capacity(64);
+    let mut url = String::with_capacity(opts.channel_bytes + 64);
     let flush = |pending: &mut Vec<Vec<Vec<u8>>>,
                  arrival: i64,
                  out: &mut Generated|
@@ -146,12 +183,18 @@ pub fn generate(stream: &FileStream, opts: &GenOptions) -> silt_ingest::Result<G
     for i in 0..opts.events {
         let event_ms = opts.start_ms + i as i64 * opts.step_ms;
         let uuid = ids.next_at_unix_millis(event_ms);
-        let v2_now = i >= opts.events / 2;
+        let v2_now = i as f64 >= opts.events as f64 * opts.v1_share;
         let product = 1 + (rng.next() % opts.products) as i64;
         let sale = (rng.unit() < 0.3).then(|| 1000 + (rng.next() % 50) as i64);
-        let channel = (v2_now && rng.unit() < 0.8).then(|| CHANNELS[(rng.next() % 4) as usize]);
+        let channel = if opts.channel_bytes > 0 && v2_now {
+            referrer(&mut rng, product, sale, opts.channel_bytes, &mut url);
+            Some(url.as_str())
+        } else {
+            (v2_now && rng.unit() < 0.8).then(|| CHANNELS[(rng.next() % 4) as usize])
+        };
         body_buf.clear();
         body(&uuid, product, sale, channel, v2_now, &mut body_buf);
+        out.body_bytes += body_buf.len() as u64;
         let rec = envelope(if v2_now { &fp2 } else { &fp1 }, &body_buf);
         let shard = (rng.next() % shards as u64) as usize;
         if rng.unit() < opts.repeat_rate {

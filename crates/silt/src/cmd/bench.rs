@@ -29,6 +29,13 @@ pub struct BenchArgs {
     /// Work folder (default: a new temporary folder, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Events sent through the gateway (in 500-event JSON requests) by this process to a
+    /// `silt gateway serve` child process over loopback; 0 skips the gateway.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub gateway_events: usize,
+    /// Requests in flight at once against the gateway.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
 }
 
 /// The figures.
@@ -45,14 +52,41 @@ pub struct BenchResult {
     pub limit_seconds: f64,
     pub limit_events_per_sec: f64,
     pub job_to_limit: f64,
+    /// Peak resident memory of the process once the job ended (generation and job).
     pub peak_rss_bytes: u64,
     pub stages: std::collections::BTreeMap<String, f64>,
+    /// Average Avro body of a distinct event.
+    pub avg_body_bytes: f64,
+    /// Rows the job wrote, all tables (the limit writes the same).
+    pub rows_written: u64,
+    pub gateway: Option<GatewayFigures>,
     pub build: &'static str,
+}
+
+/// The gateway under load from this process.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayFigures {
+    pub events: u64,
+    pub batch: usize,
+    pub connections: usize,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// CPU seconds the gateway process used per million events.
+    pub cpu_seconds_per_million: f64,
+    /// Whether the file stream is fsynced before each 202 (the default).
+    pub fsync: bool,
 }
 
 /// CPU seconds used by this process so far (user + system), from /proc.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds used by a process (`self` or a pid) so far, from /proc.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
@@ -97,13 +131,17 @@ pub async fn run(args: BenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             events: args.events,
             step_ms: 2,
             products: 5000,
+            v1_share: 0.05,
+            channel_bytes: 126,
             ..Default::default()
         },
     )?;
+    let avg_body_bytes = g.body_bytes as f64 / g.distinct.max(1) as f64;
     eprintln!(
-        "generated {} events ({} bytes) in {:.1}s",
+        "generated {} events ({:.0} bytes a body on average, {} records with repeats and bad ones) in {:.1}s",
         g.distinct,
-        g.bytes,
+        avg_body_bytes,
+        g.distinct + g.repeats + g.bad,
         t.elapsed().as_secs_f64()
     );
     std::fs::create_dir_all(dir.join("sql"))?;
@@ -154,28 +192,72 @@ max_records = 500000
     let job_seconds = t.elapsed().as_secs_f64();
     let job_cpu = cpu_seconds() - cpu0;
 
-    // The limit: the raw table's rows, written again with the same settings, nothing else.
+    let peak_rss = peak_rss_bytes();
+
+    // The limit: every table the job wrote, its rows written again in batches of the job's
+    // size with the same writer settings, and nothing else (only the writes are timed).
     let lake = silt_storage::open("file://lake", &dir)?;
-    let batches = crate::cmd::query::query(&lake, "SELECT * FROM clickstream")
-        .await
-        .context("reading the raw table back")?;
+    let (ctx, snapshot) = crate::cmd::query::lake_session(&lake).await?;
     let limit_dir = silt_storage::open("file://limit", &dir)?;
-    let partition_by = vec!["dt".to_string(), "hr".to_string()];
-    let t = Instant::now();
+    let mut limit_seconds = 0.0;
     let mut n = 0u64;
-    for (i, chunk) in batches.chunks(64).enumerate() {
-        let files =
-            silt_lake_writer::write_table(&limit_dir, i as u64, chunk, &partition_by, &job.writer)
+    let mut batch_id = 0u64;
+    for (table, (state, _)) in &snapshot.tables {
+        if state.files.is_empty() {
+            continue;
+        }
+        let mut stream = ctx
+            .sql(&format!("SELECT * FROM \"{table}\""))
+            .await?
+            .execute_stream()
+            .await
+            .with_context(|| format!("reading table {table} back"))?;
+        let target = limit_dir.join(table);
+        let mut pending = Vec::new();
+        let mut rows = 0;
+        loop {
+            let next = futures::StreamExt::next(&mut stream).await.transpose()?;
+            let done = next.is_none();
+            if let Some(b) = next {
+                rows += b.num_rows();
+                pending.push(b);
+            }
+            if (done && !pending.is_empty()) || rows >= 500_000 {
+                let t = Instant::now();
+                let files = silt_lake_writer::write_table(
+                    &target,
+                    batch_id,
+                    &pending,
+                    &state.partition_by,
+                    &job.writer,
+                )
                 .await?;
-        n += files.iter().map(|f| f.rows).sum::<u64>();
+                limit_seconds += t.elapsed().as_secs_f64();
+                n += files.iter().map(|f| f.rows).sum::<u64>();
+                batch_id += 1;
+                pending.clear();
+                rows = 0;
+            }
+            if done {
+                break;
+            }
+        }
     }
-    let limit_seconds = t.elapsed().as_secs_f64();
+    let rows_written: u64 = summary.rows_written.values().sum();
     let events = summary
         .rows_written
         .get("clickstream")
         .copied()
         .unwrap_or(0);
-    anyhow::ensure!(n == events, "the limit wrote {n} rows, the job {events}");
+    anyhow::ensure!(
+        n == rows_written,
+        "the limit wrote {n} rows, the job {rows_written}"
+    );
+    let gateway = if args.gateway_events > 0 {
+        Some(bench_gateway(&dir, args.gateway_events, args.connections.max(1)).await?)
+    } else {
+        None
+    };
 
     let mut stages = std::collections::BTreeMap::new();
     let s = &summary.stages;
@@ -202,8 +284,11 @@ max_records = 500000
         limit_seconds,
         limit_events_per_sec: events as f64 / limit_seconds,
         job_to_limit: limit_seconds / job_seconds,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: peak_rss,
         stages,
+        avg_body_bytes,
+        rows_written,
+        gateway,
         build: if cfg!(debug_assertions) {
             "debug (figures are not meaningful: use --release)"
         } else {
@@ -212,47 +297,35 @@ max_records = 500000
     };
     writeln!(
         out,
-        "silt bench: {} events ({} records read, {:.1} MB of envelopes), {} build",
+        "silt bench: {} events ({} records read, {:.1} MB of envelopes, {:.0}-byte bodies on average), {} build",
         r.events,
         r.records_read,
         r.input_bytes as f64 / 1e6,
+        r.avg_body_bytes,
         r.build
     )?;
-    writeln!(
+    let row = |out: &mut dyn Write, k: &str, v: String| writeln!(out, "  {k:<40} {v:>12}");
+    row(out, "job events/s", format!("{:.0}", r.job_events_per_sec))?;
+    row(
         out,
-        "  {:<34} {:>12}",
-        "job events/s",
-        format!("{:.0}", r.job_events_per_sec)
-    )?;
-    writeln!(
-        out,
-        "  {:<34} {:>12}",
         "job MB/s (envelopes in)",
-        format!("{:.1}", r.job_mb_per_sec)
+        format!("{:.1}", r.job_mb_per_sec),
     )?;
-    writeln!(
+    row(
         out,
-        "  {:<34} {:>12}",
         "job CPU s per million events",
-        format!("{:.3}", r.cpu_seconds_per_million)
+        format!("{:.3}", r.cpu_seconds_per_million),
     )?;
-    writeln!(
+    row(
         out,
-        "  {:<34} {:>12}",
-        "limit (Parquet write) events/s",
-        format!("{:.0}", r.limit_events_per_sec)
+        "limit (Parquet write only) events/s",
+        format!("{:.0}", r.limit_events_per_sec),
     )?;
-    writeln!(
+    row(out, "job / limit", format!("{:.2}", r.job_to_limit))?;
+    row(
         out,
-        "  {:<34} {:>12}",
-        "job / limit",
-        format!("{:.2}", r.job_to_limit)
-    )?;
-    writeln!(
-        out,
-        "  {:<34} {:>12}",
-        "peak RSS MB",
-        format!("{:.0}", r.peak_rss_bytes as f64 / 1e6)
+        "peak RSS MB (generate + job)",
+        format!("{:.0}", r.peak_rss_bytes as f64 / 1e6),
     )?;
     writeln!(
         out,
@@ -263,6 +336,33 @@ max_records = 500000
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    if let Some((slowest, secs)) = r.stages.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
+        writeln!(
+            out,
+            "  slowest stage: {slowest} ({:.0}% of the job)",
+            secs / r.job_seconds * 100.0
+        )?;
+    }
+    if let Some(g) = &r.gateway {
+        row(
+            out,
+            &format!(
+                "gateway events/s ({}-event JSON, {} conns)",
+                g.batch, g.connections
+            ),
+            format!("{:.0}", g.events_per_sec),
+        )?;
+        row(
+            out,
+            "gateway latency p50 / p99 ms",
+            format!("{:.1} / {:.1}", g.p50_ms, g.p99_ms),
+        )?;
+        row(
+            out,
+            "gateway CPU s per million events",
+            format!("{:.3}", g.cpu_seconds_per_million),
+        )?;
+    }
     if let Some(p) = &args.out {
         std::fs::write(p, serde_json::to_string_pretty(&r)?)?;
         writeln!(out, "  figures written to {}", p.display())?;
@@ -271,4 +371,135 @@ max_records = 500000
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// Starts `silt gateway serve` as a child process onto a file stream in `dir`, sends it
+/// `events` events as 500-event JSON requests from this process with `connections` requests
+/// in flight, and measures throughput, latency and the gateway's CPU.
+async fn bench_gateway(
+    dir: &std::path::Path,
+    events: usize,
+    connections: usize,
+) -> anyhow::Result<GatewayFigures> {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const BATCH: usize = 500;
+    let exe = std::env::current_exe().context("finding the silt executable")?;
+    let mut child = std::process::Command::new(exe)
+        .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--registry"])
+        .arg(format!("file://{}", dir.join("registry").display()))
+        .arg("--sink")
+        .arg(format!("file://{}", dir.join("gateway").display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting silt gateway serve")?;
+    let pid = child.id().to_string();
+    let mut banner = String::new();
+    let mut child_out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    child_out.read_line(&mut banner)?;
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .with_context(|| format!("the gateway did not say where it listens: {banner:?}"))?
+        .to_string();
+
+    // The requests, made before the clock starts so that the load generator stays cheap.
+    let t = Instant::now();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
+    let mut bodies = Vec::with_capacity(events.div_ceil(BATCH));
+    let mut url = String::new();
+    let mut n = 0;
+    while n < events {
+        let k = BATCH.min(events - n);
+        let mut body = String::with_capacity(k * 220);
+        body.push('[');
+        for i in 0..k {
+            use std::fmt::Write as _;
+            let product = 1 + ((n + i) * 7919 % 5000);
+            url.clear();
+            let _ = write!(
+                url,
+                "https://www.gilt.com/sale/{}/product/{product}?utm_source=newsletter&utm_medium=email&utm_campaign=noon-drop",
+                1000 + i % 50
+            );
+            let _ = write!(
+                body,
+                r#"{}{{"uuid":"{}","productId":{product},"saleId":{},"channel":"{url}"}}"#,
+                if i == 0 { "" } else { "," },
+                silt_wire::timeuuid::to_string(&ids.next()),
+                1000 + i % 50
+            );
+        }
+        body.push(']');
+        bodies.push(bytes::Bytes::from(body));
+        n += k;
+    }
+    eprintln!(
+        "gateway: {} requests of {BATCH} events made in {:.1}s; sending",
+        bodies.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::new();
+    let target = format!("{base}/streams/{}/events", gen::SUBJECT);
+    let cpu0 = cpu_seconds_of(&pid);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (bodies, next, client, target) =
+            (bodies.clone(), next.clone(), client.clone(), target.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                loop {
+                    let t = Instant::now();
+                    let r = client.post(&target).body(body.clone()).send().await?;
+                    let status = r.status();
+                    let _ = r.bytes().await?;
+                    if status.as_u16() == 202 {
+                        latencies.push(t.elapsed().as_secs_f64());
+                        break;
+                    }
+                    anyhow::ensure!(
+                        status.as_u16() == 429 || status.as_u16() == 503,
+                        "the gateway answered {status}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds_of(&pid) - cpu0;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let mut last = String::new();
+    let _ = std::io::Read::read_to_string(&mut child_out, &mut last);
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "the gateway exited with {status}: {last}");
+    eprintln!("{}", last.trim());
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize] * 1000.0;
+    Ok(GatewayFigures {
+        events: events as u64,
+        batch: BATCH,
+        connections,
+        seconds,
+        events_per_sec: events as f64 / seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        cpu_seconds_per_million: cpu / (events as f64 / 1e6),
+        fsync: true,
+    })
 }

@@ -1,0 +1,95 @@
+//! End to end through the gateway: `silt gateway serve` as its own process, the testdata's
+//! events sent as plain JSON over HTTP (with producer retries), SIGTERM, `silt run`, and the
+//! lake holds exactly the expected events.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::*;
+use serde_json::{json, Value};
+
+const SUBJECT: &str = "com.gilt.clickstream.v1.ProductPageViewedEvent";
+
+#[test]
+fn gateway_to_file_stream_to_lake_exactly() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let streams = dir.path().join("streams");
+    let mut gateway = silt()
+        .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--registry"])
+        .arg(format!("file://{}", dir.path().join("registry").display()))
+        .arg("--sink")
+        .arg(format!("file://{}", streams.display()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(gateway.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("expected.json")).unwrap())
+            .unwrap();
+    let events: Vec<Value> = expected["events"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(uuid, e)| {
+            json!({"uuid": uuid, "productId": e["productId"], "saleId": e["saleId"], "channel": e["channel"]})
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let url = format!("{base}/streams/{SUBJECT}/events");
+        for batch in events.chunks(64) {
+            let r = c.post(&url).json(&batch).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+        }
+        // A producer that did not see its answers sends 30 events again, one by one.
+        for e in &events[..30] {
+            let r = c
+                .put(format!("{url}/{}", e["uuid"].as_str().unwrap()))
+                .json(e)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+        // A bad batch puts nothing.
+        let mut bad = events[..3].to_vec();
+        bad[1]["productId"] = json!("x");
+        let r = c.post(&url).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+    });
+
+    // SIGTERM: the gateway drains and says what it did.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(gateway.wait().unwrap().success());
+    assert!(rest.contains("430 events accepted, 1 refused"), "{rest}");
+
+    let job = write_job(dir.path(), "viagateway", &streams.join(SUBJECT), "");
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
+    assert_eq!(s["duplicates"], 30, "{s}");
+    assert_eq!(s["rejected"], 0, "{s}");
+    assert_lake_holds_expected(&dir.path().join("lake/clickstream"));
+}
