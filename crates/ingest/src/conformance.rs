@@ -2,6 +2,8 @@
 //! file stream, Kinesis through the emulator). Each check takes a source with no records
 //! and a sink that writes to it, with at least two shards, and panics on failure.
 
+use std::collections::HashMap;
+
 use crate::source::{Chunk, Position, ReadLimit, Sink, Source, StartAt};
 
 /// Reads a shard from `from` to its current end, in reads of `limit`.
@@ -161,4 +163,47 @@ pub async fn unknown_shard_is_an_error(source: &dyn Source) {
         .read("no-such-shard", &StartAt::Earliest, ReadLimit::default())
         .await
         .is_err());
+}
+
+/// Keyed puts: every record of one key lands on one shard, in put order; the keys spread over
+/// more than one shard; the answer counts every record.
+pub async fn keyed_puts_keep_a_key_on_one_shard_in_order(source: &dyn Source, sink: &dyn Sink) {
+    let keys: Vec<String> = (0..40).map(|k| format!("key-{k:03}")).collect();
+    let records: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| {
+            let key = keys[(i * 7) % keys.len()].clone();
+            let payload = format!("{key}/{i:05}").into_bytes();
+            (key, payload)
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = records
+        .iter()
+        .map(|(k, p)| (k.as_str(), p.as_slice()))
+        .collect();
+    let stats = sink.put_keyed(&refs).await.expect("keyed put");
+    assert_eq!(stats.records, 400);
+    let mut shard_of: HashMap<String, String> = HashMap::new();
+    let mut seen: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    let mut used_shards = 0;
+    for s in source.shards().await.expect("shards") {
+        let (p, _, _) = read_all(source, &s.id, StartAt::Earliest, ReadLimit::default()).await;
+        used_shards += usize::from(!p.is_empty());
+        for payload in p {
+            let text = String::from_utf8(payload.clone()).expect("utf-8");
+            let key = text.split('/').next().expect("a key").to_string();
+            if let Some(other) = shard_of.insert(key.clone(), s.id.clone()) {
+                assert_eq!(other, s.id, "records of {key} on two shards");
+            }
+            seen.entry(key).or_default().push(payload);
+        }
+    }
+    assert!(used_shards > 1, "40 keys all landed on one shard");
+    for (key, got) in seen {
+        let want: Vec<Vec<u8>> = records
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, p)| p.clone())
+            .collect();
+        assert_eq!(got, want, "records of {key} out of order or missing");
+    }
 }

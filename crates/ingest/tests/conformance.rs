@@ -14,11 +14,13 @@ async fn in_memory_stream() {
     let a = s();
     conformance::starts_at_an_arrival_time(&a, &a).await;
     conformance::unknown_shard_is_an_error(&s()).await;
+    let a = s();
+    conformance::keyed_puts_keep_a_key_on_one_shard_in_order(&a, &a).await;
 }
 
 #[tokio::test]
 async fn file_stream() {
-    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
     let s = |i: usize| FileStream::create(dirs[i].path().join("conf"), 2).unwrap();
     let a = s(0);
     conformance::reads_in_order(&a, &a).await;
@@ -29,6 +31,8 @@ async fn file_stream() {
     let a = s(3);
     conformance::starts_at_an_arrival_time(&a, &a).await;
     conformance::unknown_shard_is_an_error(&s(4)).await;
+    let a = s(5);
+    conformance::keyed_puts_keep_a_key_on_one_shard_in_order(&a, &a).await;
 }
 
 #[tokio::test]

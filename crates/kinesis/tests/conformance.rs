@@ -28,6 +28,8 @@ async fn kinesalite_passes_the_source_conformance_suite() {
     conformance::starts_at_an_arrival_time(&s, &k).await;
     let (s, _) = fresh(&e).await;
     conformance::unknown_shard_is_an_error(&s).await;
+    let (s, k) = fresh(&e).await;
+    conformance::keyed_puts_keep_a_key_on_one_shard_in_order(&s, &k).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Every benchmark of silt on this machine, printed as one table (README, "Benchmarks"):
+#   1. the job and the Parquet-write limit, one core (taskset -c 0), N events (default 2,000,000);
+#   2. peak memory at 1M and at 10M events (one core);
+#   3. the gateway on all cores: 500-event JSON requests from a second process over loopback;
+#   4. the alternatives on the same events, one core each: fastavro+pyarrow, DuckDB, Spark
+#      (installed into a virtual environment in ~/.cache/silt-bench; Spark needs a Java 17+).
+# Figures go to bench-results/*.json and bench-results/summary.json.
+#
+#   scripts/bench.sh [EVENTS]        SILT_BENCH_SKIP=memory,alternatives to leave parts out
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events=${1:-2000000}
+skip=${SILT_BENCH_SKIP:-}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/silt-target}
+results=bench-results
+mkdir -p "$results"
+work=$(mktemp -d "${TMPDIR:-/tmp}/silt-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+echo "== building silt (release)" >&2
+cargo build --release -p silt >&2
+silt="$CARGO_TARGET_DIR/release/silt"
+pin=(taskset -c 0)
+command -v taskset >/dev/null || { echo "taskset not found: runs are not pinned" >&2; pin=(); }
+
+echo "== 1. the job against the Parquet-write limit, $events events, one core" >&2
+"${pin[@]}" "$silt" bench --events "$events" --gateway-events 0 --dir "$work/job" --out "$results/job.json"
+
+if [[ ",$skip," != *",memory,"* ]]; then
+  for n in 1000000 10000000; do
+    echo "== 2. peak memory at $n events, one core" >&2
+    "${pin[@]}" "$silt" bench --events "$n" --gateway-events 0 --dir "$work/mem" --out "$results/memory-$n.json" >/dev/null
+    rm -rf "$work/mem"
+  done
+fi
+
+echo "== 3. the gateway, 1,000,000 events in 500-event JSON requests, all cores" >&2
+"$silt" bench --events 10000 --gateway-events 1000000 --dir "$work/gateway" --out "$results/gateway.json" | grep gateway
+rm -rf "$work/gateway"
+
+if [[ ",$skip," != *",alternatives,"* ]]; then
+  venv="$HOME/.cache/silt-bench/venv"
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/bench/requirements.txt "$venv/requirements.txt"; then
+    echo "== installing the alternatives into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r scripts/bench/requirements.txt
+    cp scripts/bench/requirements.txt "$venv/requirements.txt"
+  fi
+  echo "== 4. the alternatives on the same $events events, one core each" >&2
+  "$venv/bin/python" scripts/bench/alternatives.py all --dir "$work/job" --out "$results/alternatives.json" >&2
+fi
+
+python3 scripts/bench/summary.py "$results"

@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""The usual alternatives to silt, on the same events as `silt bench`, one core each.
+
+Reads the file stream and registry that `silt bench --dir DIR` leaves behind and runs:
+
+* fastavro+pyarrow: the same work in Python: frame and header check, writer schema by
+  SHA-256 fingerprint, decode (resolved to the latest schema), drop repeats by uuid, event
+  time from the TimeUuid, zstd Parquet partitioned by dt/hr;
+* DuckDB: the events as JSON lines, `QUALIFY row_number() OVER (PARTITION BY uuid ...) = 1`,
+  `COPY ... TO` zstd Parquet partitioned by dt, hr, `threads=1`;
+* Spark Structured Streaming: pyspark `local[1]`, the same JSON lines, `Trigger.AvailableNow`,
+  `dropDuplicatesWithinWatermark` on uuid, zstd Parquet partitioned by dt, hr.
+
+Each runs in its own process under `taskset -c 0` (one core). The JSON lines are made
+beforehand and not timed; they carry `event_ms` so that DuckDB and Spark need not parse the
+TimeUuid (an advantage the Python pipeline and silt do not have). Spark's JVM start is not
+timed either; its query is. Prints one JSON object per alternative and writes them all to
+--out.
+
+    alternatives.py all --dir BENCH_DIR --out results.json [--only fastavro,duckdb,spark]
+"""
+
+import argparse
+import glob
+import io
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+
+UUID_EPOCH_TICKS = 0x01B21DD213814000
+WINDOW = "15 minutes"
+
+
+def frames(stream_dir):
+    """Every payload of a file stream (SPEC 6), shard by shard."""
+    for path in sorted(glob.glob(os.path.join(stream_dir, "shard-*.log"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        pos, end = 0, len(data)
+        while pos + 12 <= end:
+            n, _arrival = struct.unpack_from(">IQ", data, pos)
+            if pos + 12 + n > end:
+                break
+            yield data[pos + 12 : pos + 12 + n]
+            pos += 12 + n
+
+
+def schemas(registry_dir):
+    """fingerprint bytes -> parsed writer schema, and the subject's latest schema."""
+    import fastavro
+
+    by_fp = {}
+    for path in glob.glob(os.path.join(registry_dir, "schemas", "*.json")):
+        fp = bytes.fromhex(os.path.basename(path)[:-5])
+        with open(path) as f:
+            by_fp[fp] = fastavro.parse_schema(json.loads(json.load(f)["schema"]))
+    versions = sorted(glob.glob(os.path.join(registry_dir, "subjects", "*", "versions", "*.json")))
+    with open(versions[-1]) as f:
+        latest = by_fp[bytes.fromhex(json.load(f)["fingerprint"])]
+    return by_fp, latest
+
+
+def event_ms(u):
+    ticks = (
+        ((u[6] & 0x0F) << 56)
+        | (u[7] << 48)
+        | (u[4] << 40)
+        | (u[5] << 32)
+        | int.from_bytes(u[0:4], "big")
+    )
+    return (ticks - UUID_EPOCH_TICKS) // 10_000
+
+
+def decoded(bench_dir):
+    """(uuid bytes, record) for every good record, repeats included; bad ones counted."""
+    from fastavro import schemaless_reader
+
+    by_fp, latest = schemas(os.path.join(bench_dir, "registry"))
+    bad = 0
+    for rec in frames(os.path.join(bench_dir, "stream")):
+        if len(rec) < 33 or rec[0] != 0x81:
+            bad += 1
+            continue
+        writer = by_fp.get(rec[1:33])
+        if writer is None:
+            bad += 1
+            continue
+        body = io.BytesIO(rec[33:])
+        try:
+            value = schemaless_reader(body, writer, latest)
+        except Exception:
+            bad += 1
+            continue
+        if body.tell() != len(rec) - 33:
+            bad += 1
+            continue
+        yield value
+    decoded.bad = bad
+
+
+def cpu_now():
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def run_fastavro(bench_dir, work):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    out = os.path.join(work, "fastavro")
+    shutil.rmtree(out, ignore_errors=True)
+    fmt = ds.ParquetFileFormat()
+    opts = fmt.make_write_options(compression="zstd", compression_level=1)
+    seen = set()
+    cols = {k: [] for k in ("uuid", "productId", "saleId", "channel", "_event_time", "dt", "hr")}
+    events = 0
+    chunk = 0
+    utc = datetime.timezone.utc
+
+    def flush():
+        nonlocal chunk
+        if not cols["uuid"]:
+            return
+        table = pa.table(
+            {
+                "uuid": pa.array(cols["uuid"], pa.string()),
+                "productId": pa.array(cols["productId"], pa.int64()),
+                "saleId": pa.array(cols["saleId"], pa.int64()),
+                "channel": pa.array(cols["channel"], pa.string()),
+                "_event_time": pa.array(cols["_event_time"], pa.timestamp("us", tz="UTC")),
+                "dt": pa.array(cols["dt"], pa.string()),
+                "hr": pa.array(cols["hr"], pa.string()),
+            }
+        )
+        ds.write_dataset(
+            table,
+            out,
+            format=fmt,
+            file_options=opts,
+            partitioning=["dt", "hr"],
+            partitioning_flavor="hive",
+            basename_template=f"part-{chunk:06d}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+            use_threads=False,
+        )
+        chunk += 1
+        for v in cols.values():
+            v.clear()
+
+    t0, c0 = time.perf_counter(), cpu_now()
+    for value in decoded(bench_dir):
+        u = value["uuid"]
+        if u in seen:
+            continue
+        seen.add(u)
+        ms = event_ms(u)
+        when = datetime.datetime.fromtimestamp(ms / 1000, utc)
+        cols["uuid"].append(str(uuidlib.UUID(bytes=u)))
+        cols["productId"].append(value["productId"])
+        cols["saleId"].append(value["saleId"])
+        cols["channel"].append(value["channel"])
+        cols["_event_time"].append(ms * 1000)
+        cols["dt"].append(when.strftime("%Y-%m-%d"))
+        cols["hr"].append(when.strftime("%H"))
+        events += 1
+        if len(cols["uuid"]) >= 500_000:
+            flush()
+    flush()
+    return events, time.perf_counter() - t0, cpu_now() - c0
+
+
+def make_jsonl(bench_dir, path):
+    """The same events as JSON lines (repeats kept, bad records left out): not timed."""
+    n = 0
+    with open(path, "w") as f:
+        for value in decoded(bench_dir):
+            u = value["uuid"]
+            f.write(
+                json.dumps(
+                    {
+                        "uuid": str(uuidlib.UUID(bytes=u)),
+                        "productId": value["productId"],
+                        "saleId": value["saleId"],
+                        "channel": value["channel"],
+                        "event_ms": event_ms(u),
+                    }
+                )
+            )
+            f.write("\n")
+            n += 1
+    return n
+
+
+def run_duckdb(bench_dir, work):
+    import duckdb
+
+    src = os.path.join(work, "events.jsonl")
+    out = os.path.join(work, "duckdb")
+    shutil.rmtree(out, ignore_errors=True)
+    con = duckdb.connect()
+    con.execute("SET threads = 1")
+    con.execute("SET preserve_insertion_order = false")
+    t0, c0 = time.perf_counter(), cpu_now()
+    con.execute(
+        f"""
+        COPY (
+          SELECT uuid, productId, saleId, channel,
+                 make_timestamp(event_ms * 1000) AS _event_time,
+                 strftime(make_timestamp(event_ms * 1000), '%Y-%m-%d') AS dt,
+                 strftime(make_timestamp(event_ms * 1000), '%H') AS hr
+          FROM read_json('{src}', format = 'newline_delimited',
+                columns = {{uuid: 'VARCHAR', productId: 'BIGINT', saleId: 'BIGINT',
+                            channel: 'VARCHAR', event_ms: 'BIGINT'}})
+          QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY event_ms) = 1
+        ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (dt, hr))
+        """
+    )
+    seconds, cpu = time.perf_counter() - t0, cpu_now() - c0
+    events = con.execute(
+        f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet', hive_partitioning = true)"
+    ).fetchone()[0]
+    return events, seconds, cpu
+
+
+def jvm_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_spark(bench_dir, work):
+    from pyspark.sql import SparkSession, functions as F, types as T
+
+    src = os.path.join(work, "spark-in")
+    os.makedirs(src, exist_ok=True)
+    link = os.path.join(src, "events.json")
+    if not os.path.exists(link):
+        os.symlink(os.path.join(work, "events.jsonl"), link)
+    out = os.path.join(work, "spark")
+    checkpoint = os.path.join(work, "spark-checkpoint")
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    spark = (
+        SparkSession.builder.master("local[1]")
+        .appName("silt-bench")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.parquet.compression.codec", "zstd")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    schema = T.StructType(
+        [
+            T.StructField("uuid", T.StringType()),
+            T.StructField("productId", T.LongType()),
+            T.StructField("saleId", T.LongType()),
+            T.StructField("channel", T.StringType()),
+            T.StructField("event_ms", T.LongType()),
+        ]
+    )
+    t0, c0 = time.perf_counter(), jvm_cpu(pid) + cpu_now()
+    events = (
+        spark.readStream.schema(schema)
+        .option("maxFilesPerTrigger", 1)
+        .json(src)
+        .withColumn("_event_time", F.timestamp_millis("event_ms"))
+        .withWatermark("_event_time", WINDOW)
+        .dropDuplicatesWithinWatermark(["uuid"])
+        .withColumn("dt", F.date_format("_event_time", "yyyy-MM-dd"))
+        .withColumn("hr", F.date_format("_event_time", "HH"))
+        .drop("event_ms")
+    )
+    query = (
+        events.writeStream.format("parquet")
+        .option("path", out)
+        .option("checkpointLocation", checkpoint)
+        .partitionBy("dt", "hr")
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    seconds, cpu = time.perf_counter() - t0, jvm_cpu(pid) + cpu_now() - c0
+    n = spark.read.parquet(out).count()
+    spark.stop()
+    return n, seconds, cpu
+
+
+RUNNERS = {"fastavro": run_fastavro, "duckdb": run_duckdb, "spark": run_spark}
+
+
+def one(args):
+    events, seconds, cpu = RUNNERS[args.name](args.dir, args.work)
+    print(
+        json.dumps(
+            {
+                "name": args.name,
+                "events": events,
+                "seconds": seconds,
+                "cpu_seconds": cpu,
+                "events_per_sec_per_core": events / seconds,
+                "cpu_seconds_per_million": cpu / (events / 1e6),
+            }
+        ),
+        flush=True,
+    )
+
+
+def all_(args):
+    work = args.work or os.path.join(args.dir, "alternatives")
+    os.makedirs(work, exist_ok=True)
+    names = args.only.split(",") if args.only else list(RUNNERS)
+    if any(n in ("duckdb", "spark") for n in names):
+        t = time.perf_counter()
+        n = make_jsonl(args.dir, os.path.join(work, "events.jsonl"))
+        print(f"made {n} JSON lines in {time.perf_counter() - t:.1f}s (not timed)", file=sys.stderr)
+    results = []
+    for name in names:
+        print(f"running {name} on one core ...", file=sys.stderr, flush=True)
+        cmd = ["taskset", "-c", "0", sys.executable, __file__, "one", name, "--dir", args.dir, "--work", work]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"{name} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
+            results.append({"name": name, "error": p.stderr.strip().splitlines()[-1:] or ["failed"]})
+            continue
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("all")
+    a.add_argument("--dir", required=True, help="the folder `silt bench --dir` left")
+    a.add_argument("--work")
+    a.add_argument("--out")
+    a.add_argument("--only", help="comma-separated: fastavro,duckdb,spark")
+    o = sub.add_parser("one")
+    o.add_argument("name", choices=list(RUNNERS))
+    o.add_argument("--dir", required=True)
+    o.add_argument("--work", required=True)
+    args = p.parse_args()
+    {"all": all_, "one": one}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
