@@ -404,6 +404,22 @@ impl Gateway {
     }
 
     async fn latest(&self, stream_id: &str) -> Result<Arc<Writer>, Refusal> {
+        // A subject is an Avro full name; anything else (a `/`, `..`) names no stream and
+        // must not reach the sink's folder layout.
+        let valid = !stream_id.is_empty()
+            && stream_id.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+        if !valid {
+            return Err(Refusal {
+                status: StatusCode::NOT_FOUND,
+                error: format!("unknown stream {stream_id:?}: not a subject name"),
+                errors: vec![],
+            });
+        }
         let schema = match self.inner.registry.latest(stream_id).await {
             Ok(s) => s,
             Err(silt_registry::Error::NotFound { .. }) => {

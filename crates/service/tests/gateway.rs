@@ -403,6 +403,17 @@ async fn every_kind_of_bad_event_is_refused_and_nothing_of_its_request_is_put() 
         .unwrap()
         .contains("unknown stream `no.such.Stream`"));
 
+    // Names that are no subject never reach the sink's folders.
+    for name in ["..%2F..%2Fetc", "a..b", ".hidden"] {
+        let r = reqwest::Client::new()
+            .post(server.url(&format!("/streams/{name}/events")))
+            .json(&json!([good()]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{name}");
+    }
+
     // Truncated Avro: an envelope one byte short, and a container file cut inside a block.
     let v2 = Schema::parse(&schema_text("v2")).unwrap();
     let mut avro = timeuuid::TimeUuidGenerator::random().next().to_vec();
