@@ -12,12 +12,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 pub fn testdata() -> PathBuf {
-    std::env::var_os("SILT_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("clickstream-small")
+    silt_wire::testing::clickstream_small()
 }
 
 pub fn silt() -> Command {

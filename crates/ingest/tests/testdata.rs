@@ -11,12 +11,7 @@ use silt_registry::{SchemaRegistry, StoreRegistry};
 use silt_wire::Framing;
 
 fn testdata() -> PathBuf {
-    std::env::var_os("SILT_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("clickstream-small")
+    silt_wire::testing::clickstream_small()
 }
 
 const SUBJECT: &str = "com.gilt.clickstream.v1.ProductPageViewedEvent";

@@ -29,7 +29,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{post, put};
 use axum::{Json, Router};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -334,21 +334,10 @@ impl Gateway {
 
     /// The service's routes.
     pub fn router(&self) -> Router {
-        let doc = serde_json::to_value(openapi()).expect("serialises");
-        let metrics = self.inner.metrics.base.clone();
-        Router::new()
+        let api = Router::new()
             .route("/streams/{streamId}/events", post(post_events))
             .route("/streams/{streamId}/events/{guid}", put(put_event))
             .with_state(self.clone())
-            .route("/health", get(|| async { "ok" }))
-            .route(
-                "/openapi.json",
-                get(move || async move { Json(doc.clone()) }),
-            )
-            .route(
-                "/metrics",
-                get(metrics::metrics).with_state(metrics.clone()),
-            )
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route", vec![]) })
             .method_not_allowed_fallback(|method: Method| async move {
                 error(
@@ -357,11 +346,8 @@ impl Gateway {
                     vec![],
                 )
             })
-            .layer(DefaultBodyLimit::max(self.inner.options.max_request_bytes))
-            .layer(axum::middleware::from_fn_with_state(
-                metrics,
-                metrics::track,
-            ))
+            .layer(DefaultBodyLimit::max(self.inner.options.max_request_bytes));
+        metrics::with_operations(api, openapi(), self.inner.metrics.base.clone())
     }
 
     /// What the gateway has done so far.

@@ -6,6 +6,8 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -116,4 +118,17 @@ pub async fn metrics(State(m): State<Metrics>) -> impl IntoResponse {
         )],
         m.render(),
     )
+}
+
+/// Adds what every service has: `/health`, `/openapi.json` (the given document), `/metrics`,
+/// and the request counting and timing around every route.
+pub fn with_operations(api: Router, doc: utoipa::openapi::OpenApi, metrics: Metrics) -> Router {
+    let doc = serde_json::to_value(doc).expect("an OpenAPI document serialises");
+    api.route("/health", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(doc.clone()) }),
+        )
+        .route("/metrics", get(self::metrics).with_state(metrics.clone()))
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
 }

@@ -308,10 +308,6 @@ async fn put_config(
     }
 }
 
-async fn health() -> &'static str {
-    "ok"
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -348,8 +344,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The service's routes.
 pub fn router(registry: Arc<dyn SchemaRegistry>) -> Router {
-    let metrics = Metrics::new("silt_registry");
-    let doc = serde_json::to_value(openapi()).expect("serialises");
     let api = Router::new()
         .route("/subjects", get(subjects))
         .route("/subjects/{subject}/schemas", put(register))
@@ -360,16 +354,7 @@ pub fn router(registry: Arc<dyn SchemaRegistry>) -> Router {
         .route("/schemas/{fingerprint}", get(by_fingerprint))
         .route("/schemas/rabin/{hex}", get(by_rabin))
         .route("/config/{subject}", get(get_config).put(put_config))
-        .with_state(AppState { registry });
-    api.route("/health", get(health))
-        .route(
-            "/openapi.json",
-            get(move || async move { Json(doc.clone()) }),
-        )
-        .route(
-            "/metrics",
-            get(metrics::metrics).with_state(metrics.clone()),
-        )
+        .with_state(AppState { registry })
         .fallback(|method: Method| async move {
             if method == Method::DELETE {
                 error(
@@ -385,11 +370,8 @@ pub fn router(registry: Arc<dyn SchemaRegistry>) -> Router {
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed here"),
             )
-        })
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::track,
-        ))
+        });
+    metrics::with_operations(api, openapi(), Metrics::new("silt_registry"))
 }
 
 /// Serves until `shutdown` is cancelled; in-flight requests finish first.

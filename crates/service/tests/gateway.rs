@@ -21,12 +21,7 @@ use tokio_util::sync::CancellationToken;
 const SUBJECT: &str = "com.gilt.clickstream.v1.ProductPageViewedEvent";
 
 fn testdata() -> PathBuf {
-    std::env::var_os("SILT_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
-        .join("clickstream-small")
+    silt_wire::testing::clickstream_small()
 }
 
 fn schema_text(v: &str) -> String {
@@ -65,6 +60,15 @@ impl Server {
             stop,
             task,
         }
+    }
+
+    /// A gateway onto file streams in `dir` with the default options.
+    async fn on_files(dir: &Path, shards: usize) -> Server {
+        Server::start(
+            Arc::new(FileSinks::new(dir, shards)),
+            GatewayOptions::default(),
+        )
+        .await
     }
 
     fn url(&self, path: &str) -> String {
@@ -163,11 +167,7 @@ fn new_uuid() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_batch_lands_on_the_file_stream_as_the_bodies_fastavro_wrote() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        Arc::new(FileSinks::new(dir.path(), 3)),
-        GatewayOptions::default(),
-    )
-    .await;
+    let server = Server::on_files(dir.path(), 3).await;
     let samples = samples().await;
     let c = reqwest::Client::new();
     for batch in samples.chunks(150) {
@@ -235,11 +235,7 @@ async fn a_json_batch_lands_on_the_file_stream_as_the_bodies_fastavro_wrote() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_envelopes_and_container_files_are_taken_as_they_are() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        Arc::new(FileSinks::new(dir.path(), 1)),
-        GatewayOptions::default(),
-    )
-    .await;
+    let server = Server::on_files(dir.path(), 1).await;
     let samples = samples().await;
     let c = reqwest::Client::new();
     // One envelope by PUT (a v1 event: any registered version of the subject is accepted).
@@ -283,14 +279,19 @@ async fn avro_envelopes_and_container_files_are_taken_as_they_are() {
     server.stop().await;
 }
 
-/// Sends `events` by POST; returns the status and the JSON answer.
-async fn post(server: &Server, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let r = reqwest::Client::new()
+/// POSTs a body to the clickstream's events.
+async fn send(server: &Server, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    reqwest::Client::new()
         .post(server.events_url())
         .body(body)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Sends `events` by POST; returns the status and the JSON answer.
+async fn post(server: &Server, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = send(server, body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -298,11 +299,7 @@ async fn post(server: &Server, body: impl Into<reqwest::Body>) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_bad_event_is_refused_and_nothing_of_its_request_is_put() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        Arc::new(FileSinks::new(dir.path(), 2)),
-        GatewayOptions::default(),
-    )
-    .await;
+    let server = Server::on_files(dir.path(), 2).await;
     let good = || json!({"uuid": new_uuid(), "productId": 1, "saleId": 2, "channel": null});
     let with = |k: &str, v: Value| {
         let mut e = good();
@@ -565,12 +562,7 @@ async fn a_stalled_stream_gets_retry_after_and_loses_no_accepted_event() {
 
     // B: 60 more do not fit: 503 with Retry-After, at once.
     let (b, b_ids) = batch(60);
-    let r = reqwest::Client::new()
-        .post(server.events_url())
-        .body(b.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&server, b.to_string()).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     let why: Value = r.json().await.unwrap();
@@ -590,12 +582,7 @@ async fn a_stalled_stream_gets_retry_after_and_loses_no_accepted_event() {
     // The stream throttles past the sink's retries: 429 with Retry-After.
     throttle.store(true, Ordering::SeqCst);
     let (c, _) = batch(5);
-    let r = reqwest::Client::new()
-        .post(server.events_url())
-        .body(c.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&server, c.to_string()).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
 
@@ -651,12 +638,7 @@ async fn a_slow_stream_answers_503_and_shutdown_drains_what_was_accepted() {
     );
     // The stream does not answer in time: 503 with Retry-After; the put goes on.
     let (a, a_ids) = batch(10);
-    let r = reqwest::Client::new()
-        .post(server.events_url())
-        .body(a.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&server, a.to_string()).await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
 
@@ -677,11 +659,7 @@ async fn a_slow_stream_answers_503_and_shutdown_drains_what_was_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_health_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        Arc::new(FileSinks::new(dir.path(), 1)),
-        GatewayOptions::default(),
-    )
-    .await;
+    let server = Server::on_files(dir.path(), 1).await;
     let doc: Value = reqwest::get(server.url("/openapi.json"))
         .await
         .unwrap()

@@ -58,6 +58,27 @@ struct Cursor<'a> {
     pos: usize,
 }
 
+/// Reads one zig-zag varint (`int`, `long`, lengths, indexes) at `*pos` and moves past it.
+#[inline]
+pub(crate) fn zigzag(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static str> {
+    let mut value: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let Some(&b) = buf.get(*pos) else {
+            return Err("truncated: ends inside a number");
+        };
+        *pos += 1;
+        value |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err("a number is longer than 10 bytes");
+        }
+    }
+}
+
 fn bad(offset: usize, reason: &str) -> Error {
     Error::BadBody {
         offset,
@@ -68,23 +89,7 @@ fn bad(offset: usize, reason: &str) -> Error {
 impl Cursor<'_> {
     #[inline]
     fn varint(&mut self) -> Result<i64> {
-        let mut value: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(bad(self.pos, "truncated: ends inside a number"));
-            };
-            self.pos += 1;
-            value |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(bad(self.pos, "a number is longer than 10 bytes"));
-            }
-        }
-        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+        zigzag(self.buf, &mut self.pos).map_err(|reason| bad(self.pos, reason))
     }
 
     #[inline]

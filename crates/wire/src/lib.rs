@@ -37,6 +37,7 @@ pub mod json;
 pub mod ocf;
 pub mod resolution;
 mod schema;
+pub mod testing;
 pub mod timeuuid;
 
 pub use body::{encode, BodyCheck, CheckedBody};

@@ -74,22 +74,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn long(&mut self) -> Result<i64> {
-        let mut value: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(malformed(self.pos, "truncated: ends inside a number"));
-            };
-            self.pos += 1;
-            value |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(malformed(self.pos, "a number is longer than 10 bytes"));
-            }
-        }
+        crate::body::zigzag(self.buf, &mut self.pos).map_err(|reason| malformed(self.pos, reason))
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {

@@ -6,16 +6,12 @@ use std::path::PathBuf;
 use silt_wire::Schema;
 
 fn testdata() -> PathBuf {
-    std::env::var_os("SILT_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
-        })
+    silt_wire::testing::clickstream_small()
 }
 
 #[test]
 fn testdata_fingerprints_are_reproduced_exactly() {
-    let dir = testdata().join("clickstream-small");
+    let dir = testdata();
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     for v in ["v1", "v2"] {
