@@ -126,15 +126,21 @@ impl DedupIndex {
 
     /// A deterministic snapshot: the same index always gives the same bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut entries: Vec<(&[u8; 16], &i64)> = self.ids.iter().collect();
-        entries.sort_unstable();
+        // Sorted by id as one 128-bit number: the same order as the bytes, without a memcmp
+        // per comparison.
+        let mut entries: Vec<(u128, i64)> = self
+            .ids
+            .iter()
+            .map(|(id, t)| (u128::from_be_bytes(*id), *t))
+            .collect();
+        entries.sort_unstable_by_key(|e| e.0);
         let mut out = Vec::with_capacity(32 + entries.len() * 24);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.window_us.to_le_bytes());
         out.extend_from_slice(&self.watermark_us.to_le_bytes());
         out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
         for (id, t) in entries {
-            out.extend_from_slice(id);
+            out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&t.to_le_bytes());
         }
         out

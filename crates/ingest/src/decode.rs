@@ -19,9 +19,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondArray,
-    TimestampMillisecondArray,
+    Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
 };
+use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use arrow_avro::reader::{Decoder as AvroDecoder, ReaderBuilder};
 use arrow_avro::schema::{
@@ -436,25 +437,29 @@ impl EventDecoder {
             )
             .with_timezone("UTC"),
         ));
-        let constant = |v: &str| {
-            let mut b = StringBuilder::with_capacity(n, n * v.len());
-            for _ in 0..n {
-                b.append_value(v);
-            }
-            Arc::new(b.finish()) as ArrayRef
+        // Stream, shard and fingerprint take few values: dictionary columns, one key a row,
+        // rather than the same text copied into every row.
+        let dictionary = |keys: Int32Array, values: StringArray| {
+            Arc::new(
+                DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values))
+                    .expect("keys index the values"),
+            ) as ArrayRef
         };
+        let constant =
+            |v: &str| dictionary(Int32Array::from(vec![0; n]), StringArray::from(vec![v]));
         columns.push(constant(&self.stream));
-        let mut shard_col = StringBuilder::with_capacity(n, n * 12);
         let mut seq_col = StringBuilder::with_capacity(n, n * 10);
         let mut itoa_buf = itoa::Buffer::new();
         for g in rows {
-            shard_col.append_value(shards[g.chunk as usize]);
             match &chunks[g.chunk as usize].records[g.record as usize].position {
                 Position::Offset(o) => seq_col.append_value(itoa_buf.format(*o)),
                 p => seq_col.append_value(p.to_string()),
             }
         }
-        columns.push(Arc::new(shard_col.finish()));
+        columns.push(dictionary(
+            rows.iter().map(|g| g.chunk as i32).collect(),
+            StringArray::from(shards.to_vec()),
+        ));
         columns.push(Arc::new(seq_col.finish()));
         columns.push(constant(fp_hex));
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(Error::Arrow)
@@ -474,11 +479,17 @@ pub fn metadata_fields() -> Vec<Field> {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         ),
-        Field::new(STREAM, DataType::Utf8, false),
-        Field::new(SHARD, DataType::Utf8, false),
+        Field::new(STREAM, text_dictionary(), false),
+        Field::new(SHARD, text_dictionary(), false),
         Field::new(SEQUENCE, DataType::Utf8, false),
-        Field::new(FINGERPRINT, DataType::Utf8, false),
+        Field::new(FINGERPRINT, text_dictionary(), false),
     ]
+}
+
+/// Dictionary-encoded text: how the low-cardinality metadata columns are typed (readers see
+/// strings; Parquet stores them dictionary-encoded either way).
+fn text_dictionary() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
 /// The rejected-records table's schema.
