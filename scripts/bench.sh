@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark of silt on this machine, printed as one table (README, "Benchmarks"):
-#   1. the job and the Parquet-write limit, one core (taskset -c 0), N events (default 2,000,000);
-#   2. peak memory at 1M and at 10M events (one core);
+#   1. the job and the Parquet-write limit, one core (taskset -c 0), N events (default 2,000,000),
+#      with its SQL transforms, and again without them (the work the alternatives do);
+#   2. peak memory at 1M, 3M and 10M events (one core);
 #   3. the gateway on all cores: 500-event JSON requests from a second process over loopback;
 #   4. the alternatives on the same events, one core each: fastavro+pyarrow, DuckDB, Spark
 #      (installed into a virtual environment in ~/.cache/silt-bench; Spark needs a Java 17+).
@@ -26,9 +27,11 @@ command -v taskset >/dev/null || { echo "taskset not found: runs are not pinned"
 
 echo "== 1. the job against the Parquet-write limit, $events events, one core" >&2
 "${pin[@]}" "$silt" bench --events "$events" --gateway-events 0 --dir "$work/job" --out "$results/job.json"
+echo "== 1b. the same without SQL transforms (raw table only, as the alternatives), one core" >&2
+"${pin[@]}" "$silt" bench --no-transforms --events "$events" --gateway-events 0 --dir "$work/job" --out "$results/job-plain.json"
 
 if [[ ",$skip," != *",memory,"* ]]; then
-  for n in 1000000 10000000; do
+  for n in 1000000 3000000 10000000; do
     echo "== 2. peak memory at $n events, one core" >&2
     "${pin[@]}" "$silt" bench --events "$n" --gateway-events 0 --dir "$work/mem" --out "$results/memory-$n.json" >/dev/null
     rm -rf "$work/mem"

@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Requests in flight at once against the gateway.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
+    /// Run the job without its SQL transforms: check, decode, dedup and the raw table only,
+    /// the work the alternatives of `scripts/bench.sh` do.
+    #[arg(long)]
+    pub no_transforms: bool,
 }
 
 /// The figures.
@@ -62,6 +66,8 @@ pub struct BenchResult {
     /// Rows the lake holds at the end: what the limit writes.
     pub limit_rows: u64,
     pub gateway: Option<GatewayFigures>,
+    /// The job ran without its SQL transforms (`--no-transforms`).
+    pub transforms: bool,
     pub build: &'static str,
 }
 
@@ -167,17 +173,15 @@ subject = "{}"
 location = "file://lake"
 table = "clickstream"
 compression = "zstd(1)"
-[[transform]]
-name = "identity"
-sql = "sql/identity.sql"
-[[transform]]
-name = "hourly"
-sql = "sql/hourly.sql"
-mode = "partitions"
-[batch]
+{}[batch]
 max_records = 500000
 "#,
-            gen::SUBJECT
+            gen::SUBJECT,
+            if args.no_transforms {
+                ""
+            } else {
+                "[[transform]]\nname = \"identity\"\nsql = \"sql/identity.sql\"\n[[transform]]\nname = \"hourly\"\nsql = \"sql/hourly.sql\"\nmode = \"partitions\"\n"
+            }
         ),
     )?;
     let job = Job::load(&job_path).await?;
@@ -296,6 +300,7 @@ max_records = 500000
         rows_written,
         limit_rows: n,
         gateway,
+        transforms: !args.no_transforms,
         build: if cfg!(debug_assertions) {
             "debug (figures are not meaningful: use --release)"
         } else {
