@@ -187,7 +187,9 @@ impl EventDecoder {
             event_schema,
             output_schema: Arc::new(ArrowSchema::new(all)),
             uuid_index,
-            batch_size: 8192,
+            // Large enough that a micro-batch decodes into one batch per writer: no
+            // concatenation copy afterwards in the usual case of one writer.
+            batch_size: 1 << 20,
         })
     }
 
@@ -391,6 +393,9 @@ impl EventDecoder {
                 )?);
                 offset += n;
             }
+        }
+        if batches.len() == 1 {
+            return Ok(batches.pop());
         }
         let batch =
             arrow::compute::concat_batches(&self.output_schema, &batches).map_err(Error::Arrow)?;

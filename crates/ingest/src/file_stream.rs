@@ -190,10 +190,21 @@ impl FileStream {
             });
         }
         let want = (len - start).min(limit.max_bytes.max(FRAME_HEADER) as u64) as usize;
-        let mut data = vec![0u8; want];
+        // Read into uninitialised capacity (no zeroing pass over up to 32 MB).
+        let mut data = Vec::with_capacity(want);
         file.seek(SeekFrom::Start(start)).map_err(io)?;
-        file.read_exact(&mut data).map_err(io)?;
-        let mut records = Vec::new();
+        (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut data)
+            .map_err(io)?;
+        if data.len() < want {
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file shrank"),
+            ));
+        }
+        // Room for the records of a typical 100-200 byte frame without regrowing.
+        let mut records = Vec::with_capacity((want / 128).min(limit.max_records));
         let mut pos = 0usize;
         while records.len() < limit.max_records && pos + FRAME_HEADER <= data.len() {
             let plen = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
