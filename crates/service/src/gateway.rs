@@ -673,11 +673,12 @@ impl Gateway {
         let sink = match self.inner.sinks.sink(stream_id) {
             Ok(s) => s,
             Err(e) => {
+                m.throttle("stream_unavailable");
                 return busy(
                     StatusCode::SERVICE_UNAVAILABLE,
                     retry_after,
                     format!("the stream for `{stream_id}` cannot be opened: {e}"),
-                )
+                );
             }
         };
         m.in_flight.inc_by(n as i64);
