@@ -22,11 +22,13 @@ trap 'rm -rf "$work"' EXIT
 echo "== building silt (release)" >&2
 cargo build --release -p silt >&2
 silt="$CARGO_TARGET_DIR/release/silt"
+sync   # let the build's writes reach the disk before anything is timed
 pin=(taskset -c 0)
 command -v taskset >/dev/null || { echo "taskset not found: runs are not pinned" >&2; pin=(); }
 
 echo "== 1. the job against the Parquet-write limit, $events events, one core" >&2
 "${pin[@]}" "$silt" bench --events "$events" --gateway-events 0 --dir "$work/job" --out "$results/job.json"
+sync
 echo "== 1b. the same without SQL transforms (raw table only, as the alternatives), one core" >&2
 "${pin[@]}" "$silt" bench --no-transforms --events "$events" --gateway-events 0 --dir "$work/job" --out "$results/job-plain.json"
 
