@@ -264,6 +264,16 @@ async fn avro_envelopes_and_container_files_are_taken_as_they_are() {
     server.stop().await;
 }
 
+/// The gateway's Prometheus text.
+async fn metrics_text(server: &Server) -> String {
+    reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// POSTs a body to the clickstream's events.
 async fn send(server: &Server, body: impl Into<reqwest::Body>) -> reqwest::Response {
     reqwest::Client::new()
@@ -582,12 +592,7 @@ async fn a_stalled_stream_gets_retry_after_and_loses_no_accepted_event() {
     }
     assert_eq!(on_stream.len(), 120);
 
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("silt_gateway_accepted_events_total 120"),
         "{metrics}"
@@ -670,12 +675,7 @@ async fn openapi_health_and_metrics() {
     );
     let (status, _) = post(&server, json!([{"uuid": new_uuid()}]).to_string()).await;
     assert_eq!(status, 400);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains(r#"silt_gateway_rejected_total{reason="invalid"} 1"#),
         "{metrics}"

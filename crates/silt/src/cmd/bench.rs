@@ -187,14 +187,7 @@ max_records = 500000
     let job = Job::load(&job_path).await?;
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let summary = job::run(
-        &job,
-        &RunOptions {
-            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let summary = job::run(&job, &RunOptions::on_terminal()).await?;
     let job_seconds = t.elapsed().as_secs_f64();
     let job_cpu = cpu_seconds() - cpu0;
 

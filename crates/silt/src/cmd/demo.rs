@@ -126,14 +126,7 @@ max_records = 5000
         ),
     )?;
     let job = Job::load(&job_path).await?;
-    let summary = job::run(
-        &job,
-        &RunOptions {
-            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let summary = job::run(&job, &RunOptions::on_terminal()).await?;
     writeln!(out, "  job:      {}", job_path.display())?;
     writeln!(out, "\n{}\n", summary.render())?;
 

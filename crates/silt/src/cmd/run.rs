@@ -25,7 +25,7 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let opts = RunOptions {
         follow: args.follow,
         shutdown: shutdown.clone(),
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..RunOptions::on_terminal()
     };
     let running = job::run(&job, &opts);
     tokio::pin!(running);

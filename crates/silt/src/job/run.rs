@@ -199,6 +199,16 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
+impl RunOptions {
+    /// A run that draws progress when stderr is a terminal, as the commands do.
+    pub fn on_terminal() -> Self {
+        Self {
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ..Self::default()
+        }
+    }
+}
+
 /// Seconds spent per stage.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stages {
