@@ -106,7 +106,8 @@ impl HttpRegistry {
         }
     }
 
-    async fn schema_at(&self, subject: &str, path: &str) -> Result<Arc<Schema>> {
+    /// GET `path`; a non-2xx answer becomes the error it stands for.
+    async fn get_ok(&self, subject: &str, path: &str) -> Result<reqwest::Response> {
         let resp = self
             .client
             .get(self.url(path))
@@ -116,20 +117,17 @@ impl HttpRegistry {
         if !resp.status().is_success() {
             return Err(self.fail(subject, resp).await);
         }
+        Ok(resp)
+    }
+
+    async fn schema_at(&self, subject: &str, path: &str) -> Result<Arc<Schema>> {
+        let resp = self.get_ok(subject, path).await?;
         let text = resp.text().await.map_err(transport)?;
         Ok(Arc::new(Schema::parse(&text)?))
     }
 
     async fn subject_schema(&self, path: &str) -> Result<(String, Arc<Schema>)> {
-        let resp = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(transport)?;
-        if !resp.status().is_success() {
-            return Err(self.fail("", resp).await);
-        }
+        let resp = self.get_ok("", path).await?;
         let body: SubjectSchemaBody = resp.json().await.map_err(transport)?;
         Ok((
             body.subject,
@@ -205,28 +203,14 @@ impl SchemaRegistry for HttpRegistry {
     }
 
     async fn subjects(&self) -> Result<Vec<String>> {
-        let resp = self
-            .client
-            .get(self.url("/subjects"))
-            .send()
-            .await
-            .map_err(transport)?;
-        if !resp.status().is_success() {
-            return Err(self.fail("", resp).await);
-        }
+        let resp = self.get_ok("", "/subjects").await?;
         resp.json().await.map_err(transport)
     }
 
     async fn versions(&self, subject: &str) -> Result<Vec<Registered>> {
         let resp = self
-            .client
-            .get(self.url(&format!("/subjects/{subject}/versions")))
-            .send()
-            .await
-            .map_err(transport)?;
-        if !resp.status().is_success() {
-            return Err(self.fail(subject, resp).await);
-        }
+            .get_ok(subject, &format!("/subjects/{subject}/versions"))
+            .await?;
         let v: Vec<VersionBody> = resp.json().await.map_err(transport)?;
         v.into_iter().map(registered).collect()
     }

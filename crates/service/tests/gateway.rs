@@ -99,41 +99,34 @@ async fn samples() -> Vec<Sample> {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let events = expected["events"].as_object().unwrap();
-    let stream = FileStream::open(dir.join("stream")).unwrap();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for shard in stream.shards().await.unwrap() {
-        let c = stream
-            .read(&shard.id, &StartAt::Earliest, ReadLimit::default())
-            .await
-            .unwrap();
-        for i in 0..c.records.len() {
-            let Ok(f) = Framing::Envelope.split(c.payload(i)) else {
-                continue;
-            };
-            let silt_wire::WriterRef::Sha256(fp) = f.writer else {
-                unreachable!()
-            };
-            if f.body.len() < 16 {
-                continue;
-            }
-            let uuid = timeuuid::to_string(f.body[..16].try_into().unwrap());
-            let Some(e) = events.get(&uuid) else { continue };
-            if !seen.insert(uuid.clone()) {
-                continue;
-            }
-            out.push(Sample {
-                json: json!({
-                    "uuid": uuid,
-                    "productId": e["productId"],
-                    "saleId": e["saleId"],
-                    "channel": e["channel"],
-                }),
-                uuid,
-                body: f.body.to_vec(),
-                fingerprint: fp,
-            });
+    for record in stream_records(&dir.join("stream")).await {
+        let Ok(f) = Framing::Envelope.split(&record) else {
+            continue;
+        };
+        let silt_wire::WriterRef::Sha256(fp) = f.writer else {
+            unreachable!()
+        };
+        if f.body.len() < 16 {
+            continue;
         }
+        let uuid = timeuuid::to_string(f.body[..16].try_into().unwrap());
+        let Some(e) = events.get(&uuid) else { continue };
+        if !seen.insert(uuid.clone()) {
+            continue;
+        }
+        out.push(Sample {
+            json: json!({
+                "uuid": uuid,
+                "productId": e["productId"],
+                "saleId": e["saleId"],
+                "channel": e["channel"],
+            }),
+            uuid,
+            body: f.body.to_vec(),
+            fingerprint: fp,
+        });
     }
     assert_eq!(out.len(), 400);
     out
