@@ -62,6 +62,9 @@ pub struct DedupIndex {
     /// Newest event time seen in the batch in hand.
     pending_watermark_us: i64,
     ids: HashMap<[u8; 16], i64, FixedState>,
+    /// The same ids in the order they were first seen: the snapshot is written in this order,
+    /// deterministic without a sort (a restored index keeps it).
+    order: Vec<([u8; 16], i64)>,
 }
 
 impl DedupIndex {
@@ -72,6 +75,7 @@ impl DedupIndex {
             watermark_us: i64::MIN,
             pending_watermark_us: i64::MIN,
             ids: HashMap::with_hasher(FixedState::default()),
+            order: Vec::new(),
         }
     }
 
@@ -108,6 +112,7 @@ impl DedupIndex {
             hashbrown::hash_map::Entry::Occupied(_) => Verdict::Duplicate,
             hashbrown::hash_map::Entry::Vacant(v) => {
                 v.insert(event_us);
+                self.order.push((*id, event_us));
                 Verdict::New
             }
         }
@@ -121,26 +126,21 @@ impl DedupIndex {
         if self.watermark_us != i64::MIN {
             let horizon = self.watermark_us.saturating_sub(self.window_us);
             self.ids.retain(|_, t| *t >= horizon);
+            self.order.retain(|(_, t)| *t >= horizon);
         }
     }
 
-    /// A deterministic snapshot: the same index always gives the same bytes.
+    /// A deterministic snapshot: the ids in the order they were first seen, so the same
+    /// records in the same order (a rerun, or a run restored from a snapshot) give the same
+    /// bytes. A copy of memory, no sort.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Sorted by id as one 128-bit number: the same order as the bytes, without a memcmp
-        // per comparison.
-        let mut entries: Vec<(u128, i64)> = self
-            .ids
-            .iter()
-            .map(|(id, t)| (u128::from_be_bytes(*id), *t))
-            .collect();
-        entries.sort_unstable_by_key(|e| e.0);
-        let mut out = Vec::with_capacity(32 + entries.len() * 24);
+        let mut out = Vec::with_capacity(32 + self.order.len() * 24);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.window_us.to_le_bytes());
         out.extend_from_slice(&self.watermark_us.to_le_bytes());
-        out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-        for (id, t) in entries {
-            out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&(self.order.len() as u64).to_le_bytes());
+        for (id, t) in &self.order {
+            out.extend_from_slice(id);
             out.extend_from_slice(&t.to_le_bytes());
         }
         out
@@ -160,17 +160,21 @@ impl DedupIndex {
             return Err(corrupt("length does not match the entry count"));
         }
         let mut ids = HashMap::with_capacity_and_hasher(n, FixedState::default());
+        let mut order = Vec::with_capacity(n);
         for e in bytes[32..].chunks_exact(24) {
-            ids.insert(
-                e[..16].try_into().expect("16 bytes"),
-                i64::from_le_bytes(e[16..].try_into().expect("8 bytes")),
-            );
+            let id: [u8; 16] = e[..16].try_into().expect("16 bytes");
+            let t = i64::from_le_bytes(e[16..].try_into().expect("8 bytes"));
+            if ids.insert(id, t).is_some() {
+                return Err(corrupt("an id appears twice"));
+            }
+            order.push((id, t));
         }
         Ok(Self {
             window_us,
             watermark_us,
             pending_watermark_us: watermark_us,
             ids,
+            order,
         })
     }
 
@@ -231,20 +235,51 @@ mod tests {
 
     #[test]
     fn snapshots_are_deterministic_and_round_trip() {
-        let mut a = DedupIndex::new(15 * MIN);
-        let mut b = DedupIndex::new(15 * MIN);
+        let (mut a, mut b) = (DedupIndex::new(15 * MIN), DedupIndex::new(15 * MIN));
         for n in 0..50u8 {
             a.observe(&id(n), n as i64 * 1000);
-        }
-        for n in (0..50u8).rev() {
             b.observe(&id(n), n as i64 * 1000);
+            // A repeat changes nothing.
+            b.observe(&id(n / 2), n as i64 * 1000);
         }
         a.end_batch();
         b.end_batch();
         assert_eq!(a.to_bytes(), b.to_bytes());
         let mut c = DedupIndex::from_bytes(&a.to_bytes()).unwrap();
         assert_eq!(c.len(), 50);
-        assert_eq!(c.observe(&id(7), 7000), Verdict::Duplicate);
+        // A restored index goes on as the original: same snapshots after the same records.
+        for d in [&mut a, &mut c] {
+            assert_eq!(d.observe(&id(7), 7000), Verdict::Duplicate);
+            assert_eq!(d.observe(&id(200), 9000), Verdict::New);
+            d.end_batch();
+        }
+        assert_eq!(a.to_bytes(), c.to_bytes());
         assert!(DedupIndex::from_bytes(b"junk").is_err());
+    }
+
+    #[test]
+    fn eviction_keeps_the_snapshot_in_step_with_the_index() {
+        let mut d = DedupIndex::new(15 * MIN);
+        for minute in 0..40 {
+            d.observe(&id(minute as u8), minute * MIN);
+            d.end_batch();
+        }
+        let r = DedupIndex::from_bytes(&d.to_bytes()).unwrap();
+        assert_eq!(r.len(), d.len());
+        assert_eq!(d.len(), 16);
+    }
+
+    #[test]
+    fn a_snapshot_holding_an_id_twice_is_corrupt() {
+        let mut d = DedupIndex::new(15 * MIN);
+        d.observe(&id(1), 0);
+        d.observe(&id(2), 0);
+        let mut bytes = d.to_bytes();
+        let first = bytes[32..56].to_vec();
+        bytes[56..80].copy_from_slice(&first);
+        assert!(matches!(
+            DedupIndex::from_bytes(&bytes),
+            Err(Error::Corrupt(_))
+        ));
     }
 }

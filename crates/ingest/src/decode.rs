@@ -321,8 +321,26 @@ impl EventDecoder {
         shards: &[&str],
         kept: &[Good],
     ) -> Result<Option<RecordBatch>> {
+        let mut batches = self.decode_batches(chunks, shards, kept)?;
+        if batches.len() <= 1 {
+            return Ok(batches.pop());
+        }
+        let batch =
+            arrow::compute::concat_batches(&self.output_schema, &batches).map_err(Error::Arrow)?;
+        Ok(Some(batch))
+    }
+
+    /// Decodes the `kept` records into batches of [`Self::schema`] of at most 8,192 rows, as
+    /// arrow-avro makes them (no copy into one batch), grouped by writer in order of first
+    /// appearance.
+    pub fn decode_batches(
+        &mut self,
+        chunks: &[Chunk],
+        shards: &[&str],
+        kept: &[Good],
+    ) -> Result<Vec<RecordBatch>> {
         if kept.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let mut groups: Vec<Vec<&Good>> = vec![Vec::new(); self.writers.len()];
         let mut order: Vec<u32> = Vec::new();
@@ -393,12 +411,7 @@ impl EventDecoder {
                 offset += n;
             }
         }
-        if batches.len() == 1 {
-            return Ok(batches.pop());
-        }
-        let batch =
-            arrow::compute::concat_batches(&self.output_schema, &batches).map_err(Error::Arrow)?;
-        Ok(Some(batch))
+        Ok(batches)
     }
 
     /// Casts a decoded batch to the event schema, replaces `uuid` with its string form, and

@@ -1,6 +1,7 @@
 //! Writing one micro-batch of a table as Parquet files, partition by partition.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use arrow::array::RecordBatch;
@@ -112,44 +113,176 @@ pub fn file_name(batch: u64, n: usize) -> String {
     format!("part-{batch:010}-{n:04}.parquet")
 }
 
-/// Encodes one partition's rows into files (CPU work: call from a blocking thread).
-fn encode(part: &[RecordBatch], opts: &WriterOptions) -> Result<Vec<(Vec<u8>, u64)>> {
-    let schema = part[0].schema();
-    let props = opts.properties();
-    let mut files = Vec::new();
-    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
-    let mut rows = 0u64;
-    // Feed slices so that the size check between writes cuts files near the target.
-    let slice = opts.row_group_rows.clamp(1, 65_536);
-    for b in part {
-        let mut off = 0;
-        while off < b.num_rows() {
-            let len = slice.min(b.num_rows() - off);
-            let w = match writer.as_mut() {
-                Some(w) => w,
-                None => writer.insert(
-                    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
-                        .map_err(Error::Parquet)?,
-                ),
-            };
-            w.write(&b.slice(off, len)).map_err(Error::Parquet)?;
-            rows += len as u64;
-            off += len;
-            if w.bytes_written() + w.in_progress_size() >= opts.target_file_bytes {
-                let bytes = writer
-                    .take()
-                    .expect("open")
-                    .into_inner()
-                    .map_err(Error::Parquet)?;
-                files.push((bytes, rows));
-                rows = 0;
-            }
+/// One partition's file in progress.
+struct OpenFile {
+    /// `k=v/k=v`, empty when the table is unpartitioned.
+    dir: String,
+    values: Vec<(String, String)>,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+    /// This file's number within the partition.
+    n: usize,
+}
+
+/// A file closed and encoded, not yet put.
+struct Encoded {
+    dir: String,
+    values: Vec<(String, String)>,
+    n: usize,
+    bytes: Vec<u8>,
+    rows: u64,
+}
+
+/// Writes one micro-batch of a table as it comes, batch by batch: rows are split by
+/// partition and encoded at once into that partition's open Parquet file, so the job holds
+/// compressed pages, not the micro-batch's rows. A file is closed when it reaches
+/// [`WriterOptions::target_file_bytes`]; [`put_ready`](Self::put_ready) stores closed files,
+/// [`finish`](Self::finish) closes and stores the rest. Files are named by [`file_name`], so a
+/// rerun of the micro-batch writes the same names.
+pub struct TableWriter {
+    table: Location,
+    batch_id: u64,
+    partition_by: Vec<String>,
+    opts: WriterOptions,
+    props: WriterProperties,
+    open: HashMap<String, OpenFile>,
+    /// Files started so far per partition directory.
+    counts: HashMap<String, usize>,
+    ready: Vec<Encoded>,
+    put: Vec<(String, usize, DataFile)>,
+}
+
+impl std::fmt::Debug for TableWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("table", &self.table.url)
+            .field("batch_id", &self.batch_id)
+            .field("open", &self.open.len())
+            .field("put", &self.put.len())
+            .finish()
+    }
+}
+
+impl TableWriter {
+    pub fn new(
+        table: &Location,
+        batch_id: u64,
+        partition_by: &[String],
+        opts: &WriterOptions,
+    ) -> Self {
+        Self {
+            table: table.clone(),
+            batch_id,
+            partition_by: partition_by.to_vec(),
+            props: opts.properties(),
+            opts: opts.clone(),
+            open: HashMap::new(),
+            counts: HashMap::new(),
+            ready: Vec::new(),
+            put: Vec::new(),
         }
     }
-    if let Some(w) = writer {
-        files.push((w.into_inner().map_err(Error::Parquet)?, rows));
+
+    /// Splits `batch` by partition and encodes its rows (CPU work, no I/O).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        for PartitionBatch { values, batch } in split(batch, &self.partition_by)? {
+            let dir = hive_path(&values);
+            // Feed slices so that the size check between writes cuts files near the target.
+            let slice = self.opts.row_group_rows.clamp(1, 65_536);
+            let mut off = 0;
+            while off < batch.num_rows() {
+                let len = slice.min(batch.num_rows() - off);
+                let file = match self.open.entry(dir.clone()) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        let n = self.counts.entry(dir.clone()).or_default();
+                        let writer = ArrowWriter::try_new(
+                            Vec::new(),
+                            batch.schema(),
+                            Some(self.props.clone()),
+                        )
+                        .map_err(Error::Parquet)?;
+                        *n += 1;
+                        v.insert(OpenFile {
+                            dir: dir.clone(),
+                            values: values.clone(),
+                            writer,
+                            rows: 0,
+                            n: *n - 1,
+                        })
+                    }
+                };
+                file.writer
+                    .write(&batch.slice(off, len))
+                    .map_err(Error::Parquet)?;
+                file.rows += len as u64;
+                off += len;
+                if file.writer.bytes_written() + file.writer.in_progress_size()
+                    >= self.opts.target_file_bytes
+                {
+                    let file = self.open.remove(&dir).expect("open");
+                    self.ready.push(close(file)?);
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(files)
+
+    /// Stores the files closed so far.
+    pub async fn put_ready(&mut self) -> Result<()> {
+        for e in std::mem::take(&mut self.ready) {
+            let rel = if e.dir.is_empty() {
+                file_name(self.batch_id, e.n)
+            } else {
+                format!("{}/{}", e.dir, file_name(self.batch_id, e.n))
+            };
+            let size = e.bytes.len() as u64;
+            self.table
+                .store
+                .put(&self.table.child(&rel), PutPayload::from(e.bytes))
+                .await
+                .map_err(|source| Error::Store {
+                    path: rel.clone(),
+                    source,
+                })?;
+            self.put.push((
+                e.dir,
+                e.n,
+                DataFile {
+                    path: rel,
+                    partition: e.values,
+                    rows: e.rows,
+                    bytes: size,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Closes every open file and stores it. Returns every file of the micro-batch, in
+    /// partition order.
+    pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+        for (_, file) in std::mem::take(&mut self.open) {
+            self.ready.push(close(file)?);
+        }
+        self.put_ready().await?;
+        let mut files = std::mem::take(&mut self.put);
+        files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        Ok(files.into_iter().map(|(_, _, f)| f).collect())
+    }
+}
+
+fn close(file: OpenFile) -> Result<Encoded> {
+    Ok(Encoded {
+        bytes: file.writer.into_inner().map_err(Error::Parquet)?,
+        dir: file.dir,
+        values: file.values,
+        n: file.n,
+        rows: file.rows,
+    })
 }
 
 /// Writes `batches` (one micro-batch of a table) below `table`, partitioned by
@@ -163,46 +296,16 @@ pub async fn write_table(
     partition_by: &[String],
     opts: &WriterOptions,
 ) -> Result<Vec<DataFile>> {
-    // Hive path -> (partition values, that partition's rows).
-    type Parts = BTreeMap<String, (Vec<(String, String)>, Vec<RecordBatch>)>;
-    let mut parts: Parts = BTreeMap::new();
-    for b in batches.iter().filter(|b| b.num_rows() > 0) {
-        for PartitionBatch { values, batch } in split(b, partition_by)? {
-            parts
-                .entry(hive_path(&values))
-                .or_insert_with(|| (values, Vec::new()))
-                .1
-                .push(batch);
+    let mut writer = TableWriter::new(table, batch_id, partition_by, opts);
+    let batches = batches.to_vec();
+    // Encoding is CPU work: off the async threads.
+    let writer = tokio::task::spawn_blocking(move || {
+        for b in &batches {
+            writer.write(b)?;
         }
-    }
-    let mut out = Vec::new();
-    for (dir, (values, batches)) in parts {
-        let o = opts.clone();
-        let encoded = tokio::task::spawn_blocking(move || encode(&batches, &o))
-            .await
-            .map_err(|e| Error::Internal(format!("encoding task failed: {e}")))??;
-        for (n, (bytes, rows)) in encoded.into_iter().enumerate() {
-            let rel = if dir.is_empty() {
-                file_name(batch_id, n)
-            } else {
-                format!("{dir}/{}", file_name(batch_id, n))
-            };
-            let size = bytes.len() as u64;
-            table
-                .store
-                .put(&table.child(&rel), PutPayload::from(bytes))
-                .await
-                .map_err(|source| Error::Store {
-                    path: rel.clone(),
-                    source,
-                })?;
-            out.push(DataFile {
-                path: rel,
-                partition: values.clone(),
-                rows,
-                bytes: size,
-            });
-        }
-    }
-    Ok(out)
+        Ok::<_, Error>(writer)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("encoding task failed: {e}")))??;
+    writer.finish().await
 }

@@ -18,7 +18,7 @@ use silt_ingest::{
 };
 use silt_lake_writer::{
     register_table, vacuum, write_table, Commit, CommitLog, DataFile, Intent, LakeSnapshot,
-    TableEntry, TableState, WriterOptions,
+    TableEntry, TableState, TableWriter, WriterOptions,
 };
 use silt_registry::SchemaRegistry;
 use silt_storage::Location;
@@ -563,6 +563,10 @@ fn events_schema(decoded: &SchemaRef, partition_by: &[String]) -> anyhow::Result
 
 const SNAPSHOT_URL: &str = "silt://lake/";
 
+/// Records decoded, transformed and written at a time within a micro-batch: what the job
+/// holds decoded at once, whatever the micro-batch's size.
+const DECODE_SLICE: usize = 65_536;
+
 /// Runs the transforms' partition columns: those of the job's partition columns a transform
 /// selects.
 async fn output_partitions(
@@ -820,41 +824,73 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         });
         state.dedup.end_batch();
         summary.stages.dedup += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let decoded = decoder.decode(&chunks, &shard_refs, &good)?;
-        let events = match decoded {
-            Some(b) => Some(add_time_partitions(b, &job.partition_by, EVENT_TIME)?),
-            None => None,
-        };
-        summary.stages.decode += t.elapsed().as_secs_f64();
-        faults::point("after_decode");
-
         let records: usize = chunks.iter().map(|c| c.records.len()).sum();
         for c in &chunks {
             if let Some(a) = c.records.iter().map(|r| r.arrival_ms).max() {
                 newest_arrival = Some(newest_arrival.map_or(a, |n| n.max(a)));
             }
         }
+
+        // Decode, transform (rows mode) and write slice by slice: the micro-batch is never
+        // held decoded at once, only as the open files' compressed pages.
+        let mut raw_writer = TableWriter::new(
+            &job.lake.join(&job.table),
+            batch_id,
+            &job.partition_by,
+            &job.writer,
+        );
+        let mut row_writers: Vec<Option<TableWriter>> = job
+            .transforms
+            .iter()
+            .zip(&out_parts)
+            .map(|(tr, parts)| {
+                (tr.mode == Mode::Rows).then(|| {
+                    TableWriter::new(&job.lake.join(&tr.name), batch_id, parts, &job.writer)
+                })
+            })
+            .collect();
+        for slice in good.chunks(DECODE_SLICE) {
+            let t = Instant::now();
+            let events = decoder
+                .decode_batches(&chunks, &shard_refs, slice)?
+                .into_iter()
+                .map(|b| add_time_partitions(b, &job.partition_by, EVENT_TIME))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            summary.stages.decode += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for ev in &events {
+                raw_writer.write(ev)?;
+            }
+            raw_writer.put_ready().await?;
+            summary.stages.write += t.elapsed().as_secs_f64();
+            for (tr, w) in job.transforms.iter().zip(&mut row_writers) {
+                let Some(w) = w else { continue };
+                let t = Instant::now();
+                let out = silt_transform::run_on_batches(
+                    tr,
+                    &job.references,
+                    events_schema.clone(),
+                    events.clone(),
+                )
+                .await?;
+                summary.stages.transform += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                for b in &out {
+                    w.write(b)?;
+                }
+                w.put_ready().await?;
+                summary.stages.write += t.elapsed().as_secs_f64();
+            }
+        }
+        faults::point("after_decode");
         drop(chunks);
 
-        // Write the raw table, the rejected records and the transforms.
+        // Close the raw table, write the rejected records, then the transforms.
         let mut tables = state.tables.clone();
         let mut written: Vec<(String, Vec<DataFile>)> = Vec::new();
         let mut replaced: Vec<String> = Vec::new();
         let t = Instant::now();
-        let raw_files = match &events {
-            Some(ev) => {
-                write_table(
-                    &job.lake.join(&job.table),
-                    batch_id,
-                    std::slice::from_ref(ev),
-                    &job.partition_by,
-                    &job.writer,
-                )
-                .await?
-            }
-            None => Vec::new(),
-        };
+        let raw_files = raw_writer.finish().await?;
         summary.stages.write += t.elapsed().as_secs_f64();
         faults::point("after_table");
         let raw_state = tables
@@ -892,24 +928,17 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         }
         let touched: BTreeSet<Vec<(String, String)>> =
             raw_files.iter().map(|f| f.partition.clone()).collect();
-        for (tr, parts) in job.transforms.iter().zip(&out_parts) {
+        for ((tr, parts), row_writer) in job.transforms.iter().zip(&out_parts).zip(row_writers) {
             let t = Instant::now();
-            let (out, affected) = match tr.mode {
-                Mode::Rows => match &events {
-                    Some(ev) => (
-                        silt_transform::run_on_batches(
-                            tr,
-                            &job.references,
-                            events_schema.clone(),
-                            vec![ev.clone()],
-                        )
-                        .await?,
-                        None,
-                    ),
-                    None => (vec![], None),
-                },
-                Mode::Partitions if touched.is_empty() => (vec![], None),
-                Mode::Partitions => {
+            let (files, affected) = match (tr.mode, row_writer) {
+                (Mode::Rows, Some(w)) => {
+                    let files = w.finish().await?;
+                    summary.stages.write += t.elapsed().as_secs_f64();
+                    (files, None)
+                }
+                (Mode::Rows, None) => unreachable!("a writer is made for each rows transform"),
+                (Mode::Partitions, _) if touched.is_empty() => (vec![], None),
+                (Mode::Partitions, _) => {
                     let raw = tables.get(&job.table).expect("inserted above");
                     let (out, affected) = recompute_partitions(
                         &job.references,
@@ -922,13 +951,15 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                         &touched,
                     )
                     .await?;
-                    (out, Some(affected))
+                    summary.stages.transform += t.elapsed().as_secs_f64();
+                    let t = Instant::now();
+                    let files =
+                        write_table(&job.lake.join(&tr.name), batch_id, &out, parts, &job.writer)
+                            .await?;
+                    summary.stages.write += t.elapsed().as_secs_f64();
+                    (files, Some(affected))
                 }
             };
-            summary.stages.transform += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let files =
-                write_table(&job.lake.join(&tr.name), batch_id, &out, parts, &job.writer).await?;
             let ts = tables.entry(tr.name.clone()).or_insert_with(|| TableState {
                 partition_by: parts.clone(),
                 files: vec![],
@@ -942,7 +973,6 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             }
             ts.files.extend(files.iter().cloned());
             written.push((tr.name.clone(), files));
-            summary.stages.write += t.elapsed().as_secs_f64();
             faults::point("after_table");
         }
 
