@@ -85,6 +85,8 @@ pub struct EventDecoder {
     reader: Arc<Schema>,
     writers: Vec<Writer>,
     by_ref: HashMap<WriterRef, Option<u32>>,
+    /// The last writer looked up: records of one writer come in runs.
+    last: Option<(WriterRef, Option<u32>)>,
     /// The reader schema's Arrow shape, without arrow-avro's field metadata.
     event_schema: SchemaRef,
     output_schema: SchemaRef,
@@ -184,6 +186,7 @@ impl EventDecoder {
             reader,
             writers: Vec::new(),
             by_ref: HashMap::new(),
+            last: None,
             event_schema,
             output_schema: Arc::new(ArrowSchema::new(all)),
             uuid_index,
@@ -287,7 +290,15 @@ impl EventDecoder {
             Ok(f) => f,
             Err(e) => return Ok(Err(e)),
         };
-        let Some(w) = self.writer(framed.writer).await? else {
+        let known = match self.last {
+            Some((r, w)) if r == framed.writer => w,
+            _ => {
+                let w = self.writer(framed.writer).await?;
+                self.last = Some((framed.writer, w));
+                w
+            }
+        };
+        let Some(w) = known else {
             return Ok(Err(silt_wire::Error::UnknownWriter {
                 writer: framed.writer,
             }));

@@ -202,7 +202,7 @@ impl TableWriter {
                         let writer = ArrowWriter::try_new(
                             Vec::new(),
                             batch.schema(),
-                            Some(self.props.clone()),
+                            Some(adaptive_dictionary(self.props.clone(), &batch)),
                         )
                         .map_err(Error::Parquet)?;
                         *n += 1;
@@ -273,6 +273,52 @@ impl TableWriter {
         files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(files.into_iter().map(|(_, _, f)| f).collect())
     }
+}
+
+/// Rows of a file's first batch looked at to judge a column's cardinality.
+const DICTIONARY_SAMPLE: usize = 4096;
+
+/// Turns dictionary encoding off for the top-level columns whose values are mostly distinct
+/// in the first rows of a file (ids, URLs, timestamps): Parquet would build a dictionary for
+/// them, find it too large and fall back to plain encoding, paying for both. Columns with
+/// repeating values keep their dictionary.
+fn adaptive_dictionary(props: WriterProperties, first: &RecordBatch) -> WriterProperties {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    use parquet::schema::types::ColumnPath;
+    use std::collections::HashSet;
+
+    fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<T>>) -> usize {
+        values.flatten().collect::<HashSet<T>>().len()
+    }
+    let n = first.num_rows().min(DICTIONARY_SAMPLE);
+    if n < 256 {
+        return props;
+    }
+    let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
+    for (field, col) in first.schema().fields().iter().zip(first.columns()) {
+        let col = col.slice(0, n);
+        let count = match col.data_type() {
+            DataType::Utf8 => distinct(col.as_string::<i32>().iter()),
+            DataType::LargeUtf8 => distinct(col.as_string::<i64>().iter()),
+            DataType::Utf8View => distinct(col.as_string_view().iter()),
+            DataType::Binary => distinct(col.as_binary::<i32>().iter()),
+            dt if dt.is_primitive() && dt.primitive_width() == Some(8) => {
+                let d = col.to_data();
+                let words = &d.buffers()[0].typed_data::<i64>()[d.offset()..d.offset() + n];
+                distinct((0..n).map(|i| col.is_valid(i).then_some(words[i])))
+            }
+            _ => continue,
+        };
+        if count * 2 > n {
+            builder = Some(
+                builder
+                    .unwrap_or_else(|| props.clone().into_builder())
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false),
+            );
+        }
+    }
+    builder.map_or(props, |b| b.build())
 }
 
 fn close(file: OpenFile) -> Result<Encoded> {

@@ -138,3 +138,49 @@ async fn files_are_cut_at_the_target_size_and_stored_before_the_end() {
     assert_eq!(all, [1, 2, 3, 4]);
     assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 4);
 }
+
+#[tokio::test]
+async fn mostly_distinct_columns_are_written_without_a_dictionary() {
+    use parquet::basic::Encoding;
+    let lake = silt_storage::open("memory://tw-dict", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    let ids: Vec<String> = (0..1000).map(|i| format!("id-{i:06}")).collect();
+    let kinds: Vec<&str> = (0..1000)
+        .map(|i| ["web", "ios", "android"][i % 3])
+        .collect();
+    let b = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(ids)) as _),
+        ("kind", Arc::new(StringArray::from(kinds)) as _),
+        ("n", Arc::new(Int64Array::from_iter_values(0..1000)) as _),
+        (
+            "bucket",
+            Arc::new(Int64Array::from_iter_values((0..1000).map(|i| i % 7))) as _,
+        ),
+    ])
+    .unwrap();
+    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
+        .await
+        .unwrap();
+    let bytes = table
+        .store
+        .get(&table.child(&files[0].path))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let meta = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .metadata()
+        .clone();
+    let rg = meta.row_group(0);
+    let dictionary = |i: usize| {
+        rg.column(i)
+            .encodings()
+            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+    };
+    assert!(!dictionary(0), "unique strings: plain");
+    assert!(dictionary(1), "three values: dictionary");
+    assert!(!dictionary(2), "unique numbers: plain");
+    assert!(dictionary(3), "seven values: dictionary");
+}
