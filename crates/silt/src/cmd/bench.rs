@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use object_store::ObjectStoreExt;
 use serde::Serialize;
 use silt_ingest::FileStream;
 use silt_registry::SchemaRegistry;
@@ -105,6 +106,29 @@ fn cpu_seconds_of(pid: &str) -> f64 {
     ticks / 100.0
 }
 
+/// A data file's rows with its partition values as (constant) string columns again, as the
+/// job had them before the writer split them off into the path.
+fn with_partition_columns(
+    batch: arrow::array::RecordBatch,
+    partition: &[(String, String)],
+) -> anyhow::Result<arrow::array::RecordBatch> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = batch.columns().to_vec();
+    for (k, v) in partition {
+        fields.push(Field::new(k, DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(arrow::array::StringArray::from(vec![
+            v.as_str();
+            batch.num_rows()
+        ])));
+    }
+    Ok(arrow::array::RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 /// Peak resident memory of this process (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -193,35 +217,33 @@ max_records = 500000
 
     let peak_rss = peak_rss_bytes();
 
-    // The limit: every table the job wrote, its rows written again in batches of the job's
-    // size with the same writer settings, and nothing else (only the writes are timed).
+    // The limit: every table the job wrote, its committed files read back as they were
+    // written (the same Arrow types) with their partition columns, and written again in
+    // batches of the job's size with the same writer settings, and nothing else (only the
+    // writes are timed).
     let lake = silt_storage::open("file://lake", &dir)?;
-    let (ctx, snapshot) = crate::cmd::query::lake_session(&lake).await?;
+    let snapshot = silt_lake_writer::LakeSnapshot::load(&lake).await?;
     let limit_dir = silt_storage::open("file://limit", &dir)?;
     let mut limit_seconds = 0.0;
     let mut n = 0u64;
     let mut batch_id = 0u64;
     for (table, (state, _)) in &snapshot.tables {
-        if state.files.is_empty() {
-            continue;
-        }
-        let mut stream = ctx
-            .sql(&format!("SELECT * FROM \"{table}\""))
-            .await?
-            .execute_stream()
-            .await
-            .with_context(|| format!("reading table {table} back"))?;
+        let source = lake.join(table);
         let target = limit_dir.join(table);
         let mut pending = Vec::new();
         let mut rows = 0;
-        loop {
-            let next = futures::StreamExt::next(&mut stream).await.transpose()?;
-            let done = next.is_none();
-            if let Some(b) = next {
+        let last = state.files.len();
+        for (i, file) in state.files.iter().enumerate() {
+            let bytes = source.store.get(&source.child(&file.path)).await?.bytes().await?;
+            for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
+                .with_batch_size(8192)
+                .build()?
+            {
+                let b = with_partition_columns(b?, &file.partition)?;
                 rows += b.num_rows();
                 pending.push(b);
             }
-            if (done && !pending.is_empty()) || rows >= 500_000 {
+            if (i + 1 == last && !pending.is_empty()) || rows >= 500_000 {
                 let t = Instant::now();
                 let files = silt_lake_writer::write_table(
                     &target,
@@ -236,9 +258,6 @@ max_records = 500000
                 batch_id += 1;
                 pending.clear();
                 rows = 0;
-            }
-            if done {
-                break;
             }
         }
     }
