@@ -256,25 +256,51 @@ impl EventDecoder {
         rejected: &mut Vec<Rejected>,
     ) -> Result<()> {
         for (ci, chunk) in chunks.iter().enumerate() {
-            for (ri, rec) in chunk.records.iter().enumerate() {
-                let payload = &chunk.data[rec.range.clone()];
-                match self.check_one(payload).await? {
-                    Ok((writer, uuid, event_us)) => good.push(Good {
-                        chunk: ci as u32,
-                        record: ri as u32,
-                        writer,
-                        uuid,
-                        event_us,
-                    }),
-                    Err(e) => rejected.push(Rejected {
-                        shard: shards[ci].to_string(),
-                        position: rec.position.clone(),
-                        arrival_ms: rec.arrival_ms,
-                        code: e.code(),
-                        reason: e.to_string(),
-                        raw: chunk.data.slice(rec.range.clone()),
-                    }),
-                }
+            self.check_records(
+                chunks,
+                ci,
+                shards[ci],
+                0..chunk.records.len(),
+                good,
+                rejected,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks the records `records` of `chunks[chunk]` (read from `shard`): good ones are
+    /// appended to `good`, bad ones to `rejected`. Checking a micro-batch a slice at a time,
+    /// each slice decoded right after, keeps the bodies in cache between the two.
+    pub async fn check_records(
+        &mut self,
+        chunks: &[Chunk],
+        chunk: usize,
+        shard: &str,
+        records: std::ops::Range<usize>,
+        good: &mut Vec<Good>,
+        rejected: &mut Vec<Rejected>,
+    ) -> Result<()> {
+        let c = &chunks[chunk];
+        for ri in records {
+            let rec = &c.records[ri];
+            let payload = &c.data[rec.range.clone()];
+            match self.check_one(payload).await? {
+                Ok((writer, uuid, event_us)) => good.push(Good {
+                    chunk: chunk as u32,
+                    record: ri as u32,
+                    writer,
+                    uuid,
+                    event_us,
+                }),
+                Err(e) => rejected.push(Rejected {
+                    shard: shard.to_string(),
+                    position: rec.position.clone(),
+                    arrival_ms: rec.arrival_ms,
+                    code: e.code(),
+                    reason: e.to_string(),
+                    raw: c.data.slice(rec.range.clone()),
+                }),
             }
         }
         Ok(())

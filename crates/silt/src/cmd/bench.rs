@@ -234,7 +234,12 @@ max_records = 500000
         let mut rows = 0;
         let last = state.files.len();
         for (i, file) in state.files.iter().enumerate() {
-            let bytes = source.store.get(&source.child(&file.path)).await?.bytes().await?;
+            let bytes = source
+                .store
+                .get(&source.child(&file.path))
+                .await?
+                .bytes()
+                .await?;
             for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
                 .with_batch_size(8192)
                 .build()?

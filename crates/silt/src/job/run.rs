@@ -563,9 +563,13 @@ fn events_schema(decoded: &SchemaRef, partition_by: &[String]) -> anyhow::Result
 
 const SNAPSHOT_URL: &str = "silt://lake/";
 
-/// Records decoded, transformed and written at a time within a micro-batch: what the job
-/// holds decoded at once, whatever the micro-batch's size.
-const DECODE_SLICE: usize = 65_536;
+/// Records checked, deduplicated, decoded and written at a time within a micro-batch: small
+/// enough for the bodies to stay in cache from the check to the decode.
+const CHECK_SLICE: usize = 8_192;
+
+/// Rows a rows-mode transform gets at a time: what the job holds decoded at once, whatever
+/// the micro-batch's size, and large enough to keep planning the SQL cheap.
+const TRANSFORM_ROWS: usize = 65_536;
 
 /// Runs the transforms' partition columns: those of the job's partition columns a transform
 /// selects.
@@ -801,29 +805,6 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         summary.stages.read += t0.elapsed().as_secs_f64();
         faults::point("after_intent");
 
-        // Check, dedup, decode.
-        let t = Instant::now();
-        let shard_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        let (mut good, mut rejected) = (Vec::new(), Vec::new());
-        decoder
-            .check(&chunks, &shard_refs, &mut good, &mut rejected)
-            .await?;
-        summary.stages.check += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let (mut duplicates, mut late) = (0u64, 0u64);
-        good.retain(|g| match state.dedup.observe(&g.uuid, g.event_us) {
-            Verdict::New => true,
-            Verdict::Duplicate => {
-                duplicates += 1;
-                false
-            }
-            Verdict::Late => {
-                late += 1;
-                job.keep_late
-            }
-        });
-        state.dedup.end_batch();
-        summary.stages.dedup += t.elapsed().as_secs_f64();
         let records: usize = chunks.iter().map(|c| c.records.len()).sum();
         for c in &chunks {
             if let Some(a) = c.records.iter().map(|r| r.arrival_ms).max() {
@@ -831,8 +812,14 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             }
         }
 
-        // Decode, transform (rows mode) and write slice by slice: the micro-batch is never
-        // held decoded at once, only as the open files' compressed pages.
+        // Check, dedup, decode and write a slice of records at a time, the bodies still in
+        // cache from the check when they are decoded; rows transforms run on groups of
+        // slices. The micro-batch is never held decoded at once, only as the open files'
+        // compressed pages.
+        let shard_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        let mut rejected = Vec::new();
+        let mut good = Vec::with_capacity(CHECK_SLICE);
+        let (mut duplicates, mut late) = (0u64, 0u64);
         let mut raw_writer = TableWriter::new(
             &job.lake.join(&job.table),
             batch_id,
@@ -849,10 +836,39 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 })
             })
             .collect();
-        for slice in good.chunks(DECODE_SLICE) {
+        let rows_transforms = row_writers.iter().any(Option::is_some);
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut pending_rows = 0;
+        let slices = chunks.iter().enumerate().flat_map(|(ci, c)| {
+            (0..c.records.len())
+                .step_by(CHECK_SLICE)
+                .map(move |at| (ci, at..(at + CHECK_SLICE).min(c.records.len())))
+        });
+        let slices: Vec<_> = slices.collect();
+        let last_slice = slices.len().saturating_sub(1);
+        for (n, (ci, range)) in slices.into_iter().enumerate() {
+            let t = Instant::now();
+            good.clear();
+            decoder
+                .check_records(&chunks, ci, shard_refs[ci], range, &mut good, &mut rejected)
+                .await?;
+            summary.stages.check += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            good.retain(|g| match state.dedup.observe(&g.uuid, g.event_us) {
+                Verdict::New => true,
+                Verdict::Duplicate => {
+                    duplicates += 1;
+                    false
+                }
+                Verdict::Late => {
+                    late += 1;
+                    job.keep_late
+                }
+            });
+            summary.stages.dedup += t.elapsed().as_secs_f64();
             let t = Instant::now();
             let events = decoder
-                .decode_batches(&chunks, &shard_refs, slice)?
+                .decode_batches(&chunks, &shard_refs, &good)?
                 .into_iter()
                 .map(|b| add_time_partitions(b, &job.partition_by, EVENT_TIME))
                 .collect::<anyhow::Result<Vec<_>>>()?;
@@ -863,6 +879,19 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             }
             raw_writer.put_ready().await?;
             summary.stages.write += t.elapsed().as_secs_f64();
+            if !rows_transforms {
+                continue;
+            }
+            pending_rows += events.iter().map(|b| b.num_rows()).sum::<usize>();
+            pending.extend(events);
+            if pending_rows < TRANSFORM_ROWS && n < last_slice {
+                continue;
+            }
+            let input = std::mem::take(&mut pending);
+            pending_rows = 0;
+            if input.is_empty() {
+                continue;
+            }
             for (tr, w) in job.transforms.iter().zip(&mut row_writers) {
                 let Some(w) = w else { continue };
                 let t = Instant::now();
@@ -870,7 +899,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     tr,
                     &job.references,
                     events_schema.clone(),
-                    events.clone(),
+                    input.clone(),
                 )
                 .await?;
                 summary.stages.transform += t.elapsed().as_secs_f64();
@@ -882,6 +911,9 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 summary.stages.write += t.elapsed().as_secs_f64();
             }
         }
+        let t = Instant::now();
+        state.dedup.end_batch();
+        summary.stages.dedup += t.elapsed().as_secs_f64();
         faults::point("after_decode");
         drop(chunks);
 
