@@ -28,7 +28,7 @@
 //! ```
 
 use foldhash::fast::FixedState;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 /// What the index says about one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 const MAGIC: &[u8; 8] = b"SILTDD1\n";
 
+/// Width of a time bucket of ids: ids are kept in buckets of one second of event time.
+const BUCKET_US: i64 = 1_000_000;
+
+/// The ids of one second of event time, in the order they were first seen.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    ids: HashSet<[u8; 16], FixedState>,
+    order: Vec<([u8; 16], i64)>,
+}
+
 /// The set of recent event ids, keyed by the 16-byte UUID.
+///
+/// Ids live in buckets of one second of event time. A stream arrives roughly in event-time
+/// order, so the buckets in use are few and stay in cache (a lookup does not miss through a
+/// table of the whole window), and forgetting old ids drops whole buckets instead of
+/// scanning every id.
 #[derive(Debug, Clone)]
 pub struct DedupIndex {
     window_us: i64,
@@ -61,10 +76,8 @@ pub struct DedupIndex {
     watermark_us: i64,
     /// Newest event time seen in the batch in hand.
     pending_watermark_us: i64,
-    ids: HashMap<[u8; 16], i64, FixedState>,
-    /// The same ids in the order they were first seen: the snapshot is written in this order,
-    /// deterministic without a sort (a restored index keeps it).
-    order: Vec<([u8; 16], i64)>,
+    buckets: HashMap<i64, Bucket, FixedState>,
+    len: usize,
 }
 
 impl DedupIndex {
@@ -74,8 +87,8 @@ impl DedupIndex {
             window_us,
             watermark_us: i64::MIN,
             pending_watermark_us: i64::MIN,
-            ids: HashMap::with_hasher(FixedState::default()),
-            order: Vec::new(),
+            buckets: HashMap::with_hasher(FixedState::default()),
+            len: 0,
         }
     }
 
@@ -90,14 +103,16 @@ impl DedupIndex {
 
     /// How many ids are remembered.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len == 0
     }
 
-    /// Judges one record and remembers it when it is new.
+    /// Judges one record and remembers it when it is new. `event_us` must follow from the id
+    /// (the TimeUuid's own time, as the job passes it): a repeat is looked for among the ids
+    /// of its second.
     #[inline]
     pub fn observe(&mut self, id: &[u8; 16], event_us: i64) -> Verdict {
         if self.watermark_us != i64::MIN
@@ -108,40 +123,66 @@ impl DedupIndex {
         if event_us > self.pending_watermark_us {
             self.pending_watermark_us = event_us;
         }
-        match self.ids.entry(*id) {
-            hashbrown::hash_map::Entry::Occupied(_) => Verdict::Duplicate,
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                v.insert(event_us);
-                self.order.push((*id, event_us));
-                Verdict::New
-            }
+        if self.insert(*id, event_us) {
+            Verdict::New
+        } else {
+            Verdict::Duplicate
         }
     }
 
-    /// Ends a micro-batch: moves the watermark up and forgets ids older than the window.
+    /// Remembers an id; false when it was remembered already.
+    #[inline]
+    fn insert(&mut self, id: [u8; 16], event_us: i64) -> bool {
+        let b = self
+            .buckets
+            .entry(event_us.div_euclid(BUCKET_US))
+            .or_default();
+        if !b.ids.insert(id) {
+            return false;
+        }
+        b.order.push((id, event_us));
+        self.len += 1;
+        true
+    }
+
+    /// Ends a micro-batch: moves the watermark up and forgets ids older than the window
+    /// (whole seconds: the second that holds the horizon is kept whole; a record older than
+    /// the horizon is judged late before its id is looked up, so the extra ids change no
+    /// verdict).
     pub fn end_batch(&mut self) {
         if self.pending_watermark_us > self.watermark_us {
             self.watermark_us = self.pending_watermark_us;
         }
         if self.watermark_us != i64::MIN {
             let horizon = self.watermark_us.saturating_sub(self.window_us);
-            self.ids.retain(|_, t| *t >= horizon);
-            self.order.retain(|(_, t)| *t >= horizon);
+            let first_kept = horizon.div_euclid(BUCKET_US);
+            let len = &mut self.len;
+            self.buckets.retain(|&k, b| {
+                let keep = k >= first_kept;
+                if !keep {
+                    *len -= b.order.len();
+                }
+                keep
+            });
         }
     }
 
-    /// A deterministic snapshot: the ids in the order they were first seen, so the same
-    /// records in the same order (a rerun, or a run restored from a snapshot) give the same
-    /// bytes. A copy of memory, no sort.
+    /// A deterministic snapshot: the ids second by second, each second's in the order they
+    /// were first seen, so the same records in the same order (a rerun, or a run restored
+    /// from a snapshot) give the same bytes. No sort of the ids.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.order.len() * 24);
+        let mut keys: Vec<i64> = self.buckets.keys().copied().collect();
+        keys.sort_unstable();
+        let mut out = Vec::with_capacity(32 + self.len * 24);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.window_us.to_le_bytes());
         out.extend_from_slice(&self.watermark_us.to_le_bytes());
-        out.extend_from_slice(&(self.order.len() as u64).to_le_bytes());
-        for (id, t) in &self.order {
-            out.extend_from_slice(id);
-            out.extend_from_slice(&t.to_le_bytes());
+        out.extend_from_slice(&(self.len as u64).to_le_bytes());
+        for k in keys {
+            for (id, t) in &self.buckets[&k].order {
+                out.extend_from_slice(id);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
         }
         out
     }
@@ -159,23 +200,21 @@ impl DedupIndex {
         if bytes.len() != 32 + n * 24 {
             return Err(corrupt("length does not match the entry count"));
         }
-        let mut ids = HashMap::with_capacity_and_hasher(n, FixedState::default());
-        let mut order = Vec::with_capacity(n);
-        for e in bytes[32..].chunks_exact(24) {
-            let id: [u8; 16] = e[..16].try_into().expect("16 bytes");
-            let t = i64::from_le_bytes(e[16..].try_into().expect("8 bytes"));
-            if ids.insert(id, t).is_some() {
-                return Err(corrupt("an id appears twice"));
-            }
-            order.push((id, t));
-        }
-        Ok(Self {
+        let mut index = Self {
             window_us,
             watermark_us,
             pending_watermark_us: watermark_us,
-            ids,
-            order,
-        })
+            buckets: HashMap::with_hasher(FixedState::default()),
+            len: 0,
+        };
+        for e in bytes[32..].chunks_exact(24) {
+            let id: [u8; 16] = e[..16].try_into().expect("16 bytes");
+            let t = i64::from_le_bytes(e[16..].try_into().expect("8 bytes"));
+            if !index.insert(id, t) {
+                return Err(corrupt("an id appears twice"));
+            }
+        }
+        Ok(index)
     }
 
     /// Changes the window (a job file edited between runs).
@@ -281,5 +320,45 @@ mod tests {
             DedupIndex::from_bytes(&bytes),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_repeat_is_found_in_an_older_second_and_the_horizon_second_changes_no_verdict() {
+        let sec = 1_000_000;
+        let mut d = DedupIndex::new(15 * MIN);
+        assert_eq!(d.observe(&id(1), 10 * sec + 400_000), Verdict::New);
+        for s in 11..600 {
+            d.observe(
+                &[
+                    s as u8,
+                    (s >> 8) as u8,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                    9,
+                ],
+                s * sec,
+            );
+        }
+        // Ten minutes of newer seconds later, the repeat still lands on its own second.
+        assert_eq!(d.observe(&id(1), 10 * sec + 400_000), Verdict::Duplicate);
+        d.end_batch();
+        // Horizon 15 minutes before 599 s, mid-second: the id just before it is kept with its
+        // second, and still judged late, as an exact index would.
+        d.observe(&id(2), 1000 * sec);
+        d.end_batch();
+        let horizon = 1000 * sec - 15 * MIN;
+        assert_eq!(d.observe(&id(3), horizon - 1), Verdict::Late);
+        assert_eq!(d.observe(&id(4), horizon), Verdict::New);
     }
 }
