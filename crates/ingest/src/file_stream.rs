@@ -190,7 +190,8 @@ impl FileStream {
             });
         }
         let mut want = (len - start).min(limit.max_bytes.max(FRAME_HEADER) as u64) as usize;
-        // The records are read in place from the page cache: no copy, no zeroed buffer.
+        // The records are read in place from the page cache: no copy, no zeroed buffer, and
+        // only the pages the records lie on are ever touched (the mapping may reach further).
         let mut data = map(&file, start, want).map_err(io)?;
         // Room for the records of a typical 100-200 byte frame without regrowing.
         let mut records = Vec::with_capacity((want / 128).min(limit.max_records));
@@ -280,7 +281,6 @@ fn map(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
         memmap2::MmapOptions::new()
             .offset(offset)
             .len(len)
-            .populate()
             .map(file)?
     };
     Ok(Bytes::from_owner(m))
