@@ -175,10 +175,46 @@ pub async fn run_on_batches(
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
-    let ctx = transform_session(references).await?;
-    let table = MemTable::try_new(schema, vec![batches])?;
-    ctx.register_table("events", Arc::new(table))?;
-    run(&ctx, t).await
+    RowsSession::new(references)
+        .await?
+        .run(t, schema, batches)
+        .await
+}
+
+/// A session for `rows` transforms kept for a whole run: the functions and reference tables
+/// are set up once, and each group of rows is registered as `events` in turn.
+#[derive(Clone)]
+pub struct RowsSession {
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for RowsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowsSession").finish_non_exhaustive()
+    }
+}
+
+impl RowsSession {
+    pub async fn new(references: &[Reference]) -> Result<Self> {
+        Ok(Self {
+            ctx: transform_session(references).await?,
+        })
+    }
+
+    /// Runs `t` over `batches` (of `schema`) as the table `events`.
+    pub async fn run(
+        &self,
+        t: &Transform,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        let table = MemTable::try_new(schema, vec![batches])?;
+        self.ctx.deregister_table("events")?;
+        self.ctx.register_table("events", Arc::new(table))?;
+        let out = run(&self.ctx, t).await;
+        self.ctx.deregister_table("events")?;
+        out
+    }
 }
 
 /// Runs a transform in a session where `events` (and any reference tables) are registered.

@@ -760,6 +760,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         pb
     });
 
+    let rows_session = silt_transform::RowsSession::new(&job.references).await?;
     let mut newest_arrival: Option<i64> = None;
     loop {
         if opts.shutdown.is_cancelled() {
@@ -895,13 +896,9 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             for (tr, w) in job.transforms.iter().zip(&mut row_writers) {
                 let Some(w) = w else { continue };
                 let t = Instant::now();
-                let out = silt_transform::run_on_batches(
-                    tr,
-                    &job.references,
-                    events_schema.clone(),
-                    input.clone(),
-                )
-                .await?;
+                let out = rows_session
+                    .run(tr, events_schema.clone(), input.clone())
+                    .await?;
                 summary.stages.transform += t.elapsed().as_secs_f64();
                 let t = Instant::now();
                 for b in &out {
