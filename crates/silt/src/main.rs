@@ -42,7 +42,29 @@ enum Command {
     Gateway(cmd::gateway::GatewayCommand),
 }
 
+/// glibc's allocator hands large blocks back to the kernel as soon as they are freed and maps
+/// fresh, zeroed pages for the next ones; a job frees and allocates buffers of the same sizes
+/// for every slice of every micro-batch (Parquet pages, Arrow builders), so that churn cost
+/// about a tenth of its time in page faults. Keep freed memory for reuse instead: the
+/// process's memory then stays at its peak rather than going up and down around it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists, and its result (success or not) needs no handling: a refused setting keeps the
+    // default behaviour.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
