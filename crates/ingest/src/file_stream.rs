@@ -232,9 +232,12 @@ impl FileStream {
             start + pos as u64 + FRAME_HEADER as u64 + u32::from_be_bytes(header) as u64 > len
         };
         data.truncate(pos);
-        let next = match records.last() {
-            Some(r) => Some(StartAt::After(r.position.clone())),
-            None => Some(StartAt::At(Position::Offset(start))),
+        let next = match (records.last(), from) {
+            (Some(r), _) => Some(StartAt::After(r.position.clone())),
+            // Nothing new: the position stays as it was given (so a caught-up shard does not
+            // look moved and make an empty micro-batch).
+            (None, StartAt::After(_) | StartAt::At(_)) => Some(from.clone()),
+            (None, _) => Some(StartAt::At(Position::Offset(start))),
         };
         Ok(Chunk {
             data,
