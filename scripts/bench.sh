@@ -2,7 +2,7 @@
 # Every benchmark of silt on this machine, printed as one table (README, "Benchmarks"):
 #   1. the job and the Parquet-write limit, one core (taskset -c 0), N events (default 2,000,000),
 #      with its SQL transforms, and again without them (the work the alternatives do);
-#   2. peak memory at 1M, 3M and 10M events (one core);
+#   2. peak memory at 1M, 3M and 10M events (one core), and at 1M and 10M without transforms;
 #   3. the gateway on all cores: 500-event JSON requests from a second process over loopback;
 #   4. the alternatives on the same events, one core each: fastavro+pyarrow, DuckDB, Spark
 #      (installed into a virtual environment in ~/.cache/silt-bench; Spark needs a Java 17+).
@@ -36,6 +36,11 @@ if [[ ",$skip," != *",memory,"* ]]; then
   for n in 1000000 3000000 10000000; do
     echo "== 2. peak memory at $n events, one core" >&2
     "${pin[@]}" "$silt" bench --events "$n" --gateway-events 0 --dir "$work/mem" --out "$results/memory-$n.json" >/dev/null
+    rm -rf "$work/mem"
+  done
+  for n in 1000000 10000000; do
+    echo "== 2b. peak memory at $n events without SQL transforms, one core" >&2
+    "${pin[@]}" "$silt" bench --no-transforms --events "$n" --gateway-events 0 --dir "$work/mem" --out "$results/memory-plain-$n.json" >/dev/null
     rm -rf "$work/mem"
   done
 fi

@@ -77,6 +77,12 @@ def main(results):
         mb = {n: memory[n]["peak_rss_bytes"] / 1e6 for n in have}
         summary["memory_peak_rss_mb"] = {str(n): v for n, v in mb.items()}
         print("peak RSS: " + ", ".join(f"{v:.0f} MB at {n // 1000000}M" for n, v in mb.items()) + " events (target: flat)")
+    plain_mem = {n: load(os.path.join(results, f"memory-plain-{n}.json")) for n in (1000000, 10000000)}
+    have = [n for n, m in plain_mem.items() if m]
+    if have:
+        mb = {n: plain_mem[n]["peak_rss_bytes"] / 1e6 for n in have}
+        summary["memory_peak_rss_mb_raw_only"] = {str(n): v for n, v in mb.items()}
+        print("peak RSS without SQL transforms: " + ", ".join(f"{v:.0f} MB at {n // 1000000}M" for n, v in mb.items()) + " events")
     if gateway and gateway.get("gateway"):
         g = gateway["gateway"]
         summary["gateway"] = g
