@@ -1,8 +1,10 @@
 //! # silt-lake-writer: Hive-partitioned Parquet, committed whole and exactly once
 //!
-//! The last room of the pipeline. [`write_table`] turns a micro-batch's record batches into
-//! zstd Parquet files under `TABLE/dt=.../hr=.../`, through `object_store` (one code path for
-//! `file://`, `memory://` and `s3://`). [`CommitLog`] makes a micro-batch visible whole and
+//! The last room of the pipeline. [`TableWriter`] turns a micro-batch's record batches, as
+//! they come, into zstd Parquet files under `TABLE/dt=.../hr=.../` (one open file per
+//! partition, so a micro-batch is held as compressed pages, not as rows), through
+//! `object_store` (one code path for `file://`, `memory://` and `s3://`); [`write_table`] does
+//! it for batches in hand. [`CommitLog`] makes a micro-batch visible whole and
 //! exactly once; its module docs write the protocol down. [`LakeSnapshot`] is what silt's
 //! readers see: the committed files and nothing else.
 //!
