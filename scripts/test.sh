@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/silt-target}
+# The shared target folder keeps every test executable ever linked (a few hundred MB each);
+# drop those not rebuilt for three days, so that years of runs do not fill the disk (cargo
+# relinks one in seconds if it is still wanted).
+if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x ! -name '*.so' -mtime +3 -delete 2>/dev/null || true
+fi
 cache=${SILT_STANDINS_DIR:-$HOME/.cache/silt-standins}
 mkdir -p "$cache"
 logs=$(mktemp -d)
