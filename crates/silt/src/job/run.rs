@@ -571,6 +571,40 @@ const CHECK_SLICE: usize = 8_192;
 /// the micro-batch's size, and large enough to keep planning the SQL cheap.
 const TRANSFORM_ROWS: usize = 65_536;
 
+/// The job's `rows` transforms over a group of decoded rows, each into its table's writer
+/// (`writers[i]` for transform `i`, `None` for the `partitions` ones).
+struct RowsTransforms<'a> {
+    job: &'a Job,
+    session: &'a silt_transform::RowsSession,
+    schema: &'a SchemaRef,
+}
+
+impl RowsTransforms<'_> {
+    async fn run(
+        &self,
+        input: Vec<RecordBatch>,
+        writers: &mut [Option<TableWriter>],
+        summary: &mut RunSummary,
+    ) -> anyhow::Result<()> {
+        for (tr, w) in self.job.transforms.iter().zip(writers) {
+            let Some(w) = w else { continue };
+            let t = Instant::now();
+            let out = self
+                .session
+                .run(tr, self.schema.clone(), input.clone())
+                .await?;
+            summary.stages.transform += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for b in &out {
+                w.write(b)?;
+            }
+            w.put_ready().await?;
+            summary.stages.write += t.elapsed().as_secs_f64();
+        }
+        Ok(())
+    }
+}
+
 /// Runs the transforms' partition columns: those of the job's partition columns a transform
 /// selects.
 async fn output_partitions(
@@ -838,6 +872,11 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             })
             .collect();
         let rows_transforms = row_writers.iter().any(Option::is_some);
+        let rows = RowsTransforms {
+            job,
+            session: &rows_session,
+            schema: &events_schema,
+        };
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut pending_rows = 0;
         let slices = chunks.iter().enumerate().flat_map(|(ci, c)| {
@@ -845,9 +884,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 .step_by(CHECK_SLICE)
                 .map(move |at| (ci, at..(at + CHECK_SLICE).min(c.records.len())))
         });
-        let slices: Vec<_> = slices.collect();
-        let last_slice = slices.len().saturating_sub(1);
-        for (n, (ci, range)) in slices.into_iter().enumerate() {
+        for (ci, range) in slices {
             let t = Instant::now();
             good.clear();
             decoder
@@ -885,28 +922,14 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             }
             pending_rows += events.iter().map(|b| b.num_rows()).sum::<usize>();
             pending.extend(events);
-            if pending_rows < TRANSFORM_ROWS && n < last_slice {
-                continue;
+            if pending_rows >= TRANSFORM_ROWS {
+                pending_rows = 0;
+                let input = std::mem::take(&mut pending);
+                rows.run(input, &mut row_writers, &mut summary).await?;
             }
-            let input = std::mem::take(&mut pending);
-            pending_rows = 0;
-            if input.is_empty() {
-                continue;
-            }
-            for (tr, w) in job.transforms.iter().zip(&mut row_writers) {
-                let Some(w) = w else { continue };
-                let t = Instant::now();
-                let out = rows_session
-                    .run(tr, events_schema.clone(), input.clone())
-                    .await?;
-                summary.stages.transform += t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                for b in &out {
-                    w.write(b)?;
-                }
-                w.put_ready().await?;
-                summary.stages.write += t.elapsed().as_secs_f64();
-            }
+        }
+        if !pending.is_empty() {
+            rows.run(pending, &mut row_writers, &mut summary).await?;
         }
         let t = Instant::now();
         state.dedup.end_batch();
@@ -960,12 +983,14 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         for ((tr, parts), row_writer) in job.transforms.iter().zip(&out_parts).zip(row_writers) {
             let t = Instant::now();
             let (files, affected) = match (tr.mode, row_writer) {
-                (Mode::Rows, Some(w)) => {
-                    let files = w.finish().await?;
+                (Mode::Rows, w) => {
+                    let files = match w {
+                        Some(w) => w.finish().await?,
+                        None => vec![],
+                    };
                     summary.stages.write += t.elapsed().as_secs_f64();
                     (files, None)
                 }
-                (Mode::Rows, None) => unreachable!("a writer is made for each rows transform"),
                 (Mode::Partitions, _) if touched.is_empty() => (vec![], None),
                 (Mode::Partitions, _) => {
                     let raw = tables.get(&job.table).expect("inserted above");
