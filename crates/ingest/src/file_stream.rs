@@ -207,7 +207,7 @@ impl FileStream {
             }
             let end = pos + FRAME_HEADER + plen;
             if end > data.len() {
-                if records.is_empty() && (start + end as u64) <= len && end > want {
+                if records.is_empty() && (start + end as u64) <= len {
                     // One frame larger than max_bytes: read it whole.
                     want = end;
                     data = map(&file, start, want).map_err(io)?;
@@ -355,5 +355,80 @@ impl Sink for FileStream {
             calls,
             retries: 0,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(max_records: usize, max_bytes: usize) -> ReadLimit {
+        ReadLimit {
+            max_records,
+            max_bytes,
+        }
+    }
+
+    #[test]
+    fn reads_are_cut_by_bytes_and_go_on_where_they_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStream::create(dir.path().join("s"), 1).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100]).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        s.append(0, &refs).unwrap();
+        let shard = "shard-000000";
+        // 3 frames of 112 bytes fit in 350.
+        let a = s
+            .read_blocking(shard, &StartAt::Earliest, limit(100, 350))
+            .unwrap();
+        assert_eq!(a.records.len(), 3);
+        assert!(!a.caught_up);
+        let b = s
+            .read_blocking(shard, a.next.as_ref().unwrap(), limit(100, 1 << 20))
+            .unwrap();
+        assert_eq!(b.records.len(), 7);
+        assert!(b.caught_up);
+        assert_eq!(b.payload(0), &[3u8; 100][..]);
+        assert_eq!(b.records[0].position, Position::Offset(3 * 112));
+        // Nothing new: the position is given back unchanged.
+        let c = s
+            .read_blocking(shard, b.next.as_ref().unwrap(), limit(100, 1 << 20))
+            .unwrap();
+        assert!(c.records.is_empty() && c.caught_up);
+        assert_eq!(c.next, b.next);
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_byte_limit_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStream::create(dir.path().join("s"), 1).unwrap();
+        let big = vec![7u8; 5000];
+        s.append(0, &[&big, b"small"]).unwrap();
+        let a = s
+            .read_blocking("shard-000000", &StartAt::Earliest, limit(100, 100))
+            .unwrap();
+        assert_eq!(a.records.len(), 1);
+        assert_eq!(a.payload(0), &big[..]);
+        let b = s
+            .read_blocking("shard-000000", a.next.as_ref().unwrap(), limit(100, 100))
+            .unwrap();
+        assert_eq!(b.payload(0), b"small");
+    }
+
+    #[test]
+    fn a_torn_frame_at_the_end_is_not_yet_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStream::create(dir.path().join("s"), 1).unwrap();
+        s.append(0, &[b"whole"]).unwrap();
+        let path = dir.path().join("s/shard-000000.log");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut torn = Vec::new();
+        write_frame(b"not all here", 0, &mut torn);
+        f.write_all(&torn[..torn.len() - 3]).unwrap();
+        let a = s
+            .read_blocking("shard-000000", &StartAt::Earliest, limit(100, 1 << 20))
+            .unwrap();
+        assert_eq!(a.records.len(), 1);
+        assert!(a.caught_up);
     }
 }
