@@ -231,6 +231,14 @@ impl TableWriter {
         Ok(())
     }
 
+    /// Writes `batches` ([`write`](Self::write)) and stores the files they closed.
+    pub async fn write_batches(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        for b in batches {
+            self.write(b)?;
+        }
+        self.put_ready().await
+    }
+
     /// Stores the files closed so far.
     pub async fn put_ready(&mut self) -> Result<()> {
         for e in std::mem::take(&mut self.ready) {

@@ -16,19 +16,24 @@ fn batch(ns: &[i64], hr: &[&str]) -> RecordBatch {
     .unwrap()
 }
 
-async fn read_n(lake: &silt_storage::Location, path: &str) -> Vec<i64> {
-    let bytes = lake
+/// A reader of a file the writer stored.
+async fn file(
+    table: &silt_storage::Location,
+    path: &str,
+) -> ParquetRecordBatchReaderBuilder<bytes::Bytes> {
+    let bytes = table
         .store
-        .get(&lake.child(path))
+        .get(&table.child(path))
         .await
         .unwrap()
         .bytes()
         .await
         .unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .unwrap()
-        .build()
-        .unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap()
+}
+
+async fn read_n(table: &silt_storage::Location, path: &str) -> Vec<i64> {
+    let reader = file(table, path).await.build().unwrap();
     let mut out = vec![];
     for b in reader {
         let b = b.unwrap();
@@ -64,18 +69,7 @@ async fn batches_written_one_by_one_land_in_one_file_per_partition_in_order() {
     );
     assert_eq!((files[0].rows, files[1].rows), (3, 3));
     assert_eq!(read_n(&table, &files[0].path).await, [1, 3, 6]);
-    let bytes = table
-        .store
-        .get(&table.child(&files[0].path))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let schema = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .unwrap()
-        .schema()
-        .clone();
+    let schema = file(&table, &files[0].path).await.schema().clone();
     assert!(
         schema.index_of("hr").is_err(),
         "partition columns live in the path"
@@ -161,18 +155,7 @@ async fn mostly_distinct_columns_are_written_without_a_dictionary() {
     let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
         .await
         .unwrap();
-    let bytes = table
-        .store
-        .get(&table.child(&files[0].path))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let meta = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .unwrap()
-        .metadata()
-        .clone();
+    let meta = file(&table, &files[0].path).await.metadata().clone();
     let rg = meta.row_group(0);
     let dictionary = |i: usize| {
         rg.column(i)

@@ -595,10 +595,7 @@ impl RowsTransforms<'_> {
                 .await?;
             summary.stages.transform += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            for b in &out {
-                w.write(b)?;
-            }
-            w.put_ready().await?;
+            w.write_batches(&out).await?;
             summary.stages.write += t.elapsed().as_secs_f64();
         }
         Ok(())
@@ -912,10 +909,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             summary.stages.decode += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            for ev in &events {
-                raw_writer.write(ev)?;
-            }
-            raw_writer.put_ready().await?;
+            raw_writer.write_batches(&events).await?;
             summary.stages.write += t.elapsed().as_secs_f64();
             if !rows_transforms {
                 continue;
