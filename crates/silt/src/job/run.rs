@@ -875,7 +875,6 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             schema: &events_schema,
         };
         let mut pending: Vec<RecordBatch> = Vec::new();
-        let mut pending_rows = 0;
         let slices = chunks.iter().enumerate().flat_map(|(ci, c)| {
             (0..c.records.len())
                 .step_by(CHECK_SLICE)
@@ -914,10 +913,8 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             if !rows_transforms {
                 continue;
             }
-            pending_rows += events.iter().map(|b| b.num_rows()).sum::<usize>();
             pending.extend(events);
-            if pending_rows >= TRANSFORM_ROWS {
-                pending_rows = 0;
+            if pending.iter().map(|b| b.num_rows()).sum::<usize>() >= TRANSFORM_ROWS {
                 let input = std::mem::take(&mut pending);
                 rows.run(input, &mut row_writers, &mut summary).await?;
             }
