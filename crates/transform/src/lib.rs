@@ -16,7 +16,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! use std::sync::Arc;
+//! use std::sync::{Arc, Mutex};
 //! use arrow::array::{Int64Array, RecordBatch};
 //! use silt_transform::{run_on_batches, Transform, Mode};
 //!
@@ -29,17 +29,22 @@
 
 pub mod udf;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::MemTable;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
@@ -177,12 +182,15 @@ pub async fn run_on_batches(
 ) -> Result<Vec<RecordBatch>> {
     RowsSession::new(references)
         .await?
-        .run(t, schema, batches)
+        .prepare(t, schema)
+        .await?
+        .run(batches)
         .await
 }
 
 /// A session for `rows` transforms kept for a whole run: the functions and reference tables
-/// are set up once, and each group of rows is registered as `events` in turn.
+/// are set up once, and each transform is planned once ([`RowsSession::prepare`]) and then
+/// run over group after group of rows.
 #[derive(Clone)]
 pub struct RowsSession {
     ctx: SessionContext,
@@ -196,24 +204,93 @@ impl std::fmt::Debug for RowsSession {
 
 impl RowsSession {
     pub async fn new(references: &[Reference]) -> Result<Self> {
-        Ok(Self {
-            ctx: transform_session(references).await?,
-        })
+        let ctx = transform_session(references).await?;
+        // A prepared plan is executed again and again: no filter built by one execution
+        // (a join's build side, a top-k) may stay in the plan for the next.
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .enable_dynamic_filter_pushdown = false;
+        Ok(Self { ctx })
     }
 
-    /// Runs `t` over `batches` (of `schema`) as the table `events`.
-    pub async fn run(
-        &self,
-        t: &Transform,
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
-    ) -> Result<Vec<RecordBatch>> {
-        let table = MemTable::try_new(schema, vec![batches])?;
+    /// Plans `t` once over a table `events` of `schema`, whose rows are those given to each
+    /// [`PreparedRows::run`].
+    pub async fn prepare(&self, t: &Transform, schema: SchemaRef) -> Result<PreparedRows> {
+        let input = Arc::new(Input {
+            schema: schema.clone(),
+            batches: Mutex::new(Vec::new()),
+        });
+        let table = StreamingTable::try_new(schema, vec![input.clone()])?;
         self.ctx.deregister_table("events")?;
         self.ctx.register_table("events", Arc::new(table))?;
-        let out = run(&self.ctx, t).await;
+        let planned = async {
+            let df = plan(&self.ctx, t).await?;
+            df.create_physical_plan()
+                .await
+                .map_err(|source| Error::Sql {
+                    name: t.name.clone(),
+                    source,
+                })
+        }
+        .await;
         self.ctx.deregister_table("events")?;
-        out
+        Ok(PreparedRows {
+            name: t.name.clone(),
+            input,
+            plan: planned?,
+            task: self.ctx.task_ctx(),
+        })
+    }
+}
+
+/// The rows a prepared transform reads as `events` in its current run.
+#[derive(Debug)]
+struct Input {
+    schema: SchemaRef,
+    batches: Mutex<Vec<RecordBatch>>,
+}
+
+impl PartitionStream for Input {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        // Cloned, not taken: a plan may read `events` twice (a self-join).
+        let batches = self.batches.lock().expect("not poisoned").clone();
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ))
+    }
+}
+
+/// A `rows` transform planned once: the SQL is parsed, checked, optimised and planned when
+/// it is prepared, so a run over a few thousand rows costs only their execution.
+#[derive(Debug)]
+pub struct PreparedRows {
+    name: String,
+    input: Arc<Input>,
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+}
+
+impl PreparedRows {
+    /// Runs the transform over `batches` (of the schema it was prepared with) as `events`.
+    pub async fn run(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        *self.input.batches.lock().expect("not poisoned") = batches;
+        let out = match reset_plan_states(self.plan.clone()) {
+            Ok(plan) => datafusion::physical_plan::collect(plan, self.task.clone()).await,
+            Err(e) => Err(e),
+        };
+        self.input.batches.lock().expect("not poisoned").clear();
+        out.map_err(|source| Error::Sql {
+            name: self.name.clone(),
+            source,
+        })
     }
 }
 

@@ -563,36 +563,46 @@ fn events_schema(decoded: &SchemaRef, partition_by: &[String]) -> anyhow::Result
 
 const SNAPSHOT_URL: &str = "silt://lake/";
 
-/// Records checked, deduplicated, decoded and written at a time within a micro-batch: small
-/// enough for the bodies to stay in cache from the check to the decode.
+/// Records checked, deduplicated, decoded, written and transformed at a time within a
+/// micro-batch: small enough for the bodies to stay in cache from the check to the decode,
+/// and the rows from the raw table's write to the transforms.
 const CHECK_SLICE: usize = 8_192;
 
-/// Rows a rows-mode transform gets at a time: what the job holds decoded at once, whatever
-/// the micro-batch's size, and large enough to keep planning the SQL cheap.
-const TRANSFORM_ROWS: usize = 65_536;
-
-/// The job's `rows` transforms over a group of decoded rows, each into its table's writer
-/// (`writers[i]` for transform `i`, `None` for the `partitions` ones).
-struct RowsTransforms<'a> {
-    job: &'a Job,
-    session: &'a silt_transform::RowsSession,
-    schema: &'a SchemaRef,
+/// The job's `rows` transforms, each planned once for the run and run over each slice of
+/// decoded rows while they are still in cache, into its table's writer.
+struct RowsTransforms {
+    /// `Some` for transform `i` in `rows` mode.
+    prepared: Vec<Option<silt_transform::PreparedRows>>,
 }
 
-impl RowsTransforms<'_> {
+impl RowsTransforms {
+    async fn prepare(job: &Job, events: &SchemaRef) -> anyhow::Result<RowsTransforms> {
+        let session = silt_transform::RowsSession::new(&job.references).await?;
+        let mut prepared = Vec::new();
+        for t in &job.transforms {
+            prepared.push(match t.mode {
+                Mode::Rows => Some(session.prepare(t, events.clone()).await?),
+                Mode::Partitions => None,
+            });
+        }
+        Ok(RowsTransforms { prepared })
+    }
+
+    fn any(&self) -> bool {
+        self.prepared.iter().any(Option::is_some)
+    }
+
+    /// Runs every `rows` transform over `input`, into `writers[i]` for transform `i`.
     async fn run(
         &self,
-        input: Vec<RecordBatch>,
+        input: &[RecordBatch],
         writers: &mut [Option<TableWriter>],
         summary: &mut RunSummary,
     ) -> anyhow::Result<()> {
-        for (tr, w) in self.job.transforms.iter().zip(writers) {
-            let Some(w) = w else { continue };
+        for (p, w) in self.prepared.iter().zip(writers) {
+            let (Some(p), Some(w)) = (p, w) else { continue };
             let t = Instant::now();
-            let out = self
-                .session
-                .run(tr, self.schema.clone(), input.clone())
-                .await?;
+            let out = p.run(input.to_vec()).await?;
             summary.stages.transform += t.elapsed().as_secs_f64();
             let t = Instant::now();
             w.write_batches(&out).await?;
@@ -791,7 +801,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         pb
     });
 
-    let rows_session = silt_transform::RowsSession::new(&job.references).await?;
+    let rows = RowsTransforms::prepare(job, &events_schema).await?;
     let mut newest_arrival: Option<i64> = None;
     loop {
         if opts.shutdown.is_cancelled() {
@@ -845,9 +855,9 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         }
 
         // Check, dedup, decode and write a slice of records at a time, the bodies still in
-        // cache from the check when they are decoded; rows transforms run on groups of
-        // slices. The micro-batch is never held decoded at once, only as the open files'
-        // compressed pages.
+        // cache from the check when they are decoded, and the rows still in cache from the
+        // raw table's write when the rows transforms read them. The micro-batch is never
+        // held decoded at once, only as the open files' compressed pages.
         let shard_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         let mut rejected = Vec::new();
         let mut good = Vec::with_capacity(CHECK_SLICE);
@@ -868,13 +878,6 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 })
             })
             .collect();
-        let rows_transforms = row_writers.iter().any(Option::is_some);
-        let rows = RowsTransforms {
-            job,
-            session: &rows_session,
-            schema: &events_schema,
-        };
-        let mut pending: Vec<RecordBatch> = Vec::new();
         let slices = chunks.iter().enumerate().flat_map(|(ci, c)| {
             (0..c.records.len())
                 .step_by(CHECK_SLICE)
@@ -910,17 +913,9 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             let t = Instant::now();
             raw_writer.write_batches(&events).await?;
             summary.stages.write += t.elapsed().as_secs_f64();
-            if !rows_transforms {
-                continue;
+            if rows.any() {
+                rows.run(&events, &mut row_writers, &mut summary).await?;
             }
-            pending.extend(events);
-            if pending.iter().map(|b| b.num_rows()).sum::<usize>() >= TRANSFORM_ROWS {
-                let input = std::mem::take(&mut pending);
-                rows.run(input, &mut row_writers, &mut summary).await?;
-            }
-        }
-        if !pending.is_empty() {
-            rows.run(pending, &mut row_writers, &mut summary).await?;
         }
         let t = Instant::now();
         state.dedup.end_batch();

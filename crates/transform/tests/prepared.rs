@@ -1,0 +1,114 @@
+//! A `rows` transform planned once and run over one group of rows after another, as the
+//! stream job runs it over each slice of a micro-batch.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use silt_transform::{Mode, Reference, RowsSession, Transform};
+
+fn events(ids: &[i64], products: &[&str]) -> RecordBatch {
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("product", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(ids.to_vec())),
+            Arc::new(StringArray::from(products.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+fn column<'a, T: 'static>(out: &'a [RecordBatch], name: &str) -> Vec<&'a T> {
+    out.iter()
+        .map(|b| {
+            b.column(b.schema().index_of(name).unwrap())
+                .as_any()
+                .downcast_ref::<T>()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn ids(out: &[RecordBatch]) -> Vec<i64> {
+    column::<Int64Array>(out, "id")
+        .into_iter()
+        .flat_map(|a| a.values().to_vec())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_run_reads_the_rows_it_is_given_and_only_those() {
+    let session = RowsSession::new(&[]).await.unwrap();
+    let t = Transform::new(
+        "big",
+        "SELECT id, upper(product) AS product FROM events WHERE id > 1",
+        Mode::Rows,
+    );
+    let first = events(&[1, 2, 3], &["a", "b", "c"]);
+    let prepared = session.prepare(&t, first.schema()).await.unwrap();
+    assert_eq!(
+        ids(&prepared.run(vec![first.clone()]).await.unwrap()),
+        [2, 3]
+    );
+    let second = events(&[5, 0, 7], &["x", "y", "z"]);
+    let out = prepared.run(vec![second.clone(), first]).await.unwrap();
+    assert_eq!(ids(&out), [5, 7, 2, 3]);
+    let names: Vec<String> = column::<StringArray>(&out, "product")
+        .into_iter()
+        .flat_map(|a| {
+            (0..a.len())
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(names, ["X", "Z", "B", "C"]);
+    // Nothing given, nothing out: the last run's rows are not kept.
+    assert_eq!(ids(&prepared.run(vec![]).await.unwrap()), Vec::<i64>::new());
+}
+
+#[tokio::test]
+async fn a_join_with_a_reference_table_is_built_again_for_each_run() {
+    let dir = std::env::temp_dir().join(format!("silt-prepared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("names.csv");
+    std::fs::write(&csv, "product,name\na,apple\nb,banana\nx,xigua\n").unwrap();
+    let session = RowsSession::new(&[Reference {
+        name: "names".into(),
+        path: csv,
+    }])
+    .await
+    .unwrap();
+    let t = Transform::new(
+        "named",
+        "SELECT e.id, n.name FROM events e JOIN names n ON e.product = n.product ORDER BY e.id",
+        Mode::Rows,
+    );
+    let first = events(&[1, 2, 3], &["a", "b", "c"]);
+    let prepared = session.prepare(&t, first.schema()).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            ids(&prepared.run(vec![first.clone()]).await.unwrap()),
+            [1, 2]
+        );
+        let out = prepared
+            .run(vec![events(&[9, 8], &["x", "a"])])
+            .await
+            .unwrap();
+        assert_eq!(ids(&out), [8, 9]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_rows_transform_that_aggregates_is_refused_when_prepared() {
+    let session = RowsSession::new(&[]).await.unwrap();
+    let t = Transform::new("n", "SELECT count(*) FROM events", Mode::Rows);
+    let err = session
+        .prepare(&t, events(&[1], &["a"]).schema())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("mode = \"partitions\""), "{err}");
+}
