@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::source::{
-    group_by_shard, Chunk, Position, PutStats, ReadLimit, RecordRef, ShardInfo, Sink, Source,
-    StartAt,
+    group_by_shard, Chunk, Mapping, Position, PutStats, ReadLimit, RecordRef, ShardInfo, Sink,
+    Source, StartAt,
 };
 use crate::{Error, Result};
 
@@ -192,10 +192,11 @@ impl FileStream {
         let mut want = (len - start).min(limit.max_bytes.max(FRAME_HEADER) as u64) as usize;
         // The records are read in place from the page cache: no copy, no zeroed buffer, and
         // only the pages the records lie on are ever touched (the mapping may reach further).
-        let mut data = map(&file, start, want).map_err(io)?;
+        let (mut data, mut mapping) = map(&file, start, want).map_err(io)?;
         // Room for the records of a typical 100-200 byte frame without regrowing.
         let mut records = Vec::with_capacity((want / 128).min(limit.max_records));
         let mut pos = 0usize;
+        let mut released = 0usize;
         while records.len() < limit.max_records && pos + FRAME_HEADER <= data.len() {
             let plen = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
             if plen > MAX_PAYLOAD {
@@ -210,7 +211,7 @@ impl FileStream {
                 if records.is_empty() && (start + end as u64) <= len {
                     // One frame larger than max_bytes: read it whole.
                     want = end;
-                    data = map(&file, start, want).map_err(io)?;
+                    (data, mapping) = map(&file, start, want).map_err(io)?;
                     continue;
                 }
                 break; // torn frame, or past max_bytes
@@ -223,6 +224,17 @@ impl FileStream {
                 arrival_ms: arrival,
             });
             pos = end;
+            if pos - released >= RELEASE_EVERY {
+                // Only the frame headers were needed: the pages go again until the records
+                // are processed, so a micro-batch does not hold its input mapped whole.
+                if let Some(m) = &mapping {
+                    m.release(released..pos);
+                }
+                released = pos;
+            }
+        }
+        if let Some(m) = &mapping {
+            m.release(released..pos);
         }
         let caught_up = start + pos as u64 + FRAME_HEADER as u64 > len || {
             // A torn frame at the end counts as caught up.
@@ -246,6 +258,7 @@ impl FileStream {
             caught_up,
             ended: false,
             retries: 0,
+            mapping,
         })
     }
 
@@ -268,6 +281,9 @@ impl FileStream {
     }
 }
 
+/// Bytes of frames parsed between two releases of their pages.
+const RELEASE_EVERY: usize = 1 << 20;
+
 /// `len` bytes of `file` from `offset`, mapped read-only.
 ///
 /// Shard files are append-only: silt's writers only ever add frames after the end, and the
@@ -275,9 +291,9 @@ impl FileStream {
 /// (Truncating a shard file by hand while a job reads it would make the job fail hard; the
 /// file stream forbids that, SPEC 6.)
 #[allow(unsafe_code)]
-fn map(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+fn map(file: &File, offset: u64, len: usize) -> std::io::Result<(Bytes, Option<Mapping>)> {
     if len == 0 {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), None));
     }
     // SAFETY: see above; the mapping is read-only and lives as long as the `Bytes`.
     let m = unsafe {
@@ -286,7 +302,8 @@ fn map(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
             .len(len)
             .map(file)?
     };
-    Ok(Bytes::from_owner(m))
+    let (mapping, bytes) = Mapping::new(m);
+    Ok((bytes, Some(mapping)))
 }
 
 #[async_trait]
@@ -367,6 +384,73 @@ mod tests {
             max_records,
             max_bytes,
         }
+    }
+
+    /// Resident bytes of the mapping that holds `addr`, from /proc/self/smaps.
+    fn resident_kb(addr: *const u8) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let addr = addr as usize;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((a, b)) = range.split_once('-') {
+                    if let (Ok(a), Ok(b)) =
+                        (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                    {
+                        inside = a <= addr && addr < b;
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(kb) = line.strip_prefix("Rss:") {
+                    return kb.trim().trim_end_matches("kB").trim().parse().unwrap();
+                }
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    #[test]
+    fn released_records_leave_the_resident_set_and_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStream::create(dir.path().join("s"), 1).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..2000u32)
+            .map(|i| (0..1000).map(|j| (i + j) as u8).collect())
+            .collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        s.append(0, &refs).unwrap();
+        let c = s
+            .read_blocking("shard-000000", &StartAt::Earliest, limit(10_000, 1 << 30))
+            .unwrap();
+        assert_eq!(c.records.len(), 2000);
+        assert!(c.mapping.is_some(), "a file stream chunk is read in place");
+        let sum = |c: &Chunk| -> u64 {
+            (0..c.records.len())
+                .map(|i| c.payload(i).iter().map(|&b| b as u64).sum::<u64>())
+                .sum()
+        };
+        let expected: u64 = payloads.iter().flatten().map(|&b| b as u64).sum();
+        assert_eq!(sum(&c), expected);
+        let touched = resident_kb(c.data.as_ptr());
+        assert!(touched >= 1900, "all 2 MB touched: {touched} kB resident");
+        // The first half done with: its pages go, the rest stay.
+        let half = c.records[999].range.end;
+        c.release(0..half);
+        let after_half = resident_kb(c.data.as_ptr());
+        assert!(
+            after_half < touched * 6 / 10 && after_half > touched * 4 / 10,
+            "{touched} kB resident before, {after_half} kB after releasing half"
+        );
+        c.release(half..c.data.len());
+        let after_all = resident_kb(c.data.as_ptr());
+        assert!(
+            after_all <= 8,
+            "{after_all} kB resident after releasing all"
+        );
+        // Released records read back the same bytes.
+        assert_eq!(sum(&c), expected);
+        assert_eq!(c.payload(1234), payloads[1234].as_slice());
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub use decode::{
 pub use file_stream::{shard_file_name, write_frame, FileStream, FRAME_HEADER, MAX_PAYLOAD};
 pub use memory::InMemoryStream;
 pub use source::{
-    group_by_shard, shard_for_key, Chunk, Position, PutStats, ReadLimit, RecordRef, ShardInfo,
-    Sink, Source, StartAt,
+    group_by_shard, shard_for_key, Chunk, Mapping, Position, PutStats, ReadLimit, RecordRef,
+    ShardInfo, Sink, Source, StartAt,
 };
 
 /// Errors of sources and decoding. Bad records are not errors: they are [`Rejected`].

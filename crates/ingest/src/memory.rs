@@ -157,6 +157,7 @@ impl Source for InMemoryStream {
             caught_up,
             ended: caught_up && s.closed,
             retries: 0,
+            mapping: None,
         })
     }
 }

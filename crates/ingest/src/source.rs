@@ -2,6 +2,7 @@
 
 use std::fmt::Debug;
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -77,12 +78,81 @@ pub struct Chunk {
     pub ended: bool,
     /// Retries the source made for this read (throttling, 5xx).
     pub retries: u64,
+    /// The file mapping `data` is read from in place, when it is (the file stream).
+    pub mapping: Option<Mapping>,
 }
 
 impl Chunk {
     /// The payload of record `i`.
     pub fn payload(&self, i: usize) -> &[u8] {
         &self.data[self.records[i].range.clone()]
+    }
+
+    /// Says that `data[range]` is done with: when the chunk is mapped from a file, the whole
+    /// pages of `range` (and the one it starts in) leave the process's resident memory. They
+    /// stay in the page cache; reading them again maps them back, with the same bytes. A
+    /// micro-batch thus holds mapped only the records it has not yet processed.
+    pub fn release(&self, range: Range<usize>) {
+        if let Some(m) = &self.mapping {
+            m.release(range);
+        }
+    }
+}
+
+/// A read-only mapping of a part of an append-only file (the file stream's shard files).
+#[derive(Clone)]
+pub struct Mapping(Arc<memmap2::Mmap>);
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+/// The mapped bytes as the owner of a [`Bytes`].
+struct Mapped(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Mapping {
+    /// The mapping, and its bytes (which keep it alive).
+    pub(crate) fn new(m: memmap2::Mmap) -> (Mapping, Bytes) {
+        let m = Arc::new(m);
+        (Mapping(m.clone()), Bytes::from_owner(Mapped(m)))
+    }
+
+    /// Drops the pages from the one `range` starts in to the last one it covers whole.
+    #[allow(unsafe_code)]
+    pub(crate) fn release(&self, range: Range<usize>) {
+        // SAFETY: sysconf only reads a constant of the system.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => return,
+        };
+        let base = self.0.as_ptr() as usize;
+        let len = self.0.len();
+        let start = ((base + range.start.min(len)) / page * page).max(base.div_ceil(page) * page);
+        let stop = (base + range.end.min(len)) / page * page;
+        if stop <= start {
+            return;
+        }
+        // SAFETY: the mapping is read-only and shared, of a file whose bytes below the length
+        // seen when mapping never change (shard files are append-only, SPEC 6). MADV_DONTNEED
+        // only unmaps the pages: a later read maps the same bytes back from the page cache, so
+        // no reader (another slice of the chunk, a rejected record's bytes) sees a change.
+        let _ = unsafe {
+            self.0.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start - base,
+                stop - start,
+            )
+        };
     }
 }
 

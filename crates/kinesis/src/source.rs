@@ -282,6 +282,7 @@ impl Source for KinesisSource {
                     caught_up,
                     ended: ended && !truncated,
                     retries,
+                    mapping: None,
                 });
             }
             // An empty answer while behind: Kinesis has a gap here; read on (bounded).
@@ -294,6 +295,7 @@ impl Source for KinesisSource {
                     caught_up: false,
                     ended: false,
                     retries,
+                    mapping: None,
                 });
             }
             iterator = next_iterator.expect("not ended");

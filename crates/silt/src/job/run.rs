@@ -887,7 +887,14 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             let t = Instant::now();
             good.clear();
             decoder
-                .check_records(&chunks, ci, shard_refs[ci], range, &mut good, &mut rejected)
+                .check_records(
+                    &chunks,
+                    ci,
+                    shard_refs[ci],
+                    range.clone(),
+                    &mut good,
+                    &mut rejected,
+                )
                 .await?;
             summary.stages.check += t.elapsed().as_secs_f64();
             let t = Instant::now();
@@ -910,6 +917,15 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 .map(|b| add_time_partitions(b, &job.partition_by, EVENT_TIME))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             summary.stages.decode += t.elapsed().as_secs_f64();
+            // The slice's records are done with: their mapped pages leave the resident set.
+            let chunk = &chunks[ci];
+            chunk.release(
+                range
+                    .start
+                    .checked_sub(1)
+                    .map_or(0, |prev| chunk.records[prev].range.end)
+                    ..chunk.records[range.end - 1].range.end,
+            );
             let t = Instant::now();
             raw_writer.write_batches(&events).await?;
             summary.stages.write += t.elapsed().as_secs_f64();
