@@ -48,6 +48,33 @@ fn duplicates_are_dropped_across_micro_batches_and_runs() {
     assert_eq!(first.len(), 3000);
     let dups = s["duplicates"].as_u64().unwrap();
     assert!(dups > 100, "{s}");
+    // Between whole dedup snapshots, commits save only the ids their batch added, and pruning
+    // the log keeps every snapshot and delta the commits left name.
+    let log = dir.path().join("lake/_silt/checkpoints/clicks/");
+    let mut commits: Vec<serde_json::Value> = std::fs::read_dir(log.join("commits"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    commits.sort_by_key(|c| c["batch"].as_u64());
+    assert_eq!(commits.len(), 20, "the log keeps 20 commits");
+    let with_deltas = commits
+        .iter()
+        .filter(|c| c["dedup_deltas"].as_array().is_some_and(|d| !d.is_empty()))
+        .count();
+    assert!(with_deltas > 10, "{with_deltas} of 20 commits name deltas");
+    let size = |n: &serde_json::Value| {
+        std::fs::metadata(log.join("dedup").join(n.as_str().unwrap()))
+            .unwrap_or_else(|e| panic!("dedup/{n} named by a commit: {e}"))
+            .len()
+    };
+    // A delta holds at most the 97 ids of its batch, whatever the window holds.
+    let batch_of_ids = silt_dedup::DedupIndex::snapshot_len(97) as u64;
+    for c in &commits {
+        size(&c["dedup"]);
+        for d in c["dedup_deltas"].as_array().into_iter().flatten() {
+            assert!(size(d) <= batch_of_ids, "a delta holds one batch's ids");
+        }
+    }
 
     // A producer retries events of the first run again: a later run drops them too.
     let stream = FileStream::open(dir.path().join("stream")).unwrap();

@@ -8,8 +8,10 @@
 //! Memory is bounded by the window, not by the stream: ids older than the watermark minus the
 //! window are evicted at the end of each micro-batch ([`DedupIndex::end_batch`]). The index
 //! serialises to a compact, deterministic snapshot ([`DedupIndex::to_bytes`]) that the job
-//! saves with each checkpoint, so a restart forgets nothing and a rerun of a micro-batch
-//! makes the same decisions.
+//! saves with its checkpoints, so a restart forgets nothing and a rerun of a micro-batch
+//! makes the same decisions. Between two snapshots a checkpoint need only save the ids
+//! remembered since the last one ([`DedupIndex::delta_bytes`]): a snapshot followed by its
+//! deltas ([`DedupIndex::apply_delta`]) restores the index as it was.
 //!
 //! Lateness is judged against the watermark as it stood when the micro-batch began, so the
 //! order in which shards are read within a batch does not change which records are late.
@@ -52,6 +54,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 const MAGIC: &[u8; 8] = b"SILTDD1\n";
+/// A delta: the ids remembered since the last snapshot or delta, and the watermark and
+/// window the batch ended with.
+const DELTA_MAGIC: &[u8; 8] = b"SILTDD2\n";
 
 /// Width of a time bucket of ids: ids are kept in buckets of one second of event time.
 const BUCKET_US: i64 = 1_000_000;
@@ -61,6 +66,8 @@ const BUCKET_US: i64 = 1_000_000;
 struct Bucket {
     ids: HashSet<[u8; 16], FixedState>,
     order: Vec<([u8; 16], i64)>,
+    /// `order[..saved]` are in a saved snapshot or delta already.
+    saved: usize,
 }
 
 /// The set of recent event ids, keyed by the 16-byte UUID.
@@ -171,35 +178,12 @@ impl DedupIndex {
     /// were first seen, so the same records in the same order (a rerun, or a run restored
     /// from a snapshot) give the same bytes. No sort of the ids.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut keys: Vec<i64> = self.buckets.keys().copied().collect();
-        keys.sort_unstable();
-        let mut out = Vec::with_capacity(32 + self.len * 24);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.window_us.to_le_bytes());
-        out.extend_from_slice(&self.watermark_us.to_le_bytes());
-        out.extend_from_slice(&(self.len as u64).to_le_bytes());
-        for k in keys {
-            for (id, t) in &self.buckets[&k].order {
-                out.extend_from_slice(id);
-                out.extend_from_slice(&t.to_le_bytes());
-            }
-        }
-        out
+        self.write(MAGIC, self.len, |_| 0)
     }
 
-    /// Reads a snapshot made by [`to_bytes`](Self::to_bytes).
+    /// Reads a snapshot made by [`to_bytes`](Self::to_bytes). Its ids count as saved.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let corrupt = |m: &str| Error::Corrupt(m.to_string());
-        if bytes.len() < 32 || &bytes[..8] != MAGIC {
-            return Err(corrupt("bad header"));
-        }
-        let word = |i: usize| i64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-        let window_us = word(8);
-        let watermark_us = word(16);
-        let n = word(24) as usize;
-        if bytes.len() != 32 + n * 24 {
-            return Err(corrupt("length does not match the entry count"));
-        }
+        let (window_us, watermark_us, entries) = parse(bytes, MAGIC)?;
         let mut index = Self {
             window_us,
             watermark_us,
@@ -207,20 +191,120 @@ impl DedupIndex {
             buckets: HashMap::with_hasher(FixedState::default()),
             len: 0,
         };
-        for e in bytes[32..].chunks_exact(24) {
-            let id: [u8; 16] = e[..16].try_into().expect("16 bytes");
-            let t = i64::from_le_bytes(e[16..].try_into().expect("8 bytes"));
+        for (id, t) in entries {
             if !index.insert(id, t) {
-                return Err(corrupt("an id appears twice"));
+                return Err(Error::Corrupt("an id appears twice".into()));
             }
         }
+        index.mark_saved();
         Ok(index)
+    }
+
+    /// How many ids were remembered since the last [`mark_saved`](Self::mark_saved) (and are
+    /// still remembered): the entries of [`delta_bytes`](Self::delta_bytes).
+    pub fn unsaved_len(&self) -> usize {
+        self.buckets.values().map(|b| b.order.len() - b.saved).sum()
+    }
+
+    /// The size of [`to_bytes`](Self::to_bytes) (or of [`delta_bytes`](Self::delta_bytes) for
+    /// `entries` ids) without making it.
+    pub fn snapshot_len(entries: usize) -> usize {
+        32 + entries * 24
+    }
+
+    /// The ids remembered since the last [`mark_saved`](Self::mark_saved), second by second
+    /// and each second's in the order they were first seen (deterministic, as
+    /// [`to_bytes`](Self::to_bytes)), with the watermark and window the batch ended with. Ids of
+    /// seconds evicted since are left out: the replay evicts them too.
+    pub fn delta_bytes(&self) -> Vec<u8> {
+        self.write(DELTA_MAGIC, self.unsaved_len(), |b| b.saved)
+    }
+
+    /// Records that every id remembered so far is saved (after a snapshot or a delta).
+    pub fn mark_saved(&mut self) {
+        for b in self.buckets.values_mut() {
+            b.saved = b.order.len();
+        }
+    }
+
+    /// Replays a delta made by [`delta_bytes`](Self::delta_bytes) over the index it followed
+    /// (restored from the snapshot and the deltas before it): the ids are remembered, the
+    /// watermark moves up and older seconds are forgotten, as the live index did at the end
+    /// of that batch. The ids count as saved.
+    pub fn apply_delta(&mut self, bytes: &[u8]) -> Result<()> {
+        let (window_us, watermark_us, entries) = parse(bytes, DELTA_MAGIC)?;
+        for (id, t) in entries {
+            if !self.insert(id, t) {
+                return Err(Error::Corrupt(
+                    "a delta repeats an id the index holds".into(),
+                ));
+            }
+        }
+        let window = std::mem::replace(&mut self.window_us, window_us);
+        if watermark_us != i64::MIN {
+            self.pending_watermark_us = self.pending_watermark_us.max(watermark_us);
+        }
+        self.end_batch();
+        self.window_us = window;
+        self.mark_saved();
+        Ok(())
+    }
+
+    fn write(&self, magic: &[u8; 8], entries: usize, from: impl Fn(&Bucket) -> usize) -> Vec<u8> {
+        let mut keys: Vec<i64> = self.buckets.keys().copied().collect();
+        keys.sort_unstable();
+        let mut out = Vec::with_capacity(Self::snapshot_len(entries));
+        out.extend_from_slice(magic);
+        out.extend_from_slice(&self.window_us.to_le_bytes());
+        out.extend_from_slice(&self.watermark_us.to_le_bytes());
+        out.extend_from_slice(&(entries as u64).to_le_bytes());
+        for k in keys {
+            let b = &self.buckets[&k];
+            for (id, t) in &b.order[from(b)..] {
+                out.extend_from_slice(id);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+        }
+        out
     }
 
     /// Changes the window (a job file edited between runs).
     pub fn set_window_us(&mut self, window_us: i64) {
         self.window_us = window_us;
     }
+}
+
+/// The header (window, watermark) and entries of a snapshot or a delta.
+#[allow(clippy::type_complexity)]
+fn parse<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 8],
+) -> Result<(i64, i64, impl Iterator<Item = ([u8; 16], i64)> + 'a)> {
+    let corrupt = |m: &str| Error::Corrupt(m.to_string());
+    if bytes.len() < 32 || &bytes[..8] != magic {
+        return Err(corrupt(
+            if bytes.len() >= 8 && (&bytes[..8] == MAGIC || &bytes[..8] == DELTA_MAGIC) {
+                "a delta where a snapshot was expected, or the other way round"
+            } else {
+                "bad header"
+            },
+        ));
+    }
+    let word = |i: usize| i64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    let n = word(24) as usize;
+    if bytes.len() != 32 + n.saturating_mul(24) {
+        return Err(corrupt("length does not match the entry count"));
+    }
+    Ok((
+        word(8),
+        word(16),
+        bytes[32..].chunks_exact(24).map(|e| {
+            (
+                e[..16].try_into().expect("16 bytes"),
+                i64::from_le_bytes(e[16..].try_into().expect("8 bytes")),
+            )
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -360,5 +444,75 @@ mod tests {
         let horizon = 1000 * sec - 15 * MIN;
         assert_eq!(d.observe(&id(3), horizon - 1), Verdict::Late);
         assert_eq!(d.observe(&id(4), horizon), Verdict::New);
+    }
+
+    #[test]
+    fn a_snapshot_and_its_deltas_restore_the_index_as_it_was() {
+        let sec = 1_000_000;
+        let mut live = DedupIndex::new(15 * MIN);
+        let mut saved: Vec<Vec<u8>> = Vec::new();
+        let mut n = 0u32;
+        // 40 batches of one minute each: ids are evicted along the way; a repeat now and then.
+        for batch in 0..40i64 {
+            for k in 0..50i64 {
+                n += 1;
+                let mut i = [7u8; 16];
+                i[..4].copy_from_slice(&n.to_le_bytes());
+                let t = batch * MIN + k * sec;
+                assert_eq!(live.observe(&i, t), Verdict::New);
+                assert_eq!(live.observe(&i, t), Verdict::Duplicate);
+            }
+            live.end_batch();
+            if batch == 3 {
+                saved = vec![live.to_bytes()];
+            } else if batch > 3 {
+                assert_eq!(live.unsaved_len(), 50);
+                saved.push(live.delta_bytes());
+                assert_eq!(saved.last().unwrap().len(), DedupIndex::snapshot_len(50));
+            }
+            live.mark_saved();
+        }
+        let mut restored = DedupIndex::from_bytes(&saved[0]).unwrap();
+        for d in &saved[1..] {
+            restored.apply_delta(d).unwrap();
+        }
+        assert_eq!(restored.len(), live.len());
+        assert_eq!(restored.to_bytes(), live.to_bytes());
+        assert_eq!(restored.unsaved_len(), 0);
+        // A snapshot alone (without its deltas) is not the index.
+        assert_ne!(
+            DedupIndex::from_bytes(&saved[0]).unwrap().to_bytes(),
+            live.to_bytes()
+        );
+        // A delta is not a snapshot, nor the other way round.
+        assert!(DedupIndex::from_bytes(&saved[1]).is_err());
+        assert!(restored.apply_delta(&saved[0]).is_err());
+        // Replaying a delta twice repeats its ids: corrupt.
+        assert!(restored.clone().apply_delta(&saved[36]).is_err());
+    }
+
+    #[test]
+    fn a_delta_replays_a_changed_window_as_the_batch_had_it() {
+        let mut live = DedupIndex::new(15 * MIN);
+        live.observe(&id(1), 0);
+        live.end_batch();
+        let base = live.to_bytes();
+        live.mark_saved();
+        // The job file's window is cut to 5 minutes between runs.
+        live.set_window_us(5 * MIN);
+        live.observe(&id(2), 10 * MIN);
+        live.end_batch();
+        assert_eq!(live.len(), 1, "id 1 is older than 5 minutes: forgotten");
+        let delta = live.delta_bytes();
+        let mut restored = DedupIndex::from_bytes(&base).unwrap();
+        restored.apply_delta(&delta).unwrap();
+        assert_eq!(restored.len(), 1, "id 1 forgotten in the replay too");
+        assert_eq!(
+            restored.window_us(),
+            15 * MIN,
+            "the window is the caller's to set"
+        );
+        restored.set_window_us(5 * MIN);
+        assert_eq!(restored.to_bytes(), live.to_bytes());
     }
 }

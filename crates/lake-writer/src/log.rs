@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! intents/{batch:010}.json   what the batch will read (written before any data file)
-//! dedup/{batch:010}.bin      the dedup index after the batch
-//! commits/{batch:010}.json   the commit: source positions, dedup snapshot, and the full list
-//!                            of live files of every table the job writes
+//! dedup/{batch:010}.bin      the dedup index after the batch: a whole snapshot, or the ids
+//!                            the batch added (a delta over the snapshot and deltas before)
+//! commits/{batch:010}.json   the commit: source positions, dedup snapshot and deltas, and
+//!                            the full list of live files of every table the job writes
 //! ```
 //!
 //! # The protocol, in the order it writes
@@ -71,6 +72,9 @@ pub struct Commit {
     pub source: serde_json::Value,
     /// Name of the dedup snapshot (below `dedup/`).
     pub dedup: Option<String>,
+    /// Names of the dedup deltas to replay over the snapshot, oldest first (below `dedup/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dedup_deltas: Vec<String>,
     pub tables: BTreeMap<String, TableState>,
     /// Counters of this batch (opaque to the log).
     pub stats: serde_json::Value,
@@ -249,14 +253,28 @@ impl CommitLog {
         }
     }
 
-    /// Deletes log entries older than the last `keep` commits.
+    /// Deletes log entries older than the last `keep` commits (and the dedup snapshots and
+    /// deltas none of those commits names).
     pub async fn prune(&self, keep: usize) -> Result<()> {
         let commits = self.batches("commits").await?;
         if commits.len() <= keep {
             return Ok(());
         }
         let horizon = commits[commits.len() - keep];
-        for (dir, ext) in [("commits", "json"), ("intents", "json"), ("dedup", "bin")] {
+        // Snapshots only move forward: the oldest commit kept names the oldest one needed.
+        let dedup_horizon = match self.commit(horizon).await? {
+            Some(c) => c
+                .dedup
+                .as_deref()
+                .and_then(|n| n.split('.').next()?.parse::<u64>().ok())
+                .map_or(horizon, |b| b.min(horizon)),
+            None => return Ok(()),
+        };
+        for (dir, ext, horizon) in [
+            ("commits", "json", horizon),
+            ("intents", "json", horizon),
+            ("dedup", "bin", dedup_horizon),
+        ] {
             for b in self.batches(dir).await? {
                 if b < horizon {
                     let path = self.loc.child(&format!("{dir}/{}", name(b, ext)));

@@ -206,14 +206,13 @@ pub async fn backfill(
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
-    // The dedup state does not change; the commit names its own copy so that pruning old
-    // log entries never removes what the latest commit needs.
+    // The dedup state does not change; the commit names its own whole copy so that pruning
+    // old log entries never removes what the latest commit needs.
     let dedup = match &latest.dedup {
-        Some(n) => Some(
-            job.log
-                .put_dedup(batch, job.log.get_dedup(n).await?.to_vec())
-                .await?,
-        ),
+        Some(_) => {
+            let (index, _) = super::run::DedupSaved::load(job, &latest).await?;
+            Some(job.log.put_dedup(batch, index.to_bytes()).await?)
+        }
         None => None,
     };
     let commit = Commit {
@@ -222,6 +221,7 @@ pub async fn backfill(
         committed_at_ms: chrono::Utc::now().timestamp_millis(),
         source: latest.source.clone(),
         dedup,
+        dedup_deltas: vec![],
         tables: tables.clone(),
         stats: serde_json::json!({"backfill": {"from_hour": from_hour, "to_hour": to_hour}}),
     };

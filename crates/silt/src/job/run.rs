@@ -315,7 +315,78 @@ struct State {
     batch: Option<u64>,
     source: SourceState,
     dedup: DedupIndex,
+    /// Where the dedup index of the latest commit is saved.
+    dedup_saved: DedupSaved,
     tables: BTreeMap<String, TableState>,
+}
+
+/// A dedup snapshot and the deltas to replay over it, as a commit names them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DedupSaved {
+    pub snapshot: Option<String>,
+    pub deltas: Vec<String>,
+    /// Bytes of the deltas together.
+    pub delta_bytes: usize,
+}
+
+/// Deltas a commit may name after its snapshot before the next commit saves a whole one
+/// (each is one more read when a run starts).
+const MAX_DEDUP_DELTAS: usize = 32;
+
+impl DedupSaved {
+    /// Restores the dedup index a commit saved: its snapshot, then its deltas in order.
+    pub(crate) async fn load(job: &Job, commit: &Commit) -> anyhow::Result<(DedupIndex, Self)> {
+        let Some(n) = &commit.dedup else {
+            return Ok((DedupIndex::new(job.window_us), Self::default()));
+        };
+        let mut index = DedupIndex::from_bytes(&job.log.get_dedup(n).await?)
+            .with_context(|| format!("dedup snapshot {n}"))?;
+        let mut delta_bytes = 0;
+        for d in &commit.dedup_deltas {
+            let bytes = job.log.get_dedup(d).await?;
+            index
+                .apply_delta(&bytes)
+                .with_context(|| format!("dedup delta {d} over snapshot {n}"))?;
+            delta_bytes += bytes.len();
+        }
+        index.set_window_us(job.window_us);
+        Ok((
+            index,
+            Self {
+                snapshot: Some(n.clone()),
+                deltas: commit.dedup_deltas.clone(),
+                delta_bytes,
+            },
+        ))
+    }
+
+    /// Saves the index after batch `batch`: the ids it added, as a delta, while the deltas
+    /// together stay smaller than a whole snapshot (so a start reads at most twice a
+    /// snapshot's bytes); else the whole index. Deterministic given the commit the batch
+    /// followed, so a rerun of the batch saves the same bytes under the same name.
+    async fn save(&self, job: &Job, batch: u64, index: &mut DedupIndex) -> anyhow::Result<Self> {
+        let delta = DedupIndex::snapshot_len(index.unsaved_len());
+        let saved = match &self.snapshot {
+            Some(snapshot)
+                if self.deltas.len() < MAX_DEDUP_DELTAS
+                    && self.delta_bytes + delta <= DedupIndex::snapshot_len(index.len()) =>
+            {
+                let name = job.log.put_dedup(batch, index.delta_bytes()).await?;
+                Self {
+                    snapshot: Some(snapshot.clone()),
+                    deltas: self.deltas.iter().cloned().chain([name]).collect(),
+                    delta_bytes: self.delta_bytes + delta,
+                }
+            }
+            _ => Self {
+                snapshot: Some(job.log.put_dedup(batch, index.to_bytes()).await?),
+                deltas: vec![],
+                delta_bytes: 0,
+            },
+        };
+        index.mark_saved();
+        Ok(saved)
+    }
 }
 
 impl State {
@@ -326,20 +397,18 @@ impl State {
                 batch: None,
                 source: SourceState::default(),
                 dedup: DedupIndex::new(job.window_us),
+                dedup_saved: DedupSaved::default(),
                 tables: BTreeMap::new(),
             });
         };
         let source: SourceState =
             serde_json::from_value(commit.source.clone()).context("checkpoint source positions")?;
-        let mut dedup = match &commit.dedup {
-            Some(n) => DedupIndex::from_bytes(&job.log.get_dedup(n).await?)?,
-            None => DedupIndex::new(job.window_us),
-        };
-        dedup.set_window_us(job.window_us);
+        let (dedup, dedup_saved) = DedupSaved::load(job, &commit).await?;
         Ok(State {
             batch: Some(commit.batch),
             source,
             dedup,
+            dedup_saved,
             tables: commit.tables,
         })
     }
@@ -1034,7 +1103,10 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
 
         // Dedup snapshot, then the commit point.
         let t = Instant::now();
-        let dedup_name = job.log.put_dedup(batch_id, state.dedup.to_bytes()).await?;
+        let dedup_saved = state
+            .dedup_saved
+            .save(job, batch_id, &mut state.dedup)
+            .await?;
         faults::point("after_dedup");
         let mut source = state.source.clone();
         for sp in &plan.shards {
@@ -1055,7 +1127,8 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             batch: batch_id,
             committed_at_ms: now_ms(),
             source: serde_json::to_value(&source).expect("serialises"),
-            dedup: Some(dedup_name),
+            dedup: dedup_saved.snapshot.clone(),
+            dedup_deltas: dedup_saved.deltas.clone(),
             tables: tables.clone(),
             stats: serde_json::to_value(&stats).expect("serialises"),
         };
@@ -1064,6 +1137,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         faults::point("after_commit");
         state.batch = Some(batch_id);
         state.source = source;
+        state.dedup_saved = dedup_saved;
         state.tables = tables;
         for name in replaced {
             let ts = &state.tables[&name];
