@@ -657,10 +657,6 @@ impl RowsTransforms {
         Ok(RowsTransforms { prepared })
     }
 
-    fn any(&self) -> bool {
-        self.prepared.iter().any(Option::is_some)
-    }
-
     /// Runs every `rows` transform over `input`, into `writers[i]` for transform `i`.
     async fn run(
         &self,
@@ -998,9 +994,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             let t = Instant::now();
             raw_writer.write_batches(&events).await?;
             summary.stages.write += t.elapsed().as_secs_f64();
-            if rows.any() {
-                rows.run(&events, &mut row_writers, &mut summary).await?;
-            }
+            rows.run(&events, &mut row_writers, &mut summary).await?;
         }
         let t = Instant::now();
         state.dedup.end_batch();
