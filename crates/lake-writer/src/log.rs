@@ -90,6 +90,11 @@ fn name(batch: u64, ext: &str) -> String {
     format!("{batch:010}.{ext}")
 }
 
+/// The batch a log entry's file name (`{batch:010}.{ext}`) is for.
+fn batch_of_name(name: &str) -> Option<u64> {
+    name.split('.').next()?.parse().ok()
+}
+
 impl CommitLog {
     pub fn new(loc: Location) -> Self {
         Self { loc }
@@ -137,7 +142,7 @@ impl CommitLog {
         let objects = crate::list_all(&self.loc, &self.loc.child(dir)).await?;
         let mut v: Vec<u64> = objects
             .iter()
-            .filter_map(|o| o.location.filename()?.split('.').next()?.parse().ok())
+            .filter_map(|o| batch_of_name(o.location.filename()?))
             .collect();
         v.sort_unstable();
         Ok(v)
@@ -266,7 +271,7 @@ impl CommitLog {
             Some(c) => c
                 .dedup
                 .as_deref()
-                .and_then(|n| n.split('.').next()?.parse::<u64>().ok())
+                .and_then(batch_of_name)
                 .map_or(horizon, |b| b.min(horizon)),
             None => return Ok(()),
         };

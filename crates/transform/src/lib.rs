@@ -16,7 +16,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! use std::sync::{Arc, Mutex};
+//! use std::sync::Arc;
 //! use arrow::array::{Int64Array, RecordBatch};
 //! use silt_transform::{run_on_batches, Transform, Mode};
 //!
