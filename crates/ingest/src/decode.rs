@@ -389,41 +389,41 @@ impl EventDecoder {
             v.push(g);
         }
         let mut batches = Vec::with_capacity(order.len());
-        let mut framed = Vec::new();
         for w in order {
             let group = &groups[w as usize];
             let writer = &mut self.writers[w as usize];
             // arrow-avro reads the single-object framing; the fingerprint after C3 01 is the
-            // writer's SHA-256, as its store is keyed.
-            framed.clear();
-            for g in group {
-                let chunk = &chunks[g.chunk as usize];
-                let rec = &chunk.records[g.record as usize];
-                framed.extend_from_slice(&[0xC3, 0x01]);
-                framed.extend_from_slice(writer.fingerprint.as_bytes());
-                framed.extend_from_slice(
-                    &chunk.data[rec.range.start + self.framing.prefix_len()..rec.range.end],
-                );
-            }
+            // writer's SHA-256, as its store is keyed. Each body is fed from the mapped input
+            // as it is, after the prefix: no copy of the records.
+            let mut prefix = [0u8; 2 + 32];
+            prefix[..2].copy_from_slice(&[0xC3, 0x01]);
+            prefix[2..].copy_from_slice(writer.fingerprint.as_bytes());
             let decode_err = |source| Error::Decode {
                 fingerprint: writer.fingerprint.to_hex(),
                 source,
             };
             let mut decoded: Vec<RecordBatch> = Vec::new();
-            let mut at = 0;
-            while at < framed.len() {
-                let n = writer
+            for (i, g) in group.iter().enumerate() {
+                let chunk = &chunks[g.chunk as usize];
+                let rec = &chunk.records[g.record as usize];
+                let body = &chunk.data[rec.range.start + self.framing.prefix_len()..rec.range.end];
+                let fed = writer
                     .decoder
-                    .decode(&framed[at..])
+                    .decode(&prefix)
                     .map_err(|e| decode_err(e.into()))?;
-                at += n;
-                if writer.decoder.batch_is_full() || at == framed.len() || n == 0 {
+                let read = writer
+                    .decoder
+                    .decode(body)
+                    .map_err(|e| decode_err(e.into()))?;
+                if fed != prefix.len() || read != body.len() {
+                    return Err(Error::Internal(format!(
+                        "arrow-avro read {read} of a checked body's {} bytes",
+                        body.len()
+                    )));
+                }
+                if writer.decoder.batch_is_full() || i + 1 == group.len() {
                     if let Some(b) = writer.decoder.flush().map_err(|e| decode_err(e.into()))? {
                         decoded.push(b);
-                    } else if n == 0 {
-                        return Err(Error::Internal(
-                            "arrow-avro made no progress on a checked body".into(),
-                        ));
                     }
                 }
             }
