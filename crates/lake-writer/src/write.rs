@@ -202,7 +202,7 @@ impl TableWriter {
                         let writer = ArrowWriter::try_new(
                             Vec::new(),
                             batch.schema(),
-                            Some(adaptive_dictionary(self.props.clone(), &batch)),
+                            Some(adaptive_encoding(self.props.clone(), &batch)),
                         )
                         .map_err(Error::Parquet)?;
                         *n += 1;
@@ -286,19 +286,37 @@ impl TableWriter {
 /// Rows of a file's first batch looked at to judge a column's cardinality.
 const DICTIONARY_SAMPLE: usize = 4096;
 
-/// Turns dictionary encoding off for the top-level columns whose values are nearly all
-/// distinct (over 90%) in the first rows of a file (ids, URLs, timestamps): Parquet would
-/// build a dictionary for them, find it too large and fall back to plain encoding, paying for
-/// both. Columns whose values repeat keep their dictionary (and Parquet still falls back on
-/// its own if it grows too large).
-fn adaptive_dictionary(props: WriterProperties, first: &RecordBatch) -> WriterProperties {
+/// Chooses the encoding of the top-level columns from the first rows of a file.
+///
+/// Dictionary encoding is turned off for the columns whose values are nearly all distinct
+/// (over 90%) (ids, URLs, timestamps): Parquet would build a dictionary for them, find it too
+/// large and fall back to plain encoding, paying for both. Columns whose values repeat keep
+/// their dictionary (and Parquet still falls back on its own if it grows too large).
+///
+/// Of the nearly distinct byte columns, those whose values share most of their bytes with the
+/// value before them (positions, sequence numbers, sequential ids: at least half of the bytes)
+/// are written as `DELTA_BYTE_ARRAY` (each value as the length of the prefix it shares with
+/// the one before and the rest): less to compress, and half the size or less.
+fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProperties {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::DataType;
+    use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
     use std::collections::HashSet;
 
     fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<T>>) -> usize {
         values.flatten().collect::<HashSet<T>>().len()
+    }
+    /// Whether the values share at least half of their bytes with the value before them.
+    fn prefixed<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> bool {
+        let (mut shared, mut total) = (0usize, 0usize);
+        let mut prev: &[u8] = &[];
+        for v in values.flatten() {
+            shared += prev.iter().zip(v).take_while(|(a, b)| a == b).count();
+            total += v.len();
+            prev = v;
+        }
+        total > 0 && shared * 2 >= total
     }
     let n = first.num_rows().min(DICTIONARY_SAMPLE);
     if n < 256 {
@@ -307,24 +325,51 @@ fn adaptive_dictionary(props: WriterProperties, first: &RecordBatch) -> WriterPr
     let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
     for (field, col) in first.schema().fields().iter().zip(first.columns()) {
         let col = col.slice(0, n);
-        let count = match col.data_type() {
-            DataType::Utf8 => distinct(col.as_string::<i32>().iter()),
-            DataType::LargeUtf8 => distinct(col.as_string::<i64>().iter()),
-            DataType::Utf8View => distinct(col.as_string_view().iter()),
-            DataType::Binary => distinct(col.as_binary::<i32>().iter()),
+        let (count, delta) = match col.data_type() {
+            DataType::Utf8 => {
+                let a = col.as_string::<i32>();
+                (
+                    distinct(a.iter()),
+                    prefixed(a.iter().map(|v| v.map(str::as_bytes))),
+                )
+            }
+            DataType::LargeUtf8 => {
+                let a = col.as_string::<i64>();
+                (
+                    distinct(a.iter()),
+                    prefixed(a.iter().map(|v| v.map(str::as_bytes))),
+                )
+            }
+            DataType::Utf8View => {
+                let a = col.as_string_view();
+                (
+                    distinct(a.iter()),
+                    prefixed(a.iter().map(|v| v.map(str::as_bytes))),
+                )
+            }
+            DataType::Binary => {
+                let a = col.as_binary::<i32>();
+                (distinct(a.iter()), prefixed(a.iter()))
+            }
             dt if dt.is_primitive() && dt.primitive_width() == Some(8) => {
                 let d = col.to_data();
                 let words = &d.buffers()[0].typed_data::<i64>()[d.offset()..d.offset() + n];
-                distinct((0..n).map(|i| col.is_valid(i).then_some(words[i])))
+                (
+                    distinct((0..n).map(|i| col.is_valid(i).then_some(words[i]))),
+                    false,
+                )
             }
             _ => continue,
         };
         if count * 10 > n * 9 {
-            builder = Some(
-                builder
-                    .unwrap_or_else(|| props.clone().into_builder())
-                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false),
-            );
+            let path = || ColumnPath::from(field.name().as_str());
+            let mut b = builder
+                .unwrap_or_else(|| props.clone().into_builder())
+                .set_column_dictionary_enabled(path(), false);
+            if delta {
+                b = b.set_column_encoding(path(), Encoding::DELTA_BYTE_ARRAY);
+            }
+            builder = Some(b);
         }
     }
     builder.map_or(props, |b| b.build())

@@ -167,3 +167,61 @@ async fn mostly_distinct_columns_are_written_without_a_dictionary() {
     assert!(!dictionary(2), "unique numbers: plain");
     assert!(dictionary(3), "seven values: dictionary");
 }
+
+#[tokio::test]
+async fn distinct_values_sharing_their_prefix_are_delta_encoded() {
+    use parquet::basic::Encoding;
+    let lake = silt_storage::open("memory://tw-delta", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    // Positions in a stream: each shares all but its last digits with the one before.
+    let seq: Vec<String> = (0..1000u64)
+        .map(|i| (49_000_000_000 + i * 97).to_string())
+        .collect();
+    // Distinct values that share little: scrambled hex.
+    let ids: Vec<String> = (0..1000u64)
+        .map(|i| format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    let b = RecordBatch::try_from_iter([
+        ("seq", Arc::new(StringArray::from(seq.clone())) as _),
+        ("id", Arc::new(StringArray::from(ids.clone())) as _),
+    ])
+    .unwrap();
+    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
+        .await
+        .unwrap();
+    let reader = file(&table, &files[0].path).await;
+    let meta = reader.metadata().clone();
+    let encodings = |i: usize| meta.row_group(0).column(i).encodings().collect::<Vec<_>>();
+    assert!(
+        encodings(0).contains(&Encoding::DELTA_BYTE_ARRAY),
+        "{:?}",
+        encodings(0)
+    );
+    assert!(
+        !encodings(1).contains(&Encoding::DELTA_BYTE_ARRAY),
+        "{:?}",
+        encodings(1)
+    );
+    assert!(
+        encodings(1).contains(&Encoding::PLAIN),
+        "{:?}",
+        encodings(1)
+    );
+    // And the values read back as they were.
+    let back: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+    let col = |i: usize| -> Vec<String> {
+        back.iter()
+            .flat_map(|b| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert_eq!(col(0), seq);
+    assert_eq!(col(1), ids);
+}
