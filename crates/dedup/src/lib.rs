@@ -140,10 +140,21 @@ impl DedupIndex {
     /// Remembers an id; false when it was remembered already.
     #[inline]
     fn insert(&mut self, id: [u8; 16], event_us: i64) -> bool {
-        let b = self
-            .buckets
-            .entry(event_us.div_euclid(BUCKET_US))
-            .or_default();
+        let key = event_us.div_euclid(BUCKET_US);
+        if !self.buckets.contains_key(&key) {
+            // A new second: sized like the second before it, so that its table does not
+            // grow (and rehash) from empty as the second's ids come in.
+            let like = self.buckets.get(&(key - 1)).map_or(0, |b| b.order.len());
+            self.buckets.insert(
+                key,
+                Bucket {
+                    ids: HashSet::with_capacity_and_hasher(like, FixedState::default()),
+                    order: Vec::with_capacity(like),
+                    saved: 0,
+                },
+            );
+        }
+        let b = self.buckets.get_mut(&key).expect("inserted above");
         if !b.ids.insert(id) {
             return false;
         }
