@@ -307,16 +307,17 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<T>>) -> usize {
         values.flatten().collect::<HashSet<T>>().len()
     }
-    /// Whether the values share at least half of their bytes with the value before them.
-    fn prefixed<'a>(values: impl Iterator<Item = Option<&'a [u8]>>) -> bool {
+    /// Distinct values, and whether the values share at least half of their bytes with the
+    /// value before them.
+    fn judge<'a>(values: impl Iterator<Item = Option<&'a [u8]>> + Clone) -> (usize, bool) {
         let (mut shared, mut total) = (0usize, 0usize);
         let mut prev: &[u8] = &[];
-        for v in values.flatten() {
+        for v in values.clone().flatten() {
             shared += prev.iter().zip(v).take_while(|(a, b)| a == b).count();
             total += v.len();
             prev = v;
         }
-        total > 0 && shared * 2 >= total
+        (distinct(values), total > 0 && shared * 2 >= total)
     }
     let n = first.num_rows().min(DICTIONARY_SAMPLE);
     if n < 256 {
@@ -326,31 +327,12 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     for (field, col) in first.schema().fields().iter().zip(first.columns()) {
         let col = col.slice(0, n);
         let (count, delta) = match col.data_type() {
-            DataType::Utf8 => {
-                let a = col.as_string::<i32>();
-                (
-                    distinct(a.iter()),
-                    prefixed(a.iter().map(|v| v.map(str::as_bytes))),
-                )
-            }
+            DataType::Utf8 => judge(col.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
             DataType::LargeUtf8 => {
-                let a = col.as_string::<i64>();
-                (
-                    distinct(a.iter()),
-                    prefixed(a.iter().map(|v| v.map(str::as_bytes))),
-                )
+                judge(col.as_string::<i64>().iter().map(|v| v.map(str::as_bytes)))
             }
-            DataType::Utf8View => {
-                let a = col.as_string_view();
-                (
-                    distinct(a.iter()),
-                    prefixed(a.iter().map(|v| v.map(str::as_bytes))),
-                )
-            }
-            DataType::Binary => {
-                let a = col.as_binary::<i32>();
-                (distinct(a.iter()), prefixed(a.iter()))
-            }
+            DataType::Utf8View => judge(col.as_string_view().iter().map(|v| v.map(str::as_bytes))),
+            DataType::Binary => judge(col.as_binary::<i32>().iter()),
             dt if dt.is_primitive() && dt.primitive_width() == Some(8) => {
                 let d = col.to_data();
                 let words = &d.buffers()[0].typed_data::<i64>()[d.offset()..d.offset() + n];
