@@ -33,7 +33,9 @@ mod write;
 pub use log::{vacuum, Commit, CommitLog, Intent, TableState};
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
-pub use write::{batch_of, file_name, write_table, Codec, DataFile, TableWriter, WriterOptions};
+pub use write::{
+    batch_of, file_name, read_data_file, write_table, Codec, DataFile, TableWriter, WriterOptions,
+};
 
 /// Errors of writing and committing.
 #[derive(Debug, thiserror::Error)]

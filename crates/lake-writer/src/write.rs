@@ -101,6 +101,48 @@ impl DataFile {
     }
 }
 
+/// Reads a data file of `table` back in batches of `batch_rows`, with its partition values
+/// as (constant, string) columns after the file's own, as the job had them before the writer
+/// split them off into the path.
+pub async fn read_data_file(
+    table: &Location,
+    file: &DataFile,
+    batch_rows: usize,
+) -> Result<Vec<RecordBatch>> {
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let path = table.child(&file.path);
+    let bytes = async { table.store.get(&path).await?.bytes().await }
+        .await
+        .map_err(|source| Error::Store {
+            path: path.to_string(),
+            source,
+        })?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.with_batch_size(batch_rows).build())
+        .map_err(Error::Parquet)?;
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.map_err(Error::Arrow)?;
+        let mut fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns = b.columns().to_vec();
+        for (k, v) in &file.partition {
+            fields.push(Field::new(k, DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from(vec![v.as_str(); b.num_rows()])));
+        }
+        out.push(
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::Arrow)?,
+        );
+    }
+    Ok(out)
+}
+
 /// The micro-batch number in a data file name (`part-{batch}-{n}.parquet`).
 pub fn batch_of(path: &str) -> Option<u64> {
     let name = path.rsplit('/').next()?;

@@ -27,7 +27,10 @@
 //! # Ok::<(), silt_transform::Error>(()) }).unwrap();
 //! ```
 
+pub mod incremental;
 pub mod udf;
+
+pub use incremental::{merge_sql, PreparedIncremental, Running};
 
 use std::sync::{Arc, Mutex};
 

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 use silt_ingest::FileStream;
 use silt_registry::SchemaRegistry;
@@ -116,29 +115,6 @@ fn cpu_seconds_of(pid: &str) -> f64 {
     let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
-}
-
-/// A data file's rows with its partition values as (constant) string columns again, as the
-/// job had them before the writer split them off into the path.
-fn with_partition_columns(
-    batch: arrow::array::RecordBatch,
-    partition: &[(String, String)],
-) -> anyhow::Result<arrow::array::RecordBatch> {
-    use arrow::datatypes::{DataType, Field, Schema};
-    let schema = batch.schema();
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    let mut columns = batch.columns().to_vec();
-    for (k, v) in partition {
-        fields.push(Field::new(k, DataType::Utf8, true));
-        columns.push(std::sync::Arc::new(arrow::array::StringArray::from(vec![
-            v.as_str();
-            batch.num_rows()
-        ])));
-    }
-    Ok(arrow::array::RecordBatch::try_new(
-        std::sync::Arc::new(Schema::new(fields)),
-        columns,
-    )?)
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -248,17 +224,7 @@ max_records = 500000
         let mut rows = 0;
         let last = state.files.len();
         for (i, file) in state.files.iter().enumerate() {
-            let bytes = source
-                .store
-                .get(&source.child(&file.path))
-                .await?
-                .bytes()
-                .await?;
-            for b in parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
-                .with_batch_size(8192)
-                .build()?
-            {
-                let b = with_partition_columns(b?, &file.partition)?;
+            for b in silt_lake_writer::read_data_file(&source, file, 8192).await? {
                 rows += b.num_rows();
                 pending.push(b);
             }

@@ -17,8 +17,8 @@ use silt_ingest::{
     Chunk, EventDecoder, Position, ReadLimit, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
 };
 use silt_lake_writer::{
-    register_table, vacuum, write_table, Commit, CommitLog, DataFile, Intent, LakeSnapshot,
-    TableEntry, TableState, TableWriter, WriterOptions,
+    read_data_file, register_table, vacuum, write_table, Commit, CommitLog, DataFile, Intent,
+    LakeSnapshot, TableEntry, TableState, TableWriter, WriterOptions,
 };
 use silt_registry::SchemaRegistry;
 use silt_storage::Location;
@@ -637,33 +637,60 @@ const SNAPSHOT_URL: &str = "silt://lake/";
 /// and the rows from the raw table's write to the transforms.
 const CHECK_SLICE: usize = 8_192;
 
-/// The job's `rows` transforms, each planned once for the run and run over each slice of
-/// decoded rows while they are still in cache, into its table's writer.
+/// The job's transforms planned once for the run: the `rows` transforms, run over each slice
+/// of decoded rows while they are still in cache, into their tables' writers; and the
+/// `partitions` transforms that can be merged with their previous output
+/// ([`silt_transform::incremental`]), fed each slice as it passes.
 struct RowsTransforms {
     /// `Some` for transform `i` in `rows` mode.
     prepared: Vec<Option<silt_transform::PreparedRows>>,
+    /// `Some` for transform `i` in `partitions` mode when it merges.
+    incremental: Vec<Option<silt_transform::PreparedIncremental>>,
 }
 
 impl RowsTransforms {
     async fn prepare(job: &Job, events: &SchemaRef) -> anyhow::Result<RowsTransforms> {
         let session = silt_transform::RowsSession::new(&job.references).await?;
-        let mut prepared = Vec::new();
+        let (mut prepared, mut incremental) = (Vec::new(), Vec::new());
         for t in &job.transforms {
             prepared.push(match t.mode {
                 Mode::Rows => Some(session.prepare(t, events.clone()).await?),
                 Mode::Partitions => None,
             });
+            incremental.push(match t.mode {
+                Mode::Rows => None,
+                Mode::Partitions => session.prepare_incremental(t, events.clone()).await?,
+            });
         }
-        Ok(RowsTransforms { prepared })
+        Ok(RowsTransforms {
+            prepared,
+            incremental,
+        })
     }
 
-    /// Runs every `rows` transform over `input`, into `writers[i]` for transform `i`.
+    /// Starts a micro-batch's run of each merging `partitions` transform.
+    fn start(&self) -> anyhow::Result<Vec<Option<silt_transform::Running>>> {
+        self.incremental
+            .iter()
+            .map(|p| p.as_ref().map(|p| p.start()).transpose())
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// Runs every `rows` transform over `input`, into `writers[i]` for transform `i`, and
+    /// hands `input` to the merging `partitions` transforms' runs.
     async fn run(
         &self,
         input: &[RecordBatch],
         writers: &mut [Option<TableWriter>],
+        running: &mut [Option<silt_transform::Running>],
         summary: &mut RunSummary,
     ) -> anyhow::Result<()> {
+        let t = Instant::now();
+        for r in running.iter_mut().flatten() {
+            r.push(input)?;
+        }
+        summary.stages.transform += t.elapsed().as_secs_f64();
         for (p, w) in self.prepared.iter().zip(writers) {
             let (Some(p), Some(w)) = (p, w) else { continue };
             let t = Instant::now();
@@ -702,6 +729,30 @@ async fn output_partitions(
         .collect())
 }
 
+/// A raw partition's values in a transform's partition columns.
+fn project_partition(
+    values: &[(String, String)],
+    out_partitions: &[String],
+) -> Vec<(String, String)> {
+    values
+        .iter()
+        .filter(|(k, _)| out_partitions.contains(k))
+        .cloned()
+        .collect()
+}
+
+/// The output partitions of a transform (partitioned by `out_partitions`) that rows of the
+/// `touched` raw partitions fall in.
+fn affected_partitions(
+    touched: &BTreeSet<Vec<(String, String)>>,
+    out_partitions: &[String],
+) -> BTreeSet<Vec<(String, String)>> {
+    touched
+        .iter()
+        .map(|p| project_partition(p, out_partitions))
+        .collect()
+}
+
 /// Recomputes a `partitions` transform over whole raw partitions: those whose values in the
 /// transform's partition columns were touched. Shared by the stream job and the backfill.
 #[allow(clippy::too_many_arguments)]
@@ -715,18 +766,11 @@ pub(crate) async fn recompute_partitions(
     out_partitions: &[String],
     touched: &BTreeSet<Vec<(String, String)>>,
 ) -> anyhow::Result<(Vec<RecordBatch>, BTreeSet<Vec<(String, String)>>)> {
-    let project = |values: &[(String, String)]| -> Vec<(String, String)> {
-        values
-            .iter()
-            .filter(|(k, _)| out_partitions.contains(k))
-            .cloned()
-            .collect()
-    };
-    let affected: BTreeSet<Vec<(String, String)>> = touched.iter().map(|p| project(p)).collect();
+    let affected = affected_partitions(touched, out_partitions);
     let files: Vec<DataFile> = raw
         .files
         .iter()
-        .filter(|f| affected.contains(&project(&f.partition)))
+        .filter(|f| affected.contains(&project_partition(&f.partition, out_partitions)))
         .cloned()
         .collect();
     let snapshot = LakeSnapshot {
@@ -943,6 +987,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 })
             })
             .collect();
+        let mut running = rows.start()?;
         let slices = chunks.iter().enumerate().flat_map(|(ci, c)| {
             (0..c.records.len())
                 .step_by(CHECK_SLICE)
@@ -994,7 +1039,8 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             let t = Instant::now();
             raw_writer.write_batches(&events).await?;
             summary.stages.write += t.elapsed().as_secs_f64();
-            rows.run(&events, &mut row_writers, &mut summary).await?;
+            rows.run(&events, &mut row_writers, &mut running, &mut summary)
+                .await?;
         }
         let t = Instant::now();
         state.dedup.end_batch();
@@ -1045,7 +1091,13 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         }
         let touched: BTreeSet<Vec<(String, String)>> =
             raw_files.iter().map(|f| f.partition.clone()).collect();
-        for ((tr, parts), row_writer) in job.transforms.iter().zip(&out_parts).zip(row_writers) {
+        for (i, ((tr, parts), row_writer)) in job
+            .transforms
+            .iter()
+            .zip(&out_parts)
+            .zip(row_writers)
+            .enumerate()
+        {
             let t = Instant::now();
             let (files, affected) = match (tr.mode, row_writer) {
                 (Mode::Rows, w) => {
@@ -1057,6 +1109,31 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     (files, None)
                 }
                 (Mode::Partitions, _) if touched.is_empty() => (vec![], None),
+                (Mode::Partitions, _) if running[i].is_some() => {
+                    // Merged: the grouping of this micro-batch's rows with the committed
+                    // output of the partitions they fall in.
+                    let partial = running[i].take().expect("checked").finish().await?;
+                    let affected = affected_partitions(&touched, parts);
+                    let table = job.lake.join(&tr.name);
+                    let mut previous = Vec::new();
+                    for f in state
+                        .tables
+                        .get(&tr.name)
+                        .into_iter()
+                        .flat_map(|ts| &ts.files)
+                    {
+                        if affected.contains(&f.partition) {
+                            previous.extend(read_data_file(&table, f, CHECK_SLICE).await?);
+                        }
+                    }
+                    let prepared = rows.incremental[i].as_ref().expect("running");
+                    let out = prepared.merge(previous, partial).await?;
+                    summary.stages.transform += t.elapsed().as_secs_f64();
+                    let t = Instant::now();
+                    let files = write_table(&table, batch_id, &out, parts, &job.writer).await?;
+                    summary.stages.write += t.elapsed().as_secs_f64();
+                    (files, Some(affected))
+                }
                 (Mode::Partitions, _) => {
                     let raw = tables.get(&job.table).expect("inserted above");
                     let (out, affected) = recompute_partitions(
