@@ -1,5 +1,6 @@
 -- Page views per product per hour, with how many were during a sale.
--- mode: partitions (recomputed over each hour the micro-batch touched).
+-- mode: partitions (the stream job merges each micro-batch's counts, minimums and maximums
+-- into the hours it touched; a backfill recomputes them).
 SELECT
     dt,
     hr,

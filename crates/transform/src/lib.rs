@@ -9,7 +9,8 @@
 //!   with small reference tables). Aggregates and windows are refused ([`check_rows_mode`]):
 //!   over a micro-batch they would give a different answer than over the whole data;
 //! * [`Mode::Partitions`]: recomputed over whole raw partitions (aggregates, windows,
-//!   sessionization), replacing the output partitions they feed.
+//!   sessionization), replacing the output partitions they feed; or, when the SQL groups
+//!   with `count`/`sum`/`min`/`max` only, merged with the previous output ([`incremental`]).
 //!
 //! Execution is single-partitioned ([`session`]) so that the same input gives the same rows
 //! in the same order, and a rerun of a micro-batch writes the same files.
