@@ -249,6 +249,16 @@ impl PreparedIncremental {
         &self.output
     }
 
+    /// Whether rows of `schema` (previous output read back) have every output column, by
+    /// name and type: rows written by another version of the SQL do not, and are not merged.
+    pub fn accepts(&self, schema: &arrow::datatypes::Schema) -> bool {
+        self.output.fields().iter().all(|f| {
+            schema
+                .field_with_name(f.name())
+                .is_ok_and(|g| g.data_type() == f.data_type())
+        })
+    }
+
     /// Starts a run over new rows (one micro-batch's): [`Running::push`] them as they come,
     /// [`Running::finish`] gives the transform's output over them.
     pub fn start(&self) -> Result<Running> {

@@ -729,6 +729,32 @@ async fn output_partitions(
         .collect())
 }
 
+/// A merging `partitions` transform's output for a micro-batch: its grouping of the batch's
+/// rows (`run`) merged with its committed rows of the partitions they fall in, and those
+/// partitions. `None` when the committed rows do not have the transform's output columns
+/// (its SQL changed since they were written): the partitions are then recomputed.
+async fn merge_partitions(
+    prepared: &silt_transform::PreparedIncremental,
+    run: silt_transform::Running,
+    table: &Location,
+    committed: Option<&TableState>,
+    out_partitions: &[String],
+    touched: &BTreeSet<Vec<(String, String)>>,
+) -> anyhow::Result<Option<(Vec<RecordBatch>, BTreeSet<Vec<(String, String)>>)>> {
+    let partial = run.finish().await?;
+    let affected = affected_partitions(touched, out_partitions);
+    let mut previous = Vec::new();
+    for f in committed.into_iter().flat_map(|ts| &ts.files) {
+        if affected.contains(&f.partition) {
+            previous.extend(read_data_file(table, f, CHECK_SLICE).await?);
+        }
+    }
+    if !previous.iter().all(|b| prepared.accepts(&b.schema())) {
+        return Ok(None);
+    }
+    Ok(Some((prepared.merge(previous, partial).await?, affected)))
+}
+
 /// A raw partition's values in a transform's partition columns.
 fn project_partition(
     values: &[(String, String)],
@@ -1099,6 +1125,14 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             .enumerate()
         {
             let t = Instant::now();
+            let merged = match (running[i].take(), &rows.incremental[i]) {
+                (Some(run), Some(prepared)) if !touched.is_empty() => {
+                    let table = job.lake.join(&tr.name);
+                    let committed = state.tables.get(&tr.name);
+                    merge_partitions(prepared, run, &table, committed, parts, &touched).await?
+                }
+                _ => None,
+            };
             let (files, affected) = match (tr.mode, row_writer) {
                 (Mode::Rows, w) => {
                     let files = match w {
@@ -1109,28 +1143,13 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     (files, None)
                 }
                 (Mode::Partitions, _) if touched.is_empty() => (vec![], None),
-                (Mode::Partitions, _) if running[i].is_some() => {
-                    // Merged: the grouping of this micro-batch's rows with the committed
-                    // output of the partitions they fall in.
-                    let partial = running[i].take().expect("checked").finish().await?;
-                    let affected = affected_partitions(&touched, parts);
-                    let table = job.lake.join(&tr.name);
-                    let mut previous = Vec::new();
-                    for f in state
-                        .tables
-                        .get(&tr.name)
-                        .into_iter()
-                        .flat_map(|ts| &ts.files)
-                    {
-                        if affected.contains(&f.partition) {
-                            previous.extend(read_data_file(&table, f, CHECK_SLICE).await?);
-                        }
-                    }
-                    let prepared = rows.incremental[i].as_ref().expect("running");
-                    let out = prepared.merge(previous, partial).await?;
+                (Mode::Partitions, _) if merged.is_some() => {
+                    let (out, affected) = merged.expect("checked");
                     summary.stages.transform += t.elapsed().as_secs_f64();
                     let t = Instant::now();
-                    let files = write_table(&table, batch_id, &out, parts, &job.writer).await?;
+                    let files =
+                        write_table(&job.lake.join(&tr.name), batch_id, &out, parts, &job.writer)
+                            .await?;
                     summary.stages.write += t.elapsed().as_secs_f64();
                     (files, Some(affected))
                 }
