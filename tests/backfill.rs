@@ -154,18 +154,16 @@ fn a_where_on_partition_columns_reads_only_the_matching_files() {
     );
 }
 
-#[test]
-fn a_partitions_transform_whose_sql_changed_is_recomputed_not_merged_with_its_old_rows() {
+/// Runs the job, changes the hourly SQL with `change`, appends events whose first hour
+/// (2025-11-26 02:xx) the first run wrote too, runs again, and returns the hourly rows of the
+/// hours the second run touched, with the same rows after a backfill (a recomputation with
+/// the new SQL).
+fn hours_after_a_sql_change(change: impl Fn(&str) -> String) -> (Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let job = setup(dir.path());
     run_ok(silt().arg("run").arg(&job));
-    // The hourly SQL gains a column; later events arrive, the first of them in the last
-    // hour the first run wrote (2025-11-26 02:xx).
-    let sql = silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL.replace(
-        "count(*)                                   AS views,",
-        "count(*) AS views, sum(\"productId\") AS product_sum,",
-    );
-    assert!(sql.contains("product_sum"));
+    let sql = change(silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL);
+    assert_ne!(sql, silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL);
     std::fs::write(dir.path().join("sql/hourly.sql"), sql).unwrap();
     let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
     let first = GenOptions::default().start_ms;
@@ -191,14 +189,29 @@ fn a_partitions_transform_whose_sql_changed_is_recomputed_not_merged_with_its_ol
             .cloned()
             .collect()
     };
-    let streamed = lake_rows(&lake);
-    let second = touched(&streamed);
-    assert!(second.iter().any(|r| r.contains("hr=02")), "{second:?}");
-    assert!(
-        second.iter().all(|r| r.contains("product_sum=")),
-        "{second:?}"
-    );
-    // They hold what a recomputation with the new SQL gives.
+    let streamed = touched(&lake_rows(&lake));
+    assert!(streamed.iter().any(|r| r.contains("hr=02")), "{streamed:?}");
     backfill(&job, "2025-11-26", "2025-11-26");
-    assert_eq!(touched(&lake_rows(&lake)), second);
+    (streamed, touched(&lake_rows(&lake)))
+}
+
+#[test]
+fn a_partitions_transform_whose_sql_changed_is_recomputed_not_merged_with_its_old_rows() {
+    // Another column.
+    let (streamed, recomputed) = hours_after_a_sql_change(|sql| {
+        sql.replace(
+            "count(*)                                   AS views,",
+            "count(*) AS views, sum(\"productId\") AS product_sum,",
+        )
+    });
+    assert!(
+        streamed.iter().all(|r| r.contains("product_sum=")),
+        "{streamed:?}"
+    );
+    assert_eq!(streamed, recomputed);
+    // The same columns, other rows counted.
+    let (streamed, recomputed) = hours_after_a_sql_change(|sql| {
+        sql.replace("FROM events", "FROM events WHERE \"productId\" % 2 = 0")
+    });
+    assert_eq!(streamed, recomputed);
 }

@@ -92,6 +92,10 @@ pub struct DataFile {
     pub partition: Vec<(String, String)>,
     pub rows: u64,
     pub bytes: u64,
+    /// For a file of a `partitions` transform: which SQL wrote it (a short hash), so that the
+    /// job merges new groups only into rows of the same SQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
 }
 
 impl DataFile {
@@ -306,6 +310,7 @@ impl TableWriter {
                     partition: e.values,
                     rows: e.rows,
                     bytes: size,
+                    sql: None,
                 },
             ));
         }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use silt_lake_writer::{vacuum, write_table, Commit};
+use silt_lake_writer::{vacuum, Commit};
 
-use super::run::{recompute_partitions, Job, Shapes};
+use super::run::{recompute_partitions, write_partitions, Job, Shapes};
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
 /// `2025-11-25T22`, `2025-11-25 22`, or an RFC 3339 time.
@@ -185,7 +185,7 @@ pub async fn backfill(
             &members,
         )
         .await?;
-        let files = write_table(&job.lake.join(&t.name), batch, &out, parts, &job.writer).await?;
+        let files = write_partitions(job, t, batch, &out, parts).await?;
         let ts = tables.entry(t.name.clone()).or_default();
         ts.partition_by = parts.clone();
         let before = ts.files.len();

@@ -731,11 +731,14 @@ async fn output_partitions(
 
 /// A merging `partitions` transform's output for a micro-batch: its grouping of the batch's
 /// rows (`run`) merged with its committed rows of the partitions they fall in, and those
-/// partitions. `None` when the committed rows do not have the transform's output columns
-/// (its SQL changed since they were written): the partitions are then recomputed.
+/// partitions. `None` when some of those rows were written by another SQL (the transform's
+/// SQL changed since, or an older silt did not record it): the partitions are then
+/// recomputed, and merged again from the next micro-batch on.
+#[allow(clippy::too_many_arguments)]
 async fn merge_partitions(
     prepared: &silt_transform::PreparedIncremental,
     run: silt_transform::Running,
+    t: &Transform,
     table: &Location,
     committed: Option<&TableState>,
     out_partitions: &[String],
@@ -743,16 +746,47 @@ async fn merge_partitions(
 ) -> anyhow::Result<Option<(Vec<RecordBatch>, BTreeSet<Vec<(String, String)>>)>> {
     let partial = run.finish().await?;
     let affected = affected_partitions(touched, out_partitions);
+    let sql = t.sql_id();
+    let files: Vec<&DataFile> = committed
+        .into_iter()
+        .flat_map(|ts| &ts.files)
+        .filter(|f| affected.contains(&f.partition))
+        .collect();
+    if files.iter().any(|f| f.sql.as_deref() != Some(sql.as_str())) {
+        return Ok(None);
+    }
     let mut previous = Vec::new();
-    for f in committed.into_iter().flat_map(|ts| &ts.files) {
-        if affected.contains(&f.partition) {
-            previous.extend(read_data_file(table, f, CHECK_SLICE).await?);
-        }
+    for f in files {
+        previous.extend(read_data_file(table, f, CHECK_SLICE).await?);
     }
     if !previous.iter().all(|b| prepared.accepts(&b.schema())) {
         return Ok(None);
     }
     Ok(Some((prepared.merge(previous, partial).await?, affected)))
+}
+
+/// Writes a `partitions` transform's output for the partitions it replaces, each file marked
+/// with the SQL that computed it. Shared by the stream job and the backfill.
+pub(crate) async fn write_partitions(
+    job: &Job,
+    t: &Transform,
+    batch: u64,
+    out: &[RecordBatch],
+    partition_by: &[String],
+) -> anyhow::Result<Vec<DataFile>> {
+    let mut files = write_table(
+        &job.lake.join(&t.name),
+        batch,
+        out,
+        partition_by,
+        &job.writer,
+    )
+    .await?;
+    let sql = t.sql_id();
+    for f in &mut files {
+        f.sql = Some(sql.clone());
+    }
+    Ok(files)
 }
 
 /// A raw partition's values in a transform's partition columns.
@@ -1129,7 +1163,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 (Some(run), Some(prepared)) if !touched.is_empty() => {
                     let table = job.lake.join(&tr.name);
                     let committed = state.tables.get(&tr.name);
-                    merge_partitions(prepared, run, &table, committed, parts, &touched).await?
+                    merge_partitions(prepared, run, tr, &table, committed, parts, &touched).await?
                 }
                 _ => None,
             };
@@ -1147,9 +1181,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     let (out, affected) = merged.expect("checked");
                     summary.stages.transform += t.elapsed().as_secs_f64();
                     let t = Instant::now();
-                    let files =
-                        write_table(&job.lake.join(&tr.name), batch_id, &out, parts, &job.writer)
-                            .await?;
+                    let files = write_partitions(job, tr, batch_id, &out, parts).await?;
                     summary.stages.write += t.elapsed().as_secs_f64();
                     (files, Some(affected))
                 }
@@ -1168,9 +1200,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     .await?;
                     summary.stages.transform += t.elapsed().as_secs_f64();
                     let t = Instant::now();
-                    let files =
-                        write_table(&job.lake.join(&tr.name), batch_id, &out, parts, &job.writer)
-                            .await?;
+                    let files = write_partitions(job, tr, batch_id, &out, parts).await?;
                     summary.stages.write += t.elapsed().as_secs_f64();
                     (files, Some(affected))
                 }
