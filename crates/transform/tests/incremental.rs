@@ -165,3 +165,63 @@ async fn only_groupings_of_mergeable_aggregates_are_merged() {
         assert!(merged(sql).await.is_none(), "{sql}");
     }
 }
+
+#[tokio::test]
+async fn decimal_sums_merge_to_the_recomputed_type_and_value() {
+    use arrow::array::Decimal128Array;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("hr", DataType::Utf8, false),
+        Field::new("price", DataType::Decimal128(10, 2), true),
+    ]));
+    let batch = |start: i128| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..100).map(|i| format!("{:02}", i % 3)),
+                )),
+                Arc::new(
+                    Decimal128Array::from_iter(
+                        (0..100).map(|i| (i % 7 != 0).then_some(start + i * 1999)),
+                    )
+                    .with_precision_and_scale(10, 2)
+                    .unwrap(),
+                ),
+            ],
+        )
+        .unwrap()
+    };
+    let sql =
+        "SELECT hr, sum(price) AS total, max(price) AS top FROM events GROUP BY hr ORDER BY hr";
+    let t = Transform::new("prices", sql, Mode::Partitions);
+    let prepared = RowsSession::new(&[])
+        .await
+        .unwrap()
+        .prepare_incremental(&t, schema.clone())
+        .await
+        .unwrap()
+        .expect("sums and maximums merge");
+    let mut output = Vec::new();
+    for start in [0, 99_999_900] {
+        let mut running = prepared.start().unwrap();
+        running.push(&[batch(start)]).unwrap();
+        output = prepared
+            .merge(output, running.finish().await.unwrap())
+            .await
+            .unwrap();
+    }
+    let ctx = silt_transform::session();
+    ctx.register_table(
+        "events",
+        Arc::new(
+            MemTable::try_new(schema.clone(), vec![vec![batch(0), batch(99_999_900)]]).unwrap(),
+        ),
+    )
+    .unwrap();
+    let expected = silt_transform::run(&ctx, &t).await.unwrap();
+    assert_eq!(output[0].schema(), expected[0].schema());
+    assert_eq!(
+        pretty_format_batches(&output).unwrap().to_string(),
+        pretty_format_batches(&expected).unwrap().to_string()
+    );
+}
