@@ -15,7 +15,6 @@ use std::task::{Poll, Waker};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -26,7 +25,9 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{FutureExt, StreamExt};
 
-use crate::{contains_aggregate_or_window, plan, session, Error, Result, RowsSession, Transform};
+use crate::{
+    contains_aggregate_or_window, physical, session, Error, Result, RowsSession, Transform,
+};
 
 /// The SQL that merges previous output rows and new partial rows (both of the transform's
 /// output schema, in a table `merge_input`), or `None` when the transform's plan is not a
@@ -212,30 +213,15 @@ impl RowsSession {
             schema: schema.clone(),
             queue: Mutex::new(Arc::default()),
         });
-        let table = StreamingTable::try_new(schema, vec![input.clone()])?;
-        self.ctx.deregister_table("events")?;
-        self.ctx.register_table("events", Arc::new(table))?;
-        let planned = async {
-            let df = plan(&self.ctx, t).await?;
-            let Some(merge) = merge_sql(df.logical_plan()) else {
-                return Ok::<_, Error>(None);
-            };
-            let output = Arc::new(df.schema().as_arrow().clone());
-            let physical = df
-                .create_physical_plan()
-                .await
-                .map_err(|source| Error::Sql {
-                    name: t.name.clone(),
-                    source,
-                })?;
-            Ok(Some((merge, output, physical)))
-        }
-        .await;
-        self.ctx.deregister_table("events")?;
-        Ok(planned?.map(|(merge, output, plan)| PreparedIncremental {
+        let df = self.plan_over(input.clone(), schema, t).await?;
+        let Some(merge) = merge_sql(df.logical_plan()) else {
+            return Ok(None);
+        };
+        let output = Arc::new(df.schema().as_arrow().clone());
+        Ok(Some(PreparedIncremental {
             name: t.name.clone(),
             input,
-            plan,
+            plan: physical(df, t).await?,
             task: self.ctx.task_ctx(),
             merge,
             output,

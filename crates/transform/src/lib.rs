@@ -237,27 +237,44 @@ impl RowsSession {
             schema: schema.clone(),
             batches: Mutex::new(Vec::new()),
         });
-        let table = StreamingTable::try_new(schema, vec![input.clone()])?;
-        self.ctx.deregister_table("events")?;
-        self.ctx.register_table("events", Arc::new(table))?;
-        let planned = async {
-            let df = plan(&self.ctx, t).await?;
-            df.create_physical_plan()
-                .await
-                .map_err(|source| Error::Sql {
-                    name: t.name.clone(),
-                    source,
-                })
-        }
-        .await;
-        self.ctx.deregister_table("events")?;
+        let df = self.plan_over(input.clone(), schema, t).await?;
+        let plan = physical(df, t).await?;
         Ok(PreparedRows {
             name: t.name.clone(),
             input,
-            plan: planned?,
+            plan,
             task: self.ctx.task_ctx(),
         })
     }
+
+    /// Plans `t` with `input` registered as the table `events` (of `schema`) for the time
+    /// of the planning; the plan keeps reading `input`.
+    async fn plan_over(
+        &self,
+        input: Arc<dyn PartitionStream>,
+        schema: SchemaRef,
+        t: &Transform,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let table = StreamingTable::try_new(schema, vec![input])?;
+        self.ctx.deregister_table("events")?;
+        self.ctx.register_table("events", Arc::new(table))?;
+        let planned = plan(&self.ctx, t).await;
+        self.ctx.deregister_table("events")?;
+        planned
+    }
+}
+
+/// The physical plan of a transform's planned SQL.
+async fn physical(
+    df: datafusion::dataframe::DataFrame,
+    t: &Transform,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    df.create_physical_plan()
+        .await
+        .map_err(|source| Error::Sql {
+            name: t.name.clone(),
+            source,
+        })
 }
 
 /// The rows a prepared transform reads as `events` in its current run.

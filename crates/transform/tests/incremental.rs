@@ -7,7 +7,7 @@ use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
-use silt_transform::{merge_sql, Mode, RowsSession, Transform};
+use silt_transform::{merge_sql, Mode, PreparedIncremental, RowsSession, Transform};
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -67,15 +67,21 @@ async fn logical(sql: &str) -> datafusion::logical_expr::LogicalPlan {
     ctx.sql(sql).await.unwrap().logical_plan().clone()
 }
 
-#[tokio::test]
-async fn merged_micro_batches_give_the_recomputed_rows() {
-    let session = RowsSession::new(&[]).await.unwrap();
+/// The hourly transform, prepared to merge.
+async fn hourly() -> PreparedIncremental {
     let t = Transform::new("hourly", HOURLY, Mode::Partitions);
-    let prepared = session
+    RowsSession::new(&[])
+        .await
+        .unwrap()
         .prepare_incremental(&t, schema())
         .await
         .unwrap()
-        .expect("counts, sums, minimums and maximums merge");
+        .expect("counts, sums, minimums and maximums merge")
+}
+
+#[tokio::test]
+async fn merged_micro_batches_give_the_recomputed_rows() {
+    let prepared = hourly().await;
     // Three micro-batches of a few slices each; the output carried from one to the next.
     let mut output = Vec::new();
     let mut all = Vec::new();
@@ -102,13 +108,7 @@ async fn merged_micro_batches_give_the_recomputed_rows() {
 #[tokio::test]
 async fn previous_output_columns_are_taken_by_name() {
     // As read back from the lake: partition columns after the file's columns.
-    let session = RowsSession::new(&[]).await.unwrap();
-    let t = Transform::new("hourly", HOURLY, Mode::Partitions);
-    let prepared = session
-        .prepare_incremental(&t, schema())
-        .await
-        .unwrap()
-        .unwrap();
+    let prepared = hourly().await;
     let mut running = prepared.start().unwrap();
     running.push(&[events(0, 400)]).unwrap();
     let first = prepared
