@@ -230,11 +230,6 @@ impl RowsSession {
 }
 
 impl PreparedIncremental {
-    /// The transform's output schema.
-    pub fn schema(&self) -> &SchemaRef {
-        &self.output
-    }
-
     /// Whether rows of `schema` (previous output read back) have every output column, by
     /// name and type: rows written by another version of the SQL do not, and are not merged.
     pub fn accepts(&self, schema: &arrow::datatypes::Schema) -> bool {
@@ -252,7 +247,7 @@ impl PreparedIncremental {
         *self.input.queue.lock().expect("not poisoned") = queue.clone();
         let stream = reset_plan_states(self.plan.clone())
             .and_then(|plan| plan.execute(0, self.task.clone()))
-            .map_err(|source| self.sql_error(source))?;
+            .map_err(|source| Error::sql(&self.name, source))?;
         Ok(Running {
             name: self.name.clone(),
             queue,
@@ -271,7 +266,7 @@ impl PreparedIncremental {
     ) -> Result<Vec<RecordBatch>> {
         let mut rows = Vec::with_capacity(previous.len() + partial.len());
         for b in previous.into_iter().chain(partial) {
-            rows.push(conform(&b, &self.output).map_err(|e| self.sql_error(e.into()))?);
+            rows.push(conform(&b, &self.output).map_err(|e| Error::sql(&self.name, e.into()))?);
         }
         let ctx = session();
         let table = MemTable::try_new(self.output.clone(), vec![rows])?;
@@ -279,21 +274,14 @@ impl PreparedIncremental {
         let merged = ctx
             .sql(&self.merge)
             .await
-            .map_err(|e| self.sql_error(e))?
+            .map_err(|e| Error::sql(&self.name, e))?
             .collect()
             .await
-            .map_err(|e| self.sql_error(e))?;
+            .map_err(|e| Error::sql(&self.name, e))?;
         merged
             .iter()
-            .map(|b| conform(b, &self.output).map_err(|e| self.sql_error(e.into())))
+            .map(|b| conform(b, &self.output).map_err(|e| Error::sql(&self.name, e.into())))
             .collect()
-    }
-
-    fn sql_error(&self, source: datafusion::error::DataFusionError) -> Error {
-        Error::Sql {
-            name: self.name.clone(),
-            source,
-        }
     }
 }
 
@@ -347,7 +335,7 @@ impl Running {
         // Poll until the plan waits for more rows.
         while let Some(next) = self.stream.next().now_or_never() {
             match next {
-                Some(b) => self.out.push(b.map_err(|e| self.sql_error(e))?),
+                Some(b) => self.out.push(b.map_err(|e| Error::sql(&self.name, e))?),
                 None => break,
             }
         }
@@ -364,15 +352,8 @@ impl Running {
             }
         }
         while let Some(b) = self.stream.next().await {
-            self.out.push(b.map_err(|e| self.sql_error(e))?);
+            self.out.push(b.map_err(|e| Error::sql(&self.name, e))?);
         }
         Ok(self.out)
-    }
-
-    fn sql_error(&self, source: datafusion::error::DataFusionError) -> Error {
-        Error::Sql {
-            name: self.name.clone(),
-            source,
-        }
     }
 }

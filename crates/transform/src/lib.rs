@@ -71,6 +71,16 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A DataFusion error while planning or running transform `name`.
+    fn sql(name: &str, source: datafusion::error::DataFusionError) -> Self {
+        Error::Sql {
+            name: name.to_string(),
+            source,
+        }
+    }
+}
+
 /// How a transform is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -156,10 +166,10 @@ pub fn check_rows_mode(t: &Transform, plan: &LogicalPlan) -> Result<()> {
 
 /// Plans a transform against a session that has `events` registered, checking its mode.
 pub async fn plan(ctx: &SessionContext, t: &Transform) -> Result<datafusion::dataframe::DataFrame> {
-    let df = ctx.sql(&t.sql).await.map_err(|source| Error::Sql {
-        name: t.name.clone(),
-        source,
-    })?;
+    let df = ctx
+        .sql(&t.sql)
+        .await
+        .map_err(|source| Error::sql(&t.name, source))?;
     check_rows_mode(t, df.logical_plan())?;
     Ok(df)
 }
@@ -271,10 +281,7 @@ async fn physical(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     df.create_physical_plan()
         .await
-        .map_err(|source| Error::Sql {
-            name: t.name.clone(),
-            source,
-        })
+        .map_err(|source| Error::sql(&t.name, source))
 }
 
 /// The rows a prepared transform reads as `events` in its current run.
@@ -318,20 +325,16 @@ impl PreparedRows {
             Err(e) => Err(e),
         };
         self.input.batches.lock().expect("not poisoned").clear();
-        out.map_err(|source| Error::Sql {
-            name: self.name.clone(),
-            source,
-        })
+        out.map_err(|source| Error::sql(&self.name, source))
     }
 }
 
 /// Runs a transform in a session where `events` (and any reference tables) are registered.
 pub async fn run(ctx: &SessionContext, t: &Transform) -> Result<Vec<RecordBatch>> {
     let df = plan(ctx, t).await?;
-    df.collect().await.map_err(|source| Error::Sql {
-        name: t.name.clone(),
-        source,
-    })
+    df.collect()
+        .await
+        .map_err(|source| Error::sql(&t.name, source))
 }
 
 /// Registers a lake table as a Hive-partitioned Parquet listing table read through `store`
