@@ -56,7 +56,17 @@ fn duplicates_are_dropped_across_micro_batches_and_runs() {
         .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
         .collect();
     commits.sort_by_key(|c| c["batch"].as_u64());
+    // The last 20 commits, and the full commit whose file lists they store changes to.
+    if commits.len() == 21 {
+        let base = commits.remove(0);
+        assert_eq!(commits[0]["base"], base["batch"], "{base}");
+        assert!(base["tables"].is_object());
+    }
     assert_eq!(commits.len(), 20, "the log keeps 20 commits");
+    assert!(
+        commits.iter().filter(|c| c.get("changes").is_some()).count() > 10,
+        "commits store the files their batch changed"
+    );
     let with_deltas = commits
         .iter()
         .filter(|c| c["dedup_deltas"].as_array().is_some_and(|d| !d.is_empty()))

@@ -30,7 +30,7 @@ mod partition;
 mod snapshot;
 mod write;
 
-pub use log::{vacuum, Commit, CommitLog, Intent, TableState};
+pub use log::{vacuum, Commit, CommitLog, Intent, TableState, FULL_AFTER_CHANGES};
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
 pub use write::{

@@ -7,8 +7,16 @@
 //! dedup/{batch:010}.bin      the dedup index after the batch: a whole snapshot, or the ids
 //!                            the batch added (a delta over the snapshot and deltas before)
 //! commits/{batch:010}.json   the commit: source positions, dedup snapshot and deltas, and
-//!                            the full list of live files of every table the job writes
+//!                            the live files of every table the job writes: now and then
+//!                            the full lists, and in between only the files added and removed
+//!                            since the commit that holds them (its `base`)
 //! ```
+//!
+//! A commit's write so grows with what its micro-batch changed, not with how many files the
+//! tables hold (a job of one-minute micro-batches adds ~1,440 files a day to each table):
+//! [`CommitLog::commit_batch`] writes the full lists again once the changes since the last
+//! full commit pass [`FULL_AFTER_CHANGES`] files or half the live files. Reading a commit
+//! reads at most two files: it and its base (kept by [`CommitLog::prune`]).
 //!
 //! # The protocol, in the order it writes
 //!
@@ -33,7 +41,8 @@
 //! Why a rerun converges: every step before 5 is idempotent and deterministic given the
 //! plan; step 5 happens once; step 6 only deletes what no commit at or after `N+1` lists.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -62,7 +71,7 @@ pub struct TableState {
     pub files: Vec<DataFile>,
 }
 
-/// A committed micro-batch.
+/// A committed micro-batch, with the full file lists of its tables (however it is stored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Commit {
     pub job: String,
@@ -75,15 +84,121 @@ pub struct Commit {
     /// Names of the dedup deltas to replay over the snapshot, oldest first (below `dedup/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dedup_deltas: Vec<String>,
+    /// Every table's live files (stored only in a full commit; see [`Stored`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables: BTreeMap<String, TableState>,
     /// Counters of this batch (opaque to the log).
     pub stats: serde_json::Value,
+}
+
+/// Live-file changes after which a commit holds the full file lists again (or after half
+/// the live files, when there are fewer).
+pub const FULL_AFTER_CHANGES: usize = 1000;
+
+/// A commit as its file holds it: with the full file lists (`base` none), or with the
+/// changes since the full commit `base` (files added or rewritten, paths removed).
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    commit: Commit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base: Option<u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    changes: BTreeMap<String, TableChanges>,
+}
+
+/// A table's files added (or rewritten) and removed since a base commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TableChanges {
+    partition_by: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    added: Vec<DataFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<String>,
+}
+
+/// A full commit's tables, as the last full commit read or written holds them.
+#[derive(Debug, Clone)]
+struct Base {
+    batch: u64,
+    tables: Arc<BTreeMap<String, TableState>>,
+}
+
+/// What changed from `base` to `tables`, or `None` when only full lists can say it (a table
+/// dropped or repartitioned).
+fn changes_since(
+    base: &BTreeMap<String, TableState>,
+    tables: &BTreeMap<String, TableState>,
+) -> Option<BTreeMap<String, TableChanges>> {
+    if base.keys().any(|t| !tables.contains_key(t)) {
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    for (name, now) in tables {
+        let before = base.get(name);
+        if before.is_some_and(|b| b.partition_by != now.partition_by) {
+            return None;
+        }
+        let before: HashMap<&str, &DataFile> = before
+            .map(|b| b.files.iter().map(|f| (f.path.as_str(), f)).collect())
+            .unwrap_or_default();
+        let after: HashMap<&str, &DataFile> =
+            now.files.iter().map(|f| (f.path.as_str(), f)).collect();
+        let added: Vec<DataFile> = now
+            .files
+            .iter()
+            .filter(|f| before.get(f.path.as_str()) != Some(f))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = base
+            .get(name)
+            .into_iter()
+            .flat_map(|b| &b.files)
+            .filter(|f| after.get(f.path.as_str()) != Some(f))
+            .map(|f| f.path.clone())
+            .collect();
+        if base.contains_key(name) && added.is_empty() && removed.is_empty() {
+            continue;
+        }
+        out.insert(
+            name.clone(),
+            TableChanges {
+                partition_by: now.partition_by.clone(),
+                added,
+                removed,
+            },
+        );
+    }
+    Some(out)
+}
+
+/// `base`'s tables with `changes` applied: a file rewritten in place keeps its position,
+/// added ones come after the files kept.
+fn apply_changes(
+    base: &BTreeMap<String, TableState>,
+    changes: &BTreeMap<String, TableChanges>,
+) -> BTreeMap<String, TableState> {
+    let mut tables = base.clone();
+    for (name, ch) in changes {
+        let t = tables.entry(name.clone()).or_insert_with(|| TableState {
+            partition_by: ch.partition_by.clone(),
+            files: vec![],
+        });
+        let removed: std::collections::HashSet<&str> =
+            ch.removed.iter().map(String::as_str).collect();
+        t.files.retain(|f| !removed.contains(f.path.as_str()));
+        t.files.extend(ch.added.iter().cloned());
+    }
+    tables
 }
 
 /// A job's commit log in its checkpoint location.
 #[derive(Debug, Clone)]
 pub struct CommitLog {
     loc: Location,
+    /// The last full commit read or written through this log (shared by its clones): the
+    /// base the next commit's changes are taken against.
+    base: Arc<Mutex<Option<Base>>>,
 }
 
 fn name(batch: u64, ext: &str) -> String {
@@ -97,7 +212,10 @@ fn batch_of_name(name: &str) -> Option<u64> {
 
 impl CommitLog {
     pub fn new(loc: Location) -> Self {
-        Self { loc }
+        Self {
+            loc,
+            base: Arc::default(),
+        }
     }
 
     pub fn location(&self) -> &Location {
@@ -163,13 +281,66 @@ impl CommitLog {
         self.commit(last).await
     }
 
-    /// A commit by batch number.
+    /// A commit by batch number, with its tables' full file lists.
     pub async fn commit(&self, batch: u64) -> Result<Option<Commit>> {
-        let path = self.loc.child(&format!("commits/{}", name(batch, "json")));
+        let Some(stored) = self.stored(batch).await? else {
+            return Ok(None);
+        };
+        let Some(base_batch) = stored.base else {
+            self.set_base(batch, &stored.commit.tables);
+            return Ok(Some(stored.commit));
+        };
+        let base = match self.base_tables(base_batch) {
+            Some(t) => t,
+            None => {
+                let path = self.commit_path(base_batch);
+                let full = self
+                    .stored(base_batch)
+                    .await?
+                    .filter(|b| b.base.is_none())
+                    .ok_or_else(|| Error::Corrupt {
+                        path: self.commit_path(batch).to_string(),
+                        reason: format!(
+                            "its file lists build on {path}, which is missing or not a full commit"
+                        ),
+                    })?;
+                self.set_base(base_batch, &full.commit.tables);
+                self.base_tables(base_batch).expect("just set")
+            }
+        };
+        let mut commit = stored.commit;
+        commit.tables = apply_changes(&base, &stored.changes);
+        Ok(Some(commit))
+    }
+
+    fn commit_path(&self, batch: u64) -> Path {
+        self.loc.child(&format!("commits/{}", name(batch, "json")))
+    }
+
+    /// A commit as stored (changes not applied).
+    async fn stored(&self, batch: u64) -> Result<Option<Stored>> {
+        let path = self.commit_path(batch);
         match self.get(&path).await? {
             Some(b) => Ok(Some(Self::parse(&path, &b)?)),
             None => Ok(None),
         }
+    }
+
+    fn set_base(&self, batch: u64, tables: &BTreeMap<String, TableState>) {
+        let mut b = self.base.lock().expect("not poisoned");
+        if b.as_ref().is_none_or(|b| b.batch != batch) {
+            *b = Some(Base {
+                batch,
+                tables: Arc::new(tables.clone()),
+            });
+        }
+    }
+
+    fn base_tables(&self, batch: u64) -> Option<Arc<BTreeMap<String, TableState>>> {
+        let b = self.base.lock().expect("not poisoned");
+        b.as_ref()
+            .filter(|b| b.batch == batch)
+            .map(|b| b.tables.clone())
     }
 
     /// The intent for a batch, if one was written.
@@ -230,17 +401,42 @@ impl CommitLog {
 
     /// The commit point: creates `commits/{batch}` or fails with [`Error::Conflict`] when
     /// another run created it first.
+    ///
+    /// The commit is stored as the changes since the last full commit this log read or
+    /// wrote, unless those pass [`FULL_AFTER_CHANGES`] files or half the live files (or
+    /// there is none): then with the full lists, and it becomes the base of the next ones.
     pub async fn commit_batch(&self, commit: &Commit) -> Result<()> {
-        let path = self
-            .loc
-            .child(&format!("commits/{}", name(commit.batch, "json")));
-        if self
-            .create(
-                &path,
-                serde_json::to_vec_pretty(commit).expect("serialises"),
-            )
-            .await?
-        {
+        let path = self.commit_path(commit.batch);
+        let base = self.base.lock().expect("not poisoned").clone();
+        let live: usize = commit.tables.values().map(|t| t.files.len()).sum();
+        let changes = base
+            .as_ref()
+            .filter(|b| b.batch < commit.batch)
+            .and_then(|b| Some((b, changes_since(&b.tables, &commit.tables)?)))
+            .filter(|(b, ch)| {
+                let n: usize = ch.values().map(|c| c.added.len() + c.removed.len()).sum();
+                n <= FULL_AFTER_CHANGES.min(live / 2)
+                    // Applying them must give the lists back exactly, order included.
+                    && apply_changes(&b.tables, ch) == commit.tables
+            });
+        let (body, full) = match changes {
+            Some((b, changes)) => {
+                let stored = Stored {
+                    commit: Commit {
+                        tables: BTreeMap::new(),
+                        ..commit.clone()
+                    },
+                    base: Some(b.batch),
+                    changes,
+                };
+                (serde_json::to_vec_pretty(&stored).expect("serialises"), false)
+            }
+            None => (serde_json::to_vec_pretty(commit).expect("serialises"), true),
+        };
+        if self.create(&path, body).await? {
+            if full {
+                self.set_base(commit.batch, &commit.tables);
+            }
             Ok(())
         } else {
             Err(Error::Conflict {
@@ -266,22 +462,25 @@ impl CommitLog {
             return Ok(());
         }
         let horizon = commits[commits.len() - keep];
-        // Snapshots only move forward: the oldest commit kept names the oldest one needed.
-        let dedup_horizon = match self.commit(horizon).await? {
-            Some(c) => c
-                .dedup
-                .as_deref()
-                .and_then(batch_of_name)
-                .map_or(horizon, |b| b.min(horizon)),
-            None => return Ok(()),
+        // Snapshots and full commits only move forward: the oldest commit kept names the
+        // oldest of each still needed.
+        let Some(oldest) = self.stored(horizon).await? else {
+            return Ok(());
         };
+        let dedup_horizon = oldest
+            .commit
+            .dedup
+            .as_deref()
+            .and_then(batch_of_name)
+            .map_or(horizon, |b| b.min(horizon));
+        let base = oldest.base;
         for (dir, ext, horizon) in [
             ("commits", "json", horizon),
             ("intents", "json", horizon),
             ("dedup", "bin", dedup_horizon),
         ] {
             for b in self.batches(dir).await? {
-                if b < horizon {
+                if b < horizon && !(dir == "commits" && Some(b) == base) {
                     let path = self.loc.child(&format!("{dir}/{}", name(b, ext)));
                     match self.loc.store.delete(&path).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

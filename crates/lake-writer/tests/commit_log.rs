@@ -1,0 +1,190 @@
+//! The commit log stores what each micro-batch changed, not every table's full file list, and
+//! reads every commit back whole: from a fresh process, and after the log is pruned.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use silt_lake_writer::{Commit, CommitLog, DataFile, TableState, FULL_AFTER_CHANGES};
+
+fn file(path: String, rows: u64) -> DataFile {
+    let dt = path[3..13].to_string();
+    DataFile {
+        path,
+        partition: vec![("dt".into(), dt)],
+        rows,
+        bytes: rows * 10,
+        sql: None,
+    }
+}
+
+/// The tables after `batch`: `events` gains `per_batch` files a batch (a row table), `daily`
+/// holds one file per day, rewritten by each batch of that day (a `partitions` table).
+fn tables_after(batch: u64, per_batch: u64) -> BTreeMap<String, TableState> {
+    let mut events = vec![];
+    for b in 0..=batch {
+        for n in 0..per_batch {
+            events.push(file(
+                format!("dt=2025-11-{:02}/part-{b:010}-{n:04}.parquet", 1 + b / 24),
+                100 + b,
+            ));
+        }
+    }
+    // Each day's file as the last batch of that day (up to `batch`) wrote it.
+    let daily = (0..=batch / 24)
+        .map(|day| {
+            let last = (day * 24 + 23).min(batch);
+            file(
+                format!("dt=2025-11-{:02}/part-{last:010}-0000.parquet", 1 + day),
+                last,
+            )
+        })
+        .collect();
+    [
+        (
+            "events".to_string(),
+            TableState {
+                partition_by: vec!["dt".into()],
+                files: events,
+            },
+        ),
+        (
+            "daily".to_string(),
+            TableState {
+                partition_by: vec!["dt".into()],
+                files: daily,
+            },
+        ),
+    ]
+    .into()
+}
+
+fn commit(batch: u64, tables: BTreeMap<String, TableState>) -> Commit {
+    Commit {
+        job: "j".into(),
+        batch,
+        committed_at_ms: 1_700_000_000_000 + batch as i64,
+        source: serde_json::json!({ "positions": { "shard-000000": batch * 100 } }),
+        dedup: Some(format!("{batch:010}.bin")),
+        dedup_deltas: vec![],
+        tables,
+        stats: serde_json::json!({ "records": batch }),
+    }
+}
+
+fn log(dir: &Path) -> CommitLog {
+    CommitLog::new(silt_storage::Location::local(dir).unwrap())
+}
+
+fn stored(dir: &Path, batch: u64) -> serde_json::Value {
+    let bytes = std::fs::read(dir.join(format!("commits/{batch:010}.json"))).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn commits_store_the_files_their_batch_changed_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = log(dir.path());
+    let mut full = vec![];
+    for b in 0..200 {
+        let c = commit(b, tables_after(b, 2));
+        writer.commit_batch(&c).await.unwrap();
+        // A fresh process (nothing cached) reads the commit whole.
+        assert_eq!(log(dir.path()).latest().await.unwrap().as_ref(), Some(&c));
+        let s = stored(dir.path(), b);
+        if s.get("base").is_none() {
+            assert!(s["tables"].is_object(), "a full commit holds the lists: {s}");
+            full.push(b);
+        } else {
+            assert!(s.get("tables").is_none(), "batch {b} stores changes only");
+            let changes = &s["changes"];
+            let n = |t: &str, k: &str| changes[t][k].as_array().map_or(0, |a| a.len());
+            // Since its base: the events files added...
+            let base = s["base"].as_u64().unwrap();
+            assert!(base < b && full.contains(&base), "batch {b}: base {base}");
+            assert_eq!(n("events", "added") as u64, 2 * (b - base), "batch {b}");
+            assert_eq!(n("events", "removed"), 0);
+            // The base's day file rewritten, and one file for every day begun since.
+            assert_eq!(n("daily", "removed"), 1, "batch {b}");
+            assert_eq!(n("daily", "added") as u64, b / 24 - base / 24 + 1, "batch {b}");
+        }
+    }
+    // Full lists are written again only when the changes reach half the live files: a few
+    // times over 200 batches (their file grows with the table, the others' with the batch).
+    assert!(full.len() >= 3 && full.len() <= 10, "full commits: {full:?}");
+    let size = |b: u64| {
+        std::fs::metadata(dir.path().join(format!("commits/{b:010}.json")))
+            .unwrap()
+            .len()
+    };
+    assert!(size(199) * 2 < size(*full.last().unwrap()) + size(199));
+    assert!(
+        size(*full.last().unwrap() + 1) * 20 < size(*full.last().unwrap()),
+        "the commit after a full one holds one batch's files"
+    );
+    // Every commit, read out of order by a fresh log, is whole.
+    let reader = log(dir.path());
+    for b in [199, 3, 150, 0, 77, 198] {
+        let got = reader.commit(b).await.unwrap().unwrap();
+        assert_eq!(got.tables, tables_after(b, 2), "batch {b}");
+        assert_eq!(got.source, commit(b, BTreeMap::new()).source);
+    }
+}
+
+#[tokio::test]
+async fn many_changes_are_written_as_full_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = log(dir.path());
+    // A batch that adds more files than FULL_AFTER_CHANGES, to a table of many more.
+    let per_batch = FULL_AFTER_CHANGES as u64 + 1;
+    for b in 0..4 {
+        writer
+            .commit_batch(&commit(b, tables_after(b, per_batch)))
+            .await
+            .unwrap();
+        assert!(stored(dir.path(), b).get("base").is_none(), "batch {b}");
+    }
+    // A table dropped cannot be said as changes either.
+    let mut tables = tables_after(4, 1);
+    writer.commit_batch(&commit(4, tables.clone())).await.unwrap();
+    assert!(stored(dir.path(), 4).get("base").is_none());
+    writer.commit_batch(&commit(5, tables_after(5, 1))).await.unwrap();
+    tables = tables_after(6, 1);
+    tables.remove("daily");
+    writer.commit_batch(&commit(6, tables.clone())).await.unwrap();
+    assert!(stored(dir.path(), 6).get("base").is_none());
+    assert_eq!(log(dir.path()).latest().await.unwrap().unwrap().tables, tables);
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_full_commit_the_kept_ones_build_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = log(dir.path());
+    for b in 0..120 {
+        writer
+            .commit_batch(&commit(b, tables_after(b, 3)))
+            .await
+            .unwrap();
+        writer.prune(20).await.unwrap();
+    }
+    let mut left: Vec<u64> = std::fs::read_dir(dir.path().join("commits"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name[..10].parse().unwrap()
+        })
+        .collect();
+    left.sort_unstable();
+    let base = stored(dir.path(), 100)["base"]
+        .as_u64()
+        .expect("batch 100 stores changes");
+    assert!(base < 100, "the base of the oldest kept commit is older: {base}");
+    let mut want: Vec<u64> = (100..120).collect();
+    want.insert(0, base);
+    assert_eq!(left, want, "20 commits and the full one they build on");
+    // A fresh process reads every kept commit whole.
+    let reader = log(dir.path());
+    for b in 100..120 {
+        let got = reader.commit(b).await.unwrap().unwrap();
+        assert_eq!(got.tables, tables_after(b, 3), "batch {b}");
+    }
+}
