@@ -64,7 +64,11 @@ fn duplicates_are_dropped_across_micro_batches_and_runs() {
     }
     assert_eq!(commits.len(), 20, "the log keeps 20 commits");
     assert!(
-        commits.iter().filter(|c| c.get("changes").is_some()).count() > 10,
+        commits
+            .iter()
+            .filter(|c| c.get("changes").is_some())
+            .count()
+            > 10,
         "commits store the files their batch changed"
     );
     let with_deltas = commits

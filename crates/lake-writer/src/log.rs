@@ -429,7 +429,10 @@ impl CommitLog {
                     base: Some(b.batch),
                     changes,
                 };
-                (serde_json::to_vec_pretty(&stored).expect("serialises"), false)
+                (
+                    serde_json::to_vec_pretty(&stored).expect("serialises"),
+                    false,
+                )
             }
             None => (serde_json::to_vec_pretty(commit).expect("serialises"), true),
         };

@@ -92,7 +92,10 @@ async fn commits_store_the_files_their_batch_changed_and_read_back_whole() {
         assert_eq!(log(dir.path()).latest().await.unwrap().as_ref(), Some(&c));
         let s = stored(dir.path(), b);
         if s.get("base").is_none() {
-            assert!(s["tables"].is_object(), "a full commit holds the lists: {s}");
+            assert!(
+                s["tables"].is_object(),
+                "a full commit holds the lists: {s}"
+            );
             full.push(b);
         } else {
             assert!(s.get("tables").is_none(), "batch {b} stores changes only");
@@ -105,12 +108,19 @@ async fn commits_store_the_files_their_batch_changed_and_read_back_whole() {
             assert_eq!(n("events", "removed"), 0);
             // The base's day file rewritten, and one file for every day begun since.
             assert_eq!(n("daily", "removed"), 1, "batch {b}");
-            assert_eq!(n("daily", "added") as u64, b / 24 - base / 24 + 1, "batch {b}");
+            assert_eq!(
+                n("daily", "added") as u64,
+                b / 24 - base / 24 + 1,
+                "batch {b}"
+            );
         }
     }
     // Full lists are written again only when the changes reach half the live files: a few
     // times over 200 batches (their file grows with the table, the others' with the batch).
-    assert!(full.len() >= 3 && full.len() <= 10, "full commits: {full:?}");
+    assert!(
+        full.len() >= 3 && full.len() <= 10,
+        "full commits: {full:?}"
+    );
     let size = |b: u64| {
         std::fs::metadata(dir.path().join(format!("commits/{b:010}.json")))
             .unwrap()
@@ -145,14 +155,26 @@ async fn many_changes_are_written_as_full_lists() {
     }
     // A table dropped cannot be said as changes either.
     let mut tables = tables_after(4, 1);
-    writer.commit_batch(&commit(4, tables.clone())).await.unwrap();
+    writer
+        .commit_batch(&commit(4, tables.clone()))
+        .await
+        .unwrap();
     assert!(stored(dir.path(), 4).get("base").is_none());
-    writer.commit_batch(&commit(5, tables_after(5, 1))).await.unwrap();
+    writer
+        .commit_batch(&commit(5, tables_after(5, 1)))
+        .await
+        .unwrap();
     tables = tables_after(6, 1);
     tables.remove("daily");
-    writer.commit_batch(&commit(6, tables.clone())).await.unwrap();
+    writer
+        .commit_batch(&commit(6, tables.clone()))
+        .await
+        .unwrap();
     assert!(stored(dir.path(), 6).get("base").is_none());
-    assert_eq!(log(dir.path()).latest().await.unwrap().unwrap().tables, tables);
+    assert_eq!(
+        log(dir.path()).latest().await.unwrap().unwrap().tables,
+        tables
+    );
 }
 
 #[tokio::test]
@@ -177,7 +199,10 @@ async fn pruning_keeps_the_full_commit_the_kept_ones_build_on() {
     let base = stored(dir.path(), 100)["base"]
         .as_u64()
         .expect("batch 100 stores changes");
-    assert!(base < 100, "the base of the oldest kept commit is older: {base}");
+    assert!(
+        base < 100,
+        "the base of the oldest kept commit is older: {base}"
+    );
     let mut want: Vec<u64> = (100..120).collect();
     want.insert(0, base);
     assert_eq!(left, want, "20 commits and the full one they build on");
