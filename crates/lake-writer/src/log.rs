@@ -41,7 +41,7 @@
 //! Why a rerun converges: every step before 5 is idempotent and deterministic given the
 //! plan; step 5 happens once; step 6 only deletes what no commit at or after `N+1` lists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -172,8 +172,8 @@ fn changes_since(
     Some(out)
 }
 
-/// `base`'s tables with `changes` applied: a file rewritten in place keeps its position,
-/// added ones come after the files kept.
+/// `base`'s tables with `changes` applied: the files kept in their order, then the ones added
+/// (a file rewritten under its old path is removed and added again).
 fn apply_changes(
     base: &BTreeMap<String, TableState>,
     changes: &BTreeMap<String, TableChanges>,
@@ -184,8 +184,7 @@ fn apply_changes(
             partition_by: ch.partition_by.clone(),
             files: vec![],
         });
-        let removed: std::collections::HashSet<&str> =
-            ch.removed.iter().map(String::as_str).collect();
+        let removed: HashSet<&str> = ch.removed.iter().map(String::as_str).collect();
         t.files.retain(|f| !removed.contains(f.path.as_str()));
         t.files.extend(ch.added.iter().cloned());
     }
@@ -507,7 +506,7 @@ impl CommitLog {
 /// batches belong to a batch in flight and are left alone. Returns how many were deleted.
 pub async fn vacuum(
     table: &Location,
-    live: &std::collections::HashSet<&str>,
+    live: &HashSet<&str>,
     max_batch: u64,
     staging: bool,
 ) -> Result<usize> {
