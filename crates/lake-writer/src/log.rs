@@ -172,23 +172,66 @@ fn changes_since(
     Some(out)
 }
 
-/// `base`'s tables with `changes` applied: the files kept in their order, then the ones added
-/// (a file rewritten under its old path is removed and added again).
+/// One table after its changes: its partition columns, and `base`'s files kept in their
+/// order, then the ones added (a file rewritten under its old path is removed and added again).
+fn table_after<'a>(
+    base: Option<&'a TableState>,
+    changes: Option<&'a TableChanges>,
+) -> (&'a [String], impl Iterator<Item = &'a DataFile>) {
+    let partition_by = match (changes, base) {
+        (Some(c), _) => &c.partition_by,
+        (None, Some(b)) => &b.partition_by,
+        (None, None) => &[][..],
+    };
+    let removed: HashSet<&str> = changes
+        .map(|c| c.removed.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let files = base
+        .into_iter()
+        .flat_map(|b| &b.files)
+        .filter(move |f| !removed.contains(f.path.as_str()))
+        .chain(changes.into_iter().flat_map(|c| &c.added));
+    (partition_by, files)
+}
+
+/// The tables of `base` and of `changes`.
+fn names<'a>(
+    base: &'a BTreeMap<String, TableState>,
+    changes: &'a BTreeMap<String, TableChanges>,
+) -> std::collections::BTreeSet<&'a String> {
+    base.keys().chain(changes.keys()).collect()
+}
+
+/// `base`'s tables with `changes` applied.
 fn apply_changes(
     base: &BTreeMap<String, TableState>,
     changes: &BTreeMap<String, TableChanges>,
 ) -> BTreeMap<String, TableState> {
-    let mut tables = base.clone();
-    for (name, ch) in changes {
-        let t = tables.entry(name.clone()).or_insert_with(|| TableState {
-            partition_by: ch.partition_by.clone(),
-            files: vec![],
-        });
-        let removed: HashSet<&str> = ch.removed.iter().map(String::as_str).collect();
-        t.files.retain(|f| !removed.contains(f.path.as_str()));
-        t.files.extend(ch.added.iter().cloned());
-    }
-    tables
+    names(base, changes)
+        .into_iter()
+        .map(|name| {
+            let (partition_by, files) = table_after(base.get(name), changes.get(name));
+            let state = TableState {
+                partition_by: partition_by.to_vec(),
+                files: files.cloned().collect(),
+            };
+            (name.clone(), state)
+        })
+        .collect()
+}
+
+/// Whether [`apply_changes`] gives `tables` back exactly (order included), without building
+/// its result.
+fn gives_back(
+    base: &BTreeMap<String, TableState>,
+    changes: &BTreeMap<String, TableChanges>,
+    tables: &BTreeMap<String, TableState>,
+) -> bool {
+    names(base, changes).into_iter().eq(tables.keys())
+        && tables.iter().all(|(name, t)| {
+            let (partition_by, files) = table_after(base.get(name), changes.get(name));
+            partition_by == t.partition_by.as_slice() && files.eq(t.files.iter())
+        })
 }
 
 /// A job's commit log in its checkpoint location.
@@ -416,7 +459,7 @@ impl CommitLog {
                 let n: usize = ch.values().map(|c| c.added.len() + c.removed.len()).sum();
                 n <= FULL_AFTER_CHANGES.min(live / 2)
                     // Applying them must give the lists back exactly, order included.
-                    && apply_changes(&b.tables, ch) == commit.tables
+                    && gives_back(&b.tables, ch, &commit.tables)
             });
         let (body, full) = match changes {
             Some((b, changes)) => {
