@@ -53,10 +53,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-const MAGIC: &[u8; 8] = b"SILTDD1\n";
+/// A snapshot: every id remembered, and the window and watermark.
+const MAGIC: &[u8; 8] = b"SILTDD3\n";
 /// A delta: the ids remembered since the last snapshot or delta, and the watermark and
 /// window the batch ended with.
-const DELTA_MAGIC: &[u8; 8] = b"SILTDD2\n";
+const DELTA_MAGIC: &[u8; 8] = b"SILTDD4\n";
+/// Snapshots and deltas as silt wrote them before they were packed (24 bytes an id: the id,
+/// then its time as an `i64`): still read, no longer written.
+const OLD_MAGIC: &[u8; 8] = b"SILTDD1\n";
+const OLD_DELTA_MAGIC: &[u8; 8] = b"SILTDD2\n";
+/// Bytes of the header: magic, window, watermark, number of ids.
+const HEADER: usize = 32;
 
 /// Width of a time bucket of ids: ids are kept in buckets of one second of event time.
 const BUCKET_US: i64 = 1_000_000;
@@ -194,33 +201,44 @@ impl DedupIndex {
 
     /// Reads a snapshot made by [`to_bytes`](Self::to_bytes). Its ids count as saved.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let (window_us, watermark_us, entries) = parse(bytes, MAGIC)?;
+        let saved = Saved::parse(bytes, Kind::Snapshot)?;
         let mut index = Self {
-            window_us,
-            watermark_us,
-            pending_watermark_us: watermark_us,
+            window_us: saved.window_us,
+            watermark_us: saved.watermark_us,
+            pending_watermark_us: saved.watermark_us,
             buckets: HashMap::with_hasher(FixedState::default()),
             len: 0,
         };
-        for (id, t) in entries {
-            if !index.insert(id, t) {
-                return Err(Error::Corrupt("an id appears twice".into()));
+        saved.for_each(|id, t| {
+            if index.insert(id, t) {
+                Ok(())
+            } else {
+                Err(Error::Corrupt("an id appears twice".into()))
             }
-        }
+        })?;
         index.mark_saved();
         Ok(index)
+    }
+
+    /// How many ids a snapshot or a delta holds (from its header).
+    pub fn count(bytes: &[u8]) -> Result<usize> {
+        match bytes.get(..8) {
+            Some(m)
+                if [MAGIC, DELTA_MAGIC, OLD_MAGIC, OLD_DELTA_MAGIC]
+                    .iter()
+                    .any(|x| &x[..] == m) => {}
+            _ => return Err(Error::Corrupt("bad header".into())),
+        }
+        bytes
+            .get(24..HEADER)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) as usize)
+            .ok_or_else(|| Error::Corrupt("bad header".into()))
     }
 
     /// How many ids were remembered since the last [`mark_saved`](Self::mark_saved) (and are
     /// still remembered): the entries of [`delta_bytes`](Self::delta_bytes).
     pub fn unsaved_len(&self) -> usize {
         self.buckets.values().map(|b| b.order.len() - b.saved).sum()
-    }
-
-    /// The size of [`to_bytes`](Self::to_bytes) (or of [`delta_bytes`](Self::delta_bytes) for
-    /// `entries` ids) without making it.
-    pub fn snapshot_len(entries: usize) -> usize {
-        32 + entries * 24
     }
 
     /// The ids remembered since the last [`mark_saved`](Self::mark_saved), second by second
@@ -243,14 +261,17 @@ impl DedupIndex {
     /// watermark moves up and older seconds are forgotten, as the live index did at the end
     /// of that batch. The ids count as saved.
     pub fn apply_delta(&mut self, bytes: &[u8]) -> Result<()> {
-        let (window_us, watermark_us, entries) = parse(bytes, DELTA_MAGIC)?;
-        for (id, t) in entries {
-            if !self.insert(id, t) {
-                return Err(Error::Corrupt(
+        let saved = Saved::parse(bytes, Kind::Delta)?;
+        let (window_us, watermark_us) = (saved.window_us, saved.watermark_us);
+        saved.for_each(|id, t| {
+            if self.insert(id, t) {
+                Ok(())
+            } else {
+                Err(Error::Corrupt(
                     "a delta repeats an id the index holds".into(),
-                ));
+                ))
             }
-        }
+        })?;
         let window = std::mem::replace(&mut self.window_us, window_us);
         if watermark_us != i64::MIN {
             self.pending_watermark_us = self.pending_watermark_us.max(watermark_us);
@@ -261,21 +282,65 @@ impl DedupIndex {
         Ok(())
     }
 
+    /// Writes the ids of each second from `from(second)` on, packed (see [`Saved`]).
     fn write(&self, magic: &[u8; 8], entries: usize, from: impl Fn(&Bucket) -> usize) -> Vec<u8> {
         let mut keys: Vec<i64> = self.buckets.keys().copied().collect();
         keys.sort_unstable();
-        let mut out = Vec::with_capacity(Self::snapshot_len(entries));
+        // The distinct tails (bytes 4..16) of the ids, numbered as first seen: a TimeUuid's
+        // tail (the high bits of its time, its clock sequence and node) is the same for all
+        // the ids of one producer over minutes.
+        let mut tails: Vec<[u8; 12]> = Vec::new();
+        let mut tail_at: HashMap<[u8; 12], u64, FixedState> =
+            HashMap::with_hasher(FixedState::default());
+        let mut last: Option<([u8; 12], u64)> = None;
+        let mut seconds = 0u64;
+        let mut body = Vec::with_capacity(entries * 9);
+        let mut prev: Option<i64> = None;
+        for k in keys {
+            let b = &self.buckets[&k];
+            let new = &b.order[from(b)..];
+            if new.is_empty() {
+                continue;
+            }
+            seconds += 1;
+            // The first second as itself (zigzag), then each as its gap from the one before.
+            let gap = match prev {
+                None => ((k << 1) ^ (k >> 63)) as u64,
+                Some(p) => k.wrapping_sub(p) as u64,
+            };
+            prev = Some(k);
+            varint(gap, &mut body);
+            varint(new.len() as u64, &mut body);
+            let start = k * BUCKET_US;
+            for (id, t) in new {
+                let tail: [u8; 12] = id[4..].try_into().expect("12 bytes");
+                let n = match last {
+                    Some((l, n)) if l == tail => n,
+                    _ => {
+                        let n = *tail_at.entry(tail).or_insert_with(|| {
+                            tails.push(tail);
+                            tails.len() as u64 - 1
+                        });
+                        last = Some((tail, n));
+                        n
+                    }
+                };
+                body.extend_from_slice(&id[..4]);
+                varint(n, &mut body);
+                varint((t - start) as u64, &mut body);
+            }
+        }
+        let mut out = Vec::with_capacity(HEADER + 20 + tails.len() * 12 + body.len());
         out.extend_from_slice(magic);
         out.extend_from_slice(&self.window_us.to_le_bytes());
         out.extend_from_slice(&self.watermark_us.to_le_bytes());
         out.extend_from_slice(&(entries as u64).to_le_bytes());
-        for k in keys {
-            let b = &self.buckets[&k];
-            for (id, t) in &b.order[from(b)..] {
-                out.extend_from_slice(id);
-                out.extend_from_slice(&t.to_le_bytes());
-            }
+        varint(tails.len() as u64, &mut out);
+        for t in &tails {
+            out.extend_from_slice(t);
         }
+        varint(seconds, &mut out);
+        out.extend_from_slice(&body);
         out
     }
 
@@ -285,37 +350,164 @@ impl DedupIndex {
     }
 }
 
-/// The header (window, watermark) and entries of a snapshot or a delta.
-#[allow(clippy::type_complexity)]
-fn parse<'a>(
-    bytes: &'a [u8],
-    magic: &[u8; 8],
-) -> Result<(i64, i64, impl Iterator<Item = ([u8; 16], i64)> + 'a)> {
-    let corrupt = |m: &str| Error::Corrupt(m.to_string());
-    if bytes.len() < 32 || &bytes[..8] != magic {
-        return Err(corrupt(
-            if bytes.len() >= 8 && (&bytes[..8] == MAGIC || &bytes[..8] == DELTA_MAGIC) {
-                "a delta where a snapshot was expected, or the other way round"
-            } else {
-                "bad header"
-            },
-        ));
+/// Appends `v` as a LEB128 varint.
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
     }
-    let word = |i: usize| i64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    let n = word(24) as usize;
-    if bytes.len() != 32 + n.saturating_mul(24) {
-        return Err(corrupt("length does not match the entry count"));
+    out.push(v as u8);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Snapshot,
+    Delta,
+}
+
+/// A snapshot or a delta, its header read.
+///
+/// After the header (magic, window, watermark, number of ids: 8 bytes each, little-endian),
+/// the packed form holds, as LEB128 varints unless said otherwise:
+/// - the number of distinct id tails, then each tail (bytes 4..16 of an id, 12 bytes);
+/// - the number of seconds, then per second in time order: the second (the first as a
+///   zigzag number, the others as the gap from the one before), its number of ids, and per
+///   id in the order first seen: bytes 0..4 of the id (4 bytes), the index of its tail, and
+///   its time in microseconds into the second.
+///
+/// About 8 bytes a TimeUuid, against the 24 of the older form (the id and its time as they
+/// are), which is still read.
+struct Saved<'a> {
+    window_us: i64,
+    watermark_us: i64,
+    entries: usize,
+    packed: bool,
+    rest: &'a [u8],
+}
+
+impl<'a> Saved<'a> {
+    fn parse(bytes: &'a [u8], kind: Kind) -> Result<Self> {
+        let corrupt = |m: &str| Error::Corrupt(m.to_string());
+        let magic = bytes.get(..8).unwrap_or_default();
+        let (packed, found) = match magic {
+            m if m == MAGIC => (true, Kind::Snapshot),
+            m if m == DELTA_MAGIC => (true, Kind::Delta),
+            m if m == OLD_MAGIC => (false, Kind::Snapshot),
+            m if m == OLD_DELTA_MAGIC => (false, Kind::Delta),
+            _ => return Err(corrupt("bad header")),
+        };
+        if found != kind {
+            return Err(corrupt(
+                "a delta where a snapshot was expected, or the other way round",
+            ));
+        }
+        if bytes.len() < HEADER {
+            return Err(corrupt("bad header"));
+        }
+        let word = |i: usize| i64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let entries = word(24) as u64;
+        let rest = &bytes[HEADER..];
+        if !packed && rest.len() as u64 != entries.saturating_mul(24) {
+            return Err(corrupt("length does not match the entry count"));
+        }
+        Ok(Self {
+            window_us: word(8),
+            watermark_us: word(16),
+            entries: usize::try_from(entries).map_err(|_| corrupt("bad entry count"))?,
+            packed,
+            rest,
+        })
     }
-    Ok((
-        word(8),
-        word(16),
-        bytes[32..].chunks_exact(24).map(|e| {
-            (
-                e[..16].try_into().expect("16 bytes"),
-                i64::from_le_bytes(e[16..].try_into().expect("8 bytes")),
-            )
-        }),
-    ))
+
+    /// Calls `f` with each id and its time, in the order written.
+    fn for_each(self, mut f: impl FnMut([u8; 16], i64) -> Result<()>) -> Result<()> {
+        if !self.packed {
+            for e in self.rest.chunks_exact(24) {
+                let t = i64::from_le_bytes(e[16..].try_into().expect("8 bytes"));
+                f(e[..16].try_into().expect("16 bytes"), t)?;
+            }
+            return Ok(());
+        }
+        let corrupt = |m: &str| Error::Corrupt(m.to_string());
+        let mut r = Reader(self.rest);
+        let tails_len = r.varint()?;
+        let tails = r.take(
+            usize::try_from(tails_len)
+                .ok()
+                .and_then(|n| n.checked_mul(12))
+                .ok_or_else(|| corrupt("bad number of id tails"))?,
+        )?;
+        let seconds = r.varint()?;
+        let mut seen = 0usize;
+        let mut key: Option<i64> = None;
+        for _ in 0..seconds {
+            let gap = r.varint()?;
+            let k = match key {
+                None => (gap >> 1) as i64 ^ -((gap & 1) as i64),
+                Some(p) if gap > 0 => p
+                    .checked_add_unsigned(gap)
+                    .ok_or_else(|| corrupt("a second out of range"))?,
+                Some(_) => return Err(corrupt("seconds out of order")),
+            };
+            key = Some(k);
+            let start = k
+                .checked_mul(BUCKET_US)
+                .ok_or_else(|| corrupt("a second out of range"))?;
+            let n = r.varint()?;
+            for _ in 0..n {
+                seen += 1;
+                if seen > self.entries {
+                    return Err(corrupt("more ids than the header says"));
+                }
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(r.take(4)?);
+                let tail = r.varint()?;
+                if tail >= tails_len {
+                    return Err(corrupt("an id's tail is not in the table"));
+                }
+                let at = tail as usize * 12;
+                id[4..].copy_from_slice(&tails[at..at + 12]);
+                let us = r.varint()?;
+                if us >= BUCKET_US as u64 {
+                    return Err(corrupt("a time outside its second"));
+                }
+                let t = start
+                    .checked_add(us as i64)
+                    .ok_or_else(|| corrupt("a second out of range"))?;
+                f(id, t)?;
+            }
+        }
+        if seen != self.entries || !r.0.is_empty() {
+            return Err(corrupt("length does not match the entry count"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a packed snapshot front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(Error::Corrupt("cut short".into()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.take(1)?.first().expect("one byte");
+            v |= u64::from(b & 0x7F) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Error::Corrupt("a number too long".into()))
+    }
 }
 
 #[cfg(test)]
@@ -405,16 +597,130 @@ mod tests {
 
     #[test]
     fn a_snapshot_holding_an_id_twice_is_corrupt() {
+        // Two ids that differ only in their first four bytes (one tail for both); then the
+        // second's head is made the first's.
         let mut d = DedupIndex::new(15 * MIN);
-        d.observe(&id(1), 0);
-        d.observe(&id(2), 0);
+        d.observe(&[1; 16], 0);
+        let mut other = [1; 16];
+        other[..4].copy_from_slice(&[2; 4]);
+        d.observe(&other, 0);
         let mut bytes = d.to_bytes();
-        let first = bytes[32..56].to_vec();
-        bytes[56..80].copy_from_slice(&first);
+        let second = bytes
+            .windows(4)
+            .position(|w| w == [2, 2, 2, 2])
+            .expect("the second id's head");
+        bytes[second..second + 4].copy_from_slice(&[1; 4]);
         assert!(matches!(
             DedupIndex::from_bytes(&bytes),
-            Err(Error::Corrupt(_))
+            Err(Error::Corrupt(m)) if m.contains("twice")
         ));
+    }
+
+    /// A snapshot or delta in the 24-bytes-an-id form that silt wrote before packing them.
+    fn old_form(magic: &[u8; 8], window: i64, watermark: i64, ids: &[([u8; 16], i64)]) -> Vec<u8> {
+        let mut out = magic.to_vec();
+        out.extend_from_slice(&window.to_le_bytes());
+        out.extend_from_slice(&watermark.to_le_bytes());
+        out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+        for (id, t) in ids {
+            out.extend_from_slice(id);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn snapshots_and_deltas_of_the_older_form_still_read() {
+        let snapshot = old_form(
+            OLD_MAGIC,
+            15 * MIN,
+            2 * MIN,
+            &[(id(1), MIN), (id(2), 2 * MIN)],
+        );
+        let delta = old_form(OLD_DELTA_MAGIC, 15 * MIN, 3 * MIN, &[(id(3), 3 * MIN)]);
+        assert_eq!(DedupIndex::count(&snapshot).unwrap(), 2);
+        assert_eq!(DedupIndex::count(&delta).unwrap(), 1);
+        let mut d = DedupIndex::from_bytes(&snapshot).unwrap();
+        d.apply_delta(&delta).unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.watermark_us(), Some(3 * MIN));
+        for n in 1..=3 {
+            assert_eq!(d.observe(&id(n), n as i64 * MIN), Verdict::Duplicate);
+        }
+        // Written again, packed, it reads back the same.
+        let again = DedupIndex::from_bytes(&d.to_bytes()).unwrap();
+        assert_eq!(again.to_bytes(), d.to_bytes());
+        assert_eq!(&d.to_bytes()[..8], MAGIC);
+        assert!(DedupIndex::from_bytes(&snapshot[..snapshot.len() - 1]).is_err());
+    }
+
+    /// TimeUuid-like ids: the time's low 32 bits first, the rest (time high bits, clock
+    /// sequence, node) the same for one producer.
+    fn time_id(t_us: i64, node: u8) -> [u8; 16] {
+        let ticks = (t_us as u64) * 10;
+        let mut i = [0u8; 16];
+        i[..4].copy_from_slice(&(ticks as u32).to_be_bytes());
+        i[4..6].copy_from_slice(&((ticks >> 32) as u16).to_be_bytes());
+        i[6..8].copy_from_slice(&(((ticks >> 48) as u16 & 0x0fff) | 0x1000).to_be_bytes());
+        i[8..].copy_from_slice(&[0x92, 0x34, 0x02, 0x42, 0xac, 0x11, 0x00, node]);
+        i
+    }
+
+    #[test]
+    fn time_uuids_pack_to_a_third_of_the_older_form_and_round_trip() {
+        let mut d = DedupIndex::new(15 * MIN);
+        let start = 1_764_108_000_000_000i64;
+        // Ten minutes at 500 events a second from four producers.
+        for k in 0..300_000i64 {
+            let t = start + k * 2_000;
+            assert_eq!(d.observe(&time_id(t, (k % 4) as u8), t), Verdict::New);
+        }
+        d.end_batch();
+        let bytes = d.to_bytes();
+        assert_eq!(DedupIndex::count(&bytes).unwrap(), 300_000);
+        assert!(
+            bytes.len() * 3 <= HEADER + 300_000 * 24,
+            "{} bytes for 300,000 ids",
+            bytes.len()
+        );
+        let r = DedupIndex::from_bytes(&bytes).unwrap();
+        assert_eq!(r.len(), d.len());
+        assert_eq!(r.to_bytes(), bytes);
+        let mut r = r;
+        assert_eq!(
+            r.observe(&time_id(start + 4_000, 2), start + 4_000),
+            Verdict::Duplicate
+        );
+        assert_eq!(
+            r.observe(&time_id(start + 4_000, 3), start + 4_000),
+            Verdict::New
+        );
+    }
+
+    #[test]
+    fn a_damaged_packed_snapshot_is_corrupt_not_a_panic() {
+        let mut d = DedupIndex::new(15 * MIN);
+        for k in 0..200i64 {
+            let t = k * 7_000;
+            d.observe(&time_id(t, (k % 3) as u8), t);
+        }
+        let bytes = d.to_bytes();
+        // Every cut and every single-byte change either fails with Corrupt or reads an index.
+        for cut in 0..bytes.len() {
+            assert!(
+                DedupIndex::from_bytes(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for at in 8..bytes.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[at] ^= x;
+                match DedupIndex::from_bytes(&b) {
+                    Ok(_) | Err(Error::Corrupt(_)) => {}
+                }
+            }
+        }
     }
 
     #[test]
@@ -479,7 +785,7 @@ mod tests {
             } else if batch > 3 {
                 assert_eq!(live.unsaved_len(), 50);
                 saved.push(live.delta_bytes());
-                assert_eq!(saved.last().unwrap().len(), DedupIndex::snapshot_len(50));
+                assert_eq!(DedupIndex::count(saved.last().unwrap()).unwrap(), 50);
             }
             live.mark_saved();
         }

@@ -325,8 +325,8 @@ struct State {
 pub(crate) struct DedupSaved {
     pub snapshot: Option<String>,
     pub deltas: Vec<String>,
-    /// Bytes of the deltas together.
-    pub delta_bytes: usize,
+    /// Ids of the deltas together.
+    pub delta_ids: usize,
 }
 
 /// Deltas a commit may name after its snapshot before the next commit saves a whole one
@@ -341,13 +341,13 @@ impl DedupSaved {
         };
         let mut index = DedupIndex::from_bytes(&job.log.get_dedup(n).await?)
             .with_context(|| format!("dedup snapshot {n}"))?;
-        let mut delta_bytes = 0;
+        let mut delta_ids = 0;
         for d in &commit.dedup_deltas {
             let bytes = job.log.get_dedup(d).await?;
             index
                 .apply_delta(&bytes)
                 .with_context(|| format!("dedup delta {d} over snapshot {n}"))?;
-            delta_bytes += bytes.len();
+            delta_ids += DedupIndex::count(&bytes)?;
         }
         index.set_window_us(job.window_us);
         Ok((
@@ -355,33 +355,33 @@ impl DedupSaved {
             Self {
                 snapshot: Some(n.clone()),
                 deltas: commit.dedup_deltas.clone(),
-                delta_bytes,
+                delta_ids,
             },
         ))
     }
 
     /// Saves the index after batch `batch`: the ids it added, as a delta, while the deltas
-    /// together stay smaller than a whole snapshot (so a start reads at most twice a
-    /// snapshot's bytes); else the whole index. Deterministic given the commit the batch
+    /// together hold no more ids than a whole snapshot would (so a start reads at most twice
+    /// a snapshot's ids); else the whole index. Deterministic given the commit the batch
     /// followed, so a rerun of the batch saves the same bytes under the same name.
     async fn save(&self, job: &Job, batch: u64, index: &mut DedupIndex) -> anyhow::Result<Self> {
-        let delta = DedupIndex::snapshot_len(index.unsaved_len());
+        let delta = index.unsaved_len();
         let saved = match &self.snapshot {
             Some(snapshot)
                 if self.deltas.len() < MAX_DEDUP_DELTAS
-                    && self.delta_bytes + delta <= DedupIndex::snapshot_len(index.len()) =>
+                    && self.delta_ids + delta <= index.len() =>
             {
                 let name = job.log.put_dedup(batch, index.delta_bytes()).await?;
                 Self {
                     snapshot: Some(snapshot.clone()),
                     deltas: self.deltas.iter().cloned().chain([name]).collect(),
-                    delta_bytes: self.delta_bytes + delta,
+                    delta_ids: self.delta_ids + delta,
                 }
             }
             _ => Self {
                 snapshot: Some(job.log.put_dedup(batch, index.to_bytes()).await?),
                 deltas: vec![],
-                delta_bytes: 0,
+                delta_ids: 0,
             },
         };
         index.mark_saved();
