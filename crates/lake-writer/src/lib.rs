@@ -34,7 +34,8 @@ pub use log::{vacuum, Commit, CommitLog, Intent, TableState, FULL_AFTER_CHANGES}
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
 pub use write::{
-    batch_of, file_name, read_data_file, write_table, Codec, DataFile, TableWriter, WriterOptions,
+    batch_of, file_name, read_data_file, write_table, write_table_timed, Codec, DataFile,
+    TableWriter, WriteTimings, WriterOptions,
 };
 
 /// Errors of writing and committing.

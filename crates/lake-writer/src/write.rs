@@ -3,6 +3,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -196,6 +197,23 @@ pub struct TableWriter {
     counts: HashMap<String, usize>,
     ready: Vec<Encoded>,
     put: Vec<(String, usize, DataFile)>,
+    timings: WriteTimings,
+}
+
+/// Where a [`TableWriter`]'s time went: encoding rows into Parquet (splitting them by
+/// partition, encoding, compressing, closing files: CPU), and storing the closed files (the
+/// object store's puts: I/O).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WriteTimings {
+    pub encode: Duration,
+    pub store: Duration,
+}
+
+impl std::ops::AddAssign for WriteTimings {
+    fn add_assign(&mut self, o: Self) {
+        self.encode += o.encode;
+        self.store += o.store;
+    }
 }
 
 impl std::fmt::Debug for TableWriter {
@@ -226,7 +244,13 @@ impl TableWriter {
             counts: HashMap::new(),
             ready: Vec::new(),
             put: Vec::new(),
+            timings: WriteTimings::default(),
         }
+    }
+
+    /// The time spent so far encoding and storing.
+    pub fn timings(&self) -> WriteTimings {
+        self.timings
     }
 
     /// Splits `batch` by partition and encodes its rows (CPU work, no I/O).
@@ -234,6 +258,13 @@ impl TableWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let t = Instant::now();
+        let done = self.encode(batch);
+        self.timings.encode += t.elapsed();
+        done
+    }
+
+    fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
         for PartitionBatch { values, batch } in split(batch, &self.partition_by)? {
             let dir = hive_path(&values);
             // Feed slices so that the size check between writes cuts files near the target.
@@ -287,6 +318,13 @@ impl TableWriter {
 
     /// Stores the files closed so far.
     pub async fn put_ready(&mut self) -> Result<()> {
+        let t = Instant::now();
+        let done = self.put_closed().await;
+        self.timings.store += t.elapsed();
+        done
+    }
+
+    async fn put_closed(&mut self) -> Result<()> {
         for e in std::mem::take(&mut self.ready) {
             let rel = if e.dir.is_empty() {
                 file_name(self.batch_id, e.n)
@@ -319,14 +357,22 @@ impl TableWriter {
 
     /// Closes every open file and stores it. Returns every file of the micro-batch, in
     /// partition order.
-    pub async fn finish(mut self) -> Result<Vec<DataFile>> {
+    pub async fn finish(self) -> Result<Vec<DataFile>> {
+        Ok(self.finish_timed().await?.0)
+    }
+
+    /// [`finish`](Self::finish), with the time the writer spent encoding and storing over
+    /// its whole life.
+    pub async fn finish_timed(mut self) -> Result<(Vec<DataFile>, WriteTimings)> {
+        let t = Instant::now();
         for (_, file) in std::mem::take(&mut self.open) {
             self.ready.push(close(file)?);
         }
+        self.timings.encode += t.elapsed();
         self.put_ready().await?;
         let mut files = std::mem::take(&mut self.put);
         files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        Ok(files.into_iter().map(|(_, _, f)| f).collect())
+        Ok((files.into_iter().map(|(_, _, f)| f).collect(), self.timings))
     }
 }
 
@@ -425,6 +471,21 @@ pub async fn write_table(
     partition_by: &[String],
     opts: &WriterOptions,
 ) -> Result<Vec<DataFile>> {
+    Ok(
+        write_table_timed(table, batch_id, batches, partition_by, opts)
+            .await?
+            .0,
+    )
+}
+
+/// [`write_table`], with the time spent encoding and storing.
+pub async fn write_table_timed(
+    table: &Location,
+    batch_id: u64,
+    batches: &[RecordBatch],
+    partition_by: &[String],
+    opts: &WriterOptions,
+) -> Result<(Vec<DataFile>, WriteTimings)> {
     let mut writer = TableWriter::new(table, batch_id, partition_by, opts);
     let batches = batches.to_vec();
     // Encoding is CPU work: off the async threads.
@@ -436,5 +497,5 @@ pub async fn write_table(
     })
     .await
     .map_err(|e| Error::Internal(format!("encoding task failed: {e}")))??;
-    writer.finish().await
+    writer.finish_timed().await
 }

@@ -274,6 +274,7 @@ max_records = 500000
         ("dedup", s.dedup),
         ("decode", s.decode),
         ("transform", s.transform),
+        ("encode", s.encode),
         ("write", s.write),
         ("commit", s.commit),
     ] {

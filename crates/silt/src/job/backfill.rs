@@ -185,7 +185,7 @@ pub async fn backfill(
             &members,
         )
         .await?;
-        let files = write_partitions(job, t, batch, &out, parts).await?;
+        let (files, _) = write_partitions(job, t, batch, &out, parts).await?;
         let ts = tables.entry(t.name.clone()).or_default();
         ts.partition_by = parts.clone();
         let before = ts.files.len();

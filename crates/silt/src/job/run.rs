@@ -17,8 +17,8 @@ use silt_ingest::{
     Chunk, EventDecoder, Position, ReadLimit, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
 };
 use silt_lake_writer::{
-    read_data_file, register_table, vacuum, write_table, Commit, CommitLog, DataFile, Intent,
-    LakeSnapshot, TableEntry, TableState, TableWriter, WriterOptions,
+    read_data_file, register_table, vacuum, write_table_timed, Commit, CommitLog, DataFile, Intent,
+    LakeSnapshot, TableEntry, TableState, TableWriter, WriteTimings, WriterOptions,
 };
 use silt_registry::SchemaRegistry;
 use silt_storage::Location;
@@ -217,8 +217,19 @@ pub struct Stages {
     pub dedup: f64,
     pub decode: f64,
     pub transform: f64,
+    /// Encoding rows into Parquet: splitting by partition, encoding, compressing.
+    pub encode: f64,
+    /// Storing the encoded files (the object store's puts).
     pub write: f64,
     pub commit: f64,
+}
+
+impl Stages {
+    /// Adds a table writer's time: its encoding and its puts.
+    pub fn add_write(&mut self, t: WriteTimings) {
+        self.encode += t.encode.as_secs_f64();
+        self.write += t.store.as_secs_f64();
+    }
 }
 
 /// What a run did.
@@ -696,9 +707,8 @@ impl RowsTransforms {
             let t = Instant::now();
             let out = p.run(input.to_vec()).await?;
             summary.stages.transform += t.elapsed().as_secs_f64();
-            let t = Instant::now();
+            // The writer times its encoding and puts; they are counted when it finishes.
             w.write_batches(&out).await?;
-            summary.stages.write += t.elapsed().as_secs_f64();
         }
         Ok(())
     }
@@ -773,8 +783,8 @@ pub(crate) async fn write_partitions(
     batch: u64,
     out: &[RecordBatch],
     partition_by: &[String],
-) -> anyhow::Result<Vec<DataFile>> {
-    let mut files = write_table(
+) -> anyhow::Result<(Vec<DataFile>, WriteTimings)> {
+    let (mut files, timings) = write_table_timed(
         &job.lake.join(&t.name),
         batch,
         out,
@@ -786,7 +796,7 @@ pub(crate) async fn write_partitions(
     for f in &mut files {
         f.sql = Some(sql.clone());
     }
-    Ok(files)
+    Ok((files, timings))
 }
 
 /// A raw partition's values in a transform's partition columns.
@@ -1096,9 +1106,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     .map_or(0, |prev| chunk.records[prev].range.end)
                     ..chunk.records[range.end - 1].range.end,
             );
-            let t = Instant::now();
             raw_writer.write_batches(&events).await?;
-            summary.stages.write += t.elapsed().as_secs_f64();
             rows.run(&events, &mut row_writers, &mut running, &mut summary)
                 .await?;
         }
@@ -1112,9 +1120,8 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         let mut tables = state.tables.clone();
         let mut written: Vec<(String, Vec<DataFile>)> = Vec::new();
         let mut replaced: Vec<String> = Vec::new();
-        let t = Instant::now();
-        let raw_files = raw_writer.finish().await?;
-        summary.stages.write += t.elapsed().as_secs_f64();
+        let (raw_files, timings) = raw_writer.finish_timed().await?;
+        summary.stages.add_write(timings);
         faults::point("after_table");
         let raw_state = tables
             .entry(job.table.clone())
@@ -1129,7 +1136,8 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             let rb = silt_ingest::rejected_batch(job.source.name(), &rejected)?;
             let time_parts = vec!["dt".to_string(), "hr".to_string()];
             let rb = add_time_partitions(rb, &time_parts, ARRIVAL_TIME)?;
-            let files = write_table(
+            summary.stages.encode += t.elapsed().as_secs_f64();
+            let (files, timings) = write_table_timed(
                 &job.lake.join(&job.rejected_table),
                 batch_id,
                 &[rb],
@@ -1137,6 +1145,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 &job.writer,
             )
             .await?;
+            summary.stages.add_write(timings);
             tables
                 .entry(job.rejected_table.clone())
                 .or_insert_with(|| TableState {
@@ -1146,7 +1155,6 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 .files
                 .extend(files.iter().cloned());
             written.push((job.rejected_table.clone(), files));
-            summary.stages.write += t.elapsed().as_secs_f64();
             faults::point("after_table");
         }
         let touched: BTreeSet<Vec<(String, String)>> =
@@ -1170,19 +1178,21 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             let (files, affected) = match (tr.mode, row_writer) {
                 (Mode::Rows, w) => {
                     let files = match w {
-                        Some(w) => w.finish().await?,
+                        Some(w) => {
+                            let (files, timings) = w.finish_timed().await?;
+                            summary.stages.add_write(timings);
+                            files
+                        }
                         None => vec![],
                     };
-                    summary.stages.write += t.elapsed().as_secs_f64();
                     (files, None)
                 }
                 (Mode::Partitions, _) if touched.is_empty() => (vec![], None),
                 (Mode::Partitions, _) if merged.is_some() => {
                     let (out, affected) = merged.expect("checked");
                     summary.stages.transform += t.elapsed().as_secs_f64();
-                    let t = Instant::now();
-                    let files = write_partitions(job, tr, batch_id, &out, parts).await?;
-                    summary.stages.write += t.elapsed().as_secs_f64();
+                    let (files, timings) = write_partitions(job, tr, batch_id, &out, parts).await?;
+                    summary.stages.add_write(timings);
                     (files, Some(affected))
                 }
                 (Mode::Partitions, _) => {
@@ -1199,9 +1209,8 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     )
                     .await?;
                     summary.stages.transform += t.elapsed().as_secs_f64();
-                    let t = Instant::now();
-                    let files = write_partitions(job, tr, batch_id, &out, parts).await?;
-                    summary.stages.write += t.elapsed().as_secs_f64();
+                    let (files, timings) = write_partitions(job, tr, batch_id, &out, parts).await?;
+                    summary.stages.add_write(timings);
                     (files, Some(affected))
                 }
             };
