@@ -209,13 +209,6 @@ pub struct WriteTimings {
     pub store: Duration,
 }
 
-impl std::ops::AddAssign for WriteTimings {
-    fn add_assign(&mut self, o: Self) {
-        self.encode += o.encode;
-        self.store += o.store;
-    }
-}
-
 impl std::fmt::Debug for TableWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TableWriter")
@@ -246,11 +239,6 @@ impl TableWriter {
             put: Vec::new(),
             timings: WriteTimings::default(),
         }
-    }
-
-    /// The time spent so far encoding and storing.
-    pub fn timings(&self) -> WriteTimings {
-        self.timings
     }
 
     /// Splits `batch` by partition and encodes its rows (CPU work, no I/O).

@@ -54,7 +54,10 @@ async fn batches_written_one_by_one_land_in_one_file_per_partition_in_order() {
     w.write(&batch(&[], &[])).unwrap();
     w.write(&batch(&[6], &["22"])).unwrap();
     w.put_ready().await.unwrap();
-    let files = w.finish().await.unwrap();
+    let (files, timings) = w.finish_timed().await.unwrap();
+    // Encoding and the puts are timed apart (the job's encode and write stages).
+    assert!(timings.encode > std::time::Duration::ZERO, "{timings:?}");
+    assert!(timings.store > std::time::Duration::ZERO, "{timings:?}");
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,
