@@ -201,7 +201,7 @@ impl DedupIndex {
 
     /// Reads a snapshot made by [`to_bytes`](Self::to_bytes). Its ids count as saved.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let saved = Saved::parse(bytes, Kind::Snapshot)?;
+        let saved = Saved::parse(bytes, Some(Kind::Snapshot))?;
         let mut index = Self {
             window_us: saved.window_us,
             watermark_us: saved.watermark_us,
@@ -222,17 +222,7 @@ impl DedupIndex {
 
     /// How many ids a snapshot or a delta holds (from its header).
     pub fn count(bytes: &[u8]) -> Result<usize> {
-        match bytes.get(..8) {
-            Some(m)
-                if [MAGIC, DELTA_MAGIC, OLD_MAGIC, OLD_DELTA_MAGIC]
-                    .iter()
-                    .any(|x| &x[..] == m) => {}
-            _ => return Err(Error::Corrupt("bad header".into())),
-        }
-        bytes
-            .get(24..HEADER)
-            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) as usize)
-            .ok_or_else(|| Error::Corrupt("bad header".into()))
+        Ok(Saved::parse(bytes, None)?.entries)
     }
 
     /// How many ids were remembered since the last [`mark_saved`](Self::mark_saved) (and are
@@ -261,7 +251,7 @@ impl DedupIndex {
     /// watermark moves up and older seconds are forgotten, as the live index did at the end
     /// of that batch. The ids count as saved.
     pub fn apply_delta(&mut self, bytes: &[u8]) -> Result<()> {
-        let saved = Saved::parse(bytes, Kind::Delta)?;
+        let saved = Saved::parse(bytes, Some(Kind::Delta))?;
         let (window_us, watermark_us) = (saved.window_us, saved.watermark_us);
         saved.for_each(|id, t| {
             if self.insert(id, t) {
@@ -386,7 +376,8 @@ struct Saved<'a> {
 }
 
 impl<'a> Saved<'a> {
-    fn parse(bytes: &'a [u8], kind: Kind) -> Result<Self> {
+    /// Reads the header of a snapshot or a delta (`kind`, or either when `None`).
+    fn parse(bytes: &'a [u8], kind: Option<Kind>) -> Result<Self> {
         let corrupt = |m: &str| Error::Corrupt(m.to_string());
         let magic = bytes.get(..8).unwrap_or_default();
         let (packed, found) = match magic {
@@ -396,7 +387,7 @@ impl<'a> Saved<'a> {
             m if m == OLD_DELTA_MAGIC => (false, Kind::Delta),
             _ => return Err(corrupt("bad header")),
         };
-        if found != kind {
+        if kind.is_some_and(|k| k != found) {
             return Err(corrupt(
                 "a delta where a snapshot was expected, or the other way round",
             ));
