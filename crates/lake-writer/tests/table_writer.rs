@@ -228,3 +228,51 @@ async fn distinct_values_sharing_their_prefix_are_delta_encoded() {
     assert_eq!(col(0), seq);
     assert_eq!(col(1), ids);
 }
+
+#[tokio::test]
+async fn distinct_integers_in_small_steps_are_delta_binary_packed() {
+    use arrow::array::{Float64Array, Int32Array, TimestampMicrosecondArray};
+    use parquet::basic::Encoding;
+    let lake = silt_storage::open("memory://tw-delta-int", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    // Event times a few milliseconds apart, a little out of order, some missing.
+    let times: Vec<Option<i64>> = (0..1000i64)
+        .map(|i| (i % 50 != 7).then_some(1_764_108_000_000_000 + i * 3_000 + (i % 3) * 700))
+        .collect();
+    let counter: Vec<i32> = (0..1000).map(|i| 5_000 + i * 2).collect();
+    // Distinct, but each far from the one before: scrambled ids.
+    let ids: Vec<i64> = (0..1000u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) as i64)
+        .collect();
+    // Rising floats: distinct, but the encoding is for integers only.
+    let floats: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5).collect();
+    let b = RecordBatch::try_from_iter([
+        (
+            "t",
+            Arc::new(TimestampMicrosecondArray::from(times.clone()).with_timezone("UTC")) as _,
+        ),
+        ("c", Arc::new(Int32Array::from(counter.clone())) as _),
+        ("id", Arc::new(Int64Array::from(ids.clone())) as _),
+        ("f", Arc::new(Float64Array::from(floats.clone())) as _),
+    ])
+    .unwrap();
+    let files = write_table(&table, 0, &[b.clone()], &[], &WriterOptions::default())
+        .await
+        .unwrap();
+    let reader = file(&table, &files[0].path).await;
+    let meta = reader.metadata().clone();
+    let delta = |i: usize| {
+        meta.row_group(0)
+            .column(i)
+            .encodings()
+            .any(|e| e == Encoding::DELTA_BINARY_PACKED)
+    };
+    assert!(delta(0), "close timestamps");
+    assert!(delta(1), "a counter");
+    assert!(!delta(2), "scrambled ids");
+    assert!(!delta(3), "floats");
+    // And the values read back as they were.
+    let back: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+    let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
+    assert_eq!(back, b);
+}
