@@ -256,9 +256,15 @@ async fn distinct_integers_in_small_steps_are_delta_binary_packed() {
         ("f", Arc::new(Float64Array::from(floats.clone())) as _),
     ])
     .unwrap();
-    let files = write_table(&table, 0, &[b.clone()], &[], &WriterOptions::default())
-        .await
-        .unwrap();
+    let files = write_table(
+        &table,
+        0,
+        std::slice::from_ref(&b),
+        &[],
+        &WriterOptions::default(),
+    )
+    .await
+    .unwrap();
     let reader = file(&table, &files[0].path).await;
     let meta = reader.metadata().clone();
     let delta = |i: usize| {
