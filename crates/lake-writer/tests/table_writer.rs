@@ -282,3 +282,47 @@ async fn distinct_integers_in_small_steps_are_delta_binary_packed() {
     let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
     assert_eq!(back, b);
 }
+
+#[tokio::test]
+async fn data_pages_are_cut_near_the_page_size_zstd_works_fastest_at() {
+    use parquet::column::page::{Page, PageReader};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use silt_lake_writer::DATA_PAGE_BYTES;
+    let lake = silt_storage::open("memory://tw-pages", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    // 4 MB of distinct 100-byte strings: 4 pages of Parquet's default 1 MiB, about 20 here
+    // (the size is checked every 1024 values).
+    let urls: Vec<String> = (0..40_000u64)
+        .map(|i| format!("https://example.com/{:016x}/{}", i * 7919, "x".repeat(60)))
+        .collect();
+    let b = RecordBatch::try_from_iter([("url", Arc::new(StringArray::from(urls)) as _)]).unwrap();
+    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
+        .await
+        .unwrap();
+    let bytes = table
+        .store
+        .get(&table.child(&files[0].path))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = SerializedFileReader::new(bytes).unwrap();
+    let mut pages: Box<dyn PageReader> = reader
+        .get_row_group(0)
+        .unwrap()
+        .get_column_page_reader(0)
+        .unwrap();
+    let mut sizes = vec![];
+    while let Some(page) = pages.get_next_page().unwrap() {
+        if let Page::DataPage { buf, .. } | Page::DataPageV2 { buf, .. } = &page {
+            sizes.push(buf.len());
+        }
+    }
+    assert!(sizes.len() >= 16, "{} data pages: {sizes:?}", sizes.len());
+    // Cut once over the limit, at most one write batch (1024 values) later.
+    assert!(
+        sizes.iter().all(|&s| s <= DATA_PAGE_BYTES + 1024 * 110),
+        "{sizes:?}"
+    );
+}
