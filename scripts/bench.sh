@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark of silt on this machine, printed as one table (README, "Benchmarks"):
 #   1. the job and the Parquet-write limit, one core (taskset -c 0), N events (default 2,000,000),
-#      with its SQL transforms, and again without them (the work the alternatives do);
+#      with its SQL transforms, and again without them (the alternatives' pipeline);
 #   2. peak memory at 1M, 3M and 10M events (one core), and at 1M and 10M without transforms;
 #   3. the gateway on all cores: 500-event JSON requests from a second process over loopback;
 #   4. the alternatives on the same events, one core each: fastavro+pyarrow, DuckDB, Spark
