@@ -410,6 +410,20 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
         }
         (distinct(values), total > 0 && shared * 2 >= total)
     }
+    /// Distinct values of a fixed-width column (its words, so floats too), and whether it is
+    /// an integer column in small steps.
+    fn judge_words<T>(col: &dyn Array, n: usize) -> (usize, bool)
+    where
+        T: arrow::datatypes::ArrowNativeType + std::hash::Hash + Eq + Into<i64>,
+    {
+        let d = col.to_data();
+        let words = &d.buffers()[0].typed_data::<T>()[d.offset()..d.offset() + n];
+        let valid = (0..n).filter(|&i| col.is_valid(i)).map(|i| words[i].into());
+        (
+            distinct((0..n).map(|i| col.is_valid(i).then_some(words[i]))),
+            is_integer(col.data_type()) && close_steps(valid),
+        )
+    }
     /// Stored as Parquet INT32/INT64 (`DELTA_BINARY_PACKED` encodes only those), not floats.
     fn is_integer(dt: &DataType) -> bool {
         dt.is_integer()
@@ -449,22 +463,10 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
             DataType::Utf8View => judge(col.as_string_view().iter().map(|v| v.map(str::as_bytes))),
             DataType::Binary => judge(col.as_binary::<i32>().iter()),
             dt if dt.is_primitive() && dt.primitive_width() == Some(8) => {
-                let d = col.to_data();
-                let words = &d.buffers()[0].typed_data::<i64>()[d.offset()..d.offset() + n];
-                let valid = (0..n).filter(|&i| col.is_valid(i)).map(|i| words[i]);
-                (
-                    distinct((0..n).map(|i| col.is_valid(i).then_some(words[i]))),
-                    is_integer(dt) && close_steps(valid),
-                )
+                judge_words::<i64>(col.as_ref(), n)
             }
             dt if dt.is_primitive() && dt.primitive_width() == Some(4) => {
-                let d = col.to_data();
-                let words = &d.buffers()[0].typed_data::<i32>()[d.offset()..d.offset() + n];
-                let valid = (0..n).filter(|&i| col.is_valid(i)).map(|i| words[i] as i64);
-                (
-                    distinct((0..n).map(|i| col.is_valid(i).then_some(words[i]))),
-                    is_integer(dt) && close_steps(valid),
-                )
+                judge_words::<i32>(col.as_ref(), n)
             }
             _ => continue,
         };
