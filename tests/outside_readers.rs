@@ -6,19 +6,25 @@ mod common;
 
 use common::*;
 
-#[test]
-fn duckdb_and_pyarrow_read_the_lake_as_it_is() {
-    let python = match std::env::var("SILT_PYTHON") {
-        Ok(p) => p,
+/// The Python with duckdb and pyarrow, or `None` (the test is skipped) outside
+/// `scripts/test.sh`, which requires it.
+fn python() -> Option<String> {
+    match std::env::var("SILT_PYTHON") {
+        Ok(p) => Some(p),
         Err(_) => {
             assert!(
                 std::env::var_os("SILT_REQUIRE_STAND_INS").is_none(),
                 "SILT_PYTHON is not set"
             );
             eprintln!("skipped: no Python with duckdb and pyarrow (run scripts/test.sh)");
-            return;
+            None
         }
-    };
+    }
+}
+
+#[test]
+fn duckdb_and_pyarrow_read_the_lake_as_it_is() {
+    let Some(python) = python() else { return };
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
     register(
@@ -93,4 +99,83 @@ print(json.dumps({
     ] {
         assert!(cols.contains(&c), "{c} missing from {cols:?}");
     }
+}
+
+/// Files of thousands of rows get the adaptive encodings (the small stream above gives too few
+/// rows a file): `_event_time` delta-packed, `_sequence` delta byte arrays, 128 KiB pages.
+/// Both outside readers must read them, and agree with each other and with the stream.
+#[test]
+fn duckdb_and_pyarrow_read_the_delta_encoded_columns_of_larger_files() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = silt::gen::GenOptions {
+        events: 20_000,
+        channel_bytes: 120,
+        ..Default::default()
+    };
+    let job = generated_job(dir.path(), &opts, "");
+    run_ok(silt().arg("run").arg(&job));
+    let lake = dir.path().join("lake");
+    let script = r#"
+import json, sys
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pyarrow.compute as pc
+lake, start_us = sys.argv[1], int(sys.argv[2])
+con = duckdb.connect()
+d = con.execute(f"""
+    SELECT count(*), count(DISTINCT uuid), count(DISTINCT _shard || '/' || _sequence),
+           sum(epoch_us(_event_time) - {start_us}), sum(length(channel))
+    FROM read_parquet('{lake}/clickstream/*/*/*.parquet', hive_partitioning = true)
+""").fetchone()
+t = ds.dataset(f"{lake}/clickstream", format="parquet", partitioning="hive").to_table()
+us = pc.subtract(pc.cast(t.column("_event_time"), "int64"), start_us)
+pos = pc.binary_join_element_wise(pc.cast(t.column("_shard"), "string"), t.column("_sequence"), "/")
+encodings = {}
+for f in ds.dataset(f"{lake}/clickstream", format="parquet").files:
+    m = pq.ParquetFile(f).metadata
+    for g in range(m.num_row_groups):
+        for c in range(m.num_columns):
+            col = m.row_group(g).column(c)
+            encodings.setdefault(col.path_in_schema, set()).update(col.encodings)
+print(json.dumps({
+    "duckdb": [int(x) for x in d],
+    "pyarrow": [t.num_rows, len(pc.unique(t.column("uuid"))),
+                len(pc.unique(pos)), pc.sum(us).as_py(),
+                pc.sum(pc.utf8_length(t.column("channel"))).as_py()],
+    "encodings": {k: sorted(v) for k, v in encodings.items()},
+}))
+"#;
+    let out = run_ok(
+        std::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&lake)
+            .arg((opts.start_ms * 1000).to_string()),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["encodings"];
+    let has = |col: &str, enc: &str| {
+        e[col]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x.as_str() == Some(enc))
+    };
+    assert!(has("_event_time", "DELTA_BINARY_PACKED"), "{e}");
+    assert!(has("_sequence", "DELTA_BYTE_ARRAY"), "{e}");
+    // Every event once; the two readers agree on every figure.
+    assert_eq!(v["duckdb"][0], 20_000, "{v}");
+    assert_eq!(v["duckdb"][1], 20_000, "{v}");
+    assert_eq!(v["duckdb"][2], 20_000, "{v}");
+    assert_eq!(v["duckdb"], v["pyarrow"], "{v}");
+    // The event times are the generator's: start + i * step for i in 0..20,000.
+    let n = 20_000i64;
+    assert_eq!(v["duckdb"][3], opts.step_ms * n * (n - 1) / 2 * 1000, "{v}");
+    assert_eq!(
+        v["duckdb"][4],
+        10_000 * 120,
+        "every v2 event's 120-byte URL: {v}"
+    );
 }
