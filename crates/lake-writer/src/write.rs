@@ -398,9 +398,11 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<T>>) -> usize {
         values.flatten().collect::<HashSet<T>>().len()
     }
-    /// Distinct values, and whether the values share at least half of their bytes with the
-    /// value before them.
-    fn judge<'a>(values: impl Iterator<Item = Option<&'a [u8]>> + Clone) -> (usize, bool) {
+    /// Distinct values, and `DELTA_BYTE_ARRAY` when the values share at least half of their
+    /// bytes with the value before them.
+    fn judge<'a>(
+        values: impl Iterator<Item = Option<&'a [u8]>> + Clone,
+    ) -> (usize, Option<Encoding>) {
         let (mut shared, mut total) = (0usize, 0usize);
         let mut prev: &[u8] = &[];
         for v in values.clone().flatten() {
@@ -408,11 +410,15 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
             total += v.len();
             prev = v;
         }
-        (distinct(values), total > 0 && shared * 2 >= total)
+        let delta = total > 0 && shared * 2 >= total;
+        (
+            distinct(values),
+            delta.then_some(Encoding::DELTA_BYTE_ARRAY),
+        )
     }
-    /// Distinct values of a fixed-width column (its words, so floats too), and whether it is
-    /// an integer column in small steps.
-    fn judge_words<T>(col: &dyn Array, n: usize) -> (usize, bool)
+    /// Distinct values of a fixed-width column (its words, so floats too), and
+    /// `DELTA_BINARY_PACKED` when it is an integer column in small steps.
+    fn judge_words<T>(col: &dyn Array, n: usize) -> (usize, Option<Encoding>)
     where
         T: arrow::datatypes::ArrowNativeType + std::hash::Hash + Eq + Into<i64>,
     {
@@ -421,7 +427,8 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
         let valid = (0..n).filter(|&i| col.is_valid(i)).map(|i| words[i].into());
         (
             distinct((0..n).map(|i| col.is_valid(i).then_some(words[i]))),
-            is_integer(col.data_type()) && close_steps(valid),
+            (is_integer(col.data_type()) && close_steps(valid))
+                .then_some(Encoding::DELTA_BINARY_PACKED),
         )
     }
     /// Stored as Parquet INT32/INT64 (`DELTA_BINARY_PACKED` encodes only those), not floats.
@@ -455,7 +462,7 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
     for (field, col) in first.schema().fields().iter().zip(first.columns()) {
         let col = col.slice(0, n);
-        let (count, delta) = match col.data_type() {
+        let (count, encoding) = match col.data_type() {
             DataType::Utf8 => judge(col.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
             DataType::LargeUtf8 => {
                 judge(col.as_string::<i64>().iter().map(|v| v.map(str::as_bytes)))
@@ -475,12 +482,7 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
             let mut b = builder
                 .unwrap_or_else(|| props.clone().into_builder())
                 .set_column_dictionary_enabled(path(), false);
-            if delta {
-                let encoding = if col.data_type().is_primitive() {
-                    Encoding::DELTA_BINARY_PACKED
-                } else {
-                    Encoding::DELTA_BYTE_ARRAY
-                };
+            if let Some(encoding) = encoding {
                 b = b.set_column_encoding(path(), encoding);
             }
             builder = Some(b);
