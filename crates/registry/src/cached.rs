@@ -51,6 +51,14 @@ impl<R: SchemaRegistry> CachedRegistry<R> {
     pub fn inner(&self) -> &R {
         &self.inner
     }
+
+    /// A schema found by another key is a hit by fingerprint too.
+    fn remember(&self, found: &(String, Arc<Schema>)) {
+        self.hits
+            .lock()
+            .expect("not poisoned")
+            .insert(found.1.fingerprint(), found.clone());
+    }
 }
 
 #[async_trait]
@@ -119,10 +127,13 @@ impl<R: SchemaRegistry> SchemaRegistry for CachedRegistry<R> {
 
     async fn by_rabin(&self, fingerprint: u64) -> Result<(String, Arc<Schema>)> {
         let found = self.inner.by_rabin(fingerprint).await?;
-        self.hits
-            .lock()
-            .expect("not poisoned")
-            .insert(found.1.fingerprint(), found.clone());
+        self.remember(&found);
+        Ok(found)
+    }
+
+    async fn by_id(&self, id: u32) -> Result<(String, Arc<Schema>)> {
+        let found = self.inner.by_id(id).await?;
+        self.remember(&found);
         Ok(found)
     }
 

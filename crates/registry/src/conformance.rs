@@ -19,7 +19,7 @@ pub const BREAKING: &str = r#"{"type":"record","name":"Viewed","namespace":"conf
 pub const SUBJECT: &str = "conf.v1.Viewed";
 
 /// Register, re-register, look up by subject+fingerprint, by fingerprint alone, by CRC-64,
-/// latest, list; not-found answers.
+/// by id, latest, list; not-found answers.
 pub async fn register_and_look_up(r: &dyn SchemaRegistry) {
     let first = r.register(SUBJECT, V1).await.expect("register v1");
     assert!(matches!(first, Registration::Created(_)), "{first:?}");
@@ -48,6 +48,22 @@ pub async fn register_and_look_up(r: &dyn SchemaRegistry) {
     );
     let (_, s) = r.by_rabin(s1.rabin_fingerprint()).await.unwrap();
     assert_eq!(s.fingerprint(), first.fingerprint);
+    let (first_id, second_id) = (first.id.expect("an id"), second.id.expect("an id"));
+    assert_ne!(first_id, second_id);
+    assert!((1..=i32::MAX as u32).contains(&first_id), "{first_id}");
+    let (subject, s) = r.by_id(second_id).await.unwrap();
+    assert_eq!(
+        (subject.as_str(), s.fingerprint()),
+        (SUBJECT, second.fingerprint)
+    );
+    assert_eq!(
+        r.by_id(first_id).await.unwrap().1.fingerprint(),
+        first.fingerprint
+    );
+    assert_eq!(
+        versions.iter().map(|v| v.id).collect::<Vec<_>>(),
+        vec![Some(first_id), Some(second_id)]
+    );
     // Standard types were inlined: the stored text stands alone.
     assert!(s1.json().contains("\"size\":16"), "{}", s1.json());
 
@@ -60,6 +76,8 @@ pub async fn register_and_look_up(r: &dyn SchemaRegistry) {
         r.schema(SUBJECT, &unknown).await,
         Err(Error::NotFound { .. })
     ));
+    let unused = (1..).find(|i| ![first_id, second_id].contains(i)).unwrap();
+    assert!(matches!(r.by_id(unused).await, Err(Error::NotFound { .. })));
     assert!(matches!(
         r.latest("no.such.Subject").await,
         Err(Error::NotFound { .. })
@@ -128,12 +146,14 @@ pub async fn racing_registrations_get_distinct_versions(r: &dyn SchemaRegistry) 
         })
         .collect();
     let results = futures::future::join_all(texts.iter().map(|t| r.register(SUBJECT, t))).await;
-    let mut versions: Vec<u32> = results
-        .into_iter()
-        .map(|x| x.expect("registers").version)
-        .collect();
+    let registered: Vec<_> = results.into_iter().map(|x| x.expect("registers")).collect();
+    let mut versions: Vec<u32> = registered.iter().map(|r| r.version).collect();
     versions.sort();
     assert_eq!(versions, (2..=9).collect::<Vec<_>>());
+    let mut ids: Vec<u32> = registered.iter().map(|r| r.id.expect("an id")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "every schema has its own id");
 }
 
 /// Every check, each on a fresh registry made by `make`.

@@ -22,6 +22,8 @@ struct VersionBody {
     subject: String,
     fingerprint: String,
     version: u32,
+    #[serde(default)]
+    id: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -129,10 +131,12 @@ impl HttpRegistry {
     async fn subject_schema(&self, path: &str) -> Result<(String, Arc<Schema>)> {
         let resp = self.get_ok("", path).await?;
         let body: SubjectSchemaBody = resp.json().await.map_err(transport)?;
-        Ok((
-            body.subject,
-            Arc::new(Schema::parse(&body.schema.to_string())?),
-        ))
+        // The schema is its JSON, or (Confluent's `/schemas/ids/{id}`) its text as a string.
+        let schema = match body.schema {
+            serde_json::Value::String(text) => Schema::parse(&text)?,
+            json => Schema::parse(&json.to_string())?,
+        };
+        Ok((body.subject, Arc::new(schema)))
     }
 }
 
@@ -141,6 +145,7 @@ fn registered(v: VersionBody) -> Result<Registered> {
         subject: v.subject,
         fingerprint: v.fingerprint.parse()?,
         version: v.version,
+        id: v.id,
     })
 }
 
@@ -231,6 +236,10 @@ impl SchemaRegistry for HttpRegistry {
     async fn by_rabin(&self, fingerprint: u64) -> Result<(String, Arc<Schema>)> {
         self.subject_schema(&format!("/schemas/rabin/{fingerprint:016x}"))
             .await
+    }
+
+    async fn by_id(&self, id: u32) -> Result<(String, Arc<Schema>)> {
+        self.subject_schema(&format!("/schemas/ids/{id}")).await
     }
 
     async fn latest(&self, subject: &str) -> Result<Arc<Schema>> {

@@ -92,6 +92,11 @@ pub struct Registered {
     pub fingerprint: Fingerprint,
     /// 1 for the first version of a subject, then 2, 3...
     pub version: u32,
+    /// The schema's registry-wide id, for producers that frame records the Confluent way
+    /// (`00` + 4-byte big-endian id): see [`SchemaRegistry::by_id`]. Absent only in version
+    /// objects stored before ids existed; registering such a schema again gives it one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
 }
 
 mod fingerprint_hex {
@@ -138,6 +143,8 @@ impl std::ops::Deref for Registration {
 ///   compatibility against the winner and takes the next number).
 /// * [`register`](Self::register) is idempotent: a schema with a fingerprint the subject
 ///   already has returns that version with [`Registration::Existing`].
+/// * Every registered schema has a registry-wide id in `1..2^31` ([`Registered::id`]), the
+///   same for ever; ids of different schemas differ.
 /// * "Not found" is [`Error::NotFound`], never an empty answer; storage failures are
 ///   [`Error::Storage`] after the store's own retries.
 #[async_trait]
@@ -162,6 +169,10 @@ pub trait SchemaRegistry: Send + Sync + Debug {
 
     /// A schema by its CRC-64-AVRO fingerprint (for single-object framing).
     async fn by_rabin(&self, fingerprint: u64) -> Result<(String, Arc<Schema>)>;
+
+    /// A schema by its registry-wide id (for the Confluent framing), as
+    /// [`register`](Self::register) answered it in [`Registered::id`].
+    async fn by_id(&self, id: u32) -> Result<(String, Arc<Schema>)>;
 
     /// The latest version of a subject.
     async fn latest(&self, subject: &str) -> Result<Arc<Schema>>;
@@ -195,6 +206,9 @@ impl<T: SchemaRegistry + ?Sized> SchemaRegistry for Arc<T> {
     }
     async fn by_rabin(&self, fingerprint: u64) -> Result<(String, Arc<Schema>)> {
         (**self).by_rabin(fingerprint).await
+    }
+    async fn by_id(&self, id: u32) -> Result<(String, Arc<Schema>)> {
+        (**self).by_id(id).await
     }
     async fn latest(&self, subject: &str) -> Result<Arc<Schema>> {
         (**self).latest(subject).await

@@ -6,6 +6,7 @@
 //! ```text
 //! schemas/{fingerprint}.json                       {"subject": ..., "schema": <JSON text>}
 //! rabin/{crc64 hex}.json                            {"fingerprint": ...}
+//! ids/{id:010}.json                                 {"fingerprint": ...}
 //! subjects/{subject}/versions/{version:010}.json  {"subject", "fingerprint", "version"}
 //! subjects/{subject}/config.json                    {"compatibility": "BACKWARD"}
 //! ```
@@ -15,6 +16,11 @@
 //! wins; the loser lists again, re-checks compatibility against the winner, and takes the next
 //! number. (The version object's name holds only the number: with the fingerprint in the name
 //! too, two different schemas would never collide, and both would become the same version.)
+//!
+//! A schema's registry-wide id (for the Confluent framing) is taken the same way: its first
+//! candidate is the fingerprint's first 31 bits, so one schema gets the same id in every
+//! registry (development and production agree) and taking it needs no listing; the rare
+//! schema whose candidate another schema holds already takes the next free number.
 
 use std::sync::Arc;
 
@@ -42,8 +48,9 @@ struct SchemaObject {
     schema: String,
 }
 
+/// An index entry (`rabin/`, `ids/`): names a schema by its SHA-256 fingerprint.
 #[derive(Serialize, Deserialize)]
-struct RabinObject {
+struct PointerObject {
     fingerprint: String,
 }
 
@@ -54,6 +61,24 @@ struct ConfigObject {
 
 /// How often a registration retries after losing a race for a version number.
 const MAX_RACES: usize = 64;
+
+/// How many ids a schema tries after its first candidate before giving up (with fewer than a
+/// million schemas, the chance that 64 neighbours are all taken is nil).
+const MAX_ID_PROBES: u32 = 64;
+
+/// The largest id: Confluent's ids are Java `int`s.
+const MAX_ID: u32 = i32::MAX as u32;
+
+/// A schema's first candidate id: the fingerprint's first 31 bits (never 0).
+fn first_id(fp: &Fingerprint) -> u32 {
+    let id = u32::from_be_bytes(fp.0[..4].try_into().expect("4 bytes")) & MAX_ID;
+    id.max(1)
+}
+
+/// The candidate after `id`, wrapping within `1..=MAX_ID`.
+fn next_id(id: u32) -> u32 {
+    id % MAX_ID + 1
+}
 
 impl StoreRegistry {
     pub fn new(location: Location) -> Self {
@@ -80,6 +105,38 @@ impl StoreRegistry {
 
     fn schema_path(&self, fp: &Fingerprint) -> Path {
         self.location.child(&format!("schemas/{fp}.json"))
+    }
+
+    fn id_path(&self, id: u32) -> Path {
+        self.location.child(&format!("ids/{id:010}.json"))
+    }
+
+    /// The id of a stored schema: takes the first free candidate, or finds the one it took
+    /// before (racing registrations of one schema agree; of two schemas, one moves on).
+    async fn take_id(&self, fp: &Fingerprint) -> Result<u32> {
+        let mut id = first_id(fp);
+        let body = serde_json::to_vec(&PointerObject {
+            fingerprint: fp.to_hex(),
+        })
+        .expect("serialises");
+        for _ in 0..=MAX_ID_PROBES {
+            let path = self.id_path(id);
+            if self.put_once(&path, body.clone()).await? {
+                return Ok(id);
+            }
+            let holder: PointerObject = self.get_json(&path, || path.to_string()).await?;
+            if holder.fingerprint == fp.to_hex() {
+                return Ok(id);
+            }
+            id = next_id(id);
+        }
+        Err(Error::Corrupt {
+            path: self.id_path(first_id(fp)).to_string(),
+            reason: format!(
+                "ids {} to {id} are all taken by other schemas",
+                first_id(fp)
+            ),
+        })
     }
 
     async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -168,7 +225,11 @@ impl SchemaRegistry for StoreRegistry {
         for _ in 0..MAX_RACES {
             let versions = self.versions_or_empty(subject).await?;
             if let Some(existing) = versions.iter().find(|r| r.fingerprint == fp) {
-                return Ok(Registration::Existing(existing.clone()));
+                let mut existing = existing.clone();
+                if existing.id.is_none() {
+                    existing.id = Some(self.take_id(&fp).await?);
+                }
+                return Ok(Registration::Existing(existing));
             }
             let issues = self.check(subject, &schema).await?;
             if !issues.is_empty() {
@@ -184,7 +245,7 @@ impl SchemaRegistry for StoreRegistry {
             })
             .expect("serialises");
             self.put_once(&self.schema_path(&fp), body).await?;
-            let rabin = serde_json::to_vec(&RabinObject {
+            let rabin = serde_json::to_vec(&PointerObject {
                 fingerprint: fp.to_hex(),
             })
             .expect("serialises");
@@ -195,11 +256,13 @@ impl SchemaRegistry for StoreRegistry {
                 rabin,
             )
             .await?;
+            let id = self.take_id(&fp).await?;
             let next = versions.last().map_or(1, |r| r.version + 1);
             let registered = Registered {
                 subject: subject.to_string(),
                 fingerprint: fp,
                 version: next,
+                id: Some(id),
             };
             let path = self
                 .location
@@ -208,7 +271,7 @@ impl SchemaRegistry for StoreRegistry {
                 .put_once(&path, serde_json::to_vec(&registered).expect("serialises"))
                 .await?
             {
-                tracing::info!(subject, version = next, fingerprint = %fp, "registered schema");
+                tracing::info!(subject, version = next, id, fingerprint = %fp, "registered schema");
                 return Ok(Registration::Created(registered));
             }
             tracing::debug!(
@@ -281,13 +344,21 @@ impl SchemaRegistry for StoreRegistry {
     }
 
     async fn by_rabin(&self, fingerprint: u64) -> Result<(String, Arc<Schema>)> {
-        let obj: RabinObject = self
+        let obj: PointerObject = self
             .get_json(
                 &self
                     .location
                     .child(&format!("rabin/{fingerprint:016x}.json")),
                 || format!("schema with CRC-64-AVRO fingerprint {fingerprint:016x}"),
             )
+            .await?;
+        let fp: Fingerprint = obj.fingerprint.parse()?;
+        self.load(&fp).await
+    }
+
+    async fn by_id(&self, id: u32) -> Result<(String, Arc<Schema>)> {
+        let obj: PointerObject = self
+            .get_json(&self.id_path(id), || format!("schema with id {id}"))
             .await?;
         let fp: Fingerprint = obj.fingerprint.parse()?;
         self.load(&fp).await
@@ -320,5 +391,89 @@ impl SchemaRegistry for StoreRegistry {
         .expect("serialises");
         self.store().put(&path, PutPayload::from(body)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = crate::conformance::V1;
+    const SUBJECT: &str = crate::conformance::SUBJECT;
+
+    #[test]
+    fn ids_are_the_fingerprints_first_31_bits_and_wrap_within_java_ints() {
+        let mut fp = Fingerprint([0; 32]);
+        fp.0[..4].copy_from_slice(&[0xff, 0x00, 0x00, 0x2a]);
+        assert_eq!(first_id(&fp), 0x7f00_002a);
+        assert_eq!(first_id(&Fingerprint([0; 32])), 1, "0 is not an id");
+        assert_eq!(next_id(7), 8);
+        assert_eq!(next_id(MAX_ID), 1);
+    }
+
+    #[tokio::test]
+    async fn a_schema_whose_id_is_taken_by_another_takes_the_next_free_one() {
+        let registry = StoreRegistry::in_memory();
+        let fp = Schema::parse(V1).unwrap().fingerprint();
+        let first = first_id(&fp);
+        // Another schema holds the first two candidates.
+        for id in [first, next_id(first)] {
+            let other = PointerObject {
+                fingerprint: Fingerprint([7; 32]).to_hex(),
+            };
+            registry
+                .put_once(&registry.id_path(id), serde_json::to_vec(&other).unwrap())
+                .await
+                .unwrap();
+        }
+        let registered = registry.register(SUBJECT, V1).await.unwrap();
+        let id = registered.id.expect("an id");
+        assert_eq!(id, next_id(next_id(first)));
+        let (subject, schema) = registry.by_id(id).await.unwrap();
+        assert_eq!((subject.as_str(), schema.fingerprint()), (SUBJECT, fp));
+        // Registering again finds the id it took rather than a fourth one.
+        let again = registry.register(SUBJECT, V1).await.unwrap();
+        assert_eq!(again.id, Some(id));
+        assert!(matches!(
+            registry.by_id(next_id(id)).await,
+            Err(Error::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_version_stored_before_ids_existed_gets_one_when_registered_again() {
+        let registry = StoreRegistry::in_memory();
+        let schema = Schema::parse(V1).unwrap();
+        let fp = schema.fingerprint();
+        // What an older silt stored: the schema and its version, no id.
+        let body = serde_json::to_vec(&SchemaObject {
+            subject: SUBJECT.into(),
+            schema: schema.json().to_string(),
+        })
+        .unwrap();
+        registry
+            .put_once(&registry.schema_path(&fp), body)
+            .await
+            .unwrap();
+        let old = format!(r#"{{"subject":"{SUBJECT}","fingerprint":"{fp}","version":1}}"#);
+        registry
+            .put_once(
+                &registry
+                    .location
+                    .child(&format!("subjects/{SUBJECT}/versions/{:010}.json", 1)),
+                old.into_bytes(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(registry.versions(SUBJECT).await.unwrap()[0].id, None);
+        assert!(registry.by_id(first_id(&fp)).await.is_err());
+
+        let again = registry.register(SUBJECT, V1).await.unwrap();
+        assert!(matches!(again, Registration::Existing(_)));
+        assert_eq!(again.id, Some(first_id(&fp)));
+        assert_eq!(
+            registry.by_id(first_id(&fp)).await.unwrap().1.fingerprint(),
+            fp
+        );
     }
 }

@@ -3,13 +3,19 @@
 //! | method and path | answer |
 //! |---|---|
 //! | `GET /subjects` | 200, the subject names |
-//! | `PUT /subjects/{subject}/schemas` | 201 `{subject, fingerprint, version}` when new, 200 when already registered, 409 with `{error, issues: [{path, reason}]}` when incompatible, 400 when not valid Avro or not named as the subject |
+//! | `PUT /subjects/{subject}/schemas` | 201 `{subject, fingerprint, version, id}` when new, 200 when already registered, 409 with `{error, issues: [{path, reason}]}` when incompatible, 400 when not valid Avro or not named as the subject |
 //! | `GET /subjects/{subject}/schemas/{fingerprint}` | 200 the schema, or 404 |
 //! | `GET /subjects/{subject}/latestSchema` | 200 the schema, or 404 |
-//! | `GET /subjects/{subject}/versions` | 200 `[{subject, fingerprint, version}]`, or 404 |
+//! | `GET /subjects/{subject}/versions` | 200 `[{subject, fingerprint, version, id}]`, or 404 |
+//! | `POST /subjects/{subject}/versions` | Confluent's registration: body `{"schema": "<text>"}`, 200 `{"id": n}`; 409 or 422 with `{error_code, message}` |
 //! | `POST /subjects/{subject}/compatibility` | 200 `{compatible, mode, issues}`: would this schema be accepted? |
 //! | `GET /schemas/{fingerprint}` | 200 `{subject, schema}` |
 //! | `GET /schemas/rabin/{hex}` | 200 `{subject, schema}` by CRC-64-AVRO fingerprint |
+//! | `GET /schemas/ids/{id}` | 200 `{schema: "<text>", subject}` by registry-wide id, as Confluent's registry answers |
+//!
+//! The two Confluent routes let producers that use Confluent's Avro serializers (with the
+//! record-name subject strategy: a subject is the schema's full name) register with and frame
+//! records for this registry, and jobs with `framing = "confluent"` resolve their ids here.
 //! | `GET`, `PUT /config/{subject}` | the subject's compatibility rule `{compatibility}` |
 //! | `DELETE` anything | 405 |
 //! | `GET /health`, `/metrics`, `/openapi.json` | operations |
@@ -40,6 +46,54 @@ pub struct VersionBody {
     /// Lower-case hex SHA-256 of the Parsing Canonical Form.
     pub fingerprint: String,
     pub version: u32,
+    /// The schema's registry-wide id (the Confluent framing's schema id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+}
+
+impl From<silt_registry::Registered> for VersionBody {
+    fn from(r: silt_registry::Registered) -> Self {
+        Self {
+            subject: r.subject,
+            fingerprint: r.fingerprint.to_hex(),
+            version: r.version,
+            id: r.id,
+        }
+    }
+}
+
+/// A schema found by id, in the shape of Confluent's `GET /schemas/ids/{id}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IdSchemaBody {
+    /// The schema's JSON text, as a string.
+    pub schema: String,
+    pub subject: String,
+}
+
+/// Confluent's registration request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfluentRegisterBody {
+    /// The schema's JSON text, as a string.
+    pub schema: String,
+    /// `AVRO` (the default); other types are refused.
+    #[serde(default)]
+    pub schema_type: Option<String>,
+}
+
+/// Confluent's registration answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfluentIdBody {
+    pub id: u32,
+}
+
+/// Confluent's error answer, with the offending fields when incompatible.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfluentErrorBody {
+    pub error_code: u32,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issues: Vec<IssueBody>,
 }
 
 /// One reason a schema breaks its subject's rule.
@@ -161,15 +215,7 @@ async fn register(
             } else {
                 StatusCode::OK
             };
-            (
-                status,
-                Json(VersionBody {
-                    subject: r.subject.clone(),
-                    fingerprint: r.fingerprint.to_hex(),
-                    version: r.version,
-                }),
-            )
-                .into_response()
+            (status, Json(VersionBody::from((*r).clone()))).into_response()
         }
         Err(e) => registry_error(e),
     }
@@ -205,16 +251,7 @@ async fn latest(State(s): State<AppState>, Path(subject): Path<String>) -> Respo
     responses((status = 200, body = [VersionBody]), (status = 404, body = ErrorBody)))]
 async fn versions(State(s): State<AppState>, Path(subject): Path<String>) -> Response {
     match s.registry.versions(&subject).await {
-        Ok(v) => Json(
-            v.into_iter()
-                .map(|r| VersionBody {
-                    subject: r.subject,
-                    fingerprint: r.fingerprint.to_hex(),
-                    version: r.version,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+        Ok(v) => Json(v.into_iter().map(VersionBody::from).collect::<Vec<_>>()).into_response(),
         Err(e) => registry_error(e),
     }
 }
@@ -277,6 +314,98 @@ async fn by_rabin(State(s): State<AppState>, Path(hex): Path<String>) -> Respons
     }
 }
 
+#[utoipa::path(get, path = "/schemas/ids/{id}", params(("id" = u32, Path, description = "The schema's registry-wide id")),
+    responses((status = 200, body = IdSchemaBody), (status = 404, body = ErrorBody)))]
+async fn by_id(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<u32>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not a schema id (a positive integer)"),
+        );
+    };
+    match s.registry.by_id(id).await {
+        Ok((subject, schema)) => Json(IdSchemaBody {
+            schema: schema.json().to_string(),
+            subject,
+        })
+        .into_response(),
+        Err(e) => registry_error(e),
+    }
+}
+
+fn confluent_error(
+    status: StatusCode,
+    error_code: u32,
+    message: impl std::fmt::Display,
+) -> Response {
+    (
+        status,
+        Json(ConfluentErrorBody {
+            error_code,
+            message: message.to_string(),
+            issues: vec![],
+        }),
+    )
+        .into_response()
+}
+
+#[utoipa::path(post, path = "/subjects/{subject}/versions", request_body = ConfluentRegisterBody,
+    params(("subject" = String, Path, description = "The schema's full name")),
+    responses((status = 200, body = ConfluentIdBody, description = "Registered, now or before"),
+        (status = 409, body = ConfluentErrorBody, description = "Breaks the subject's compatibility rule"),
+        (status = 422, body = ConfluentErrorBody, description = "Not valid Avro, not Avro, or its full name is not the subject")))]
+async fn confluent_register(
+    State(s): State<AppState>,
+    Path(subject): Path<String>,
+    body: String,
+) -> Response {
+    use silt_registry::Error as E;
+    let request: ConfluentRegisterBody = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return confluent_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                42201,
+                format!("the body is not {{\"schema\": \"<the schema's JSON text>\"}}: {e}"),
+            )
+        }
+    };
+    if let Some(t) = request.schema_type.as_deref().filter(|t| *t != "AVRO") {
+        return confluent_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            format!("schemaType {t}: this registry holds Avro schemas only"),
+        );
+    }
+    match s.registry.register(&subject, &request.schema).await {
+        Ok(r) => match r.id {
+            Some(id) => Json(ConfluentIdBody { id }).into_response(),
+            None => confluent_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                50001,
+                format!("the registry gave `{subject}` version {} no id", r.version),
+            ),
+        },
+        Err(e @ (E::InvalidSchema(_) | E::SubjectMismatch { .. })) => {
+            confluent_error(StatusCode::UNPROCESSABLE_ENTITY, 42201, e)
+        }
+        Err(E::Incompatible {
+            subject,
+            mode,
+            issues,
+        }) => (
+            StatusCode::CONFLICT,
+            Json(ConfluentErrorBody {
+                error_code: 409,
+                message: format!("the schema is not {mode} compatible with subject `{subject}`"),
+                issues: issue_bodies(issues),
+            }),
+        )
+            .into_response(),
+        Err(e) => confluent_error(StatusCode::INTERNAL_SERVER_ERROR, 50001, e),
+    }
+}
+
 #[utoipa::path(get, path = "/config/{subject}", params(("subject" = String, Path)), responses((status = 200, body = ConfigBody)))]
 async fn get_config(State(s): State<AppState>, Path(subject): Path<String>) -> Response {
     match s.registry.compatibility(&subject).await {
@@ -323,6 +452,8 @@ async fn put_config(
         check,
         by_fingerprint,
         by_rabin,
+        by_id,
+        confluent_register,
         get_config,
         put_config
     ),
@@ -332,7 +463,11 @@ async fn put_config(
         ErrorBody,
         SubjectSchemaBody,
         ConfigBody,
-        CheckBody
+        CheckBody,
+        IdSchemaBody,
+        ConfluentRegisterBody,
+        ConfluentIdBody,
+        ConfluentErrorBody
     ))
 )]
 struct RegistryApi;
@@ -349,10 +484,14 @@ pub fn router(registry: Arc<dyn SchemaRegistry>) -> Router {
         .route("/subjects/{subject}/schemas", put(register))
         .route("/subjects/{subject}/schemas/{fingerprint}", get(schema))
         .route("/subjects/{subject}/latestSchema", get(latest))
-        .route("/subjects/{subject}/versions", get(versions))
+        .route(
+            "/subjects/{subject}/versions",
+            get(versions).post(confluent_register),
+        )
         .route("/subjects/{subject}/compatibility", post(check))
         .route("/schemas/{fingerprint}", get(by_fingerprint))
         .route("/schemas/rabin/{hex}", get(by_rabin))
+        .route("/schemas/ids/{id}", get(by_id))
         .route("/config/{subject}", get(get_config).put(put_config))
         .with_state(AppState { registry })
         .fallback(|method: Method| async move {

@@ -214,3 +214,92 @@ async fn every_row_of_the_api_table() {
     );
     server.stop().await;
 }
+
+/// What a producer with Confluent's Avro serializer (record-name subject strategy) and a
+/// consumer with its deserializer ask of a registry: register, get an id, fetch by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_clients_register_and_fetch_schemas_by_id() {
+    let server = Server::start().await;
+    let c = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.base);
+    let subject = conformance::SUBJECT;
+    let register = |text: &str, schema_type: Option<&str>| {
+        let mut body = serde_json::json!({ "schema": text });
+        if let Some(t) = schema_type {
+            body["schemaType"] = t.into();
+        }
+        c.post(url(&format!("/subjects/{subject}/versions")))
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .body(body.to_string())
+            .send()
+    };
+
+    let r = register(conformance::V1, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_u64()
+        .expect("an integer id");
+    let r = register(conformance::V1, Some("AVRO")).await.unwrap();
+    assert_eq!(r.status(), 200, "registering again answers the same id");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["id"], id);
+
+    // Confluent's answer: the schema as a string, which parses to the registered schema.
+    let r = c
+        .get(url(&format!("/schemas/ids/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["subject"], subject);
+    let text = v["schema"].as_str().expect("the schema as a string");
+    let v1 = silt_wire::Schema::parse(conformance::V1).unwrap();
+    assert_eq!(
+        silt_wire::Schema::parse(text).unwrap().fingerprint(),
+        v1.fingerprint()
+    );
+    // The id is the one our own API reports for the version.
+    let versions: serde_json::Value = c
+        .get(url(&format!("/subjects/{subject}/versions")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions[0]["id"], id);
+
+    let r = register(conformance::BREAKING, None).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error_code"], 409);
+    assert_eq!(v["issues"][0]["path"], "/fields/saleId");
+    for (text, schema_type, words) in [
+        ("{not avro", None, "invalid schema"),
+        (conformance::V1, Some("PROTOBUF"), "Avro schemas only"),
+    ] {
+        let r = register(text, schema_type).await.unwrap();
+        assert_eq!(r.status(), 422, "{text} {schema_type:?}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error_code"], 42201);
+        assert!(v["message"].as_str().unwrap().contains(words), "{v}");
+    }
+    let r = c
+        .post(url("/subjects/other.Name/versions"))
+        .body(serde_json::json!({ "schema": conformance::V1 }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    let unused = if id == 1 { 2 } else { id - 1 };
+    let r = c
+        .get(url(&format!("/schemas/ids/{unused}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.get(url("/schemas/ids/seven")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    server.stop().await;
+}

@@ -89,6 +89,21 @@ fn subject_of(schema: &Schema, file: &Path) -> anyhow::Result<String> {
     }
 }
 
+fn id_text(id: Option<u32>) -> String {
+    id.map_or_else(|| "-".into(), |id| id.to_string())
+}
+
+/// `SUBJECT version N fingerprint HEX id N`.
+fn described(r: &silt_registry::Registered) -> String {
+    format!(
+        "{} version {} fingerprint {} id {}",
+        r.subject,
+        r.version,
+        r.fingerprint,
+        id_text(r.id)
+    )
+}
+
 pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
         RegistryCommand::Register { at, file } => {
@@ -96,16 +111,10 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
             let subject = subject_of(&schema, &file)?;
             let registry = at.open()?;
             match registry.register(&subject, &text).await {
-                Ok(Registration::Created(r)) => writeln!(
-                    out,
-                    "registered {} version {} fingerprint {}",
-                    r.subject, r.version, r.fingerprint
-                )?,
-                Ok(Registration::Existing(r)) => writeln!(
-                    out,
-                    "already registered: {} version {} fingerprint {}",
-                    r.subject, r.version, r.fingerprint
-                )?,
+                Ok(Registration::Created(r)) => writeln!(out, "registered {}", described(&r))?,
+                Ok(Registration::Existing(r)) => {
+                    writeln!(out, "already registered: {}", described(&r))?
+                }
                 Err(silt_registry::Error::Incompatible { issues, mode, .. }) => {
                     for i in &issues {
                         writeln!(out, "{}\t{}", i.path, i.reason)?;
@@ -158,7 +167,13 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
                     let mode = registry.compatibility(&subject).await?;
                     writeln!(out, "{subject} ({mode})")?;
                     for v in registry.versions(&subject).await? {
-                        writeln!(out, "  version {}\t{}", v.version, v.fingerprint)?;
+                        writeln!(
+                            out,
+                            "  version {}\t{}\tid {}",
+                            v.version,
+                            v.fingerprint,
+                            id_text(v.id)
+                        )?;
                     }
                 }
                 Some("latest") => {
