@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use silt_wire::WriterRef;
 
 #[test]
 fn unknown_job_keys_are_named_and_exit_non_zero() {
@@ -248,4 +249,83 @@ fn a_job_reads_its_schemas_from_the_registry_service() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
     assert_eq!(s["rejected"], 18, "{s}");
+}
+
+/// The test stream re-framed the Confluent way (`00` + the registry's 4-byte id for the
+/// record's writer): a job with `framing = "confluent"` resolves each id through the registry
+/// and fills the lake with exactly the expected events; records of an unknown writer (an id
+/// no schema has) and the stream's other bad records are rejected, not lost.
+#[test]
+fn a_job_reads_confluent_framed_records_by_registry_id() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let reg = format!("file://{}", dir.path().join("registry").display());
+    // `registry show` lists each version with its fingerprint and id.
+    let out = run_ok(silt().args([
+        "registry",
+        "show",
+        "--registry",
+        &reg,
+        "com.gilt.clickstream.v1.ProductPageViewedEvent",
+    ]));
+    let ids: std::collections::HashMap<String, u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.trim().split('\t').collect();
+            let id = cols.get(2)?.strip_prefix("id ")?.parse().ok()?;
+            Some((cols[1].to_string(), id))
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));
+    let unused = (1..).find(|i| !ids.values().any(|v| v == i)).unwrap();
+
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let (mut records, mut unknown) = (0, 0);
+    for shard in std::fs::read_dir(data.join("stream")).unwrap() {
+        let bytes = std::fs::read(shard.unwrap().path()).unwrap();
+        let mut at = 0;
+        while at + 12 <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let arrival = u64::from_be_bytes(bytes[at + 4..at + 12].try_into().unwrap());
+            let payload = &bytes[at + 12..at + 12 + len];
+            at += 12 + len;
+            let reframed = match silt_wire::Framing::Envelope.split(payload) {
+                Ok(f) => {
+                    let WriterRef::Sha256(fp) = f.writer else {
+                        unreachable!()
+                    };
+                    let id = ids.get(&fp.to_hex()).copied().unwrap_or_else(|| {
+                        unknown += 1;
+                        unused
+                    });
+                    let mut r = vec![silt_wire::CONFLUENT_MAGIC];
+                    r.extend_from_slice(&id.to_be_bytes());
+                    r.extend_from_slice(f.body);
+                    r
+                }
+                // Too short or a wrong header: kept as they are, bad in any framing.
+                Err(_) => payload.to_vec(),
+            };
+            stream.append_at(0, &[&reframed], arrival as i64).unwrap();
+            records += 1;
+        }
+    }
+    assert_eq!(records, 438);
+    assert_eq!(unknown, 3, "the stream's records of an unregistered writer");
+
+    let job = write_job(dir.path(), "confluent", &dir.path().join("stream"), "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "type = \"file\"",
+        "type = \"file\"\nframing = \"confluent\"",
+    );
+    std::fs::write(&job, text).unwrap();
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
+    assert_eq!(s["rejected"], 18, "{s}");
+    assert_lake_holds_expected(&dir.path().join("lake/clickstream"));
 }

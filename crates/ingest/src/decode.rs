@@ -212,11 +212,7 @@ impl EventDecoder {
         let found = match writer {
             WriterRef::Sha256(fp) => self.registry.by_fingerprint(&fp).await,
             WriterRef::Rabin(fp) => self.registry.by_rabin(fp).await,
-            WriterRef::ConfluentId(id) => Err(silt_registry::Error::NotFound {
-                what: format!(
-                    "Confluent schema id {id} (this registry keys schemas by fingerprint)"
-                ),
-            }),
+            WriterRef::ConfluentId(id) => self.registry.by_id(id).await,
         };
         let schema = match found {
             Ok((_, schema)) => schema,

@@ -1,0 +1,162 @@
+//! The optional framings of SPEC 2 (Avro single-object encoding and Confluent's): records
+//! written with an older and the latest schema of a subject, framed each way, resolve their
+//! writer through the registry (by CRC-64-AVRO fingerprint, by registry-wide id), decode to the
+//! reader schema, and a record naming a writer the registry does not know is rejected with
+//! that writer in its reason.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array, StringArray};
+use serde_json::json;
+use silt_ingest::{Chunk, EventDecoder, FileStream, ReadLimit, Sink, Source, StartAt};
+use silt_registry::{conformance, CachedRegistry, SchemaRegistry, StoreRegistry};
+use silt_wire::json::JsonEncoder;
+use silt_wire::timeuuid::{self, TimeUuidGenerator};
+use silt_wire::{Framing, Schema};
+
+/// A record of `schema` (registered as `id`) framed as `framing` says.
+fn framed(framing: Framing, schema: &Schema, id: u32, event: &serde_json::Value) -> Vec<u8> {
+    let mut out = match framing {
+        Framing::SingleObject => {
+            let mut p = vec![0xC3, 0x01];
+            p.extend_from_slice(&schema.rabin_fingerprint().to_le_bytes());
+            p
+        }
+        Framing::Confluent => {
+            let mut p = vec![0x00];
+            p.extend_from_slice(&id.to_be_bytes());
+            p
+        }
+        Framing::Envelope => {
+            let mut p = vec![silt_wire::ENVELOPE_HEADER];
+            p.extend_from_slice(schema.fingerprint().as_bytes());
+            p
+        }
+    };
+    JsonEncoder::new(schema).encode(event, &mut out).unwrap();
+    out
+}
+
+async fn decode_framed(framing: Framing, unknown: Vec<u8>, unknown_words: &str) {
+    let registry = CachedRegistry::new(StoreRegistry::in_memory());
+    let v1 = registry
+        .register(conformance::SUBJECT, conformance::V1)
+        .await
+        .unwrap();
+    let v2 = registry
+        .register(conformance::SUBJECT, conformance::V2)
+        .await
+        .unwrap();
+    let old = registry
+        .schema(conformance::SUBJECT, &v1.fingerprint)
+        .await
+        .unwrap();
+    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+    assert_eq!(latest.fingerprint(), v2.fingerprint);
+
+    let ids = TimeUuidGenerator::new([1; 6], 3);
+    let (a, b) = (ids.next(), ids.next());
+    let records = [
+        framed(
+            framing,
+            &old,
+            v1.id.unwrap(),
+            &json!({"uuid": timeuuid::to_string(&a), "productId": 1}),
+        ),
+        unknown,
+        framed(
+            framing,
+            &latest,
+            v2.id.unwrap(),
+            &json!({"uuid": timeuuid::to_string(&b), "productId": 2, "channel": "web"}),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let stream = FileStream::create(dir.path(), 1).unwrap();
+    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+    stream.put(0, &refs).await.unwrap();
+    let shard = stream.shards().await.unwrap().remove(0).id;
+    let chunk: Chunk = stream
+        .read(&shard, &StartAt::Earliest, ReadLimit::default())
+        .await
+        .unwrap();
+
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut decoder = EventDecoder::new(registry, latest, framing, "framed").unwrap();
+    let chunks = [chunk];
+    let (mut good, mut rejected) = (Vec::new(), Vec::new());
+    decoder
+        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 1, "{framing:?}: {rejected:?}");
+    assert_eq!(rejected[0].code, "unknown_fingerprint");
+    assert!(
+        rejected[0].reason.contains(unknown_words),
+        "{framing:?}: {}",
+        rejected[0].reason
+    );
+    assert_eq!(rejected[0].raw.as_ref(), records[1].as_slice());
+    assert_eq!(
+        good.iter().map(|g| g.uuid).collect::<Vec<_>>(),
+        vec![a, b],
+        "{framing:?}"
+    );
+
+    let batch = decoder
+        .decode(&chunks, &[shard.as_str()], &good)
+        .unwrap()
+        .expect("rows");
+    let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+    let uuids = column("uuid");
+    let uuids = uuids.as_any().downcast_ref::<StringArray>().unwrap();
+    let products = column("productId");
+    let products = products.as_any().downcast_ref::<Int64Array>().unwrap();
+    let channels = column("channel");
+    let channels = channels.as_any().downcast_ref::<StringArray>().unwrap();
+    let fingerprints = column("_fingerprint");
+    let fingerprints = arrow::compute::cast(&fingerprints, &arrow::datatypes::DataType::Utf8)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .clone();
+    // Rows come grouped by writer, in order of first appearance: the old schema's first.
+    assert_eq!(uuids.value(0), timeuuid::to_string(&a));
+    assert_eq!(uuids.value(1), timeuuid::to_string(&b));
+    assert_eq!(products.values().to_vec(), vec![1, 2]);
+    assert!(
+        channels.is_null(0),
+        "the old writer's row takes the default"
+    );
+    assert_eq!(channels.value(1), "web");
+    assert_eq!(fingerprints.value(0), v1.fingerprint.to_hex());
+    assert_eq!(fingerprints.value(1), v2.fingerprint.to_hex());
+}
+
+#[tokio::test]
+async fn confluent_framed_records_resolve_their_writer_by_registry_id() {
+    let unknown = {
+        let mut r = vec![0x00];
+        r.extend_from_slice(&12_345u32.to_be_bytes());
+        r.extend_from_slice(&[0; 20]);
+        r
+    };
+    decode_framed(Framing::Confluent, unknown, "Confluent schema id 12345").await;
+}
+
+#[tokio::test]
+async fn single_object_records_resolve_their_writer_by_crc64_fingerprint() {
+    let unknown = {
+        let mut r = vec![0xC3, 0x01];
+        r.extend_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        r.extend_from_slice(&[0; 20]);
+        r
+    };
+    decode_framed(
+        Framing::SingleObject,
+        unknown,
+        "CRC-64-AVRO fingerprint 1122334455667788",
+    )
+    .await;
+}
