@@ -7,7 +7,7 @@
 //! schemas/{fingerprint}.json                       {"subject": ..., "schema": <JSON text>}
 //! rabin/{crc64 hex}.json                            {"fingerprint": ...}
 //! ids/{id:010}.json                                 {"fingerprint": ...}
-//! subjects/{subject}/versions/{version:010}.json  {"subject", "fingerprint", "version"}
+//! subjects/{subject}/versions/{version:010}.json  {"subject", "fingerprint", "version", "id"}
 //! subjects/{subject}/config.json                    {"compatibility": "BACKWARD"}
 //! ```
 //!
@@ -133,7 +133,8 @@ impl StoreRegistry {
         Err(Error::Corrupt {
             path: self.id_path(first_id(fp)).to_string(),
             reason: format!(
-                "ids {} to {id} are all taken by other schemas",
+                "schema {fp} found the {} ids from {} on all taken by other schemas",
+                MAX_ID_PROBES + 1,
                 first_id(fp)
             ),
         })
