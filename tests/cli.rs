@@ -329,3 +329,64 @@ fn a_job_reads_confluent_framed_records_by_registry_id() {
     assert_eq!(s["rejected"], 18, "{s}");
     assert_lake_holds_expected(&dir.path().join("lake/clickstream"));
 }
+
+/// A stream that carries many types (the gateway's `kinesis://NAME` "one river", here a file
+/// stream): the job takes its subject's events and passes over the other subject's records,
+/// counting them, without rejecting them or stopping.
+#[test]
+fn a_job_passes_over_records_of_other_subjects_in_its_stream() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("ordered.avsc");
+    std::fs::write(
+        &other,
+        r#"{"type":"record","name":"OrderPlacedEvent","namespace":"com.gilt.orders.v1","fields":[
+            {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
+            {"name":"total","type":"double"}]}"#,
+    )
+    .unwrap();
+    register(
+        dir.path(),
+        &[
+            &data.join("schemas/v1.avsc"),
+            &data.join("schemas/v2.avsc"),
+            &other,
+        ],
+    );
+    let stream_dir = dir.path().join("river");
+    std::fs::create_dir_all(&stream_dir).unwrap();
+    for f in std::fs::read_dir(data.join("stream")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), stream_dir.join(f.file_name())).unwrap();
+    }
+    let orders = silt_wire::Schema::parse(&std::fs::read_to_string(&other).unwrap()).unwrap();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::new([4; 6], 1);
+    let records: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let mut body = Vec::new();
+            silt_wire::json::JsonEncoder::new(&orders)
+                .encode(
+                    &serde_json::json!({
+                        "uuid": silt_wire::timeuuid::to_string(&ids.next()),
+                        "total": 10.0 * i as f64
+                    }),
+                    &mut body,
+                )
+                .unwrap();
+            silt_wire::envelope(&orders.fingerprint(), &body)
+        })
+        .collect();
+    let stream = silt_ingest::FileStream::open(&stream_dir).unwrap();
+    for r in &records {
+        stream.append(1, &[r]).unwrap();
+    }
+
+    let job = write_job(dir.path(), "river", &stream_dir, "");
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["records_read"], 438 + 5, "{s}");
+    assert_eq!(s["other_subjects"], 5, "{s}");
+    assert_eq!(s["rejected"], 18, "{s}");
+    assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
+    assert_lake_holds_expected(&dir.path().join("lake/clickstream"));
+}

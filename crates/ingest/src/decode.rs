@@ -63,12 +63,34 @@ pub struct Rejected {
     pub shard: String,
     pub position: Position,
     pub arrival_ms: i64,
-    /// Short stable code (`too_short`, `bad_header`, `unknown_fingerprint`, `bad_body`,
-    /// `trailing_bytes`, `bad_uuid`).
+    /// Short stable code (`too_short`, `bad_header`, `unknown_fingerprint`,
+    /// `unreadable_writer`, `bad_body`, `trailing_bytes`, `bad_uuid`).
     pub code: &'static str,
     /// The reason in words.
     pub reason: String,
     pub raw: Bytes,
+}
+
+/// What a writer reference stands for, for this decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A writer of the reader's subject: `writers[i]`.
+    Known(u32),
+    /// The registry does not know it.
+    Unknown,
+    /// A schema of another subject: a stream carrying many types ("one river"), whose other
+    /// records are other jobs' events, not bad data.
+    Other,
+    /// A schema of the reader's subject that cannot be read with the reader schema (a version
+    /// registered under the rule NONE, say): `unreadable[i]` says why.
+    Unreadable(u32),
+}
+
+/// What the check made of one record.
+enum Checked {
+    Good(u32, [u8; 16], i64),
+    Bad(silt_wire::Error),
+    OtherSubject,
 }
 
 struct Writer {
@@ -84,9 +106,13 @@ pub struct EventDecoder {
     stream: String,
     reader: Arc<Schema>,
     writers: Vec<Writer>,
-    by_ref: HashMap<WriterRef, Option<u32>>,
+    by_ref: HashMap<WriterRef, Slot>,
     /// The last writer looked up: records of one writer come in runs.
-    last: Option<(WriterRef, Option<u32>)>,
+    last: Option<(WriterRef, Slot)>,
+    /// Why each unreadable writer cannot be read (indexed by [`Slot::Unreadable`]).
+    unreadable: Vec<String>,
+    /// Records of other subjects passed over since [`Self::take_other_subjects`].
+    other_subjects: u64,
     /// The reader schema's Arrow shape, without arrow-avro's field metadata.
     event_schema: SchemaRef,
     output_schema: SchemaRef,
@@ -187,6 +213,8 @@ impl EventDecoder {
             writers: Vec::new(),
             by_ref: HashMap::new(),
             last: None,
+            unreadable: Vec::new(),
+            other_subjects: 0,
             event_schema,
             output_schema: Arc::new(ArrowSchema::new(all)),
             uuid_index,
@@ -205,7 +233,13 @@ impl EventDecoder {
         &self.reader
     }
 
-    async fn writer(&mut self, writer: WriterRef) -> Result<Option<u32>> {
+    /// How many records of other subjects the checks passed over since the last call (a
+    /// stream that carries many types: each job takes its own subject's records).
+    pub fn take_other_subjects(&mut self) -> u64 {
+        std::mem::take(&mut self.other_subjects)
+    }
+
+    async fn writer(&mut self, writer: WriterRef) -> Result<Slot> {
         if let Some(w) = self.by_ref.get(&writer) {
             return Ok(*w);
         }
@@ -214,32 +248,51 @@ impl EventDecoder {
             WriterRef::Rabin(fp) => self.registry.by_rabin(fp).await,
             WriterRef::ConfluentId(id) => self.registry.by_id(id).await,
         };
-        let schema = match found {
-            Ok((_, schema)) => schema,
-            Err(silt_registry::Error::NotFound { .. }) => {
-                self.by_ref.insert(writer, None);
-                return Ok(None);
-            }
+        let slot = match found {
+            Ok((subject, _)) if Some(subject.as_str()) != self.reader.full_name() => Slot::Other,
+            Ok((_, schema)) => self.add_writer(&schema)?,
+            Err(silt_registry::Error::NotFound { .. }) => Slot::Unknown,
             Err(e) => return Err(e.into()),
         };
+        self.by_ref.insert(writer, slot);
+        Ok(slot)
+    }
+
+    /// A decoder from a writer of the reader's subject to the reader schema, or why there is
+    /// none.
+    fn add_writer(&mut self, schema: &Schema) -> Result<Slot> {
         let fp = schema.fingerprint();
-        let decoder = ReaderBuilder::new()
+        let built = ReaderBuilder::new()
             .with_batch_size(self.batch_size)
             .with_reader_schema(AvroSchema::new(self.reader.json().to_string()))
-            .with_writer_schema_store(avro_store(&fp, &schema)?)
-            .build_decoder()
-            .map_err(|source| Error::Decode {
-                fingerprint: fp.to_hex(),
-                source,
-            })?;
+            .with_writer_schema_store(avro_store(&fp, schema)?)
+            .build_decoder();
+        let decoder = match built {
+            Ok(d) => d,
+            Err(e) => {
+                // Say which fields, as the registry would; arrow-avro's words otherwise.
+                let issues = silt_wire::resolution::incompatibilities(&self.reader, schema);
+                let reason = if issues.is_empty() {
+                    e.to_string()
+                } else {
+                    issues
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                tracing::warn!(writer = %fp, %reason, "a writer schema of the subject cannot be read with its latest schema");
+                self.unreadable.push(reason);
+                return Ok(Slot::Unreadable(self.unreadable.len() as u32 - 1));
+            }
+        };
         let index = self.writers.len() as u32;
         self.writers.push(Writer {
             fingerprint: fp,
-            check: BodyCheck::new(&schema),
+            check: BodyCheck::new(schema),
             decoder,
         });
-        self.by_ref.insert(writer, Some(index));
-        Ok(Some(index))
+        Ok(Slot::Known(index))
     }
 
     /// Checks every record of `chunks` (chunk `i` read from `shards[i]`): good ones are
@@ -282,14 +335,15 @@ impl EventDecoder {
             let rec = &c.records[ri];
             let payload = &c.data[rec.range.clone()];
             match self.check_one(payload).await? {
-                Ok((writer, uuid, event_us)) => good.push(Good {
+                Checked::Good(writer, uuid, event_us) => good.push(Good {
                     chunk: chunk as u32,
                     record: ri as u32,
                     writer,
                     uuid,
                     event_us,
                 }),
-                Err(e) => rejected.push(Rejected {
+                Checked::OtherSubject => self.other_subjects += 1,
+                Checked::Bad(e) => rejected.push(Rejected {
                     shard: shard.to_string(),
                     position: rec.position.clone(),
                     arrival_ms: rec.arrival_ms,
@@ -302,15 +356,12 @@ impl EventDecoder {
         Ok(())
     }
 
-    /// The outer result fails the run (registry unreachable); the inner one rejects the record.
+    /// An error fails the run (registry unreachable); [`Checked::Bad`] rejects the record.
     #[inline]
-    async fn check_one(
-        &mut self,
-        payload: &[u8],
-    ) -> Result<Result<(u32, [u8; 16], i64), silt_wire::Error>> {
+    async fn check_one(&mut self, payload: &[u8]) -> Result<Checked> {
         let framed = match self.framing.split(payload) {
             Ok(f) => f,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Checked::Bad(e)),
         };
         let known = match self.last {
             Some((r, w)) if r == framed.writer => w,
@@ -320,22 +371,32 @@ impl EventDecoder {
                 w
             }
         };
-        let Some(w) = known else {
-            return Ok(Err(silt_wire::Error::UnknownWriter {
-                writer: framed.writer,
-            }));
+        let w = match known {
+            Slot::Known(w) => w,
+            Slot::Other => return Ok(Checked::OtherSubject),
+            Slot::Unknown => {
+                return Ok(Checked::Bad(silt_wire::Error::UnknownWriter {
+                    writer: framed.writer,
+                }))
+            }
+            Slot::Unreadable(i) => {
+                return Ok(Checked::Bad(silt_wire::Error::UnreadableWriter {
+                    writer: framed.writer,
+                    reason: self.unreadable[i as usize].clone(),
+                }))
+            }
         };
         let checked = match self.writers[w as usize].check.check(framed.body) {
             Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Checked::Bad(e)),
         };
         let Some(uuid) = checked.uuid else {
-            return Ok(Err(silt_wire::Error::BadUuid {
+            return Ok(Checked::Bad(silt_wire::Error::BadUuid {
                 reason: "the writer schema has no top-level `uuid` field".into(),
             }));
         };
         let Some(event_us) = timeuuid::unix_micros(&uuid) else {
-            return Ok(Err(silt_wire::Error::BadUuid {
+            return Ok(Checked::Bad(silt_wire::Error::BadUuid {
                 reason: format!(
                     "{} is a version-{} UUID, not a version-1 TimeUuid, so it has no event time",
                     timeuuid::to_string(&uuid),
@@ -343,7 +404,7 @@ impl EventDecoder {
                 ),
             }));
         };
-        Ok(Ok((w, uuid, event_us)))
+        Ok(Checked::Good(w, uuid, event_us))
     }
 
     /// Decodes the `kept` records (from `check`, possibly filtered) into one batch of

@@ -160,3 +160,154 @@ async fn single_object_records_resolve_their_writer_by_crc64_fingerprint() {
     )
     .await;
 }
+
+/// One stream carrying many types ("one river": the gateway's `kinesis://NAME` sink): a
+/// decoder for one subject takes that subject's records, counts the others as another
+/// subject's (not bad data: they are never rejected), and does not stop.
+#[tokio::test]
+async fn records_of_other_subjects_in_one_stream_are_passed_over_not_rejected() {
+    const OTHER: &str = r#"{"type":"record","name":"Ordered","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},{"name":"total","type":"double"}]}"#;
+    let registry = StoreRegistry::in_memory();
+    let mine = registry
+        .register(conformance::SUBJECT, conformance::V1)
+        .await
+        .unwrap();
+    let other = registry.register("conf.v1.Ordered", OTHER).await.unwrap();
+    let reader = registry.latest(conformance::SUBJECT).await.unwrap();
+    let other_schema = registry.latest("conf.v1.Ordered").await.unwrap();
+    assert_eq!(other_schema.fingerprint(), other.fingerprint);
+
+    let ids = TimeUuidGenerator::new([2; 6], 5);
+    let (a, b, c) = (ids.next(), ids.next(), ids.next());
+    let records = [
+        framed(
+            Framing::Envelope,
+            &reader,
+            0,
+            &json!({"uuid": timeuuid::to_string(&a), "productId": 1}),
+        ),
+        framed(
+            Framing::Envelope,
+            &other_schema,
+            0,
+            &json!({"uuid": timeuuid::to_string(&b), "total": 9.5}),
+        ),
+        framed(
+            Framing::Envelope,
+            &reader,
+            0,
+            &json!({"uuid": timeuuid::to_string(&c), "productId": 3}),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let stream = FileStream::create(dir.path(), 1).unwrap();
+    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+    stream.put(0, &refs).await.unwrap();
+    let shard = stream.shards().await.unwrap().remove(0).id;
+    let chunks = [stream
+        .read(&shard, &StartAt::Earliest, ReadLimit::default())
+        .await
+        .unwrap()];
+
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut decoder = EventDecoder::new(registry, reader, Framing::Envelope, "river").unwrap();
+    let (mut good, mut rejected) = (Vec::new(), Vec::new());
+    decoder
+        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
+        .await
+        .unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(good.iter().map(|g| g.uuid).collect::<Vec<_>>(), vec![a, c]);
+    assert_eq!(decoder.take_other_subjects(), 1);
+    assert_eq!(decoder.take_other_subjects(), 0, "taken");
+    let batch = decoder
+        .decode(&chunks, &[shard.as_str()], &good)
+        .unwrap()
+        .expect("rows");
+    assert_eq!(batch.num_rows(), 2);
+    assert_eq!(
+        batch
+            .column(batch.schema().index_of("_fingerprint").unwrap())
+            .len(),
+        2
+    );
+    let _ = mine;
+}
+
+/// A version registered under the rule NONE that the subject's latest schema cannot read:
+/// its records are rejected with the fields that break, the others decode, nothing stops.
+#[tokio::test]
+async fn records_of_a_writer_the_latest_schema_cannot_read_are_rejected_with_the_fields() {
+    const STRING_IDS: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},{"name":"productId","type":"string"}]}"#;
+    let registry = StoreRegistry::in_memory();
+    let old = registry
+        .register(conformance::SUBJECT, conformance::V1)
+        .await
+        .unwrap();
+    registry
+        .set_compatibility(conformance::SUBJECT, silt_registry::Compatibility::None)
+        .await
+        .unwrap();
+    registry
+        .register(conformance::SUBJECT, STRING_IDS)
+        .await
+        .unwrap();
+    let old_schema = registry
+        .schema(conformance::SUBJECT, &old.fingerprint)
+        .await
+        .unwrap();
+    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+
+    let ids = TimeUuidGenerator::new([3; 6], 9);
+    let (a, b) = (ids.next(), ids.next());
+    let records = [
+        framed(
+            Framing::Envelope,
+            &old_schema,
+            0,
+            &json!({"uuid": timeuuid::to_string(&a), "productId": 1}),
+        ),
+        framed(
+            Framing::Envelope,
+            &latest,
+            0,
+            &json!({"uuid": timeuuid::to_string(&b), "productId": "p-2"}),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let stream = FileStream::create(dir.path(), 1).unwrap();
+    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+    stream.put(0, &refs).await.unwrap();
+    let shard = stream.shards().await.unwrap().remove(0).id;
+    let chunks = [stream
+        .read(&shard, &StartAt::Earliest, ReadLimit::default())
+        .await
+        .unwrap()];
+
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut decoder = EventDecoder::new(registry, latest, Framing::Envelope, "none").unwrap();
+    let (mut good, mut rejected) = (Vec::new(), Vec::new());
+    decoder
+        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].code, "unreadable_writer");
+    assert!(
+        rejected[0].reason.contains(&old.fingerprint.to_hex())
+            && rejected[0].reason.contains("/fields/productId"),
+        "{}",
+        rejected[0].reason
+    );
+    assert_eq!(good.len(), 1);
+    assert_eq!(good[0].uuid, b);
+    let batch = decoder
+        .decode(&chunks, &[shard.as_str()], &good)
+        .unwrap()
+        .expect("rows");
+    let products = batch.column(batch.schema().index_of("productId").unwrap());
+    let products = products.as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(products.value(0), "p-2");
+}

@@ -70,6 +70,10 @@ pub enum Error {
     /// The framing names a writer schema the registry does not know.
     #[error("unknown writer schema: {writer}")]
     UnknownWriter { writer: WriterRef },
+    /// The writer schema is of the reader's subject but cannot be read with the reader schema
+    /// (a version registered without a compatibility rule, say).
+    #[error("writer schema {writer} cannot be read with the subject's latest schema: {reason}")]
+    UnreadableWriter { writer: WriterRef, reason: String },
     /// The body is not a value of its writer schema.
     #[error("body does not decode at byte {offset}: {reason}")]
     BadBody { offset: usize, reason: String },
@@ -98,6 +102,7 @@ impl Error {
             Error::TooShort { .. } => "too_short",
             Error::BadHeader { .. } => "bad_header",
             Error::UnknownWriter { .. } => "unknown_fingerprint",
+            Error::UnreadableWriter { .. } => "unreadable_writer",
             Error::BadBody { .. } => "bad_body",
             Error::TrailingBytes { .. } => "trailing_bytes",
             Error::BadUuid { .. } => "bad_uuid",

@@ -242,6 +242,8 @@ pub struct RunSummary {
     pub duplicates: u64,
     pub late: u64,
     pub rejected: u64,
+    /// Records of other subjects passed over (a stream that carries many types).
+    pub other_subjects: u64,
     pub rows_written: BTreeMap<String, u64>,
     pub bytes_written: u64,
     pub files_written: u64,
@@ -268,6 +270,12 @@ impl RunSummary {
             "  records read {:>10}   duplicates dropped {:>8}   late {:>6}   rejected {:>6}\n",
             self.records_read, self.duplicates, self.late, self.rejected
         );
+        if self.other_subjects > 0 {
+            s += &format!(
+                "  other subjects {:>8}   (records of other types in the stream, left to their jobs)\n",
+                self.other_subjects
+            );
+        }
         for (t, n) in &self.rows_written {
             s += &format!("  rows written {n:>10}   to {t}\n");
         }
@@ -1282,6 +1290,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         summary.duplicates += duplicates;
         summary.late += late;
         summary.rejected += rejected.len() as u64;
+        summary.other_subjects += decoder.take_other_subjects();
         for (table, files) in written {
             let e = summary.rows_written.entry(table).or_default();
             for f in files {
