@@ -179,3 +179,56 @@ print(json.dumps({
         "every v2 event's 120-byte URL: {v}"
     );
 }
+
+/// A lake whose older files predate a field (v2 registered between two runs): DuckDB with
+/// `union_by_name` and pyarrow with the files' schemas unified read one table, the old rows
+/// with the new column null, as the README tells analysts to read it.
+#[test]
+fn duckdb_and_pyarrow_read_files_written_before_and_after_a_new_field() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    evolved_lake(dir.path());
+    let lake = dir.path().join("lake");
+    let script = r#"
+import json, sys
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+lake = sys.argv[1]
+r = duckdb.connect().execute(f"""
+    SELECT count(*), count(DISTINCT uuid), count(channel)
+    FROM read_parquet('{lake}/clickstream/*/*/*.parquet', hive_partitioning = true,
+                      union_by_name = true)
+""").fetchone()
+first = ds.dataset(f"{lake}/clickstream", format="parquet", partitioning="hive")
+schema = pa.unify_schemas([f.physical_schema for f in first.get_fragments()])
+t = ds.dataset(f"{lake}/clickstream", format="parquet", partitioning="hive",
+               schema=schema.append(pa.field("dt", pa.string())).append(pa.field("hr", pa.string()))
+               if "dt" not in schema.names else schema).to_table()
+print(json.dumps({
+    "duckdb": list(r),
+    "pyarrow": [t.num_rows, len(set(t.column("uuid").to_pylist())),
+                t.num_rows - t.column("channel").null_count],
+    "schemas": len({str(f.physical_schema) for f in first.get_fragments()}),
+}))
+"#;
+    let out = run_ok(
+        std::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&lake),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let with_channel = expected_with_channel();
+    assert_eq!(v["schemas"], 2, "files before and after the field: {v}");
+    assert_eq!(
+        v["duckdb"],
+        serde_json::json!([400, 400, with_channel]),
+        "{v}"
+    );
+    assert_eq!(
+        v["pyarrow"],
+        serde_json::json!([400, 400, with_channel]),
+        "{v}"
+    );
+}

@@ -78,3 +78,27 @@ fn testdata_stream_lands_in_the_lake_exactly() {
     let with_channel = events.values().filter(|e| !e["channel"].is_null()).count();
     assert_eq!(text.trim(), format!("n,d,c\n400,400,{with_channel}"));
 }
+
+/// The producers' usual path: the job runs while only v1 is registered, then v2 (a new
+/// optional field) is registered and its events arrive. The next run writes files with the
+/// new column beside the older files without it, and silt's reader sees one table: the old
+/// rows with the new column null. (`tests/outside_readers.rs` reads the same lake with DuckDB
+/// and pyarrow.)
+#[test]
+fn a_version_registered_between_runs_adds_its_column_to_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = evolved_lake(dir.path());
+    assert!(runs[0]["rows_written"]["clickstream"].as_u64().unwrap() > 0);
+    let out = run_ok(silt().args([
+        "query",
+        "--lake",
+        &format!("file://{}", dir.path().join("lake").display()),
+        "--format",
+        "json",
+        "SELECT count(*) AS n, count(channel) AS with_channel, count(DISTINCT uuid) AS ids FROM clickstream",
+    ]));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["n"], 400, "{rows}");
+    assert_eq!(rows[0]["ids"], 400, "{rows}");
+    assert_eq!(rows[0]["with_channel"], expected_with_channel(), "{rows}");
+}

@@ -327,3 +327,73 @@ pub fn assert_lake_holds_expected(table: &Path) {
         "partitions by event hour, across midnight"
     );
 }
+
+/// Events of the test stream with a `channel` (v2 events that set it).
+pub fn expected_with_channel() -> usize {
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata().join("expected.json")).unwrap())
+            .unwrap();
+    expected["events"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|e| !e["channel"].is_null())
+        .count()
+}
+
+/// A lake written while the subject evolved: a run while only v1 is registered, over the test
+/// stream's v1 records; then v2 is registered and a run over the rest (v2 records and the bad
+/// ones). The two runs' summaries; between them they write the 400 events and reject the 18.
+pub fn evolved_lake(dir: &Path) -> [serde_json::Value; 2] {
+    let data = testdata();
+    register(dir, &[&data.join("schemas/v1.avsc")]);
+    let v1 =
+        silt_wire::Schema::parse(&std::fs::read_to_string(data.join("schemas/v1.avsc")).unwrap())
+            .unwrap()
+            .fingerprint();
+    let (mut first, mut later) = (Vec::new(), Vec::new());
+    for shard in std::fs::read_dir(data.join("stream")).unwrap() {
+        let bytes = std::fs::read(shard.unwrap().path()).unwrap();
+        let mut at = 0;
+        while at + 12 <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let arrival = i64::from_be_bytes(bytes[at + 4..at + 12].try_into().unwrap());
+            let payload = bytes[at + 12..at + 12 + len].to_vec();
+            at += 12 + len;
+            let is_v1 = payload.len() >= 33 && payload[0] == 0x81 && payload[1..33] == v1.0;
+            if is_v1 { &mut first } else { &mut later }.push((payload, arrival));
+        }
+    }
+    let stream = silt_ingest::FileStream::create(dir.join("stream"), 1).unwrap();
+    let append = |records: &[(Vec<u8>, i64)]| {
+        for (p, a) in records {
+            stream.append_at(0, &[p], *a).unwrap();
+        }
+    };
+    let job = write_job(dir, "evolving", &dir.join("stream"), "");
+    let run = || -> serde_json::Value {
+        let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    append(&first);
+    let before = run();
+    register(dir, &[&data.join("schemas/v2.avsc")]);
+    append(&later);
+    let after = run();
+    let total = |key: &str, sub: Option<&str>| -> u64 {
+        [&before, &after]
+            .iter()
+            .map(|s| match sub {
+                Some(t) => s[key][t].as_u64().unwrap(),
+                None => s[key].as_u64().unwrap(),
+            })
+            .sum()
+    };
+    assert_eq!(
+        total("rows_written", Some("clickstream")),
+        400,
+        "{before} {after}"
+    );
+    assert_eq!(total("rejected", None), 18, "{before} {after}");
+    [before, after]
+}
