@@ -102,3 +102,85 @@ fn a_version_registered_between_runs_adds_its_column_to_the_table() {
     assert_eq!(rows[0]["ids"], 400, "{rows}");
     assert_eq!(rows[0]["with_channel"], expected_with_channel(), "{rows}");
 }
+
+/// A `--follow` run while the subject evolves: v2 is registered and its events arrive while
+/// the run goes on with v1 as its reader. The run must not read them with v1 (their `channel`
+/// would be dropped from the lake for good): it starts again with v2 and the lake ends up as
+/// if v2 had been there from the start.
+#[test]
+fn a_follow_run_takes_a_version_registered_while_it_runs() {
+    use std::process::Stdio;
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(dir.path(), &[&data.join("schemas/v1.avsc")]);
+    let [first, later] = testdata_split_at_v2();
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    append_records(&stream, &first);
+    let job = write_job(
+        dir.path(),
+        "following",
+        &dir.path().join("stream"),
+        "[batch]\ninterval = \"100ms\"\n",
+    );
+    let child = silt()
+        .args(["run", "--follow", "--json"])
+        .arg(&job)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let query = |sql: &str| -> Option<serde_json::Value> {
+        let out = silt()
+            .args(["query", "--lake"])
+            .arg(format!("file://{}", dir.path().join("lake").display()))
+            .args(["--format", "json", sql])
+            .output()
+            .unwrap();
+        // Before the first commit there is no table yet.
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    };
+    let committed = || {
+        query("SELECT count(*) AS n FROM clickstream").map_or(0, |v| v[0]["n"].as_u64().unwrap())
+    };
+    let wait_for = |n: u64| {
+        for _ in 0..200 {
+            let now = committed();
+            if now >= n {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the lake never reached {n} events");
+    };
+    let v1_rows = wait_for(1);
+    assert!(v1_rows < 400);
+
+    register(dir.path(), &[&data.join("schemas/v2.avsc")]);
+    append_records(&stream, &later);
+    assert_eq!(wait_for(400), 400);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["reader_changes"], 1, "{s}");
+    assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
+    assert_eq!(s["rejected"], 18, "{s}");
+    let v = query("SELECT count(*) AS n, count(channel) AS with_channel FROM clickstream")
+        .expect("the table");
+    assert_eq!(v[0]["n"], 400, "{v}");
+    assert_eq!(
+        v[0]["with_channel"],
+        expected_with_channel(),
+        "v2 events keep their channel: {v}"
+    );
+}

@@ -341,12 +341,10 @@ pub fn expected_with_channel() -> usize {
         .count()
 }
 
-/// A lake written while the subject evolved: a run while only v1 is registered, over the test
-/// stream's v1 records; then v2 is registered and a run over the rest (v2 records and the bad
-/// ones). The two runs' summaries; between them they write the 400 events and reject the 18.
-pub fn evolved_lake(dir: &Path) -> [serde_json::Value; 2] {
+/// The test stream's records with their arrival times, split at the writer: v1's records,
+/// then the rest (v2's and the bad ones).
+pub fn testdata_split_at_v2() -> [Vec<(Vec<u8>, i64)>; 2] {
     let data = testdata();
-    register(dir, &[&data.join("schemas/v1.avsc")]);
     let v1 =
         silt_wire::Schema::parse(&std::fs::read_to_string(data.join("schemas/v1.avsc")).unwrap())
             .unwrap()
@@ -364,21 +362,33 @@ pub fn evolved_lake(dir: &Path) -> [serde_json::Value; 2] {
             if is_v1 { &mut first } else { &mut later }.push((payload, arrival));
         }
     }
+    [first, later]
+}
+
+/// Appends records with their arrival times to shard 0 of a file stream.
+pub fn append_records(stream: &silt_ingest::FileStream, records: &[(Vec<u8>, i64)]) {
+    for (p, a) in records {
+        stream.append_at(0, &[p], *a).unwrap();
+    }
+}
+
+/// A lake written while the subject evolved: a run while only v1 is registered, over the test
+/// stream's v1 records; then v2 is registered and a run over the rest (v2 records and the bad
+/// ones). The two runs' summaries; between them they write the 400 events and reject the 18.
+pub fn evolved_lake(dir: &Path) -> [serde_json::Value; 2] {
+    let data = testdata();
+    register(dir, &[&data.join("schemas/v1.avsc")]);
+    let [first, later] = testdata_split_at_v2();
     let stream = silt_ingest::FileStream::create(dir.join("stream"), 1).unwrap();
-    let append = |records: &[(Vec<u8>, i64)]| {
-        for (p, a) in records {
-            stream.append_at(0, &[p], *a).unwrap();
-        }
-    };
     let job = write_job(dir, "evolving", &dir.join("stream"), "");
     let run = || -> serde_json::Value {
         let out = run_ok(silt().args(["run", "--json"]).arg(&job));
         serde_json::from_slice(&out.stdout).unwrap()
     };
-    append(&first);
+    append_records(&stream, &first);
     let before = run();
     register(dir, &[&data.join("schemas/v2.avsc")]);
-    append(&later);
+    append_records(&stream, &later);
     let after = run();
     let total = |key: &str, sub: Option<&str>| -> u64 {
         [&before, &after]

@@ -250,12 +250,42 @@ impl EventDecoder {
         };
         let slot = match found {
             Ok((subject, _)) if Some(subject.as_str()) != self.reader.full_name() => Slot::Other,
-            Ok((_, schema)) => self.add_writer(&schema)?,
+            Ok((subject, schema)) => {
+                if schema.fingerprint() != self.reader.fingerprint() {
+                    self.check_not_newer(&subject, &schema).await?;
+                }
+                self.add_writer(&schema)?
+            }
             Err(silt_registry::Error::NotFound { .. }) => Slot::Unknown,
             Err(e) => return Err(e.into()),
         };
         self.by_ref.insert(writer, slot);
         Ok(slot)
+    }
+
+    /// Fails with [`Error::ReaderOutdated`] when `writer` is a later version of the subject
+    /// than the reader (asked of the registry's version list, which is not cached).
+    async fn check_not_newer(&self, subject: &str, writer: &Schema) -> Result<()> {
+        let versions = self.registry.versions(subject).await?;
+        let version_of = |fp: Fingerprint| {
+            versions
+                .iter()
+                .find(|r| r.fingerprint == fp)
+                .map(|r| r.version)
+        };
+        match (
+            version_of(self.reader.fingerprint()),
+            version_of(writer.fingerprint()),
+        ) {
+            (Some(reader_version), Some(writer_version)) if writer_version > reader_version => {
+                Err(Error::ReaderOutdated {
+                    subject: subject.to_string(),
+                    reader_version,
+                    writer_version,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A decoder from a writer of the reader's subject to the reader schema, or why there is

@@ -67,6 +67,16 @@ pub enum Error {
     Service(String),
     #[error(transparent)]
     Registry(#[from] silt_registry::Error),
+    /// The stream holds records of a version of the subject newer than the reader schema the
+    /// decoder was made with (registered while the run went on). Reading them with the old
+    /// reader would drop their new fields, so the run stops before any of them is decoded and
+    /// starts again with the new version.
+    #[error("subject `{subject}` has version {writer_version}, newer than the reader schema (version {reader_version}) this run started with")]
+    ReaderOutdated {
+        subject: String,
+        reader_version: u32,
+        writer_version: u32,
+    },
     #[error("decoding records of writer {fingerprint}: {source}")]
     Decode {
         fingerprint: String,

@@ -244,6 +244,8 @@ pub struct RunSummary {
     pub rejected: u64,
     /// Records of other subjects passed over (a stream that carries many types).
     pub other_subjects: u64,
+    /// Times the run started again because a newer version of the subject appeared.
+    pub reader_changes: u64,
     pub rows_written: BTreeMap<String, u64>,
     pub bytes_written: u64,
     pub files_written: u64,
@@ -274,6 +276,12 @@ impl RunSummary {
             s += &format!(
                 "  other subjects {:>8}   (records of other types in the stream, left to their jobs)\n",
                 self.other_subjects
+            );
+        }
+        if self.reader_changes > 0 {
+            s += &format!(
+                "  reader schema {:>9}   newer version(s) of the subject appeared; the run took them up\n",
+                self.reader_changes
             );
         }
         for (t, n) in &self.rows_written {
@@ -918,11 +926,15 @@ pub(crate) struct Shapes {
 
 impl Shapes {
     pub(crate) async fn of(job: &Job) -> anyhow::Result<Shapes> {
-        let reader = job
-            .registry
-            .latest(&job.subject)
-            .await
-            .with_context(|| format!("reader schema: subject `{}`", job.subject))?;
+        // The version list, not `latest`, which the registry's cache may hold for a while: a
+        // run that restarts because a newer version appeared must see it.
+        let reader = async {
+            let versions = job.registry.versions(&job.subject).await?;
+            let last = versions.last().expect("versions() is never empty");
+            job.registry.schema(&job.subject, &last.fingerprint).await
+        }
+        .await
+        .with_context(|| format!("reader schema: subject `{}`", job.subject))?;
         let decoder =
             EventDecoder::new(job.registry.clone(), reader, job.framing, job.source.name())?;
         let events = events_schema(&decoder.schema(), &job.partition_by)?;
@@ -942,13 +954,41 @@ impl Shapes {
 }
 
 /// Runs a job: micro-batches until caught up (or, with `follow`, until shutdown).
+///
+/// When the stream brings records of a version of the subject registered after the run
+/// started, the micro-batch in hand stops before decoding them (nothing of it is committed)
+/// and the run starts again with that version as its reader schema, as a rerun after a crash
+/// does: the batch is redone from its intent, and the tables gain the new columns.
 pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let run_id = format!("{:016x}", rand::random::<u64>());
     let mut summary = RunSummary {
         job: job.name.clone(),
         ..Default::default()
     };
+    loop {
+        match run_with_latest(job, opts, &mut summary).await {
+            Ok(()) => break,
+            Err(e) => match e.downcast_ref::<silt_ingest::Error>() {
+                Some(outdated @ silt_ingest::Error::ReaderOutdated { .. }) => {
+                    tracing::info!("{outdated}: starting again with it");
+                    summary.reader_changes += 1;
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One run with the subject's latest version as the reader schema; adds to `summary`.
+async fn run_with_latest(
+    job: &Job,
+    opts: &RunOptions,
+    summary: &mut RunSummary,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let run_id = format!("{:016x}", rand::random::<u64>());
     let shapes = Shapes::of(job).await?;
     let mut decoder = shapes.decoder;
     let (events_schema, raw_file_schema, out_parts) =
@@ -1001,11 +1041,11 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             Some(intent) => {
                 let plan: Plan =
                     serde_json::from_value(intent.plan).context("reading a planned micro-batch")?;
-                let (c, n) = read_plan(job, &plan, &mut summary).await?;
+                let (c, n) = read_plan(job, &plan, summary).await?;
                 (plan, c, n)
             }
             None => {
-                let (plan, chunks, names) = read_fresh(job, &state, &mut summary).await?;
+                let (plan, chunks, names) = read_fresh(job, &state, summary).await?;
                 if plan.shards.is_empty() {
                     if !opts.follow {
                         break;
@@ -1026,7 +1066,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 } else {
                     let plan: Plan = serde_json::from_value(standing.plan)
                         .context("reading a planned micro-batch")?;
-                    let (c, n) = read_plan(job, &plan, &mut summary).await?;
+                    let (c, n) = read_plan(job, &plan, summary).await?;
                     (plan, c, n)
                 }
             }
@@ -1115,7 +1155,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     ..chunk.records[range.end - 1].range.end,
             );
             raw_writer.write_batches(&events).await?;
-            rows.run(&events, &mut row_writers, &mut running, &mut summary)
+            rows.run(&events, &mut row_writers, &mut running, summary)
                 .await?;
         }
         let t = Instant::now();
@@ -1313,9 +1353,10 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    summary.lag_ms = newest_arrival.map(|a| now_ms() - a);
-    summary.elapsed_s = started.elapsed().as_secs_f64();
-    Ok(summary)
+    if let Some(a) = newest_arrival {
+        summary.lag_ms = Some(now_ms() - a);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
