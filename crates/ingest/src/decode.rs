@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, StringBuilder,
@@ -76,8 +77,9 @@ pub struct Rejected {
 enum Slot {
     /// A writer of the reader's subject: `writers[i]`.
     Known(u32),
-    /// The registry does not know it.
-    Unknown,
+    /// The registry did not know it at that time: asked again once `unknown_ttl` has passed,
+    /// since a producer may register its schema after its first records went out.
+    Unknown(Instant),
     /// A schema of another subject: a stream carrying many types ("one river"), whose other
     /// records are other jobs' events, not bad data.
     Other,
@@ -113,6 +115,8 @@ pub struct EventDecoder {
     unreadable: Vec<String>,
     /// Records of other subjects passed over since [`Self::take_other_subjects`].
     other_subjects: u64,
+    /// How long a writer the registry did not know stays unknown before it is asked again.
+    unknown_ttl: Duration,
     /// The reader schema's Arrow shape, without arrow-avro's field metadata.
     event_schema: SchemaRef,
     output_schema: SchemaRef,
@@ -215,6 +219,7 @@ impl EventDecoder {
             last: None,
             unreadable: Vec::new(),
             other_subjects: 0,
+            unknown_ttl: Duration::from_secs(30),
             event_schema,
             output_schema: Arc::new(ArrowSchema::new(all)),
             uuid_index,
@@ -233,6 +238,14 @@ impl EventDecoder {
         &self.reader
     }
 
+    /// How long a writer the registry does not know is remembered as unknown before the
+    /// registry is asked again (30 s; a `--follow` run must find a schema registered after
+    /// its producer's first records, which were rejected meanwhile).
+    pub fn with_unknown_ttl(mut self, ttl: Duration) -> Self {
+        self.unknown_ttl = ttl;
+        self
+    }
+
     /// How many records of other subjects the checks passed over since the last call (a
     /// stream that carries many types: each job takes its own subject's records).
     pub fn take_other_subjects(&mut self) -> u64 {
@@ -240,8 +253,10 @@ impl EventDecoder {
     }
 
     async fn writer(&mut self, writer: WriterRef) -> Result<Slot> {
-        if let Some(w) = self.by_ref.get(&writer) {
-            return Ok(*w);
+        match self.by_ref.get(&writer) {
+            Some(Slot::Unknown(at)) if at.elapsed() >= self.unknown_ttl => {}
+            Some(w) => return Ok(*w),
+            None => {}
         }
         let found = match writer {
             WriterRef::Sha256(fp) => self.registry.by_fingerprint(&fp).await,
@@ -256,7 +271,7 @@ impl EventDecoder {
                 }
                 self.add_writer(&schema)?
             }
-            Err(silt_registry::Error::NotFound { .. }) => Slot::Unknown,
+            Err(silt_registry::Error::NotFound { .. }) => Slot::Unknown(Instant::now()),
             Err(e) => return Err(e.into()),
         };
         self.by_ref.insert(writer, slot);
@@ -394,7 +409,9 @@ impl EventDecoder {
             Err(e) => return Ok(Checked::Bad(e)),
         };
         let known = match self.last {
-            Some((r, w)) if r == framed.writer => w,
+            // Runs of one writer skip the map; an unknown one is looked up each time (its
+            // entry expires).
+            Some((r, w)) if r == framed.writer && !matches!(w, Slot::Unknown(_)) => w,
             _ => {
                 let w = self.writer(framed.writer).await?;
                 self.last = Some((framed.writer, w));
@@ -404,7 +421,7 @@ impl EventDecoder {
         let w = match known {
             Slot::Known(w) => w,
             Slot::Other => return Ok(Checked::OtherSubject),
-            Slot::Unknown => {
+            Slot::Unknown(_) => {
                 return Ok(Checked::Bad(silt_wire::Error::UnknownWriter {
                     writer: framed.writer,
                 }))

@@ -311,3 +311,78 @@ async fn records_of_a_writer_the_latest_schema_cannot_read_are_rejected_with_the
     let products = products.as_any().downcast_ref::<StringArray>().unwrap();
     assert_eq!(products.value(0), "p-2");
 }
+
+/// A producer whose records went out before its schema was registered: they are rejected as
+/// unknown while the registry does not know the schema, and the same decoder (a `--follow`
+/// run) asks the registry again later, without a restart: the schema is then a newer version
+/// of its subject, so the decoder says the run must take it up (the job starts again with it).
+#[tokio::test]
+async fn a_writer_registered_after_its_first_records_is_asked_for_again_in_the_same_run() {
+    let registry = Arc::new(StoreRegistry::in_memory());
+    registry
+        .register(conformance::SUBJECT, conformance::V1)
+        .await
+        .unwrap();
+    let reader = registry.latest(conformance::SUBJECT).await.unwrap();
+    // V2, not registered yet.
+    let late = Schema::parse(conformance::V2).unwrap();
+    let ids = TimeUuidGenerator::new([5; 6], 2);
+    let dir = tempfile::tempdir().unwrap();
+    let stream = FileStream::create(dir.path(), 1).unwrap();
+    let shard = stream.shards().await.unwrap().remove(0).id;
+    let mut decoder = EventDecoder::new(
+        registry.clone() as Arc<dyn SchemaRegistry>,
+        reader,
+        Framing::Envelope,
+        "late",
+    )
+    .unwrap()
+    .with_unknown_ttl(std::time::Duration::ZERO);
+    let mut next = StartAt::Earliest;
+    let mut check_one_more = async |decoder: &mut EventDecoder| {
+        let id = ids.next();
+        let record = framed(
+            Framing::Envelope,
+            &late,
+            0,
+            &json!({"uuid": timeuuid::to_string(&id), "productId": 7, "channel": "app"}),
+        );
+        stream.put(0, &[record.as_slice()]).await.unwrap();
+        let chunk = stream
+            .read(&shard, &next, ReadLimit::default())
+            .await
+            .unwrap();
+        next = chunk.next.clone().unwrap();
+        let (mut good, mut rejected) = (Vec::new(), Vec::new());
+        decoder
+            .check(&[chunk], &[shard.as_str()], &mut good, &mut rejected)
+            .await
+            .map(|()| {
+                (
+                    good.len(),
+                    rejected.iter().map(|r| r.code).collect::<Vec<_>>(),
+                )
+            })
+    };
+    assert_eq!(
+        check_one_more(&mut decoder).await.unwrap(),
+        (0, vec!["unknown_fingerprint"])
+    );
+    assert_eq!(
+        check_one_more(&mut decoder).await.unwrap(),
+        (0, vec!["unknown_fingerprint"]),
+        "still unknown"
+    );
+    registry
+        .register(conformance::SUBJECT, conformance::V2)
+        .await
+        .unwrap();
+    match check_one_more(&mut decoder).await {
+        Err(silt_ingest::Error::ReaderOutdated {
+            reader_version: 1,
+            writer_version: 2,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
