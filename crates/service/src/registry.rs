@@ -8,12 +8,14 @@
 //! | `GET /subjects/{subject}/latestSchema` | 200 the schema, or 404 |
 //! | `GET /subjects/{subject}/versions` | 200 `[{subject, fingerprint, version, id}]`, or 404 |
 //! | `POST /subjects/{subject}/versions` | Confluent's registration: body `{"schema": "<text>"}`, 200 `{"id": n}`; 409 or 422 with `{error_code, message}` |
+//! | `GET /subjects/{subject}/versions/{n or latest}` | Confluent's version: 200 `{subject, id, version, schema: "<text>"}`, or 404 |
+//! | `POST /subjects/{subject}` | Confluent's lookup: body `{"schema": "<text>"}`, 200 the version that holds it, or 404 |
 //! | `POST /subjects/{subject}/compatibility` | 200 `{compatible, mode, issues}`: would this schema be accepted? |
 //! | `GET /schemas/{fingerprint}` | 200 `{subject, schema}` |
 //! | `GET /schemas/rabin/{hex}` | 200 `{subject, schema}` by CRC-64-AVRO fingerprint |
 //! | `GET /schemas/ids/{id}` | 200 `{schema: "<text>", subject}` by registry-wide id, as Confluent's registry answers |
 //!
-//! The two Confluent routes let producers that use Confluent's Avro serializers (with the
+//! The Confluent routes let producers that use Confluent's Avro serializers (with the
 //! record-name subject strategy: a subject is the schema's full name) register with and frame
 //! records for this registry, and jobs with `framing = "confluent"` resolve their ids here.
 //! | `GET`, `PUT /config/{subject}` | the subject's compatibility rule `{compatibility}` |
@@ -85,6 +87,16 @@ pub struct ConfluentRegisterBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConfluentIdBody {
     pub id: u32,
+}
+
+/// A version in Confluent's shape.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfluentVersionBody {
+    pub subject: String,
+    pub id: u32,
+    pub version: u32,
+    /// The schema's JSON text, as a string.
+    pub schema: String,
 }
 
 /// Confluent's error answer, with the offending fields when incompatible.
@@ -349,6 +361,132 @@ fn confluent_error(
         .into_response()
 }
 
+/// The body of Confluent's registration and lookup: `{"schema": "...", "schemaType": "AVRO"}`.
+// The error is the ready HTTP answer; handlers return it as is.
+#[allow(clippy::result_large_err)]
+fn confluent_request(body: &str) -> Result<ConfluentRegisterBody, Response> {
+    let request: ConfluentRegisterBody = serde_json::from_str(body).map_err(|e| {
+        confluent_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            format!("the body is not {{\"schema\": \"<the schema's JSON text>\"}}: {e}"),
+        )
+    })?;
+    if let Some(t) = request.schema_type.as_deref().filter(|t| *t != "AVRO") {
+        return Err(confluent_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            format!("schemaType {t}: this registry holds Avro schemas only"),
+        ));
+    }
+    Ok(request)
+}
+
+/// A subject's versions, or Confluent's "subject not found".
+#[allow(clippy::result_large_err)]
+async fn confluent_versions(
+    s: &AppState,
+    subject: &str,
+) -> Result<Vec<silt_registry::Registered>, Response> {
+    s.registry.versions(subject).await.map_err(|e| match e {
+        silt_registry::Error::NotFound { .. } => confluent_error(
+            StatusCode::NOT_FOUND,
+            40401,
+            format!("subject `{subject}` not found"),
+        ),
+        e => confluent_error(StatusCode::INTERNAL_SERVER_ERROR, 50001, e),
+    })
+}
+
+/// One version with its schema text, in Confluent's shape.
+async fn confluent_version_answer(s: &AppState, r: &silt_registry::Registered) -> Response {
+    let Some(id) = r.id else {
+        return confluent_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            50001,
+            format!(
+                "`{}` version {} was registered before schemas had ids: register it again to give it one",
+                r.subject, r.version
+            ),
+        );
+    };
+    match s.registry.schema(&r.subject, &r.fingerprint).await {
+        Ok(schema) => Json(ConfluentVersionBody {
+            subject: r.subject.clone(),
+            id,
+            version: r.version,
+            schema: schema.json().to_string(),
+        })
+        .into_response(),
+        Err(e) => confluent_error(StatusCode::INTERNAL_SERVER_ERROR, 50001, e),
+    }
+}
+
+#[utoipa::path(get, path = "/subjects/{subject}/versions/{version}",
+    params(("subject" = String, Path), ("version" = String, Path, description = "A version number, or `latest`")),
+    responses((status = 200, body = ConfluentVersionBody), (status = 404, body = ConfluentErrorBody)))]
+async fn confluent_version(
+    State(s): State<AppState>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
+    let versions = match confluent_versions(&s, &subject).await {
+        Ok(v) => v,
+        Err(answer) => return answer,
+    };
+    let found = match version.as_str() {
+        "latest" | "-1" => versions.last(),
+        n => match n.parse::<u32>() {
+            Ok(n) => versions.iter().find(|r| r.version == n),
+            Err(_) => {
+                return confluent_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    42202,
+                    format!("`{version}` is not a version (a number, or latest)"),
+                )
+            }
+        },
+    };
+    match found {
+        Some(r) => confluent_version_answer(&s, r).await,
+        None => confluent_error(
+            StatusCode::NOT_FOUND,
+            40402,
+            format!("subject `{subject}` has no version {version}"),
+        ),
+    }
+}
+
+#[utoipa::path(post, path = "/subjects/{subject}", request_body = ConfluentRegisterBody,
+    params(("subject" = String, Path)),
+    responses((status = 200, body = ConfluentVersionBody, description = "The version that holds this schema"),
+        (status = 404, body = ConfluentErrorBody, description = "Unknown subject, or the schema is not one of its versions")))]
+async fn confluent_lookup(
+    State(s): State<AppState>,
+    Path(subject): Path<String>,
+    body: String,
+) -> Response {
+    let request = match confluent_request(&body) {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let fp = match silt_wire::Schema::parse(&request.schema) {
+        Ok(schema) => schema.fingerprint(),
+        Err(e) => return confluent_error(StatusCode::UNPROCESSABLE_ENTITY, 42201, e),
+    };
+    let versions = match confluent_versions(&s, &subject).await {
+        Ok(v) => v,
+        Err(answer) => return answer,
+    };
+    match versions.iter().find(|r| r.fingerprint == fp) {
+        Some(r) => confluent_version_answer(&s, r).await,
+        None => confluent_error(
+            StatusCode::NOT_FOUND,
+            40403,
+            format!("the schema (fingerprint {fp}) is not a version of `{subject}`"),
+        ),
+    }
+}
+
 #[utoipa::path(post, path = "/subjects/{subject}/versions", request_body = ConfluentRegisterBody,
     params(("subject" = String, Path, description = "The schema's full name")),
     responses((status = 200, body = ConfluentIdBody, description = "Registered, now or before"),
@@ -360,23 +498,10 @@ async fn confluent_register(
     body: String,
 ) -> Response {
     use silt_registry::Error as E;
-    let request: ConfluentRegisterBody = match serde_json::from_str(&body) {
+    let request = match confluent_request(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return confluent_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                42201,
-                format!("the body is not {{\"schema\": \"<the schema's JSON text>\"}}: {e}"),
-            )
-        }
+        Err(answer) => return answer,
     };
-    if let Some(t) = request.schema_type.as_deref().filter(|t| *t != "AVRO") {
-        return confluent_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            42201,
-            format!("schemaType {t}: this registry holds Avro schemas only"),
-        );
-    }
     match s.registry.register(&subject, &request.schema).await {
         Ok(r) => match r.id {
             Some(id) => Json(ConfluentIdBody { id }).into_response(),
@@ -454,6 +579,8 @@ async fn put_config(
         by_rabin,
         by_id,
         confluent_register,
+        confluent_version,
+        confluent_lookup,
         get_config,
         put_config
     ),
@@ -467,6 +594,7 @@ async fn put_config(
         IdSchemaBody,
         ConfluentRegisterBody,
         ConfluentIdBody,
+        ConfluentVersionBody,
         ConfluentErrorBody
     ))
 )]
@@ -481,6 +609,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(registry: Arc<dyn SchemaRegistry>) -> Router {
     let api = Router::new()
         .route("/subjects", get(subjects))
+        .route("/subjects/{subject}", post(confluent_lookup))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(confluent_version),
+        )
         .route("/subjects/{subject}/schemas", put(register))
         .route("/subjects/{subject}/schemas/{fingerprint}", get(schema))
         .route("/subjects/{subject}/latestSchema", get(latest))

@@ -269,6 +269,71 @@ async fn confluent_clients_register_and_fetch_schemas_by_id() {
         .unwrap();
     assert_eq!(versions[0]["id"], id);
 
+    // A serializer that does not register (auto.register.schemas=false) looks its schema up;
+    // one with use.latest.version asks for the latest version.
+    let r = c
+        .post(url(&format!("/subjects/{subject}")))
+        .body(serde_json::json!({ "schema": conformance::V1 }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["id"].as_u64(), v["version"].as_u64()),
+        (Some(id), Some(1)),
+        "{v}"
+    );
+    let r = c
+        .post(url(&format!("/subjects/{subject}")))
+        .body(serde_json::json!({ "schema": conformance::V2 }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "V2 is not registered yet");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error_code"],
+        40403
+    );
+    let v2_id = register(conformance::V2, None)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id"]
+        .clone();
+    for (version, want_id, want_version) in
+        [("latest", &v2_id, 2), ("1", &serde_json::json!(id), 1)]
+    {
+        let r = c
+            .get(url(&format!("/subjects/{subject}/versions/{version}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{version}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (&v["id"], v["version"].as_u64()),
+            (want_id, Some(want_version)),
+            "{v}"
+        );
+        assert_eq!(v["subject"], subject);
+        silt_wire::Schema::parse(v["schema"].as_str().unwrap()).unwrap();
+    }
+    for (path, status, code) in [
+        (format!("/subjects/{subject}/versions/3"), 404, 40402),
+        (format!("/subjects/{subject}/versions/x"), 422, 42202),
+        ("/subjects/no.Such/versions/latest".to_string(), 404, 40401),
+    ] {
+        let r = c.get(url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["error_code"],
+            code,
+            "{path}"
+        );
+    }
+
     let r = register(conformance::BREAKING, None).await.unwrap();
     assert_eq!(r.status(), 409);
     let v: serde_json::Value = r.json().await.unwrap();
