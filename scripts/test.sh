@@ -38,11 +38,12 @@ wait_for() { # name url tries
 }
 
 echo "== installing stand-ins into $cache"
-if [ ! -x "$cache/venv/bin/moto_server" ] || ! "$cache/venv/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
+if [ ! -x "$cache/venv/bin/moto_server" ] || ! "$cache/venv/bin/python" -c 'import duckdb, pyarrow, confluent_kafka.schema_registry.avro' 2>/dev/null; then
   python3 -m venv "$cache/venv"
   # moto is the S3 (and UpdateShardCount) stand-in; DuckDB and pyarrow read the lake as
-  # outside tools do.
-  "$cache/venv/bin/pip" install --quiet 'moto[s3]==5.2.5' flask flask-cors 'duckdb==1.4.2' 'pyarrow==22.0.0'
+  # outside tools do; Confluent's client registers and frames records as outside producers do.
+  "$cache/venv/bin/pip" install --quiet 'moto[s3]==5.2.5' flask flask-cors 'duckdb==1.4.2' 'pyarrow==22.0.0' \
+    'confluent-kafka[avro,schemaregistry]==2.16.1'
 fi
 if [ ! -d "$cache/node/node_modules/kinesalite" ] || ! cmp -s scripts/stand-ins/package.json "$cache/node/package.json"; then
   mkdir -p "$cache/node"

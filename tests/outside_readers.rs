@@ -1,12 +1,13 @@
 //! The lake as outside tools read it (SPEC 8): DuckDB and pyarrow with Hive partitioning, on
-//! the independent test stream. Needs the Python that `scripts/test.sh` sets up
-//! (`SILT_PYTHON`, with duckdb and pyarrow).
+//! the independent test stream; and records as an outside producer frames them (Confluent's
+//! serializer against `silt registry serve`). Needs the Python that `scripts/test.sh` sets up
+//! (`SILT_PYTHON`, with duckdb, pyarrow and confluent-kafka).
 
 mod common;
 
 use common::*;
 
-/// The Python with duckdb and pyarrow, or `None` (the test is skipped) outside
+/// The Python with duckdb, pyarrow and confluent-kafka, or `None` (the test is skipped) outside
 /// `scripts/test.sh`, which requires it.
 fn python() -> Option<String> {
     match std::env::var("SILT_PYTHON") {
@@ -229,6 +230,112 @@ print(json.dumps({
     assert_eq!(
         v["pyarrow"],
         serde_json::json!([400, 400, with_channel]),
+        "{v}"
+    );
+}
+
+/// An outside producer: Confluent's Python client (`confluent-kafka`'s `SchemaRegistryClient`
+/// and `AvroSerializer`, record-name subject strategy) registers v1 and then v2 with
+/// `silt registry serve` and frames events the Confluent way; Python writes them into a file
+/// stream (SPEC 6). A job with `framing = "confluent"` reading its schemas from the same
+/// service lands every event, v1 events with the v2 default.
+#[test]
+fn a_confluent_serializer_registers_and_frames_events_a_confluent_job_lands() {
+    let Some(python) = python() else { return };
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = silt()
+        .args([
+            "registry",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--registry")
+        .arg(format!("file://{}", dir.path().join("registry").display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let stream = dir.path().join("stream");
+    std::fs::create_dir_all(&stream).unwrap();
+    let script = r#"
+import json, struct, sys, time, uuid
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+url, v1, v2, shard = sys.argv[1:5]
+client = SchemaRegistryClient({"url": url})
+conf = {"auto.register.schemas": True,
+        "subject.name.strategy": lambda ctx, record_name: record_name}
+ctx = SerializationContext("clicks", MessageField.VALUE)
+out, ids = open(shard, "wb"), set()
+def put(ser, event):
+    framed = ser(event, ctx)
+    ids.add(struct.unpack(">I", framed[1:5])[0])
+    out.write(struct.pack(">IQ", len(framed), int(time.time() * 1000)) + framed)
+ser1 = AvroSerializer(client, open(v1).read(), conf=conf)
+for i in range(30):
+    put(ser1, {"uuid": uuid.uuid1().bytes, "productId": i, "saleId": None})
+ser2 = AvroSerializer(client, open(v2).read(), conf=conf)
+for i in range(30, 50):
+    put(ser2, {"uuid": uuid.uuid1().bytes, "productId": i, "saleId": 7, "channel": "app"})
+out.close()
+print(json.dumps(sorted(ids)))
+"#;
+    let out = run_ok(
+        std::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&base)
+            .arg(data.join("schemas/v1.avsc"))
+            .arg(data.join("schemas/v2.avsc"))
+            .arg(stream.join(silt_ingest::shard_file_name(0))),
+    );
+    let ids: Vec<u32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids.len(), 2, "one id per schema: {ids:?}");
+
+    let job = write_job(dir.path(), "confluent", &stream, "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace(
+            "type = \"file\"",
+            "type = \"file\"\nframing = \"confluent\"",
+        )
+        .replace(
+            &format!("file://{}", dir.path().join("registry").display()),
+            &base,
+        );
+    std::fs::write(&job, text).unwrap();
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = run_ok(silt().args([
+        "query",
+        "--lake",
+        &format!("file://{}", dir.path().join("lake").display()),
+        "--format",
+        "json",
+        "SELECT count(*) AS n, count(channel) AS app, sum(\"productId\") AS products, count(\"saleId\") AS sales FROM clickstream",
+    ]));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(s["rejected"], 0, "{s}");
+    assert_eq!(s["rows_written"]["clickstream"], 50, "{s}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v[0],
+        serde_json::json!({"n": 50, "app": 20, "products": (0..50).sum::<i64>(), "sales": 20}),
         "{v}"
     );
 }
