@@ -87,3 +87,70 @@ async fn logical_types_map_to_arrow_types() {
     );
     assert!(!b.column_by_name("total").unwrap().is_null(0));
 }
+
+/// Values arrow-avro refuses when it decodes (a uuid string that is not one, a decimal wider
+/// than Arrow holds) once failed the whole micro-batch they were decoded in, and so every
+/// rerun: one bad record stopped the stream. They are rejected by the check now, with their
+/// reason, and the good records beside them decode.
+#[tokio::test]
+async fn values_the_columnar_decoder_would_refuse_are_rejected_not_fatal() {
+    use silt_ingest::{FileStream, ReadLimit, Sink, Source, StartAt};
+    const LEDGER: &str = r#"{"type":"record","name":"Entry","namespace":"ledger.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},
+        {"name":"ref","type":{"type":"string","logicalType":"uuid"}},
+        {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}}]}"#;
+    let registry = StoreRegistry::in_memory();
+    registry.register("ledger.v1.Entry", LEDGER).await.unwrap();
+    let reader = registry.latest("ledger.v1.Entry").await.unwrap();
+    let ids = timeuuid::TimeUuidGenerator::new([6; 6], 4);
+    let record = |reference: &[u8], amount: &[u8]| {
+        let mut body = ids.next().to_vec();
+        encode::bytes(reference, &mut body);
+        encode::bytes(amount, &mut body);
+        envelope(&reader.fingerprint(), &body)
+    };
+    let good_ref = b"165c0cf3-ca4a-11f0-bb9a-0242ac110002";
+    let records = [
+        record(good_ref, &[0x04, 0xD2]),
+        record(b"not-a-uuid", &[0x04, 0xD2]),
+        record(good_ref, &[0x7f; 20]),
+        record(good_ref, &[0x30, 0x39]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let stream = FileStream::create(dir.path(), 1).unwrap();
+    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+    stream.put(0, &refs).await.unwrap();
+    let shard = stream.shards().await.unwrap().remove(0).id;
+    let chunks = [stream
+        .read(&shard, &StartAt::Earliest, ReadLimit::default())
+        .await
+        .unwrap()];
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut decoder = EventDecoder::new(registry, reader, Framing::Envelope, "ledger").unwrap();
+    let (mut good, mut rejected) = (Vec::new(), Vec::new());
+    decoder
+        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
+        .await
+        .unwrap();
+    let reasons: Vec<(&str, &str)> = rejected
+        .iter()
+        .map(|r| (r.code, r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|(code, _)| *code == "bad_body"),
+        "{reasons:?}"
+    );
+    assert!(reasons[0].1.contains("not a UUID"), "{reasons:?}");
+    assert!(
+        reasons[1].1.contains("more than fits in 16 bytes"),
+        "{reasons:?}"
+    );
+    let batch = decoder
+        .decode(&chunks, &[shard.as_str()], &good)
+        .expect("the good records decode")
+        .expect("rows");
+    let amounts = batch.column(batch.schema().index_of("amount").unwrap());
+    let amounts = amounts.as_any().downcast_ref::<Decimal128Array>().unwrap();
+    assert_eq!(amounts.values().to_vec(), vec![1234, 12345]);
+}

@@ -6,7 +6,7 @@
 //! This check runs first and decides, per record, whether the body is exactly one value of the
 //! writer schema. It allocates nothing on success.
 
-use crate::schema::{NamedKind, Primitive, Schema, Type};
+use crate::schema::{Logical, NamedKind, Primitive, Schema, Type};
 use crate::timeuuid;
 use crate::{Error, Result};
 
@@ -20,7 +20,15 @@ enum Node {
     Double,
     Bytes,
     String,
+    /// A string with the `uuid` logical type: readers parse it into 16 bytes.
+    UuidString,
     Fixed(usize),
+    /// A `decimal` on bytes (`size` None) or on a fixed of `size` bytes: its two's-complement
+    /// value must be within its precision.
+    Decimal {
+        size: Option<usize>,
+        precision: u32,
+    },
     Enum(u64),
     Array(Box<Node>),
     Map(Box<Node>),
@@ -183,6 +191,11 @@ impl BodyCheck {
                 for (i, node) in self.records[*r].iter().enumerate() {
                     if i == k {
                         let start = c.pos;
+                        // The event id's own parse below says what is wrong with it.
+                        let node = match node {
+                            Node::UuidString => &Node::String,
+                            other => other,
+                        };
                         self.skip(node, &mut c)?;
                         let raw = &body[start..c.pos];
                         uuid = Some(match self.uuid {
@@ -249,8 +262,23 @@ impl BodyCheck {
                     return Err(bad(at, "a string is not valid UTF-8"));
                 }
             }
+            Node::UuidString => {
+                let n = c.len()?;
+                let at = c.pos;
+                if timeuuid::parse_ascii(c.take(n)?).is_none() {
+                    return Err(bad(at, "a string of logical type uuid is not a UUID"));
+                }
+            }
             Node::Fixed(n) => {
                 c.take(*n)?;
+            }
+            Node::Decimal { size, precision } => {
+                let n = match size {
+                    Some(n) => *n,
+                    None => c.len()?,
+                };
+                let at = c.pos;
+                check_decimal(c.take(n)?, *precision).map_err(|reason| bad(at, &reason))?;
             }
             Node::Enum(count) => {
                 let at = c.pos;
@@ -310,8 +338,52 @@ impl BodyCheck {
     }
 }
 
+/// Whether a decimal's big-endian two's-complement bytes hold a value within `precision`
+/// digits. Up to 38 digits the value is compared with 10^precision; wider decimals (Arrow's
+/// 32-byte ones) need only fit in 32 bytes.
+fn check_decimal(raw: &[u8], precision: u32) -> std::result::Result<(), String> {
+    let width = if precision <= 38 { 16 } else { 32 };
+    let negative = raw.first().is_some_and(|b| b & 0x80 != 0);
+    let sign = if negative { 0xff } else { 0x00 };
+    // Leading sign bytes carry no value; what is left must fit the width, sign bit included.
+    let skip = raw
+        .iter()
+        .take_while(|&&b| b == sign)
+        .count()
+        .min(raw.len().saturating_sub(1));
+    let rest = &raw[skip..];
+    let sign_kept = rest.first().is_none_or(|b| (b & 0x80 != 0) == negative);
+    if rest.len() > width || (rest.len() == width && !sign_kept) {
+        return Err(format!(
+            "a decimal of precision {precision} holds a {}-byte value, more than fits in {width} bytes",
+            raw.len()
+        ));
+    }
+    if precision <= 38 {
+        let mut value: i128 = if negative { -1 } else { 0 };
+        for &b in rest {
+            value = (value << 8) | b as i128;
+        }
+        let limit = 10i128.pow(precision);
+        if value >= limit || value <= -limit {
+            return Err(format!(
+                "a decimal value of {} digits is beyond its precision {precision}",
+                value.unsigned_abs().to_string().len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn compile(ty: &Type, schema: &Schema) -> Node {
     match ty {
+        Type::Primitive(Primitive::String, Some(Logical::Uuid)) => Node::UuidString,
+        Type::Primitive(Primitive::Bytes, Some(Logical::Decimal { precision, .. })) => {
+            Node::Decimal {
+                size: None,
+                precision: *precision,
+            }
+        }
         Type::Primitive(p, _) => match p {
             Primitive::Null => Node::Null,
             Primitive::Boolean => Node::Boolean,
@@ -328,6 +400,13 @@ fn compile(ty: &Type, schema: &Schema) -> Node {
         Type::Named(i) => match &schema.named_type(*i).kind {
             NamedKind::Record(_) => Node::Record(*i),
             NamedKind::Enum { symbols, .. } => Node::Enum(symbols.len() as u64),
+            NamedKind::Fixed {
+                size,
+                logical: Some(Logical::Decimal { precision, .. }),
+            } => Node::Decimal {
+                size: Some(*size),
+                precision: *precision,
+            },
             NamedKind::Fixed { size, .. } => Node::Fixed(*size),
         },
     }
@@ -437,5 +516,63 @@ mod tests {
         let mut b = Vec::new();
         encode::bytes(b"not-a-uuid", &mut b);
         assert!(matches!(check.check(&b), Err(Error::BadUuid { .. })));
+    }
+
+    /// What arrow-avro parses when it decodes (uuid strings anywhere, decimals into 16 or 32
+    /// bytes) is checked here, so that such a record is rejected rather than failing the batch
+    /// it would be decoded in.
+    #[test]
+    fn nested_uuid_strings_and_decimals_beyond_their_precision_are_rejected() {
+        let s = Schema::parse(
+            r#"{"type":"record","name":"L","fields":[
+                {"name":"uuid","type":{"type":"fixed","name":"U","size":16}},
+                {"name":"ref","type":{"type":"string","logicalType":"uuid"}},
+                {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+                {"name":"big","type":{"type":"fixed","name":"B","size":20,"logicalType":"decimal","precision":40}}]}"#,
+        )
+        .unwrap();
+        let check = BodyCheck::new(&s);
+        let body = |reference: &[u8], amount: &[u8], big: &[u8; 20]| {
+            let mut b = vec![0x11; 16];
+            encode::bytes(reference, &mut b);
+            encode::bytes(amount, &mut b);
+            b.extend_from_slice(big);
+            b
+        };
+        let uuid = b"165c0cf3-ca4a-11f0-bb9a-0242ac110002";
+        // 12345678.99 (9,999,999,999 is the largest unscaled value of precision 10), and its
+        // negative; a sign-extended 20-byte form of a small value is fine too.
+        let fits = 1_234_567_899i64.to_be_bytes();
+        let negative = (-9_999_999_999i64).to_be_bytes();
+        let mut wide = [0xffu8; 20];
+        wide[19] = 0xfe; // -2
+        for amount in [&fits[..], &negative[..], &wide[..], &[]] {
+            check
+                .check(&body(uuid, amount, &[0; 20]))
+                .unwrap_or_else(|e| panic!("{amount:?}: {e}"));
+        }
+        // A 20-byte decimal of precision 40 is read into 32 bytes: any value fits.
+        check.check(&body(uuid, &fits, &[0x7f; 20])).unwrap();
+        let cases: [(&[u8], &[u8], &str); 4] = [
+            (b"not-a-uuid", &fits, "logical type uuid is not a UUID"),
+            (
+                uuid,
+                &10_000_000_000i64.to_be_bytes(),
+                "beyond its precision 10",
+            ),
+            (
+                uuid,
+                &(-10_000_000_000i64).to_be_bytes(),
+                "beyond its precision 10",
+            ),
+            (uuid, &[0x7f; 20], "more than fits in 16 bytes"),
+        ];
+        for (reference, amount, words) in cases {
+            let e = check.check(&body(reference, amount, &[0; 20])).unwrap_err();
+            assert!(
+                matches!(e, Error::BadBody { .. }) && e.to_string().contains(words),
+                "{words}: {e}"
+            );
+        }
     }
 }
