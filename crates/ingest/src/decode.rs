@@ -307,25 +307,28 @@ impl EventDecoder {
     /// none.
     fn add_writer(&mut self, schema: &Schema) -> Result<Slot> {
         let fp = schema.fingerprint();
-        let built = ReaderBuilder::new()
-            .with_batch_size(self.batch_size)
-            .with_reader_schema(AvroSchema::new(self.reader.json().to_string()))
-            .with_writer_schema_store(avro_store(&fp, schema)?)
-            .build_decoder();
+        // Resolution is judged once per writer, by the rules the registry checks with: a
+        // writer that cannot be resolved has every record rejected with the fields that stop
+        // it, rather than the columnar decoder failing (and so the run, again and again) at
+        // the first record that uses one of them, such as an enum symbol the reader lacks.
+        let issues = silt_wire::resolution::incompatibilities(&self.reader, schema);
+        let built = if issues.is_empty() {
+            ReaderBuilder::new()
+                .with_batch_size(self.batch_size)
+                .with_reader_schema(AvroSchema::new(self.reader.json().to_string()))
+                .with_writer_schema_store(avro_store(&fp, schema)?)
+                .build_decoder()
+                .map_err(|e| e.to_string())
+        } else {
+            Err(issues
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("; "))
+        };
         let decoder = match built {
             Ok(d) => d,
-            Err(e) => {
-                // Say which fields, as the registry would; arrow-avro's words otherwise.
-                let issues = silt_wire::resolution::incompatibilities(&self.reader, schema);
-                let reason = if issues.is_empty() {
-                    e.to_string()
-                } else {
-                    issues
-                        .iter()
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                };
+            Err(reason) => {
                 tracing::warn!(writer = %fp, %reason, "a writer schema of the subject cannot be read with its latest schema");
                 self.unreadable.push(reason);
                 return Ok(Slot::Unreadable(self.unreadable.len() as u32 - 1));

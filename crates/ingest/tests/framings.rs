@@ -386,3 +386,62 @@ async fn a_writer_registered_after_its_first_records_is_asked_for_again_in_the_s
         other => panic!("{other:?}"),
     }
 }
+
+/// A version whose enum has a symbol the latest schema dropped (registered under the rule
+/// NONE): the columnar decoder would take its records until the first one with that symbol,
+/// and fail there, every run. The writer is judged once by the resolution rules instead:
+/// all its records are rejected, naming the enum, and the stream goes on.
+#[tokio::test]
+async fn a_writer_with_an_enum_symbol_the_reader_lacks_is_rejected_whole() {
+    const ABC: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},
+        {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B","C"]}}]}"#;
+    const AB: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},
+        {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B"]}}]}"#;
+    let registry = StoreRegistry::in_memory();
+    let old = registry.register(conformance::SUBJECT, ABC).await.unwrap();
+    registry
+        .set_compatibility(conformance::SUBJECT, silt_registry::Compatibility::None)
+        .await
+        .unwrap();
+    registry.register(conformance::SUBJECT, AB).await.unwrap();
+    let old_schema = registry
+        .schema(conformance::SUBJECT, &old.fingerprint)
+        .await
+        .unwrap();
+    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+    let ids = TimeUuidGenerator::new([7; 6], 9);
+    let event = |kind: &str| json!({"uuid": timeuuid::to_string(&ids.next()), "kind": kind});
+    let records = [
+        framed(Framing::Envelope, &old_schema, 0, &event("A")),
+        framed(Framing::Envelope, &old_schema, 0, &event("C")),
+        framed(Framing::Envelope, &latest, 0, &event("B")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let stream = FileStream::create(dir.path(), 1).unwrap();
+    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+    stream.put(0, &refs).await.unwrap();
+    let shard = stream.shards().await.unwrap().remove(0).id;
+    let chunks = [stream
+        .read(&shard, &StartAt::Earliest, ReadLimit::default())
+        .await
+        .unwrap()];
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut decoder = EventDecoder::new(registry, latest, Framing::Envelope, "enum").unwrap();
+    let (mut good, mut rejected) = (Vec::new(), Vec::new());
+    decoder
+        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    for r in &rejected {
+        assert_eq!(r.code, "unreadable_writer");
+        assert!(r.reason.contains("/fields/kind"), "{}", r.reason);
+    }
+    let batch = decoder
+        .decode(&chunks, &[shard.as_str()], &good)
+        .expect("the latest writer's record decodes")
+        .expect("rows");
+    assert_eq!(batch.num_rows(), 1);
+}
