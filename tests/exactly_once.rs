@@ -377,3 +377,74 @@ fn a_micro_batch_of_many_slices_writes_what_small_micro_batches_write() {
         }
     }
 }
+
+/// Event times come from producers' clocks. One record whose TimeUuid is a day ahead of its
+/// arrival (a producer with a wrong clock) used to move the dedup watermark a day ahead, and
+/// every later event of every producer was then "late" and dropped. It is rejected now as
+/// `future_event_time`; and events that are truly late are kept in the rejected table as
+/// `late` rather than dropped in silence.
+#[test]
+fn a_wrong_clock_cannot_make_other_events_late_and_late_events_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = 1_764_108_000_000; // 2025-11-25T22:00:00Z
+    let job = generated_job(
+        dir.path(),
+        &GenOptions {
+            events: 400,
+            repeat_rate: 0.0,
+            bad_per_kind: 0,
+            start_ms: start,
+            ..Default::default()
+        },
+        "[batch]\nmax_records = 100\n",
+    );
+    let stream = FileStream::open(dir.path().join("stream")).unwrap();
+    // A record a day ahead of its arrival, in the middle of the stream's time.
+    let schema = silt_wire::Schema::parse(gen::V1).unwrap();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::new([9; 6], 9);
+    let arrival = start + 100_000;
+    let ahead = ids.next_at_unix_millis(arrival + 24 * 3600 * 1000);
+    let mut body = ahead.to_vec();
+    silt_wire::encode::long(1, &mut body);
+    silt_wire::encode::long(0, &mut body); // saleId: null
+    let record = silt_wire::envelope(&schema.fingerprint(), &body);
+    stream.append_at(0, &[&record], arrival).unwrap();
+    // More events after it, in later micro-batches, and then ten from two hours before the
+    // stream's first: older than the 15-minute window.
+    for (seed, events, at) in [(11, 300, start + 200_000), (12, 10, start - 7_200_000)] {
+        gen::generate(
+            &stream,
+            &GenOptions {
+                events,
+                seed,
+                repeat_rate: 0.0,
+                bad_per_kind: 0,
+                start_ms: at,
+                step_ms: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rejected"], 1, "{s}");
+    assert_eq!(s["late"], 10, "only the truly old events are late: {s}");
+    assert_eq!(s["rows_written"]["clickstream"], 700, "{s}");
+    let rejected = table_rows(&dir.path().join("lake/clickstream_rejected"));
+    let count = |code: &str| {
+        rejected
+            .iter()
+            .filter(|r| r.contains(&format!("reason_code={code} ")))
+            .count()
+    };
+    assert_eq!(count("future_event_time"), 1, "{rejected:?}");
+    assert_eq!(count("late"), 10, "{rejected:?}");
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r.contains("is 1day after the record's arrival")),
+        "{rejected:?}"
+    );
+}

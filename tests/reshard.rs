@@ -67,6 +67,7 @@ async fn children_are_read_only_after_their_parent_is_drained() {
         references: vec![],
         log: CommitLog::new(lake.join("_silt/checkpoints/reshard")),
         window_us: 15 * 60 * 1_000_000,
+        max_future: silt_ingest::DEFAULT_MAX_FUTURE,
         keep_late: false,
         writer: WriterOptions::default(),
         max_records: 64,

@@ -44,6 +44,26 @@ pub const SHARD: &str = "_shard";
 pub const SEQUENCE: &str = "_sequence";
 pub const FINGERPRINT: &str = "_fingerprint";
 
+/// How far after its arrival an event's time may be by default ([`EventDecoder::with_max_future`]).
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
+
+/// An instant as RFC 3339 (UTC, to the millisecond), from microseconds since the Unix epoch,
+/// for reasons given to people.
+pub fn micros_text(us: i64) -> String {
+    match u64::try_from(us) {
+        Ok(us) => {
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_micros(us))
+                .to_string()
+        }
+        Err(_) => format!("{us} µs since 1970"),
+    }
+}
+
+/// A span of microseconds in words, to the second (`3h 12m 5s`).
+fn duration_text(us: i64) -> String {
+    humantime::format_duration(Duration::from_secs(us.max(0) as u64 / 1_000_000)).to_string()
+}
+
 /// A record that passed the check: where it is, who wrote it, and its id and time.
 #[derive(Debug, Clone, Copy)]
 pub struct Good {
@@ -65,7 +85,8 @@ pub struct Rejected {
     pub position: Position,
     pub arrival_ms: i64,
     /// Short stable code (`too_short`, `bad_header`, `unknown_fingerprint`,
-    /// `unreadable_writer`, `bad_body`, `trailing_bytes`, `bad_uuid`).
+    /// `unreadable_writer`, `bad_body`, `trailing_bytes`, `bad_uuid`, `future_event_time`;
+    /// the job adds `late`).
     pub code: &'static str,
     /// The reason in words.
     pub reason: String,
@@ -117,6 +138,8 @@ pub struct EventDecoder {
     other_subjects: u64,
     /// How long a writer the registry did not know stays unknown before it is asked again.
     unknown_ttl: Duration,
+    /// How far an event's time may be after its arrival, in microseconds.
+    max_future_us: i64,
     /// The reader schema's Arrow shape, without arrow-avro's field metadata.
     event_schema: SchemaRef,
     output_schema: SchemaRef,
@@ -220,6 +243,7 @@ impl EventDecoder {
             unreadable: Vec::new(),
             other_subjects: 0,
             unknown_ttl: Duration::from_secs(30),
+            max_future_us: DEFAULT_MAX_FUTURE.as_micros() as i64,
             event_schema,
             output_schema: Arc::new(ArrowSchema::new(all)),
             uuid_index,
@@ -243,6 +267,15 @@ impl EventDecoder {
     /// its producer's first records, which were rejected meanwhile).
     pub fn with_unknown_ttl(mut self, ttl: Duration) -> Self {
         self.unknown_ttl = ttl;
+        self
+    }
+
+    /// How far after its arrival on the stream an event's time (its TimeUuid's) may be before
+    /// the record is rejected as `future_event_time`: a producer whose clock is wrong. Such
+    /// an event would move the dedup watermark ahead of every other producer, and their
+    /// events would all be judged late. Default [`DEFAULT_MAX_FUTURE`].
+    pub fn with_max_future(mut self, max: Duration) -> Self {
+        self.max_future_us = i64::try_from(max.as_micros()).unwrap_or(i64::MAX);
         self
     }
 
@@ -383,6 +416,26 @@ impl EventDecoder {
             let rec = &c.records[ri];
             let payload = &c.data[rec.range.clone()];
             match self.check_one(payload).await? {
+                Checked::Good(_, uuid, event_us)
+                    if event_us
+                        > (rec.arrival_ms.saturating_mul(1000)).saturating_add(self.max_future_us) =>
+                {
+                    rejected.push(Rejected {
+                        shard: shard.to_string(),
+                        position: rec.position.clone(),
+                        arrival_ms: rec.arrival_ms,
+                        code: "future_event_time",
+                        reason: format!(
+                            "event time {} (from uuid {}) is {} after the record's arrival {}, more than the {} allowed: the producer's clock is wrong",
+                            micros_text(event_us),
+                            timeuuid::to_string(&uuid),
+                            duration_text(event_us - rec.arrival_ms.saturating_mul(1000)),
+                            micros_text(rec.arrival_ms.saturating_mul(1000)),
+                            duration_text(self.max_future_us),
+                        ),
+                        raw: c.data.slice(rec.range.clone()),
+                    })
+                }
                 Checked::Good(writer, uuid, event_us) => good.push(Good {
                     chunk: chunk as u32,
                     record: ri as u32,

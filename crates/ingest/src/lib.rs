@@ -25,8 +25,8 @@ mod source;
 use std::path::Path;
 
 pub use decode::{
-    metadata_fields, rejected_batch, rejected_schema, EventDecoder, Good, Rejected, ARRIVAL_TIME,
-    EVENT_TIME, FINGERPRINT, SEQUENCE, SHARD, STREAM,
+    metadata_fields, micros_text, rejected_batch, rejected_schema, EventDecoder, Good, Rejected,
+    ARRIVAL_TIME, DEFAULT_MAX_FUTURE, EVENT_TIME, FINGERPRINT, SEQUENCE, SHARD, STREAM,
 };
 pub use file_stream::{shard_file_name, write_frame, FileStream, FRAME_HEADER, MAX_PAYLOAD};
 pub use memory::InMemoryStream;

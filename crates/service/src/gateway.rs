@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -63,6 +63,10 @@ pub struct GatewayOptions {
     pub max_request_bytes: usize,
     /// The `Retry-After` given with 429 and 503, in seconds.
     pub retry_after_secs: u64,
+    /// How far ahead of the gateway's clock an event's time (its TimeUuid's) may be: a
+    /// producer whose clock is further ahead is refused (jobs would reject its records as
+    /// `future_event_time` anyway, by the same default).
+    pub max_future: Duration,
 }
 
 impl Default for GatewayOptions {
@@ -73,6 +77,7 @@ impl Default for GatewayOptions {
             schema_refresh: Duration::from_secs(2),
             max_request_bytes: 64 << 20,
             retry_after_secs: 1,
+            max_future: silt_ingest::DEFAULT_MAX_FUTURE,
         }
     }
 }
@@ -471,6 +476,11 @@ impl Gateway {
             },
             None => None,
         };
+        let latest_allowed_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(i64::MAX, |d| {
+                (d + self.inner.options.max_future).as_micros() as i64
+            });
         let mut finish = |index: usize,
                           fp: &Fingerprint,
                           body: &[u8],
@@ -492,6 +502,18 @@ impl Gateway {
                     format!(
                         "{} is a version-{version} UUID; events need a version-1 TimeUuid (its time is the event time)",
                         timeuuid::to_string(&uuid)
+                    ),
+                ));
+                return;
+            }
+            if let Some(us) = timeuuid::unix_micros(&uuid).filter(|us| *us > latest_allowed_us) {
+                errors.push(refuse(
+                    "/uuid",
+                    format!(
+                        "the event time of uuid {} is {}, more than {} ahead of the gateway's clock: the producer's clock is wrong",
+                        timeuuid::to_string(&uuid),
+                        silt_ingest::micros_text(us),
+                        humantime::format_duration(self.inner.options.max_future)
                     ),
                 ));
                 return;

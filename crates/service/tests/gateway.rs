@@ -295,6 +295,16 @@ async fn every_kind_of_bad_event_is_refused_and_nothing_of_its_request_is_put() 
         e
     };
     let v4 = uuid::Uuid::new_v4().to_string();
+    // A producer whose clock is a day ahead.
+    let tomorrow = silt_wire::timeuuid::to_string(
+        &silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+                + 24 * 3600 * 1000,
+        ),
+    );
     let mut missing = good();
     missing.as_object_mut().unwrap().remove("productId");
 
@@ -314,6 +324,12 @@ async fn every_kind_of_bad_event_is_refused_and_nothing_of_its_request_is_put() 
         ),
         (missing, 400, "/productId", "missing required field"),
         (with("uuid", json!(v4)), 400, "/uuid", "version-4 UUID"),
+        (
+            with("uuid", json!(tomorrow)),
+            400,
+            "/uuid",
+            "more than 5m ahead of the gateway's clock",
+        ),
         (
             with("uuid", json!("not-a-uuid")),
             400,

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// How long a request waits for the stream before it is answered 503 (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub put_timeout: Duration,
+    /// How far ahead of this machine's clock an event's time (its TimeUuid's) may be before
+    /// the event is refused (a producer with a wrong clock).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_future: Duration,
     /// Kinesis endpoint URL (default from the AWS environment).
     #[arg(long, env = "SILT_KINESIS_ENDPOINT")]
     pub kinesis_endpoint: Option<String>,
@@ -75,6 +79,7 @@ pub async fn run(cmd: GatewayCommand, out: &mut impl Write) -> anyhow::Result<()
         GatewayOptions {
             buffer_events: args.buffer_events,
             put_timeout: args.put_timeout,
+            max_future: args.max_future,
             ..GatewayOptions::default()
         },
     );

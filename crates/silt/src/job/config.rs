@@ -91,8 +91,13 @@ pub struct DedupConfig {
     /// How far back in event time a repeat is recognised (`15m`, `1h`...).
     pub window: String,
     /// What to do with events older than the window (a repeat cannot be ruled out): `drop`
-    /// or `keep`. Either way they are counted and reported.
+    /// (into the rejected table, code `late`) or `keep` (into the raw table). Either way they
+    /// are counted and reported.
     pub late: String,
+    /// How far after its arrival an event's time may be (`5m`): a record from further ahead
+    /// (a producer's clock is wrong) is rejected as `future_event_time`, so that it cannot
+    /// move the watermark ahead of every other producer's events.
+    pub max_future: String,
 }
 
 impl Default for DedupConfig {
@@ -100,6 +105,7 @@ impl Default for DedupConfig {
         Self {
             window: "15m".into(),
             late: "drop".into(),
+            max_future: "5m".into(),
         }
     }
 }
@@ -262,6 +268,7 @@ impl JobFile {
             );
         }
         parse_duration(&self.dedup.window).context("[dedup] window")?;
+        parse_duration(&self.dedup.max_future).context("[dedup] max_future")?;
         parse_duration(&self.batch.interval).context("[batch] interval")?;
         parse_size(&self.batch.max_bytes).context("[batch] max_bytes")?;
         parse_size(&self.lake.target_file_size).context("[lake] target_file_size")?;

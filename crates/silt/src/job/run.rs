@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use silt_dedup::{DedupIndex, Verdict};
 use silt_ingest::{
-    Chunk, EventDecoder, Position, ReadLimit, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
+    Chunk, EventDecoder, Position, ReadLimit, Rejected, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
 };
 use silt_lake_writer::{
     read_data_file, register_table, vacuum, write_table_timed, Commit, CommitLog, DataFile, Intent,
@@ -47,6 +47,8 @@ pub struct Job {
     pub references: Vec<silt_transform::Reference>,
     pub log: CommitLog,
     pub window_us: i64,
+    /// How far after its arrival an event's time may be.
+    pub max_future: Duration,
     pub keep_late: bool,
     pub writer: WriterOptions,
     pub max_records: usize,
@@ -179,6 +181,7 @@ impl Job {
             references,
             log: CommitLog::new(checkpoint),
             window_us: parse_duration(&file.dedup.window)?.as_micros() as i64,
+            max_future: parse_duration(&file.dedup.max_future)?,
             keep_late: file.dedup.late == "keep",
             writer,
             max_records: file.batch.max_records.max(1),
@@ -913,6 +916,16 @@ pub async fn throttles_since(job: &Job, window: Duration) -> anyhow::Result<u64>
     Ok(total)
 }
 
+/// Why a late event went to the rejected table.
+fn late_reason(event_us: i64, horizon_us: Option<i64>) -> String {
+    let when = silt_ingest::micros_text;
+    format!(
+        "event time {} is before the dedup window (which began at {} when the micro-batch started), so it may repeat an event already written; [dedup] late = \"keep\" writes such events to the table",
+        when(event_us),
+        horizon_us.map_or_else(|| "?".into(), when)
+    )
+}
+
 /// The shapes of a job's tables, from the subject's latest schema.
 pub(crate) struct Shapes {
     pub decoder: EventDecoder,
@@ -936,7 +949,8 @@ impl Shapes {
         .await
         .with_context(|| format!("reader schema: subject `{}`", job.subject))?;
         let decoder =
-            EventDecoder::new(job.registry.clone(), reader, job.framing, job.source.name())?;
+            EventDecoder::new(job.registry.clone(), reader, job.framing, job.source.name())?
+                .with_max_future(job.max_future);
         let events = events_schema(&decoder.schema(), &job.partition_by)?;
         let raw_files = silt_lake_writer::file_schema(&events, &job.partition_by);
         let mut out_partitions = Vec::new();
@@ -1111,6 +1125,12 @@ async fn run_with_latest(
                 .step_by(CHECK_SLICE)
                 .map(move |at| (ci, at..(at + CHECK_SLICE).min(c.records.len())))
         });
+        // Lateness is judged against the watermark as the micro-batch began.
+        let horizon_us = state
+            .dedup
+            .watermark_us()
+            .map(|w| w.saturating_sub(job.window_us));
+        let mut late_dropped = 0usize;
         for (ci, range) in slices {
             let t = Instant::now();
             good.clear();
@@ -1134,6 +1154,21 @@ async fn run_with_latest(
                 }
                 Verdict::Late => {
                     late += 1;
+                    if !job.keep_late {
+                        // Not lost: kept with the bad records, where it can be looked at and
+                        // replayed.
+                        late_dropped += 1;
+                        let chunk = &chunks[g.chunk as usize];
+                        let rec = &chunk.records[g.record as usize];
+                        rejected.push(Rejected {
+                            shard: shard_refs[g.chunk as usize].to_string(),
+                            position: rec.position.clone(),
+                            arrival_ms: rec.arrival_ms,
+                            code: "late",
+                            reason: late_reason(g.event_us, horizon_us),
+                            raw: chunk.data.slice(rec.range.clone()),
+                        });
+                    }
                     job.keep_late
                 }
             });
@@ -1297,7 +1332,7 @@ async fn run_with_latest(
             records,
             duplicates,
             late,
-            rejected: rejected.len(),
+            rejected: rejected.len() - late_dropped,
         };
         let commit = Commit {
             job: job.name.clone(),
@@ -1329,7 +1364,7 @@ async fn run_with_latest(
         summary.records_read += records as u64;
         summary.duplicates += duplicates;
         summary.late += late;
-        summary.rejected += rejected.len() as u64;
+        summary.rejected += (rejected.len() - late_dropped) as u64;
         summary.other_subjects += decoder.take_other_subjects();
         for (table, files) in written {
             let e = summary.rows_written.entry(table).or_default();
