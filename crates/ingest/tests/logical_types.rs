@@ -36,7 +36,7 @@ async fn logical_types_map_to_arrow_types() {
         records: vec![RecordRef {
             range: 0..rec.len(),
             position: Position::Offset(0),
-            arrival_ms: 1,
+            arrival_ms: timeuuid::unix_millis(&id).unwrap(),
         }],
         ..Default::default()
     };
