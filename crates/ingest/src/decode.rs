@@ -415,26 +415,30 @@ impl EventDecoder {
         for ri in records {
             let rec = &c.records[ri];
             let payload = &c.data[rec.range.clone()];
+            let reject = |code: &'static str, reason: String| Rejected {
+                shard: shard.to_string(),
+                position: rec.position.clone(),
+                arrival_ms: rec.arrival_ms,
+                code,
+                reason,
+                raw: c.data.slice(rec.range.clone()),
+            };
+            let arrival_us = rec.arrival_ms.saturating_mul(1000);
             match self.check_one(payload).await? {
                 Checked::Good(_, uuid, event_us)
-                    if event_us
-                        > (rec.arrival_ms.saturating_mul(1000)).saturating_add(self.max_future_us) =>
+                    if event_us > arrival_us.saturating_add(self.max_future_us) =>
                 {
-                    rejected.push(Rejected {
-                        shard: shard.to_string(),
-                        position: rec.position.clone(),
-                        arrival_ms: rec.arrival_ms,
-                        code: "future_event_time",
-                        reason: format!(
+                    rejected.push(reject(
+                        "future_event_time",
+                        format!(
                             "event time {} (from uuid {}) is {} after the record's arrival {}, more than the {} allowed: the producer's clock is wrong",
                             micros_text(event_us),
                             timeuuid::to_string(&uuid),
-                            duration_text(event_us - rec.arrival_ms.saturating_mul(1000)),
-                            micros_text(rec.arrival_ms.saturating_mul(1000)),
+                            duration_text(event_us - arrival_us),
+                            micros_text(arrival_us),
                             duration_text(self.max_future_us),
                         ),
-                        raw: c.data.slice(rec.range.clone()),
-                    })
+                    ))
                 }
                 Checked::Good(writer, uuid, event_us) => good.push(Good {
                     chunk: chunk as u32,
@@ -444,14 +448,7 @@ impl EventDecoder {
                     event_us,
                 }),
                 Checked::OtherSubject => self.other_subjects += 1,
-                Checked::Bad(e) => rejected.push(Rejected {
-                    shard: shard.to_string(),
-                    position: rec.position.clone(),
-                    arrival_ms: rec.arrival_ms,
-                    code: e.code(),
-                    reason: e.to_string(),
-                    raw: c.data.slice(rec.range.clone()),
-                }),
+                Checked::Bad(e) => rejected.push(reject(e.code(), e.to_string())),
             }
         }
         Ok(())
