@@ -206,30 +206,7 @@ fn a_job_reads_its_schemas_from_the_registry_service() {
         dir.path(),
         &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = silt()
-        .args([
-            "registry",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--registry",
-        ])
-        .arg(format!("file://{}", dir.path().join("registry").display()))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (mut server, base) = serve_registry(dir.path());
     // The CLI speaks to the service too.
     let out = run_ok(silt().args(["registry", "list", "--registry", &base]));
     assert_eq!(

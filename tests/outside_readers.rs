@@ -244,30 +244,7 @@ fn a_confluent_serializer_registers_and_frames_events_a_confluent_job_lands() {
     let Some(python) = python() else { return };
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = silt()
-        .args([
-            "registry",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--registry")
-        .arg(format!("file://{}", dir.path().join("registry").display()))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut server, base) = serve_registry(dir.path());
     let stream = dir.path().join("stream");
     std::fs::create_dir_all(&stream).unwrap();
     let script = r#"

@@ -407,3 +407,32 @@ pub fn evolved_lake(dir: &Path) -> [serde_json::Value; 2] {
     assert_eq!(total("rejected", None), 18, "{before} {after}");
     [before, after]
 }
+
+/// `silt registry serve` over the folder registry of `dir` on a free port, once it answers:
+/// the process (kill it when done) and its base URL.
+pub fn serve_registry(dir: &Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = silt()
+        .args([
+            "registry",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--registry")
+        .arg(format!("file://{}", dir.join("registry").display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}"))
+}

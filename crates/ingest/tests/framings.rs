@@ -4,11 +4,14 @@
 //! reader schema, and a record naming a writer the registry does not know is rejected with
 //! that writer in its reason.
 
+mod common;
+
 use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array, StringArray};
+use common::{decoder, CheckedStream};
 use serde_json::json;
-use silt_ingest::{Chunk, EventDecoder, FileStream, ReadLimit, Sink, Source, StartAt};
+use silt_ingest::{EventDecoder, FileStream, ReadLimit, Sink, Source, StartAt};
 use silt_registry::{conformance, CachedRegistry, SchemaRegistry, StoreRegistry};
 use silt_wire::json::JsonEncoder;
 use silt_wire::timeuuid::{self, TimeUuidGenerator};
@@ -71,24 +74,8 @@ async fn decode_framed(framing: Framing, unknown: Vec<u8>, unknown_words: &str) 
             &json!({"uuid": timeuuid::to_string(&b), "productId": 2, "channel": "web"}),
         ),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let stream = FileStream::create(dir.path(), 1).unwrap();
-    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
-    stream.put(0, &refs).await.unwrap();
-    let shard = stream.shards().await.unwrap().remove(0).id;
-    let chunk: Chunk = stream
-        .read(&shard, &StartAt::Earliest, ReadLimit::default())
-        .await
-        .unwrap();
-
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut decoder = EventDecoder::new(registry, latest, framing, "framed").unwrap();
-    let chunks = [chunk];
-    let (mut good, mut rejected) = (Vec::new(), Vec::new());
-    decoder
-        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
-        .await
-        .unwrap();
+    let mut checked = CheckedStream::check(decoder(registry, latest, framing), &records).await;
+    let (good, rejected) = (&checked.good, &checked.rejected);
     assert_eq!(rejected.len(), 1, "{framing:?}: {rejected:?}");
     assert_eq!(rejected[0].code, "unknown_fingerprint");
     assert!(
@@ -103,10 +90,7 @@ async fn decode_framed(framing: Framing, unknown: Vec<u8>, unknown_words: &str) 
         "{framing:?}"
     );
 
-    let batch = decoder
-        .decode(&chunks, &[shard.as_str()], &good)
-        .unwrap()
-        .expect("rows");
+    let batch = checked.decode();
     let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
     let uuids = column("uuid");
     let uuids = uuids.as_any().downcast_ref::<StringArray>().unwrap();
@@ -200,31 +184,14 @@ async fn records_of_other_subjects_in_one_stream_are_passed_over_not_rejected() 
             &json!({"uuid": timeuuid::to_string(&c), "productId": 3}),
         ),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let stream = FileStream::create(dir.path(), 1).unwrap();
-    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
-    stream.put(0, &refs).await.unwrap();
-    let shard = stream.shards().await.unwrap().remove(0).id;
-    let chunks = [stream
-        .read(&shard, &StartAt::Earliest, ReadLimit::default())
-        .await
-        .unwrap()];
-
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut decoder = EventDecoder::new(registry, reader, Framing::Envelope, "river").unwrap();
-    let (mut good, mut rejected) = (Vec::new(), Vec::new());
-    decoder
-        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
-        .await
-        .unwrap();
+    let mut checked =
+        CheckedStream::check(decoder(registry, reader, Framing::Envelope), &records).await;
+    let (good, rejected) = (&checked.good, &checked.rejected);
     assert!(rejected.is_empty(), "{rejected:?}");
     assert_eq!(good.iter().map(|g| g.uuid).collect::<Vec<_>>(), vec![a, c]);
-    assert_eq!(decoder.take_other_subjects(), 1);
-    assert_eq!(decoder.take_other_subjects(), 0, "taken");
-    let batch = decoder
-        .decode(&chunks, &[shard.as_str()], &good)
-        .unwrap()
-        .expect("rows");
+    assert_eq!(checked.decoder.take_other_subjects(), 1);
+    assert_eq!(checked.decoder.take_other_subjects(), 0, "taken");
+    let batch = checked.decode();
     assert_eq!(batch.num_rows(), 2);
     assert_eq!(
         batch
@@ -276,23 +243,9 @@ async fn records_of_a_writer_the_latest_schema_cannot_read_are_rejected_with_the
             &json!({"uuid": timeuuid::to_string(&b), "productId": "p-2"}),
         ),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let stream = FileStream::create(dir.path(), 1).unwrap();
-    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
-    stream.put(0, &refs).await.unwrap();
-    let shard = stream.shards().await.unwrap().remove(0).id;
-    let chunks = [stream
-        .read(&shard, &StartAt::Earliest, ReadLimit::default())
-        .await
-        .unwrap()];
-
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut decoder = EventDecoder::new(registry, latest, Framing::Envelope, "none").unwrap();
-    let (mut good, mut rejected) = (Vec::new(), Vec::new());
-    decoder
-        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
-        .await
-        .unwrap();
+    let mut checked =
+        CheckedStream::check(decoder(registry, latest, Framing::Envelope), &records).await;
+    let (good, rejected) = (&checked.good, &checked.rejected);
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0].code, "unreadable_writer");
     assert!(
@@ -303,10 +256,7 @@ async fn records_of_a_writer_the_latest_schema_cannot_read_are_rejected_with_the
     );
     assert_eq!(good.len(), 1);
     assert_eq!(good[0].uuid, b);
-    let batch = decoder
-        .decode(&chunks, &[shard.as_str()], &good)
-        .unwrap()
-        .expect("rows");
+    let batch = checked.decode();
     let products = batch.column(batch.schema().index_of("productId").unwrap());
     let products = products.as_any().downcast_ref::<StringArray>().unwrap();
     assert_eq!(products.value(0), "p-2");
@@ -418,30 +368,14 @@ async fn a_writer_with_an_enum_symbol_the_reader_lacks_is_rejected_whole() {
         framed(Framing::Envelope, &old_schema, 0, &event("C")),
         framed(Framing::Envelope, &latest, 0, &event("B")),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let stream = FileStream::create(dir.path(), 1).unwrap();
-    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
-    stream.put(0, &refs).await.unwrap();
-    let shard = stream.shards().await.unwrap().remove(0).id;
-    let chunks = [stream
-        .read(&shard, &StartAt::Earliest, ReadLimit::default())
-        .await
-        .unwrap()];
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut decoder = EventDecoder::new(registry, latest, Framing::Envelope, "enum").unwrap();
-    let (mut good, mut rejected) = (Vec::new(), Vec::new());
-    decoder
-        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
-        .await
-        .unwrap();
+    let mut checked =
+        CheckedStream::check(decoder(registry, latest, Framing::Envelope), &records).await;
+    let rejected = &checked.rejected;
     assert_eq!(rejected.len(), 2, "{rejected:?}");
-    for r in &rejected {
+    for r in rejected {
         assert_eq!(r.code, "unreadable_writer");
         assert!(r.reason.contains("/fields/kind"), "{}", r.reason);
     }
-    let batch = decoder
-        .decode(&chunks, &[shard.as_str()], &good)
-        .expect("the latest writer's record decodes")
-        .expect("rows");
+    let batch = checked.decode();
     assert_eq!(batch.num_rows(), 1);
 }

@@ -1,9 +1,12 @@
 //! Avro logical types become the matching Arrow types (and so Parquet logical types).
 
+mod common;
+
 use std::sync::Arc;
 
 use arrow::array::{Array, Decimal128Array, StringArray};
 use arrow::datatypes::{DataType, TimeUnit};
+use common::{decoder, CheckedStream};
 use silt_ingest::{Chunk, EventDecoder, Position, RecordRef};
 use silt_registry::{SchemaRegistry, StoreRegistry};
 use silt_wire::{encode, envelope, timeuuid, Framing, Schema};
@@ -94,7 +97,6 @@ async fn logical_types_map_to_arrow_types() {
 /// reason, and the good records beside them decode.
 #[tokio::test]
 async fn values_the_columnar_decoder_would_refuse_are_rejected_not_fatal() {
-    use silt_ingest::{FileStream, ReadLimit, Sink, Source, StartAt};
     const LEDGER: &str = r#"{"type":"record","name":"Entry","namespace":"ledger.v1","fields":[
         {"name":"uuid","type":"gfc.avro.UUID"},
         {"name":"ref","type":{"type":"string","logicalType":"uuid"}},
@@ -116,23 +118,10 @@ async fn values_the_columnar_decoder_would_refuse_are_rejected_not_fatal() {
         record(good_ref, &[0x7f; 20]),
         record(good_ref, &[0x30, 0x39]),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let stream = FileStream::create(dir.path(), 1).unwrap();
-    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
-    stream.put(0, &refs).await.unwrap();
-    let shard = stream.shards().await.unwrap().remove(0).id;
-    let chunks = [stream
-        .read(&shard, &StartAt::Earliest, ReadLimit::default())
-        .await
-        .unwrap()];
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut decoder = EventDecoder::new(registry, reader, Framing::Envelope, "ledger").unwrap();
-    let (mut good, mut rejected) = (Vec::new(), Vec::new());
-    decoder
-        .check(&chunks, &[shard.as_str()], &mut good, &mut rejected)
-        .await
-        .unwrap();
-    let reasons: Vec<(&str, &str)> = rejected
+    let mut checked =
+        CheckedStream::check(decoder(registry, reader, Framing::Envelope), &records).await;
+    let reasons: Vec<(&str, &str)> = checked
+        .rejected
         .iter()
         .map(|r| (r.code, r.reason.as_str()))
         .collect();
@@ -146,10 +135,7 @@ async fn values_the_columnar_decoder_would_refuse_are_rejected_not_fatal() {
         reasons[1].1.contains("more than fits in 16 bytes"),
         "{reasons:?}"
     );
-    let batch = decoder
-        .decode(&chunks, &[shard.as_str()], &good)
-        .expect("the good records decode")
-        .expect("rows");
+    let batch = checked.decode();
     let amounts = batch.column(batch.schema().index_of("amount").unwrap());
     let amounts = amounts.as_any().downcast_ref::<Decimal128Array>().unwrap();
     assert_eq!(amounts.values().to_vec(), vec![1234, 12345]);
