@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -282,17 +282,7 @@ fn follow_keeps_going_and_ctrl_c_commits_the_batch_in_hand() {
     )
     .unwrap();
     wait_for(1700);
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = interrupt(child);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("rows written       1700   to clickstream"),

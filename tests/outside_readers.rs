@@ -297,19 +297,14 @@ print(json.dumps(sorted(ids)))
     std::fs::write(&job, text).unwrap();
     let out = run_ok(silt().args(["run", "--json"]).arg(&job));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = run_ok(silt().args([
-        "query",
-        "--lake",
-        &format!("file://{}", dir.path().join("lake").display()),
-        "--format",
-        "json",
+    let v = query(
+        dir.path(),
         "SELECT count(*) AS n, count(channel) AS app, sum(\"productId\") AS products, count(\"saleId\") AS sales FROM clickstream",
-    ]));
+    );
     server.kill().unwrap();
     server.wait().unwrap();
     assert_eq!(s["rejected"], 0, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 50, "{s}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v[0],
         serde_json::json!({"n": 50, "app": 20, "products": (0..50).sum::<i64>(), "sales": 20}),

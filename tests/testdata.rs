@@ -89,15 +89,10 @@ fn a_version_registered_between_runs_adds_its_column_to_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let runs = evolved_lake(dir.path());
     assert!(runs[0]["rows_written"]["clickstream"].as_u64().unwrap() > 0);
-    let out = run_ok(silt().args([
-        "query",
-        "--lake",
-        &format!("file://{}", dir.path().join("lake").display()),
-        "--format",
-        "json",
+    let rows = query(
+        dir.path(),
         "SELECT count(*) AS n, count(channel) AS with_channel, count(DISTINCT uuid) AS ids FROM clickstream",
-    ]));
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    );
     assert_eq!(rows[0]["n"], 400, "{rows}");
     assert_eq!(rows[0]["ids"], 400, "{rows}");
     assert_eq!(rows[0]["with_channel"], expected_with_channel(), "{rows}");
@@ -129,20 +124,9 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let query = |sql: &str| -> Option<serde_json::Value> {
-        let out = silt()
-            .args(["query", "--lake"])
-            .arg(format!("file://{}", dir.path().join("lake").display()))
-            .args(["--format", "json", sql])
-            .output()
-            .unwrap();
-        // Before the first commit there is no table yet.
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).unwrap())
-    };
     let committed = || {
-        query("SELECT count(*) AS n FROM clickstream").map_or(0, |v| v[0]["n"].as_u64().unwrap())
+        try_query(dir.path(), "SELECT count(*) AS n FROM clickstream")
+            .map_or(0, |v| v[0]["n"].as_u64().unwrap())
     };
     let wait_for = |n: u64| {
         for _ in 0..200 {
@@ -160,23 +144,15 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
     register(dir.path(), &[&data.join("schemas/v2.avsc")]);
     append_records(&stream, &later);
     assert_eq!(wait_for(400), 400);
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = interrupt(child);
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["reader_changes"], 1, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
     assert_eq!(s["rejected"], 18, "{s}");
-    let v = query("SELECT count(*) AS n, count(channel) AS with_channel FROM clickstream")
-        .expect("the table");
+    let v = query(
+        dir.path(),
+        "SELECT count(*) AS n, count(channel) AS with_channel FROM clickstream",
+    );
     assert_eq!(v[0]["n"], 400, "{v}");
     assert_eq!(
         v[0]["with_channel"],

@@ -436,3 +436,38 @@ pub fn serve_registry(dir: &Path) -> (std::process::Child, String) {
     }
     (server, format!("http://127.0.0.1:{port}"))
 }
+
+/// `silt query --format json` over the lake folder of `dir`: the rows, or `None` when the
+/// query fails (before the first commit there is no table yet).
+pub fn try_query(dir: &Path, sql: &str) -> Option<serde_json::Value> {
+    let out = silt()
+        .args(["query", "--lake"])
+        .arg(format!("file://{}", dir.join("lake").display()))
+        .args(["--format", "json", sql])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// [`try_query`] that must succeed.
+pub fn query(dir: &Path, sql: &str) -> serde_json::Value {
+    try_query(dir, sql).unwrap_or_else(|| panic!("silt query failed: {sql}"))
+}
+
+/// Ctrl-C for a `silt run --follow`: SIGINT, then its output once it exited 0.
+pub fn interrupt(child: std::process::Child) -> Output {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
