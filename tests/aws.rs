@@ -461,3 +461,112 @@ fn killed_runs_against_kinesis_and_s3_converge() {
         assert!(got[t] == *rows, "{t}: rows differ");
     }
 }
+
+/// SPEC 9's "one river": the gateway's `kinesis://NAME` sink puts every streamId into one
+/// Kinesis stream. The test stream's clickstream records are produced into it, then orders
+/// go in through the gateway; a clickstream job and an orders job each read the whole river
+/// and land their own subject's events, passing over the other's (counted, not rejected).
+#[test]
+fn one_river_carries_two_subjects_and_each_job_lands_its_own() {
+    use std::io::{BufRead, BufReader};
+    let Some(e) = endpoint() else { return };
+    const ORDERS: &str = "com.gilt.orders.v1.OrderPlacedEvent";
+    let dir = tempfile::tempdir().unwrap();
+    register_clickstream(dir.path());
+    let orders_schema = dir.path().join("orders.avsc");
+    std::fs::write(
+        &orders_schema,
+        r#"{"type":"record","name":"OrderPlacedEvent","namespace":"com.gilt.orders.v1","fields":[
+            {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
+            {"name":"total","type":"double"}]}"#,
+    )
+    .unwrap();
+    register(dir.path(), &[&orders_schema]);
+    let river = unique("river");
+    let out = produce(
+        dir.path(),
+        &e,
+        &river,
+        2,
+        testdata().join("stream").to_str().unwrap(),
+    );
+    assert!(out.contains("put 438 records"), "{out}");
+
+    let mut gateway = silt()
+        .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--registry"])
+        .arg(format!("file://{}", dir.path().join("registry").display()))
+        .args(["--sink", &format!("kinesis://{river}")])
+        .args(["--kinesis-endpoint", &e, "--region", "us-east-1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(gateway.stdout.as_mut().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::new([8; 6], 8);
+    let orders: Vec<serde_json::Value> = (0..25)
+        .map(|i| {
+            serde_json::json!({
+                "uuid": silt_wire::timeuuid::to_string(&ids.next()),
+                "total": 10.0 + i as f64
+            })
+        })
+        .collect();
+    let status = runtime().block_on(async {
+        reqwest::Client::new()
+            .post(format!("{base}/streams/{ORDERS}/events"))
+            .json(&orders)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    assert_eq!(status, 202);
+
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    let clicks = kinesis_job(dir.path(), "clicks", &river, &e, &lake, "");
+    let out = run_ok(silt().args(["run", "--json"]).arg(&clicks));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["records_read"], 438 + 25, "{s}");
+    assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
+    assert_eq!(s["other_subjects"], 25, "{s}");
+    assert_eq!(s["rejected"], 18, "{s}");
+
+    let orders_job = kinesis_job(dir.path(), "orders", &river, &e, &lake, "")
+        .to_string_lossy()
+        .into_owned();
+    let text = std::fs::read_to_string(&orders_job)
+        .unwrap()
+        .replace(
+            "subject = \"com.gilt.clickstream.v1.ProductPageViewedEvent\"",
+            &format!("subject = \"{ORDERS}\""),
+        )
+        .replace("table = \"clickstream\"", "table = \"orders\"");
+    std::fs::write(&orders_job, text).unwrap();
+    let out = run_ok(silt().args(["run", "--json", &orders_job]));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rows_written"]["orders"], 25, "{s}");
+    // The clickstream records are the other job's, its bad bodies too (they name its schema):
+    // 400 events, 20 repeats, 6 bodies that do not decode.
+    assert_eq!(s["other_subjects"], 426, "{s}");
+    // Records that name no schema at all are bad in every job of the river.
+    assert_eq!(s["rejected"], 12, "{s}");
+    let v = query(
+        dir.path(),
+        "SELECT count(*) AS n, sum(total) AS total FROM orders",
+    );
+    assert_eq!(v[0]["n"], 25, "{v}");
+    assert_eq!(
+        v[0]["total"],
+        (0..25).map(|i| 10.0 + i as f64).sum::<f64>(),
+        "{v}"
+    );
+}
