@@ -367,3 +367,68 @@ fn a_job_passes_over_records_of_other_subjects_in_its_stream() {
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
     assert_lake_holds_expected(&dir.path().join("lake/clickstream"));
 }
+
+/// A record the check passes but arrow-avro refuses (bytes that are not UTF-8, which the
+/// latest version reads as a string: a promotion the rules allow) used to fail the run, and
+/// every rerun, at the same record. The run now names it, redoes the micro-batch with it
+/// rejected as `undecodable`, and lands the others.
+#[test]
+fn a_record_the_columnar_decoder_refuses_is_rejected_and_the_run_goes_on() {
+    const SUBJECT: &str = "com.gilt.notes.v1.NoteEvent";
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    let field = |ty: &str| {
+        format!(
+            r#"{{"type":"record","name":"NoteEvent","namespace":"com.gilt.notes.v1","fields":[
+            {{"name":"uuid","type":{{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}}}},
+            {{"name":"note","type":"{ty}"}}]}}"#
+        )
+    };
+    std::fs::write(schemas.join("v1.avsc"), field("bytes")).unwrap();
+    std::fs::write(schemas.join("v2.avsc"), field("string")).unwrap();
+    register(
+        dir.path(),
+        &[&schemas.join("v1.avsc"), &schemas.join("v2.avsc")],
+    );
+    let v1 = silt_wire::Schema::parse(&field("bytes")).unwrap();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::new([3; 6], 3);
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    for note in [&b"first"[..], &[0xc3, 0x28], b"third"] {
+        let id = ids.next();
+        let mut body = id.to_vec();
+        silt_wire::encode::bytes(note, &mut body);
+        let arrival = silt_wire::timeuuid::unix_millis(&id).unwrap();
+        stream
+            .append_at(
+                0,
+                &[&silt_wire::envelope(&v1.fingerprint(), &body)],
+                arrival,
+            )
+            .unwrap();
+    }
+    let job = write_job(dir.path(), "notes", &dir.path().join("stream"), "");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("com.gilt.clickstream.v1.ProductPageViewedEvent", SUBJECT)
+        .replace("table = \"clickstream\"", "table = \"notes\"");
+    std::fs::write(&job, text).unwrap();
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rows_written"]["notes"], 2, "{s}");
+    assert_eq!(s["rejected"], 1, "{s}");
+    let v = query(
+        dir.path(),
+        "SELECT string_agg(note, ',' ORDER BY note) AS notes FROM notes",
+    );
+    assert_eq!(v[0]["notes"], "first,third", "{v}");
+    let v = query(dir.path(), "SELECT reason_code, reason FROM notes_rejected");
+    assert_eq!(v[0]["reason_code"], "undecodable", "{v}");
+    assert!(
+        v[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("arrow-avro cannot decode it"),
+        "{v}"
+    );
+}

@@ -64,6 +64,41 @@ fn duration_text(us: i64) -> String {
     humantime::format_duration(Duration::from_secs(us.max(0) as u64 / 1_000_000)).to_string()
 }
 
+/// Feeds checked bodies of one writer to arrow-avro, each after the single-object prefix it
+/// reads (`C3 01` and the writer's SHA-256, as its store is keyed; the bodies themselves are
+/// fed from the mapped input as they are, no copy), and takes a batch each time one fills.
+fn feed<'a>(
+    decoder: &mut AvroDecoder,
+    fingerprint: &Fingerprint,
+    bodies: impl ExactSizeIterator<Item = &'a [u8]>,
+) -> Result<Vec<RecordBatch>> {
+    let mut prefix = [0u8; 2 + 32];
+    prefix[..2].copy_from_slice(&[0xC3, 0x01]);
+    prefix[2..].copy_from_slice(fingerprint.as_bytes());
+    let decode_err = |e: arrow_avro::errors::AvroError| Error::Decode {
+        fingerprint: fingerprint.to_hex(),
+        source: e.into(),
+    };
+    let n = bodies.len();
+    let mut decoded = Vec::new();
+    for (i, body) in bodies.enumerate() {
+        let fed = decoder.decode(&prefix).map_err(decode_err)?;
+        let read = decoder.decode(body).map_err(decode_err)?;
+        if fed != prefix.len() || read != body.len() {
+            return Err(Error::Internal(format!(
+                "arrow-avro read {read} of a checked body's {} bytes",
+                body.len()
+            )));
+        }
+        if decoder.batch_is_full() || i + 1 == n {
+            if let Some(b) = decoder.flush().map_err(decode_err)? {
+                decoded.push(b);
+            }
+        }
+    }
+    Ok(decoded)
+}
+
 /// A record that passed the check: where it is, who wrote it, and its id and time.
 #[derive(Debug, Clone, Copy)]
 pub struct Good {
@@ -118,8 +153,21 @@ enum Checked {
 
 struct Writer {
     fingerprint: Fingerprint,
+    schema: Arc<Schema>,
     check: BodyCheck,
     decoder: AvroDecoder,
+}
+
+/// A record that passed the check but that arrow-avro refuses to decode (bytes that are not
+/// UTF-8 read as a string through a promotion, say): found by
+/// [`EventDecoder::decode_batches`], which then fails with [`Error::Undecodable`]; a decoder
+/// told of it ([`EventDecoder::with_undecodable`]) rejects it in its check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undecodable {
+    pub shard: String,
+    pub position: Position,
+    /// arrow-avro's words.
+    pub reason: String,
 }
 
 /// Decodes a stream's records into batches of the reader schema plus metadata columns.
@@ -140,6 +188,8 @@ pub struct EventDecoder {
     unknown_ttl: Duration,
     /// How far an event's time may be after its arrival, in microseconds.
     max_future_us: i64,
+    /// Records arrow-avro refused (shard, then position, to the reason): rejected by the check.
+    undecodable: HashMap<String, HashMap<Position, String>>,
     /// The reader schema's Arrow shape, without arrow-avro's field metadata.
     event_schema: SchemaRef,
     output_schema: SchemaRef,
@@ -244,6 +294,7 @@ impl EventDecoder {
             other_subjects: 0,
             unknown_ttl: Duration::from_secs(30),
             max_future_us: DEFAULT_MAX_FUTURE.as_micros() as i64,
+            undecodable: HashMap::new(),
             event_schema,
             output_schema: Arc::new(ArrowSchema::new(all)),
             uuid_index,
@@ -276,6 +327,18 @@ impl EventDecoder {
     /// events would all be judged late. Default [`DEFAULT_MAX_FUTURE`].
     pub fn with_max_future(mut self, max: Duration) -> Self {
         self.max_future_us = i64::try_from(max.as_micros()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Records to reject in the check as `undecodable`: those a decode of the same records
+    /// refused before (the job starts the micro-batch again with them).
+    pub fn with_undecodable(mut self, records: &[Undecodable]) -> Self {
+        for r in records {
+            self.undecodable
+                .entry(r.shard.clone())
+                .or_default()
+                .insert(r.position.clone(), r.reason.clone());
+        }
         self
     }
 
@@ -338,7 +401,20 @@ impl EventDecoder {
 
     /// A decoder from a writer of the reader's subject to the reader schema, or why there is
     /// none.
-    fn add_writer(&mut self, schema: &Schema) -> Result<Slot> {
+    /// arrow-avro's decoder from `schema` to the reader schema (the outer error: the schema
+    /// store refused it; the inner: arrow-avro cannot resolve them).
+    fn avro_decoder(
+        &self,
+        schema: &Schema,
+    ) -> Result<std::result::Result<AvroDecoder, arrow::error::ArrowError>> {
+        Ok(ReaderBuilder::new()
+            .with_batch_size(self.batch_size)
+            .with_reader_schema(AvroSchema::new(self.reader.json().to_string()))
+            .with_writer_schema_store(avro_store(&schema.fingerprint(), schema)?)
+            .build_decoder())
+    }
+
+    fn add_writer(&mut self, schema: &Arc<Schema>) -> Result<Slot> {
         let fp = schema.fingerprint();
         // Resolution is judged once per writer, by the rules the registry checks with: a
         // writer that cannot be resolved has every record rejected with the fields that stop
@@ -346,12 +422,7 @@ impl EventDecoder {
         // the first record that uses one of them, such as an enum symbol the reader lacks.
         let issues = silt_wire::resolution::incompatibilities(&self.reader, schema);
         let built = if issues.is_empty() {
-            ReaderBuilder::new()
-                .with_batch_size(self.batch_size)
-                .with_reader_schema(AvroSchema::new(self.reader.json().to_string()))
-                .with_writer_schema_store(avro_store(&fp, schema)?)
-                .build_decoder()
-                .map_err(|e| e.to_string())
+            self.avro_decoder(schema)?.map_err(|e| e.to_string())
         } else {
             Err(issues
                 .iter()
@@ -370,6 +441,7 @@ impl EventDecoder {
         let index = self.writers.len() as u32;
         self.writers.push(Writer {
             fingerprint: fp,
+            schema: schema.clone(),
             check: BodyCheck::new(schema),
             decoder,
         });
@@ -424,6 +496,19 @@ impl EventDecoder {
                 raw: c.data.slice(rec.range.clone()),
             };
             let arrival_us = rec.arrival_ms.saturating_mul(1000);
+            if !self.undecodable.is_empty() {
+                if let Some(reason) = self
+                    .undecodable
+                    .get(shard)
+                    .and_then(|m| m.get(&rec.position))
+                {
+                    rejected.push(reject(
+                        "undecodable",
+                        format!("the body checks against its writer schema, but arrow-avro cannot decode it: {reason}"),
+                    ));
+                    continue;
+                }
+            }
             match self.check_one(payload).await? {
                 Checked::Good(_, uuid, event_us)
                     if event_us > arrival_us.saturating_add(self.max_future_us) =>
@@ -507,6 +592,45 @@ impl EventDecoder {
         Ok(Checked::Good(w, uuid, event_us))
     }
 
+    /// The records of `group` that arrow-avro refuses, each fed alone (after a refusal the
+    /// decoder is made anew: it may hold part of a row). The writer's decoder is replaced too.
+    fn refused<'a>(
+        &mut self,
+        w: usize,
+        group: &[&Good],
+        chunks: &[Chunk],
+        shards: &[&str],
+        body_of: &impl Fn(&Good) -> &'a [u8],
+    ) -> Result<Vec<Undecodable>> {
+        let schema = self.writers[w].schema.clone();
+        let fingerprint = self.writers[w].fingerprint;
+        let fresh = |this: &Self| -> Result<AvroDecoder> {
+            this.avro_decoder(&schema)?.map_err(|source| Error::Decode {
+                fingerprint: fingerprint.to_hex(),
+                source,
+            })
+        };
+        let mut decoder = fresh(self)?;
+        let mut refused = Vec::new();
+        for g in group {
+            match feed(&mut decoder, &fingerprint, std::iter::once(body_of(g))) {
+                Ok(_) => {}
+                Err(Error::Decode { source, .. }) => {
+                    let rec = &chunks[g.chunk as usize].records[g.record as usize];
+                    refused.push(Undecodable {
+                        shard: shards[g.chunk as usize].to_string(),
+                        position: rec.position.clone(),
+                        reason: source.to_string(),
+                    });
+                    decoder = fresh(self)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.writers[w].decoder = fresh(self)?;
+        Ok(refused)
+    }
+
     /// Decodes the `kept` records (from `check`, possibly filtered) into one batch of
     /// [`Self::schema`], grouped by writer in order of first appearance.
     pub fn decode(
@@ -546,44 +670,37 @@ impl EventDecoder {
             v.push(g);
         }
         let mut batches = Vec::with_capacity(order.len());
+        let prefix_len = self.framing.prefix_len();
+        let body_of = |g: &Good| {
+            let chunk = &chunks[g.chunk as usize];
+            let rec = &chunk.records[g.record as usize];
+            &chunk.data[rec.range.start + prefix_len..rec.range.end]
+        };
         for w in order {
             let group = &groups[w as usize];
             let writer = &mut self.writers[w as usize];
-            // arrow-avro reads the single-object framing; the fingerprint after C3 01 is the
-            // writer's SHA-256, as its store is keyed. Each body is fed from the mapped input
-            // as it is, after the prefix: no copy of the records.
-            let mut prefix = [0u8; 2 + 32];
-            prefix[..2].copy_from_slice(&[0xC3, 0x01]);
-            prefix[2..].copy_from_slice(writer.fingerprint.as_bytes());
-            let decode_err = |source| Error::Decode {
-                fingerprint: writer.fingerprint.to_hex(),
-                source,
+            let fed = feed(
+                &mut writer.decoder,
+                &writer.fingerprint,
+                group.iter().map(|g| body_of(g)),
+            );
+            let decoded = match fed {
+                Ok(d) => d,
+                Err(e @ Error::Decode { .. }) => {
+                    // Which records does arrow-avro refuse? One at a time, to name them.
+                    let refused = self.refused(w as usize, group, chunks, shards, &body_of)?;
+                    return Err(if refused.is_empty() {
+                        e
+                    } else {
+                        Error::Undecodable {
+                            fingerprint: self.writers[w as usize].fingerprint.to_hex(),
+                            records: refused,
+                        }
+                    });
+                }
+                Err(e) => return Err(e),
             };
-            let mut decoded: Vec<RecordBatch> = Vec::new();
-            for (i, g) in group.iter().enumerate() {
-                let chunk = &chunks[g.chunk as usize];
-                let rec = &chunk.records[g.record as usize];
-                let body = &chunk.data[rec.range.start + self.framing.prefix_len()..rec.range.end];
-                let fed = writer
-                    .decoder
-                    .decode(&prefix)
-                    .map_err(|e| decode_err(e.into()))?;
-                let read = writer
-                    .decoder
-                    .decode(body)
-                    .map_err(|e| decode_err(e.into()))?;
-                if fed != prefix.len() || read != body.len() {
-                    return Err(Error::Internal(format!(
-                        "arrow-avro read {read} of a checked body's {} bytes",
-                        body.len()
-                    )));
-                }
-                if writer.decoder.batch_is_full() || i + 1 == group.len() {
-                    if let Some(b) = writer.decoder.flush().map_err(|e| decode_err(e.into()))? {
-                        decoded.push(b);
-                    }
-                }
-            }
+            let writer = &self.writers[w as usize];
             let rows: usize = decoded.iter().map(|b| b.num_rows()).sum();
             if rows != group.len() {
                 return Err(Error::Internal(format!(

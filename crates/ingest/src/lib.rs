@@ -26,7 +26,8 @@ use std::path::Path;
 
 pub use decode::{
     metadata_fields, micros_text, rejected_batch, rejected_schema, EventDecoder, Good, Rejected,
-    ARRIVAL_TIME, DEFAULT_MAX_FUTURE, EVENT_TIME, FINGERPRINT, SEQUENCE, SHARD, STREAM,
+    Undecodable, ARRIVAL_TIME, DEFAULT_MAX_FUTURE, EVENT_TIME, FINGERPRINT, SEQUENCE, SHARD,
+    STREAM,
 };
 pub use file_stream::{shard_file_name, write_frame, FileStream, FRAME_HEADER, MAX_PAYLOAD};
 pub use memory::InMemoryStream;
@@ -76,6 +77,14 @@ pub enum Error {
         subject: String,
         reader_version: u32,
         writer_version: u32,
+    },
+    /// Records that passed the check but that arrow-avro refuses (named one by one): the job
+    /// starts the micro-batch again with a decoder that rejects them in its check
+    /// ([`EventDecoder::with_undecodable`]).
+    #[error("arrow-avro refuses {} checked record(s) of writer {fingerprint}: {}", records.len(), records.first().map_or("", |r| r.reason.as_str()))]
+    Undecodable {
+        fingerprint: String,
+        records: Vec<Undecodable>,
     },
     #[error("decoding records of writer {fingerprint}: {source}")]
     Decode {

@@ -379,3 +379,78 @@ async fn a_writer_with_an_enum_symbol_the_reader_lacks_is_rejected_whole() {
     let batch = checked.decode();
     assert_eq!(batch.num_rows(), 1);
 }
+
+/// A value the check cannot judge alone: bytes that the latest schema reads as a string (a
+/// promotion the resolution rules allow) but that are not UTF-8. arrow-avro refuses the
+/// whole batch they are in. The decoder then finds which records it refuses, one by one,
+/// and names them; a decoder told of them rejects them in its check, and the rest decode.
+#[tokio::test]
+async fn records_the_columnar_decoder_refuses_are_named_and_then_rejected() {
+    const BYTES: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},{"name":"note","type":"bytes"}]}"#;
+    const STRING: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},{"name":"note","type":"string"}]}"#;
+    let registry = StoreRegistry::in_memory();
+    let old = registry
+        .register(conformance::SUBJECT, BYTES)
+        .await
+        .unwrap();
+    registry
+        .register(conformance::SUBJECT, STRING)
+        .await
+        .unwrap();
+    let old_schema = registry
+        .schema(conformance::SUBJECT, &old.fingerprint)
+        .await
+        .unwrap();
+    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+    let ids = TimeUuidGenerator::new([9; 6], 1);
+    let record = |note: &[u8]| {
+        let mut body = ids.next().to_vec();
+        silt_wire::encode::bytes(note, &mut body);
+        silt_wire::envelope(&old_schema.fingerprint(), &body)
+    };
+    let records = [record(b"fine"), record(&[0xff, 0xfe]), record(b"also fine")];
+    let mut checked = CheckedStream::check(
+        decoder(registry.clone(), latest.clone(), Framing::Envelope),
+        &records,
+    )
+    .await;
+    assert_eq!(
+        checked.good.len(),
+        3,
+        "the check cannot tell: {:?}",
+        checked.rejected
+    );
+    let refused =
+        match checked
+            .decoder
+            .decode(&checked.chunks, &[checked.shard.as_str()], &checked.good)
+        {
+            Err(silt_ingest::Error::Undecodable { records, .. }) => records,
+            other => panic!("{other:?}"),
+        };
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].position, checked.chunks[0].records[1].position,
+        "the second record"
+    );
+    assert!(
+        refused[0].reason.contains("UTF-8") || refused[0].reason.contains("utf8"),
+        "{refused:?}"
+    );
+
+    // A decoder told of it rejects it in the check; the others decode.
+    let mut again = CheckedStream::check(
+        decoder(registry, latest, Framing::Envelope).with_undecodable(&refused),
+        &records,
+    )
+    .await;
+    assert_eq!(again.rejected.len(), 1);
+    assert_eq!(again.rejected[0].code, "undecodable");
+    assert_eq!(again.rejected[0].raw.as_ref(), records[1].as_slice());
+    let batch = again.decode();
+    let notes = batch.column(batch.schema().index_of("note").unwrap());
+    let notes = notes.as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!((notes.value(0), notes.value(1)), ("fine", "also fine"));
+}

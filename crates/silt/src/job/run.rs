@@ -972,20 +972,36 @@ impl Shapes {
 /// When the stream brings records of a version of the subject registered after the run
 /// started, the micro-batch in hand stops before decoding them (nothing of it is committed)
 /// and the run starts again with that version as its reader schema, as a rerun after a crash
-/// does: the batch is redone from its intent, and the tables gain the new columns.
+/// does: the batch is redone from its intent, and the tables gain the new columns. The same
+/// way, records that pass the check but that arrow-avro refuses are named, and the batch is
+/// redone with them rejected (`undecodable`), so that they cannot stop the stream.
 pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let mut summary = RunSummary {
         job: job.name.clone(),
         ..Default::default()
     };
+    // Records arrow-avro refused, found by earlier attempts: the check rejects them.
+    let mut undecodable: Vec<silt_ingest::Undecodable> = Vec::new();
     loop {
-        match run_with_latest(job, opts, &mut summary).await {
+        match run_with_latest(job, opts, &mut summary, &undecodable).await {
             Ok(()) => break,
             Err(e) => match e.downcast_ref::<silt_ingest::Error>() {
                 Some(outdated @ silt_ingest::Error::ReaderOutdated { .. }) => {
                     tracing::info!("{outdated}: starting again with it");
                     summary.reader_changes += 1;
+                }
+                Some(silt_ingest::Error::Undecodable { records, .. }) => {
+                    let known = undecodable.len();
+                    for r in records {
+                        if !undecodable.contains(r) {
+                            undecodable.push(r.clone());
+                        }
+                    }
+                    if undecodable.len() == known {
+                        return Err(e);
+                    }
+                    tracing::warn!("{e}: starting the micro-batch again, rejecting them");
                 }
                 _ => return Err(e),
             },
@@ -1000,11 +1016,12 @@ async fn run_with_latest(
     job: &Job,
     opts: &RunOptions,
     summary: &mut RunSummary,
+    undecodable: &[silt_ingest::Undecodable],
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let run_id = format!("{:016x}", rand::random::<u64>());
     let shapes = Shapes::of(job).await?;
-    let mut decoder = shapes.decoder;
+    let mut decoder = shapes.decoder.with_undecodable(undecodable);
     let (events_schema, raw_file_schema, out_parts) =
         (shapes.events, shapes.raw_files, shapes.out_partitions);
     for table in std::iter::once(&job.table)
