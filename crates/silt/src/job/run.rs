@@ -1050,7 +1050,10 @@ async fn run_with_latest(
     }
 
     let progress = opts.progress.then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
+        // Cleared when dropped too: an attempt that ends early (a newer schema, a refused
+        // record) leaves no spinner behind.
+        let pb =
+            indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
         pb.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
                 .expect("valid template"),
