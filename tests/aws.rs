@@ -470,17 +470,11 @@ fn killed_runs_against_kinesis_and_s3_converge() {
 fn one_river_carries_two_subjects_and_each_job_lands_its_own() {
     use std::io::{BufRead, BufReader};
     let Some(e) = endpoint() else { return };
-    const ORDERS: &str = "com.gilt.orders.v1.OrderPlacedEvent";
+    const ORDERS: &str = ORDERS_SUBJECT;
     let dir = tempfile::tempdir().unwrap();
     register_clickstream(dir.path());
     let orders_schema = dir.path().join("orders.avsc");
-    std::fs::write(
-        &orders_schema,
-        r#"{"type":"record","name":"OrderPlacedEvent","namespace":"com.gilt.orders.v1","fields":[
-            {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
-            {"name":"total","type":"double"}]}"#,
-    )
-    .unwrap();
+    std::fs::write(&orders_schema, ORDERS_SCHEMA).unwrap();
     register(dir.path(), &[&orders_schema]);
     let river = unique("river");
     let out = produce(

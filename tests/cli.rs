@@ -315,13 +315,7 @@ fn a_job_passes_over_records_of_other_subjects_in_its_stream() {
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("ordered.avsc");
-    std::fs::write(
-        &other,
-        r#"{"type":"record","name":"OrderPlacedEvent","namespace":"com.gilt.orders.v1","fields":[
-            {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
-            {"name":"total","type":"double"}]}"#,
-    )
-    .unwrap();
+    std::fs::write(&other, ORDERS_SCHEMA).unwrap();
     register(
         dir.path(),
         &[

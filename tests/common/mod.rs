@@ -471,3 +471,11 @@ pub fn interrupt(child: std::process::Child) -> Output {
     );
     out
 }
+
+/// A second subject for streams that carry many types.
+pub const ORDERS_SUBJECT: &str = "com.gilt.orders.v1.OrderPlacedEvent";
+
+/// Its schema.
+pub const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"OrderPlacedEvent","namespace":"com.gilt.orders.v1","fields":[
+    {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
+    {"name":"total","type":"double"}]}"#;

@@ -40,6 +40,30 @@ fn framed(framing: Framing, schema: &Schema, id: u32, event: &serde_json::Value)
     out
 }
 
+/// A registry whose subject has `old` and then `new` (registered under the rule NONE when
+/// `none`): the registry, the old schema and the latest.
+async fn two_versions(
+    old: &str,
+    new: &str,
+    none: bool,
+) -> (StoreRegistry, Arc<Schema>, Arc<Schema>) {
+    let registry = StoreRegistry::in_memory();
+    let first = registry.register(conformance::SUBJECT, old).await.unwrap();
+    if none {
+        registry
+            .set_compatibility(conformance::SUBJECT, silt_registry::Compatibility::None)
+            .await
+            .unwrap();
+    }
+    registry.register(conformance::SUBJECT, new).await.unwrap();
+    let old = registry
+        .schema(conformance::SUBJECT, &first.fingerprint)
+        .await
+        .unwrap();
+    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+    (registry, old, latest)
+}
+
 async fn decode_framed(framing: Framing, unknown: Vec<u8>, unknown_words: &str) {
     let registry = CachedRegistry::new(StoreRegistry::in_memory());
     let v1 = registry
@@ -208,24 +232,7 @@ async fn records_of_other_subjects_in_one_stream_are_passed_over_not_rejected() 
 async fn records_of_a_writer_the_latest_schema_cannot_read_are_rejected_with_the_fields() {
     const STRING_IDS: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
         {"name":"uuid","type":"gfc.avro.UUID"},{"name":"productId","type":"string"}]}"#;
-    let registry = StoreRegistry::in_memory();
-    let old = registry
-        .register(conformance::SUBJECT, conformance::V1)
-        .await
-        .unwrap();
-    registry
-        .set_compatibility(conformance::SUBJECT, silt_registry::Compatibility::None)
-        .await
-        .unwrap();
-    registry
-        .register(conformance::SUBJECT, STRING_IDS)
-        .await
-        .unwrap();
-    let old_schema = registry
-        .schema(conformance::SUBJECT, &old.fingerprint)
-        .await
-        .unwrap();
-    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+    let (registry, old_schema, latest) = two_versions(conformance::V1, STRING_IDS, true).await;
 
     let ids = TimeUuidGenerator::new([3; 6], 9);
     let (a, b) = (ids.next(), ids.next());
@@ -249,7 +256,9 @@ async fn records_of_a_writer_the_latest_schema_cannot_read_are_rejected_with_the
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0].code, "unreadable_writer");
     assert!(
-        rejected[0].reason.contains(&old.fingerprint.to_hex())
+        rejected[0]
+            .reason
+            .contains(&old_schema.fingerprint().to_hex())
             && rejected[0].reason.contains("/fields/productId"),
         "{}",
         rejected[0].reason
@@ -349,18 +358,7 @@ async fn a_writer_with_an_enum_symbol_the_reader_lacks_is_rejected_whole() {
     const AB: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
         {"name":"uuid","type":"gfc.avro.UUID"},
         {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B"]}}]}"#;
-    let registry = StoreRegistry::in_memory();
-    let old = registry.register(conformance::SUBJECT, ABC).await.unwrap();
-    registry
-        .set_compatibility(conformance::SUBJECT, silt_registry::Compatibility::None)
-        .await
-        .unwrap();
-    registry.register(conformance::SUBJECT, AB).await.unwrap();
-    let old_schema = registry
-        .schema(conformance::SUBJECT, &old.fingerprint)
-        .await
-        .unwrap();
-    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+    let (registry, old_schema, latest) = two_versions(ABC, AB, true).await;
     let ids = TimeUuidGenerator::new([7; 6], 9);
     let event = |kind: &str| json!({"uuid": timeuuid::to_string(&ids.next()), "kind": kind});
     let records = [
@@ -390,20 +388,7 @@ async fn records_the_columnar_decoder_refuses_are_named_and_then_rejected() {
         {"name":"uuid","type":"gfc.avro.UUID"},{"name":"note","type":"bytes"}]}"#;
     const STRING: &str = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
         {"name":"uuid","type":"gfc.avro.UUID"},{"name":"note","type":"string"}]}"#;
-    let registry = StoreRegistry::in_memory();
-    let old = registry
-        .register(conformance::SUBJECT, BYTES)
-        .await
-        .unwrap();
-    registry
-        .register(conformance::SUBJECT, STRING)
-        .await
-        .unwrap();
-    let old_schema = registry
-        .schema(conformance::SUBJECT, &old.fingerprint)
-        .await
-        .unwrap();
-    let latest = registry.latest(conformance::SUBJECT).await.unwrap();
+    let (registry, old_schema, latest) = two_versions(BYTES, STRING, false).await;
     let ids = TimeUuidGenerator::new([9; 6], 1);
     let record = |note: &[u8]| {
         let mut body = ids.next().to_vec();
