@@ -428,31 +428,28 @@ async fn confluent_version_answer(s: &AppState, r: &silt_registry::Registered) -
 async fn confluent_version(
     State(s): State<AppState>,
     Path((subject, version)): Path<(String, String)>,
-) -> Response {
-    let versions = match confluent_versions(&s, &subject).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+) -> Result<Response, Response> {
+    let versions = confluent_versions(&s, &subject).await?;
     let found = match version.as_str() {
         "latest" | "-1" => versions.last(),
-        n => match n.parse::<u32>() {
-            Ok(n) => versions.iter().find(|r| r.version == n),
-            Err(_) => {
-                return confluent_error(
+        n => {
+            let n = n.parse::<u32>().map_err(|_| {
+                confluent_error(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     42202,
                     format!("`{version}` is not a version (a number, or latest)"),
                 )
-            }
-        },
+            })?;
+            versions.iter().find(|r| r.version == n)
+        }
     };
     match found {
-        Some(r) => confluent_version_answer(&s, r).await,
-        None => confluent_error(
+        Some(r) => Ok(confluent_version_answer(&s, r).await),
+        None => Err(confluent_error(
             StatusCode::NOT_FOUND,
             40402,
             format!("subject `{subject}` has no version {version}"),
-        ),
+        )),
     }
 }
 
@@ -464,26 +461,19 @@ async fn confluent_lookup(
     State(s): State<AppState>,
     Path(subject): Path<String>,
     body: String,
-) -> Response {
-    let request = match confluent_request(&body) {
-        Ok(r) => r,
-        Err(answer) => return answer,
-    };
-    let fp = match silt_wire::Schema::parse(&request.schema) {
-        Ok(schema) => schema.fingerprint(),
-        Err(e) => return confluent_error(StatusCode::UNPROCESSABLE_ENTITY, 42201, e),
-    };
-    let versions = match confluent_versions(&s, &subject).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
+) -> Result<Response, Response> {
+    let request = confluent_request(&body)?;
+    let fp = silt_wire::Schema::parse(&request.schema)
+        .map_err(|e| confluent_error(StatusCode::UNPROCESSABLE_ENTITY, 42201, e))?
+        .fingerprint();
+    let versions = confluent_versions(&s, &subject).await?;
     match versions.iter().find(|r| r.fingerprint == fp) {
-        Some(r) => confluent_version_answer(&s, r).await,
-        None => confluent_error(
+        Some(r) => Ok(confluent_version_answer(&s, r).await),
+        None => Err(confluent_error(
             StatusCode::NOT_FOUND,
             40403,
             format!("the schema (fingerprint {fp}) is not a version of `{subject}`"),
-        ),
+        )),
     }
 }
 
@@ -496,13 +486,10 @@ async fn confluent_register(
     State(s): State<AppState>,
     Path(subject): Path<String>,
     body: String,
-) -> Response {
+) -> Result<Response, Response> {
     use silt_registry::Error as E;
-    let request = match confluent_request(&body) {
-        Ok(r) => r,
-        Err(answer) => return answer,
-    };
-    match s.registry.register(&subject, &request.schema).await {
+    let request = confluent_request(&body)?;
+    Ok(match s.registry.register(&subject, &request.schema).await {
         Ok(r) => match r.id {
             Some(id) => Json(ConfluentIdBody { id }).into_response(),
             None => confluent_error(
@@ -528,7 +515,7 @@ async fn confluent_register(
         )
             .into_response(),
         Err(e) => confluent_error(StatusCode::INTERNAL_SERVER_ERROR, 50001, e),
-    }
+    })
 }
 
 #[utoipa::path(get, path = "/config/{subject}", params(("subject" = String, Path)), responses((status = 200, body = ConfigBody)))]
