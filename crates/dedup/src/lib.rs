@@ -170,6 +170,14 @@ impl DedupIndex {
         true
     }
 
+    /// Keeps the watermark that [`end_batch`](Self::end_batch) sets at or below `at_most_us`:
+    /// the newest event time of a shard that still has records to read. A stream whose shards
+    /// are read at different paces (a busy shard's backlog beside a quiet one already at the
+    /// present) must not have the quiet shard's times make the busy shard's next events late.
+    pub fn hold_watermark(&mut self, at_most_us: i64) {
+        self.pending_watermark_us = self.pending_watermark_us.min(at_most_us);
+    }
+
     /// Ends a micro-batch: moves the watermark up and forgets ids older than the window
     /// (whole seconds: the second that holds the horizon is kept whole; a record older than
     /// the horizon is judged late before its id is looked up, so the extra ids change no
@@ -548,6 +556,26 @@ mod tests {
         assert_eq!(d.observe(&id(4), 50 * MIN), Verdict::New);
         d.end_batch();
         assert_eq!(d.observe(&id(5), 180 * MIN), Verdict::Late);
+    }
+
+    #[test]
+    fn a_held_watermark_stops_at_the_hold_and_never_goes_back() {
+        let mut d = DedupIndex::new(15 * MIN);
+        d.observe(&id(1), 100 * MIN);
+        d.observe(&id(2), 10 * MIN);
+        d.hold_watermark(10 * MIN);
+        d.end_batch();
+        assert_eq!(d.watermark_us(), Some(10 * MIN));
+        // Within the window of the held watermark: not late, and still remembered.
+        assert_eq!(d.observe(&id(3), MIN), Verdict::New);
+        assert_eq!(d.observe(&id(2), 10 * MIN), Verdict::Duplicate);
+        d.end_batch();
+        assert_eq!(d.watermark_us(), Some(10 * MIN));
+        // A hold below the watermark does not move it back.
+        d.observe(&id(4), 20 * MIN);
+        d.hold_watermark(5 * MIN);
+        d.end_batch();
+        assert_eq!(d.watermark_us(), Some(10 * MIN));
     }
 
     #[test]

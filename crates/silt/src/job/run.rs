@@ -1,7 +1,7 @@
 //! The micro-batch loop: Source -> check -> dedup -> decode -> transform -> lake writer ->
 //! commit. See `silt_lake_writer`'s `log` module for the commit protocol this follows.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -916,6 +916,31 @@ pub async fn throttles_since(job: &Job, window: Duration) -> anyhow::Result<u64>
     Ok(total)
 }
 
+/// The watermark's ceiling after a micro-batch: the lowest, over the shards that have more to
+/// read than the batch took, of the newest event time the batch read from them (`None`: every
+/// shard read is caught up, or gave no event). Chunks of one shard come together, its last
+/// chunk saying whether it caught up.
+fn behind_shards_hold(
+    chunks: &[Chunk],
+    names: &[String],
+    newest_us: &[Option<i64>],
+) -> Option<i64> {
+    let mut shards: HashMap<&str, (Option<i64>, bool)> = HashMap::new();
+    for ((chunk, name), newest) in chunks.iter().zip(names).zip(newest_us) {
+        let e = shards.entry(name.as_str()).or_insert((None, false));
+        e.0 = match (e.0, *newest) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        e.1 = chunk.caught_up || chunk.ended;
+    }
+    shards
+        .values()
+        .filter(|(_, caught_up)| !caught_up)
+        .filter_map(|(newest, _)| *newest)
+        .min()
+}
+
 /// Why a late event went to the rejected table.
 fn late_reason(event_us: i64, horizon_us: Option<i64>) -> String {
     let when = silt_ingest::micros_text;
@@ -1151,6 +1176,9 @@ async fn run_with_latest(
             .watermark_us()
             .map(|w| w.saturating_sub(job.window_us));
         let mut late_dropped = 0usize;
+        // The newest event time read from each chunk's shard: a shard with more to read holds
+        // the watermark at its own (see `DedupIndex::hold_watermark`).
+        let mut newest_us: Vec<Option<i64>> = vec![None; chunks.len()];
         for (ci, range) in slices {
             let t = Instant::now();
             good.clear();
@@ -1166,6 +1194,10 @@ async fn run_with_latest(
                 .await?;
             summary.stages.check += t.elapsed().as_secs_f64();
             let t = Instant::now();
+            if let Some(newest) = good.iter().map(|g| g.event_us).max() {
+                let n = &mut newest_us[ci];
+                *n = Some(n.map_or(newest, |m| m.max(newest)));
+            }
             good.retain(|g| match state.dedup.observe(&g.uuid, g.event_us) {
                 Verdict::New => true,
                 Verdict::Duplicate => {
@@ -1214,6 +1246,9 @@ async fn run_with_latest(
                 .await?;
         }
         let t = Instant::now();
+        if let Some(hold) = behind_shards_hold(&chunks, &names, &newest_us) {
+            state.dedup.hold_watermark(hold);
+        }
         state.dedup.end_batch();
         summary.stages.dedup += t.elapsed().as_secs_f64();
         faults::point("after_decode");
