@@ -23,6 +23,17 @@ fn python() -> Option<String> {
     }
 }
 
+/// Runs a Python script with arguments; its standard output as JSON.
+fn python_json(python: &str, script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = run_ok(
+        std::process::Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .args(args),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn duckdb_and_pyarrow_read_the_lake_as_it_is() {
     let Some(python) = python() else { return };
@@ -58,13 +69,7 @@ print(json.dumps({
     "rejected": rej.num_rows,
 }))
 "#;
-    let out = run_ok(
-        std::process::Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .arg(&lake),
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(&python, script, &[lake.as_ref()]);
     let d = &v["duckdb"];
     assert_eq!(d[0], 400, "{v}");
     assert_eq!(d[1], 400, "{v}");
@@ -148,14 +153,8 @@ print(json.dumps({
     "encodings": {k: sorted(v) for k, v in encodings.items()},
 }))
 "#;
-    let out = run_ok(
-        std::process::Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .arg(&lake)
-            .arg((opts.start_ms * 1000).to_string()),
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let start_us = (opts.start_ms * 1000).to_string();
+    let v = python_json(&python, script, &[lake.as_ref(), start_us.as_ref()]);
     let e = &v["encodings"];
     let has = |col: &str, enc: &str| {
         e[col]
@@ -213,13 +212,7 @@ print(json.dumps({
     "schemas": len({str(f.physical_schema) for f in first.get_fragments()}),
 }))
 "#;
-    let out = run_ok(
-        std::process::Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .arg(&lake),
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = python_json(&python, script, &[lake.as_ref()]);
     let with_channel = expected_with_channel();
     assert_eq!(v["schemas"], 2, "files before and after the field: {v}");
     assert_eq!(
@@ -271,17 +264,14 @@ for i in range(30, 50):
 out.close()
 print(json.dumps(sorted(ids)))
 "#;
-    let out = run_ok(
-        std::process::Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .arg(&base)
-            .arg(data.join("schemas/v1.avsc"))
-            .arg(data.join("schemas/v2.avsc"))
-            .arg(stream.join(silt_ingest::shard_file_name(0))),
+    let (v1, v2) = (data.join("schemas/v1.avsc"), data.join("schemas/v2.avsc"));
+    let shard = stream.join(silt_ingest::shard_file_name(0));
+    let ids = python_json(
+        &python,
+        script,
+        &[base.as_ref(), v1.as_ref(), v2.as_ref(), shard.as_ref()],
     );
-    let ids: Vec<u32> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(ids.len(), 2, "one id per schema: {ids:?}");
+    assert_eq!(ids.as_array().unwrap().len(), 2, "one id per schema: {ids}");
 
     let job = write_job(dir.path(), "confluent", &stream, "");
     let text = std::fs::read_to_string(&job)
