@@ -175,8 +175,7 @@ fn throttled_calls_are_retried_counted_and_the_lake_is_exact() {
         &lake,
         "[batch]\nmax_records = 200\n",
     );
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert!(s["source_retries"].as_u64().unwrap() > 0, "{s}");
     let counts = uuid_counts(&table_rows(&dir.path().join("lake/clickstream")));
     assert_eq!(counts.len(), 1500);
@@ -527,8 +526,7 @@ fn one_river_carries_two_subjects_and_each_job_lands_its_own() {
 
     let lake = format!("file://{}", dir.path().join("lake").display());
     let clicks = kinesis_job(dir.path(), "clicks", &river, &e, &lake, "");
-    let out = run_ok(silt().args(["run", "--json"]).arg(&clicks));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&clicks);
     assert_eq!(s["records_read"], 438 + 25, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
     assert_eq!(s["other_subjects"], 25, "{s}");
@@ -545,8 +543,7 @@ fn one_river_carries_two_subjects_and_each_job_lands_its_own() {
         )
         .replace("table = \"clickstream\"", "table = \"orders\"");
     std::fs::write(&orders_job, text).unwrap();
-    let out = run_ok(silt().args(["run", "--json", &orders_job]));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(Path::new(&orders_job));
     assert_eq!(s["rows_written"]["orders"], 25, "{s}");
     // The clickstream records are the other job's, its bad bodies too (they name its schema):
     // 400 events, 20 repeats, 6 bodies that do not decode.

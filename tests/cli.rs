@@ -220,10 +220,9 @@ fn a_job_reads_its_schemas_from_the_registry_service() {
         &base,
     );
     std::fs::write(&job, text).unwrap();
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s = run_json(&job);
     server.kill().unwrap();
     server.wait().unwrap();
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
     assert_eq!(s["rejected"], 18, "{s}");
 }
@@ -300,8 +299,7 @@ fn a_job_reads_confluent_framed_records_by_registry_id() {
         "type = \"file\"\nframing = \"confluent\"",
     );
     std::fs::write(&job, text).unwrap();
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
     assert_eq!(s["rejected"], 18, "{s}");
     assert_lake_holds_expected(&dir.path().join("lake/clickstream"));
@@ -353,8 +351,7 @@ fn a_job_passes_over_records_of_other_subjects_in_its_stream() {
     }
 
     let job = write_job(dir.path(), "river", &stream_dir, "");
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert_eq!(s["records_read"], 438 + 5, "{s}");
     assert_eq!(s["other_subjects"], 5, "{s}");
     assert_eq!(s["rejected"], 18, "{s}");
@@ -407,8 +404,7 @@ fn a_record_the_columnar_decoder_refuses_is_rejected_and_the_run_goes_on() {
         .replace("com.gilt.clickstream.v1.ProductPageViewedEvent", SUBJECT)
         .replace("table = \"clickstream\"", "table = \"notes\"");
     std::fs::write(&job, text).unwrap();
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert_eq!(s["rows_written"]["notes"], 2, "{s}");
     assert_eq!(s["rejected"], 1, "{s}");
     let v = query(

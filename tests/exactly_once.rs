@@ -41,8 +41,7 @@ fn duplicates_are_dropped_across_micro_batches_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     // Small micro-batches: repeats land in other batches than their originals.
     let job = setup(dir.path(), 3000, "[batch]\nmax_records = 97\n");
-    let out = run_ok(silt().arg("run").arg("--json").arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert!(s["batches"].as_u64().unwrap() > 20, "{s}");
     let first = uuids(dir.path());
     assert_eq!(first.len(), 3000);
@@ -107,8 +106,7 @@ fn duplicates_are_dropped_across_micro_batches_and_runs() {
         .map(|i| chunk.payload(i))
         .collect();
     stream.append(0, &tail).unwrap();
-    let out = run_ok(silt().arg("run").arg("--json").arg(&job));
-    let s2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s2 = run_json(&job);
     assert_eq!(s2["records_read"], 50);
     let good_in_tail = 50 - s2["rejected"].as_u64().unwrap();
     assert_eq!(
@@ -319,8 +317,7 @@ fn a_micro_batch_of_many_slices_writes_what_small_micro_batches_write() {
         ..Default::default()
     };
     let job = generated_job(dir.path(), &opts, "[batch]\nmax_records = 1000000\n");
-    let out = run_ok(silt().arg("run").arg("--json").arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     // Every record in one micro-batch, and no empty one after it.
     assert_eq!(s["batches"], 1, "{s}");
     assert_eq!(uuids(dir.path()).len(), 70_000);
@@ -334,8 +331,7 @@ fn a_micro_batch_of_many_slices_writes_what_small_micro_batches_write() {
         text.replace("max_records = 1000000", "max_records = 5000"),
     )
     .unwrap();
-    let out = run_ok(silt().arg("run").arg("--json").arg(&job));
-    let s2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s2 = run_json(&job);
     assert!(s2["batches"].as_u64().unwrap() > 10, "{s2}");
     assert_eq!(s["duplicates"], s2["duplicates"]);
     assert_eq!(s["rejected"], s2["rejected"]);
@@ -417,8 +413,7 @@ fn a_wrong_clock_cannot_make_other_events_late_and_late_events_are_kept() {
         .unwrap();
     }
 
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert_eq!(s["rejected"], 1, "{s}");
     assert_eq!(s["late"], 10, "only the truly old events are late: {s}");
     assert_eq!(s["rows_written"]["clickstream"], 700, "{s}");
@@ -471,8 +466,7 @@ fn a_busy_shard_catching_up_is_not_made_late_by_a_quiet_one() {
         &dir.path().join("stream"),
         "[batch]\nmax_records = 200\n",
     );
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert_eq!(s["late"], 0, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 3300, "{s}");
 }

@@ -86,8 +86,7 @@ fn gateway_to_file_stream_to_lake_exactly() {
     assert!(rest.contains("430 events accepted, 1 refused"), "{rest}");
 
     let job = write_job(dir.path(), "viagateway", &streams.join(SUBJECT), "");
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");
     assert_eq!(s["duplicates"], 30, "{s}");
     assert_eq!(s["rejected"], 0, "{s}");

@@ -285,8 +285,7 @@ print(json.dumps(sorted(ids)))
             &base,
         );
     std::fs::write(&job, text).unwrap();
-    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = run_json(&job);
     let v = query(
         dir.path(),
         "SELECT count(*) AS n, count(channel) AS app, sum(\"productId\") AS products, count(\"saleId\") AS sales FROM clickstream",

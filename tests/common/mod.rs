@@ -381,10 +381,7 @@ pub fn evolved_lake(dir: &Path) -> [serde_json::Value; 2] {
     let [first, later] = testdata_split_at_v2();
     let stream = silt_ingest::FileStream::create(dir.join("stream"), 1).unwrap();
     let job = write_job(dir, "evolving", &dir.join("stream"), "");
-    let run = || -> serde_json::Value {
-        let out = run_ok(silt().args(["run", "--json"]).arg(&job));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let run = || run_json(&job);
     append_records(&stream, &first);
     let before = run();
     register(dir, &[&data.join("schemas/v2.avsc")]);
@@ -479,3 +476,9 @@ pub const ORDERS_SUBJECT: &str = "com.gilt.orders.v1.OrderPlacedEvent";
 pub const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"OrderPlacedEvent","namespace":"com.gilt.orders.v1","fields":[
     {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
     {"name":"total","type":"double"}]}"#;
+
+/// `silt run --json JOB`, which must succeed: its summary.
+pub fn run_json(job: &Path) -> serde_json::Value {
+    let out = run_ok(silt().args(["run", "--json"]).arg(job));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
