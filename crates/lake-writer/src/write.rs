@@ -376,8 +376,8 @@ const DICTIONARY_SAMPLE: usize = 4096;
 
 /// Chooses the encoding of the top-level columns from the first rows of a file.
 ///
-/// Dictionary encoding is turned off for the columns whose values are nearly all distinct
-/// (over 90%) (ids, URLs, timestamps): Parquet would build a dictionary for them, find it too
+/// Dictionary encoding is turned off for the columns whose values (nulls left out) are
+/// nearly all distinct (over 90%) (ids, URLs, timestamps): Parquet would build a dictionary for them, find it too
 /// large and fall back to plain encoding, paying for both. Columns whose values repeat keep
 /// their dictionary (and Parquet still falls back on its own if it grows too large).
 ///
@@ -395,14 +395,20 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     use parquet::schema::types::ColumnPath;
     use std::collections::HashSet;
 
-    fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = Option<T>>) -> usize {
-        values.flatten().collect::<HashSet<T>>().len()
+    /// Distinct values and values present (nulls are neither: a column half null and half
+    /// unique URLs is a column of unique URLs).
+    fn distinct<T: std::hash::Hash + Eq>(
+        values: impl Iterator<Item = Option<T>>,
+    ) -> (usize, usize) {
+        let mut present = 0;
+        let set: HashSet<T> = values.flatten().inspect(|_| present += 1).collect();
+        (set.len(), present)
     }
     /// Distinct values, and `DELTA_BYTE_ARRAY` when the values share at least half of their
     /// bytes with the value before them.
     fn judge<'a>(
         values: impl Iterator<Item = Option<&'a [u8]>> + Clone,
-    ) -> (usize, Option<Encoding>) {
+    ) -> ((usize, usize), Option<Encoding>) {
         let (mut shared, mut total) = (0usize, 0usize);
         let mut prev: &[u8] = &[];
         for v in values.clone().flatten() {
@@ -418,7 +424,7 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     }
     /// Distinct values of a fixed-width column (its words, so floats too), and
     /// `DELTA_BINARY_PACKED` when it is an integer column in small steps.
-    fn judge_words<T>(col: &dyn Array, n: usize) -> (usize, Option<Encoding>)
+    fn judge_words<T>(col: &dyn Array, n: usize) -> ((usize, usize), Option<Encoding>)
     where
         T: arrow::datatypes::ArrowNativeType + std::hash::Hash + Eq + Into<i64>,
     {
@@ -462,7 +468,7 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
     for (field, col) in first.schema().fields().iter().zip(first.columns()) {
         let col = col.slice(0, n);
-        let (count, encoding) = match col.data_type() {
+        let ((count, present), encoding) = match col.data_type() {
             DataType::Utf8 => judge(col.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
             DataType::LargeUtf8 => {
                 judge(col.as_string::<i64>().iter().map(|v| v.map(str::as_bytes)))
@@ -477,7 +483,7 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
             }
             _ => continue,
         };
-        if count * 10 > n * 9 {
+        if present >= 256 && count * 10 > present * 9 {
             let path = || ColumnPath::from(field.name().as_str());
             let mut b = builder
                 .unwrap_or_else(|| props.clone().into_builder())

@@ -153,6 +153,20 @@ async fn mostly_distinct_columns_are_written_without_a_dictionary() {
             "bucket",
             Arc::new(Int64Array::from_iter_values((0..1000).map(|i| i % 7))) as _,
         ),
+        // Absent from the older events, a unique URL in the newer: unique where present.
+        (
+            "referrer",
+            Arc::new(StringArray::from_iter((0..1000).map(|i| {
+                (i >= 600).then(|| format!("https://example.com/p/{i}?ref={:08x}", i * 7919))
+            }))) as _,
+        ),
+        // Mostly absent, and few values where present: too few to judge, left as it is.
+        (
+            "rare",
+            Arc::new(StringArray::from_iter(
+                (0..1000).map(|i| (i % 10 == 0).then(|| format!("r{i}"))),
+            )) as _,
+        ),
     ])
     .unwrap();
     let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
@@ -169,6 +183,11 @@ async fn mostly_distinct_columns_are_written_without_a_dictionary() {
     assert!(dictionary(1), "three values: dictionary");
     assert!(!dictionary(2), "unique numbers: plain");
     assert!(dictionary(3), "seven values: dictionary");
+    assert!(!dictionary(4), "unique strings among nulls: plain");
+    assert!(
+        dictionary(5),
+        "100 values present: not judged, Parquet's default"
+    );
 }
 
 #[tokio::test]
