@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark of silt on this machine, printed as one table (README, "Benchmarks"):
 #   1. the job and the Parquet-write limit, one core (taskset -c 0), N events (default 2,000,000),
-#      with its SQL transforms, and again without them (the alternatives' pipeline);
+#      with its SQL transforms, and again without them (the alternatives' pipeline); each
+#      three rounds of job then limit, the median round reported;
 #   2. peak memory at 1M, 3M and 10M events (one core), and at 1M and 10M without transforms;
 #   3. the gateway on all cores: 500-event JSON requests from a second process over loopback;
 #   4. the alternatives on the same events, one core each: fastavro+pyarrow, DuckDB, Spark
@@ -35,18 +36,18 @@ echo "== 1b. the same without SQL transforms (raw table only, as the alternative
 if [[ ",$skip," != *",memory,"* ]]; then
   for n in 1000000 3000000 10000000; do
     echo "== 2. peak memory at $n events, one core" >&2
-    "${pin[@]}" "$silt" bench --events "$n" --gateway-events 0 --dir "$work/mem" --out "$results/memory-$n.json" >/dev/null
+    "${pin[@]}" "$silt" bench --events "$n" --rounds 1 --gateway-events 0 --dir "$work/mem" --out "$results/memory-$n.json" >/dev/null
     rm -rf "$work/mem"
   done
   for n in 1000000 10000000; do
     echo "== 2b. peak memory at $n events without SQL transforms, one core" >&2
-    "${pin[@]}" "$silt" bench --no-transforms --events "$n" --gateway-events 0 --dir "$work/mem" --out "$results/memory-plain-$n.json" >/dev/null
+    "${pin[@]}" "$silt" bench --no-transforms --events "$n" --rounds 1 --gateway-events 0 --dir "$work/mem" --out "$results/memory-plain-$n.json" >/dev/null
     rm -rf "$work/mem"
   done
 fi
 
 echo "== 3. the gateway, 1,000,000 events in 500-event JSON requests, all cores" >&2
-"$silt" bench --events 10000 --gateway-events 1000000 --dir "$work/gateway" --out "$results/gateway.json" | grep gateway
+"$silt" bench --rounds 1 --events 10000 --gateway-events 1000000 --dir "$work/gateway" --out "$results/gateway.json" | grep gateway
 rm -rf "$work/gateway"
 
 if [[ ",$skip," != *",alternatives,"* ]]; then

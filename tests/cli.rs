@@ -136,6 +136,8 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
                 "5000",
                 "--gateway-events",
                 "2000",
+                "--rounds",
+                "2",
                 "--out",
             ])
             .arg(&json)
@@ -156,6 +158,20 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
         assert!(!v[k].is_null(), "missing {k}: {v}");
     }
     assert_eq!(v["events"], 5000);
+    // Job and limit were run in turn, twice, each round over the whole stream into a fresh
+    // lake; the ratio reported is one of theirs.
+    let rounds = v["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{v}");
+    assert!(text.contains("rounds (job s / limit s"), "{text}");
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .map(|r| r["job_to_limit"].as_f64().unwrap())
+        .collect();
+    let reported = v["job_to_limit"].as_f64().unwrap();
+    assert!(
+        ratios.contains(&reported),
+        "{reported} not among {ratios:?}"
+    );
     // Every stage the issue names, encoding apart from storing, and no time counted twice.
     let stage = |k: &str| {
         v["stages"][k]

@@ -40,6 +40,24 @@ pub struct BenchArgs {
     /// the work the alternatives of `scripts/bench.sh` do.
     #[arg(long)]
     pub no_transforms: bool,
+    /// Times the job and the limit are each run, in turn, over the same events (a fresh lake
+    /// each round); the figures are the median round's. On a shared machine a single pair
+    /// can land in a fast and a slow moment: alternating rounds compare like with like.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+}
+
+/// One round: the job over the whole stream into a fresh lake, then the limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    pub job_seconds: f64,
+    pub job_cpu_seconds: f64,
+    pub limit_seconds: f64,
+    pub job_to_limit: f64,
+    #[serde(skip)]
+    summary: job::RunSummary,
+    #[serde(skip)]
+    limit_rows: u64,
 }
 
 /// The figures.
@@ -66,6 +84,10 @@ pub struct BenchResult {
     /// Rows the lake holds at the end: what the limit writes.
     pub limit_rows: u64,
     pub gateway: Option<GatewayFigures>,
+    /// Every round in the order run; the figures above are the median's (job and limit
+    /// seconds, CPU and stages: the round of the median job time; `job_to_limit`: the median
+    /// of the rounds' ratios, each a job and a limit run one after the other).
+    pub rounds: Vec<Round>,
     /// The job ran without its SQL transforms (`--no-transforms`).
     pub transforms: bool,
     pub build: &'static str,
@@ -197,69 +219,43 @@ max_records = 500000
         ),
     )?;
     let job = Job::load(&job_path).await?;
-    settle_disk();
-    let cpu0 = cpu_seconds();
-    let t = Instant::now();
-    let summary = job::run(&job, &RunOptions::on_terminal()).await?;
-    let job_seconds = t.elapsed().as_secs_f64();
-    let job_cpu = cpu_seconds() - cpu0;
-
-    let peak_rss = peak_rss_bytes();
-    settle_disk();
-
-    // The limit: every table the job wrote, its committed files read back as they were
-    // written (the same Arrow types) with their partition columns, and written again in
-    // batches of the job's size with the same writer settings, and nothing else (only the
-    // writes are timed).
-    let lake = silt_storage::open("file://lake", &dir)?;
-    let snapshot = silt_lake_writer::LakeSnapshot::load(&lake).await?;
-    let limit_dir = silt_storage::open("file://limit", &dir)?;
-    let mut limit_seconds = 0.0;
-    let mut n = 0u64;
-    let mut batch_id = 0u64;
-    for (table, (state, _)) in &snapshot.tables {
-        let source = lake.join(table);
-        let target = limit_dir.join(table);
-        let mut pending = Vec::new();
-        let mut rows = 0;
-        let last = state.files.len();
-        for (i, file) in state.files.iter().enumerate() {
-            for b in silt_lake_writer::read_data_file(&source, file, 8192).await? {
-                rows += b.num_rows();
-                pending.push(b);
-            }
-            if (i + 1 == last && !pending.is_empty()) || rows >= 500_000 {
-                let t = Instant::now();
-                let files = silt_lake_writer::write_table(
-                    &target,
-                    batch_id,
-                    &pending,
-                    &state.partition_by,
-                    &job.writer,
-                )
-                .await?;
-                limit_seconds += t.elapsed().as_secs_f64();
-                n += files.iter().map(|f| f.rows).sum::<u64>();
-                batch_id += 1;
-                pending.clear();
-                rows = 0;
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        if args.rounds > 1 {
+            eprintln!("round {} of {}", round + 1, args.rounds);
+        }
+        for d in ["lake", "limit"] {
+            match std::fs::remove_dir_all(dir.join(d)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("clearing {}", dir.join(d).display()))
+                }
+                _ => {}
             }
         }
+        rounds.push(job_and_limit(&dir, &job).await?);
     }
+    let peak_rss = peak_rss_bytes();
+    // The round of the median job time gives the job's figures; the limit's median and the
+    // median ratio are taken each on their own.
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let job_seconds = median(rounds.iter().map(|r| r.job_seconds).collect());
+    let limit_seconds = median(rounds.iter().map(|r| r.limit_seconds).collect());
+    let job_to_limit = median(rounds.iter().map(|r| r.job_to_limit).collect());
+    let mid = rounds
+        .iter()
+        .find(|r| r.job_seconds == job_seconds)
+        .expect("the median is a round's")
+        .clone();
+    let (summary, job_cpu, n) = (mid.summary, mid.job_cpu_seconds, mid.limit_rows);
     let rows_written: u64 = summary.rows_written.values().sum();
     let events = summary
         .rows_written
         .get("clickstream")
         .copied()
         .unwrap_or(0);
-    // A `partitions` transform rewrites the partitions a micro-batch touches, so the job
-    // wrote some aggregate rows more than once; the limit writes what the lake holds.
-    let live: u64 = snapshot
-        .tables
-        .values()
-        .map(|(state, _)| state.files.iter().map(|f| f.rows).sum::<u64>())
-        .sum();
-    anyhow::ensure!(n == live, "the limit wrote {n} rows, the lake holds {live}");
     let gateway = if args.gateway_events > 0 {
         Some(bench_gateway(&dir, args.gateway_events, args.connections.max(1)).await?)
     } else {
@@ -291,13 +287,14 @@ max_records = 500000
         cpu_seconds_per_million: job_cpu / (events as f64 / 1e6),
         limit_seconds,
         limit_events_per_sec: events as f64 / limit_seconds,
-        job_to_limit: limit_seconds / job_seconds,
+        job_to_limit,
         peak_rss_bytes: peak_rss,
         stages,
         avg_body_bytes,
         rows_written,
         limit_rows: n,
         gateway,
+        rounds,
         transforms: !args.no_transforms,
         build: if cfg!(debug_assertions) {
             "debug (figures are not meaningful: use --release)"
@@ -346,6 +343,20 @@ max_records = 500000
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    if r.rounds.len() > 1 {
+        writeln!(
+            out,
+            "  rounds (job s / limit s / job:limit; the median shown above): {}",
+            r.rounds
+                .iter()
+                .map(|x| format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    x.job_seconds, x.limit_seconds, x.job_to_limit
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
     if let Some((slowest, secs)) = r.stages.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
         writeln!(
             out,
@@ -381,6 +392,72 @@ max_records = 500000
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// Runs the job over the stream in `dir` into its (empty) lake, then the limit: every table
+/// the job wrote, its committed files read back as they were written (the same Arrow types)
+/// with their partition columns, and written again in batches of the job's size with the
+/// same writer settings, and nothing else (only the writes are timed).
+async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round> {
+    settle_disk();
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let summary = job::run(job, &RunOptions::on_terminal()).await?;
+    let job_seconds = t.elapsed().as_secs_f64();
+    let job_cpu_seconds = cpu_seconds() - cpu0;
+    settle_disk();
+
+    let lake = silt_storage::open("file://lake", dir)?;
+    let snapshot = silt_lake_writer::LakeSnapshot::load(&lake).await?;
+    let limit_dir = silt_storage::open("file://limit", dir)?;
+    let mut limit_seconds = 0.0;
+    let mut n = 0u64;
+    let mut batch_id = 0u64;
+    for (table, (state, _)) in &snapshot.tables {
+        let source = lake.join(table);
+        let target = limit_dir.join(table);
+        let mut pending = Vec::new();
+        let mut rows = 0;
+        let last = state.files.len();
+        for (i, file) in state.files.iter().enumerate() {
+            for b in silt_lake_writer::read_data_file(&source, file, 8192).await? {
+                rows += b.num_rows();
+                pending.push(b);
+            }
+            if (i + 1 == last && !pending.is_empty()) || rows >= 500_000 {
+                let t = Instant::now();
+                let files = silt_lake_writer::write_table(
+                    &target,
+                    batch_id,
+                    &pending,
+                    &state.partition_by,
+                    &job.writer,
+                )
+                .await?;
+                limit_seconds += t.elapsed().as_secs_f64();
+                n += files.iter().map(|f| f.rows).sum::<u64>();
+                batch_id += 1;
+                pending.clear();
+                rows = 0;
+            }
+        }
+    }
+    // A `partitions` transform rewrites the partitions a micro-batch touches, so the job
+    // wrote some aggregate rows more than once; the limit writes what the lake holds.
+    let live: u64 = snapshot
+        .tables
+        .values()
+        .map(|(state, _)| state.files.iter().map(|f| f.rows).sum::<u64>())
+        .sum();
+    anyhow::ensure!(n == live, "the limit wrote {n} rows, the lake holds {live}");
+    Ok(Round {
+        job_seconds,
+        job_cpu_seconds,
+        limit_seconds,
+        job_to_limit: limit_seconds / job_seconds,
+        summary,
+        limit_rows: n,
+    })
 }
 
 /// Starts `silt gateway serve` as a child process onto a file stream in `dir`, sends it
