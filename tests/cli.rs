@@ -172,6 +172,10 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
         ratios.contains(&reported),
         "{reported} not among {ratios:?}"
     );
+    // Peak memory is the job's: taken when the first round's job ended, before any limit
+    // held the lake's rows read back.
+    assert_eq!(v["peak_rss_bytes"], rounds[0]["peak_rss_bytes"], "{v}");
+    assert!(rounds[0]["peak_rss_bytes"].as_u64() <= rounds[1]["peak_rss_bytes"].as_u64());
     // Every stage the issue names, encoding apart from storing, and no time counted twice.
     let stage = |k: &str| {
         v["stages"][k]

@@ -54,6 +54,9 @@ pub struct Round {
     pub job_cpu_seconds: f64,
     pub limit_seconds: f64,
     pub job_to_limit: f64,
+    /// The process's peak resident memory when this round's job ended (a lifetime peak: the
+    /// first round's is the job's own; later ones include the limits before them).
+    pub peak_rss_bytes: u64,
     #[serde(skip)]
     summary: job::RunSummary,
     #[serde(skip)]
@@ -234,7 +237,7 @@ max_records = 500000
         }
         rounds.push(job_and_limit(&dir, &job).await?);
     }
-    let peak_rss = peak_rss_bytes();
+    let peak_rss = rounds[0].peak_rss_bytes;
     // The round of the median job time gives the job's figures; the limit's median and the
     // median ratio are taken each on their own.
     let median = |mut v: Vec<f64>| {
@@ -405,6 +408,9 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
     let summary = job::run(job, &RunOptions::on_terminal()).await?;
     let job_seconds = t.elapsed().as_secs_f64();
     let job_cpu_seconds = cpu_seconds() - cpu0;
+    // The process's peak so far: generation and the job (the first round's, before any limit
+    // held its read-back batches).
+    let peak_rss_bytes = peak_rss_bytes();
     settle_disk();
 
     let lake = silt_storage::open("file://lake", dir)?;
@@ -455,6 +461,7 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
         job_cpu_seconds,
         limit_seconds,
         job_to_limit: limit_seconds / job_seconds,
+        peak_rss_bytes,
         summary,
         limit_rows: n,
     })
