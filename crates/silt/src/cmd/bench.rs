@@ -3,8 +3,9 @@
 //! Generates events into a file stream (both clickstream schema versions, 5% repeats, bad
 //! records), runs the real job in this process (decode, dedup, an identity SQL transform and
 //! an hourly aggregate, zstd Parquet to local disk, commits), then writes the same output
-//! batches to Parquet with the same settings and nothing else: the limit. Prints a table and
-//! writes JSON (SPEC 9's keys). Use a release build: `cargo run --release -p silt -- bench`.
+//! batches to Parquet with the same settings and nothing else: the limit. Job and limit are run
+//! in turn for a number of rounds (`--rounds`, 3), each into a fresh lake, and the median
+//! round is reported. Prints a table and writes JSON (SPEC 9's keys). Use a release build: `cargo run --release -p silt -- bench`.
 
 use std::io::Write;
 use std::path::PathBuf;
