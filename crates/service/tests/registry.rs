@@ -31,6 +31,11 @@ impl Server {
     }
 }
 
+/// GETs `url` and parses its JSON answer.
+async fn get_json(c: &reqwest::Client, url: String) -> serde_json::Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_client_passes_the_registry_conformance_suite() {
     let mut servers = Vec::new();
@@ -166,24 +171,10 @@ async fn every_row_of_the_api_table() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let v: serde_json::Value = c
-        .get(url(&format!("/config/{subject}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = get_json(&c, url(&format!("/config/{subject}"))).await;
     assert_eq!(v["compatibility"], "NONE");
 
-    let doc: serde_json::Value = c
-        .get(url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = get_json(&c, url("/openapi.json")).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(
         doc["paths"]["/subjects/{subject}/schemas"]["put"].is_object(),
@@ -259,14 +250,8 @@ async fn confluent_clients_register_and_fetch_schemas_by_id() {
         v1.fingerprint()
     );
     // The id is the one our own API reports for the version.
-    let versions: serde_json::Value = c
-        .get(url(&format!("/subjects/{subject}/versions")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let versions: serde_json::Value =
+        get_json(&c, url(&format!("/subjects/{subject}/versions"))).await;
     assert_eq!(versions[0]["id"], id);
 
     // A serializer that does not register (auto.register.schemas=false) looks its schema up;
