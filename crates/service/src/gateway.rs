@@ -186,7 +186,8 @@ pub struct AcceptedBody {
     pub accepted: u64,
 }
 
-/// Why one event of a request was refused.
+/// One reason an event of a request was refused: an event wrong in several fields has one
+/// entry per field, listed together.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct EventError {
     /// The event's position in the request (0 for a single event).
@@ -196,7 +197,7 @@ pub struct EventError {
     pub reason: String,
 }
 
-/// An error answer; `errors` lists every refused event (400, 413).
+/// An error answer; `errors` lists every refused event with each of its wrong fields (400, 413).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GatewayErrorBody {
     pub error: String,
@@ -282,6 +283,16 @@ impl Refusal {
             }],
         }
     }
+}
+
+/// How many events `errors` refuse (an event may be refused for several fields; its
+/// refusals are listed together, in event order).
+fn refused_events(errors: &[EventError]) -> usize {
+    errors
+        .iter()
+        .enumerate()
+        .filter(|(k, e)| *k == 0 || errors[k - 1].index != e.index)
+        .count()
 }
 
 /// Events ready for the stream: (partition key, envelope).
@@ -606,12 +617,13 @@ impl Gateway {
             let mut avro = Vec::with_capacity(256);
             for (i, event) in events.iter().enumerate() {
                 avro.clear();
-                if let Err(e) = encoder.encode(event, &mut avro) {
-                    errors.push(EventError {
+                if let Err(all) = encoder.encode(event, &mut avro) {
+                    // Every wrong field of the event, so the producer mends them in one round.
+                    errors.extend(all.into_iter().map(|e| EventError {
                         index: i,
                         path: e.path,
                         reason: e.reason,
-                    });
+                    }));
                     continue;
                 }
                 match latest.check.check(&avro) {
@@ -632,12 +644,13 @@ impl Gateway {
         } else {
             StatusCode::BAD_REQUEST
         };
+        let refused = refused_events(&errors);
         Err(Refusal {
             status,
             error: format!(
                 "{} of {} event(s) refused; nothing of this request was put on the stream",
-                errors.len(),
-                errors.len() + ready.len()
+                refused,
+                refused + ready.len()
             ),
             errors,
         })
@@ -660,11 +673,11 @@ impl Gateway {
                     .get_or_create(&ReasonLabels {
                         reason: reason.into(),
                     })
-                    .inc_by(r.errors.len().max(1) as u64);
+                    .inc_by(refused_events(&r.errors).max(1) as u64);
                 self.inner
                     .metrics
                     .rejected_total
-                    .inc_by(r.errors.len().max(1) as u64);
+                    .inc_by(refused_events(&r.errors).max(1) as u64);
                 return error(r.status, r.error, r.errors);
             }
         };

@@ -364,6 +364,41 @@ async fn every_kind_of_bad_event_is_refused_and_nothing_of_its_request_is_put() 
             .contains("nothing of this request"));
     }
 
+    // An event wrong in several fields is refused with each of them, in schema order; the
+    // answer counts refused events, not refusals.
+    let mut two = with("saleId", json!("x"));
+    two["colour"] = json!("red");
+    two.as_object_mut().unwrap().remove("productId");
+    let (got, body) = post(
+        &server,
+        json!([good(), two, with("productId", json!(true))]).to_string(),
+    )
+    .await;
+    assert_eq!(got, 400, "{body}");
+    let listed: Vec<(u64, &str)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (1, "/colour"),
+            (1, "/productId"),
+            (1, "/saleId"),
+            (2, "/productId")
+        ],
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 3 event(s) refused"),
+        "{body}"
+    );
+
     // Malformed JSON: the answer says which event the syntax error is in.
     let text = format!("[{},{},{{\"uuid\": ]", good(), good());
     let (got, body) = post(&server, text).await;
@@ -682,8 +717,14 @@ async fn openapi_health_and_metrics() {
         reqwest::get(server.url("/health")).await.unwrap().status(),
         200
     );
-    let (status, _) = post(&server, json!([{"uuid": new_uuid()}]).to_string()).await;
+    // One event refused for two fields (an unknown one, a missing one) counts once.
+    let (status, body) = post(
+        &server,
+        json!([{"uuid": new_uuid(), "colour": "red"}]).to_string(),
+    )
+    .await;
     assert_eq!(status, 400);
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2, "{body}");
     let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains(r#"silt_gateway_rejected_total{reason="invalid"} 1"#),

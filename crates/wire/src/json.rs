@@ -7,7 +7,8 @@
 //! have is refused, so that a misspelt name is caught at the door rather than dropped.
 //!
 //! Every refusal names the field by a JSON-pointer path (`/items/2/price`) and says which rule
-//! it broke.
+//! it broke, and an event is refused with every field that is wrong (up to
+//! [`MAX_ERRORS_PER_EVENT`]), not only the first: a producer mends them in one round.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use serde_json::Value;
@@ -38,19 +39,59 @@ impl std::error::Error for FieldError {}
 
 type Result<T> = std::result::Result<T, FieldError>;
 
+/// At most this many refusals are listed for one event; past it, one more entry says that
+/// more is wrong (the encoder stops looking there).
+pub const MAX_ERRORS_PER_EVENT: usize = 20;
+
+/// The refusals of one value and its parts (never empty).
+#[derive(Debug)]
+struct Errors(Vec<FieldError>);
+
+impl From<FieldError> for Errors {
+    fn from(e: FieldError) -> Self {
+        Errors(vec![e])
+    }
+}
+
+impl Errors {
+    /// Prepends a path segment to every refusal coming up from a nested value.
+    fn within(mut self, segment: impl std::fmt::Display) -> Self {
+        for e in &mut self.0 {
+            e.path = format!("/{segment}{}", e.path);
+        }
+        self
+    }
+}
+
+/// Gathers the refusals of the parts of one value (fields, items, map values): each part is
+/// encoded even after one failed, so that every wrong part is named; a value with more than
+/// [`MAX_ERRORS_PER_EVENT`] refusals stops there.
+#[derive(Default)]
+struct Gather(Vec<FieldError>);
+
+impl Gather {
+    fn add(&mut self, r: std::result::Result<(), Errors>, segment: impl std::fmt::Display) {
+        if let Err(e) = r {
+            self.0.extend(e.within(segment).0);
+        }
+    }
+    fn full(&self) -> bool {
+        self.0.len() > MAX_ERRORS_PER_EVENT
+    }
+    fn done(self) -> std::result::Result<(), Errors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Errors(self.0))
+        }
+    }
+}
+
 fn fail<T>(reason: impl Into<String>) -> Result<T> {
     Err(FieldError {
         path: String::new(),
         reason: reason.into(),
     })
-}
-
-/// Prepends a path segment to an error coming up from a nested value.
-fn within(segment: impl std::fmt::Display) -> impl FnOnce(FieldError) -> FieldError {
-    move |mut e| {
-        e.path = format!("/{segment}{}", e.path);
-        e
-    }
 }
 
 /// What a JSON value is, for error messages.
@@ -77,150 +118,208 @@ impl<'a> JsonEncoder<'a> {
         Self { schema }
     }
 
-    /// Appends the Avro body of `value` to `out`. On error `out` may hold a partial body;
-    /// truncate it to its old length.
-    pub fn encode(&self, value: &Value, out: &mut Vec<u8>) -> Result<()> {
-        self.value(self.schema.root(), value, out)
+    /// Appends the Avro body of `value` to `out`, or refuses it with every field that does
+    /// not fit (in schema order; at most [`MAX_ERRORS_PER_EVENT`], and then a last entry that
+    /// says more is wrong). On error `out` may hold a partial body; truncate it to its old length.
+    pub fn encode(
+        &self,
+        value: &Value,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), Vec<FieldError>> {
+        self.value(self.schema.root(), value, out).map_err(|Errors(mut all)| {
+            if all.len() > MAX_ERRORS_PER_EVENT {
+                all.truncate(MAX_ERRORS_PER_EVENT);
+                all.push(FieldError {
+                    path: String::new(),
+                    reason: format!(
+                        "more of this event is wrong than the first {MAX_ERRORS_PER_EVENT} refusals listed"
+                    ),
+                });
+            }
+            all
+        })
     }
 
-    fn value(&self, ty: &Type, v: &Value, out: &mut Vec<u8>) -> Result<()> {
+    fn value(&self, ty: &Type, v: &Value, out: &mut Vec<u8>) -> std::result::Result<(), Errors> {
         match ty {
-            Type::Primitive(p, logical) => self.primitive(*p, logical.as_ref(), v, out),
+            Type::Primitive(p, logical) => Ok(self.primitive(*p, logical.as_ref(), v, out)?),
             Type::Array(items) => {
                 let Value::Array(a) = v else {
-                    return fail(format!("expected an array, found {}", kind(v)));
+                    return Ok(fail(format!("expected an array, found {}", kind(v)))?);
                 };
+                let mut wrong = Gather::default();
                 if !a.is_empty() {
                     encode::long(a.len() as i64, out);
                     for (i, item) in a.iter().enumerate() {
-                        self.value(items, item, out).map_err(within(i))?;
+                        wrong.add(self.value(items, item, out), i);
+                        if wrong.full() {
+                            break;
+                        }
                     }
                 }
                 out.push(0);
-                Ok(())
+                wrong.done()
             }
             Type::Map(values) => {
                 let Value::Object(m) = v else {
-                    return fail(format!("expected an object (a map), found {}", kind(v)));
+                    return Ok(fail(format!(
+                        "expected an object (a map), found {}",
+                        kind(v)
+                    ))?);
                 };
+                let mut wrong = Gather::default();
                 if !m.is_empty() {
                     encode::long(m.len() as i64, out);
                     for (k, item) in m {
                         encode::bytes(k.as_bytes(), out);
-                        self.value(values, item, out)
-                            .map_err(within(escape_pointer(k)))?;
+                        wrong.add(self.value(values, item, out), escape_pointer(k));
+                        if wrong.full() {
+                            break;
+                        }
                     }
                 }
                 out.push(0);
-                Ok(())
+                wrong.done()
             }
             Type::Union(branches) => self.union(branches, v, out),
             Type::Named(i) => {
                 let named = self.schema.named_type(*i);
                 match &named.kind {
                     NamedKind::Record(fields) => self.record(&named.name, fields, v, out),
-                    NamedKind::Enum { symbols, .. } => {
-                        let Value::String(s) = v else {
-                            return fail(format!(
-                                "expected a symbol of enum {}, found {}",
-                                named.name,
-                                kind(v)
-                            ));
-                        };
-                        match symbols.iter().position(|x| x == s) {
-                            Some(k) => {
-                                encode::long(k as i64, out);
-                                Ok(())
-                            }
-                            None => fail(format!(
-                                "{s:?} is not a symbol of enum {} (one of {})",
-                                named.name,
-                                symbols.join(", ")
-                            )),
-                        }
-                    }
-                    NamedKind::Fixed { size, logical } => {
-                        if let Some(Logical::Decimal { precision, scale }) = logical {
-                            let unscaled = decimal(v, *precision, *scale)?;
-                            let bytes = twos_complement(unscaled);
-                            if bytes.len() > *size {
-                                return fail(format!("does not fit in fixed({size})"));
-                            }
-                            let pad = if unscaled < 0 { 0xff } else { 0 };
-                            out.extend(std::iter::repeat_n(pad, size - bytes.len()));
-                            out.extend_from_slice(&bytes);
-                            return Ok(());
-                        }
-                        let is_uuid = *size == 16
-                            && (matches!(logical, Some(Logical::Uuid))
-                                || named.short_name() == "UUID");
-                        let Value::String(s) = v else {
-                            return fail(format!(
-                                "expected a string for {} (fixed({size})), found {}",
-                                named.name,
-                                kind(v)
-                            ));
-                        };
-                        if is_uuid {
-                            let u = timeuuid::parse_str(s).map_err(|_| FieldError {
-                                path: String::new(),
-                                reason: format!("{s:?} is not a UUID"),
-                            })?;
-                            out.extend_from_slice(&u);
-                            return Ok(());
-                        }
-                        let bytes = latin1(s)?;
-                        if bytes.len() != *size {
-                            return fail(format!(
-                                "fixed({size}) needs {size} bytes, found {}",
-                                bytes.len()
-                            ));
-                        }
-                        out.extend_from_slice(&bytes);
-                        Ok(())
-                    }
+                    _ => Ok(self.named_leaf(named, v, out)?),
                 }
             }
         }
     }
 
-    fn record(&self, name: &str, fields: &[Field], v: &Value, out: &mut Vec<u8>) -> Result<()> {
+    /// An enum or fixed value.
+    fn named_leaf(
+        &self,
+        named: &crate::schema::NamedType,
+        v: &Value,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        match &named.kind {
+            NamedKind::Record(_) => unreachable!("records are encoded by `record`"),
+            NamedKind::Enum { symbols, .. } => {
+                let Value::String(s) = v else {
+                    return fail(format!(
+                        "expected a symbol of enum {}, found {}",
+                        named.name,
+                        kind(v)
+                    ));
+                };
+                match symbols.iter().position(|x| x == s) {
+                    Some(k) => {
+                        encode::long(k as i64, out);
+                        Ok(())
+                    }
+                    None => fail(format!(
+                        "{s:?} is not a symbol of enum {} (one of {})",
+                        named.name,
+                        symbols.join(", ")
+                    )),
+                }
+            }
+            NamedKind::Fixed { size, logical } => {
+                if let Some(Logical::Decimal { precision, scale }) = logical {
+                    let unscaled = decimal(v, *precision, *scale)?;
+                    let bytes = twos_complement(unscaled);
+                    if bytes.len() > *size {
+                        return fail(format!("does not fit in fixed({size})"));
+                    }
+                    let pad = if unscaled < 0 { 0xff } else { 0 };
+                    out.extend(std::iter::repeat_n(pad, size - bytes.len()));
+                    out.extend_from_slice(&bytes);
+                    return Ok(());
+                }
+                let is_uuid = *size == 16
+                    && (matches!(logical, Some(Logical::Uuid)) || named.short_name() == "UUID");
+                let Value::String(s) = v else {
+                    return fail(format!(
+                        "expected a string for {} (fixed({size})), found {}",
+                        named.name,
+                        kind(v)
+                    ));
+                };
+                if is_uuid {
+                    let u = timeuuid::parse_str(s).map_err(|_| FieldError {
+                        path: String::new(),
+                        reason: format!("{s:?} is not a UUID"),
+                    })?;
+                    out.extend_from_slice(&u);
+                    return Ok(());
+                }
+                let bytes = latin1(s)?;
+                if bytes.len() != *size {
+                    return fail(format!(
+                        "fixed({size}) needs {size} bytes, found {}",
+                        bytes.len()
+                    ));
+                }
+                out.extend_from_slice(&bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// A record: fields it does not have are refused first, then its own fields in schema
+    /// order, each encoded even after one failed.
+    fn record(
+        &self,
+        name: &str,
+        fields: &[Field],
+        v: &Value,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), Errors> {
         let Value::Object(m) = v else {
-            return fail(format!(
+            return Ok(fail(format!(
                 "expected an object (record {name}), found {}",
                 kind(v)
-            ));
+            ))?);
         };
+        let mut wrong = Gather::default();
         for key in m.keys() {
             if !fields.iter().any(|f| &f.name == key) {
-                return Err(FieldError {
+                wrong.0.push(FieldError {
                     path: format!("/{}", escape_pointer(key)),
                     reason: format!("record {name} has no field `{key}`"),
                 });
             }
         }
         for f in fields {
-            match m.get(&f.name) {
-                Some(x) => self.value(&f.ty, x, out).map_err(within(&f.name))?,
-                None => match &f.default {
-                    Some(d) => self.default(&f.ty, d, out).map_err(|e| FieldError {
-                        path: format!("/{}", f.name),
-                        reason: format!("the schema's default does not fit: {}", e.reason),
-                    })?,
-                    None => {
-                        return Err(FieldError {
-                            path: format!("/{}", f.name),
-                            reason: "missing required field (it has no default)".into(),
-                        })
-                    }
-                },
+            if wrong.full() {
+                break;
             }
+            let r = match m.get(&f.name) {
+                Some(x) => self.value(&f.ty, x, out),
+                None => match &f.default {
+                    Some(d) => self.default(&f.ty, d, out).map_err(|Errors(e)| {
+                        Errors(
+                            e.into_iter()
+                                .map(|e| FieldError {
+                                    path: e.path,
+                                    reason: format!(
+                                        "the schema's default does not fit: {}",
+                                        e.reason
+                                    ),
+                                })
+                                .collect(),
+                        )
+                    }),
+                    None => Err(Errors::from(FieldError {
+                        path: String::new(),
+                        reason: "missing required field (it has no default)".into(),
+                    })),
+                },
+            };
+            wrong.add(r, &f.name);
         }
-        Ok(())
+        wrong.done()
     }
 
     /// A field default: a union's default is a value of its first branch.
-    fn default(&self, ty: &Type, d: &Value, out: &mut Vec<u8>) -> Result<()> {
+    fn default(&self, ty: &Type, d: &Value, out: &mut Vec<u8>) -> std::result::Result<(), Errors> {
         match ty {
             Type::Union(branches) => {
                 out.push(0);
@@ -230,7 +329,12 @@ impl<'a> JsonEncoder<'a> {
         }
     }
 
-    fn union(&self, branches: &[Type], v: &Value, out: &mut Vec<u8>) -> Result<()> {
+    fn union(
+        &self,
+        branches: &[Type],
+        v: &Value,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), Errors> {
         let null_at = branches
             .iter()
             .position(|b| matches!(b, Type::Primitive(Primitive::Null, _)));
@@ -240,10 +344,10 @@ impl<'a> JsonEncoder<'a> {
                     encode::long(k as i64, out);
                     Ok(())
                 }
-                None => fail(format!(
+                None => Ok(fail(format!(
                     "expected {}, found null (the field is not nullable)",
                     self.describe_union(branches)
-                )),
+                ))?),
             };
         }
         let start = out.len();
@@ -272,18 +376,18 @@ impl<'a> JsonEncoder<'a> {
                     encode::long(k as i64, out);
                     return self
                         .value(&branches[k], inner, out)
-                        .map_err(within(escape_pointer(tag)));
+                        .map_err(|e| e.within(escape_pointer(tag)));
                 }
             }
         }
         if let Some(e) = only_error {
             return Err(e);
         }
-        fail(format!(
+        Ok(fail(format!(
             "{} matches none of {}",
             kind(v),
             self.describe_union(branches)
-        ))
+        ))?)
     }
 
     fn branch_name(&self, ty: &Type) -> String {
@@ -583,12 +687,20 @@ mod tests {
         {"name":"blob","type":"bytes","default":"\u00ff"}
     ]}"#;
 
-    fn encode(v: Value) -> Result<Vec<u8>> {
+    fn encode_all(v: Value) -> std::result::Result<Vec<u8>, Vec<FieldError>> {
         let schema = Schema::parse(SCHEMA).unwrap();
         let mut out = Vec::new();
         JsonEncoder::new(&schema).encode(&v, &mut out)?;
         BodyCheck::new(&schema).check(&out).expect("a valid body");
         Ok(out)
+    }
+
+    /// The body, or the event's one refusal (a test of one wrong field).
+    fn encode(v: Value) -> Result<Vec<u8>> {
+        encode_all(v).map_err(|mut all| {
+            assert_eq!(all.len(), 1, "one refusal expected: {all:?}");
+            all.remove(0)
+        })
     }
 
     fn event() -> Value {
@@ -709,6 +821,52 @@ mod tests {
         );
         let err = encode(json!([1])).unwrap_err();
         assert!(err.reason.contains("expected an object"), "{err}");
+    }
+
+    #[test]
+    fn every_wrong_field_of_an_event_is_named_in_schema_order() {
+        let mut e = event();
+        e["qty"] = json!("two");
+        e["colour"] = json!("red");
+        e["tags"] = json!([1, "ok", false]);
+        e["price"] = json!({"amount": "x"});
+        e.as_object_mut().unwrap().remove("at");
+        let all = encode_all(e).unwrap_err();
+        let paths: Vec<&str> = all.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/colour",
+                "/at",
+                "/price/amount",
+                "/price/currency",
+                "/qty",
+                "/tags/0",
+                "/tags/2"
+            ],
+            "{all:?}"
+        );
+        assert!(all[1].reason.contains("missing required field"), "{all:?}");
+        assert!(all[6].reason.contains("found boolean false"), "{all:?}");
+    }
+
+    #[test]
+    fn refusals_of_one_event_stop_at_the_cap_and_count_the_rest() {
+        let mut e = event();
+        e["tags"] = json!(vec![0; 100]);
+        let all = encode_all(e).unwrap_err();
+        assert_eq!(all.len(), MAX_ERRORS_PER_EVENT + 1, "{all:?}");
+        assert_eq!(all[0].path, "/tags/0");
+        assert_eq!(
+            all[MAX_ERRORS_PER_EVENT - 1].path,
+            format!("/tags/{}", MAX_ERRORS_PER_EVENT - 1)
+        );
+        let last = &all[MAX_ERRORS_PER_EVENT];
+        assert_eq!(last.path, "");
+        assert!(
+            last.reason.contains("more of this event is wrong"),
+            "{last:?}"
+        );
     }
 
     #[test]
