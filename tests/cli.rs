@@ -122,6 +122,27 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["hr"], "22");
     assert_eq!(v[0]["n"], 1000);
+
+    // A table the lake lacks: one line naming it and the tables there are, exit 1.
+    let out = silt()
+        .args(["query", "--lake", &lake, "SELECT * FROM clikstream"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no table `clikstream` in the lake"), "{err}");
+    assert!(err.contains("clickstream, clickstream_rejected"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let out = silt()
+        .args(["query", "--lake"])
+        .arg(format!("file://{}", empty.path().display()))
+        .arg("SELECT * FROM clickstream")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no committed table yet"), "{err}");
 }
 
 #[test]

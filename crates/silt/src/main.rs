@@ -117,9 +117,46 @@ fn main() {
 }
 
 /// The error and its causes on one line.
+/// An error and its causes on one line, each cause once: a cause whose text its error
+/// already shows (as DataFusion's and many `thiserror` errors do) is not repeated.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut line = String::new();
+    let mut above = String::new();
+    for cause in e.chain() {
+        // One line: DataFusion's hints come on lines of their own.
+        let text = cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !above.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        above = text;
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("transform `t`: {0}")]
+    struct Shows(#[source] std::io::Error);
+
+    #[test]
+    fn causes_already_shown_are_not_repeated() {
+        let io = || std::io::Error::other("disk full");
+        let e = anyhow::Error::new(Shows(io())).context("running job j");
+        assert_eq!(one_line(&e), "running job j: transform `t`: disk full");
+        let e = anyhow::Error::new(io()).context("writing part-1");
+        assert_eq!(one_line(&e), "writing part-1: disk full");
+        let e = anyhow::anyhow!("no field `a`\n  valid fields are b, c").context("planning");
+        assert_eq!(one_line(&e), "planning: no field `a` valid fields are b, c");
+    }
 }

@@ -165,13 +165,57 @@ pub fn check_rows_mode(t: &Transform, plan: &LogicalPlan) -> Result<()> {
 }
 
 /// Plans a transform against a session that has `events` registered, checking its mode.
+/// SQL that reads a table the session lacks is refused with the tables it has.
 pub async fn plan(ctx: &SessionContext, t: &Transform) -> Result<datafusion::dataframe::DataFrame> {
-    let df = ctx
-        .sql(&t.sql)
-        .await
-        .map_err(|source| Error::sql(&t.name, source))?;
+    let df = ctx.sql(&t.sql).await.map_err(|source| {
+        match unknown_table(&source) {
+            Some(table) => Error::Refused {
+                name: t.name.clone(),
+                reason: format!(
+                    "reads a table `{table}` that transforms do not have; they read `events` (the raw table's rows) and the job's [[reference]] tables: {}",
+                    table_names(ctx).join(", ")
+                ),
+            },
+            None => Error::sql(&t.name, source),
+        }
+    })?;
     check_rows_mode(t, df.logical_plan())?;
     Ok(df)
+}
+
+/// The table a planning error says does not exist (as the SQL named it), if that is the error.
+pub fn unknown_table(e: &datafusion::error::DataFusionError) -> Option<String> {
+    // DataFusion: "table 'datafusion.public.name' not found" (possibly wrapped in context).
+    let text = e.to_string();
+    let start = text.find("table '")? + "table '".len();
+    let len = text[start..].find("' not found")?;
+    let qualified = &text[start..start + len];
+    Some(
+        qualified
+            .strip_prefix("datafusion.public.")
+            .unwrap_or(qualified)
+            .to_string(),
+    )
+}
+
+/// The tables a session can read (every catalog and schema but `information_schema`), sorted.
+pub fn table_names(ctx: &SessionContext) -> Vec<String> {
+    let mut names = Vec::new();
+    for c in ctx.catalog_names() {
+        let Some(catalog) = ctx.catalog(&c) else {
+            continue;
+        };
+        for s in catalog.schema_names() {
+            if s == "information_schema" {
+                continue;
+            }
+            if let Some(schema) = catalog.schema(&s) {
+                names.extend(schema.table_names());
+            }
+        }
+    }
+    names.sort();
+    names
 }
 
 /// A small reference table that transforms may join with (CSV with a header, or Parquet).

@@ -112,3 +112,28 @@ async fn a_rows_transform_that_aggregates_is_refused_when_prepared() {
         .unwrap_err();
     assert!(err.to_string().contains("mode = \"partitions\""), "{err}");
 }
+
+#[tokio::test]
+async fn a_transform_reading_a_table_it_lacks_is_told_which_it_has() {
+    let dir = std::env::temp_dir().join(format!("silt-prepared-lacks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("sales.csv");
+    std::fs::write(&csv, "saleId,brand\n1,Acme\n").unwrap();
+    let refs = [Reference {
+        name: "sales".into(),
+        path: csv,
+    }];
+    let session = RowsSession::new(&refs).await.unwrap();
+    let t = Transform::new("t", "SELECT * FROM clickstream", Mode::Rows);
+    let err = session
+        .prepare(&t, events(&[1], &["a"]).schema())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("transform `t`: reads a table `clickstream` that transforms do not have"),
+        "{err}"
+    );
+    assert!(err.ends_with("tables: events, sales"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -66,8 +66,34 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
 /// Runs one statement and returns its batches.
 pub async fn query(lake: &Location, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let (ctx, _) = lake_session(lake).await?;
-    let df = ctx.sql(sql).await?;
-    Ok(df.collect().await?)
+    Ok(plan(&ctx, lake, sql).await?.collect().await?)
+}
+
+/// Plans one statement over a [`lake_session`]; a table the lake lacks is named with the
+/// tables it has.
+pub async fn plan(
+    ctx: &SessionContext,
+    lake: &Location,
+    sql: &str,
+) -> anyhow::Result<datafusion::dataframe::DataFrame> {
+    ctx.sql(sql).await.map_err(|e| {
+        let Some(table) = silt_transform::unknown_table(&e) else {
+            return anyhow::Error::new(e);
+        };
+        let tables = silt_transform::table_names(ctx);
+        if tables.is_empty() {
+            anyhow::anyhow!(
+                "no table `{table}`: the lake at {} has no committed table yet (has a job run?)",
+                lake.url
+            )
+        } else {
+            anyhow::anyhow!(
+                "no table `{table}` in the lake at {}; its tables: {}",
+                lake.url,
+                tables.join(", ")
+            )
+        }
+    })
 }
 
 /// Writes batches in a format.

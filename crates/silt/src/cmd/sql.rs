@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use rustyline::error::ReadlineError;
 
-use crate::cmd::query::{lake_session, print, Format, DEFAULT_LAKE};
+use crate::cmd::query::{lake_session, plan, print, Format, DEFAULT_LAKE};
 
 #[derive(Debug, clap::Args)]
 pub struct SqlArgs {
@@ -82,7 +82,7 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let statement = std::mem::take(&mut buffer);
         let _ = editor.add_history_entry(statement.trim());
         let started = std::time::Instant::now();
-        match ctx.sql(&statement).await {
+        match plan(&ctx, &lake, &statement).await {
             Ok(df) => match df.collect().await {
                 Ok(batches) => {
                     print(&batches, args.format, out)?;
