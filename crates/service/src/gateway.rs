@@ -666,6 +666,7 @@ impl Gateway {
                     StatusCode::BAD_REQUEST => "invalid",
                     _ => "unavailable",
                 };
+                let refused = refused_events(&r.errors).max(1) as u64;
                 self.inner
                     .metrics
                     .base
@@ -673,11 +674,8 @@ impl Gateway {
                     .get_or_create(&ReasonLabels {
                         reason: reason.into(),
                     })
-                    .inc_by(refused_events(&r.errors).max(1) as u64);
-                self.inner
-                    .metrics
-                    .rejected_total
-                    .inc_by(refused_events(&r.errors).max(1) as u64);
+                    .inc_by(refused);
+                self.inner.metrics.rejected_total.inc_by(refused);
                 return error(r.status, r.error, r.errors);
             }
         };

@@ -87,11 +87,13 @@ impl Gather {
     }
 }
 
-fn fail<T>(reason: impl Into<String>) -> Result<T> {
+/// A refusal of the value at hand (its path is filled in on the way up).
+fn fail<T, E: From<FieldError>>(reason: impl Into<String>) -> std::result::Result<T, E> {
     Err(FieldError {
         path: String::new(),
         reason: reason.into(),
-    })
+    }
+    .into())
 }
 
 /// What a JSON value is, for error messages.
@@ -142,10 +144,12 @@ impl<'a> JsonEncoder<'a> {
 
     fn value(&self, ty: &Type, v: &Value, out: &mut Vec<u8>) -> std::result::Result<(), Errors> {
         match ty {
-            Type::Primitive(p, logical) => Ok(self.primitive(*p, logical.as_ref(), v, out)?),
+            Type::Primitive(p, logical) => self
+                .primitive(*p, logical.as_ref(), v, out)
+                .map_err(Errors::from),
             Type::Array(items) => {
                 let Value::Array(a) = v else {
-                    return Ok(fail(format!("expected an array, found {}", kind(v)))?);
+                    return fail(format!("expected an array, found {}", kind(v)));
                 };
                 let mut wrong = Gather::default();
                 if !a.is_empty() {
@@ -162,10 +166,7 @@ impl<'a> JsonEncoder<'a> {
             }
             Type::Map(values) => {
                 let Value::Object(m) = v else {
-                    return Ok(fail(format!(
-                        "expected an object (a map), found {}",
-                        kind(v)
-                    ))?);
+                    return fail(format!("expected an object (a map), found {}", kind(v)));
                 };
                 let mut wrong = Gather::default();
                 if !m.is_empty() {
@@ -186,7 +187,7 @@ impl<'a> JsonEncoder<'a> {
                 let named = self.schema.named_type(*i);
                 match &named.kind {
                     NamedKind::Record(fields) => self.record(&named.name, fields, v, out),
-                    _ => Ok(self.named_leaf(named, v, out)?),
+                    _ => self.named_leaf(named, v, out).map_err(Errors::from),
                 }
             }
         }
@@ -273,10 +274,10 @@ impl<'a> JsonEncoder<'a> {
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), Errors> {
         let Value::Object(m) = v else {
-            return Ok(fail(format!(
+            return fail(format!(
                 "expected an object (record {name}), found {}",
                 kind(v)
-            ))?);
+            ));
         };
         let mut wrong = Gather::default();
         for key in m.keys() {
@@ -344,10 +345,10 @@ impl<'a> JsonEncoder<'a> {
                     encode::long(k as i64, out);
                     Ok(())
                 }
-                None => Ok(fail(format!(
+                None => fail(format!(
                     "expected {}, found null (the field is not nullable)",
                     self.describe_union(branches)
-                ))?),
+                )),
             };
         }
         let start = out.len();
@@ -383,11 +384,11 @@ impl<'a> JsonEncoder<'a> {
         if let Some(e) = only_error {
             return Err(e);
         }
-        Ok(fail(format!(
+        fail(format!(
             "{} matches none of {}",
             kind(v),
             self.describe_union(branches)
-        ))?)
+        ))
     }
 
     fn branch_name(&self, ty: &Type) -> String {
