@@ -123,6 +123,16 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     assert_eq!(v[0]["hr"], "22");
     assert_eq!(v[0]["n"], 1000);
 
+    // Avro's camelCase field names need no quotes, and SQL's words any case.
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "csv", "--lake", &lake])
+            .arg(
+            "SELECT COUNT(DISTINCT productId) > 1 AS many FROM clickstream WHERE saleId IS NULL",
+        ),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "many\ntrue\n");
+
     // A table the lake lacks: one line naming it and the tables there are, exit 1.
     let out = silt()
         .args(["query", "--lake", &lake, "SELECT * FROM clikstream"])

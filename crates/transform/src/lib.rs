@@ -119,12 +119,15 @@ impl Transform {
 }
 
 /// A DataFusion session as transforms and queries use it: one partition (deterministic
-/// order), identifiers as written.
+/// order), identifiers as written. Avro field names are camelCase (`productId`); DataFusion
+/// would otherwise fold an unquoted `productId` to `productid` and find no such column, where
+/// DuckDB and Spark find it. Unquoted names are matched exactly, as quoted ones are.
 pub fn session() -> SessionContext {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_information_schema(true)
         .with_batch_size(8192);
+    config.options_mut().sql_parser.enable_ident_normalization = false;
     let ctx = SessionContext::new_with_config(config);
     udf::register(&ctx);
     ctx

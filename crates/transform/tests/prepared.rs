@@ -137,3 +137,25 @@ async fn a_transform_reading_a_table_it_lacks_is_told_which_it_has() {
     assert!(err.ends_with("tables: events, sales"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn camel_case_columns_are_read_unquoted() {
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new(
+            "productId",
+            DataType::Int64,
+            false,
+        )])),
+        vec![Arc::new(Int64Array::from(vec![3, 4]))],
+    )
+    .unwrap();
+    let session = RowsSession::new(&[]).await.unwrap();
+    let t = Transform::new(
+        "t",
+        "SELECT productId AS id FROM events WHERE productId > 3",
+        Mode::Rows,
+    );
+    let prepared = session.prepare(&t, batch.schema()).await.unwrap();
+    let out = prepared.run(vec![batch]).await.unwrap();
+    assert_eq!(ids(&out), [4]);
+}
