@@ -7,12 +7,56 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/silt-target}
-# The shared target folder keeps every test executable ever linked (a few hundred MB each);
-# drop those not rebuilt for three days, so that years of runs do not fill the disk (cargo
-# relinks one in seconds if it is still wanted).
-if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
-  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x ! -name '*.so' -mtime +3 -delete 2>/dev/null || true
+# The shared target folder keeps every build's outputs: each feature set, dependency version
+# and test binary gets files of its own (DataFusion's library alone is a few hundred MB), and
+# nothing removes them, so a machine that runs this often fills its disk. Outputs not read for
+# three days go now (access times are kept to the day: relatime). When the disk is short of
+# SILT_MIN_FREE_GB (15), the incremental caches go before the build, and after it every output
+# in debug/deps that this workspace's build did not use. Cargo rebuilds whatever is wanted.
+min_free_gb=${SILT_MIN_FREE_GB:-15}
+low_disk() {
+  local avail
+  avail=$(df -Pk "$CARGO_TARGET_DIR" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  [ -n "$avail" ] && [ "$avail" -lt $((min_free_gb * 1024 * 1024)) ]
+}
+if [ -d "$CARGO_TARGET_DIR" ]; then
+  for kind in debug release; do
+    [ -d "$CARGO_TARGET_DIR/$kind/deps" ] &&
+      { find "$CARGO_TARGET_DIR/$kind/deps" -maxdepth 1 -type f -atime +2 -delete 2>/dev/null || true; }
+    if low_disk; then
+      echo "== under $min_free_gb GB free: removing $CARGO_TARGET_DIR/$kind/incremental" >&2
+      rm -rf "${CARGO_TARGET_DIR:?}/$kind/incremental"
+    fi
+  done
 fi
+# Keeps in debug/deps only the outputs named in a build's JSON messages (read on stdin).
+keep_only_built() {
+  python3 -c '
+import json, os, re, sys
+deps = sys.argv[1]
+used = set()
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") != "compiler-artifact":
+        continue
+    for f in m.get("filenames", []) + [m.get("executable") or ""]:
+        h = re.search(r"-([0-9a-f]{16})(\.[a-z]+)?$", os.path.basename(f))
+        if h:
+            used.add(h.group(1))
+freed = 0
+for name in os.listdir(deps):
+    path = os.path.join(deps, name)
+    h = re.search(r"-([0-9a-f]{16})(\.|$)", name)
+    # Object files left behind by links that did not finish belong to no build.
+    if h and (h.group(1) not in used or name.endswith(".rcgu.o")) and os.path.isfile(path):
+        freed += os.path.getsize(path)
+        os.remove(path)
+print(f"== removed {freed / 1e9:.1f} GB of outputs this build does not use", file=sys.stderr)
+' "$CARGO_TARGET_DIR/debug/deps"
+}
 cache=${SILT_STANDINS_DIR:-$HOME/.cache/silt-standins}
 mkdir -p "$cache"
 logs=$(mktemp -d)
@@ -72,6 +116,10 @@ export SILT_PYTHON="$cache/venv/bin/python"
 export SILT_TESTDATA=${SILT_TESTDATA:-$root/../shared/testdata}
 
 echo "== building"
-cargo build --workspace --all-targets
+if low_disk; then
+  cargo build --workspace --all-targets --message-format=json-render-diagnostics | keep_only_built
+else
+  cargo build --workspace --all-targets
+fi
 echo "== testing"
 cargo test --workspace "$@"
