@@ -49,6 +49,9 @@ pub enum Verdict {
 pub enum Error {
     #[error("dedup snapshot is corrupt: {0}")]
     Corrupt(String),
+    /// A snapshot or delta of a newer silt, in a format this one does not know.
+    #[error("dedup snapshot was written by a newer silt (format {found}; this silt reads up to {known}): upgrade silt to read it")]
+    NewerFormat { found: char, known: char },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -393,6 +396,13 @@ impl<'a> Saved<'a> {
             m if m == DELTA_MAGIC => (true, Kind::Delta),
             m if m == OLD_MAGIC => (false, Kind::Snapshot),
             m if m == OLD_DELTA_MAGIC => (false, Kind::Delta),
+            // `SILTDD` and a later digit: a format of a newer silt, refused rather than misread.
+            m if m.starts_with(b"SILTDD") && m.ends_with(b"\n") && m[6] > DELTA_MAGIC[6] => {
+                return Err(Error::NewerFormat {
+                    found: m[6] as char,
+                    known: DELTA_MAGIC[6] as char,
+                })
+            }
             _ => return Err(corrupt("bad header")),
         };
         if kind.is_some_and(|k| k != found) {
@@ -717,6 +727,23 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_of_a_newer_format_is_refused_as_such() {
+        let mut bytes = DedupIndex::new(15 * MIN).to_bytes();
+        bytes[6] = b'9';
+        let err = DedupIndex::from_bytes(&bytes).unwrap_err();
+        assert!(
+            matches!(err, Error::NewerFormat { found: '9', .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("written by a newer silt"), "{err}");
+        bytes[0] = b'X';
+        assert!(matches!(
+            DedupIndex::from_bytes(&bytes),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
     fn a_damaged_packed_snapshot_is_corrupt_not_a_panic() {
         let mut d = DedupIndex::new(15 * MIN);
         for k in 0..200i64 {
@@ -737,6 +764,7 @@ mod tests {
                 b[at] ^= x;
                 match DedupIndex::from_bytes(&b) {
                     Ok(_) | Err(Error::Corrupt(_)) => {}
+                    Err(e) => panic!("byte {at} ^ {x:#x}: {e}"),
                 }
             }
         }

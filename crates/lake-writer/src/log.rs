@@ -95,10 +95,22 @@ pub struct Commit {
 /// the live files, when there are fewer).
 pub const FULL_AFTER_CHANGES: usize = 1000;
 
+/// The commit-file format this silt writes, and the newest it reads. 1: full file lists only
+/// (no `format` key); 2: commits may hold changes since a full commit (`base`, `changes`). A
+/// silt that meets a newer format refuses it rather than misread it: an older reader would take
+/// a commit of changes for one with no files.
+pub const COMMIT_FORMAT: u32 = 2;
+
+fn legacy_format() -> u32 {
+    1
+}
+
 /// A commit as its file holds it: with the full file lists (`base` none), or with the
 /// changes since the full commit `base` (files added or rewritten, paths removed).
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
+    #[serde(default = "legacy_format")]
+    format: u32,
     #[serde(flatten)]
     commit: Commit,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,10 +374,18 @@ impl CommitLog {
     /// A commit as stored (changes not applied).
     async fn stored(&self, batch: u64) -> Result<Option<Stored>> {
         let path = self.commit_path(batch);
-        match self.get(&path).await? {
-            Some(b) => Ok(Some(Self::parse(&path, &b)?)),
-            None => Ok(None),
+        let Some(bytes) = self.get(&path).await? else {
+            return Ok(None);
+        };
+        let stored: Stored = Self::parse(&path, &bytes)?;
+        if stored.format > COMMIT_FORMAT {
+            return Err(Error::NewerFormat {
+                path: path.to_string(),
+                format: stored.format,
+                known: COMMIT_FORMAT,
+            });
         }
+        Ok(Some(stored))
     }
 
     fn set_base(&self, batch: u64, tables: &BTreeMap<String, TableState>) {
@@ -464,6 +484,7 @@ impl CommitLog {
         let (body, full) = match changes {
             Some((b, changes)) => {
                 let stored = Stored {
+                    format: COMMIT_FORMAT,
                     commit: Commit {
                         tables: BTreeMap::new(),
                         ..commit.clone()
@@ -476,7 +497,18 @@ impl CommitLog {
                     false,
                 )
             }
-            None => (serde_json::to_vec_pretty(commit).expect("serialises"), true),
+            None => {
+                let stored = Stored {
+                    format: COMMIT_FORMAT,
+                    commit: commit.clone(),
+                    base: None,
+                    changes: BTreeMap::new(),
+                };
+                (
+                    serde_json::to_vec_pretty(&stored).expect("serialises"),
+                    true,
+                )
+            }
         };
         if self.create(&path, body).await? {
             if full {

@@ -213,3 +213,30 @@ async fn pruning_keeps_the_full_commit_the_kept_ones_build_on() {
         assert_eq!(got.tables, tables_after(b, 3), "batch {b}");
     }
 }
+
+#[tokio::test]
+async fn commits_say_their_format_and_a_newer_one_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = commit(0, tables_after(0, 2));
+    log(dir.path()).commit_batch(&c).await.unwrap();
+    let mut s = stored(dir.path(), 0);
+    assert_eq!(s["format"], silt_lake_writer::COMMIT_FORMAT);
+    let path = dir.path().join("commits/0000000000.json");
+    // As silt wrote it before commits said their format: read as format 1.
+    s.as_object_mut().unwrap().remove("format");
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    assert_eq!(log(dir.path()).latest().await.unwrap(), Some(c));
+    // A format from a newer silt.
+    s["format"] = serde_json::json!(silt_lake_writer::COMMIT_FORMAT + 1);
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    let err = log(dir.path()).latest().await.unwrap_err().to_string();
+    assert!(err.contains("written by a newer silt"), "{err}");
+    let known = silt_lake_writer::COMMIT_FORMAT;
+    assert!(
+        err.contains(&format!(
+            "commit format {}; this silt reads formats up to {known}",
+            known + 1
+        )),
+        "{err}"
+    );
+}
