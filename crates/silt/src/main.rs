@@ -111,12 +111,23 @@ fn main() {
         }
     });
     if let Err(e) = result {
-        eprintln!("error: {}", one_line(&e));
+        let line = one_line(&e);
+        eprintln!("error: {line}{}", hint(&line));
         std::process::exit(1);
     }
 }
 
-/// The error and its causes on one line.
+/// What to do about an error whose cause is plain only to those who know AWS.
+fn hint(line: &str) -> &'static str {
+    // The AWS clients ask the EC2 instance metadata service for credentials last, so its
+    // refusal is what a machine without credentials reports.
+    if line.contains("169.254.169.254") {
+        " (no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or run where the instance metadata service answers)"
+    } else {
+        ""
+    }
+}
+
 /// An error and its causes on one line, each cause once: a cause whose text its error
 /// already shows (as DataFusion's and many `thiserror` errors do) is not repeated.
 fn one_line(e: &anyhow::Error) -> String {
@@ -148,6 +159,13 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("transform `t`: {0}")]
     struct Shows(#[source] std::io::Error);
+
+    #[test]
+    fn a_refusal_by_the_metadata_service_says_credentials_are_missing() {
+        let line = "lake/x.json: Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token: 403";
+        assert!(super::hint(line).contains("no AWS credentials were found"));
+        assert_eq!(super::hint("cannot read job.toml"), "");
+    }
 
     #[test]
     fn causes_already_shown_are_not_repeated() {
