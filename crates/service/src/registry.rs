@@ -195,10 +195,16 @@ fn schema_json(text: &str) -> Response {
     ([("content-type", "application/json")], text.to_string()).into_response()
 }
 
-// The error is the ready HTTP answer; handlers return it as is.
+// The error is the ready HTTP answer; handlers return it as is. A path that is no fingerprint
+// names no schema: 404, as SPEC 4 answers for any schema not found, with why.
 #[allow(clippy::result_large_err)]
 fn fingerprint(text: &str) -> Result<Fingerprint, Response> {
-    text.parse().map_err(|e| error(StatusCode::BAD_REQUEST, e))
+    text.parse().map_err(|e| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no schema has that fingerprint: {e}"),
+        )
+    })
 }
 
 #[utoipa::path(get, path = "/subjects", responses((status = 200, body = [String], description = "Subject names")))]

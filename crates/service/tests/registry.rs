@@ -154,6 +154,16 @@ async fn every_row_of_the_api_table() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // Not a fingerprint at all: no schema has it either (SPEC 4: 200 or 404), and says why.
+    for path in [
+        format!("/subjects/{subject}/schemas/abcd"),
+        "/schemas/ABCD".to_string(),
+    ] {
+        let r = c.get(url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("64 lower-case hex digits"), "{path}: {text}");
+    }
 
     for path in [
         "/subjects",
