@@ -10,9 +10,10 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/silt-target}
 # The shared target folder keeps every build's outputs: each feature set, dependency version
 # and test binary gets files of its own (DataFusion's library alone is a few hundred MB), and
 # nothing removes them, so a machine that runs this often fills its disk. Outputs not read for
-# three days go now (access times are kept to the day: relatime). When the disk is short of
-# SILT_MIN_FREE_GB (15), the incremental caches go before the build, and after it every output
-# in debug/deps that this workspace's build did not use. Cargo rebuilds whatever is wanted.
+# three days go now, release ones (the benchmark's, slow to build) after a week (access times
+# are kept to the day: relatime). When the disk is short of SILT_MIN_FREE_GB (15), the
+# incremental caches go before the build, and after a build that succeeded every output in
+# debug/deps it did not use. Cargo rebuilds whatever is wanted.
 min_free_gb=${SILT_MIN_FREE_GB:-15}
 low_disk() {
   local avail
@@ -21,31 +22,37 @@ low_disk() {
 }
 if [ -d "$CARGO_TARGET_DIR" ]; then
   for kind in debug release; do
+    days=$([ "$kind" = debug ] && echo 2 || echo 6)
     [ -d "$CARGO_TARGET_DIR/$kind/deps" ] &&
-      { find "$CARGO_TARGET_DIR/$kind/deps" -maxdepth 1 -type f -atime +2 -delete 2>/dev/null || true; }
+      { find "$CARGO_TARGET_DIR/$kind/deps" -maxdepth 1 -type f -atime +"$days" -delete 2>/dev/null || true; }
     if low_disk; then
       echo "== under $min_free_gb GB free: removing $CARGO_TARGET_DIR/$kind/incremental" >&2
       rm -rf "${CARGO_TARGET_DIR:?}/$kind/incremental"
     fi
   done
 fi
-# Keeps in debug/deps only the outputs named in a build's JSON messages (read on stdin).
+# Keeps in debug/deps only the outputs named in a build's JSON messages (read on stdin), once
+# the build says it succeeded (a failed one has not named everything it uses).
 keep_only_built() {
   python3 -c '
 import json, os, re, sys
 deps = sys.argv[1]
 used = set()
+built = False
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
+    built = built or (m.get("reason") == "build-finished" and m.get("success"))
     if m.get("reason") != "compiler-artifact":
         continue
     for f in m.get("filenames", []) + [m.get("executable") or ""]:
         h = re.search(r"-([0-9a-f]{16})(\.[a-z]+)?$", os.path.basename(f))
         if h:
             used.add(h.group(1))
+if not built:
+    sys.exit(0)
 freed = 0
 for name in os.listdir(deps):
     path = os.path.join(deps, name)
