@@ -41,6 +41,7 @@
 //! Why a rerun converges: every step before 5 is idempotent and deterministic given the
 //! plan; step 5 happens once; step 6 only deletes what no commit at or after `N+1` lists.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -108,11 +109,12 @@ fn legacy_format() -> u32 {
 /// A commit as its file holds it: with the full file lists (`base` none), or with the
 /// changes since the full commit `base` (files added or rewritten, paths removed).
 #[derive(Debug, Serialize, Deserialize)]
-struct Stored {
+struct Stored<'a> {
     #[serde(default = "legacy_format")]
     format: u32,
+    /// Borrowed when written (a full commit's lists are not copied to be serialised).
     #[serde(flatten)]
-    commit: Commit,
+    commit: Cow<'a, Commit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     base: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -342,7 +344,7 @@ impl CommitLog {
         };
         let Some(base_batch) = stored.base else {
             self.set_base(batch, &stored.commit.tables);
-            return Ok(Some(stored.commit));
+            return Ok(Some(stored.commit.into_owned()));
         };
         let base = match self.base_tables(base_batch) {
             Some(t) => t,
@@ -362,7 +364,7 @@ impl CommitLog {
                 self.base_tables(base_batch).expect("just set")
             }
         };
-        let mut commit = stored.commit;
+        let mut commit = stored.commit.into_owned();
         commit.tables = apply_changes(&base, &stored.changes);
         Ok(Some(commit))
     }
@@ -372,12 +374,12 @@ impl CommitLog {
     }
 
     /// A commit as stored (changes not applied).
-    async fn stored(&self, batch: u64) -> Result<Option<Stored>> {
+    async fn stored(&self, batch: u64) -> Result<Option<Stored<'static>>> {
         let path = self.commit_path(batch);
         let Some(bytes) = self.get(&path).await? else {
             return Ok(None);
         };
-        let stored: Stored = Self::parse(&path, &bytes)?;
+        let stored: Stored<'static> = Self::parse(&path, &bytes)?;
         if stored.format > COMMIT_FORMAT {
             return Err(Error::NewerFormat {
                 path: path.to_string(),
@@ -485,10 +487,17 @@ impl CommitLog {
             Some((b, changes)) => {
                 let stored = Stored {
                     format: COMMIT_FORMAT,
-                    commit: Commit {
+                    // Every field but the file lists, which the changes stand for.
+                    commit: Cow::Owned(Commit {
+                        job: commit.job.clone(),
+                        batch: commit.batch,
+                        committed_at_ms: commit.committed_at_ms,
+                        source: commit.source.clone(),
+                        dedup: commit.dedup.clone(),
+                        dedup_deltas: commit.dedup_deltas.clone(),
                         tables: BTreeMap::new(),
-                        ..commit.clone()
-                    },
+                        stats: commit.stats.clone(),
+                    }),
                     base: Some(b.batch),
                     changes,
                 };
@@ -500,7 +509,7 @@ impl CommitLog {
             None => {
                 let stored = Stored {
                     format: COMMIT_FORMAT,
-                    commit: commit.clone(),
+                    commit: Cow::Borrowed(commit),
                     base: None,
                     changes: BTreeMap::new(),
                 };
