@@ -371,10 +371,12 @@ impl TableWriter {
     }
 }
 
-/// Rows of a file's first batch looked at to judge a column's cardinality.
+/// Values of a column (its first present ones in a file's first batch) looked at to judge its
+/// cardinality.
 const DICTIONARY_SAMPLE: usize = 4096;
 
-/// Chooses the encoding of the top-level columns from the first rows of a file.
+/// Chooses the encoding of the top-level columns from the first values present in a file's
+/// first batch.
 ///
 /// Dictionary encoding is turned off for the columns whose values (nulls left out) are
 /// nearly all distinct (over 90%) (ids, URLs, timestamps): Parquet would build a dictionary for them, find it too
@@ -395,13 +397,15 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     use parquet::schema::types::ColumnPath;
     use std::collections::HashSet;
 
-    /// Distinct values and values present (nulls are neither: a column half null and half
-    /// unique URLs is a column of unique URLs).
-    fn distinct<T: std::hash::Hash + Eq>(
-        values: impl Iterator<Item = Option<T>>,
-    ) -> (usize, usize) {
+    /// Distinct values and values looked at, of the first [`DICTIONARY_SAMPLE`] present ones
+    /// (nulls are neither: a column half null and half unique URLs is a column of unique URLs,
+    /// and a field the older events lack is judged on the newer events after them).
+    fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> (usize, usize) {
         let mut present = 0;
-        let set: HashSet<T> = values.flatten().inspect(|_| present += 1).collect();
+        let set: HashSet<T> = values
+            .take(DICTIONARY_SAMPLE)
+            .inspect(|_| present += 1)
+            .collect();
         (set.len(), present)
     }
     /// Distinct values, and `DELTA_BYTE_ARRAY` when the values share at least half of their
@@ -411,29 +415,34 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     ) -> ((usize, usize), Option<Encoding>) {
         let (mut shared, mut total) = (0usize, 0usize);
         let mut prev: &[u8] = &[];
-        for v in values.clone().flatten() {
+        for v in values.clone().flatten().take(DICTIONARY_SAMPLE) {
             shared += prev.iter().zip(v).take_while(|(a, b)| a == b).count();
             total += v.len();
             prev = v;
         }
         let delta = total > 0 && shared * 2 >= total;
         (
-            distinct(values),
+            distinct(values.flatten()),
             delta.then_some(Encoding::DELTA_BYTE_ARRAY),
         )
     }
     /// Distinct values of a fixed-width column (its words, so floats too), and
     /// `DELTA_BINARY_PACKED` when it is an integer column in small steps.
-    fn judge_words<T>(col: &dyn Array, n: usize) -> ((usize, usize), Option<Encoding>)
+    fn judge_words<T>(col: &dyn Array) -> ((usize, usize), Option<Encoding>)
     where
         T: arrow::datatypes::ArrowNativeType + std::hash::Hash + Eq + Into<i64>,
     {
         let d = col.to_data();
-        let words = &d.buffers()[0].typed_data::<T>()[d.offset()..d.offset() + n];
-        let valid = (0..n).filter(|&i| col.is_valid(i)).map(|i| words[i].into());
+        let words = &d.buffers()[0].typed_data::<T>()[d.offset()..d.offset() + col.len()];
+        let valid = || {
+            (0..col.len())
+                .filter(|&i| col.is_valid(i))
+                .map(|i| words[i])
+                .take(DICTIONARY_SAMPLE)
+        };
         (
-            distinct((0..n).map(|i| col.is_valid(i).then_some(words[i]))),
-            (is_integer(col.data_type()) && close_steps(valid))
+            distinct(valid()),
+            (is_integer(col.data_type()) && close_steps(valid().map(Into::into)))
                 .then_some(Encoding::DELTA_BINARY_PACKED),
         )
     }
@@ -461,13 +470,11 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
             i32::try_from(step).is_ok()
         })
     }
-    let n = first.num_rows().min(DICTIONARY_SAMPLE);
-    if n < 256 {
+    if first.num_rows() < 256 {
         return props;
     }
     let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
     for (field, col) in first.schema().fields().iter().zip(first.columns()) {
-        let col = col.slice(0, n);
         let ((count, present), encoding) = match col.data_type() {
             DataType::Utf8 => judge(col.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
             DataType::LargeUtf8 => {
@@ -476,10 +483,10 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
             DataType::Utf8View => judge(col.as_string_view().iter().map(|v| v.map(str::as_bytes))),
             DataType::Binary => judge(col.as_binary::<i32>().iter()),
             dt if dt.is_primitive() && dt.primitive_width() == Some(8) => {
-                judge_words::<i64>(col.as_ref(), n)
+                judge_words::<i64>(col.as_ref())
             }
             dt if dt.is_primitive() && dt.primitive_width() == Some(4) => {
-                judge_words::<i32>(col.as_ref(), n)
+                judge_words::<i32>(col.as_ref())
             }
             _ => continue,
         };

@@ -191,6 +191,37 @@ async fn mostly_distinct_columns_are_written_without_a_dictionary() {
 }
 
 #[tokio::test]
+async fn a_field_older_events_lack_is_judged_on_the_newer_events_after_them() {
+    use parquet::basic::Encoding;
+    let lake = silt_storage::open("memory://tw-dict-late", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    // A batch whose first 5,000 events were written before the field existed (more than the
+    // rows a judge looks at), then 5,000 with a unique referrer each.
+    let referrer =
+        StringArray::from_iter((0..10_000).map(|i| {
+            (i >= 5_000).then(|| format!("https://example.com/p/{i}?ref={:08x}", i * 7919))
+        }));
+    let sale = Int64Array::from_iter((0..10_000).map(|i| (i >= 5_000).then_some(i % 40)));
+    let b = RecordBatch::try_from_iter([
+        ("referrer", Arc::new(referrer) as _),
+        ("sale", Arc::new(sale) as _),
+    ])
+    .unwrap();
+    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
+        .await
+        .unwrap();
+    let meta = file(&table, &files[0].path).await.metadata().clone();
+    let dictionary = |i: usize| {
+        meta.row_group(0)
+            .column(i)
+            .encodings()
+            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+    };
+    assert!(!dictionary(0), "unique where present: plain");
+    assert!(dictionary(1), "40 values where present: dictionary");
+}
+
+#[tokio::test]
 async fn distinct_values_sharing_their_prefix_are_delta_encoded() {
     use parquet::basic::Encoding;
     let lake = silt_storage::open("memory://tw-delta", std::path::Path::new(".")).unwrap();
