@@ -111,7 +111,7 @@ fn main() {
         }
     });
     if let Err(e) = result {
-        let line = one_line(&e);
+        let line = silt_transform::sql_error_text(&one_line(&e));
         eprintln!("error: {line}{}", hint(&line));
         std::process::exit(1);
     }

@@ -201,6 +201,24 @@ pub fn unknown_table(e: &datafusion::error::DataFusionError) -> Option<String> {
     )
 }
 
+/// DataFusion's error text as it holds in silt's sessions. They match identifiers as written
+/// (see [`session`]), so the advice to turn identifier normalisation off is dropped; and a
+/// string column compared with an unquoted date or number (`dt = 2025-11-25` is arithmetic:
+/// 1989), which DataFusion reports as a failed cast, says what to write instead.
+pub fn sql_error_text(text: &str) -> String {
+    const NORMALIZATION: &str =
+        " or disable the datafusion.sql_parser.enable_ident_normalization configuration";
+    let mut text = text.replace(NORMALIZATION, "");
+    if let Some(start) = text.find("Cannot cast string '") {
+        let value = &text[start + "Cannot cast string '".len()..];
+        let value = &value[..value.find('\'').unwrap_or(value.len())];
+        text.push_str(&format!(
+            " (a string column is compared with or cast to a number, and `{value}` is not one: quote the value you compare it with, as in dt = '2025-11-25' or hr = '07'; partition columns are strings)"
+        ));
+    }
+    text
+}
+
 /// The tables a session can read (every catalog and schema but `information_schema`), sorted.
 pub fn table_names(ctx: &SessionContext) -> Vec<String> {
     let mut names = Vec::new();

@@ -93,9 +93,9 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                         started.elapsed().as_secs_f64()
                     )?;
                 }
-                Err(e) => eprintln!("error: {e}"),
+                Err(e) => eprintln!("error: {}", silt_transform::sql_error_text(&e.to_string())),
             },
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => eprintln!("error: {}", silt_transform::sql_error_text(&e.to_string())),
         }
     }
     if let Some(h) = &history {

@@ -1,0 +1,45 @@
+//! What an analyst reads when a statement over silt's session fails.
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use silt_transform::{session, sql_error_text};
+
+async fn error_of(sql: &str) -> String {
+    let ctx = session();
+    let batch = RecordBatch::try_from_iter([
+        ("productId", Arc::new(Int64Array::from(vec![7, 8])) as _),
+        (
+            "dt",
+            Arc::new(StringArray::from(vec!["2025-11-25", "2025-11-26"])) as _,
+        ),
+    ])
+    .unwrap();
+    ctx.register_batch("clickstream", batch).unwrap();
+    let result = match ctx.sql(sql).await {
+        Ok(df) => df.collect().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    sql_error_text(&result.expect_err(sql).to_string())
+}
+
+#[tokio::test]
+async fn a_name_in_the_wrong_case_is_not_told_to_turn_off_a_setting_silt_has_off() {
+    let text = error_of("SELECT productid FROM clickstream").await;
+    assert!(text.contains("productId"), "{text}");
+    assert!(text.contains("double quotes"), "{text}");
+    assert!(!text.contains("enable_ident_normalization"), "{text}");
+}
+
+#[tokio::test]
+async fn an_unquoted_date_compared_with_a_partition_says_to_quote_it() {
+    let text = error_of("SELECT count(*) FROM clickstream WHERE dt = 2025-11-25").await;
+    assert!(text.contains("Cannot cast string '2025-11-25'"), "{text}");
+    assert!(
+        text.contains("quote the value you compare it with, as in dt = '2025-11-25'"),
+        "{text}"
+    );
+    // Other errors are left as DataFusion words them.
+    let text = error_of("SELECT nope(1)").await;
+    assert!(!text.contains("quote the value"), "{text}");
+}
