@@ -169,16 +169,7 @@ impl SchemaRegistry for HttpRegistry {
             )?)),
             400 => {
                 // Say exactly what the server refused: the same checks, made here.
-                let schema = Schema::parse(text)?;
-                if schema.full_name() != Some(subject) {
-                    return Err(Error::SubjectMismatch {
-                        subject: subject.to_string(),
-                        name: schema
-                            .full_name()
-                            .unwrap_or("(an unnamed type)")
-                            .to_string(),
-                    });
-                }
+                crate::parse_for_subject(subject, text)?;
                 Err(self.fail(subject, resp).await)
             }
             _ => Err(self.fail(subject, resp).await),

@@ -221,6 +221,21 @@ impl<T: SchemaRegistry + ?Sized> SchemaRegistry for Arc<T> {
     }
 }
 
+/// Parses a schema to be registered under `subject`: valid Avro whose full name is the subject.
+pub(crate) fn parse_for_subject(subject: &str, text: &str) -> Result<Schema> {
+    let schema = Schema::parse(text)?;
+    if schema.full_name() != Some(subject) {
+        return Err(Error::SubjectMismatch {
+            subject: subject.to_string(),
+            name: schema
+                .full_name()
+                .unwrap_or("(an unnamed type)")
+                .to_string(),
+        });
+    }
+    Ok(schema)
+}
+
 /// Opens a registry location (`file://`, `s3://`, `memory://`, or a bare folder) as a
 /// [`StoreRegistry`].
 pub fn open(url: &str, base: &std::path::Path) -> Result<StoreRegistry> {

@@ -212,16 +212,7 @@ impl StoreRegistry {
 #[async_trait]
 impl SchemaRegistry for StoreRegistry {
     async fn register(&self, subject: &str, text: &str) -> Result<Registration> {
-        let schema = Schema::parse(text)?;
-        if schema.full_name() != Some(subject) {
-            return Err(Error::SubjectMismatch {
-                subject: subject.to_string(),
-                name: schema
-                    .full_name()
-                    .unwrap_or("(an unnamed type)")
-                    .to_string(),
-            });
-        }
+        let schema = crate::parse_for_subject(subject, text)?;
         let fp = schema.fingerprint();
         for _ in 0..MAX_RACES {
             let versions = self.versions_or_empty(subject).await?;
