@@ -280,7 +280,7 @@ fn follow_keeps_going_and_ctrl_c_commits_the_batch_in_hand() {
     )
     .unwrap();
     wait_for(1700);
-    let out = interrupt(child);
+    let out = interrupt(child, "INT");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("rows written       1700   to clickstream"),

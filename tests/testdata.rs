@@ -144,7 +144,8 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
     register(dir.path(), &[&data.join("schemas/v2.avsc")]);
     append_records(&stream, &later);
     assert_eq!(wait_for(400), 400);
-    let out = interrupt(child);
+    // Stopped as a scheduler stops a service: SIGTERM, which must end it as Ctrl-C does.
+    let out = interrupt(child, "TERM");
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["reader_changes"], 1, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 400, "{s}");

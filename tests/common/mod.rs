@@ -453,10 +453,11 @@ pub fn query(dir: &Path, sql: &str) -> serde_json::Value {
     try_query(dir, sql).unwrap_or_else(|| panic!("silt query failed: {sql}"))
 }
 
-/// Ctrl-C for a `silt run --follow`: SIGINT, then its output once it exited 0.
-pub fn interrupt(child: std::process::Child) -> Output {
+/// Stops a `silt run --follow` with `signal` (`INT`: Ctrl-C; `TERM`: a scheduler or container
+/// runtime): its output once it exited 0.
+pub fn interrupt(child: std::process::Child, signal: &str) -> Output {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

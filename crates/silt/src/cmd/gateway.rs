@@ -98,12 +98,11 @@ pub async fn run(cmd: GatewayCommand, out: &mut impl Write) -> anyhow::Result<()
     let stop = shutdown.clone();
     let server = silt_service::gateway::serve(listener, gateway.clone(), shutdown);
     tokio::pin!(server);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut signals = super::StopSignals::new()?;
     loop {
         tokio::select! {
             r = &mut server => { r?; break; }
-            _ = tokio::signal::ctrl_c(), if !stop.is_cancelled() => stop.cancel(),
-            _ = term.recv(), if !stop.is_cancelled() => stop.cancel(),
+            _ = signals.recv(), if !stop.is_cancelled() => stop.cancel(),
         }
     }
     let s = gateway.stats();

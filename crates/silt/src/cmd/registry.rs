@@ -39,7 +39,7 @@ pub enum RegistryCommand {
         /// A fingerprint (hex) or `latest`; without it the versions are listed.
         fingerprint: Option<String>,
     },
-    /// Serve the registry's HTTP API (SPEC 4) until Ctrl-C.
+    /// Serve the registry's HTTP API (SPEC 4) until Ctrl-C or SIGTERM.
     Serve {
         #[command(flatten)]
         at: RegistryArg,
@@ -206,12 +206,13 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
             )?;
             out.flush()?;
             let stop = shutdown.clone();
+            let mut signals = super::StopSignals::new()?;
             let server = silt_service::registry::serve(listener, registry, shutdown);
             tokio::pin!(server);
             loop {
                 tokio::select! {
                     r = &mut server => { r?; break; }
-                    _ = tokio::signal::ctrl_c(), if !stop.is_cancelled() => stop.cancel(),
+                    _ = signals.recv(), if !stop.is_cancelled() => stop.cancel(),
                 }
             }
         }

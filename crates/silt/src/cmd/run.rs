@@ -11,7 +11,8 @@ use crate::job::{self, Job, RunOptions};
 pub struct RunArgs {
     /// The job file (TOML).
     pub job: PathBuf,
-    /// Keep going in micro-batches; Ctrl-C finishes the batch in hand, commits and exits.
+    /// Keep going in micro-batches; Ctrl-C (or SIGTERM) finishes the batch in hand, commits and
+    /// exits.
     #[arg(long)]
     pub follow: bool,
     /// Print the summary as JSON.
@@ -27,13 +28,14 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         ..RunOptions::on_terminal()
     };
+    let mut stop = super::StopSignals::new()?;
     let running = job::run(&job, &opts);
     tokio::pin!(running);
     let summary = loop {
         tokio::select! {
             r = &mut running => break r?,
-            _ = tokio::signal::ctrl_c(), if !shutdown.is_cancelled() => {
-                eprintln!("interrupted: finishing the micro-batch in hand, then committing (Ctrl-C again waits too; kill -9 is safe)");
+            _ = stop.recv(), if !shutdown.is_cancelled() => {
+                eprintln!("interrupted: finishing the micro-batch in hand, then committing (Ctrl-C or SIGTERM again waits too; kill -9 is safe)");
                 shutdown.cancel();
             }
         }
