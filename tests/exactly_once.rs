@@ -286,6 +286,47 @@ fn follow_keeps_going_and_ctrl_c_commits_the_batch_in_hand() {
         text.contains("rows written       1700   to clickstream"),
         "{text}"
     );
+    // No terminal to draw progress on: a log line for each micro-batch committed, whose
+    // counts add up to the summary's.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let number_after = |line: &str, before: &str| -> u64 {
+        let at = line
+            .find(before)
+            .unwrap_or_else(|| panic!("{before} in {line}"));
+        line[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let batches: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" committed in "))
+        .collect();
+    let summary_number = |label: &str| -> u64 {
+        let line = text.lines().find(|l| l.contains(label)).unwrap();
+        line[line.find(label).unwrap() + label.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        batches.len() as u64,
+        number_after(text.lines().next().unwrap(), " micro-batch(es)"),
+        "{log}\n{text}"
+    );
+    assert_eq!(
+        batches
+            .iter()
+            .map(|l| number_after(l, " records read"))
+            .sum::<u64>(),
+        summary_number("records read"),
+        "{log}"
+    );
+    assert!(
+        batches
+            .iter()
+            .all(|l| l.contains("job ") && l.contains("lag ")),
+        "{log}"
+    );
 }
 
 #[test]

@@ -23,11 +23,14 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let job = Job::load(&args.job).await?;
     let shutdown = CancellationToken::new();
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         follow: args.follow,
         shutdown: shutdown.clone(),
         ..RunOptions::on_terminal()
     };
+    // Where no progress line can be drawn (a log file, a scheduler's capture), a line per
+    // committed micro-batch.
+    opts.log_batches = !opts.progress;
     let mut stop = super::StopSignals::new()?;
     let running = job::run(&job, &opts);
     tokio::pin!(running);

@@ -200,6 +200,10 @@ pub struct RunOptions {
     pub shutdown: CancellationToken,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// Print a line on stderr for each micro-batch committed (for a log, where no progress
+    /// line can be drawn: a `--follow` job under a scheduler would otherwise say nothing
+    /// until it stops).
+    pub log_batches: bool,
 }
 
 impl RunOptions {
@@ -1134,10 +1138,12 @@ async fn run_with_latest(
         faults::point("after_intent");
 
         let records: usize = chunks.iter().map(|c| c.records.len()).sum();
-        for c in &chunks {
-            if let Some(a) = c.records.iter().map(|r| r.arrival_ms).max() {
-                newest_arrival = Some(newest_arrival.map_or(a, |n| n.max(a)));
-            }
+        let batch_newest = chunks
+            .iter()
+            .filter_map(|c| c.records.iter().map(|r| r.arrival_ms).max())
+            .max();
+        if let Some(a) = batch_newest {
+            newest_arrival = Some(newest_arrival.map_or(a, |n| n.max(a)));
         }
 
         // Check, dedup, decode and write a slice of records at a time, the bodies still in
@@ -1414,6 +1420,26 @@ async fn run_with_latest(
         job.log.prune(20).await?;
         summary.stages.commit += t.elapsed().as_secs_f64();
 
+        if opts.log_batches {
+            let (rows, files, bytes) = written
+                .iter()
+                .flat_map(|(_, fs)| fs)
+                .fold((0u64, 0usize, 0u64), |(r, n, b), f| {
+                    (r + f.rows, n + 1, b + f.bytes)
+                });
+            let lag = batch_newest.map_or("n/a".to_string(), |a| {
+                format!("{:.1}s", (now_ms() - a) as f64 / 1000.0)
+            });
+            eprintln!(
+                "{} job {}: batch #{batch_id} committed in {:.2}s: {records} records read, {} duplicates, {} late, {} rejected; {rows} rows in {files} files ({bytes} bytes); lag {lag}",
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+                job.name,
+                t0.elapsed().as_secs_f64(),
+                stats.duplicates,
+                stats.late,
+                stats.rejected,
+            );
+        }
         summary.batches += 1;
         summary.last_batch = Some(batch_id);
         summary.records_read += records as u64;
