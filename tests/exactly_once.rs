@@ -242,15 +242,20 @@ fn two_runs_at_once_only_one_commits() {
 }
 
 #[test]
-fn follow_keeps_going_and_ctrl_c_commits_the_batch_in_hand() {
+fn follow_keeps_going_shows_its_metrics_and_ctrl_c_commits_the_batch_in_hand() {
     let dir = tempfile::tempdir().unwrap();
     let job = setup(
         dir.path(),
         1000,
         "[batch]\nmax_records = 100\ninterval = \"100ms\"\n",
     );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = silt()
-        .args(["run", "--follow"])
+        .args(["run", "--follow", "--metrics", &format!("127.0.0.1:{port}")])
         .arg(&job)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -280,6 +285,35 @@ fn follow_keeps_going_and_ctrl_c_commits_the_batch_in_hand() {
     )
     .unwrap();
     wait_for(1700);
+    // What a Prometheus scrape of the running job sees.
+    let scrape = || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: job\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        text
+    };
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse::<f64>()
+            .unwrap() as u64
+    };
+    let rows = "silt_job_rows_written_total{table=\"clickstream\"}";
+    let mut metrics = scrape();
+    for _ in 0..100 {
+        // The lake shows a commit's files a moment before the commit's report is counted.
+        if metrics.contains(rows) && metric(&metrics, rows) == 1700 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        metrics = scrape();
+    }
+    assert_eq!(metric(&metrics, rows), 1700, "{metrics}");
+    assert!(metric(&metrics, "silt_job_last_commit_timestamp_seconds") > 1_700_000_000);
     let out = interrupt(child, "INT");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -326,6 +360,16 @@ fn follow_keeps_going_and_ctrl_c_commits_the_batch_in_hand() {
             .iter()
             .all(|l| l.contains("job ") && l.contains("lag ")),
         "{log}"
+    );
+    // The scrape before the stop saw every record the run had read by then.
+    assert!(
+        metric(&metrics, "silt_job_records_read_total") >= 1700,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "silt_job_duplicates_total"),
+        summary_number("duplicates dropped"),
+        "{metrics}"
     );
 }
 

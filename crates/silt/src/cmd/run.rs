@@ -5,7 +5,13 @@ use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::job::{self, Job, RunOptions};
+use std::sync::Arc;
+
+use anyhow::Context;
+use silt_service::job::{JobMetrics, TableLabels};
+use silt_service::metrics::ReasonLabels;
+
+use crate::job::{self, BatchReport, Job, RunOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -18,11 +24,37 @@ pub struct RunArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Serve Prometheus metrics (`/metrics`) and `/health` on this address while the job runs,
+    /// e.g. `127.0.0.1:9464`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let job = Job::load(&args.job).await?;
     let shutdown = CancellationToken::new();
+    // The metrics are served until the run has ended, its last batch included.
+    let metrics_served = CancellationToken::new();
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            eprintln!(
+                "metrics of job {} on http://{}/metrics",
+                job.name,
+                listener.local_addr()?
+            );
+            let metrics = JobMetrics::new();
+            tokio::spawn(silt_service::job::serve(
+                listener,
+                metrics.clone(),
+                metrics_served.clone(),
+            ));
+            Some(metrics)
+        }
+        None => None,
+    };
     let mut opts = RunOptions {
         follow: args.follow,
         shutdown: shutdown.clone(),
@@ -30,7 +62,17 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     // Where no progress line can be drawn (a log file, a scheduler's capture), a line per
     // committed micro-batch.
-    opts.log_batches = !opts.progress;
+    let log = !opts.progress;
+    if log || metrics.is_some() {
+        opts.on_commit = Some(Arc::new(move |report: &BatchReport| {
+            if log {
+                eprintln!("{}", report.log_line());
+            }
+            if let Some(m) = &metrics {
+                observe(m, report);
+            }
+        }));
+    }
     let mut stop = super::StopSignals::new()?;
     let running = job::run(&job, &opts);
     tokio::pin!(running);
@@ -43,10 +85,42 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     };
+    metrics_served.cancel();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
     } else {
         writeln!(out, "{}", summary.render())?;
     }
     Ok(())
+}
+
+/// Adds a committed micro-batch to the job's metrics.
+fn observe(m: &JobMetrics, r: &BatchReport) {
+    m.batches.inc();
+    m.records_read.inc_by(r.records_read);
+    m.duplicates.inc_by(r.duplicates);
+    m.late.inc_by(r.late);
+    for (code, n) in &r.rejected {
+        m.base
+            .rejected
+            .get_or_create(&ReasonLabels {
+                reason: code.to_string(),
+            })
+            .inc_by(*n);
+    }
+    for (table, n) in &r.rows_written {
+        m.rows_written
+            .get_or_create(&TableLabels {
+                table: table.clone(),
+            })
+            .inc_by(*n);
+    }
+    m.files_written.inc_by(r.files_written);
+    m.bytes_written.inc_by(r.bytes_written);
+    m.source_retries.inc_by(r.source_retries);
+    m.batch_seconds.observe(r.seconds);
+    if let Some(lag) = r.lag_ms {
+        m.lag_seconds.set(lag as f64 / 1000.0);
+    }
+    m.last_commit_seconds.set(r.committed_at_ms as f64 / 1000.0);
 }

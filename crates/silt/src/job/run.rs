@@ -191,8 +191,11 @@ impl Job {
     }
 }
 
+/// What a run calls as each micro-batch commits.
+pub type OnCommit = Arc<dyn Fn(&BatchReport) + Send + Sync>;
+
 /// How a run behaves.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Keep going in micro-batches until `shutdown`.
     pub follow: bool,
@@ -200,10 +203,66 @@ pub struct RunOptions {
     pub shutdown: CancellationToken,
     /// Draw a progress line on stderr.
     pub progress: bool,
-    /// Print a line on stderr for each micro-batch committed (for a log, where no progress
-    /// line can be drawn: a `--follow` job under a scheduler would otherwise say nothing
-    /// until it stops).
-    pub log_batches: bool,
+    /// Called with what each micro-batch did once it is committed (a log line, metrics).
+    pub on_commit: Option<OnCommit>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("follow", &self.follow)
+            .field("progress", &self.progress)
+            .field("on_commit", &self.on_commit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one committed micro-batch did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BatchReport {
+    pub job: String,
+    pub batch: u64,
+    /// From the start of the batch to its commit.
+    pub seconds: f64,
+    pub records_read: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    /// Records rejected, by reason code (`bad_body`, `unknown_fingerprint`, ...; late events
+    /// kept in the rejected table are counted under `late`, not here).
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Rows written, by table.
+    pub rows_written: BTreeMap<String, u64>,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    /// Throttled or failed source calls retried during the batch.
+    pub source_retries: u64,
+    /// When the commit was written (ms since the epoch).
+    pub committed_at_ms: i64,
+    /// The commit time minus the arrival time of the newest record read, in ms.
+    pub lag_ms: Option<i64>,
+}
+
+impl BatchReport {
+    /// One log line: time, job, batch and its counts.
+    pub fn log_line(&self) -> String {
+        let at = UNIX_EPOCH + Duration::from_millis(self.committed_at_ms.max(0) as u64);
+        format!(
+            "{} job {}: batch #{} committed in {:.2}s: {} records read, {} duplicates, {} late, {} rejected; {} rows in {} files ({} bytes); lag {}",
+            humantime::format_rfc3339_millis(at),
+            self.job,
+            self.batch,
+            self.seconds,
+            self.records_read,
+            self.duplicates,
+            self.late,
+            self.rejected.values().sum::<u64>(),
+            self.rows_written.values().sum::<u64>(),
+            self.files_written,
+            self.bytes_written,
+            self.lag_ms
+                .map_or("n/a".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
+        )
+    }
 }
 
 impl RunOptions {
@@ -1420,25 +1479,34 @@ async fn run_with_latest(
         job.log.prune(20).await?;
         summary.stages.commit += t.elapsed().as_secs_f64();
 
-        if opts.log_batches {
-            let (rows, files, bytes) = written
+        if let Some(on_commit) = &opts.on_commit {
+            let mut report = BatchReport {
+                job: job.name.clone(),
+                batch: batch_id,
+                seconds: t0.elapsed().as_secs_f64(),
+                records_read: records as u64,
+                duplicates: stats.duplicates,
+                late: stats.late,
+                source_retries: stats.retries,
+                committed_at_ms: commit.committed_at_ms,
+                lag_ms: batch_newest.map(|a| commit.committed_at_ms - a),
+                ..Default::default()
+            };
+            for r in rejected
                 .iter()
-                .flat_map(|(_, fs)| fs)
-                .fold((0u64, 0usize, 0u64), |(r, n, b), f| {
-                    (r + f.rows, n + 1, b + f.bytes)
-                });
-            let lag = batch_newest.map_or("n/a".to_string(), |a| {
-                format!("{:.1}s", (now_ms() - a) as f64 / 1000.0)
-            });
-            eprintln!(
-                "{} job {}: batch #{batch_id} committed in {:.2}s: {records} records read, {} duplicates, {} late, {} rejected; {rows} rows in {files} files ({bytes} bytes); lag {lag}",
-                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
-                job.name,
-                t0.elapsed().as_secs_f64(),
-                stats.duplicates,
-                stats.late,
-                stats.rejected,
-            );
+                .filter(|r| r.code != "late" || job.keep_late)
+            {
+                *report.rejected.entry(r.code).or_default() += 1;
+            }
+            for (table, files) in &written {
+                let rows = report.rows_written.entry(table.clone()).or_default();
+                for f in files {
+                    *rows += f.rows;
+                    report.files_written += 1;
+                    report.bytes_written += f.bytes;
+                }
+            }
+            on_commit(&report);
         }
         summary.batches += 1;
         summary.last_batch = Some(batch_id);
