@@ -68,6 +68,40 @@ fn a_backfill_gives_the_stream_runs_tables() {
 }
 
 #[test]
+fn a_range_without_raw_partitions_says_where_they_are_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let run = run_json(&job);
+    let last = run["last_batch"].as_u64().unwrap();
+    let lake = dir.path().join("lake");
+    let before = lake_rows(&lake);
+
+    // A year off: the kind of range a typo makes.
+    let s = backfill(&job, "2024-11-25", "2024-11-26");
+    assert_eq!(s["batch"], serde_json::Value::Null, "{s}");
+    assert_eq!(s["raw_partitions"], 0, "{s}");
+    assert_eq!(
+        s["raw_span"],
+        serde_json::json!(["2025-11-25T22", "2025-11-26T02"]),
+        "{s}"
+    );
+    let out = run_ok(
+        silt()
+            .args(["backfill", "--from", "2024-11-25", "--to", "2024-11-26"])
+            .arg(&job),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no raw partition falls between 2024-11-25T00 and 2024-11-26T23 (the raw table's partitions span 2025-11-25T22 to 2025-11-26T02); nothing to do, no commit made"),
+        "{text}"
+    );
+    assert_eq!(lake_rows(&lake), before);
+    // No commit was made: the next backfill is the batch after the run's last.
+    let s = backfill(&job, "2025-11-26", "2025-11-26");
+    assert_eq!(s["batch"], last + 1, "{s}");
+}
+
+#[test]
 fn after_the_sql_changes_a_backfill_rewrites_exactly_the_requested_partitions() {
     let dir = tempfile::tempdir().unwrap();
     let job = setup(dir.path());

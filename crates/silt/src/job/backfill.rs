@@ -51,11 +51,24 @@ fn partition_hours(values: &[(String, String)]) -> Option<(i64, i64)> {
     }
 }
 
+/// An hour since the epoch as `2025-11-25T22`.
+fn hour_text(hour: i64) -> String {
+    chrono::DateTime::from_timestamp(hour * 3600, 0)
+        .map_or_else(|| hour.to_string(), |t| t.format("%Y-%m-%dT%H").to_string())
+}
+
 /// What a backfill did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BackfillSummary {
     pub job: String,
-    pub batch: u64,
+    /// The micro-batch the backfill was committed as; none when no raw partition is in the
+    /// range (nothing to do: no commit is made).
+    pub batch: Option<u64>,
+    /// Hours asked for, as `2025-11-25T22`.
+    pub from: String,
+    pub to: String,
+    /// The first and last hours of the raw table's partitions (to tell a mistyped range).
+    pub raw_span: Option<(String, String)>,
     pub raw_partitions: usize,
     /// Output partitions rewritten, per table.
     pub partitions: BTreeMap<String, usize>,
@@ -67,9 +80,21 @@ pub struct BackfillSummary {
 
 impl BackfillSummary {
     pub fn render(&self) -> String {
+        let Some(batch) = self.batch else {
+            return format!(
+                "backfill of job {}: no raw partition falls between {} and {} ({}); nothing to do, no commit made",
+                self.job,
+                self.from,
+                self.to,
+                match &self.raw_span {
+                    Some((a, b)) => format!("the raw table's partitions span {a} to {b}"),
+                    None => "the raw table has no partitions".into(),
+                }
+            );
+        };
         let mut s = format!(
-            "backfill of job {}: {} raw partition(s) read, committed as micro-batch #{} in {:.2}s\n",
-            self.job, self.raw_partitions, self.batch, self.elapsed_s
+            "backfill of job {}: {} raw partition(s) read, committed as micro-batch #{batch} in {:.2}s\n",
+            self.job, self.raw_partitions, self.elapsed_s
         );
         for (t, n) in &self.partitions {
             s += &format!(
@@ -124,12 +149,28 @@ pub async fn backfill(
         .map(|f| f.partition.clone())
         .collect();
     let batch = latest.batch + 1;
+    let hours = raw
+        .files
+        .iter()
+        .filter_map(|f| partition_hours(&f.partition));
+    let span = hours
+        .clone()
+        .map(|(a, _)| a)
+        .min()
+        .zip(hours.map(|(_, b)| b).max());
     let mut summary = BackfillSummary {
         job: job.name.clone(),
-        batch,
+        batch: (!touched.is_empty()).then_some(batch),
+        from: hour_text(from_hour),
+        to: hour_text(to_hour),
+        raw_span: span.map(|(a, b)| (hour_text(a), hour_text(b))),
         raw_partitions: touched.len(),
         ..Default::default()
     };
+    if touched.is_empty() {
+        summary.elapsed_s = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
     // One unit of work per output partition, for progress.
     let mut work = Vec::new();
     for (i, parts) in shapes.out_partitions.iter().enumerate() {
