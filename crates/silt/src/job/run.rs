@@ -323,6 +323,21 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Counts a committed micro-batch.
+    fn add(&mut self, b: &BatchReport) {
+        self.batches += 1;
+        self.last_batch = Some(b.batch);
+        self.records_read += b.records_read;
+        self.duplicates += b.duplicates;
+        self.late += b.late;
+        self.rejected += b.rejected.values().sum::<u64>();
+        for (table, rows) in &b.rows_written {
+            *self.rows_written.entry(table.clone()).or_default() += rows;
+        }
+        self.files_written += b.files_written;
+        self.bytes_written += b.bytes_written;
+    }
+
     /// The one-screen summary every run ends with.
     pub fn render(&self) -> String {
         let mut s = format!(
@@ -1479,49 +1494,34 @@ async fn run_with_latest(
         job.log.prune(20).await?;
         summary.stages.commit += t.elapsed().as_secs_f64();
 
-        if let Some(on_commit) = &opts.on_commit {
-            let mut report = BatchReport {
-                job: job.name.clone(),
-                batch: batch_id,
-                seconds: t0.elapsed().as_secs_f64(),
-                records_read: records as u64,
-                duplicates: stats.duplicates,
-                late: stats.late,
-                source_retries: stats.retries,
-                committed_at_ms: commit.committed_at_ms,
-                lag_ms: batch_newest.map(|a| commit.committed_at_ms - a),
-                ..Default::default()
-            };
-            for r in rejected
-                .iter()
-                .filter(|r| r.code != "late" || job.keep_late)
-            {
-                *report.rejected.entry(r.code).or_default() += 1;
-            }
-            for (table, files) in &written {
-                let rows = report.rows_written.entry(table.clone()).or_default();
-                for f in files {
-                    *rows += f.rows;
-                    report.files_written += 1;
-                    report.bytes_written += f.bytes;
-                }
-            }
-            on_commit(&report);
+        let mut report = BatchReport {
+            job: job.name.clone(),
+            batch: batch_id,
+            seconds: t0.elapsed().as_secs_f64(),
+            records_read: records as u64,
+            duplicates: stats.duplicates,
+            late: stats.late,
+            source_retries: stats.retries,
+            committed_at_ms: commit.committed_at_ms,
+            lag_ms: batch_newest.map(|a| commit.committed_at_ms - a),
+            ..Default::default()
+        };
+        // Late events dropped into the rejected table are counted as late.
+        for r in rejected.iter().filter(|r| r.code != "late") {
+            *report.rejected.entry(r.code).or_default() += 1;
         }
-        summary.batches += 1;
-        summary.last_batch = Some(batch_id);
-        summary.records_read += records as u64;
-        summary.duplicates += duplicates;
-        summary.late += late;
-        summary.rejected += (rejected.len() - late_dropped) as u64;
-        summary.other_subjects += decoder.take_other_subjects();
-        for (table, files) in written {
-            let e = summary.rows_written.entry(table).or_default();
+        for (table, files) in &written {
+            let rows = report.rows_written.entry(table.clone()).or_default();
             for f in files {
-                *e += f.rows;
-                summary.bytes_written += f.bytes;
-                summary.files_written += 1;
+                *rows += f.rows;
+                report.files_written += 1;
+                report.bytes_written += f.bytes;
             }
+        }
+        summary.add(&report);
+        summary.other_subjects += decoder.take_other_subjects();
+        if let Some(on_commit) = &opts.on_commit {
+            on_commit(&report);
         }
         if let Some(pb) = &progress {
             let secs = started.elapsed().as_secs_f64().max(1e-9);
