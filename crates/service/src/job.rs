@@ -32,7 +32,8 @@ pub struct JobMetrics {
     pub source_retries: Counter,
     /// Seconds from a micro-batch's start to its commit.
     pub batch_seconds: Histogram,
-    /// At the last commit: its time minus the arrival of the newest record it read.
+    /// At the last commit: its time minus the arrival of the newest record it read; 0 once a
+    /// following run finds nothing new.
     pub lag_seconds: Gauge<f64, AtomicU64>,
     /// When the last micro-batch was committed (seconds since the epoch; none is while the
     /// stream has nothing new).
@@ -96,7 +97,7 @@ impl JobMetrics {
         );
         b.register(
             "lag_seconds",
-            "At the last commit, its time minus the arrival of the newest record read",
+            "At the last commit, its time minus the arrival of the newest record read; 0 once the job finds nothing new",
             m.lag_seconds.clone(),
         );
         b.register(

@@ -63,6 +63,12 @@ pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // Where no progress line can be drawn (a log file, a scheduler's capture), a line per
     // committed micro-batch.
     let log = !opts.progress;
+    if let Some(m) = &metrics {
+        let m = m.clone();
+        opts.on_caught_up = Some(Arc::new(move || {
+            m.lag_seconds.set(0.0);
+        }));
+    }
     if log || metrics.is_some() {
         opts.on_commit = Some(Arc::new(move |report: &BatchReport| {
             if log {

@@ -194,6 +194,9 @@ impl Job {
 /// What a run calls as each micro-batch commits.
 pub type OnCommit = Arc<dyn Fn(&BatchReport) + Send + Sync>;
 
+/// What a following run calls when it finds nothing new on the stream (it is caught up).
+pub type OnCaughtUp = Arc<dyn Fn() + Send + Sync>;
+
 /// How a run behaves.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -205,6 +208,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Called with what each micro-batch did once it is committed (a log line, metrics).
     pub on_commit: Option<OnCommit>,
+    /// Called when a following run finds nothing new (its lag is then nothing).
+    pub on_caught_up: Option<OnCaughtUp>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -213,6 +218,7 @@ impl std::fmt::Debug for RunOptions {
             .field("follow", &self.follow)
             .field("progress", &self.progress)
             .field("on_commit", &self.on_commit.is_some())
+            .field("on_caught_up", &self.on_caught_up.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -1186,6 +1192,9 @@ async fn run_with_latest(
                 if plan.shards.is_empty() {
                     if !opts.follow {
                         break;
+                    }
+                    if let Some(caught_up) = &opts.on_caught_up {
+                        caught_up();
                     }
                     tokio::select! {
                         _ = opts.shutdown.cancelled() => break,
