@@ -105,7 +105,7 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
         .take()
         .unwrap()
         .write_all(
-            b"SELECT count(*) AS n\n  FROM clickstream\n  WHERE dt = '2025-11-25';\n\\d\n\\q\n",
+            b"SELECT count(*) AS n\n  FROM clickstream\n  WHERE dt = '2025-11-25';\n\\d\n\\d clickstream\n\\d nope\n\\q\n",
         )
         .unwrap();
     let out = child.wait_with_output().unwrap();
@@ -113,6 +113,13 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("n\n1000\n"), "{text}");
     assert!(text.contains("page_views_hourly\t"), "{text}");
+    assert!(text.contains("clickstream: 1000 rows in 1 files"), "{text}");
+    assert!(text.contains("  productId\tInt64 not null\n"), "{text}");
+    assert!(text.contains("  dt\tUtf8"), "{text}");
+    assert!(
+        text.contains("no table `nope`; the lake's tables: clickstream, "),
+        "{text}"
+    );
 
     let out = run_ok(
         silt()

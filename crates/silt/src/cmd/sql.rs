@@ -1,5 +1,5 @@
 //! `silt sql`: an interactive SQL shell over the lake (history, multi-line statements ending
-//! with `;`, `\q` to quit).
+//! with `;`, `\d [TABLE]` to describe, `\q` to quit).
 
 use std::io::Write;
 use std::path::Path;
@@ -29,7 +29,7 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "silt sql on {} ({} tables: {}). End statements with ';'. \\d lists tables, \\r reloads commits, \\q quits.",
+        "silt sql on {} ({} tables: {}). End statements with ';'. \\d lists tables, \\d NAME shows one, \\r reloads commits, \\q quits.",
         lake.url,
         snapshot.tables.len(),
         snapshot.tables.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -63,6 +63,41 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                             state.files.len(),
                             state.partition_by
                         )?;
+                    }
+                    continue;
+                }
+                d if d.starts_with("\\d ") => {
+                    let name = d["\\d ".len()..].trim();
+                    match (snapshot.tables.get(name), ctx.table(name).await) {
+                        (Some((state, _)), Ok(table)) => {
+                            let rows: u64 = state.files.iter().map(|f| f.rows).sum();
+                            let bytes: u64 = state.files.iter().map(|f| f.bytes).sum();
+                            writeln!(
+                                out,
+                                "{name}: {rows} rows in {} files ({bytes} bytes), partitioned by {:?}",
+                                state.files.len(),
+                                state.partition_by
+                            )?;
+                            for field in table.schema().fields() {
+                                writeln!(
+                                    out,
+                                    "  {}\t{}{}",
+                                    field.name(),
+                                    field.data_type(),
+                                    if field.is_nullable() { "" } else { " not null" }
+                                )?;
+                            }
+                        }
+                        _ => writeln!(
+                            out,
+                            "no table `{name}`; the lake's tables: {}",
+                            snapshot
+                                .tables
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )?,
                     }
                     continue;
                 }
