@@ -2,14 +2,12 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-
-use tokio_util::sync::CancellationToken;
-
 use std::sync::Arc;
 
 use anyhow::Context;
 use silt_service::job::{JobMetrics, TableLabels};
 use silt_service::metrics::ReasonLabels;
+use tokio_util::sync::CancellationToken;
 
 use crate::job::{self, BatchReport, Job, RunOptions};
 

@@ -135,7 +135,6 @@ pub async fn backfill(
             job.name
         );
     };
-    let shapes = Shapes::of(job).await?;
     let raw = latest
         .tables
         .get(&job.table)
@@ -171,6 +170,7 @@ pub async fn backfill(
         summary.elapsed_s = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
+    let shapes = Shapes::of(job).await?;
     // One unit of work per output partition, for progress.
     let mut work = Vec::new();
     for (i, parts) in shapes.out_partitions.iter().enumerate() {
