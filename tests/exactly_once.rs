@@ -566,3 +566,193 @@ fn a_busy_shard_catching_up_is_not_made_late_by_a_quiet_one() {
     assert_eq!(s["late"], 0, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 3300, "{s}");
 }
+
+/// Parquet files per partition folder of a table (`dt=.../hr=...` -> count).
+fn files_per_partition(table: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for f in parquet_files(table) {
+        let dir = f.parent().unwrap().strip_prefix(table).unwrap();
+        *out.entry(dir.to_string_lossy().into_owned()).or_default() += 1;
+    }
+    out
+}
+
+/// Small micro-batches over eight hours of events leave an hour partition a file per batch;
+/// once an hour is closed (the watermark a dedup window past its end) later micro-batches
+/// merge its files in their own commits. The lake holds the same rows as without compaction,
+/// each closed hour one file, nothing stale on disk; and runs killed anywhere around the
+/// compactions end with the same files, byte for byte.
+#[test]
+fn closed_hours_are_compacted_and_killed_runs_converge_to_the_same_files() {
+    let opts = GenOptions {
+        events: 6000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let batch = "[batch]\nmax_records = 50\n";
+    let plain = tempfile::tempdir().unwrap();
+    let job = generated_job(
+        plain.path(),
+        &opts,
+        &format!("compact_min_files = 0\n{batch}"),
+    );
+    let s = run_json(&job);
+    assert_eq!(s["files_compacted"], 0, "{s}");
+    let want = lake_rows(&plain.path().join("lake"));
+    assert_eq!(want["clickstream"].len(), 6000);
+
+    let reference = tempfile::tempdir().unwrap();
+    let job = generated_job(reference.path(), &opts, batch);
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["files_compacted"].as_u64().unwrap() > 50, "{s}");
+    // The batches that compacted say so in their log lines, and the lines add up.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let logged: u64 = log
+        .lines()
+        .filter_map(|l| {
+            let at = l.find(" small files compacted")?;
+            l[..at].rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .sum();
+    assert_eq!(logged, s["files_compacted"].as_u64().unwrap(), "{log}");
+    let lake = reference.path().join("lake");
+    assert_eq!(lake_rows(&lake), want, "compaction changed rows");
+    let before = files_per_partition(&plain.path().join("lake/clickstream"));
+    let after = files_per_partition(&lake.join("clickstream"));
+    assert_eq!(before.len(), 9, "{before:?}");
+    // Every hour but the last ones (not closed when the stream ended) is one file now.
+    let compacted: Vec<_> = after.iter().filter(|(_, &n)| n == 1).collect();
+    assert!(compacted.len() >= 6, "{after:?}");
+    for (hour, n) in &compacted {
+        assert!(
+            before[*hour] >= 10,
+            "{hour}: {} files before",
+            before[*hour]
+        );
+        let _ = n;
+    }
+    let sales = files_per_partition(&lake.join("sales"));
+    assert!(
+        sales.values().filter(|&&n| n == 1).count() >= 6,
+        "{sales:?}"
+    );
+    // `silt query` reads the compacted commit: the same count.
+    let v = query(reference.path(), "SELECT count(*) AS n FROM clickstream");
+    assert_eq!(v[0]["n"], 6000, "{v}");
+
+    // Killed at the table writes, before and after the commit, again and again until a run
+    // gets to the end: the same files as the uninterrupted run.
+    let dir = tempfile::tempdir().unwrap();
+    let job = generated_job(dir.path(), &opts, batch);
+    let points = [
+        "after_table:3",
+        "before_commit:2",
+        "after_commit:2",
+        "after_dedup:2",
+    ];
+    let mut kills = 0;
+    for i in 0.. {
+        assert!(i < 1000, "the runs never finished");
+        let out = silt()
+            .arg("run")
+            .arg(&job)
+            .env("SILT_CRASH_AT", points[i % points.len()])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("crash point"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        kills += 1;
+    }
+    assert!(kills > 30, "only {kills} kills");
+    let files = |lake: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        parquet_files(lake)
+            .into_iter()
+            .map(|f| {
+                (
+                    f.strip_prefix(lake).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&f).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let got = files(&dir.path().join("lake"));
+    let want_files = files(&lake);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want_files.keys().collect::<Vec<_>>()
+    );
+    assert!(got == want_files, "the files' bytes differ");
+}
+
+/// A version registered within an hour gives that hour files of two schemas (the newer has a
+/// column the older lacks): compaction leaves such an hour as it is, and merges the others.
+#[test]
+fn an_hour_whose_files_differ_in_schema_is_not_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
+    std::fs::write(schemas.join("v2.avsc"), gen::V2).unwrap();
+    register(dir.path(), &[&schemas.join("v1.avsc")]);
+    let stream = FileStream::create(dir.path().join("stream"), 2).unwrap();
+    let start_ms = 1_764_108_000_000; // 22:00
+    let part = |events: usize, start_ms: i64, seed: u64, v1_share: f64| GenOptions {
+        events,
+        step_ms: 3000,
+        start_ms,
+        seed,
+        v1_share,
+        repeat_rate: 0.0,
+        bad_per_kind: 0,
+        ..Default::default()
+    };
+    // 22:00-22:30 written with v1 as the reader: no `channel` column.
+    gen::generate(&stream, &part(600, start_ms, 1, 1.0)).unwrap();
+    let job = write_job(
+        dir.path(),
+        "clicks",
+        &dir.path().join("stream"),
+        "[batch]\nmax_records = 50\n",
+    );
+    run_ok(silt().arg("run").arg(&job));
+    // Then v2, and events on to 01:30: 22:30 onwards has the column.
+    register(dir.path(), &[&schemas.join("v2.avsc")]);
+    gen::generate(&stream, &part(3600, start_ms + 1_800_000, 2, 0.0)).unwrap();
+    let s = run_json(&job);
+    let files = files_per_partition(&dir.path().join("lake/clickstream"));
+    // A file per micro-batch and shard share: about 24, left as they are.
+    assert!(files["dt=2025-11-25/hr=22"] > 20, "{files:?} {s}");
+    assert_eq!(files["dt=2025-11-25/hr=23"], 1, "{files:?} {s}");
+    let v = query(
+        dir.path(),
+        "SELECT count(*) AS n, count(channel) AS with_channel FROM clickstream",
+    );
+    assert_eq!(v[0]["n"], 4200, "{v}");
+}
+
+/// Files already at the target size are not merged: merging would give as many again, and
+/// every later micro-batch would take the same hour up again.
+#[test]
+fn hours_of_files_at_the_target_size_are_not_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let job = generated_job(
+        dir.path(),
+        &opts,
+        "target_file_size = \"1KB\"\n[batch]\nmax_records = 50\n",
+    );
+    let s = run_json(&job);
+    assert_eq!(s["files_compacted"], 0, "{s}");
+    assert_eq!(s["rows_written"]["clickstream"], 3000, "{s}");
+}

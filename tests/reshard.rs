@@ -70,6 +70,7 @@ async fn children_are_read_only_after_their_parent_is_drained() {
         max_future: silt_ingest::DEFAULT_MAX_FUTURE,
         keep_late: false,
         writer: WriterOptions::default(),
+        compact_min_files: 10,
         max_records: 64,
         max_bytes: 1 << 20,
         interval: std::time::Duration::from_millis(10),

@@ -155,6 +155,48 @@ pub async fn read_data_file(
     Ok(out)
 }
 
+/// The Arrow schema of a data file of `table` (its own columns, partition columns not
+/// included), from its footer alone (one read of the file's end, a second only when the
+/// footer is larger).
+pub async fn data_file_schema(
+    table: &Location,
+    file: &DataFile,
+) -> Result<arrow::datatypes::SchemaRef> {
+    use parquet::errors::ParquetError;
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let path = table.child(&file.path);
+    let len = file.bytes;
+    let tail = |n: u64| {
+        let path = &path;
+        async move {
+            table
+                .store
+                .get_range(path, len.saturating_sub(n)..len)
+                .await
+                .map_err(|source| Error::Store {
+                    path: path.to_string(),
+                    source,
+                })
+        }
+    };
+    let mut reader = ParquetMetaDataReader::new();
+    let mut bytes = tail(64 << 10).await?;
+    loop {
+        match reader.try_parse_sized(&bytes, len) {
+            Ok(()) => break,
+            Err(ParquetError::NeedMoreData(needed)) => bytes = tail(needed as u64).await?,
+            Err(e) => return Err(Error::Parquet(e)),
+        }
+    }
+    let meta = reader.finish().map_err(Error::Parquet)?;
+    let schema = parquet::arrow::parquet_to_arrow_schema(
+        meta.file_metadata().schema_descr(),
+        meta.file_metadata().key_value_metadata(),
+    )
+    .map_err(Error::Parquet)?;
+    Ok(std::sync::Arc::new(schema))
+}
+
 /// The micro-batch number in a data file name (`part-{batch}-{n}.parquet`).
 pub fn batch_of(path: &str) -> Option<u64> {
     let name = path.rsplit('/').next()?;

@@ -29,6 +29,8 @@ pub struct JobMetrics {
     pub rows_written: Family<TableLabels, Counter>,
     pub files_written: Counter,
     pub bytes_written: Counter,
+    /// Small files of closed hours merged into larger ones.
+    pub files_compacted: Counter,
     pub source_retries: Counter,
     /// Seconds from a micro-batch's start to its commit.
     pub batch_seconds: Histogram,
@@ -52,6 +54,7 @@ impl JobMetrics {
             rows_written: Family::default(),
             files_written: Counter::default(),
             bytes_written: Counter::default(),
+            files_compacted: Counter::default(),
             source_retries: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             lag_seconds: Gauge::default(),
@@ -84,6 +87,11 @@ impl JobMetrics {
             "bytes_written",
             "Parquet bytes written",
             m.bytes_written.clone(),
+        );
+        b.register(
+            "files_compacted",
+            "Small files of closed hours merged into larger ones",
+            m.files_compacted.clone(),
         );
         b.register(
             "source_retries",

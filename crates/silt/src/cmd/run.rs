@@ -121,6 +121,7 @@ fn observe(m: &JobMetrics, r: &BatchReport) {
     }
     m.files_written.inc_by(r.files_written);
     m.bytes_written.inc_by(r.bytes_written);
+    m.files_compacted.inc_by(r.files_compacted);
     m.source_retries.inc_by(r.source_retries);
     m.batch_seconds.observe(r.seconds);
     if let Some(lag) = r.lag_ms {

@@ -40,7 +40,7 @@ pub fn parse_hour(text: &str, end: bool) -> anyhow::Result<i64> {
 }
 
 /// The hours a raw partition covers (`dt` alone: the whole day).
-fn partition_hours(values: &[(String, String)]) -> Option<(i64, i64)> {
+pub(super) fn partition_hours(values: &[(String, String)]) -> Option<(i64, i64)> {
     let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let day = chrono::NaiveDate::parse_from_str(get("dt")?, "%Y-%m-%d").ok()?;
     let first = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp() / 3600;

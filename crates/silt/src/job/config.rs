@@ -132,6 +132,11 @@ pub struct LakeConfig {
     /// Rows per Parquet row group.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// A closed hour partition (the dedup watermark is a window past its end) holding at least
+    /// this many files is rewritten as one (or as few as the target size allows) by the next
+    /// micro-batch; 0 never compacts.
+    #[serde(default = "default_compact_min_files")]
+    pub compact_min_files: usize,
 }
 
 fn default_partition_by() -> Vec<String> {
@@ -142,6 +147,9 @@ fn default_compression() -> String {
 }
 fn default_file_size() -> String {
     "128MB".into()
+}
+fn default_compact_min_files() -> usize {
+    10
 }
 fn default_row_group_rows() -> usize {
     1 << 20

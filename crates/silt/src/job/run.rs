@@ -17,8 +17,9 @@ use silt_ingest::{
     Chunk, EventDecoder, Position, ReadLimit, Rejected, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
 };
 use silt_lake_writer::{
-    read_data_file, register_table, vacuum, write_table_timed, Commit, CommitLog, DataFile, Intent,
-    LakeSnapshot, TableEntry, TableState, TableWriter, WriteTimings, WriterOptions,
+    data_file_schema, read_data_file, register_table, vacuum, write_table_timed, Commit, CommitLog,
+    DataFile, Intent, LakeSnapshot, TableEntry, TableState, TableWriter, WriteTimings,
+    WriterOptions,
 };
 use silt_registry::SchemaRegistry;
 use silt_storage::Location;
@@ -51,6 +52,8 @@ pub struct Job {
     pub max_future: Duration,
     pub keep_late: bool,
     pub writer: WriterOptions,
+    /// See [`super::config::LakeConfig::compact_min_files`].
+    pub compact_min_files: usize,
     pub max_records: usize,
     pub max_bytes: usize,
     pub interval: Duration,
@@ -184,6 +187,7 @@ impl Job {
             max_future: parse_duration(&file.dedup.max_future)?,
             keep_late: file.dedup.late == "keep",
             writer,
+            compact_min_files: file.lake.compact_min_files,
             max_records: file.batch.max_records.max(1),
             max_bytes: parse_size(&file.batch.max_bytes)?.max(1),
             interval: parse_duration(&file.batch.interval)?,
@@ -240,6 +244,8 @@ pub struct BatchReport {
     pub rows_written: BTreeMap<String, u64>,
     pub files_written: u64,
     pub bytes_written: u64,
+    /// Small files of closed hours merged into larger ones.
+    pub files_compacted: u64,
     /// Throttled or failed source calls retried during the batch.
     pub source_retries: u64,
     /// When the commit was written (ms since the epoch).
@@ -253,7 +259,7 @@ impl BatchReport {
     pub fn log_line(&self) -> String {
         let at = UNIX_EPOCH + Duration::from_millis(self.committed_at_ms.max(0) as u64);
         format!(
-            "{} job {}: batch #{} committed in {:.2}s: {} records read, {} duplicates, {} late, {} rejected; {} rows in {} files ({} bytes); lag {}",
+            "{} job {}: batch #{} committed in {:.2}s: {} records read, {} duplicates, {} late, {} rejected; {} rows in {} files ({} bytes){}; lag {}",
             humantime::format_rfc3339_millis(at),
             self.job,
             self.batch,
@@ -265,6 +271,11 @@ impl BatchReport {
             self.rows_written.values().sum::<u64>(),
             self.files_written,
             self.bytes_written,
+            if self.files_compacted > 0 {
+                format!(", {} small files compacted", self.files_compacted)
+            } else {
+                String::new()
+            },
             self.lag_ms
                 .map_or("n/a".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
         )
@@ -321,6 +332,8 @@ pub struct RunSummary {
     pub rows_written: BTreeMap<String, u64>,
     pub bytes_written: u64,
     pub files_written: u64,
+    /// Small files of closed hours merged into larger ones.
+    pub files_compacted: u64,
     pub source_retries: u64,
     /// Now minus the arrival time of the newest record read, in ms.
     pub lag_ms: Option<i64>,
@@ -342,6 +355,7 @@ impl RunSummary {
         }
         self.files_written += b.files_written;
         self.bytes_written += b.bytes_written;
+        self.files_compacted += b.files_compacted;
     }
 
     /// The one-screen summary every run ends with.
@@ -378,6 +392,12 @@ impl RunSummary {
             "  files written {:>9}   bytes written {:>12}   source retries {}\n",
             self.files_written, self.bytes_written, self.source_retries
         );
+        if self.files_compacted > 0 {
+            s += &format!(
+                "  files compacted {:>7}   (small files of closed hours merged)\n",
+                self.files_compacted
+            );
+        }
         s += &format!(
             "  lag {}",
             match self.lag_ms {
@@ -390,6 +410,114 @@ impl RunSummary {
         );
         s
     }
+}
+
+/// Partitions a micro-batch compacts at most (each is read and written again within it).
+const COMPACTIONS_PER_BATCH: usize = 2;
+
+/// Merges the files of closed hour partitions: those of tables whose rows are appended (the
+/// raw table, `rows` transforms, the rejected table) that hold at least
+/// [`Job::compact_min_files`] files, at least twice as many as their bytes make at the target
+/// file size, whose hour ended a dedup window before the watermark (no
+/// on-time event can land there any more) and that this micro-batch did not write. At most
+/// [`COMPACTIONS_PER_BATCH`] partitions, oldest first; a partition whose files differ in
+/// schema (a version added a field in that hour) is left as it is. The merged files are
+/// written as this micro-batch's and replace the old ones in `tables`, so the commit switches
+/// readers over at once and a replay makes the same choice and the same bytes. Returns the
+/// tables changed, with the number of files merged away.
+async fn compact_closed_hours(
+    job: &Job,
+    state: &State,
+    batch_id: u64,
+    written: &[(String, Vec<DataFile>)],
+    tables: &mut BTreeMap<String, TableState>,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    if job.compact_min_files < 2 {
+        return Ok(vec![]);
+    }
+    let Some(watermark) = state.dedup.watermark_us() else {
+        return Ok(vec![]);
+    };
+    // Hours (since the epoch) before this one are closed.
+    let closed_before = (watermark - job.window_us).div_euclid(3_600_000_000);
+    let merged_tables: HashSet<&str> = job
+        .transforms
+        .iter()
+        .filter(|t| t.mode == Mode::Partitions)
+        .map(|t| t.name.as_str())
+        .collect();
+    let written_now: HashSet<(&str, &Vec<(String, String)>)> = written
+        .iter()
+        .flat_map(|(t, fs)| fs.iter().map(move |f| (t.as_str(), &f.partition)))
+        .collect();
+    // (hour, table, partition values): oldest first, then by name, for the same choice on a
+    // replay.
+    type Candidate = (i64, String, Vec<(String, String)>);
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for (name, ts) in tables.iter() {
+        if merged_tables.contains(name.as_str()) {
+            continue;
+        }
+        // Files and bytes per partition.
+        let mut counts: BTreeMap<&Vec<(String, String)>, (usize, u64)> = BTreeMap::new();
+        for f in &ts.files {
+            let c = counts.entry(&f.partition).or_default();
+            c.0 += 1;
+            c.1 += f.bytes;
+        }
+        for (partition, (n, bytes)) in counts {
+            let Some((_, last_hour)) = super::backfill::partition_hours(partition) else {
+                continue;
+            };
+            // Files already near the target size are left alone: merging them would give as
+            // many files again (and take them up again at every micro-batch).
+            let target = (job.writer.target_file_bytes as u64).max(1);
+            if n >= job.compact_min_files
+                && n >= 2 * bytes.div_ceil(target).max(1) as usize
+                && last_hour < closed_before
+                && !written_now.contains(&(name.as_str(), partition))
+            {
+                candidates.push((last_hour, name.clone(), partition.clone()));
+            }
+        }
+    }
+    candidates.sort();
+    let mut changed: Vec<(String, usize)> = Vec::new();
+    for (_, name, partition) in candidates {
+        if changed.len() == COMPACTIONS_PER_BATCH {
+            break;
+        }
+        let ts = &tables[&name];
+        let location = job.lake.join(&name);
+        let old: Vec<DataFile> = ts
+            .files
+            .iter()
+            .filter(|f| f.partition == partition)
+            .cloned()
+            .collect();
+        // Files of one schema only (from their footers): a version that added a field within
+        // the hour leaves the partition as it is.
+        let mut schemas = Vec::with_capacity(old.len());
+        for f in &old {
+            schemas.push(data_file_schema(&location, f).await?);
+        }
+        if schemas.windows(2).any(|w| w[0] != w[1]) {
+            continue;
+        }
+        // One file read at a time, in the order the micro-batches wrote them.
+        let mut writer = TableWriter::new(&location, batch_id, &ts.partition_by, &job.writer);
+        for f in &old {
+            writer
+                .write_batches(&read_data_file(&location, f, CHECK_SLICE).await?)
+                .await?;
+        }
+        let (files, _) = writer.finish_timed().await?;
+        let ts = tables.get_mut(&name).expect("listed");
+        ts.files.retain(|f| f.partition != partition);
+        ts.files.extend(files);
+        changed.push((name, old.len()));
+    }
+    Ok(changed)
 }
 
 /// Where the source stands, as commits record it.
@@ -1457,6 +1585,20 @@ async fn run_with_latest(
             faults::point("after_table");
         }
 
+        // Closed hours gathered many small files (one per micro-batch): merge a few of them
+        // in this micro-batch's commit.
+        let t = Instant::now();
+        let compacted = compact_closed_hours(job, &state, batch_id, &written, &mut tables).await?;
+        if !compacted.is_empty() {
+            summary.stages.encode += t.elapsed().as_secs_f64();
+        }
+        let files_compacted: usize = compacted.iter().map(|(_, n)| n).sum();
+        for (table, _) in compacted {
+            if !replaced.contains(&table) {
+                replaced.push(table);
+            }
+        }
+
         // Dedup snapshot, then the commit point.
         let t = Instant::now();
         let dedup_saved = state
@@ -1511,6 +1653,7 @@ async fn run_with_latest(
             duplicates: stats.duplicates,
             late: stats.late,
             source_retries: stats.retries,
+            files_compacted: files_compacted as u64,
             committed_at_ms: commit.committed_at_ms,
             lag_ms: batch_newest.map(|a| commit.committed_at_ms - a),
             ..Default::default()
