@@ -61,42 +61,30 @@ impl JobMetrics {
             last_commit_seconds: Gauge::default(),
         };
         let b = &m.base;
-        b.register("batches", "Micro-batches committed", m.batches.clone());
-        b.register(
-            "records_read",
-            "Stream records read",
-            m.records_read.clone(),
-        );
-        b.register(
-            "duplicates",
-            "Repeated events dropped",
-            m.duplicates.clone(),
-        );
-        b.register("late", "Events older than the dedup window", m.late.clone());
+        for (name, help, counter) in [
+            ("batches", "Micro-batches committed", &m.batches),
+            ("records_read", "Stream records read", &m.records_read),
+            ("duplicates", "Repeated events dropped", &m.duplicates),
+            ("late", "Events older than the dedup window", &m.late),
+            ("files_written", "Parquet files written", &m.files_written),
+            ("bytes_written", "Parquet bytes written", &m.bytes_written),
+            (
+                "files_compacted",
+                "Small files of closed hours merged into larger ones",
+                &m.files_compacted,
+            ),
+            (
+                "source_retries",
+                "Throttled or failed source calls retried",
+                &m.source_retries,
+            ),
+        ] {
+            b.register(name, help, counter.clone());
+        }
         b.register(
             "rows_written",
             "Rows written, by table",
             m.rows_written.clone(),
-        );
-        b.register(
-            "files_written",
-            "Parquet files written",
-            m.files_written.clone(),
-        );
-        b.register(
-            "bytes_written",
-            "Parquet bytes written",
-            m.bytes_written.clone(),
-        );
-        b.register(
-            "files_compacted",
-            "Small files of closed hours merged into larger ones",
-            m.files_compacted.clone(),
-        );
-        b.register(
-            "source_retries",
-            "Throttled or failed source calls retried",
-            m.source_retries.clone(),
         );
         b.register(
             "batch_seconds",
