@@ -756,3 +756,61 @@ fn hours_of_files_at_the_target_size_are_not_compacted() {
     assert_eq!(s["files_compacted"], 0, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 3000, "{s}");
 }
+
+/// Compaction is an optimisation: an hour whose files cannot be read is left as it is, with a
+/// warning, and the stream goes on (the other hours are merged).
+#[test]
+fn an_hour_that_cannot_be_compacted_does_not_stop_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let job = generated_job(
+        dir.path(),
+        &opts,
+        "compact_min_files = 0\n[batch]\nmax_records = 50\n",
+    );
+    run_ok(silt().arg("run").arg(&job));
+    let table = dir.path().join("lake/clickstream");
+    let before = files_per_partition(&table);
+    assert!(before["dt=2025-11-25/hr=22"] >= 10, "{before:?}");
+    // One file of 22:00 goes missing; compaction is switched on; more events come.
+    let lost = parquet_files(&table.join("dt=2025-11-25/hr=22"))[0].clone();
+    std::fs::remove_file(&lost).unwrap();
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("compact_min_files = 0", "compact_min_files = 10"),
+    )
+    .unwrap();
+    let stream = FileStream::open(dir.path().join("stream")).unwrap();
+    gen::generate(
+        &stream,
+        &GenOptions {
+            events: 600,
+            step_ms: 5000,
+            seed: 99,
+            start_ms: opts.start_ms + 3000 * 5000,
+            bad_per_kind: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("compaction skipped") && log.contains("dt=2025-11-25/hr=22"),
+        "{log}"
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["files_compacted"].as_u64().unwrap() > 0, "{s}");
+    let after = files_per_partition(&table);
+    assert_eq!(
+        after["dt=2025-11-25/hr=22"],
+        before["dt=2025-11-25/hr=22"] - 1,
+        "{after:?}"
+    );
+    assert_eq!(after["dt=2025-11-25/hr=23"], 1, "{after:?}");
+}

@@ -495,29 +495,51 @@ async fn compact_closed_hours(
             .filter(|f| f.partition == partition)
             .cloned()
             .collect();
-        // Files of one schema only (from their footers): a version that added a field within
-        // the hour leaves the partition as it is.
-        let mut schemas = Vec::with_capacity(old.len());
-        for f in &old {
-            schemas.push(data_file_schema(&location, f).await?);
+        // An optimisation: an hour that cannot be merged now stays as it is, the stream goes on
+        // (files this attempt stored are not committed and go with the next vacuum).
+        match merge_files(job, &location, batch_id, &ts.partition_by, &old).await {
+            Ok(Some(files)) => {
+                let ts = tables.get_mut(&name).expect("listed");
+                ts.files.retain(|f| f.partition != partition);
+                ts.files.extend(files);
+                changed.push((name, old.len()));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                table = %name,
+                partition = %silt_lake_writer::hive_path(&partition),
+                "compaction skipped: {e:#}"
+            ),
         }
-        if schemas.windows(2).any(|w| w[0] != w[1]) {
-            continue;
-        }
-        // One file read at a time, in the order the micro-batches wrote them.
-        let mut writer = TableWriter::new(&location, batch_id, &ts.partition_by, &job.writer);
-        for f in &old {
-            writer
-                .write_batches(&read_data_file(&location, f, CHECK_SLICE).await?)
-                .await?;
-        }
-        let (files, _) = writer.finish_timed().await?;
-        let ts = tables.get_mut(&name).expect("listed");
-        ts.files.retain(|f| f.partition != partition);
-        ts.files.extend(files);
-        changed.push((name, old.len()));
     }
     Ok(changed)
+}
+
+/// Writes the rows of `old` (one partition's files, in order) as new files of `batch_id`;
+/// `None` when their schemas differ (a version that added a field within the hour).
+async fn merge_files(
+    job: &Job,
+    location: &Location,
+    batch_id: u64,
+    partition_by: &[String],
+    old: &[DataFile],
+) -> anyhow::Result<Option<Vec<DataFile>>> {
+    // From the footers only, before anything is written.
+    let mut schemas = Vec::with_capacity(old.len());
+    for f in old {
+        schemas.push(data_file_schema(location, f).await?);
+    }
+    if schemas.windows(2).any(|w| w[0] != w[1]) {
+        return Ok(None);
+    }
+    // One file read at a time, in the order the micro-batches wrote them.
+    let mut writer = TableWriter::new(location, batch_id, partition_by, &job.writer);
+    for f in old {
+        writer
+            .write_batches(&read_data_file(location, f, CHECK_SLICE).await?)
+            .await?;
+    }
+    Ok(Some(writer.finish_timed().await?.0))
 }
 
 /// Where the source stands, as commits record it.
