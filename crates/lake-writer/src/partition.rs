@@ -65,8 +65,8 @@ pub fn file_schema(schema: &Schema, partition_by: &[String]) -> SchemaRef {
 
 /// Splits `batch` by the values of `partition_by` (columns of the batch), in order of first
 /// appearance. Rows keep their order within a partition. Cheap when rows come in runs of one
-/// partition, as rows ordered by event time do: a row is compared with the previous one, and
-/// only a change looks the partition up.
+/// partition, as rows ordered by event time do: runs are found a column at a time, only a new
+/// run looks its partition up, and a partition of one run is a slice of the batch (no copy).
 pub fn split(batch: &RecordBatch, partition_by: &[String]) -> Result<Vec<PartitionBatch>> {
     let schema = batch.schema();
     let out_schema = file_schema(&schema, partition_by);
@@ -112,35 +112,40 @@ pub fn split(batch: &RecordBatch, partition_by: &[String]) -> Result<Vec<Partiti
     }
     let same = |a: usize, b: usize| strs.iter().all(|c| value(c, a) == value(c, b));
 
+    // Runs of equal partition values (compared a column at a time, not row by row), each
+    // given to the partition of its first row: rows in event-time order make a run an hour.
+    let runs = arrow::compute::partition(&cols)
+        .map_err(Error::Arrow)?
+        .ranges();
     let mut keys: Vec<usize> = Vec::new(); // a representative row per partition
-    let mut rows: Vec<Vec<u32>> = Vec::new();
-    let mut current = usize::MAX;
-    for row in 0..batch.num_rows() {
-        if current == usize::MAX || !same(keys[current], row) {
-            current = match keys.iter().position(|&k| same(k, row)) {
-                Some(p) => p,
-                None => {
-                    keys.push(row);
-                    rows.push(Vec::new());
-                    keys.len() - 1
-                }
-            };
+    let mut groups: Vec<Vec<std::ops::Range<usize>>> = Vec::new();
+    for run in runs {
+        match keys.iter().position(|&k| same(k, run.start)) {
+            Some(p) => groups[p].push(run),
+            None => {
+                keys.push(run.start);
+                groups.push(vec![run]);
+            }
         }
-        rows[current].push(row as u32);
     }
     let projected = batch.project(&keep).map_err(Error::Arrow)?;
     let mut out = Vec::with_capacity(keys.len());
-    for (k, idx) in keys.into_iter().zip(rows) {
+    for (k, runs) in keys.into_iter().zip(groups) {
         let values = partition_by
             .iter()
             .zip(&strs)
             .map(|(p, c)| (p.clone(), value(c, k).to_string()))
             .collect();
-        let b = if idx.len() == batch.num_rows() {
-            projected.clone()
-        } else {
-            arrow::compute::take_record_batch(&projected, &UInt32Array::from(idx))
-                .map_err(Error::Arrow)?
+        // One run is a slice of the batch (no copy); several are gathered.
+        let b = match runs.as_slice() {
+            [run] => projected.slice(run.start, run.len()),
+            _ => {
+                let idx: UInt32Array = runs
+                    .iter()
+                    .flat_map(|r| r.start as u32..r.end as u32)
+                    .collect();
+                arrow::compute::take_record_batch(&projected, &idx).map_err(Error::Arrow)?
+            }
         };
         out.push(PartitionBatch {
             values,
@@ -149,4 +154,91 @@ pub fn split(batch: &RecordBatch, partition_by: &[String]) -> Result<Vec<Partiti
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int32Array, Int64Array};
+
+    fn batch(n: &[i64], hr: Vec<Option<&str>>) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            ("n", Arc::new(Int64Array::from(n.to_vec())) as ArrayRef),
+            ("hr", Arc::new(StringArray::from(hr)) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn ns(b: &RecordBatch) -> Vec<i64> {
+        b.column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn runs_of_a_partition_are_gathered_in_order_of_first_appearance() {
+        let b = batch(
+            &[1, 2, 3, 4, 5, 6],
+            vec![
+                Some("22"),
+                Some("22"),
+                Some("23"),
+                Some("22"),
+                Some("23"),
+                Some("23"),
+            ],
+        );
+        let parts = split(&b, &["hr".to_string()]).unwrap();
+        let got: Vec<(String, Vec<i64>)> = parts
+            .iter()
+            .map(|p| (p.values[0].1.clone(), ns(&p.batch)))
+            .collect();
+        assert_eq!(
+            got,
+            [("22".into(), vec![1, 2, 4]), ("23".into(), vec![3, 5, 6])]
+        );
+        // The partition column is left out of the rows.
+        assert_eq!(parts[0].batch.num_columns(), 1);
+    }
+
+    #[test]
+    fn a_partition_of_one_run_is_a_slice_of_the_batch() {
+        let b = batch(
+            &[1, 2, 3, 4],
+            vec![Some("22"), Some("22"), Some("23"), Some("23")],
+        );
+        let parts = split(&b, &["hr".to_string()]).unwrap();
+        assert_eq!(ns(&parts[1].batch), [3, 4]);
+        // The batch's own values, two in: no copy.
+        let at = |c: &ArrayRef| c.to_data().buffers()[0].as_ptr() as usize;
+        assert_eq!(at(parts[1].batch.column(0)), at(b.column(0)) + 2 * 8);
+    }
+
+    #[test]
+    fn nulls_empty_batches_and_other_types_of_partition_column() {
+        let b = batch(&[1, 2, 3], vec![None, Some(""), None]);
+        let parts = split(&b, &["hr".to_string()]).unwrap();
+        assert_eq!(
+            parts.len(),
+            1,
+            "a missing value and an empty one are one partition"
+        );
+        assert_eq!(ns(&parts[0].batch), [1, 2, 3]);
+
+        let empty = batch(&[], vec![]);
+        assert!(split(&empty, &["hr".to_string()]).unwrap().is_empty());
+
+        let b = RecordBatch::try_from_iter([
+            ("n", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            ("hr", Arc::new(Int32Array::from(vec![7, 7, 8])) as ArrayRef),
+        ])
+        .unwrap();
+        let parts = split(&b, &["hr".to_string()]).unwrap();
+        assert_eq!(parts[0].values, [("hr".to_string(), "7".to_string())]);
+        assert_eq!(ns(&parts[1].batch), [3]);
+        assert!(parts[1].batch.column(0).len() == 1);
+    }
 }
