@@ -415,6 +415,12 @@ impl RunSummary {
 /// Partitions a micro-batch compacts at most (each is read and written again within it).
 const COMPACTIONS_PER_BATCH: usize = 2;
 
+/// How long a run leaves an hour it could not compact before it tries again.
+const COMPACTION_RETRY: Duration = Duration::from_secs(600);
+
+/// Hours (table, partition values) a run could not compact, and when it last tried.
+type SkippedHours = HashMap<(String, Vec<(String, String)>), Instant>;
+
 /// Merges the files of closed hour partitions: those of tables whose rows are appended (the
 /// raw table, `rows` transforms, the rejected table) that hold at least
 /// [`Job::compact_min_files`] files, at least twice as many as their bytes make at the target
@@ -431,6 +437,7 @@ async fn compact_closed_hours(
     batch_id: u64,
     written: &[(String, Vec<DataFile>)],
     tables: &mut BTreeMap<String, TableState>,
+    skipped: &mut SkippedHours,
 ) -> anyhow::Result<Vec<(String, usize)>> {
     if job.compact_min_files < 2 {
         return Ok(vec![]);
@@ -487,6 +494,14 @@ async fn compact_closed_hours(
         if changed.len() == COMPACTIONS_PER_BATCH {
             break;
         }
+        let key = (name, partition);
+        if skipped
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < COMPACTION_RETRY)
+        {
+            continue;
+        }
+        let (name, partition) = key;
         let ts = &tables[&name];
         let location = job.lake.join(&name);
         let old: Vec<DataFile> = ts
@@ -505,11 +520,15 @@ async fn compact_closed_hours(
                 changed.push((name, old.len()));
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(
-                table = %name,
-                partition = %silt_lake_writer::hive_path(&partition),
-                "compaction skipped: {e:#}"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    table = %name,
+                    partition = %silt_lake_writer::hive_path(&partition),
+                    "compaction skipped (tried again in {}s): {e}",
+                    COMPACTION_RETRY.as_secs()
+                );
+                skipped.insert((name, partition), Instant::now());
+            }
         }
     }
     Ok(changed)
@@ -1299,6 +1318,7 @@ async fn run_with_latest(
     }
 
     let mut state = State::restore(job).await?;
+    let mut compaction_skipped = SkippedHours::new();
     job.log.remove_staging_files();
     if let Some(n) = state.batch {
         // Leftovers of a killed run: files of committed batches that no commit lists.
@@ -1610,7 +1630,15 @@ async fn run_with_latest(
         // Closed hours gathered many small files (one per micro-batch): merge a few of them
         // in this micro-batch's commit.
         let t = Instant::now();
-        let compacted = compact_closed_hours(job, &state, batch_id, &written, &mut tables).await?;
+        let compacted = compact_closed_hours(
+            job,
+            &state,
+            batch_id,
+            &written,
+            &mut tables,
+            &mut compaction_skipped,
+        )
+        .await?;
         if !compacted.is_empty() {
             summary.stages.encode += t.elapsed().as_secs_f64();
         }
