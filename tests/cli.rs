@@ -480,3 +480,24 @@ fn a_record_the_columnar_decoder_refuses_is_rejected_and_the_run_goes_on() {
         "{v}"
     );
 }
+
+/// A lake copied or moved elsewhere (another folder, another bucket) still finds its commits:
+/// the catalog names the jobs' checkpoints below the lake's root.
+#[test]
+fn a_moved_lake_is_read_where_it_now_is() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        silt()
+            .args(["demo", "--events", "1000", "--dir"])
+            .arg(dir.path()),
+    );
+    let moved = dir.path().join("moved-lake");
+    std::fs::rename(dir.path().join("lake"), &moved).unwrap();
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "csv", "--lake"])
+            .arg(format!("file://{}", moved.display()))
+            .arg("SELECT count(*) AS n FROM clickstream"),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n1000\n");
+}

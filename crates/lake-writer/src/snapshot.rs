@@ -35,6 +35,36 @@ pub struct TableEntry {
     pub job: String,
     /// The job's checkpoint location (an absolute URL).
     pub checkpoint: String,
+    /// The same below the lake's root, when it is inside the lake (the default): readers
+    /// take it first, so a lake copied or moved elsewhere (another bucket, another folder)
+    /// still finds its commits. Older silts ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_in_lake: Option<String>,
+}
+
+impl TableEntry {
+    /// An entry for `table` of `job`, whose commit log is at `checkpoint`.
+    pub fn new(lake: &Location, table: &str, job: &str, checkpoint: &Location) -> Self {
+        let root = format!("{}/", lake.url.trim_end_matches('/'));
+        Self {
+            table: table.to_string(),
+            job: job.to_string(),
+            checkpoint: checkpoint.url.clone(),
+            checkpoint_in_lake: checkpoint
+                .url
+                .strip_prefix(&root)
+                .filter(|rel| !rel.is_empty())
+                .map(str::to_string),
+        }
+    }
+
+    /// Where the job's commit log is, for a reader of the lake at `lake`.
+    fn checkpoint(&self, lake: &Location) -> Result<Location> {
+        Ok(match &self.checkpoint_in_lake {
+            Some(rel) => lake.join(rel),
+            None => silt_storage::open(&self.checkpoint, std::path::Path::new("/"))?,
+        })
+    }
 }
 
 /// Registers a table as written by a job (idempotent; a later job taking the table over
@@ -88,11 +118,11 @@ impl LakeSnapshot {
                 path: o.location.to_string(),
                 reason: e.to_string(),
             })?;
-            if !logs.contains_key(&entry.checkpoint) {
-                let loc = silt_storage::open(&entry.checkpoint, std::path::Path::new("/"))?;
-                logs.insert(entry.checkpoint.clone(), CommitLog::new(loc));
+            let loc = entry.checkpoint(lake)?;
+            if !logs.contains_key(&loc.url) {
+                logs.insert(loc.url.clone(), CommitLog::new(loc.clone()));
             }
-            if let Some(commit) = logs[&entry.checkpoint].latest().await? {
+            if let Some(commit) = logs[&loc.url].latest().await? {
                 if let Some(state) = commit.tables.get(&entry.table) {
                     tables.insert(entry.table.clone(), (state.clone(), commit.committed_at_ms));
                 }

@@ -1308,11 +1308,7 @@ async fn run_with_latest(
     {
         register_table(
             &job.lake,
-            &TableEntry {
-                table: table.clone(),
-                job: job.name.clone(),
-                checkpoint: job.log.location().url.clone(),
-            },
+            &TableEntry::new(&job.lake, table, &job.name, job.log.location()),
         )
         .await?;
     }
