@@ -737,21 +737,23 @@ fn an_hour_whose_files_differ_in_schema_is_not_compacted() {
     assert_eq!(v[0]["n"], 4200, "{v}");
 }
 
-/// Files already at the target size are not merged: merging would give as many again, and
-/// every later micro-batch would take the same hour up again.
-#[test]
-fn hours_of_files_at_the_target_size_are_not_compacted() {
-    let dir = tempfile::tempdir().unwrap();
+/// A job over 3,000 events five seconds apart (22:00 to 02:10) in micro-batches of 50, with
+/// `lake` settings added to its `[lake]`.
+fn four_hours_of_small_batches(dir: &Path, lake: &str) -> std::path::PathBuf {
     let opts = GenOptions {
         events: 3000,
         step_ms: 5000,
         ..Default::default()
     };
-    let job = generated_job(
-        dir.path(),
-        &opts,
-        "target_file_size = \"1KB\"\n[batch]\nmax_records = 50\n",
-    );
+    generated_job(dir, &opts, &format!("{lake}\n[batch]\nmax_records = 50\n"))
+}
+
+/// Files already at the target size are not merged: merging would give as many again, and
+/// every later micro-batch would take the same hour up again.
+#[test]
+fn hours_of_files_at_the_target_size_are_not_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = four_hours_of_small_batches(dir.path(), "target_file_size = \"1KB\"");
     let s = run_json(&job);
     assert_eq!(s["files_compacted"], 0, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 3000, "{s}");
@@ -762,16 +764,7 @@ fn hours_of_files_at_the_target_size_are_not_compacted() {
 #[test]
 fn an_hour_that_cannot_be_compacted_does_not_stop_the_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = GenOptions {
-        events: 3000,
-        step_ms: 5000,
-        ..Default::default()
-    };
-    let job = generated_job(
-        dir.path(),
-        &opts,
-        "compact_min_files = 0\n[batch]\nmax_records = 50\n",
-    );
+    let job = four_hours_of_small_batches(dir.path(), "compact_min_files = 0");
     run_ok(silt().arg("run").arg(&job));
     let table = dir.path().join("lake/clickstream");
     let before = files_per_partition(&table);
@@ -792,7 +785,7 @@ fn an_hour_that_cannot_be_compacted_does_not_stop_the_stream() {
             events: 600,
             step_ms: 5000,
             seed: 99,
-            start_ms: opts.start_ms + 3000 * 5000,
+            start_ms: GenOptions::default().start_ms + 3000 * 5000,
             bad_per_kind: 0,
             ..Default::default()
         },
