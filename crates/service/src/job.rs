@@ -117,17 +117,7 @@ pub async fn serve(
     metrics: JobMetrics,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get(crate::metrics::metrics).with_state(metrics.base.clone()),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            metrics.base,
-            crate::metrics::track,
-        ));
+    let app = crate::metrics::with_health_and_metrics(axum::Router::new(), metrics.base);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

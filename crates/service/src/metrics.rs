@@ -124,11 +124,18 @@ pub async fn metrics(State(m): State<Metrics>) -> impl IntoResponse {
 /// and the request counting and timing around every route.
 pub fn with_operations(api: Router, doc: utoipa::openapi::OpenApi, metrics: Metrics) -> Router {
     let doc = serde_json::to_value(doc).expect("an OpenAPI document serialises");
-    api.route("/health", get(|| async { "ok" }))
-        .route(
+    with_health_and_metrics(
+        api.route(
             "/openapi.json",
             get(move || async move { Json(doc.clone()) }),
-        )
+        ),
+        metrics,
+    )
+}
+
+/// Adds `/health` and `/metrics`, and the request counting and timing around every route.
+pub fn with_health_and_metrics(api: Router, metrics: Metrics) -> Router {
+    api.route("/health", get(|| async { "ok" }))
         .route("/metrics", get(self::metrics).with_state(metrics.clone()))
         .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
