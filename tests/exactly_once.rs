@@ -692,9 +692,10 @@ fn closed_hours_are_compacted_and_killed_runs_converge_to_the_same_files() {
 }
 
 /// A version registered within an hour gives that hour files of two schemas (the newer has a
-/// column the older lacks): compaction leaves such an hour as it is, and merges the others.
+/// column the older lacks): compaction merges the files of each schema apart (no file gains
+/// or loses a column), and the others hours whole.
 #[test]
-fn an_hour_whose_files_differ_in_schema_is_not_compacted() {
+fn an_hour_whose_files_differ_in_schema_is_compacted_one_schema_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let schemas = dir.path().join("schemas");
     std::fs::create_dir_all(&schemas).unwrap();
@@ -727,9 +728,24 @@ fn an_hour_whose_files_differ_in_schema_is_not_compacted() {
     gen::generate(&stream, &part(3600, start_ms + 1_800_000, 2, 0.0)).unwrap();
     let s = run_json(&job);
     let files = files_per_partition(&dir.path().join("lake/clickstream"));
-    // A file per micro-batch and shard share: about 24, left as they are.
-    assert!(files["dt=2025-11-25/hr=22"] > 20, "{files:?} {s}");
+    // A file per micro-batch and shard share (about 24) before: one per schema now.
+    assert_eq!(files["dt=2025-11-25/hr=22"], 2, "{files:?} {s}");
     assert_eq!(files["dt=2025-11-25/hr=23"], 1, "{files:?} {s}");
+    let mut columns: Vec<Vec<String>> =
+        parquet_files(&dir.path().join("lake/clickstream/dt=2025-11-25/hr=22"))
+            .iter()
+            .map(|f| {
+                let file = std::fs::File::open(f).unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .unwrap();
+                let names = reader.schema().fields().iter();
+                names.map(|c| c.name().clone()).collect()
+            })
+            .collect();
+    columns.sort_by_key(|c| c.len());
+    assert!(!columns[0].contains(&"channel".to_string()), "{columns:?}");
+    assert!(columns[1].contains(&"channel".to_string()), "{columns:?}");
     let v = query(
         dir.path(),
         "SELECT count(*) AS n, count(channel) AS with_channel FROM clickstream",
@@ -757,6 +773,106 @@ fn hours_of_files_at_the_target_size_are_not_compacted() {
     let s = run_json(&job);
     assert_eq!(s["files_compacted"], 0, "{s}");
     assert_eq!(s["rows_written"]["clickstream"], 3000, "{s}");
+}
+
+/// A busy hour is merged a group at a time: each group at most the target file size, at most
+/// two groups a micro-batch, so what compaction adds to a micro-batch does not grow with the
+/// hour's volume. The hour ends as a few files of about the target size, the rows unchanged.
+#[test]
+fn a_busy_hour_is_compacted_a_bounded_group_at_a_time() {
+    // The raw table alone (no transforms, no rejected records): files of one size.
+    let raw_job = |dir: &Path, lake: &str| {
+        let schemas = dir.join("schemas");
+        std::fs::create_dir_all(&schemas).unwrap();
+        std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
+        register(dir, &[&schemas.join("v1.avsc")]);
+        let stream = FileStream::create(dir.join("stream"), 2).unwrap();
+        let opts = GenOptions {
+            events: 3000,
+            step_ms: 5000,
+            v1_share: 1.0,
+            bad_per_kind: 0,
+            ..Default::default()
+        };
+        gen::generate(&stream, &opts).unwrap();
+        let extra = format!("{lake}\n[batch]\nmax_records = 50\n");
+        write_job(dir, "clicks", &dir.join("stream"), &extra)
+    };
+    let plain = tempfile::tempdir().unwrap();
+    run_ok(
+        silt()
+            .arg("run")
+            .arg(raw_job(plain.path(), "compact_min_files = 0")),
+    );
+    let table = |dir: &Path| dir.join("lake/clickstream");
+    let sizes: Vec<u64> = parquet_files(&table(plain.path()))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    let (smallest, largest) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+    // Room for about four files a group.
+    let target = 4 * largest;
+    let before = files_per_partition(&table(plain.path()));
+    assert!(before["dt=2025-11-25/hr=22"] >= 14, "{before:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = raw_job(dir.path(), &format!("target_file_size = \"{target}B\""));
+    let out = run_ok(silt().args(["run", "--json"]).arg(&job));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let per_batch: Vec<u64> = log
+        .lines()
+        .filter_map(|l| {
+            let at = l.find(" small files compacted")?;
+            l[..at].rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .collect();
+    assert_eq!(
+        per_batch.iter().sum::<u64>(),
+        s["files_compacted"].as_u64().unwrap(),
+        "{log}"
+    );
+    // Two groups of files that fit in the target size together, at most: fewer than an hour
+    // holds.
+    let most = 2 * (target / smallest);
+    assert!(
+        most < before["dt=2025-11-25/hr=22"] as u64,
+        "{most} {before:?}"
+    );
+    assert!(per_batch.len() > 4, "{per_batch:?}");
+    assert!(
+        per_batch.iter().all(|&n| n <= most),
+        "{per_batch:?} (at most {most})"
+    );
+    assert_eq!(
+        lake_rows(&dir.path().join("lake")),
+        lake_rows(&plain.path().join("lake"))
+    );
+    let after = files_per_partition(&table(dir.path()));
+    for hour in ["dt=2025-11-25/hr=22", "dt=2025-11-25/hr=23"] {
+        assert!(
+            after[hour] > 1 && after[hour] * 2 <= before[hour],
+            "{hour}: {} files before, {} after",
+            before[hour],
+            after[hour]
+        );
+        let mut small = 0;
+        for f in parquet_files(&table(dir.path()).join(hour)) {
+            let len = std::fs::metadata(&f).unwrap().len();
+            assert!(
+                len <= target,
+                "{}: {len} bytes, target {target}",
+                f.display()
+            );
+            small += usize::from(len < target / 2);
+        }
+        // The small files the groups left over are merged too, down to one.
+        assert!(
+            small <= 1,
+            "{hour}: {small} small files left of {}",
+            after[hour]
+        );
+    }
 }
 
 /// Compaction is an optimisation: an hour whose files cannot be read is left as it is, with a

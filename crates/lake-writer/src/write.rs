@@ -104,6 +104,10 @@ pub struct DataFile {
     /// job merges new groups only into rows of the same SQL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
+    /// Written by a compaction (the merge of smaller files of its partition): once an hour has
+    /// one, the job merges its small files down to one, however few files the hour has left.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compacted: bool,
 }
 
 impl DataFile {
@@ -386,6 +390,7 @@ impl TableWriter {
                     rows: e.rows,
                     bytes: size,
                     sql: None,
+                    compacted: false,
                 },
             ));
         }

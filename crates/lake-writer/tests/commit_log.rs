@@ -14,6 +14,7 @@ fn file(path: String, rows: u64) -> DataFile {
         rows,
         bytes: rows * 10,
         sql: None,
+        compacted: false,
     }
 }
 

@@ -133,8 +133,8 @@ pub struct LakeConfig {
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
     /// A closed hour partition (the dedup watermark is a window past its end) holding at least
-    /// this many files is rewritten as one (or as few as the target size allows) by the next
-    /// micro-batch; 0 never compacts.
+    /// this many files has its small ones (under half the target file size) merged by the
+    /// next micro-batches, a group of at most the target size at a time; 0 never compacts.
     #[serde(default = "default_compact_min_files")]
     pub compact_min_files: usize,
 }

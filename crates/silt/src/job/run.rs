@@ -412,7 +412,7 @@ impl RunSummary {
     }
 }
 
-/// Partitions a micro-batch compacts at most (each is read and written again within it).
+/// Groups a micro-batch compacts at most (each is read and written again within it).
 const COMPACTIONS_PER_BATCH: usize = 2;
 
 /// How long a run leaves an hour it could not compact before it tries again.
@@ -421,16 +421,20 @@ const COMPACTION_RETRY: Duration = Duration::from_secs(600);
 /// Hours (table, partition values) a run could not compact, and when it last tried.
 type SkippedHours = HashMap<(String, Vec<(String, String)>), Instant>;
 
-/// Merges the files of closed hour partitions: those of tables whose rows are appended (the
-/// raw table, `rows` transforms, the rejected table) that hold at least
-/// [`Job::compact_min_files`] files, at least twice as many as their bytes make at the target
-/// file size, whose hour ended a dedup window before the watermark (no
-/// on-time event can land there any more) and that this micro-batch did not write. At most
-/// [`COMPACTIONS_PER_BATCH`] partitions, oldest first; a partition whose files differ in
-/// schema (a version added a field in that hour) is left as it is. The merged files are
-/// written as this micro-batch's and replace the old ones in `tables`, so the commit switches
-/// readers over at once and a replay makes the same choice and the same bytes. Returns the
-/// tables changed, with the number of files merged away.
+/// Merges the small files of closed hour partitions: those of tables whose rows are appended
+/// (the raw table, `rows` transforms, the rejected table) that hold at least
+/// [`Job::compact_min_files`] files (or a file a compaction wrote) and two small ones or more
+/// (under half the target file size: larger ones are left as they are), whose hour ended a dedup window before the watermark (no on-time event
+/// can land there any more) and that this micro-batch did not write.
+///
+/// A micro-batch merges at most [`COMPACTIONS_PER_BATCH`] groups, oldest hour first, one per
+/// partition, each of consecutive small files of one schema (a version that added a field
+/// within the hour starts a new group) holding at most the target file size together, into
+/// one file. So the time a compaction adds to a micro-batch is bounded by the target size
+/// whatever the hour's volume: a large hour is merged over several micro-batches. The merged
+/// file is written as this micro-batch's and replaces its group in `tables`, so the commit
+/// switches readers over at once and a replay makes the same choice and the same bytes.
+/// Returns the tables changed, with the number of files merged away.
 async fn compact_closed_hours(
     job: &Job,
     state: &State,
@@ -447,6 +451,8 @@ async fn compact_closed_hours(
     };
     // Hours (since the epoch) before this one are closed.
     let closed_before = (watermark - job.window_us).div_euclid(3_600_000_000);
+    let target = (job.writer.target_file_bytes as u64).max(1);
+    let small = |f: &DataFile| f.bytes < target / 2;
     let merged_tables: HashSet<&str> = job
         .transforms
         .iter()
@@ -465,22 +471,22 @@ async fn compact_closed_hours(
         if merged_tables.contains(name.as_str()) {
             continue;
         }
-        // Files and bytes per partition.
-        let mut counts: BTreeMap<&Vec<(String, String)>, (usize, u64)> = BTreeMap::new();
+        // Files, small files, and whether a compaction began, per partition.
+        let mut counts: BTreeMap<&Vec<(String, String)>, (usize, usize, bool)> = BTreeMap::new();
         for f in &ts.files {
             let c = counts.entry(&f.partition).or_default();
             c.0 += 1;
-            c.1 += f.bytes;
+            c.1 += usize::from(small(f));
+            c.2 |= f.compacted;
         }
-        for (partition, (n, bytes)) in counts {
+        for (partition, (files, small, begun)) in counts {
             let Some((_, last_hour)) = super::backfill::partition_hours(partition) else {
                 continue;
             };
-            // Files already near the target size are left alone: merging them would give as
-            // many files again (and take them up again at every micro-batch).
-            let target = (job.writer.target_file_bytes as u64).max(1);
-            if n >= job.compact_min_files
-                && n >= 2 * bytes.div_ceil(target).max(1) as usize
+            // Once begun, an hour's small files are merged down to one (the groups before
+            // left some over, or merged into files still small).
+            if (files >= job.compact_min_files || begun)
+                && small >= 2
                 && last_hour < closed_before
                 && !written_now.contains(&(name.as_str(), partition))
             {
@@ -504,29 +510,37 @@ async fn compact_closed_hours(
         let (name, partition) = key;
         let ts = &tables[&name];
         let location = job.lake.join(&name);
-        let old: Vec<DataFile> = ts
+        let files: Vec<&DataFile> = ts
             .files
             .iter()
-            .filter(|f| f.partition == partition)
-            .cloned()
+            .filter(|f| f.partition == partition && small(f))
             .collect();
         // An optimisation: an hour that cannot be merged now stays as it is, the stream goes on
         // (files this attempt stored are not committed and go with the next vacuum).
-        match merge_files(job, &location, batch_id, &ts.partition_by, &old).await {
-            Ok(Some(files)) => {
+        let merged =
+            match merge_group(job, &location, batch_id, &ts.partition_by, &files, target).await {
+                Ok(merged) => merged,
+                Err(e) => {
+                    tracing::warn!(
+                        table = %name,
+                        partition = %silt_lake_writer::hive_path(&partition),
+                        "compaction skipped (tried again in {}s): {e}",
+                        COMPACTION_RETRY.as_secs()
+                    );
+                    None
+                }
+            };
+        match merged {
+            Some((old, new)) => {
+                let old: HashSet<String> = old.into_iter().collect();
                 let ts = tables.get_mut(&name).expect("listed");
-                ts.files.retain(|f| f.partition != partition);
-                ts.files.extend(files);
+                ts.files.retain(|f| !old.contains(&f.path));
+                ts.files.extend(new);
                 changed.push((name, old.len()));
             }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(
-                    table = %name,
-                    partition = %silt_lake_writer::hive_path(&partition),
-                    "compaction skipped (tried again in {}s): {e}",
-                    COMPACTION_RETRY.as_secs()
-                );
+            // No two neighbours of one schema, or a file that cannot be read: left for a while
+            // rather than looked at again by every micro-batch.
+            None => {
                 skipped.insert((name, partition), Instant::now());
             }
         }
@@ -534,31 +548,55 @@ async fn compact_closed_hours(
     Ok(changed)
 }
 
-/// Writes the rows of `old` (one partition's files, in order) as new files of `batch_id`;
-/// `None` when their schemas differ (a version that added a field within the hour).
-async fn merge_files(
+/// Merges the first group of `files` (one partition's small files, in the order they were
+/// written) that is at least two neighbours of one schema, as many as fit in `target` bytes
+/// together, into one file of `batch_id`. Returns the paths merged away and the new file;
+/// `None` when no two neighbours share a schema (versions alternating within the hour).
+async fn merge_group(
     job: &Job,
     location: &Location,
     batch_id: u64,
     partition_by: &[String],
-    old: &[DataFile],
-) -> anyhow::Result<Option<Vec<DataFile>>> {
-    // From the footers only, before anything is written.
-    let mut schemas = Vec::with_capacity(old.len());
-    for f in old {
-        schemas.push(data_file_schema(location, f).await?);
+    files: &[&DataFile],
+    target: u64,
+) -> anyhow::Result<Option<(Vec<String>, Vec<DataFile>)>> {
+    // From the footers only, before anything is written; a group starts again where the
+    // schema changes (a version registered within the hour added a field).
+    let mut group: Vec<&DataFile> = Vec::new();
+    let mut group_schema = None;
+    let mut bytes = 0;
+    for &f in files {
+        let full = group.len() >= 2 && bytes + f.bytes > target;
+        if full {
+            break;
+        }
+        let schema = data_file_schema(location, f).await?;
+        if group_schema.as_ref() != Some(&schema) {
+            if group.len() >= 2 {
+                break;
+            }
+            group.clear();
+            bytes = 0;
+            group_schema = Some(schema);
+        }
+        group.push(f);
+        bytes += f.bytes;
     }
-    if schemas.windows(2).any(|w| w[0] != w[1]) {
+    if group.len() < 2 {
         return Ok(None);
     }
     // One file read at a time, in the order the micro-batches wrote them.
     let mut writer = TableWriter::new(location, batch_id, partition_by, &job.writer);
-    for f in old {
+    for f in &group {
         writer
             .write_batches(&read_data_file(location, f, CHECK_SLICE).await?)
             .await?;
     }
-    Ok(Some(writer.finish_timed().await?.0))
+    let mut new = writer.finish_timed().await?.0;
+    for f in &mut new {
+        f.compacted = true;
+    }
+    Ok(Some((group.iter().map(|f| f.path.clone()).collect(), new)))
 }
 
 /// Where the source stands, as commits record it.
