@@ -471,15 +471,29 @@ async fn compact_closed_hours(
         if merged_tables.contains(name.as_str()) {
             continue;
         }
-        // Files, small files, and whether a compaction began, per partition.
-        let mut counts: BTreeMap<&Vec<(String, String)>, (usize, usize, bool)> = BTreeMap::new();
+        /// A partition's files, small files, and whether a compaction began there.
+        #[derive(Default)]
+        struct Count {
+            files: usize,
+            small: usize,
+            begun: bool,
+        }
+        let mut counts: BTreeMap<&Vec<(String, String)>, Count> = BTreeMap::new();
         for f in &ts.files {
             let c = counts.entry(&f.partition).or_default();
-            c.0 += 1;
-            c.1 += usize::from(small(f));
-            c.2 |= f.compacted;
+            c.files += 1;
+            c.small += usize::from(small(f));
+            c.begun |= f.compacted;
         }
-        for (partition, (files, small, begun)) in counts {
+        for (
+            partition,
+            Count {
+                files,
+                small,
+                begun,
+            },
+        ) in counts
+        {
             let Some((_, last_hour)) = super::backfill::partition_hours(partition) else {
                 continue;
             };
