@@ -424,8 +424,9 @@ type SkippedHours = HashMap<(String, Vec<(String, String)>), Instant>;
 /// Merges the small files of closed hour partitions: those of tables whose rows are appended
 /// (the raw table, `rows` transforms, the rejected table) that hold at least
 /// [`Job::compact_min_files`] files (or a file a compaction wrote) and two small ones or more
-/// (under half the target file size: larger ones are left as they are), whose hour ended a dedup window before the watermark (no on-time event
-/// can land there any more) and that this micro-batch did not write.
+/// (under half the target file size: larger ones are left as they are), whose hour ended a
+/// dedup window before the watermark (no on-time event can land there any more) and that this
+/// micro-batch did not write.
 ///
 /// A micro-batch merges at most [`COMPACTIONS_PER_BATCH`] groups, oldest hour first, one per
 /// partition, each of consecutive small files of one schema (a version that added a field
@@ -485,22 +486,14 @@ async fn compact_closed_hours(
             c.small += usize::from(small(f));
             c.begun |= f.compacted;
         }
-        for (
-            partition,
-            Count {
-                files,
-                small,
-                begun,
-            },
-        ) in counts
-        {
+        for (partition, c) in counts {
             let Some((_, last_hour)) = super::backfill::partition_hours(partition) else {
                 continue;
             };
             // Once begun, an hour's small files are merged down to one (the groups before
             // left some over, or merged into files still small).
-            if (files >= job.compact_min_files || begun)
-                && small >= 2
+            if (c.files >= job.compact_min_files || c.begun)
+                && c.small >= 2
                 && last_hour < closed_before
                 && !written_now.contains(&(name.as_str(), partition))
             {
