@@ -30,7 +30,9 @@ mod partition;
 mod snapshot;
 mod write;
 
-pub use log::{vacuum, Commit, CommitLog, Intent, TableState, COMMIT_FORMAT, FULL_AFTER_CHANGES};
+pub use log::{
+    vacuum, Commit, CommitLog, Intent, TableState, COMMIT_FORMAT, FULL_AFTER_CHANGES, INTENT_FORMAT,
+};
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
 pub use write::{
@@ -58,9 +60,11 @@ pub enum Error {
     },
     #[error("corrupt {path}: {reason}")]
     Corrupt { path: String, reason: String },
-    /// A commit written by a newer silt, in a format this one does not know.
-    #[error("{path} was written by a newer silt (commit format {format}; this silt reads formats up to {known}): upgrade silt to read this lake")]
+    /// A commit or intent written by a newer silt, in a format this one does not know.
+    #[error("{path} was written by a newer silt ({what} format {format}; this silt reads formats up to {known}): upgrade silt to read this lake")]
     NewerFormat {
+        /// `commit` or `intent`.
+        what: &'static str,
         path: String,
         format: u32,
         known: u32,

@@ -64,6 +64,20 @@ pub struct Intent {
     pub plan: serde_json::Value,
 }
 
+/// The intent-file format this silt writes, and the newest it reads (1: intents written before
+/// the `format` key, which have none). A run adopts the intent it finds, so one that a newer
+/// silt planned, whose plan this silt may misread, is refused instead.
+pub const INTENT_FORMAT: u32 = 1;
+
+/// An intent as its file holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredIntent<'a> {
+    #[serde(default = "legacy_format")]
+    format: u32,
+    #[serde(flatten)]
+    intent: Cow<'a, Intent>,
+}
+
 /// A table's state after a commit.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TableState {
@@ -382,6 +396,7 @@ impl CommitLog {
         let stored: Stored<'static> = Self::parse(&path, &bytes)?;
         if stored.format > COMMIT_FORMAT {
             return Err(Error::NewerFormat {
+                what: "commit",
                 path: path.to_string(),
                 format: stored.format,
                 known: COMMIT_FORMAT,
@@ -410,10 +425,19 @@ impl CommitLog {
     /// The intent for a batch, if one was written.
     pub async fn intent(&self, batch: u64) -> Result<Option<Intent>> {
         let path = self.loc.child(&format!("intents/{}", name(batch, "json")));
-        match self.get(&path).await? {
-            Some(b) => Ok(Some(Self::parse(&path, &b)?)),
-            None => Ok(None),
+        let Some(bytes) = self.get(&path).await? else {
+            return Ok(None);
+        };
+        let stored: StoredIntent<'static> = Self::parse(&path, &bytes)?;
+        if stored.format > INTENT_FORMAT {
+            return Err(Error::NewerFormat {
+                what: "intent",
+                path: path.to_string(),
+                format: stored.format,
+                known: INTENT_FORMAT,
+            });
         }
+        Ok(Some(stored.intent.into_owned()))
     }
 
     /// Writes an intent unless one exists; returns the intent that stands (ours or the
@@ -425,7 +449,11 @@ impl CommitLog {
         if self
             .create(
                 &path,
-                serde_json::to_vec_pretty(&intent).expect("serialises"),
+                serde_json::to_vec_pretty(&StoredIntent {
+                    format: INTENT_FORMAT,
+                    intent: Cow::Borrowed(&intent),
+                })
+                .expect("serialises"),
             )
             .await?
         {

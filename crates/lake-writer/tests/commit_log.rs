@@ -241,3 +241,44 @@ async fn commits_say_their_format_and_a_newer_one_is_refused_not_misread() {
         "{err}"
     );
 }
+
+/// A run adopts the intent it finds; one planned by a newer silt (a plan this one may misread)
+/// is refused, naming the file, while intents written before they had a format are read.
+#[tokio::test]
+async fn intents_say_their_format_and_a_newer_one_is_refused_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let intent = silt_lake_writer::Intent {
+        batch: 3,
+        run_id: "run-a".into(),
+        plan: serde_json::json!({"shards": [{"shard": "shard-000000", "count": 7}]}),
+    };
+    assert_eq!(
+        log(dir.path()).propose(intent.clone()).await.unwrap(),
+        intent
+    );
+    let path = dir.path().join("intents/0000000003.json");
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(s["format"], silt_lake_writer::INTENT_FORMAT);
+    // Another run proposing batch 3 adopts the standing intent.
+    let other = silt_lake_writer::Intent {
+        run_id: "run-b".into(),
+        ..intent.clone()
+    };
+    assert_eq!(log(dir.path()).propose(other).await.unwrap(), intent);
+    // As silt wrote it before intents said their format.
+    s.as_object_mut().unwrap().remove("format");
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    assert_eq!(log(dir.path()).intent(3).await.unwrap(), Some(intent));
+    // From a newer silt.
+    s["format"] = serde_json::json!(silt_lake_writer::INTENT_FORMAT + 1);
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    let err = log(dir.path()).intent(3).await.unwrap_err().to_string();
+    assert!(err.contains("0000000003.json"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "written by a newer silt (intent format {}",
+            silt_lake_writer::INTENT_FORMAT + 1
+        )),
+        "{err}"
+    );
+}
