@@ -78,6 +78,23 @@ struct StoredIntent<'a> {
     intent: Cow<'a, Intent>,
 }
 
+/// A file of the log that names its format.
+trait Versioned: for<'de> Deserialize<'de> {
+    /// What the file is, for messages.
+    const WHAT: &'static str;
+    /// The newest format this silt reads.
+    const KNOWN: u32;
+    fn format(&self) -> u32;
+}
+
+impl Versioned for StoredIntent<'static> {
+    const WHAT: &'static str = "intent";
+    const KNOWN: u32 = INTENT_FORMAT;
+    fn format(&self) -> u32 {
+        self.format
+    }
+}
+
 /// A table's state after a commit.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TableState {
@@ -118,6 +135,14 @@ pub const COMMIT_FORMAT: u32 = 2;
 
 fn legacy_format() -> u32 {
     1
+}
+
+impl Versioned for Stored<'static> {
+    const WHAT: &'static str = "commit";
+    const KNOWN: u32 = COMMIT_FORMAT;
+    fn format(&self) -> u32 {
+        self.format
+    }
 }
 
 /// A commit as its file holds it: with the full file lists (`base` none), or with the
@@ -389,17 +414,22 @@ impl CommitLog {
 
     /// A commit as stored (changes not applied).
     async fn stored(&self, batch: u64) -> Result<Option<Stored<'static>>> {
-        let path = self.commit_path(batch);
-        let Some(bytes) = self.get(&path).await? else {
+        self.read_versioned(&self.commit_path(batch)).await
+    }
+
+    /// A commit or intent file, refused when a newer silt wrote it in a format this one does
+    /// not know.
+    async fn read_versioned<T: Versioned>(&self, path: &Path) -> Result<Option<T>> {
+        let Some(bytes) = self.get(path).await? else {
             return Ok(None);
         };
-        let stored: Stored<'static> = Self::parse(&path, &bytes)?;
-        if stored.format > COMMIT_FORMAT {
+        let stored: T = Self::parse(path, &bytes)?;
+        if stored.format() > T::KNOWN {
             return Err(Error::NewerFormat {
-                what: "commit",
+                what: T::WHAT,
                 path: path.to_string(),
-                format: stored.format,
-                known: COMMIT_FORMAT,
+                format: stored.format(),
+                known: T::KNOWN,
             });
         }
         Ok(Some(stored))
@@ -425,19 +455,8 @@ impl CommitLog {
     /// The intent for a batch, if one was written.
     pub async fn intent(&self, batch: u64) -> Result<Option<Intent>> {
         let path = self.loc.child(&format!("intents/{}", name(batch, "json")));
-        let Some(bytes) = self.get(&path).await? else {
-            return Ok(None);
-        };
-        let stored: StoredIntent<'static> = Self::parse(&path, &bytes)?;
-        if stored.format > INTENT_FORMAT {
-            return Err(Error::NewerFormat {
-                what: "intent",
-                path: path.to_string(),
-                format: stored.format,
-                known: INTENT_FORMAT,
-            });
-        }
-        Ok(Some(stored.intent.into_owned()))
+        let stored: Option<StoredIntent<'static>> = self.read_versioned(&path).await?;
+        Ok(stored.map(|s| s.intent.into_owned()))
     }
 
     /// Writes an intent unless one exists; returns the intent that stands (ours or the
