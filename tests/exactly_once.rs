@@ -775,48 +775,56 @@ fn hours_of_files_at_the_target_size_are_not_compacted() {
     assert_eq!(s["rows_written"]["clickstream"], 3000, "{s}");
 }
 
+/// A job writing the raw table alone (no transforms, no rejected records: files of one size)
+/// over 3,000 events five seconds apart (22:00 to 02:10) in micro-batches of 50; `extra` goes
+/// into its `[lake]` (and may start sections of its own after it).
+fn raw_table_job(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let schemas = dir.join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
+    register(dir, &[&schemas.join("v1.avsc")]);
+    let stream = FileStream::create(dir.join("stream"), 2).unwrap();
+    let opts = GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        v1_share: 1.0,
+        bad_per_kind: 0,
+        ..Default::default()
+    };
+    gen::generate(&stream, &opts).unwrap();
+    let extra = format!("{extra}\n[batch]\nmax_records = 50\ninterval = \"100ms\"\n");
+    write_job(dir, "clicks", &dir.join("stream"), &extra)
+}
+
+/// The smallest and the largest file of a table.
+fn file_sizes(table: &Path) -> (u64, u64) {
+    let sizes: Vec<u64> = parquet_files(table)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap())
+}
+
 /// A busy hour is merged a group at a time: each group at most the target file size, at most
 /// two groups a micro-batch, so what compaction adds to a micro-batch does not grow with the
 /// hour's volume. The hour ends as a few files of about the target size, the rows unchanged.
 #[test]
 fn a_busy_hour_is_compacted_a_bounded_group_at_a_time() {
-    // The raw table alone (no transforms, no rejected records): files of one size.
-    let raw_job = |dir: &Path, lake: &str| {
-        let schemas = dir.join("schemas");
-        std::fs::create_dir_all(&schemas).unwrap();
-        std::fs::write(schemas.join("v1.avsc"), gen::V1).unwrap();
-        register(dir, &[&schemas.join("v1.avsc")]);
-        let stream = FileStream::create(dir.join("stream"), 2).unwrap();
-        let opts = GenOptions {
-            events: 3000,
-            step_ms: 5000,
-            v1_share: 1.0,
-            bad_per_kind: 0,
-            ..Default::default()
-        };
-        gen::generate(&stream, &opts).unwrap();
-        let extra = format!("{lake}\n[batch]\nmax_records = 50\n");
-        write_job(dir, "clicks", &dir.join("stream"), &extra)
-    };
     let plain = tempfile::tempdir().unwrap();
     run_ok(
         silt()
             .arg("run")
-            .arg(raw_job(plain.path(), "compact_min_files = 0")),
+            .arg(raw_table_job(plain.path(), "compact_min_files = 0")),
     );
     let table = |dir: &Path| dir.join("lake/clickstream");
-    let sizes: Vec<u64> = parquet_files(&table(plain.path()))
-        .iter()
-        .map(|f| std::fs::metadata(f).unwrap().len())
-        .collect();
-    let (smallest, largest) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+    let (smallest, largest) = file_sizes(&table(plain.path()));
     // Room for about four files a group.
     let target = 4 * largest;
     let before = files_per_partition(&table(plain.path()));
     assert!(before["dt=2025-11-25/hr=22"] >= 14, "{before:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let job = raw_job(dir.path(), &format!("target_file_size = \"{target}B\""));
+    let job = raw_table_job(dir.path(), &format!("target_file_size = \"{target}B\""));
     let out = run_ok(silt().args(["run", "--json"]).arg(&job));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
@@ -873,6 +881,80 @@ fn a_busy_hour_is_compacted_a_bounded_group_at_a_time() {
             after[hour]
         );
     }
+}
+
+/// An hour that closes just before the stream goes quiet still has groups to merge: a
+/// following run merges them in micro-batches of no records rather than waiting for the next
+/// event, and then waits without committing.
+#[test]
+fn a_following_run_finishes_compacting_while_the_stream_is_quiet() {
+    // A window of an hour: 00:00-01:00 closes once the watermark passes 02:00, ten minutes
+    // of events (three micro-batches) before the stream ends; merging its files four at a
+    // time takes more.
+    let window = "[dedup]\nwindow = \"1h\"";
+    let plain = tempfile::tempdir().unwrap();
+    run_ok(silt().arg("run").arg(raw_table_job(
+        plain.path(),
+        &format!("compact_min_files = 0\n{window}"),
+    )));
+    let (_, largest) = file_sizes(&plain.path().join("lake/clickstream"));
+    let hour = "dt=2025-11-26/hr=00";
+    let before = files_per_partition(&plain.path().join("lake/clickstream"));
+    assert!(before[hour] >= 14, "{before:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let target = 4 * largest;
+    let job = raw_table_job(
+        dir.path(),
+        &format!("target_file_size = \"{target}B\"\n{window}"),
+    );
+    // Small files of the hour, and its files.
+    let files = || {
+        let all = parquet_files(&dir.path().join("lake/clickstream").join(hour));
+        let small = all
+            .iter()
+            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() < target / 2))
+            .count();
+        (small, all.len())
+    };
+    let child = silt()
+        .args(["run", "--follow", "--json"])
+        .arg(&job)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut done = false;
+    for _ in 0..300 {
+        // Before the hour closes it holds a dozen small files.
+        let (small, all) = files();
+        if all > 0 && small <= 1 {
+            done = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = interrupt(child, "TERM");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(done, "{hour} kept {:?} small files: {log}", files());
+    // The micro-batches that did it read nothing.
+    assert!(
+        log.lines()
+            .any(|l| l.contains(": 0 records read") && l.contains("small files compacted")),
+        "{log}"
+    );
+    // Once done, the quiet run commits nothing more: the last line compacted.
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" committed in "))
+        .unwrap();
+    assert!(last.contains("small files compacted"), "{log}");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["rows_written"]["clickstream"], 3000, "{s}");
+    assert!(
+        lake_rows(&dir.path().join("lake")) == lake_rows(&plain.path().join("lake")),
+        "compaction changed rows"
+    );
 }
 
 /// Compaction is an optimisation: an hour whose files cannot be read is left as it is, with a

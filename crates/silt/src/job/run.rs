@@ -418,37 +418,29 @@ const COMPACTIONS_PER_BATCH: usize = 2;
 /// How long a run leaves an hour it could not compact before it tries again.
 const COMPACTION_RETRY: Duration = Duration::from_secs(600);
 
-/// Hours (table, partition values) a run could not compact, and when it last tried.
-type SkippedHours = HashMap<(String, Vec<(String, String)>), Instant>;
+/// A table's partition: (table, partition values).
+type TablePartition = (String, Vec<(String, String)>);
 
-/// Merges the small files of closed hour partitions: those of tables whose rows are appended
-/// (the raw table, `rows` transforms, the rejected table) that hold at least
-/// [`Job::compact_min_files`] files (or a file a compaction wrote) and two small ones or more
-/// (under half the target file size: larger ones are left as they are), whose hour ended a
-/// dedup window before the watermark (no on-time event can land there any more) and that this
-/// micro-batch did not write.
-///
-/// A micro-batch merges at most [`COMPACTIONS_PER_BATCH`] groups, oldest hour first, one per
-/// partition, each of consecutive small files of one schema (a version that added a field
-/// within the hour starts a new group) holding at most the target file size together, into
-/// one file. So the time a compaction adds to a micro-batch is bounded by the target size
-/// whatever the hour's volume: a large hour is merged over several micro-batches. The merged
-/// file is written as this micro-batch's and replaces its group in `tables`, so the commit
-/// switches readers over at once and a replay makes the same choice and the same bytes.
-/// Returns the tables changed, with the number of files merged away.
-async fn compact_closed_hours(
+/// Hours a run could not compact, and when it last tried.
+type SkippedHours = HashMap<TablePartition, Instant>;
+
+/// An hour partition compaction would take up: (hour since the epoch, table, partition values).
+type Candidate = (i64, String, Vec<(String, String)>);
+
+/// The hour partitions [`compact_closed_hours`] would merge a group of, oldest first, then by
+/// table and partition (the same choice on a replay): (hour, table, partition values).
+fn compaction_candidates(
     job: &Job,
     state: &State,
-    batch_id: u64,
+    tables: &BTreeMap<String, TableState>,
     written: &[(String, Vec<DataFile>)],
-    tables: &mut BTreeMap<String, TableState>,
-    skipped: &mut SkippedHours,
-) -> anyhow::Result<Vec<(String, usize)>> {
+) -> Vec<Candidate> {
+    let mut candidates = Vec::new();
     if job.compact_min_files < 2 {
-        return Ok(vec![]);
+        return candidates;
     }
     let Some(watermark) = state.dedup.watermark_us() else {
-        return Ok(vec![]);
+        return candidates;
     };
     // Hours (since the epoch) before this one are closed.
     let closed_before = (watermark - job.window_us).div_euclid(3_600_000_000);
@@ -464,10 +456,6 @@ async fn compact_closed_hours(
         .iter()
         .flat_map(|(t, fs)| fs.iter().map(move |f| (t.as_str(), &f.partition)))
         .collect();
-    // (hour, table, partition values): oldest first, then by name, for the same choice on a
-    // replay.
-    type Candidate = (i64, String, Vec<(String, String)>);
-    let mut candidates: Vec<Candidate> = Vec::new();
     for (name, ts) in tables.iter() {
         if merged_tables.contains(name.as_str()) {
             continue;
@@ -502,16 +490,57 @@ async fn compact_closed_hours(
         }
     }
     candidates.sort();
+    candidates
+}
+
+/// Whether compaction has work that a micro-batch of no records would do (a following run
+/// on a quiet stream makes such micro-batches until it has none).
+fn compaction_pending(job: &Job, state: &State, skipped: &SkippedHours) -> bool {
+    compaction_candidates(job, state, &state.tables, &[])
+        .into_iter()
+        .any(|(_, name, partition)| !left_for_now(skipped, &(name, partition)))
+}
+
+/// Whether a run that could not compact an hour lately leaves it alone for now.
+fn left_for_now(skipped: &SkippedHours, key: &TablePartition) -> bool {
+    skipped
+        .get(key)
+        .is_some_and(|at| at.elapsed() < COMPACTION_RETRY)
+}
+
+/// Merges the small files of closed hour partitions: those of tables whose rows are appended
+/// (the raw table, `rows` transforms, the rejected table) that hold at least
+/// [`Job::compact_min_files`] files (or a file a compaction wrote) and two small ones or more
+/// (under half the target file size: larger ones are left as they are), whose hour ended a
+/// dedup window before the watermark (no on-time event can land there any more) and that this
+/// micro-batch did not write.
+///
+/// A micro-batch merges at most [`COMPACTIONS_PER_BATCH`] groups, oldest hour first, one per
+/// partition, each of consecutive small files of one schema (a version that added a field
+/// within the hour starts a new group) holding at most the target file size together, into
+/// one file. So the time a compaction adds to a micro-batch is bounded by the target size
+/// whatever the hour's volume: a large hour is merged over several micro-batches. The merged
+/// file is written as this micro-batch's and replaces its group in `tables`, so the commit
+/// switches readers over at once and a replay makes the same choice and the same bytes.
+/// Returns the tables changed, with the number of files merged away.
+async fn compact_closed_hours(
+    job: &Job,
+    state: &State,
+    batch_id: u64,
+    written: &[(String, Vec<DataFile>)],
+    tables: &mut BTreeMap<String, TableState>,
+    skipped: &mut SkippedHours,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    let candidates = compaction_candidates(job, state, tables, written);
+    let target = (job.writer.target_file_bytes as u64).max(1);
+    let small = |f: &DataFile| f.bytes < target / 2;
     let mut changed: Vec<(String, usize)> = Vec::new();
     for (_, name, partition) in candidates {
         if changed.len() == COMPACTIONS_PER_BATCH {
             break;
         }
         let key = (name, partition);
-        if skipped
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < COMPACTION_RETRY)
-        {
+        if left_for_now(skipped, &key) {
             continue;
         }
         let (name, partition) = key;
@@ -1407,9 +1436,13 @@ async fn run_with_latest(
                     if let Some(caught_up) = &opts.on_caught_up {
                         caught_up();
                     }
-                    tokio::select! {
-                        _ = opts.shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(job.interval) => continue,
+                    // A quiet stream: the compaction left to do goes on in micro-batches of
+                    // no records, rather than waiting for the next event.
+                    if !compaction_pending(job, &state, &compaction_skipped) {
+                        tokio::select! {
+                            _ = opts.shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(job.interval) => continue,
+                        }
                     }
                 }
                 let ours = Intent {
