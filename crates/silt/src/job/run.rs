@@ -427,6 +427,17 @@ type SkippedHours = HashMap<TablePartition, Instant>;
 /// An hour partition compaction would take up: (hour since the epoch, table, partition values).
 type Candidate = (i64, String, Vec<(String, String)>);
 
+/// The most bytes of files one compaction group holds: the target file size.
+fn compaction_target(job: &Job) -> u64 {
+    (job.writer.target_file_bytes as u64).max(1)
+}
+
+/// Whether a file is small (under half the target size): compaction merges those, and
+/// leaves larger ones as they are.
+fn is_small(job: &Job, f: &DataFile) -> bool {
+    f.bytes < compaction_target(job) / 2
+}
+
 /// The hour partitions [`compact_closed_hours`] would merge a group of, oldest first, then by
 /// table and partition (the same choice on a replay): (hour, table, partition values).
 fn compaction_candidates(
@@ -444,8 +455,6 @@ fn compaction_candidates(
     };
     // Hours (since the epoch) before this one are closed.
     let closed_before = (watermark - job.window_us).div_euclid(3_600_000_000);
-    let target = (job.writer.target_file_bytes as u64).max(1);
-    let small = |f: &DataFile| f.bytes < target / 2;
     let merged_tables: HashSet<&str> = job
         .transforms
         .iter()
@@ -471,7 +480,7 @@ fn compaction_candidates(
         for f in &ts.files {
             let c = counts.entry(&f.partition).or_default();
             c.files += 1;
-            c.small += usize::from(small(f));
+            c.small += usize::from(is_small(job, f));
             c.begun |= f.compacted;
         }
         for (partition, c) in counts {
@@ -532,8 +541,7 @@ async fn compact_closed_hours(
     skipped: &mut SkippedHours,
 ) -> anyhow::Result<Vec<(String, usize)>> {
     let candidates = compaction_candidates(job, state, tables, written);
-    let target = (job.writer.target_file_bytes as u64).max(1);
-    let small = |f: &DataFile| f.bytes < target / 2;
+    let target = compaction_target(job);
     let mut changed: Vec<(String, usize)> = Vec::new();
     for (_, name, partition) in candidates {
         if changed.len() == COMPACTIONS_PER_BATCH {
@@ -549,7 +557,7 @@ async fn compact_closed_hours(
         let files: Vec<&DataFile> = ts
             .files
             .iter()
-            .filter(|f| f.partition == partition && small(f))
+            .filter(|f| f.partition == partition && is_small(job, f))
             .collect();
         // An optimisation: an hour that cannot be merged now stays as it is, the stream goes on
         // (files this attempt stored are not committed and go with the next vacuum).
