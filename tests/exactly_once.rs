@@ -916,13 +916,7 @@ fn a_following_run_finishes_compacting_while_the_stream_is_quiet() {
             .count();
         (small, all.len())
     };
-    let child = silt()
-        .args(["run", "--follow", "--json"])
-        .arg(&job)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_following(&job);
     let mut done = false;
     for _ in 0..300 {
         // Before the hour closes it holds a dozen small files.

@@ -104,7 +104,6 @@ fn a_version_registered_between_runs_adds_its_column_to_the_table() {
 /// if v2 had been there from the start.
 #[test]
 fn a_follow_run_takes_a_version_registered_while_it_runs() {
-    use std::process::Stdio;
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
     register(dir.path(), &[&data.join("schemas/v1.avsc")]);
@@ -117,13 +116,7 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
         &dir.path().join("stream"),
         "[batch]\ninterval = \"100ms\"\n",
     );
-    let child = silt()
-        .args(["run", "--follow", "--json"])
-        .arg(&job)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_following(&job);
     let committed = || {
         try_query(dir.path(), "SELECT count(*) AS n FROM clickstream")
             .map_or(0, |v| v[0]["n"].as_u64().unwrap())

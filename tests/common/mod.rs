@@ -453,6 +453,17 @@ pub fn query(dir: &Path, sql: &str) -> serde_json::Value {
     try_query(dir, sql).unwrap_or_else(|| panic!("silt query failed: {sql}"))
 }
 
+/// Starts `silt run --follow --json JOB`, its output captured (stop it with [`interrupt`]).
+pub fn spawn_following(job: &Path) -> std::process::Child {
+    silt()
+        .args(["run", "--follow", "--json"])
+        .arg(job)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Stops a `silt run --follow` with `signal` (`INT`: Ctrl-C; `TERM`: a scheduler or container
 /// runtime): its output once it exited 0.
 pub fn interrupt(child: std::process::Child, signal: &str) -> Output {
