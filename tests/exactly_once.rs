@@ -885,9 +885,10 @@ fn a_busy_hour_is_compacted_a_bounded_group_at_a_time() {
 
 /// An hour that closes just before the stream goes quiet still has groups to merge: a
 /// following run merges them in micro-batches of no records rather than waiting for the next
-/// event, and then waits without committing.
+/// event, and then waits without committing; a run that is not following does the same
+/// before it exits.
 #[test]
-fn a_following_run_finishes_compacting_while_the_stream_is_quiet() {
+fn a_run_finishes_compacting_when_the_stream_is_quiet() {
     // A window of an hour: 00:00-01:00 closes once the watermark passes 02:00, ten minutes
     // of events (three micro-batches) before the stream ends; merging its files four at a
     // time takes more.
@@ -916,6 +917,36 @@ fn a_following_run_finishes_compacting_while_the_stream_is_quiet() {
             .count();
         (small, all.len())
     };
+    // A scheduled run, in a copy of the folder: done before it exits.
+    let copy = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(dir.path())
+        .arg(copy.path().join("d"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let copy_dir = copy.path().join("d");
+    let text = std::fs::read_to_string(&job).unwrap();
+    let copy_job = copy_dir.join("jobs/clicks.toml");
+    let copy_text = text.replace(
+        &dir.path().display().to_string(),
+        &copy_dir.display().to_string(),
+    );
+    std::fs::write(&copy_job, copy_text).unwrap();
+    let out = run_ok(silt().args(["run", "--json"]).arg(&copy_job));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let left = parquet_files(&copy_dir.join("lake/clickstream").join(hour))
+        .iter()
+        .filter(|f| std::fs::metadata(f).unwrap().len() < target / 2)
+        .count();
+    assert!(left <= 1, "{hour} kept {left} small files: {log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(": 0 records read") && l.contains("small files compacted")),
+        "{log}"
+    );
+
     let child = spawn_following(&job);
     let mut done = false;
     for _ in 0..300 {

@@ -1438,15 +1438,17 @@ async fn run_with_latest(
             None => {
                 let (plan, chunks, names) = read_fresh(job, &state, summary).await?;
                 if plan.shards.is_empty() {
-                    if !opts.follow {
+                    // Caught up: the compaction of closed hours left to do goes on in
+                    // micro-batches of no records, rather than waiting for the next event
+                    // (or the next scheduled run).
+                    let pending = compaction_pending(job, &state, &compaction_skipped);
+                    if !opts.follow && !pending {
                         break;
                     }
-                    if let Some(caught_up) = &opts.on_caught_up {
+                    if let Some(caught_up) = opts.on_caught_up.as_ref().filter(|_| opts.follow) {
                         caught_up();
                     }
-                    // A quiet stream: the compaction left to do goes on in micro-batches of
-                    // no records, rather than waiting for the next event.
-                    if !compaction_pending(job, &state, &compaction_skipped) {
+                    if !pending {
                         tokio::select! {
                             _ = opts.shutdown.cancelled() => break,
                             _ = tokio::time::sleep(job.interval) => continue,
