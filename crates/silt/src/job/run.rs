@@ -1735,10 +1735,17 @@ async fn run_with_latest(
 
         // Dedup snapshot, then the commit point.
         let t = Instant::now();
-        let dedup_saved = state
-            .dedup_saved
-            .save(job, batch_id, &mut state.dedup)
-            .await?;
+        // A micro-batch of no records (compaction only) left the index as it was: its commit
+        // names the same snapshot and deltas.
+        let dedup_saved = match (&state.dedup_saved.snapshot, records) {
+            (Some(_), 0) => state.dedup_saved.clone(),
+            _ => {
+                state
+                    .dedup_saved
+                    .save(job, batch_id, &mut state.dedup)
+                    .await?
+            }
+        };
         faults::point("after_dedup");
         let mut source = state.source.clone();
         for sp in &plan.shards {
