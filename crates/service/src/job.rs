@@ -98,7 +98,7 @@ impl JobMetrics {
         );
         b.register(
             "last_commit_timestamp_seconds",
-            "When the last micro-batch was committed (none is while the stream has nothing new)",
+            "When the last micro-batch was committed (none is while the stream has nothing new and closed hours are compacted)",
             m.last_commit_seconds.clone(),
         );
         m
