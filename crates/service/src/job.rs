@@ -38,7 +38,7 @@ pub struct JobMetrics {
     /// following run finds nothing new.
     pub lag_seconds: Gauge<f64, AtomicU64>,
     /// When the last micro-batch was committed (seconds since the epoch; none is while the
-    /// stream has nothing new).
+    /// stream has nothing new and closed hours are compacted).
     pub last_commit_seconds: Gauge<f64, AtomicU64>,
 }
 
