@@ -8,7 +8,11 @@ pub fn clickstream_small() -> PathBuf {
     std::env::var_os("SILT_TESTDATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
+            // The package's folder as cargo names it when it runs the test, so that a binary
+            // built in another checkout looks beside this one.
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+                .join("../../../shared/testdata")
         })
         .join("clickstream-small")
 }
