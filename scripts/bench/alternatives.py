@@ -11,13 +11,20 @@ Reads the file stream and registry that `silt bench --dir DIR` leaves behind and
 * Spark Structured Streaming: pyspark `local[1]`, the same JSON lines, `Trigger.AvailableNow`,
   `dropDuplicatesWithinWatermark` on uuid, zstd Parquet partitioned by dt, hr.
 
+Each writes the table silt's job writes: the event's fields, `_event_time` and the stream
+metadata of SPEC 8 (`_arrival_time`, `_stream`, `_shard`, `_sequence`, `_fingerprint`), with
+dt/hr as partitions. `--event-fields-only` leaves the metadata out (the event's fields and
+`_event_time` only: less work than silt does), as the figures before 2026-11-27 09:30 UTC were
+measured.
+
 Each runs in its own process under `taskset -c 0` (one core). The JSON lines are made
 beforehand and not timed; they carry `event_ms` so that DuckDB and Spark need not parse the
-TimeUuid (an advantage the Python pipeline and silt do not have). Spark's JVM start is not
-timed either; its query is. Prints one JSON object per alternative and writes them all to
---out.
+TimeUuid (an advantage the Python pipeline and silt do not have), and the record's metadata as
+the file stream gives it. Spark's JVM start is not timed either; its query is. Prints one JSON
+object per alternative and writes them all to --out.
 
     alternatives.py all --dir BENCH_DIR --out results.json [--only fastavro,duckdb,spark]
+                        [--event-fields-only]
 """
 
 import argparse
@@ -38,16 +45,18 @@ WINDOW = "15 minutes"
 
 
 def frames(stream_dir):
-    """Every payload of a file stream (SPEC 6), shard by shard."""
+    """Every record of a file stream (SPEC 6), shard by shard: (payload, arrival ms, shard,
+    sequence number: the frame's byte offset)."""
     for path in sorted(glob.glob(os.path.join(stream_dir, "shard-*.log"))):
+        shard = os.path.basename(path)[: -len(".log")]
         with open(path, "rb") as f:
             data = f.read()
         pos, end = 0, len(data)
         while pos + 12 <= end:
-            n, _arrival = struct.unpack_from(">IQ", data, pos)
+            n, arrival = struct.unpack_from(">IQ", data, pos)
             if pos + 12 + n > end:
                 break
-            yield data[pos + 12 : pos + 12 + n]
+            yield data[pos + 12 : pos + 12 + n], arrival, shard, pos
             pos += 12 + n
 
 
@@ -78,12 +87,13 @@ def event_ms(u):
 
 
 def decoded(bench_dir):
-    """(uuid bytes, record) for every good record, repeats included; bad ones counted."""
+    """(record, arrival ms, shard, sequence, fingerprint bytes) for every good record, repeats
+    included; bad ones counted."""
     from fastavro import schemaless_reader
 
     by_fp, latest = schemas(os.path.join(bench_dir, "registry"))
     bad = 0
-    for rec in frames(os.path.join(bench_dir, "stream")):
+    for rec, arrival, shard, sequence in frames(os.path.join(bench_dir, "stream")):
         if len(rec) < 33 or rec[0] != 0x81:
             bad += 1
             continue
@@ -100,7 +110,7 @@ def decoded(bench_dir):
         if body.tell() != len(rec) - 33:
             bad += 1
             continue
-        yield value
+        yield value, arrival, shard, sequence, rec[1:33]
     decoded.bad = bad
 
 
@@ -110,7 +120,11 @@ def cpu_now():
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def run_fastavro(bench_dir, work):
+# The metadata columns silt's raw table carries after `_event_time` (SPEC 8).
+METADATA = ("_arrival_time", "_stream", "_shard", "_sequence", "_fingerprint")
+
+
+def run_fastavro(bench_dir, work, meta):
     import datetime
 
     import pyarrow as pa
@@ -123,7 +137,23 @@ def run_fastavro(bench_dir, work):
     fmt = ds.ParquetFileFormat()
     opts = fmt.make_write_options(compression="zstd", compression_level=1)
     seen = set()
-    cols = {k: [] for k in ("uuid", "productId", "saleId", "channel", "_event_time", "dt", "hr")}
+    names = ("uuid", "productId", "saleId", "channel", "_event_time") + (METADATA if meta else ())
+    cols = {k: [] for k in names + ("dt", "hr")}
+    stream = os.path.basename(os.path.join(bench_dir, "stream"))
+    types = {
+        "uuid": pa.string(),
+        "productId": pa.int64(),
+        "saleId": pa.int64(),
+        "channel": pa.string(),
+        "_event_time": pa.timestamp("us", tz="UTC"),
+        "_arrival_time": pa.timestamp("ms", tz="UTC"),
+        "_stream": pa.string(),
+        "_shard": pa.string(),
+        "_sequence": pa.string(),
+        "_fingerprint": pa.string(),
+        "dt": pa.string(),
+        "hr": pa.string(),
+    }
     events = 0
     chunk = 0
     utc = datetime.timezone.utc
@@ -132,17 +162,7 @@ def run_fastavro(bench_dir, work):
         nonlocal chunk
         if not cols["uuid"]:
             return
-        table = pa.table(
-            {
-                "uuid": pa.array(cols["uuid"], pa.string()),
-                "productId": pa.array(cols["productId"], pa.int64()),
-                "saleId": pa.array(cols["saleId"], pa.int64()),
-                "channel": pa.array(cols["channel"], pa.string()),
-                "_event_time": pa.array(cols["_event_time"], pa.timestamp("us", tz="UTC")),
-                "dt": pa.array(cols["dt"], pa.string()),
-                "hr": pa.array(cols["hr"], pa.string()),
-            }
-        )
+        table = pa.table({k: pa.array(v, types[k]) for k, v in cols.items()})
         ds.write_dataset(
             table,
             out,
@@ -159,7 +179,7 @@ def run_fastavro(bench_dir, work):
             v.clear()
 
     t0, c0 = time.perf_counter(), cpu_now()
-    for value in decoded(bench_dir):
+    for value, arrival, shard, sequence, fp in decoded(bench_dir):
         u = value["uuid"]
         if u in seen:
             continue
@@ -171,6 +191,12 @@ def run_fastavro(bench_dir, work):
         cols["saleId"].append(value["saleId"])
         cols["channel"].append(value["channel"])
         cols["_event_time"].append(ms * 1000)
+        if meta:
+            cols["_arrival_time"].append(arrival)
+            cols["_stream"].append(stream)
+            cols["_shard"].append(shard)
+            cols["_sequence"].append(str(sequence))
+            cols["_fingerprint"].append(fp.hex())
         cols["dt"].append(when.strftime("%Y-%m-%d"))
         cols["hr"].append(when.strftime("%H"))
         events += 1
@@ -180,29 +206,36 @@ def run_fastavro(bench_dir, work):
     return events, time.perf_counter() - t0, cpu_now() - c0
 
 
-def make_jsonl(bench_dir, path):
-    """The same events as JSON lines (repeats kept, bad records left out): not timed."""
+def make_jsonl(bench_dir, path, meta):
+    """The same events as JSON lines (repeats kept, bad records left out), with the record's
+    metadata unless `meta` is false: not timed."""
     n = 0
+    stream = os.path.basename(os.path.join(bench_dir, "stream"))
     with open(path, "w") as f:
-        for value in decoded(bench_dir):
+        for value, arrival, shard, sequence, fp in decoded(bench_dir):
             u = value["uuid"]
-            f.write(
-                json.dumps(
-                    {
-                        "uuid": str(uuidlib.UUID(bytes=u)),
-                        "productId": value["productId"],
-                        "saleId": value["saleId"],
-                        "channel": value["channel"],
-                        "event_ms": event_ms(u),
-                    }
+            line = {
+                "uuid": str(uuidlib.UUID(bytes=u)),
+                "productId": value["productId"],
+                "saleId": value["saleId"],
+                "channel": value["channel"],
+                "event_ms": event_ms(u),
+            }
+            if meta:
+                line.update(
+                    arrival_ms=arrival,
+                    stream=stream,
+                    shard=shard,
+                    sequence=str(sequence),
+                    fingerprint=fp.hex(),
                 )
-            )
+            f.write(json.dumps(line))
             f.write("\n")
             n += 1
     return n
 
 
-def run_duckdb(bench_dir, work):
+def run_duckdb(bench_dir, work, meta):
     import duckdb
 
     src = os.path.join(work, "events.jsonl")
@@ -211,17 +244,23 @@ def run_duckdb(bench_dir, work):
     con = duckdb.connect()
     con.execute("SET threads = 1")
     con.execute("SET preserve_insertion_order = false")
+    metadata, metadata_columns = "", ""
+    if meta:
+        metadata = """epoch_ms(arrival_ms) AS _arrival_time, stream AS _stream,
+                 shard AS _shard, sequence AS _sequence, fingerprint AS _fingerprint,"""
+        metadata_columns = """, arrival_ms: 'BIGINT', stream: 'VARCHAR', shard: 'VARCHAR',
+                            sequence: 'VARCHAR', fingerprint: 'VARCHAR'"""
     t0, c0 = time.perf_counter(), cpu_now()
     con.execute(
         f"""
         COPY (
           SELECT uuid, productId, saleId, channel,
-                 make_timestamp(event_ms * 1000) AS _event_time,
+                 make_timestamp(event_ms * 1000) AS _event_time, {metadata}
                  strftime(make_timestamp(event_ms * 1000), '%Y-%m-%d') AS dt,
                  strftime(make_timestamp(event_ms * 1000), '%H') AS hr
           FROM read_json('{src}', format = 'newline_delimited',
                 columns = {{uuid: 'VARCHAR', productId: 'BIGINT', saleId: 'BIGINT',
-                            channel: 'VARCHAR', event_ms: 'BIGINT'}})
+                            channel: 'VARCHAR', event_ms: 'BIGINT'{metadata_columns}}})
           QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY event_ms) = 1
         ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (dt, hr))
         """
@@ -239,7 +278,7 @@ def jvm_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_spark(bench_dir, work):
+def run_spark(bench_dir, work, meta):
     from pyspark.sql import SparkSession, functions as F, types as T
 
     src = os.path.join(work, "spark-in")
@@ -270,6 +309,17 @@ def run_spark(bench_dir, work):
             T.StructField("channel", T.StringType()),
             T.StructField("event_ms", T.LongType()),
         ]
+        + (
+            [
+                T.StructField("arrival_ms", T.LongType()),
+                T.StructField("stream", T.StringType()),
+                T.StructField("shard", T.StringType()),
+                T.StructField("sequence", T.StringType()),
+                T.StructField("fingerprint", T.StringType()),
+            ]
+            if meta
+            else []
+        )
     )
     t0, c0 = time.perf_counter(), jvm_cpu(pid) + cpu_now()
     events = (
@@ -277,7 +327,22 @@ def run_spark(bench_dir, work):
         .option("maxFilesPerTrigger", 1)
         .json(src)
         .withColumn("_event_time", F.timestamp_millis("event_ms"))
-        .withWatermark("_event_time", WINDOW)
+    )
+    if meta:
+        events = (
+            events.withColumn("_arrival_time", F.timestamp_millis("arrival_ms"))
+            .withColumnsRenamed(
+                {
+                    "stream": "_stream",
+                    "shard": "_shard",
+                    "sequence": "_sequence",
+                    "fingerprint": "_fingerprint",
+                }
+            )
+            .drop("arrival_ms")
+        )
+    events = (
+        events.withWatermark("_event_time", WINDOW)
         .dropDuplicatesWithinWatermark(["uuid"])
         .withColumn("dt", F.date_format("_event_time", "yyyy-MM-dd"))
         .withColumn("hr", F.date_format("_event_time", "HH"))
@@ -302,12 +367,13 @@ RUNNERS = {"fastavro": run_fastavro, "duckdb": run_duckdb, "spark": run_spark}
 
 
 def one(args):
-    events, seconds, cpu = RUNNERS[args.name](args.dir, args.work)
+    events, seconds, cpu = RUNNERS[args.name](args.dir, args.work, not args.event_fields_only)
     print(
         json.dumps(
             {
                 "name": args.name,
                 "events": events,
+                "columns": "event fields" if args.event_fields_only else "as silt's raw table",
                 "seconds": seconds,
                 "cpu_seconds": cpu,
                 "events_per_sec_per_core": events / seconds,
@@ -324,12 +390,14 @@ def all_(args):
     names = args.only.split(",") if args.only else list(RUNNERS)
     if any(n in ("duckdb", "spark") for n in names):
         t = time.perf_counter()
-        n = make_jsonl(args.dir, os.path.join(work, "events.jsonl"))
+        n = make_jsonl(args.dir, os.path.join(work, "events.jsonl"), not args.event_fields_only)
         print(f"made {n} JSON lines in {time.perf_counter() - t:.1f}s (not timed)", file=sys.stderr)
     results = []
     for name in names:
         print(f"running {name} on one core ...", file=sys.stderr, flush=True)
         cmd = ["taskset", "-c", "0", sys.executable, __file__, "one", name, "--dir", args.dir, "--work", work]
+        if args.event_fields_only:
+            cmd.append("--event-fields-only")
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             print(f"{name} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
@@ -351,10 +419,16 @@ def main():
     a.add_argument("--work")
     a.add_argument("--out")
     a.add_argument("--only", help="comma-separated: fastavro,duckdb,spark")
+    a.add_argument(
+        "--event-fields-only",
+        action="store_true",
+        help="leave out the stream metadata columns silt's raw table carries",
+    )
     o = sub.add_parser("one")
     o.add_argument("name", choices=list(RUNNERS))
     o.add_argument("--dir", required=True)
     o.add_argument("--work", required=True)
+    o.add_argument("--event-fields-only", action="store_true")
     args = p.parse_args()
     {"all": all_, "one": one}[args.cmd](args)
 
