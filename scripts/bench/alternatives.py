@@ -14,7 +14,7 @@ Reads the file stream and registry that `silt bench --dir DIR` leaves behind and
 Each writes the table silt's job writes: the event's fields, `_event_time` and the stream
 metadata of SPEC 8 (`_arrival_time`, `_stream`, `_shard`, `_sequence`, `_fingerprint`), with
 dt/hr as partitions. `--event-fields-only` leaves the metadata out (the event's fields and
-`_event_time` only: less work than silt does), as the figures before 2026-11-27 09:30 UTC were
+`_event_time` only: less work than silt does), as the runs before 2026-11-27 09:00 UTC were
 measured.
 
 Each runs in its own process under `taskset -c 0` (one core). The JSON lines are made
