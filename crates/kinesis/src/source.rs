@@ -193,7 +193,7 @@ impl Source for KinesisSource {
             // A resumed checkpoint re-reads its own record first (to skip it): ask for one more.
             let want = (limit.max_records - records.len() + usize::from(skip.is_some()))
                 .clamp(1, 10_000) as i32;
-            let out = match self
+            let mut out = match self
                 .client
                 .get_records()
                 .shard_iterator(&iterator)
@@ -223,22 +223,27 @@ impl Source for KinesisSource {
             };
             attempt = 0;
             let behind = out.millis_behind_latest().unwrap_or(0);
-            let next_iterator = out.next_shard_iterator().map(str::to_string);
+            let next_iterator = out.next_shard_iterator.take();
             let mut truncated = false;
-            for r in out.records() {
-                let number = r.sequence_number();
+            let got_some = !out.records.is_empty();
+            // The SDK's records are taken as they are: each sequence number moves into its
+            // record's position (no copy per record).
+            for r in std::mem::take(&mut out.records) {
                 let arrival = r
                     .approximate_arrival_timestamp()
                     .and_then(|t| t.to_millis().ok())
                     .unwrap_or(0);
-                let blob = r.data().as_ref();
+                let blob = r.data.as_ref();
                 // A plain record is one user record: the whole blob.
-                #[allow(clippy::single_range_in_vec_init)]
-                let parts = kpl::deaggregate(blob).unwrap_or_else(|| vec![0..blob.len()]);
-                for (sub, range) in parts.into_iter().enumerate() {
-                    let sub = sub as u32;
+                let aggregated = kpl::deaggregate(blob);
+                #[allow(clippy::single_range_in_vec_init)] // one range: the whole blob
+                let whole = [0..blob.len()];
+                let parts = aggregated.as_deref().unwrap_or(&whole);
+                let mut seq = r.sequence_number;
+                for (i, range) in parts.iter().enumerate() {
+                    let sub = i as u32;
                     if let Some((n, s)) = &skip {
-                        if n == number && sub <= *s {
+                        if *n == seq && sub <= *s {
                             continue;
                         }
                     }
@@ -247,20 +252,26 @@ impl Source for KinesisSource {
                         break;
                     }
                     let begin = data.len();
-                    data.extend_from_slice(&blob[range]);
+                    data.extend_from_slice(&blob[range.clone()]);
+                    // The last part takes the number; those before it (aggregated records
+                    // only) copy it.
+                    let number = if i + 1 == parts.len() {
+                        std::mem::take(&mut seq)
+                    } else {
+                        seq.clone()
+                    };
                     records.push(RecordRef {
                         range: begin..data.len(),
-                        position: Position::Sequence {
-                            number: number.to_string(),
-                            sub,
-                        },
+                        position: Position::Sequence { number, sub },
                         arrival_ms: arrival,
                     });
+                }
+                if truncated {
+                    break;
                 }
             }
             skip = None;
             let ended = next_iterator.is_none();
-            let got_some = !out.records().is_empty();
             let at = match records.last() {
                 Some(r) => StartAt::After(r.position.clone()),
                 None => from.clone(),
