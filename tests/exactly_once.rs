@@ -751,6 +751,76 @@ fn an_hour_whose_files_differ_in_schema_is_compacted_one_schema_at_a_time() {
         "SELECT count(*) AS n, count(channel) AS with_channel FROM clickstream",
     );
     assert_eq!(v[0]["n"], 4200, "{v}");
+    // The two are small, but not of one schema: the commit says so, and a scheduled run that
+    // finds nothing new commits nothing (it made a micro-batch of no records each time to
+    // look at the hour again).
+    let commits = || {
+        std::fs::read_dir(dir.path().join("lake/_silt/checkpoints/clicks/commits"))
+            .unwrap()
+            .count()
+    };
+    let before = commits();
+    let out = run_ok(silt().arg("run").arg(&job));
+    assert_eq!(
+        commits(),
+        before,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A lake written before silt recorded each file's schema in its commits: compaction groups
+/// its files by their footers, and the files it writes say their schema.
+#[test]
+fn files_whose_commits_do_not_name_their_schema_are_compacted_by_their_footers() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = raw_table_job(dir.path(), "compact_min_files = 0");
+    run_ok(silt().arg("run").arg(&job));
+    let table = dir.path().join("lake/clickstream");
+    let before = files_per_partition(&table);
+    let rows = lake_rows(&dir.path().join("lake"));
+    // The commits as an older silt wrote them: no `schema` for any file.
+    fn forget(v: &mut serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::Object(m) => {
+                usize::from(m.remove("schema").is_some())
+                    + m.values_mut().map(forget).sum::<usize>()
+            }
+            serde_json::Value::Array(a) => a.iter_mut().map(forget).sum(),
+            _ => 0,
+        }
+    }
+    let commits = dir.path().join("lake/_silt/checkpoints/clicks/commits");
+    let mut forgotten = 0;
+    for e in std::fs::read_dir(&commits).unwrap() {
+        let path = e.unwrap().path();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        forgotten += forget(&mut v);
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    }
+    assert!(forgotten > 0, "the commits named no schema");
+    // Compaction on (its default), nothing new on the stream.
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(&job, text.replace("compact_min_files = 0", "")).unwrap();
+    let s = run_json(&job);
+    let after = files_per_partition(&table);
+    let hour = "dt=2025-11-26/hr=00";
+    assert!(before[hour] >= 10, "{before:?}");
+    assert_eq!(after[hour], 1, "{after:?} {s}");
+    assert_eq!(
+        lake_rows(&dir.path().join("lake")),
+        rows,
+        "compaction changed rows"
+    );
+    // The merged file's commit names its schema.
+    let last = std::fs::read_dir(&commits)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let text = std::fs::read_to_string(&last).unwrap();
+    assert!(text.contains("\"schema\""), "{text}");
 }
 
 /// A job over 3,000 events five seconds apart (22:00 to 02:10) in micro-batches of 50, with

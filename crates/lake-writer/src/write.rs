@@ -108,6 +108,45 @@ pub struct DataFile {
     /// one, the job merges its small files down to one, however few files the hour has left.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compacted: bool,
+    /// Which columns the file has: [`schema_key`] of its Arrow schema, so that compaction
+    /// knows which files share a schema from the commit alone. Files written before silt
+    /// recorded it have none (their footers tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+/// A short name for an Arrow schema (16 hex digits of the SHA-256 of its fields' names,
+/// types, nullability and metadata, and its own metadata): files of equal schemas have equal
+/// keys. Only compared within one lake, to group files: a silt whose Arrow names a type
+/// differently may give another key for the same schema, which at worst keeps two files
+/// apart.
+pub fn schema_key(schema: &arrow::datatypes::Schema) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    fn sorted(m: &HashMap<String, String>) -> Vec<(&String, &String)> {
+        let mut v: Vec<_> = m.iter().collect();
+        v.sort();
+        v
+    }
+    let mut text = String::new();
+    for f in schema.fields() {
+        let _ = writeln!(
+            text,
+            "{:?} {} {} {:?}",
+            f.name(),
+            f.data_type(),
+            f.is_nullable(),
+            sorted(f.metadata())
+        );
+    }
+    let _ = write!(text, "{:?}", sorted(&schema.metadata));
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..8]
+        .iter()
+        .fold(String::with_capacity(16), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 impl DataFile {
@@ -222,6 +261,8 @@ struct OpenFile {
     rows: u64,
     /// This file's number within the partition.
     n: usize,
+    /// [`schema_key`] of its columns.
+    schema: String,
 }
 
 /// A file closed and encoded, not yet put.
@@ -231,6 +272,7 @@ struct Encoded {
     n: usize,
     bytes: Vec<u8>,
     rows: u64,
+    schema: String,
 }
 
 /// Writes one micro-batch of a table as it comes, batch by batch: rows are split by
@@ -330,6 +372,7 @@ impl TableWriter {
                             writer,
                             rows: 0,
                             n: *n - 1,
+                            schema: schema_key(&batch.schema()),
                         })
                     }
                 };
@@ -391,6 +434,7 @@ impl TableWriter {
                     bytes: size,
                     sql: None,
                     compacted: false,
+                    schema: Some(e.schema),
                 },
             ));
         }
@@ -558,6 +602,7 @@ fn close(file: OpenFile) -> Result<Encoded> {
         values: file.values,
         n: file.n,
         rows: file.rows,
+        schema: file.schema,
     })
 }
 

@@ -15,6 +15,7 @@ fn file(path: String, rows: u64) -> DataFile {
         bytes: rows * 10,
         sql: None,
         compacted: false,
+        schema: None,
     }
 }
 

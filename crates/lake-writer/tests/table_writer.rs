@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use silt_lake_writer::{write_table, TableWriter, WriterOptions};
+use silt_lake_writer::{data_file_schema, schema_key, write_table, TableWriter, WriterOptions};
 
 fn batch(ns: &[i64], hr: &[&str]) -> RecordBatch {
     RecordBatch::try_from_iter([
@@ -95,6 +95,51 @@ async fn batches_written_one_by_one_land_in_one_file_per_partition_in_order() {
     .await
     .unwrap();
     assert_eq!(whole, files);
+}
+
+/// Each file says its schema (what compaction groups files by): the key of the columns its
+/// footer gives, the same for files of the same columns, another for other columns.
+#[tokio::test]
+async fn each_file_names_its_schema_as_its_footer_gives_it() {
+    let lake = silt_storage::open("memory://tw-schema", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    let parts = vec!["hr".to_string()];
+    let mut files = vec![];
+    for (id, b) in [
+        (1, batch(&[1, 2], &["22", "23"])),
+        (2, batch(&[3], &["22"])),
+        (
+            3,
+            RecordBatch::try_from_iter([
+                ("n", Arc::new(Int64Array::from(vec![4])) as _),
+                ("channel", Arc::new(StringArray::from(vec!["web"])) as _),
+                ("hr", Arc::new(StringArray::from(vec!["22"])) as _),
+            ])
+            .unwrap(),
+        ),
+    ] {
+        files.extend(
+            write_table(&table, id, &[b], &parts, &WriterOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let keys: Vec<&str> = files.iter().map(|f| f.schema.as_deref().unwrap()).collect();
+    for f in &files {
+        let footer = data_file_schema(&table, f).await.unwrap();
+        assert_eq!(
+            f.schema.as_deref(),
+            Some(schema_key(&footer).as_str()),
+            "{}",
+            f.path
+        );
+    }
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(keys[0], keys[2]);
+    assert_ne!(
+        keys[0], keys[3],
+        "a file with another column has another key"
+    );
 }
 
 #[tokio::test]

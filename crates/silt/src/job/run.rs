@@ -17,9 +17,9 @@ use silt_ingest::{
     Chunk, EventDecoder, Position, ReadLimit, Rejected, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
 };
 use silt_lake_writer::{
-    data_file_schema, read_data_file, register_table, vacuum, write_table_timed, Commit, CommitLog,
-    DataFile, Intent, LakeSnapshot, TableEntry, TableState, TableWriter, WriteTimings,
-    WriterOptions,
+    data_file_schema, read_data_file, register_table, schema_key, vacuum, write_table_timed,
+    Commit, CommitLog, DataFile, Intent, LakeSnapshot, TableEntry, TableState, TableWriter,
+    WriteTimings, WriterOptions,
 };
 use silt_registry::SchemaRegistry;
 use silt_storage::Location;
@@ -469,19 +469,26 @@ fn compaction_candidates(
         if merged_tables.contains(name.as_str()) {
             continue;
         }
-        /// A partition's files, small files, and whether a compaction began there.
+        /// A partition's files, small files, whether a compaction began there, and whether
+        /// two neighbouring small files may share a schema (a group to merge).
         #[derive(Default)]
-        struct Count {
+        struct Count<'a> {
             files: usize,
             small: usize,
             begun: bool,
+            last_small: Option<&'a DataFile>,
+            pair: bool,
         }
         let mut counts: BTreeMap<&Vec<(String, String)>, Count> = BTreeMap::new();
         for f in &ts.files {
             let c = counts.entry(&f.partition).or_default();
             c.files += 1;
-            c.small += usize::from(is_small(job, f));
             c.begun |= f.compacted;
+            if is_small(job, f) {
+                c.small += 1;
+                c.pair |= c.last_small.is_some_and(|l| may_share_schema(l, f));
+                c.last_small = Some(f);
+            }
         }
         for (partition, c) in counts {
             let Some((_, last_hour)) = super::backfill::partition_hours(partition) else {
@@ -490,7 +497,7 @@ fn compaction_candidates(
             // Once begun, an hour's small files are merged down to one (the groups before
             // left some over, or merged into files still small).
             if (c.files >= job.compact_min_files || c.begun)
-                && c.small >= 2
+                && c.pair
                 && last_hour < closed_before
                 && !written_now.contains(&(name.as_str(), partition))
             {
@@ -500,6 +507,15 @@ fn compaction_candidates(
     }
     candidates.sort();
     candidates
+}
+
+/// Whether two files may have the same columns, as the commit tells: unknown for files
+/// written before silt recorded their schema (their footers tell, when merged).
+fn may_share_schema(a: &DataFile, b: &DataFile) -> bool {
+    match (&a.schema, &b.schema) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
 }
 
 /// Whether compaction has work that a micro-batch of no records would do (a following run
@@ -604,8 +620,9 @@ async fn merge_group(
     files: &[&DataFile],
     target: u64,
 ) -> anyhow::Result<Option<(Vec<String>, Vec<DataFile>)>> {
-    // From the footers only, before anything is written; a group starts again where the
-    // schema changes (a version registered within the hour added a field).
+    // From the commit (or, for files that do not say, their footers), before anything is
+    // written; a group starts again where the schema changes (a version registered within
+    // the hour added a field).
     let mut group: Vec<&DataFile> = Vec::new();
     let mut group_schema = None;
     let mut bytes = 0;
@@ -614,7 +631,10 @@ async fn merge_group(
         if full {
             break;
         }
-        let schema = data_file_schema(location, f).await?;
+        let schema = match &f.schema {
+            Some(key) => key.clone(),
+            None => schema_key(&*data_file_schema(location, f).await?),
+        };
         if group_schema.as_ref() != Some(&schema) {
             if group.len() >= 2 {
                 break;
