@@ -115,13 +115,24 @@ pub struct DataFile {
     pub schema: Option<String>,
 }
 
-/// A short name for an Arrow schema (16 hex digits of the SHA-256 of its fields' names,
-/// types, nullability and metadata, and its own metadata): files of equal schemas have equal
-/// keys. Only compared within one lake, to group files: a silt whose Arrow names a type
-/// differently may give another key for the same schema, which at worst keeps two files
-/// apart.
-pub fn schema_key(schema: &arrow::datatypes::Schema) -> String {
+/// 16 hex digits of the SHA-256 of `bytes`: how a file's entry names what wrote it (the SQL of
+/// a transform, [`DataFile::sql`]) and its columns ([`schema_key`]).
+pub fn short_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
+    use std::fmt::Write;
+    sha2::Sha256::digest(bytes)[..8]
+        .iter()
+        .fold(String::with_capacity(16), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// A short name for an Arrow schema ([`short_hash`] of its fields' names, types, nullability
+/// and metadata, and its own metadata): files of equal schemas have equal keys. Only compared
+/// within one lake, to group files: a silt whose Arrow names a type differently may give
+/// another key for the same schema, which at worst keeps two files apart.
+pub fn schema_key(schema: &arrow::datatypes::Schema) -> String {
     use std::fmt::Write;
     fn sorted(m: &HashMap<String, String>) -> Vec<(&String, &String)> {
         let mut v: Vec<_> = m.iter().collect();
@@ -140,13 +151,7 @@ pub fn schema_key(schema: &arrow::datatypes::Schema) -> String {
         );
     }
     let _ = write!(text, "{:?}", sorted(&schema.metadata));
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    digest[..8]
-        .iter()
-        .fold(String::with_capacity(16), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    short_hash(text.as_bytes())
 }
 
 impl DataFile {

@@ -99,16 +99,6 @@ pub struct Transform {
 }
 
 impl Transform {
-    /// A short hash of the SQL text (16 hex digits of its SHA-256): what a table's files
-    /// record of the SQL that wrote them.
-    pub fn sql_id(&self) -> String {
-        use sha2::Digest;
-        sha2::Sha256::digest(self.sql.as_bytes())[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
     pub fn new(name: impl Into<String>, sql: impl Into<String>, mode: Mode) -> Self {
         Self {
             name: name.into(),

@@ -17,9 +17,9 @@ use silt_ingest::{
     Chunk, EventDecoder, Position, ReadLimit, Rejected, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
 };
 use silt_lake_writer::{
-    data_file_schema, read_data_file, register_table, schema_key, vacuum, write_table_timed,
-    Commit, CommitLog, DataFile, Intent, LakeSnapshot, TableEntry, TableState, TableWriter,
-    WriteTimings, WriterOptions,
+    data_file_schema, read_data_file, register_table, schema_key, short_hash, vacuum,
+    write_table_timed, Commit, CommitLog, DataFile, Intent, LakeSnapshot, TableEntry, TableState,
+    TableWriter, WriteTimings, WriterOptions,
 };
 use silt_registry::SchemaRegistry;
 use silt_storage::Location;
@@ -469,12 +469,11 @@ fn compaction_candidates(
         if merged_tables.contains(name.as_str()) {
             continue;
         }
-        /// A partition's files, small files, whether a compaction began there, and whether
-        /// two neighbouring small files may share a schema (a group to merge).
+        /// A partition's files, whether a compaction began there, and whether two
+        /// neighbouring small files may share a schema (a group to merge).
         #[derive(Default)]
         struct Count<'a> {
             files: usize,
-            small: usize,
             begun: bool,
             last_small: Option<&'a DataFile>,
             pair: bool,
@@ -485,7 +484,6 @@ fn compaction_candidates(
             c.files += 1;
             c.begun |= f.compacted;
             if is_small(job, f) {
-                c.small += 1;
                 c.pair |= c.last_small.is_some_and(|l| may_share_schema(l, f));
                 c.last_small = Some(f);
             }
@@ -494,8 +492,8 @@ fn compaction_candidates(
             let Some((_, last_hour)) = super::backfill::partition_hours(partition) else {
                 continue;
             };
-            // Once begun, an hour's small files are merged down to one (the groups before
-            // left some over, or merged into files still small).
+            // Once begun, an hour's small files are merged down to one of each schema (the
+            // groups before left some over, or merged into files still small).
             if (c.files >= job.compact_min_files || c.begun)
                 && c.pair
                 && last_hour < closed_before
@@ -535,10 +533,11 @@ fn left_for_now(skipped: &SkippedHours, key: &TablePartition) -> bool {
 
 /// Merges the small files of closed hour partitions: those of tables whose rows are appended
 /// (the raw table, `rows` transforms, the rejected table) that hold at least
-/// [`Job::compact_min_files`] files (or a file a compaction wrote) and two small ones or more
-/// (under half the target file size: larger ones are left as they are), whose hour ended a
-/// dedup window before the watermark (no on-time event can land there any more) and that this
-/// micro-batch did not write.
+/// [`Job::compact_min_files`] files (or a file a compaction wrote) and two neighbouring small
+/// ones of one schema (small: under half the target file size; larger ones are left as they
+/// are; the commit names each file's schema, or for older files the footers do), whose hour
+/// ended a dedup window before the watermark (no on-time event can land there any more) and
+/// that this micro-batch did not write.
 ///
 /// A micro-batch merges at most [`COMPACTIONS_PER_BATCH`] groups, oldest hour first, one per
 /// partition, each of consecutive small files of one schema (a version that added a field
@@ -1130,7 +1129,7 @@ async fn merge_partitions(
 ) -> anyhow::Result<Option<(Vec<RecordBatch>, BTreeSet<Vec<(String, String)>>)>> {
     let partial = run.finish().await?;
     let affected = affected_partitions(touched, out_partitions);
-    let sql = t.sql_id();
+    let sql = short_hash(t.sql.as_bytes());
     let files: Vec<&DataFile> = committed
         .into_iter()
         .flat_map(|ts| &ts.files)
@@ -1166,7 +1165,7 @@ pub(crate) async fn write_partitions(
         &job.writer,
     )
     .await?;
-    let sql = t.sql_id();
+    let sql = short_hash(t.sql.as_bytes());
     for f in &mut files {
         f.sql = Some(sql.clone());
     }
