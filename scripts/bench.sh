@@ -6,7 +6,9 @@
 #   2. peak memory at 1M, 3M and 10M events (one core), and at 1M and 10M without transforms;
 #   3. the gateway on all cores: 500-event JSON requests from a second process over loopback;
 #   4. the alternatives on the same events, one core each: fastavro+pyarrow, DuckDB, Spark
-#      (installed into a virtual environment in ~/.cache/silt-bench; Spark needs a Java 17+).
+#      (installed into a virtual environment in ~/.cache/silt-bench; Spark needs a Java 17+),
+#      each writing the table silt writes; with SILT_BENCH_EVENT_FIELDS=1 again writing the
+#      event's fields only (the smaller table they wrote before 2026-11-27 09:00 UTC).
 # Figures go to bench-results/*.json and bench-results/summary.json.
 #
 #   scripts/bench.sh [EVENTS]        SILT_BENCH_SKIP=memory,alternatives to leave parts out
@@ -50,6 +52,7 @@ echo "== 3. the gateway, 1,000,000 events in 500-event JSON requests, all cores"
 "$silt" bench --rounds 1 --events 10000 --gateway-events 1000000 --dir "$work/gateway" --out "$results/gateway.json" | grep gateway
 rm -rf "$work/gateway"
 
+rm -f "$results/alternatives-event-fields.json"
 if [[ ",$skip," != *",alternatives,"* ]]; then
   venv="$HOME/.cache/silt-bench/venv"
   if [ ! -x "$venv/bin/python" ] || ! cmp -s scripts/bench/requirements.txt "$venv/requirements.txt"; then
@@ -61,6 +64,11 @@ if [[ ",$skip," != *",alternatives,"* ]]; then
   fi
   echo "== 4. the alternatives on the same $events events, one core each" >&2
   "$venv/bin/python" scripts/bench/alternatives.py all --dir "$work/job" --out "$results/alternatives.json" >&2
+  if [ "${SILT_BENCH_EVENT_FIELDS:-0}" = 1 ]; then
+    echo "== 4b. the alternatives again, writing the event's fields only" >&2
+    "$venv/bin/python" scripts/bench/alternatives.py all --event-fields-only --dir "$work/job" \
+      --work "$work/job/alternatives-event-fields" --out "$results/alternatives-event-fields.json" >&2
+  fi
 fi
 
 python3 scripts/bench/summary.py "$results"
