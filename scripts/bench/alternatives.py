@@ -11,6 +11,9 @@ Reads the file stream and registry that `silt bench --dir DIR` leaves behind and
 * Spark Structured Streaming: pyspark `local[1]`, the same JSON lines, `Trigger.AvailableNow`,
   `dropDuplicatesWithinWatermark` on uuid, zstd Parquet partitioned by dt, hr.
 
+All write zstd at level 1, as silt does (Spark's parquet-mr uses level 3 unless told; it was
+until 2026-11-27 11:00 UTC).
+
 Each writes the table silt's job writes: the event's fields, `_event_time` and the stream
 metadata of SPEC 8 (`_arrival_time`, `_stream`, `_shard`, `_sequence`, `_fingerprint`), with
 dt/hr as partitions. `--event-fields-only` leaves the metadata out (the event's fields and
@@ -297,6 +300,8 @@ def run_spark(bench_dir, work, meta):
         .config("spark.ui.enabled", "false")
         .config("spark.driver.memory", "2g")
         .config("spark.sql.parquet.compression.codec", "zstd")
+        # parquet-mr's zstd level is 3 unless told: level 1, as silt, DuckDB and pyarrow use.
+        .config("spark.hadoop.parquet.compression.codec.zstd.level", "1")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
