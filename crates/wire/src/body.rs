@@ -67,8 +67,21 @@ struct Cursor<'a> {
 }
 
 /// Reads one zig-zag varint (`int`, `long`, lengths, indexes) at `*pos` and moves past it.
-#[inline]
+/// One byte (-64..=63: union branches, short lengths, small numbers) is read inline.
+#[inline(always)]
 pub(crate) fn zigzag(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static str> {
+    match buf.get(*pos) {
+        Some(&b) if b < 0x80 => {
+            *pos += 1;
+            Ok(((b >> 1) as i64) ^ -((b & 1) as i64))
+        }
+        _ => zigzag_long(buf, pos),
+    }
+}
+
+/// [`zigzag`] past its first byte.
+#[inline(never)]
+fn zigzag_long(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static str> {
     let mut value: u64 = 0;
     let mut shift = 0;
     loop {
@@ -87,6 +100,8 @@ pub(crate) fn zigzag(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'
     }
 }
 
+#[cold]
+#[inline(never)]
 fn bad(offset: usize, reason: &str) -> Error {
     Error::BadBody {
         offset,
@@ -226,7 +241,27 @@ impl BodyCheck {
         Ok((CheckedBody { uuid }, c.pos))
     }
 
+    /// Moves past one value of `node`. The values events are mostly made of (numbers,
+    /// strings, fixed, enums, and unions of these with null) are checked here, inline in the
+    /// caller's loop; nested types and decimals go through [`Self::skip_nested`].
+    #[inline(always)]
     fn skip(&self, node: &Node, c: &mut Cursor<'_>) -> Result<()> {
+        match node {
+            Node::Union(branches) => {
+                let at = c.pos;
+                let i = c.varint()?;
+                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
+                    Some(b) => self.skip_plain(b, c),
+                    None => Err(bad(at, "union branch index out of range")),
+                }
+            }
+            other => self.skip_plain(other, c),
+        }
+    }
+
+    /// [`Self::skip`] for anything but a union at the top.
+    #[inline(always)]
+    fn skip_plain(&self, node: &Node, c: &mut Cursor<'_>) -> Result<()> {
         match node {
             Node::Null => {}
             Node::Boolean => {
@@ -274,6 +309,27 @@ impl BodyCheck {
             Node::Fixed(n) => {
                 c.take(*n)?;
             }
+            Node::Enum(count) => {
+                let at = c.pos;
+                let i = c.varint()?;
+                if i < 0 || i as u64 >= *count {
+                    return Err(bad(at, "enum index out of range"));
+                }
+            }
+            Node::Union(_)
+            | Node::Decimal { .. }
+            | Node::Array(_)
+            | Node::Map(_)
+            | Node::Record(_) => self.skip_nested(node, c)?,
+        }
+        Ok(())
+    }
+
+    /// Unions within unions, decimals, arrays, maps and records: a call of its own, so that
+    /// the inline checks above stay small.
+    #[inline(never)]
+    fn skip_nested(&self, node: &Node, c: &mut Cursor<'_>) -> Result<()> {
+        match node {
             Node::Decimal { size, precision } => {
                 let n = match size {
                     Some(n) => *n,
@@ -282,24 +338,9 @@ impl BodyCheck {
                 let at = c.pos;
                 check_decimal(c.take(n)?, *precision).map_err(|reason| bad(at, &reason))?;
             }
-            Node::Enum(count) => {
-                let at = c.pos;
-                let i = c.varint()?;
-                if i < 0 || i as u64 >= *count {
-                    return Err(bad(at, "enum index out of range"));
-                }
-            }
-            Node::Union(branches) => {
-                let at = c.pos;
-                let i = c.varint()?;
-                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
-                    Some(b) => self.skip(b, c)?,
-                    None => return Err(bad(at, "union branch index out of range")),
-                }
-            }
             Node::Array(items) => self.skip_blocks(c, |c| self.skip(items, c))?,
             Node::Map(values) => self.skip_blocks(c, |c| {
-                self.skip(&Node::String, c)?;
+                self.skip_plain(&Node::String, c)?;
                 self.skip(values, c)
             })?,
             Node::Record(r) => {
@@ -307,6 +348,7 @@ impl BodyCheck {
                     self.skip(f, c)?;
                 }
             }
+            other => self.skip(other, c)?,
         }
         Ok(())
     }
@@ -483,6 +525,97 @@ mod tests {
             check.check(&long),
             Err(Error::TrailingBytes { count: 1 })
         ));
+    }
+
+    #[test]
+    fn varints_of_one_and_of_many_bytes_read_back() {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            300,
+            i32::MAX as i64,
+            i32::MIN as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut buf = vec![0xAA];
+            encode::long(v, &mut buf);
+            let mut pos = 1;
+            assert_eq!(zigzag(&buf, &mut pos), Ok(v), "{v}");
+            assert_eq!(pos, buf.len(), "{v}");
+        }
+        let mut pos = 0;
+        assert_eq!(
+            zigzag(&[0x80, 0x80], &mut pos),
+            Err("truncated: ends inside a number")
+        );
+        let mut pos = 0;
+        assert_eq!(
+            zigzag(&[], &mut pos),
+            Err("truncated: ends inside a number")
+        );
+        let mut pos = 0;
+        assert_eq!(
+            zigzag(&[0xff; 11], &mut pos),
+            Err("a number is longer than 10 bytes")
+        );
+    }
+
+    #[test]
+    fn maps_of_arrays_of_nested_records_are_checked_throughout() {
+        let s = Schema::parse(
+            r#"{"type":"record","name":"O","fields":[
+                {"name":"uuid","type":{"type":"fixed","name":"U","size":16}},
+                {"name":"m","type":{"type":"map","values":{"type":"array","items":
+                    {"type":"record","name":"I","fields":[
+                        {"name":"b","type":["null","boolean"]},
+                        {"name":"d","type":["null",{"type":"bytes","logicalType":"decimal","precision":3,"scale":0}]}]}}}},
+                {"name":"tail","type":"long"}]}"#,
+        )
+        .unwrap();
+        let check = BodyCheck::new(&s);
+        // m = {"k": [{b: true, d: 999}, {b: null, d: null}]}, tail = 7; `key` and the
+        // first item's boolean and decimal bytes are what the cases below spoil.
+        let body = |key: &[u8], boolean: u8, decimal: &[u8]| {
+            let mut b = vec![0x11; 16];
+            encode::long(1, &mut b); // one map entry
+            encode::bytes(key, &mut b);
+            encode::long(2, &mut b); // two items
+            encode::long(1, &mut b);
+            b.push(boolean);
+            encode::long(1, &mut b);
+            encode::bytes(decimal, &mut b);
+            encode::long(0, &mut b);
+            encode::long(0, &mut b);
+            encode::long(0, &mut b); // end of the array
+            encode::long(0, &mut b); // end of the map
+            encode::long(7, &mut b);
+            b
+        };
+        let good = body(b"k", 1, &999i16.to_be_bytes());
+        assert_eq!(check.check(&good).unwrap().uuid, Some([0x11; 16]));
+        for (bad, words) in [
+            (body(b"\xff", 1, &999i16.to_be_bytes()), "not valid UTF-8"),
+            (
+                body(b"k", 2, &999i16.to_be_bytes()),
+                "a boolean must be 0 or 1",
+            ),
+            (
+                body(b"k", 1, &1000i16.to_be_bytes()),
+                "beyond its precision 3",
+            ),
+        ] {
+            let e = check.check(&bad).unwrap_err();
+            assert!(e.to_string().contains(words), "{words}: {e}");
+        }
+        for cut in 17..good.len() {
+            assert!(check.check(&good[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]
