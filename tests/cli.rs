@@ -59,6 +59,14 @@ fn registry_check_reports_each_offending_field() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    let refusal = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        refusal.contains("/fields/productId/type\ttype changed from `long` to `string`")
+            && refusal.contains("/fields/shop\treader field has no default"),
+        "{refusal}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 offending field(s)"), "{err}");
     let out = run_ok(silt().args(["registry", "show", "--registry", &reg, silt::gen::SUBJECT]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

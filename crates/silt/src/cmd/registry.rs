@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use silt_registry::{Compatibility, Registration, SchemaRegistry};
+use silt_wire::resolution::Incompatibility;
 use silt_wire::{Fingerprint, Schema};
 
 /// Where the registry lives unless `--registry` or `SILT_REGISTRY` says otherwise.
@@ -104,6 +105,27 @@ fn described(r: &silt_registry::Registered) -> String {
     )
 }
 
+/// Lists the fields that break the rule (`PATH<tab>REASON`, one a line) and returns the error
+/// the command ends with.
+fn incompatible(
+    out: &mut dyn Write,
+    issues: &[Incompatibility],
+    file: &Path,
+    mode: Compatibility,
+    subject: &str,
+) -> anyhow::Error {
+    for i in issues {
+        if let Err(e) = writeln!(out, "{}\t{}", i.path, i.reason) {
+            return e.into();
+        }
+    }
+    anyhow::anyhow!(
+        "{} is not {mode} compatible with {subject}: {} offending field(s)",
+        file.display(),
+        issues.len()
+    )
+}
+
 pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
         RegistryCommand::Register { at, file } => {
@@ -116,14 +138,7 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
                     writeln!(out, "already registered: {}", described(&r))?
                 }
                 Err(silt_registry::Error::Incompatible { issues, mode, .. }) => {
-                    for i in &issues {
-                        writeln!(out, "{}\t{}", i.path, i.reason)?;
-                    }
-                    bail!(
-                        "{} is not {mode} compatible with {subject}: {} offending field(s)",
-                        file.display(),
-                        issues.len()
-                    );
+                    return Err(incompatible(out, &issues, &file, mode, &subject));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -141,14 +156,7 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
                     file.display()
                 )?;
             } else {
-                for i in &issues {
-                    writeln!(out, "{}\t{}", i.path, i.reason)?;
-                }
-                bail!(
-                    "{} is not {mode} compatible with {subject}: {} offending field(s)",
-                    file.display(),
-                    issues.len()
-                );
+                return Err(incompatible(out, &issues, &file, mode, &subject));
             }
         }
         RegistryCommand::List { at } => {
