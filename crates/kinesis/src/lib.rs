@@ -20,6 +20,7 @@ pub mod sink;
 mod source;
 pub mod testing;
 
+pub use aws_sdk_kinesis::Client;
 pub use silt_ingest::PutStats;
 pub use sink::KinesisSink;
 pub use source::KinesisSource;
@@ -39,7 +40,7 @@ pub struct KinesisOptions {
 }
 
 /// A Kinesis client from the usual AWS environment and config, with the SDK's retries off.
-pub async fn client(opts: &KinesisOptions) -> aws_sdk_kinesis::Client {
+pub async fn client(opts: &KinesisOptions) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(e) = &opts.endpoint {
         loader = loader.endpoint_url(e);

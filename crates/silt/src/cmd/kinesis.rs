@@ -12,14 +12,33 @@ pub enum KinesisCommand {
     Scale(ScaleArgs),
 }
 
+/// Where the Kinesis API is, for the commands that talk to a stream.
 #[derive(Debug, clap::Args)]
-pub struct ScaleArgs {
+pub struct KinesisArgs {
+    /// The Kinesis stream.
     #[arg(long)]
     pub stream: String,
+    /// Kinesis endpoint URL (default from the AWS environment).
     #[arg(long, env = "SILT_KINESIS_ENDPOINT")]
     pub endpoint: Option<String>,
     #[arg(long)]
     pub region: Option<String>,
+}
+
+impl KinesisArgs {
+    pub async fn client(&self) -> silt_kinesis::Client {
+        silt_kinesis::client(&silt_kinesis::KinesisOptions {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+        })
+        .await
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    pub kinesis: KinesisArgs,
     #[arg(long, default_value_t = 1)]
     pub min: usize,
     #[arg(long, default_value_t = 64)]
@@ -50,11 +69,7 @@ pub async fn run(cmd: KinesisCommand, out: &mut dyn Write) -> anyhow::Result<()>
     if let Some(job) = &a.job {
         throttles = crate::job::throttles_since(&crate::job::Job::load(job).await?, window).await?;
     }
-    let client = silt_kinesis::client(&silt_kinesis::KinesisOptions {
-        endpoint: a.endpoint.clone(),
-        region: a.region.clone(),
-    })
-    .await;
+    let client = a.kinesis.client().await;
     let opts = ScaleOptions {
         min_shards: a.min,
         max_shards: a.max,
@@ -64,11 +79,11 @@ pub async fn run(cmd: KinesisCommand, out: &mut dyn Write) -> anyhow::Result<()>
         shard_records_per_sec: a.shard_records_per_sec,
         throttles,
     };
-    let p = scale::propose(&client, &a.stream, &opts).await?;
+    let p = scale::propose(&client, &a.kinesis.stream, &opts).await?;
     writeln!(
         out,
         "stream {}: {} open shard(s), {:.1} records/s, {:.1} KB/s, {} throttled call(s) in the last {}",
-        a.stream,
+        a.kinesis.stream,
         p.open_shards,
         p.records_per_sec,
         p.bytes_per_sec / 1024.0,
@@ -77,7 +92,7 @@ pub async fn run(cmd: KinesisCommand, out: &mut dyn Write) -> anyhow::Result<()>
     )?;
     writeln!(out, "proposal: {} shard(s): {}", p.target_shards, p.reason)?;
     if a.apply {
-        if scale::apply(&client, &a.stream, &p).await? {
+        if scale::apply(&client, &a.kinesis.stream, &p).await? {
             writeln!(
                 out,
                 "applied: UpdateShardCount to {} (uniform scaling)",

@@ -15,14 +15,8 @@ use crate::gen::{self, GenOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
-    /// The Kinesis stream.
-    #[arg(long)]
-    pub stream: String,
-    /// Kinesis endpoint URL (default from the AWS environment).
-    #[arg(long, env = "SILT_KINESIS_ENDPOINT")]
-    pub endpoint: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
+    #[command(flatten)]
+    pub kinesis: crate::cmd::kinesis::KinesisArgs,
     /// Put the records of this file stream folder (all shards, in order).
     #[arg(long, conflicts_with = "events")]
     pub from_file_stream: Option<PathBuf>,
@@ -39,13 +33,9 @@ pub struct ProduceArgs {
 }
 
 pub async fn run(args: ProduceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let client = silt_kinesis::client(&silt_kinesis::KinesisOptions {
-        endpoint: args.endpoint.clone(),
-        region: args.region.clone(),
-    })
-    .await;
+    let client = args.kinesis.client().await;
     if let Some(n) = args.create_shards {
-        silt_kinesis::ensure_stream(&client, &args.stream, n).await?;
+        silt_kinesis::ensure_stream(&client, &args.kinesis.stream, n).await?;
     }
     let tmp;
     let dir: &Path = match (&args.from_file_stream, args.events) {
@@ -70,7 +60,7 @@ pub async fn run(args: ProduceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     ));
     let mut checks: std::collections::HashMap<WriterRef, Option<BodyCheck>> = Default::default();
     let stream = FileStream::open(dir)?;
-    let sink = silt_kinesis::KinesisSink::new(client, &args.stream);
+    let sink = silt_kinesis::KinesisSink::new(client, &args.kinesis.stream);
     let (mut records, mut calls, mut retries) = (0u64, 0u64, 0u64);
     let started = std::time::Instant::now();
     for shard in stream.shards().await? {
@@ -123,7 +113,7 @@ pub async fn run(args: ProduceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "put {records} records on {} in {calls} PutRecords calls ({retries} retries) in {:.2}s",
-        args.stream,
+        args.kinesis.stream,
         started.elapsed().as_secs_f64()
     )?;
     Ok(())
