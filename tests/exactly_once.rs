@@ -242,6 +242,63 @@ fn two_runs_at_once_only_one_commits() {
 }
 
 #[test]
+fn a_run_leaves_the_temporary_files_of_a_live_writer_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path(), 2000, "[batch]\nmax_records = 500\n");
+    // A first run commits one micro-batch and dies.
+    let out = silt()
+        .arg("run")
+        .arg(&job)
+        .env("SILT_CRASH_AT", "after_commit:1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // A second run plans the next micro-batch and stays in it for a while.
+    let checkpoint = dir.path().join("lake/_silt/checkpoints/clicks");
+    let mut live = silt()
+        .arg("run")
+        .arg(&job)
+        .env("SILT_PAUSE_AT", "after_intent:4000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let planned = checkpoint.join("intents/0000000001.json");
+    let t = std::time::Instant::now();
+    while !planned.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "no intent written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its uploads in flight: local writes go through `{name}#{n}` until they are renamed.
+    let partition = dir.path().join("lake/clickstream/dt=2025-11-25/hr=22");
+    std::fs::create_dir_all(&partition).unwrap();
+    let in_flight = [
+        checkpoint.join("commits/0000000001.json#7"),
+        partition.join("part-0000000001-0003.parquet#7"),
+    ];
+    for f in &in_flight {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, b"half written").unwrap();
+    }
+    // A run started meanwhile must not take them for a killed writer's leftovers.
+    let _ = silt().arg("run").arg(&job).output().unwrap();
+    for f in &in_flight {
+        assert!(
+            f.exists(),
+            "{} was removed under a live writer",
+            f.display()
+        );
+    }
+    live.wait().unwrap();
+    // Once no writer is alive, the next run removes what they left.
+    run_ok(silt().arg("run").arg(&job));
+    for f in &in_flight {
+        assert!(!f.exists(), "{} was left behind", f.display());
+    }
+    assert_eq!(uuids(dir.path()).len(), 2000);
+}
+
+#[test]
 fn follow_keeps_going_shows_its_metrics_and_ctrl_c_commits_the_batch_in_hand() {
     let dir = tempfile::tempdir().unwrap();
     let job = setup(

@@ -296,6 +296,34 @@ pub struct CommitLog {
     base: Arc<Mutex<Option<Base>>>,
 }
 
+/// A writer's hold on its lake (see [`CommitLog::writer_lock`]); released when dropped, or
+/// when the process ends however it ends.
+#[derive(Debug)]
+pub struct WriterLock {
+    file: Option<std::fs::File>,
+    sole: bool,
+}
+
+impl WriterLock {
+    /// Whether no other process writes through the log: its leftover temporary files are
+    /// then a killed writer's and may be removed.
+    pub fn is_sole(&self) -> bool {
+        self.sole
+    }
+
+    /// Ends the exclusive hold of a sole writer (once it has removed the leftovers) and
+    /// keeps the lock shared, so that other writers may start.
+    pub fn share(&mut self) -> Result<()> {
+        if let (Some(file), true) = (&self.file, self.sole) {
+            let io = |e: std::io::Error| Error::Internal(format!("writers.lock: {e}"));
+            file.unlock().map_err(io)?;
+            file.lock_shared().map_err(io)?;
+            self.sole = false;
+        }
+        Ok(())
+    }
+}
+
 fn name(batch: u64, ext: &str) -> String {
     format!("{batch:010}.{ext}")
 }
@@ -579,7 +607,49 @@ impl CommitLog {
         }
     }
 
+    /// Marks this process as a writer of the job's lake (a run, a backfill) for as long as the
+    /// returned lock lives, and tells whether it is the only one: on local disk, where writes
+    /// go through temporary `{name}#{n}` files, only a process that is sole may remove those
+    /// files, as a killed writer's leftovers; another live writer's are files in flight.
+    /// A log on an object store takes no lock and counts as sole: object stores have no such
+    /// files, and a lake on local disk whose log is elsewhere is cleaned as before.
+    ///
+    /// The lock is `writers.lock` in the log's folder: every writer holds it shared; one that
+    /// finds no other holder gets it exclusively first, so that no writer starts while it
+    /// removes the leftovers, and shares it from [`WriterLock::share`] on.
+    pub fn writer_lock(&self) -> Result<WriterLock> {
+        let Some(dir) = self.loc.url.strip_prefix("file://") else {
+            return Ok(WriterLock {
+                file: None,
+                sole: true,
+            });
+        };
+        let path = std::path::Path::new(dir).join("writers.lock");
+        let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", path.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        let sole = match file.try_lock() {
+            Ok(()) => true,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // Waits only while a starting writer removes leftovers.
+                file.lock_shared().map_err(io)?;
+                false
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        };
+        Ok(WriterLock {
+            file: Some(file),
+            sole,
+        })
+    }
+
     /// Removes temporary files a killed writer left in the log's folder (local disk only).
+    /// Call it only while [`WriterLock::is_sole`].
     pub fn remove_staging_files(&self) -> usize {
         match self.loc.url.strip_prefix("file://") {
             Some(dir) => remove_staging_files(std::path::Path::new(dir)),

@@ -129,6 +129,10 @@ pub async fn backfill(
             job.partition_by
         );
     }
+    // A writer of the lake while it lives (it leaves cleaning up after killed writers to
+    // the runs): a run starting meanwhile keeps its hands off our temporary files.
+    let mut writers = job.log.writer_lock()?;
+    writers.share()?;
     let Some(latest) = job.log.latest().await? else {
         bail!(
             "job `{}` has not committed anything yet: run it first",

@@ -1416,14 +1416,22 @@ async fn run_with_latest(
 
     let mut state = State::restore(job).await?;
     let mut compaction_skipped = SkippedHours::new();
-    job.log.remove_staging_files();
+    // Held for the whole run: while it lives, no other run or backfill of this job takes our
+    // temporary files for a killed writer's.
+    let mut writers = job.log.writer_lock()?;
+    let sole = writers.is_sole();
+    if sole {
+        job.log.remove_staging_files();
+    }
     if let Some(n) = state.batch {
-        // Leftovers of a killed run: files of committed batches that no commit lists.
+        // Leftovers of a killed run: files of committed batches that no commit lists (and,
+        // when no other writer is alive, temporary files).
         for (table, ts) in &state.tables {
             let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
-            vacuum(&job.lake.join(table), &live, n, true).await?;
+            vacuum(&job.lake.join(table), &live, n, sole).await?;
         }
     }
+    writers.share()?;
 
     let progress = opts.progress.then(|| {
         // Cleared when dropped too: an attempt that ends early (a newer schema, a refused
