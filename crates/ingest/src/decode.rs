@@ -6,10 +6,14 @@
 //!    the registry, once per fingerprint), checks the body exactly against it
 //!    ([`BodyCheck`]), and pulls out the `uuid` and event time. Bad records come out as
 //!    [`Rejected`] with their reason; they never stop the run.
-//! 2. [`EventDecoder::decode`] hands the kept bodies to arrow-avro, one decoder per writer
+//! 2. [`EventDecoder::decode`] decodes the kept bodies into columns, one decoder per writer
 //!    fingerprint (records grouped by writer, so interleaved versions do not cut batches into
 //!    single rows), resolving each writer schema to the reader schema (the subject's latest
 //!    version, so older records get its defaults), and appends the lake's metadata columns.
+//!    Writers of flat records (numbers, booleans, strings, bytes, fixed, each possibly in a
+//!    union with null) that resolve without promotions or non-null defaults are decoded by
+//!    [`FlatDecoder`], which relies on the check having passed each body; all others by
+//!    arrow-avro.
 //!
 //! The `uuid` column is written as its 36-character string: DuckDB, pyarrow and Spark all read
 //! a Parquet string as a string and compare it with a literal, whereas Parquet's UUID logical
@@ -33,6 +37,7 @@ use bytes::Bytes;
 use silt_registry::SchemaRegistry;
 use silt_wire::{timeuuid, BodyCheck, Fingerprint, Framing, Schema, WriterRef};
 
+use crate::flat::FlatDecoder;
 use crate::source::{Chunk, Position};
 use crate::{Error, Result};
 
@@ -99,6 +104,25 @@ fn feed<'a>(
     Ok(decoded)
 }
 
+/// Decodes checked bodies of one writer with its flat-record decoder, in batches of its
+/// capacity.
+fn decode_flat<'a>(
+    flat: &mut FlatDecoder,
+    bodies: impl Iterator<Item = &'a [u8]>,
+) -> std::result::Result<Vec<Vec<ArrayRef>>, String> {
+    let mut decoded = Vec::new();
+    for body in bodies {
+        flat.append(body).map_err(str::to_string)?;
+        if flat.is_full() {
+            decoded.push(flat.take().map_err(|e| e.to_string())?);
+        }
+    }
+    if flat.rows() > 0 {
+        decoded.push(flat.take().map_err(|e| e.to_string())?);
+    }
+    Ok(decoded)
+}
+
 /// A record that passed the check: where it is, who wrote it, and its id and time.
 #[derive(Debug, Clone, Copy)]
 pub struct Good {
@@ -156,6 +180,8 @@ struct Writer {
     schema: Arc<Schema>,
     check: BodyCheck,
     decoder: AvroDecoder,
+    /// The decoder of flat records, when this writer's are (else arrow-avro decodes them).
+    flat: Option<FlatDecoder>,
 }
 
 /// A record that passed the check but that arrow-avro refuses to decode (bytes that are not
@@ -195,6 +221,8 @@ pub struct EventDecoder {
     output_schema: SchemaRef,
     uuid_index: usize,
     batch_size: usize,
+    /// Whether flat records go through [`FlatDecoder`] ([`Self::with_flat_decoder`]).
+    fast_path: bool,
 }
 
 impl std::fmt::Debug for EventDecoder {
@@ -300,6 +328,7 @@ impl EventDecoder {
             uuid_index,
             // Larger batches measured slower (the builders preallocate for the whole size).
             batch_size: 8192,
+            fast_path: true,
         })
     }
 
@@ -328,6 +357,29 @@ impl EventDecoder {
     pub fn with_max_future(mut self, max: Duration) -> Self {
         self.max_future_us = i64::try_from(max.as_micros()).unwrap_or(i64::MAX);
         self
+    }
+
+    /// Whether the records of flat writer schemas (numbers, booleans, strings, bytes, fixed,
+    /// each possibly in a union with null) are decoded by silt's own columnar decoder (the
+    /// default; several times faster) or, like all others, by arrow-avro. The two give the
+    /// same batches; this is for comparing them.
+    pub fn with_flat_decoder(mut self, on: bool) -> Self {
+        self.fast_path = on;
+        if !on {
+            for w in &mut self.writers {
+                w.flat = None;
+            }
+        }
+        self
+    }
+
+    /// Whether the records of writer `fingerprint` are decoded by the flat-record decoder
+    /// (`Some(false)`: by arrow-avro; `None`: no such writer seen yet, or it is unreadable).
+    pub fn uses_flat_decoder(&self, fingerprint: &Fingerprint) -> Option<bool> {
+        self.writers
+            .iter()
+            .find(|w| w.fingerprint == *fingerprint)
+            .map(|w| w.flat.is_some())
     }
 
     /// Records to reject in the check as `undecodable`: those a decode of the same records
@@ -439,11 +491,20 @@ impl EventDecoder {
             }
         };
         let index = self.writers.len() as u32;
+        let flat = FlatDecoder::new(
+            schema,
+            &self.reader,
+            &self.event_schema,
+            self.uuid_index,
+            self.batch_size,
+        )
+        .filter(|_| self.fast_path);
         self.writers.push(Writer {
             fingerprint: fp,
             schema: schema.clone(),
             check: BodyCheck::new(schema),
             decoder,
+            flat,
         });
         Ok(Slot::Known(index))
     }
@@ -679,39 +740,53 @@ impl EventDecoder {
         for w in order {
             let group = &groups[w as usize];
             let writer = &mut self.writers[w as usize];
-            let fed = feed(
-                &mut writer.decoder,
-                &writer.fingerprint,
-                group.iter().map(|g| body_of(g)),
-            );
-            let decoded = match fed {
-                Ok(d) => d,
-                Err(e @ Error::Decode { .. }) => {
-                    // Which records does arrow-avro refuse? One at a time, to name them.
-                    let refused = self.refused(w as usize, group, chunks, shards, &body_of)?;
-                    return Err(if refused.is_empty() {
-                        e
-                    } else {
-                        Error::Undecodable {
-                            fingerprint: self.writers[w as usize].fingerprint.to_hex(),
-                            records: refused,
-                        }
-                    });
-                }
-                Err(e) => return Err(e),
+            let flat = match writer.flat.as_mut() {
+                Some(flat) => match decode_flat(flat, group.iter().map(|g| body_of(g))) {
+                    Ok(columns) => Some(columns),
+                    Err(reason) => {
+                        // Cannot happen for checked records; arrow-avro decodes them instead.
+                        tracing::warn!(writer = %writer.fingerprint, %reason, "the flat-record decoder failed; arrow-avro decodes this writer's records from now on");
+                        writer.flat = None;
+                        None
+                    }
+                },
+                None => None,
+            };
+            let decoded = match flat {
+                Some(columns) => columns,
+                None => match feed(
+                    &mut writer.decoder,
+                    &writer.fingerprint,
+                    group.iter().map(|g| body_of(g)),
+                ) {
+                    Ok(d) => d.into_iter().map(|b| b.columns().to_vec()).collect(),
+                    Err(e @ Error::Decode { .. }) => {
+                        // Which records does arrow-avro refuse? One at a time, to name them.
+                        let refused = self.refused(w as usize, group, chunks, shards, &body_of)?;
+                        return Err(if refused.is_empty() {
+                            e
+                        } else {
+                            Error::Undecodable {
+                                fingerprint: self.writers[w as usize].fingerprint.to_hex(),
+                                records: refused,
+                            }
+                        });
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let writer = &self.writers[w as usize];
-            let rows: usize = decoded.iter().map(|b| b.num_rows()).sum();
+            let rows: usize = decoded.iter().map(|b| b[0].len()).sum();
             if rows != group.len() {
                 return Err(Error::Internal(format!(
-                    "arrow-avro decoded {rows} rows from {} checked records",
+                    "decoded {rows} rows from {} checked records",
                     group.len()
                 )));
             }
             let fp_hex = writer.fingerprint.to_hex();
             let mut offset = 0;
             for b in decoded {
-                let n = b.num_rows();
+                let n = b[0].len();
                 batches.push(self.finish(
                     b,
                     &group[offset..offset + n],
@@ -729,7 +804,7 @@ impl EventDecoder {
     /// appends the metadata columns.
     fn finish(
         &self,
-        batch: RecordBatch,
+        decoded: Vec<ArrayRef>,
         rows: &[&Good],
         chunks: &[Chunk],
         shards: &[&str],
@@ -747,7 +822,7 @@ impl EventDecoder {
                 columns.push(Arc::new(b.finish()));
                 continue;
             }
-            let col = batch.column(i);
+            let col = &decoded[i];
             if col.data_type() == field.data_type() {
                 columns.push(col.clone());
             } else {

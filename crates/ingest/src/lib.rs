@@ -19,6 +19,7 @@
 pub mod conformance;
 mod decode;
 mod file_stream;
+mod flat;
 mod memory;
 mod source;
 

@@ -69,7 +69,7 @@ struct Cursor<'a> {
 /// Reads one zig-zag varint (`int`, `long`, lengths, indexes) at `*pos` and moves past it.
 /// One byte (-64..=63: union branches, short lengths, small numbers) is read inline.
 #[inline(always)]
-pub(crate) fn zigzag(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static str> {
+pub fn zigzag(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static str> {
     match buf.get(*pos) {
         Some(&b) if b < 0x80 => {
             *pos += 1;

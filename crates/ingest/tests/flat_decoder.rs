@@ -1,0 +1,271 @@
+//! The flat-record decoder gives the batches arrow-avro gives, for every kind of field it
+//! takes, across versions (fields added with null defaults, fields dropped, fields moved),
+//! nulls in either union order and batches cut at the decoder's size; writers of other shapes
+//! stay with arrow-avro.
+
+mod common;
+
+use arrow::array::{Array, Int64Array};
+use common::{decoder, CheckedStream};
+use silt_registry::{SchemaRegistry, StoreRegistry};
+use silt_wire::{encode, envelope, timeuuid, Framing, Schema};
+
+const SUBJECT: &str = "iot.v1.Reading";
+
+/// Version 1: no `added`, a `legacy` field version 2 dropped, `label` before `raw`.
+const V1: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
+ {"name":"uuid","type":"gfc.avro.UUID"},
+ {"name":"on","type":"boolean"},
+ {"name":"legacy","type":["null","string"],"default":null},
+ {"name":"count","type":"int"},
+ {"name":"total","type":"long"},
+ {"name":"ratio","type":"float"},
+ {"name":"value","type":"double"},
+ {"name":"label","type":"string"},
+ {"name":"raw","type":"bytes"},
+ {"name":"tag","type":{"type":"fixed","name":"Tag","size":4}},
+ {"name":"maybe_long","type":["null","long"],"default":null},
+ {"name":"maybe_text","type":["string","null"],"default":""},
+ {"name":"maybe_flag","type":["null","boolean"],"default":null},
+ {"name":"maybe_tag","type":["null","Tag"],"default":null},
+ {"name":"maybe_double","type":["null","double"],"default":null}]}"#;
+
+const V2: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
+ {"name":"uuid","type":"gfc.avro.UUID"},
+ {"name":"on","type":"boolean"},
+ {"name":"count","type":"int"},
+ {"name":"total","type":"long"},
+ {"name":"ratio","type":"float"},
+ {"name":"value","type":"double"},
+ {"name":"raw","type":"bytes"},
+ {"name":"label","type":"string"},
+ {"name":"tag","type":{"type":"fixed","name":"Tag","size":4}},
+ {"name":"maybe_long","type":["null","long"],"default":null},
+ {"name":"maybe_text","type":["string","null"],"default":""},
+ {"name":"maybe_flag","type":["null","boolean"],"default":null},
+ {"name":"maybe_tag","type":["null","Tag"],"default":null},
+ {"name":"maybe_double","type":["null","double"],"default":null},
+ {"name":"added","type":["null","string"],"default":null}]}"#;
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn coin(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+    fn text(&mut self) -> String {
+        let n = (self.next() % 40) as usize;
+        // Multi-byte characters too.
+        (0..n)
+            .map(|_| ['a', 'z', '0', 'é', '€', '字', ' '][(self.next() % 7) as usize])
+            .collect()
+    }
+    fn bytes(&mut self) -> Vec<u8> {
+        let n = (self.next() % 30) as usize;
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// One body of version 1 or 2, with random values and nulls (numbers of every size, the
+/// extremes included).
+fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
+    let mut b = uuid.to_vec();
+    let long = |rng: &mut Rng| match rng.next() % 4 {
+        0 => i64::MIN,
+        1 => i64::MAX,
+        2 => (rng.next() % 200) as i64 - 100,
+        _ => rng.next() as i64,
+    };
+    b.push(rng.coin() as u8);
+    if !v2 {
+        if rng.coin() {
+            encode::long(0, &mut b);
+        } else {
+            encode::long(1, &mut b);
+            encode::bytes(rng.text().as_bytes(), &mut b);
+        }
+    }
+    encode::long(long(rng) as i32 as i64, &mut b);
+    encode::long(long(rng), &mut b);
+    b.extend_from_slice(&(rng.next() as u32 as f32 / 7.0).to_le_bytes());
+    b.extend_from_slice(&(rng.next() as f64 / 3.0).to_le_bytes());
+    let (raw, label) = (rng.bytes(), rng.text());
+    if v2 {
+        encode::bytes(&raw, &mut b);
+        encode::bytes(label.as_bytes(), &mut b);
+    } else {
+        encode::bytes(label.as_bytes(), &mut b);
+        encode::bytes(&raw, &mut b);
+    }
+    b.extend_from_slice(&(rng.next() as u32).to_le_bytes());
+    // maybe_long: [null, long]
+    if rng.coin() {
+        encode::long(0, &mut b);
+    } else {
+        encode::long(1, &mut b);
+        encode::long(long(rng), &mut b);
+    }
+    // maybe_text: [string, null]
+    if rng.coin() {
+        encode::long(1, &mut b);
+    } else {
+        encode::long(0, &mut b);
+        encode::bytes(rng.text().as_bytes(), &mut b);
+    }
+    // maybe_flag: [null, boolean]
+    if rng.coin() {
+        encode::long(0, &mut b);
+    } else {
+        encode::long(1, &mut b);
+        b.push(rng.coin() as u8);
+    }
+    // maybe_tag: [null, Tag]
+    if rng.coin() {
+        encode::long(0, &mut b);
+    } else {
+        encode::long(1, &mut b);
+        b.extend_from_slice(&(rng.next() as u32).to_be_bytes());
+    }
+    // maybe_double: [null, double]
+    if rng.coin() {
+        encode::long(0, &mut b);
+    } else {
+        encode::long(1, &mut b);
+        b.extend_from_slice(&(rng.next() as f64).to_le_bytes());
+    }
+    if v2 {
+        if rng.coin() {
+            encode::long(0, &mut b);
+        } else {
+            encode::long(1, &mut b);
+            encode::bytes(rng.text().as_bytes(), &mut b);
+        }
+    }
+    b
+}
+
+#[tokio::test]
+async fn flat_records_decode_as_arrow_avro_decodes_them() {
+    let registry = StoreRegistry::in_memory();
+    registry.register(SUBJECT, V1).await.unwrap();
+    registry.register(SUBJECT, V2).await.unwrap();
+    let reader = registry.latest(SUBJECT).await.unwrap();
+    let (v1, v2) = (Schema::parse(V1).unwrap(), Schema::parse(V2).unwrap());
+    let ids = timeuuid::TimeUuidGenerator::new([6; 6], 4);
+    let mut rng = Rng(11);
+    // More than two of the decoder's 8,192-row batches per version, versions in runs.
+    let records: Vec<Vec<u8>> = (0..40_000)
+        .map(|i| {
+            let new = (i / 300) % 2 == 1;
+            let fp = if new {
+                v2.fingerprint()
+            } else {
+                v1.fingerprint()
+            };
+            envelope(&fp, &body(&mut rng, &ids.next(), new))
+        })
+        .collect();
+
+    let mut flat = CheckedStream::check(
+        decoder(registry.clone(), reader.clone(), Framing::Envelope),
+        &records,
+    )
+    .await;
+    let mut general = CheckedStream::check(
+        decoder(registry, reader, Framing::Envelope).with_flat_decoder(false),
+        &records,
+    )
+    .await;
+    assert!(flat.rejected.is_empty(), "{:?}", flat.rejected);
+    assert_eq!(flat.good.len(), records.len());
+    let (a, b) = (flat.decode(), general.decode());
+    // Still so after decoding: a record the flat decoder failed on would have handed the
+    // writer to arrow-avro.
+    for fp in [v1.fingerprint(), v2.fingerprint()] {
+        assert_eq!(flat.decoder.uses_flat_decoder(&fp), Some(true));
+        assert_eq!(general.decoder.uses_flat_decoder(&fp), Some(false));
+    }
+    assert_eq!(a.num_rows(), records.len());
+    assert_eq!(a.schema(), b.schema());
+    for (i, field) in a.schema().fields().iter().enumerate() {
+        if field.name() == "_arrival_time" {
+            continue; // each stream's own
+        }
+        assert!(
+            a.column(i).to_data() == b.column(i).to_data(),
+            "column {} differs",
+            field.name()
+        );
+    }
+    let added = a.column(a.schema().index_of("added").unwrap());
+    assert!(added.null_count() > 0 && added.null_count() < added.len());
+}
+
+#[tokio::test]
+async fn writers_of_other_shapes_are_decoded_by_arrow_avro() {
+    // A field the writer lacks whose default is not null, and an enum.
+    const OLD: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
+     {"name":"uuid","type":"gfc.avro.UUID"},
+     {"name":"total","type":"long"}]}"#;
+    const NEW: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
+     {"name":"uuid","type":"gfc.avro.UUID"},
+     {"name":"total","type":"long"},
+     {"name":"level","type":"long","default":5},
+     {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F"]},"default":"C"}]}"#;
+    let registry = StoreRegistry::in_memory();
+    registry.register(SUBJECT, OLD).await.unwrap();
+    registry.register(SUBJECT, NEW).await.unwrap();
+    let reader = registry.latest(SUBJECT).await.unwrap();
+    let old = Schema::parse(OLD).unwrap();
+    let ids = timeuuid::TimeUuidGenerator::new([6; 6], 4);
+    let mut records = Vec::new();
+    for total in [7i64, -3] {
+        let mut b = ids.next().to_vec();
+        encode::long(total, &mut b);
+        records.push(envelope(&old.fingerprint(), &b));
+    }
+    let mut b = ids.next().to_vec();
+    encode::long(1, &mut b);
+    encode::long(9, &mut b);
+    encode::long(1, &mut b);
+    records.push(envelope(&reader.fingerprint(), &b));
+    let mut checked = CheckedStream::check(
+        decoder(registry, reader.clone(), Framing::Envelope),
+        &records,
+    )
+    .await;
+    assert_eq!(
+        checked.decoder.uses_flat_decoder(&old.fingerprint()),
+        Some(false)
+    );
+    assert_eq!(
+        checked.decoder.uses_flat_decoder(&reader.fingerprint()),
+        Some(false)
+    );
+    let batch = checked.decode();
+    let col = |n: &str| {
+        batch
+            .column(batch.schema().index_of(n).unwrap())
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    };
+    assert_eq!(col("total"), vec![7, -3, 1]);
+    assert_eq!(col("level"), vec![5, 5, 9]);
+}
+
+#[test]
+fn the_schemas_parse() {
+    Schema::parse(V1).unwrap();
+    Schema::parse(V2).unwrap();
+}
