@@ -153,11 +153,13 @@ pub(crate) struct FlatDecoder {
     steps: Vec<Step>,
     columns: Vec<Column>,
     rows: usize,
+    /// Bytes of strings and bytes appended since the last [`Self::take`], all columns.
+    bytes: usize,
     capacity: usize,
 }
 
-/// Bytes a batch's string or bytes column may hold before the batch is cut (Arrow's 32-bit
-/// offsets hold 2 GiB).
+/// Bytes a batch's string and bytes columns may hold together before the batch is cut
+/// (Arrow's 32-bit offsets hold 2 GiB a column).
 const MAX_COLUMN_BYTES: usize = 1 << 30;
 
 impl FlatDecoder {
@@ -259,6 +261,7 @@ impl FlatDecoder {
             steps,
             columns,
             rows: 0,
+            bytes: 0,
             capacity,
         })
     }
@@ -268,13 +271,10 @@ impl FlatDecoder {
         self.rows
     }
 
-    /// Whether the batch should be taken now: it has its rows, or a byte column is large.
+    /// Whether the batch should be taken now: it has its rows, or its strings and bytes are
+    /// large.
     pub(crate) fn is_full(&self) -> bool {
-        self.rows >= self.capacity
-            || self.columns.iter().any(|c| match &c.values {
-                Values::Bytes(_, _, data) => data.len() >= MAX_COLUMN_BYTES,
-                _ => false,
-            })
+        self.rows >= self.capacity || self.bytes >= MAX_COLUMN_BYTES
     }
 
     /// Appends one checked body. An error means the body is not what the check passed (it
@@ -320,6 +320,7 @@ impl FlatDecoder {
                     if present {
                         let n = length(body, &mut pos)?;
                         data.extend_from_slice(take(body, &mut pos, n)?);
+                        self.bytes += n;
                     }
                     offsets.push(i32::try_from(data.len()).map_err(|_| "a column over 2 GiB")?);
                 }
@@ -344,6 +345,7 @@ impl FlatDecoder {
     /// column a placeholder of nulls of type `Null`), and a fresh start.
     pub(crate) fn take(&mut self) -> Result<Vec<ArrayRef>, arrow::error::ArrowError> {
         let rows = std::mem::take(&mut self.rows);
+        self.bytes = 0;
         let capacity = self.capacity;
         self.columns
             .iter_mut()

@@ -67,7 +67,8 @@ struct Cursor<'a> {
 }
 
 /// Reads one zig-zag varint (`int`, `long`, lengths, indexes) at `*pos` and moves past it.
-/// One byte (-64..=63: union branches, short lengths, small numbers) is read inline.
+/// One or two bytes (-8192..=8191: union branches, lengths of strings up to 8 KB, ids and
+/// counts of a few thousand) are read inline.
 #[inline(always)]
 pub fn zigzag(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static str> {
     match buf.get(*pos) {
@@ -75,11 +76,19 @@ pub fn zigzag(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static 
             *pos += 1;
             Ok(((b >> 1) as i64) ^ -((b & 1) as i64))
         }
-        _ => zigzag_long(buf, pos),
+        Some(&b) => match buf.get(*pos + 1) {
+            Some(&c) if c < 0x80 => {
+                *pos += 2;
+                let v = (b & 0x7f) as u64 | (c as u64) << 7;
+                Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+            }
+            _ => zigzag_long(buf, pos),
+        },
+        None => zigzag_long(buf, pos),
     }
 }
 
-/// [`zigzag`] past its first byte.
+/// [`zigzag`] of three bytes or more, and its errors.
 #[inline(never)]
 fn zigzag_long(buf: &[u8], pos: &mut usize) -> std::result::Result<i64, &'static str> {
     let mut value: u64 = 0;
@@ -540,6 +549,10 @@ mod tests {
             64,
             -65,
             300,
+            8191,
+            -8192,
+            8192,
+            -8193,
             i32::MAX as i64,
             i32::MIN as i64,
             i64::MAX,
@@ -551,11 +564,13 @@ mod tests {
             assert_eq!(zigzag(&buf, &mut pos), Ok(v), "{v}");
             assert_eq!(pos, buf.len(), "{v}");
         }
-        let mut pos = 0;
-        assert_eq!(
-            zigzag(&[0x80, 0x80], &mut pos),
-            Err("truncated: ends inside a number")
-        );
+        for truncated in [&[0x80][..], &[0x80, 0x80], &[0xff, 0xff, 0xff]] {
+            let mut pos = 0;
+            assert_eq!(
+                zigzag(truncated, &mut pos),
+                Err("truncated: ends inside a number")
+            );
+        }
         let mut pos = 0;
         assert_eq!(
             zigzag(&[], &mut pos),
