@@ -10,10 +10,10 @@
 //!    fingerprint (records grouped by writer, so interleaved versions do not cut batches into
 //!    single rows), resolving each writer schema to the reader schema (the subject's latest
 //!    version, so older records get its defaults), and appends the lake's metadata columns.
-//!    Writers of flat records (numbers, booleans, strings, bytes, fixed, each possibly in a
-//!    union with null) that resolve without promotions or non-null defaults are decoded by
-//!    [`FlatDecoder`], which relies on the check having passed each body; all others by
-//!    arrow-avro.
+//!    Writers of flat records (numbers, dates, times, timestamps, booleans, strings, bytes,
+//!    fixed, enums, each possibly in a union with null) that resolve without promotions or
+//!    non-null defaults are decoded by [`FlatDecoder`], which relies on the check having
+//!    passed each body; all others by arrow-avro.
 //!
 //! The `uuid` column is written as its 36-character string: DuckDB, pyarrow and Spark all read
 //! a Parquet string as a string and compare it with a literal, whereas Parquet's UUID logical
@@ -359,8 +359,8 @@ impl EventDecoder {
         self
     }
 
-    /// Whether the records of flat writer schemas (numbers, booleans, strings, bytes, fixed,
-    /// each possibly in a union with null) are decoded by silt's own columnar decoder (the
+    /// Whether the records of flat writer schemas (numbers, dates, times, timestamps,
+    /// booleans, strings, bytes, fixed, enums, each possibly in a union with null) are decoded by silt's own columnar decoder (the
     /// default; several times faster) or, like all others, by arrow-avro. The two give the
     /// same batches; this is for comparing them.
     pub fn with_flat_decoder(mut self, on: bool) -> Self {

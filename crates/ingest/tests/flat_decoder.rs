@@ -1,5 +1,5 @@
 //! The flat-record decoder gives the batches arrow-avro gives, for every kind of field it
-//! takes, across versions (fields added with null defaults, fields dropped, fields moved),
+//! takes (dates, times, timestamps and enums among them), across versions (fields added with null defaults, fields dropped, fields moved),
 //! nulls in either union order and batches cut at the decoder's size; writers of other shapes
 //! stay with arrow-avro.
 
@@ -24,6 +24,14 @@ const V1: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fiel
  {"name":"label","type":"string"},
  {"name":"raw","type":"bytes"},
  {"name":"tag","type":{"type":"fixed","name":"Tag","size":4}},
+ {"name":"day","type":{"type":"int","logicalType":"date"}},
+ {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+ {"name":"at_us","type":["null",{"type":"long","logicalType":"timestamp-micros"}],"default":null},
+ {"name":"local","type":{"type":"long","logicalType":"local-timestamp-micros"}},
+ {"name":"tod","type":{"type":"int","logicalType":"time-millis"}},
+ {"name":"tod_us","type":{"type":"long","logicalType":"time-micros"}},
+ {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F","K"]}},
+ {"name":"maybe_unit","type":["null","Unit"],"default":null},
  {"name":"maybe_long","type":["null","long"],"default":null},
  {"name":"maybe_text","type":["string","null"],"default":""},
  {"name":"maybe_flag","type":["null","boolean"],"default":null},
@@ -40,6 +48,14 @@ const V2: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fiel
  {"name":"raw","type":"bytes"},
  {"name":"label","type":"string"},
  {"name":"tag","type":{"type":"fixed","name":"Tag","size":4}},
+ {"name":"day","type":{"type":"int","logicalType":"date"}},
+ {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+ {"name":"at_us","type":["null",{"type":"long","logicalType":"timestamp-micros"}],"default":null},
+ {"name":"local","type":{"type":"long","logicalType":"local-timestamp-micros"}},
+ {"name":"tod","type":{"type":"int","logicalType":"time-millis"}},
+ {"name":"tod_us","type":{"type":"long","logicalType":"time-micros"}},
+ {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F","K"]}},
+ {"name":"maybe_unit","type":["null","Unit"],"default":null},
  {"name":"maybe_long","type":["null","long"],"default":null},
  {"name":"maybe_text","type":["string","null"],"default":""},
  {"name":"maybe_flag","type":["null","boolean"],"default":null},
@@ -106,6 +122,24 @@ fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
         encode::bytes(&raw, &mut b);
     }
     b.extend_from_slice(&(rng.next() as u32).to_le_bytes());
+    encode::long((rng.next() % 40_000) as i64 - 20_000, &mut b); // day
+    encode::long(long(rng), &mut b); // at
+    if rng.coin() {
+        encode::long(0, &mut b);
+    } else {
+        encode::long(1, &mut b);
+        encode::long(long(rng), &mut b); // at_us
+    }
+    encode::long(long(rng), &mut b); // local
+    encode::long((rng.next() % 86_400_000) as i64, &mut b); // tod
+    encode::long((rng.next() % 86_400_000_000) as i64, &mut b); // tod_us
+    encode::long((rng.next() % 3) as i64, &mut b); // unit
+    if rng.coin() {
+        encode::long(0, &mut b);
+    } else {
+        encode::long(1, &mut b);
+        encode::long((rng.next() % 3) as i64, &mut b); // maybe_unit
+    }
     // maybe_long: [null, long]
     if rng.coin() {
         encode::long(0, &mut b);
@@ -211,7 +245,7 @@ async fn flat_records_decode_as_arrow_avro_decodes_them() {
 
 #[tokio::test]
 async fn writers_of_other_shapes_are_decoded_by_arrow_avro() {
-    // A field the writer lacks whose default is not null, and an enum.
+    // A field the writer lacks whose default is not null, and an array.
     const OLD: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
      {"name":"uuid","type":"gfc.avro.UUID"},
      {"name":"total","type":"long"}]}"#;
@@ -219,7 +253,7 @@ async fn writers_of_other_shapes_are_decoded_by_arrow_avro() {
      {"name":"uuid","type":"gfc.avro.UUID"},
      {"name":"total","type":"long"},
      {"name":"level","type":"long","default":5},
-     {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F"]},"default":"C"}]}"#;
+     {"name":"tags","type":{"type":"array","items":"string"},"default":[]}]}"#;
     let registry = StoreRegistry::in_memory();
     registry.register(SUBJECT, OLD).await.unwrap();
     registry.register(SUBJECT, NEW).await.unwrap();
@@ -235,7 +269,9 @@ async fn writers_of_other_shapes_are_decoded_by_arrow_avro() {
     let mut b = ids.next().to_vec();
     encode::long(1, &mut b);
     encode::long(9, &mut b);
-    encode::long(1, &mut b);
+    encode::long(1, &mut b); // one tag
+    encode::bytes(b"x", &mut b);
+    encode::long(0, &mut b); // end of the array
     records.push(envelope(&reader.fingerprint(), &b));
     let mut checked = CheckedStream::check(
         decoder(registry, reader.clone(), Framing::Envelope),
