@@ -15,23 +15,20 @@ use std::sync::Arc;
 
 use arrow::array::{
     make_array, new_null_array, Array, ArrayRef, BinaryArray, BooleanArray, BooleanBufferBuilder,
-    DictionaryArray, FixedSizeBinaryArray, Float32Array, Float64Array, Int32Array, Int64Array,
-    StringArray,
+    DictionaryArray, FixedSizeBinaryArray, Int32Array, PrimitiveArray, StringArray,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Int32Type, Schema as ArrowSchema, TimeUnit};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Float32Type, Float64Type, Int32Type, Int64Type,
+    Schema as ArrowSchema, TimeUnit,
+};
 use silt_wire::{zigzag, Logical, NamedKind, Primitive, Schema, Type};
 
 /// A value's binary form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Boolean,
-    Int,
-    Long,
-    Float,
-    Double,
-    Bytes,
-    String,
+    /// Any primitive but `null`.
+    Plain(Primitive),
     Fixed(usize),
     /// An enum: its index, an `int`.
     Enum,
@@ -64,23 +61,31 @@ impl Shape {
     fn reads_as(&self, dt: &DataType) -> bool {
         use TimeUnit::{Microsecond, Millisecond};
         match (self.kind, &self.detail, dt) {
-            (Kind::Boolean, Detail::None, DataType::Boolean)
-            | (Kind::Int, Detail::None, DataType::Int32)
-            | (Kind::Long, Detail::None, DataType::Int64)
-            | (Kind::Float, Detail::None, DataType::Float32)
-            | (Kind::Double, Detail::None, DataType::Float64)
-            | (Kind::Bytes, Detail::None, DataType::Binary)
-            | (Kind::String, Detail::None, DataType::Utf8)
-            | (Kind::Int, Detail::Logical(Logical::Date), DataType::Date32)
-            | (Kind::Int, Detail::Logical(Logical::TimeMillis), DataType::Time32(Millisecond))
-            | (Kind::Long, Detail::Logical(Logical::TimeMicros), DataType::Time64(Microsecond))
+            (Kind::Plain(Primitive::Boolean), Detail::None, DataType::Boolean)
+            | (Kind::Plain(Primitive::Int), Detail::None, DataType::Int32)
+            | (Kind::Plain(Primitive::Long), Detail::None, DataType::Int64)
+            | (Kind::Plain(Primitive::Float), Detail::None, DataType::Float32)
+            | (Kind::Plain(Primitive::Double), Detail::None, DataType::Float64)
+            | (Kind::Plain(Primitive::Bytes), Detail::None, DataType::Binary)
+            | (Kind::Plain(Primitive::String), Detail::None, DataType::Utf8)
+            | (Kind::Plain(Primitive::Int), Detail::Logical(Logical::Date), DataType::Date32)
             | (
-                Kind::Long,
+                Kind::Plain(Primitive::Int),
+                Detail::Logical(Logical::TimeMillis),
+                DataType::Time32(Millisecond),
+            )
+            | (
+                Kind::Plain(Primitive::Long),
+                Detail::Logical(Logical::TimeMicros),
+                DataType::Time64(Microsecond),
+            )
+            | (
+                Kind::Plain(Primitive::Long),
                 Detail::Logical(Logical::TimestampMillis | Logical::LocalTimestampMillis),
                 DataType::Timestamp(Millisecond, _),
             )
             | (
-                Kind::Long,
+                Kind::Plain(Primitive::Long),
                 Detail::Logical(Logical::TimestampMicros | Logical::LocalTimestampMicros),
                 DataType::Timestamp(Microsecond, _),
             ) => true,
@@ -101,16 +106,10 @@ fn shape_of(schema: &Schema, ty: &Type, any_logical: bool) -> Option<Shape> {
     let plain = |ty: &Type| -> Option<(Kind, Detail)> {
         match ty {
             Type::Primitive(p, logical) => {
-                let kind = match p {
-                    Primitive::Boolean => Kind::Boolean,
-                    Primitive::Int => Kind::Int,
-                    Primitive::Long => Kind::Long,
-                    Primitive::Float => Kind::Float,
-                    Primitive::Double => Kind::Double,
-                    Primitive::Bytes => Kind::Bytes,
-                    Primitive::String => Kind::String,
-                    Primitive::Null => return None,
-                };
+                if *p == Primitive::Null {
+                    return None;
+                }
+                let kind = Kind::Plain(*p);
                 let detail = match logical {
                     None => Detail::None,
                     Some(_) if any_logical => Detail::None,
@@ -252,15 +251,21 @@ impl FlatDecoder {
             }
             let values = if wf.iter().any(|w| w.name == r.name) {
                 match shape.kind {
-                    Kind::Boolean => Values::Boolean(BooleanBufferBuilder::new(capacity)),
-                    Kind::Int => Values::Int(Vec::with_capacity(capacity)),
-                    Kind::Long => Values::Long(Vec::with_capacity(capacity)),
-                    Kind::Float => Values::Float(Vec::with_capacity(capacity)),
-                    Kind::Double => Values::Double(Vec::with_capacity(capacity)),
-                    Kind::Bytes | Kind::String => {
+                    Kind::Plain(Primitive::Boolean) => {
+                        Values::Boolean(BooleanBufferBuilder::new(capacity))
+                    }
+                    Kind::Plain(Primitive::Int) => Values::Int(Vec::with_capacity(capacity)),
+                    Kind::Plain(Primitive::Long) => Values::Long(Vec::with_capacity(capacity)),
+                    Kind::Plain(Primitive::Float) => Values::Float(Vec::with_capacity(capacity)),
+                    Kind::Plain(Primitive::Double) => Values::Double(Vec::with_capacity(capacity)),
+                    Kind::Plain(Primitive::Bytes) | Kind::Plain(Primitive::String) => {
                         let mut offsets = Vec::with_capacity(capacity + 1);
                         offsets.push(0);
-                        Values::Bytes(shape.kind == Kind::String, offsets, Vec::new())
+                        Values::Bytes(
+                            shape.kind == Kind::Plain(Primitive::String),
+                            offsets,
+                            Vec::new(),
+                        )
                     }
                     Kind::Fixed(n) => Values::Fixed(n, Vec::with_capacity(capacity * n)),
                     Kind::Enum => match &shape.detail {
@@ -270,6 +275,7 @@ impl FlatDecoder {
                         ),
                         _ => return None,
                     },
+                    Kind::Plain(Primitive::Null) => return None,
                 }
             } else if shape.null_branch == Some(0) && r.default == Some(serde_json::Value::Null) {
                 Values::Null(f.data_type().clone())
@@ -426,22 +432,10 @@ impl FlatDecoder {
                     Values::Boolean(b) => {
                         Arc::new(BooleanArray::new(b.finish(), nulls)) as ArrayRef
                     }
-                    Values::Int(v) => Arc::new(Int32Array::new(
-                        ScalarBuffer::from(std::mem::replace(v, Vec::with_capacity(capacity))),
-                        nulls,
-                    )),
-                    Values::Long(v) => Arc::new(Int64Array::new(
-                        ScalarBuffer::from(std::mem::replace(v, Vec::with_capacity(capacity))),
-                        nulls,
-                    )),
-                    Values::Float(v) => Arc::new(Float32Array::new(
-                        ScalarBuffer::from(std::mem::replace(v, Vec::with_capacity(capacity))),
-                        nulls,
-                    )),
-                    Values::Double(v) => Arc::new(Float64Array::new(
-                        ScalarBuffer::from(std::mem::replace(v, Vec::with_capacity(capacity))),
-                        nulls,
-                    )),
+                    Values::Int(v) => primitive::<Int32Type>(v, capacity, nulls),
+                    Values::Long(v) => primitive::<Int64Type>(v, capacity, nulls),
+                    Values::Float(v) => primitive::<Float32Type>(v, capacity, nulls),
+                    Values::Double(v) => primitive::<Float64Type>(v, capacity, nulls),
                     Values::Bytes(utf8, offsets, data) => {
                         let mut fresh = Vec::with_capacity(capacity + 1);
                         fresh.push(0);
@@ -497,6 +491,16 @@ impl FlatDecoder {
     }
 }
 
+/// The values of a number column as an array, and a fresh start for the next batch.
+fn primitive<T: ArrowPrimitiveType>(
+    values: &mut Vec<T::Native>,
+    capacity: usize,
+    nulls: Option<NullBuffer>,
+) -> ArrayRef {
+    let values = std::mem::replace(values, Vec::with_capacity(capacity));
+    Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(values), nulls))
+}
+
 fn writer_is_record(schema: &Schema) -> bool {
     matches!(schema.root(), Type::Named(n) if matches!(schema.named_type(*n).kind, NamedKind::Record(_)))
 }
@@ -515,14 +519,18 @@ fn length(body: &[u8], pos: &mut usize) -> Result<usize, &'static str> {
 
 fn skip(kind: Kind, body: &[u8], pos: &mut usize) -> Result<(), &'static str> {
     match kind {
-        Kind::Boolean => take(body, pos, 1).map(drop),
-        Kind::Int | Kind::Long | Kind::Enum => zigzag(body, pos).map(drop),
-        Kind::Float => take(body, pos, 4).map(drop),
-        Kind::Double => take(body, pos, 8).map(drop),
-        Kind::Bytes | Kind::String => {
+        Kind::Plain(Primitive::Boolean) => take(body, pos, 1).map(drop),
+        Kind::Plain(Primitive::Int) | Kind::Plain(Primitive::Long) | Kind::Enum => {
+            zigzag(body, pos).map(drop)
+        }
+        Kind::Plain(Primitive::Float) => take(body, pos, 4).map(drop),
+        Kind::Plain(Primitive::Double) => take(body, pos, 8).map(drop),
+        Kind::Plain(Primitive::Bytes) | Kind::Plain(Primitive::String) => {
             let n = length(body, pos)?;
             take(body, pos, n).map(drop)
         }
         Kind::Fixed(n) => take(body, pos, n).map(drop),
+        // `shape_of` makes no such kind.
+        Kind::Plain(Primitive::Null) => Ok(()),
     }
 }

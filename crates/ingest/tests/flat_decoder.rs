@@ -8,12 +8,35 @@ mod common;
 use arrow::array::{Array, Int64Array};
 use common::{decoder, CheckedStream};
 use silt_registry::{SchemaRegistry, StoreRegistry};
+use silt_wire::testing::SplitMix64 as Rng;
 use silt_wire::{encode, envelope, timeuuid, Framing, Schema};
 
 const SUBJECT: &str = "iot.v1.Reading";
 
+/// The fields both versions end with, in the same order.
+macro_rules! common_fields {
+    () => {
+        r#"
+ {"name":"tag","type":{"type":"fixed","name":"Tag","size":4}},
+ {"name":"day","type":{"type":"int","logicalType":"date"}},
+ {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+ {"name":"at_us","type":["null",{"type":"long","logicalType":"timestamp-micros"}],"default":null},
+ {"name":"local","type":{"type":"long","logicalType":"local-timestamp-micros"}},
+ {"name":"tod","type":{"type":"int","logicalType":"time-millis"}},
+ {"name":"tod_us","type":{"type":"long","logicalType":"time-micros"}},
+ {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F","K"]}},
+ {"name":"maybe_unit","type":["null","Unit"],"default":null},
+ {"name":"maybe_long","type":["null","long"],"default":null},
+ {"name":"maybe_text","type":["string","null"],"default":""},
+ {"name":"maybe_flag","type":["null","boolean"],"default":null},
+ {"name":"maybe_tag","type":["null","Tag"],"default":null},
+ {"name":"maybe_double","type":["null","double"],"default":null}"#
+    };
+}
+
 /// Version 1: no `added`, a `legacy` field version 2 dropped, `label` before `raw`.
-const V1: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
+const V1: &str = concat!(
+    r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
  {"name":"uuid","type":"gfc.avro.UUID"},
  {"name":"on","type":"boolean"},
  {"name":"legacy","type":["null","string"],"default":null},
@@ -22,23 +45,13 @@ const V1: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fiel
  {"name":"ratio","type":"float"},
  {"name":"value","type":"double"},
  {"name":"label","type":"string"},
- {"name":"raw","type":"bytes"},
- {"name":"tag","type":{"type":"fixed","name":"Tag","size":4}},
- {"name":"day","type":{"type":"int","logicalType":"date"}},
- {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
- {"name":"at_us","type":["null",{"type":"long","logicalType":"timestamp-micros"}],"default":null},
- {"name":"local","type":{"type":"long","logicalType":"local-timestamp-micros"}},
- {"name":"tod","type":{"type":"int","logicalType":"time-millis"}},
- {"name":"tod_us","type":{"type":"long","logicalType":"time-micros"}},
- {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F","K"]}},
- {"name":"maybe_unit","type":["null","Unit"],"default":null},
- {"name":"maybe_long","type":["null","long"],"default":null},
- {"name":"maybe_text","type":["string","null"],"default":""},
- {"name":"maybe_flag","type":["null","boolean"],"default":null},
- {"name":"maybe_tag","type":["null","Tag"],"default":null},
- {"name":"maybe_double","type":["null","double"],"default":null}]}"#;
+ {"name":"raw","type":"bytes"},"#,
+    common_fields!(),
+    "]}"
+);
 
-const V2: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
+const V2: &str = concat!(
+    r#"{"type":"record","name":"Reading","namespace":"iot.v1","fields":[
  {"name":"uuid","type":"gfc.avro.UUID"},
  {"name":"on","type":"boolean"},
  {"name":"count","type":"int"},
@@ -46,47 +59,33 @@ const V2: &str = r#"{"type":"record","name":"Reading","namespace":"iot.v1","fiel
  {"name":"ratio","type":"float"},
  {"name":"value","type":"double"},
  {"name":"raw","type":"bytes"},
- {"name":"label","type":"string"},
- {"name":"tag","type":{"type":"fixed","name":"Tag","size":4}},
- {"name":"day","type":{"type":"int","logicalType":"date"}},
- {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
- {"name":"at_us","type":["null",{"type":"long","logicalType":"timestamp-micros"}],"default":null},
- {"name":"local","type":{"type":"long","logicalType":"local-timestamp-micros"}},
- {"name":"tod","type":{"type":"int","logicalType":"time-millis"}},
- {"name":"tod_us","type":{"type":"long","logicalType":"time-micros"}},
- {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F","K"]}},
- {"name":"maybe_unit","type":["null","Unit"],"default":null},
- {"name":"maybe_long","type":["null","long"],"default":null},
- {"name":"maybe_text","type":["string","null"],"default":""},
- {"name":"maybe_flag","type":["null","boolean"],"default":null},
- {"name":"maybe_tag","type":["null","Tag"],"default":null},
- {"name":"maybe_double","type":["null","double"],"default":null},
- {"name":"added","type":["null","string"],"default":null}]}"#;
+ {"name":"label","type":"string"},"#,
+    common_fields!(),
+    r#",
+ {"name":"added","type":["null","string"],"default":null}]}"#
+);
 
-/// SplitMix64.
-struct Rng(u64);
+/// Random values for the test's records.
+trait Values {
+    fn coin(&mut self) -> bool;
+    fn text(&mut self) -> String;
+    fn bytes(&mut self) -> Vec<u8>;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+impl Values for Rng {
     fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
+        self.next_u64() & 1 == 1
     }
     fn text(&mut self) -> String {
-        let n = (self.next() % 40) as usize;
+        let n = (self.next_u64() % 40) as usize;
         // Multi-byte characters too.
         (0..n)
-            .map(|_| ['a', 'z', '0', 'é', '€', '字', ' '][(self.next() % 7) as usize])
+            .map(|_| ['a', 'z', '0', 'é', '€', '字', ' '][(self.next_u64() % 7) as usize])
             .collect()
     }
     fn bytes(&mut self) -> Vec<u8> {
-        let n = (self.next() % 30) as usize;
-        (0..n).map(|_| self.next() as u8).collect()
+        let n = (self.next_u64() % 30) as usize;
+        (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
 
@@ -94,11 +93,11 @@ impl Rng {
 /// extremes included).
 fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
     let mut b = uuid.to_vec();
-    let long = |rng: &mut Rng| match rng.next() % 4 {
+    let long = |rng: &mut Rng| match rng.next_u64() % 4 {
         0 => i64::MIN,
         1 => i64::MAX,
-        2 => (rng.next() % 200) as i64 - 100,
-        _ => rng.next() as i64,
+        2 => (rng.next_u64() % 200) as i64 - 100,
+        _ => rng.next_u64() as i64,
     };
     b.push(rng.coin() as u8);
     if !v2 {
@@ -111,8 +110,8 @@ fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
     }
     encode::long(long(rng) as i32 as i64, &mut b);
     encode::long(long(rng), &mut b);
-    b.extend_from_slice(&(rng.next() as u32 as f32 / 7.0).to_le_bytes());
-    b.extend_from_slice(&(rng.next() as f64 / 3.0).to_le_bytes());
+    b.extend_from_slice(&(rng.next_u64() as u32 as f32 / 7.0).to_le_bytes());
+    b.extend_from_slice(&(rng.next_u64() as f64 / 3.0).to_le_bytes());
     let (raw, label) = (rng.bytes(), rng.text());
     if v2 {
         encode::bytes(&raw, &mut b);
@@ -121,8 +120,8 @@ fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
         encode::bytes(label.as_bytes(), &mut b);
         encode::bytes(&raw, &mut b);
     }
-    b.extend_from_slice(&(rng.next() as u32).to_le_bytes());
-    encode::long((rng.next() % 40_000) as i64 - 20_000, &mut b); // day
+    b.extend_from_slice(&(rng.next_u64() as u32).to_le_bytes());
+    encode::long((rng.next_u64() % 40_000) as i64 - 20_000, &mut b); // day
     encode::long(long(rng), &mut b); // at
     if rng.coin() {
         encode::long(0, &mut b);
@@ -131,14 +130,14 @@ fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
         encode::long(long(rng), &mut b); // at_us
     }
     encode::long(long(rng), &mut b); // local
-    encode::long((rng.next() % 86_400_000) as i64, &mut b); // tod
-    encode::long((rng.next() % 86_400_000_000) as i64, &mut b); // tod_us
-    encode::long((rng.next() % 3) as i64, &mut b); // unit
+    encode::long((rng.next_u64() % 86_400_000) as i64, &mut b); // tod
+    encode::long((rng.next_u64() % 86_400_000_000) as i64, &mut b); // tod_us
+    encode::long((rng.next_u64() % 3) as i64, &mut b); // unit
     if rng.coin() {
         encode::long(0, &mut b);
     } else {
         encode::long(1, &mut b);
-        encode::long((rng.next() % 3) as i64, &mut b); // maybe_unit
+        encode::long((rng.next_u64() % 3) as i64, &mut b); // maybe_unit
     }
     // maybe_long: [null, long]
     if rng.coin() {
@@ -166,14 +165,14 @@ fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
         encode::long(0, &mut b);
     } else {
         encode::long(1, &mut b);
-        b.extend_from_slice(&(rng.next() as u32).to_be_bytes());
+        b.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
     }
     // maybe_double: [null, double]
     if rng.coin() {
         encode::long(0, &mut b);
     } else {
         encode::long(1, &mut b);
-        b.extend_from_slice(&(rng.next() as f64).to_le_bytes());
+        b.extend_from_slice(&(rng.next_u64() as f64).to_le_bytes());
     }
     if v2 {
         if rng.coin() {

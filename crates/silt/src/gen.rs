@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use silt_ingest::FileStream;
+use silt_wire::testing::SplitMix64 as Rng;
 use silt_wire::{encode, envelope, timeuuid::TimeUuidGenerator, Fingerprint, Schema};
 
 pub const SUBJECT: &str = "com.gilt.clickstream.v1.ProductPageViewedEvent";
@@ -67,22 +68,6 @@ pub struct Generated {
     pub body_bytes: u64,
 }
 
-/// A small fast deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// The two schema versions, parsed.
 pub fn schemas() -> (Arc<Schema>, Arc<Schema>) {
     (
@@ -130,10 +115,10 @@ fn referrer(rng: &mut Rng, product: i64, sale: Option<i64>, len: usize, out: &mu
         out,
         "https://www.gilt.com/sale/{}/product/{product}?utm_source={}&utm_medium={}&utm_campaign=noon-drop-{}&ref={:08x}",
         sale.unwrap_or(0),
-        SOURCES[(rng.next() % 5) as usize],
-        MEDIUMS[(rng.next() % 3) as usize],
-        rng.next() % 365,
-        rng.next() as u32,
+        SOURCES[(rng.next_u64() % 5) as usize],
+        MEDIUMS[(rng.next_u64() % 3) as usize],
+        rng.next_u64() % 365,
+        rng.next_u64() as u32,
     );
     if out.len() > len {
         out.truncate(len);
@@ -184,19 +169,19 @@ pub fn generate(stream: &FileStream, opts: &GenOptions) -> silt_ingest::Result<G
         let event_ms = opts.start_ms + i as i64 * opts.step_ms;
         let uuid = ids.next_at_unix_millis(event_ms);
         let v2_now = i as f64 >= opts.events as f64 * opts.v1_share;
-        let product = 1 + (rng.next() % opts.products) as i64;
-        let sale = (rng.unit() < 0.3).then(|| 1000 + (rng.next() % 50) as i64);
+        let product = 1 + (rng.next_u64() % opts.products) as i64;
+        let sale = (rng.unit() < 0.3).then(|| 1000 + (rng.next_u64() % 50) as i64);
         let channel = if opts.channel_bytes > 0 && v2_now {
             referrer(&mut rng, product, sale, opts.channel_bytes, &mut url);
             Some(url.as_str())
         } else {
-            (v2_now && rng.unit() < 0.8).then(|| CHANNELS[(rng.next() % 4) as usize])
+            (v2_now && rng.unit() < 0.8).then(|| CHANNELS[(rng.next_u64() % 4) as usize])
         };
         body_buf.clear();
         body(&uuid, product, sale, channel, v2_now, &mut body_buf);
         out.body_bytes += body_buf.len() as u64;
         let rec = envelope(if v2_now { &fp2 } else { &fp1 }, &body_buf);
-        let shard = (rng.next() % shards as u64) as usize;
+        let shard = (rng.next_u64() % shards as u64) as usize;
         if rng.unit() < opts.repeat_rate {
             let other = if rng.unit() < 0.3 {
                 (shard + 1) % shards
