@@ -184,7 +184,7 @@ enum Values {
     /// An enum's indexes, and its symbols.
     Enum(Vec<i32>, ArrayRef),
     /// A reader field the writer lacks (its default is null), or the `uuid` column.
-    Null(DataType),
+    Null,
 }
 
 #[derive(Debug)]
@@ -230,7 +230,7 @@ impl FlatDecoder {
             return None;
         }
         let mut columns = Vec::with_capacity(rf.len());
-        let mut matched = vec![false; rf.len()];
+        let mut uuid_seen = false;
         let mut steps = Vec::with_capacity(wf.len());
         for (i, (r, f)) in rf.iter().zip(event.fields()).enumerate() {
             if r.name != f.name().as_str() || !r.aliases.is_empty() {
@@ -239,7 +239,7 @@ impl FlatDecoder {
             if i == uuid_index {
                 columns.push(Column {
                     data_type: DataType::Null,
-                    values: Values::Null(DataType::Null),
+                    values: Values::Null,
                     valid: None,
                     nulls: 0,
                 });
@@ -278,7 +278,7 @@ impl FlatDecoder {
                     Kind::Plain(Primitive::Null) => return None,
                 }
             } else if shape.null_branch == Some(0) && r.default == Some(serde_json::Value::Null) {
-                Values::Null(f.data_type().clone())
+                Values::Null
             } else {
                 return None;
             };
@@ -286,7 +286,7 @@ impl FlatDecoder {
                 data_type: f.data_type().clone(),
                 valid: shape
                     .null_branch
-                    .filter(|_| !matches!(values, Values::Null(_)))
+                    .filter(|_| !matches!(values, Values::Null))
                     .map(|_| BooleanBufferBuilder::new(capacity)),
                 values,
                 nulls: 0,
@@ -297,7 +297,7 @@ impl FlatDecoder {
             if at == Some(uuid_index) {
                 // Filled by the caller from the check: only its length matters here.
                 let shape = shape_of(writer, &w.ty, true)?;
-                matched[uuid_index] = true;
+                uuid_seen = true;
                 steps.push(Step {
                     kind: shape.kind,
                     null_branch: shape.null_branch,
@@ -310,7 +310,6 @@ impl FlatDecoder {
                 if shape_of(reader, &rf[at].ty, false)? != shape {
                     return None;
                 }
-                matched[at] = true;
             }
             steps.push(Step {
                 kind: shape.kind,
@@ -318,7 +317,7 @@ impl FlatDecoder {
                 column: at,
             });
         }
-        if !matched[uuid_index] {
+        if !uuid_seen {
             return None;
         }
         Some(FlatDecoder {
@@ -401,7 +400,7 @@ impl FlatDecoder {
                 } else {
                     0
                 }),
-                Values::Null(_) => return Err("a value for a column of nulls"),
+                Values::Null => return Err("a value for a column of nulls"),
             }
         }
         if pos != body.len() {
@@ -470,7 +469,7 @@ impl FlatDecoder {
                         ),
                         symbols.clone(),
                     )?),
-                    Values::Null(dt) => new_null_array(dt, rows),
+                    Values::Null => new_null_array(&col.data_type, rows),
                 })
                 .and_then(|array| {
                     // Dates, times and timestamps: the same values under their own type.
