@@ -10,8 +10,8 @@
 //!    fingerprint (records grouped by writer, so interleaved versions do not cut batches into
 //!    single rows), resolving each writer schema to the reader schema (the subject's latest
 //!    version, so older records get its defaults), and appends the lake's metadata columns.
-//!    Writers of flat records (numbers, dates, times, timestamps, booleans, strings, bytes,
-//!    fixed, enums, each possibly in a union with null) that resolve without promotions or
+//!    Writers of flat records (numbers, dates, times, timestamps, decimals, booleans,
+//!    strings, bytes, fixed, enums, each possibly in a union with null) that resolve without promotions or
 //!    non-null defaults are decoded by [`FlatDecoder`], which relies on the check having
 //!    passed each body; all others by arrow-avro.
 //!
@@ -368,9 +368,9 @@ impl EventDecoder {
     }
 
     /// Whether the records of flat writer schemas (numbers, dates, times, timestamps,
-    /// booleans, strings, bytes, fixed, enums, each possibly in a union with null) are
-    /// decoded by silt's own columnar decoder (the default; about twice as fast) or, like all
-    /// others, by arrow-avro. The two give the same batches; this is for comparing them.
+    /// decimals, booleans, strings, bytes, fixed, enums, each possibly in a union with null)
+    /// are decoded by silt's own columnar decoder (the default; about twice as fast) or, like
+    /// all others, by arrow-avro. The two give the same batches; this is for comparing them.
     pub fn with_flat_decoder(mut self, on: bool) -> Self {
         self.fast_path = on;
         if !on {

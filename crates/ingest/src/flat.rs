@@ -1,13 +1,13 @@
 //! A columnar decoder for flat records, the shape most events have: fields that are numbers
-//! (dates, times and timestamps among them), booleans, strings, bytes, fixed or enums, each
-//! possibly in a union with null.
+//! (dates, times, timestamps and decimals among them), booleans, strings, bytes, fixed or
+//! enums, each possibly in a union with null.
 //!
 //! Every body reaching a decoder has passed [`silt_wire::BodyCheck`] against the same writer
-//! schema: it is exactly one value, its union branches and enum indexes are in range and its
-//! strings are UTF-8. So decoding such a record is a walk of a precompiled list of steps that
+//! schema: it is exactly one value, its union branches and enum indexes are in range, its
+//! decimals within their precision and its strings UTF-8. So decoding such a record is a walk of a precompiled list of steps that
 //! appends each value to its column: about 430 instructions a record of the benchmark's
 //! events, against arrow-avro's general decoder's 1,036. arrow-avro stays the decoder of every
-//! other shape (nested records, arrays, maps, decimals, uuids, promotions, aliases, non-null
+//! other shape (nested records, arrays, maps, uuids, promotions, aliases, non-null
 //! defaults). [`FlatDecoder::new`] says whether a writer and reader pair is one this decoder
 //! takes; it produces the columns arrow-avro would, and a test holds the two to that.
 
@@ -19,10 +19,10 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Float32Type, Float64Type, Int32Type, Int64Type,
+    ArrowPrimitiveType, DataType, Decimal128Type, Float32Type, Float64Type, Int32Type, Int64Type,
     Schema as ArrowSchema, TimeUnit,
 };
-use silt_wire::{zigzag, Logical, NamedKind, Primitive, Schema, Type};
+use silt_wire::{decimal_i128, zigzag, Logical, NamedKind, Primitive, Schema, Type};
 
 /// A value's binary form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,12 @@ enum Detail {
     Logical(Logical),
     /// An enum's full name and symbols.
     Enum(String, Vec<String>),
+    /// A decimal on bytes, or on a fixed of this full name.
+    Decimal {
+        precision: u32,
+        scale: u32,
+        fixed: Option<String>,
+    },
 }
 
 /// A field's type: a kind, or a union of null and a kind.
@@ -90,6 +96,13 @@ impl Shape {
                 DataType::Timestamp(Microsecond, _),
             ) => true,
             (Kind::Fixed(n), Detail::Named(_), DataType::FixedSizeBinary(m)) => n as i32 == *m,
+            (
+                Kind::Plain(Primitive::Bytes) | Kind::Fixed(_),
+                Detail::Decimal {
+                    precision, scale, ..
+                },
+                DataType::Decimal128(p, s),
+            ) => *precision <= 38 && u32::from(*p) == *precision && i64::from(*s) == *scale as i64,
             (Kind::Enum, Detail::Enum(..), DataType::Dictionary(k, v)) => {
                 **k == DataType::Int32 && **v == DataType::Utf8
             }
@@ -98,8 +111,8 @@ impl Shape {
     }
 }
 
-/// The shape of `ty`, when it is one this decoder reads: numbers (dates, times and
-/// timestamps among them), booleans, strings, bytes, fixed and enums, each possibly in a union
+/// The shape of `ty`, when it is one this decoder reads: numbers (dates, times,
+/// timestamps and decimals up to 38 digits among them), booleans, strings, bytes, fixed and enums, each possibly in a union
 /// with null; no other logical type (with `any_logical`, any: for the `uuid` field, which the
 /// caller skips), no nesting.
 fn shape_of(schema: &Schema, ty: &Type, any_logical: bool) -> Option<Shape> {
@@ -113,6 +126,15 @@ fn shape_of(schema: &Schema, ty: &Type, any_logical: bool) -> Option<Shape> {
                 let detail = match logical {
                     None => Detail::None,
                     Some(_) if any_logical => Detail::None,
+                    Some(Logical::Decimal { precision, scale })
+                        if kind == Kind::Plain(Primitive::Bytes) =>
+                    {
+                        Detail::Decimal {
+                            precision: *precision,
+                            scale: *scale,
+                            fixed: None,
+                        }
+                    }
                     Some(
                         l @ (Logical::Date
                         | Logical::TimeMillis
@@ -132,6 +154,17 @@ fn shape_of(schema: &Schema, ty: &Type, any_logical: bool) -> Option<Shape> {
                     NamedKind::Fixed { size, logical } if logical.is_none() || any_logical => {
                         Some((Kind::Fixed(*size), Detail::Named(named.name.clone())))
                     }
+                    NamedKind::Fixed {
+                        size,
+                        logical: Some(Logical::Decimal { precision, scale }),
+                    } => Some((
+                        Kind::Fixed(*size),
+                        Detail::Decimal {
+                            precision: *precision,
+                            scale: *scale,
+                            fixed: Some(named.name.clone()),
+                        },
+                    )),
                     NamedKind::Enum { symbols, .. } => Some((
                         Kind::Enum,
                         Detail::Enum(named.name.clone(), symbols.clone()),
@@ -183,6 +216,8 @@ enum Values {
     Fixed(usize, Vec<u8>),
     /// An enum's indexes, and its symbols.
     Enum(Vec<i32>, ArrayRef),
+    /// A decimal's values; on a fixed of this size, else on bytes.
+    Decimal(Option<usize>, Vec<i128>),
     /// A reader field the writer lacks (its default is null), or the `uuid` column.
     Null,
 }
@@ -249,7 +284,19 @@ impl FlatDecoder {
             if !shape.reads_as(f.data_type()) || f.is_nullable() != shape.null_branch.is_some() {
                 return None;
             }
-            let values = if wf.iter().any(|w| w.name == r.name) {
+            let values = if !wf.iter().any(|w| w.name == r.name) {
+                if shape.null_branch == Some(0) && r.default == Some(serde_json::Value::Null) {
+                    Values::Null
+                } else {
+                    return None;
+                }
+            } else if let Detail::Decimal { .. } = shape.detail {
+                let size = match shape.kind {
+                    Kind::Fixed(n) => Some(n),
+                    _ => None,
+                };
+                Values::Decimal(size, Vec::with_capacity(capacity))
+            } else {
                 match shape.kind {
                     Kind::Plain(Primitive::Boolean) => {
                         Values::Boolean(BooleanBufferBuilder::new(capacity))
@@ -277,10 +324,6 @@ impl FlatDecoder {
                     },
                     Kind::Plain(Primitive::Null) => return None,
                 }
-            } else if shape.null_branch == Some(0) && r.default == Some(serde_json::Value::Null) {
-                Values::Null
-            } else {
-                return None;
             };
             columns.push(Column {
                 data_type: f.data_type().clone(),
@@ -400,6 +443,15 @@ impl FlatDecoder {
                 } else {
                     0
                 }),
+                Values::Decimal(size, v) => v.push(if present {
+                    let n = match size {
+                        Some(n) => *n,
+                        None => length(body, &mut pos)?,
+                    };
+                    decimal_i128(take(body, &mut pos, n)?).ok_or("a decimal wider than 128 bits")?
+                } else {
+                    0
+                }),
                 Values::Null => return Err("a value for a column of nulls"),
             }
         }
@@ -469,12 +521,16 @@ impl FlatDecoder {
                         ),
                         symbols.clone(),
                     )?),
+                    Values::Decimal(_, v) => primitive::<Decimal128Type>(v, capacity, nulls),
                     Values::Null => new_null_array(&col.data_type, rows),
                 })
                 .and_then(|array| {
-                    // Dates, times and timestamps: the same values under their own type.
-                    if matches!(col.values, Values::Int(_) | Values::Long(_))
-                        && *array.data_type() != col.data_type
+                    // Dates, times, timestamps, decimals: the same values under their own
+                    // type (precision and scale, time unit and zone).
+                    if matches!(
+                        col.values,
+                        Values::Int(_) | Values::Long(_) | Values::Decimal(..)
+                    ) && *array.data_type() != col.data_type
                     {
                         let data = array
                             .to_data()

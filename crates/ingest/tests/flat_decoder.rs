@@ -1,5 +1,5 @@
 //! The flat-record decoder gives the batches arrow-avro gives, for every kind of field it
-//! takes (dates, times, timestamps and enums among them), across versions (fields added with null defaults, fields dropped, fields moved),
+//! takes (dates, times, timestamps, enums and decimals among them), across versions (fields added with null defaults, fields dropped, fields moved),
 //! nulls in either union order and batches cut at the decoder's size; writers of other shapes
 //! stay with arrow-avro.
 
@@ -26,6 +26,9 @@ macro_rules! common_fields {
  {"name":"tod_us","type":{"type":"long","logicalType":"time-micros"}},
  {"name":"unit","type":{"type":"enum","name":"Unit","symbols":["C","F","K"]}},
  {"name":"maybe_unit","type":["null","Unit"],"default":null},
+ {"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}},
+ {"name":"maybe_price","type":["null",{"type":"bytes","logicalType":"decimal","precision":38,"scale":9}],"default":null},
+ {"name":"big","type":{"type":"fixed","name":"Big","size":16,"logicalType":"decimal","precision":38,"scale":0}},
  {"name":"maybe_long","type":["null","long"],"default":null},
  {"name":"maybe_text","type":["string","null"],"default":""},
  {"name":"maybe_flag","type":["null","boolean"],"default":null},
@@ -139,7 +142,31 @@ fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
         encode::long(1, &mut b);
         encode::long((rng.next_u64() % 3) as i64, &mut b); // maybe_unit
     }
-    // maybe_long: [null, long]
+    let e38 = 10i128.pow(38);
+    let wide = |rng: &mut Rng| {
+        let v = ((rng.next_u64() as i128) << 64 | rng.next_u64() as i128) % e38;
+        if rng.coin() {
+            -v
+        } else {
+            v
+        }
+    };
+    let price = (rng.next_u64() % 20_000_000_000) as i128 - 10_000_000_000 + 1;
+    encode::bytes(&decimal_bytes(price, rng.coin()), &mut b);
+    if rng.coin() {
+        encode::long(0, &mut b);
+    } else {
+        encode::long(1, &mut b);
+        let v = match rng.next_u64() % 4 {
+            0 => 0,
+            1 => e38 - 1,
+            2 => 1 - e38,
+            _ => wide(rng),
+        };
+        encode::bytes(&decimal_bytes(v, rng.coin()), &mut b);
+    }
+    b.extend_from_slice(&wide(rng).to_be_bytes()); // big: fixed(16)
+                                                   // maybe_long: [null, long]
     if rng.coin() {
         encode::long(0, &mut b);
     } else {
@@ -183,6 +210,23 @@ fn body(rng: &mut Rng, uuid: &[u8; 16], v2: bool) -> Vec<u8> {
         }
     }
     b
+}
+
+/// A decimal's shortest two's-complement big-endian bytes (none for 0), with one more sign
+/// byte in front when `pad` and it fits (readers skip it).
+fn decimal_bytes(v: i128, pad: bool) -> Vec<u8> {
+    let b = v.to_be_bytes();
+    let sign = if v < 0 { 0xff } else { 0 };
+    let mut start = 0;
+    while start < 16 && b[start] == sign && (start == 15 || (b[start + 1] ^ sign) & 0x80 == 0) {
+        start += 1;
+    }
+    let mut out = Vec::new();
+    if pad && start > 0 {
+        out.push(sign);
+    }
+    out.extend_from_slice(&b[start..]);
+    out
 }
 
 #[tokio::test]

@@ -398,9 +398,36 @@ impl BodyCheck {
 /// 32-byte ones) need only fit in 32 bytes.
 fn check_decimal(raw: &[u8], precision: u32) -> std::result::Result<(), String> {
     let width = if precision <= 38 { 16 } else { 32 };
+    let too_wide = || {
+        format!(
+            "a decimal of precision {precision} holds a {}-byte value, more than fits in {width} bytes",
+            raw.len()
+        )
+    };
+    if precision > 38 {
+        let (_, rest, sign_kept) = significant(raw);
+        if rest.len() > width || (rest.len() == width && !sign_kept) {
+            return Err(too_wide());
+        }
+        return Ok(());
+    }
+    let value = decimal_i128(raw).ok_or_else(too_wide)?;
+    let limit = 10i128.pow(precision);
+    if value >= limit || value <= -limit {
+        return Err(format!(
+            "a decimal value of {} digits is beyond its precision {precision}",
+            value.unsigned_abs().to_string().len()
+        ));
+    }
+    Ok(())
+}
+
+/// A decimal's two's-complement big-endian bytes without the leading sign bytes that carry
+/// no value: whether it is negative, what is left, and whether what is left still starts with
+/// the sign bit.
+fn significant(raw: &[u8]) -> (bool, &[u8], bool) {
     let negative = raw.first().is_some_and(|b| b & 0x80 != 0);
     let sign = if negative { 0xff } else { 0x00 };
-    // Leading sign bytes carry no value; what is left must fit the width, sign bit included.
     let skip = raw
         .iter()
         .take_while(|&&b| b == sign)
@@ -408,26 +435,21 @@ fn check_decimal(raw: &[u8], precision: u32) -> std::result::Result<(), String> 
         .min(raw.len().saturating_sub(1));
     let rest = &raw[skip..];
     let sign_kept = rest.first().is_none_or(|b| (b & 0x80 != 0) == negative);
-    if rest.len() > width || (rest.len() == width && !sign_kept) {
-        return Err(format!(
-            "a decimal of precision {precision} holds a {}-byte value, more than fits in {width} bytes",
-            raw.len()
-        ));
+    (negative, rest, sign_kept)
+}
+
+/// The value of an Avro decimal's bytes (two's-complement, big-endian; none is 0), when it
+/// fits in 128 bits.
+pub fn decimal_i128(raw: &[u8]) -> Option<i128> {
+    let (negative, rest, sign_kept) = significant(raw);
+    if rest.len() > 16 || (rest.len() == 16 && !sign_kept) {
+        return None;
     }
-    if precision <= 38 {
-        let mut value: i128 = if negative { -1 } else { 0 };
-        for &b in rest {
-            value = (value << 8) | b as i128;
-        }
-        let limit = 10i128.pow(precision);
-        if value >= limit || value <= -limit {
-            return Err(format!(
-                "a decimal value of {} digits is beyond its precision {precision}",
-                value.unsigned_abs().to_string().len()
-            ));
-        }
+    let mut value: i128 = if negative { -1 } else { 0 };
+    for &b in rest {
+        value = (value << 8) | b as i128;
     }
-    Ok(())
+    Some(value)
 }
 
 fn compile(ty: &Type, schema: &Schema) -> Node {

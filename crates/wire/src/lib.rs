@@ -40,7 +40,7 @@ mod schema;
 pub mod testing;
 pub mod timeuuid;
 
-pub use body::{encode, zigzag, BodyCheck, CheckedBody};
+pub use body::{decimal_i128, encode, zigzag, BodyCheck, CheckedBody};
 pub use envelope::{
     envelope, write_envelope, Framed, Framing, WriterRef, CONFLUENT_MAGIC, ENVELOPE_HEADER,
     ENVELOPE_PREFIX_LEN, SINGLE_OBJECT_MAGIC,
