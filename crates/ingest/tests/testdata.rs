@@ -96,6 +96,12 @@ async fn every_testdata_record_checks_and_decodes() {
     // Decode every good record (repeats included) and compare with expected.json.
     let batch = decoder.decode(&chunks, &shards, &good).unwrap().unwrap();
     assert_eq!(batch.num_rows(), 420);
+    // Both versions are flat records: this compares silt's own decoder with fastavro.
+    for v in ["v1", "v2"] {
+        let text = std::fs::read_to_string(dir.join(format!("schemas/{v}.avsc"))).unwrap();
+        let fp = silt_wire::Schema::parse(&text).unwrap().fingerprint();
+        assert_eq!(decoder.uses_flat_decoder(&fp), Some(true), "{v}");
+    }
     let col = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
     let uuid = col("uuid");
     let uuid = uuid.as_any().downcast_ref::<StringArray>().unwrap();
