@@ -95,7 +95,10 @@ impl Shape {
                 Detail::Logical(Logical::TimestampMicros | Logical::LocalTimestampMicros),
                 DataType::Timestamp(Microsecond, _),
             ) => true,
-            (Kind::Fixed(n), Detail::Named(_), DataType::FixedSizeBinary(m)) => n as i32 == *m,
+            // (A fixed of no bytes is left to arrow-avro: Arrow cannot count such values.)
+            (Kind::Fixed(n), Detail::Named(_), DataType::FixedSizeBinary(m)) => {
+                n > 0 && n as i32 == *m
+            }
             (
                 Kind::Plain(Primitive::Bytes) | Kind::Fixed(_),
                 Detail::Decimal {
