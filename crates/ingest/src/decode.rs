@@ -27,6 +27,7 @@ use arrow::array::{
     Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray, TimestampMillisecondArray,
 };
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use arrow_avro::reader::{Decoder as AvroDecoder, ReaderBuilder};
@@ -828,12 +829,17 @@ impl EventDecoder {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
         for (i, field) in self.event_schema.fields().iter().enumerate() {
             if i == self.uuid_index {
-                let mut b = StringBuilder::with_capacity(n, n * 36);
-                let mut buf = [0u8; 36];
-                for g in rows {
-                    b.append_value(timeuuid::encode_str(&g.uuid, &mut buf));
+                // Every id is 36 ASCII characters: written straight into the values buffer.
+                let mut values = vec![0u8; n * 36];
+                for (g, out) in rows.iter().zip(values.chunks_exact_mut(36)) {
+                    let out: &mut [u8; 36] = out.try_into().expect("36 bytes");
+                    timeuuid::write_ascii(&g.uuid, out);
                 }
-                columns.push(Arc::new(b.finish()));
+                let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(36, n));
+                columns.push(Arc::new(
+                    StringArray::try_new(offsets, Buffer::from_vec(values), None)
+                        .map_err(Error::Arrow)?,
+                ));
                 continue;
             }
             let col = &decoded[i];
