@@ -496,8 +496,12 @@ impl FlatDecoder {
                         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
                             offsets, fresh,
                         )));
-                        // The next batch's values are likely about as large.
-                        let values = std::mem::replace(data, Vec::with_capacity(data.len()));
+                        // Room for a full batch of values as large as these, and an eighth
+                        // more: a buffer that regrows copies itself, touching fresh pages.
+                        // Room not written to costs no memory.
+                        let next = (data.len() / rows.max(1) + 1) * capacity;
+                        let next = (next + next / 8).min(MAX_COLUMN_BYTES);
+                        let values = std::mem::replace(data, Vec::with_capacity(next));
                         let values = Buffer::from_vec(values);
                         if *utf8 {
                             // Validates the UTF-8 again (the check did, value by value).
