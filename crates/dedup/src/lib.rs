@@ -151,20 +151,20 @@ impl DedupIndex {
     #[inline]
     fn insert(&mut self, id: [u8; 16], event_us: i64) -> bool {
         let key = event_us.div_euclid(BUCKET_US);
-        if !self.buckets.contains_key(&key) {
-            // A new second: sized like the second before it, so that its table does not
-            // grow (and rehash) from empty as the second's ids come in.
-            let like = self.buckets.get(&(key - 1)).map_or(0, |b| b.order.len());
-            self.buckets.insert(
-                key,
-                Bucket {
+        let b = match self.buckets.get_mut(&key) {
+            Some(b) => b,
+            None => {
+                // A new second: sized like the second before it, so that its table does not
+                // grow (and rehash) from empty as the second's ids come in.
+                let like = self.buckets.get(&(key - 1)).map_or(0, |b| b.order.len());
+                self.buckets.entry(key).insert(Bucket {
                     ids: HashSet::with_capacity_and_hasher(like, FixedState::default()),
                     order: Vec::with_capacity(like),
                     saved: 0,
-                },
-            );
-        }
-        let b = self.buckets.get_mut(&key).expect("inserted above");
+                });
+                self.buckets.get_mut(&key).expect("inserted above")
+            }
+        };
         if !b.ids.insert(id) {
             return false;
         }
