@@ -498,10 +498,11 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
     /// and a field the older events lack is judged on the newer events after them).
     fn distinct<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> (usize, usize) {
         let mut present = 0;
-        let set: HashSet<T> = values
-            .take(DICTIONARY_SAMPLE)
-            .inspect(|_| present += 1)
-            .collect();
+        let mut set = HashSet::with_capacity_and_hasher(
+            DICTIONARY_SAMPLE,
+            foldhash::fast::FixedState::default(),
+        );
+        set.extend(values.take(DICTIONARY_SAMPLE).inspect(|_| present += 1));
         (set.len(), present)
     }
     /// Distinct values, and `DELTA_BYTE_ARRAY` when the values share at least half of their
