@@ -830,10 +830,11 @@ impl EventDecoder {
         for (i, field) in self.event_schema.fields().iter().enumerate() {
             if i == self.uuid_index {
                 // Every id is 36 ASCII characters: written straight into the values buffer.
-                let mut values = vec![0u8; n * 36];
-                for (g, out) in rows.iter().zip(values.chunks_exact_mut(36)) {
-                    let out: &mut [u8; 36] = out.try_into().expect("36 bytes");
-                    timeuuid::write_ascii(&g.uuid, out);
+                let mut values = Vec::with_capacity(n * 36);
+                let mut buf = [0u8; 36];
+                for g in rows {
+                    timeuuid::write_ascii(&g.uuid, &mut buf);
+                    values.extend_from_slice(&buf);
                 }
                 let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(36, n));
                 columns.push(Arc::new(
