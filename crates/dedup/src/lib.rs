@@ -574,6 +574,38 @@ mod tests {
     }
 
     #[test]
+    fn a_second_of_many_ids_finds_each_after_its_table_grows() {
+        // One second's table grows from empty through many rehashes (each moving the
+        // indexes by the ids they point to); the next second starts sized like it.
+        let mut rng = silt_wire::testing::SplitMix64(3);
+        let ids: Vec<[u8; 16]> = (0..50_000)
+            .map(|_| {
+                let mut i = [0u8; 16];
+                i[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+                i[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+                i
+            })
+            .collect();
+        let mut d = DedupIndex::new(15 * MIN);
+        for (n, i) in ids.iter().enumerate() {
+            assert_eq!(d.observe(i, n as i64 % 1_000_000), Verdict::New);
+        }
+        for (n, i) in ids.iter().enumerate() {
+            assert_eq!(
+                d.observe(i, n as i64 % 1_000_000),
+                Verdict::Duplicate,
+                "id {n}"
+            );
+            // The same id in the next second is another second's business.
+            assert_eq!(d.observe(i, 1_000_000 + n as i64), Verdict::New, "id {n}");
+        }
+        assert_eq!(d.len(), 100_000);
+        d.end_batch();
+        let restored = DedupIndex::from_bytes(&d.to_bytes()).unwrap();
+        assert_eq!(restored.to_bytes(), d.to_bytes());
+    }
+
+    #[test]
     fn memory_is_bounded_by_the_window() {
         let mut d = DedupIndex::new(15 * MIN);
         for minute in 0..120 {
