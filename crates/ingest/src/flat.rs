@@ -496,11 +496,10 @@ impl FlatDecoder {
                         let offsets = OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(
                             offsets, fresh,
                         )));
-                        // Room for a full batch of values as large as these, and an eighth
-                        // more: a buffer that regrows copies itself, touching fresh pages.
-                        // Room not written to costs no memory.
-                        let next = (data.len() / rows.max(1) + 1) * capacity;
-                        let next = (next + next / 8).min(MAX_COLUMN_BYTES);
+                        // Room for a full batch of values as large as these, an eighth more
+                        // (a buffer that regrows copies itself), at most twice these bytes.
+                        let full = data.len().div_ceil(rows.max(1)) * capacity;
+                        let next = (full + full / 8).min(data.len() * 2).min(MAX_COLUMN_BYTES);
                         let values = std::mem::replace(data, Vec::with_capacity(next));
                         let values = Buffer::from_vec(values);
                         if *utf8 {
