@@ -218,6 +218,24 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
         ratios.contains(&reported),
         "{reported} not among {ratios:?}"
     );
+    // The kernel's share of the job's CPU is reported beside it, and is a part of it.
+    assert!(text.contains("of it in the kernel"), "{text}");
+    let (cpu, kernel) = (
+        v["cpu_seconds_per_million"].as_f64().unwrap(),
+        v["kernel_cpu_seconds_per_million"]
+            .as_f64()
+            .expect("kernel share"),
+    );
+    assert!((0.0..=cpu).contains(&kernel), "{kernel} of {cpu}");
+    for r in rounds {
+        let (c, k) = (
+            r["job_cpu_seconds"].as_f64().unwrap(),
+            r["job_kernel_cpu_seconds"]
+                .as_f64()
+                .expect("kernel seconds"),
+        );
+        assert!((0.0..=c).contains(&k), "{r}");
+    }
     // Peak memory is the job's: taken when the first round's job ended, before any limit
     // held the lake's rows read back.
     assert_eq!(v["peak_rss_bytes"], rounds[0]["peak_rss_bytes"], "{v}");

@@ -76,6 +76,19 @@ def main(results):
     print(f"job / limit: {job['job_to_limit']:.2f} (target >= 0.6)")
     stages = sorted(job["stages"].items(), key=lambda kv: -kv[1])
     print("job stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages))
+    # Older results files lack the kernel's share.
+    kernel = [
+        f"{name} {r['kernel_cpu_seconds_per_million']:.3f} of {r['cpu_seconds_per_million']:.3f}"
+        for name, r in (("job", job), ("raw job", plain))
+        if r and "kernel_cpu_seconds_per_million" in r
+    ]
+    if kernel:
+        summary["job"]["kernel_cpu_seconds_per_million"] = job.get("kernel_cpu_seconds_per_million")
+        if plain:
+            summary["job_raw_only"]["kernel_cpu_seconds_per_million"] = plain.get(
+                "kernel_cpu_seconds_per_million"
+            )
+        print("CPU s/M in the kernel (page faults, the mapped input, writes): " + ", ".join(kernel))
     have = [n for n in sizes if memory[n]]
     if have:
         mb = {n: memory[n]["peak_rss_bytes"] / 1e6 for n in have}

@@ -53,6 +53,8 @@ pub struct BenchArgs {
 pub struct Round {
     pub job_seconds: f64,
     pub job_cpu_seconds: f64,
+    /// The part of `job_cpu_seconds` spent in the kernel.
+    pub job_kernel_cpu_seconds: f64,
     pub limit_seconds: f64,
     pub job_to_limit: f64,
     /// The process's peak resident memory when this round's job ended (a lifetime peak: the
@@ -75,6 +77,9 @@ pub struct BenchResult {
     pub job_events_per_sec: f64,
     pub job_mb_per_sec: f64,
     pub cpu_seconds_per_million: f64,
+    /// The part of `cpu_seconds_per_million` spent in the kernel: page faults (first touches
+    /// of memory, the mapped input), file writes, syscalls.
+    pub kernel_cpu_seconds_per_million: f64,
     pub limit_seconds: f64,
     pub limit_events_per_sec: f64,
     pub job_to_limit: f64,
@@ -125,22 +130,46 @@ fn settle_disk() {
     };
 }
 
-/// CPU seconds used by this process so far (user + system), from /proc.
-fn cpu_seconds() -> f64 {
+/// CPU seconds used by a process so far, in its own code and in the kernel.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    user: f64,
+    /// Page faults (first touches of memory, the mapped input), file writes, syscalls.
+    kernel: f64,
+}
+
+impl Cpu {
+    fn total(self) -> f64 {
+        self.user + self.kernel
+    }
+
+    fn since(self, start: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - start.user,
+            kernel: self.kernel - start.kernel,
+        }
+    }
+}
+
+/// CPU seconds used by this process so far, from /proc.
+fn cpu_seconds() -> Cpu {
     cpu_seconds_of("self")
 }
 
 /// CPU seconds used by a process (`self` or a pid) so far, from /proc.
-fn cpu_seconds_of(pid: &str) -> f64 {
+fn cpu_seconds_of(pid: &str) -> Cpu {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
+        return Cpu::default();
     };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th,
+    // in clock ticks of 1/100 s.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Cpu {
+        user: ticks(11) / 100.0,
+        kernel: ticks(12) / 100.0,
+    }
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -253,7 +282,12 @@ max_records = 500000
         .find(|r| r.job_seconds == job_seconds)
         .expect("the median is a round's")
         .clone();
-    let (summary, job_cpu, n) = (mid.summary, mid.job_cpu_seconds, mid.limit_rows);
+    let (summary, job_cpu, job_kernel, n) = (
+        mid.summary,
+        mid.job_cpu_seconds,
+        mid.job_kernel_cpu_seconds,
+        mid.limit_rows,
+    );
     let rows_written: u64 = summary.rows_written.values().sum();
     let events = summary
         .rows_written
@@ -289,6 +323,7 @@ max_records = 500000
         job_events_per_sec: events as f64 / job_seconds,
         job_mb_per_sec: g.bytes as f64 / job_seconds / 1e6,
         cpu_seconds_per_million: job_cpu / (events as f64 / 1e6),
+        kernel_cpu_seconds_per_million: job_kernel / (events as f64 / 1e6),
         limit_seconds,
         limit_events_per_sec: events as f64 / limit_seconds,
         job_to_limit,
@@ -326,6 +361,11 @@ max_records = 500000
         out,
         "job CPU s per million events",
         format!("{:.3}", r.cpu_seconds_per_million),
+    )?;
+    row(
+        out,
+        "  of it in the kernel (page faults)",
+        format!("{:.3}", r.kernel_cpu_seconds_per_million),
     )?;
     row(
         out,
@@ -408,7 +448,7 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
     let t = Instant::now();
     let summary = job::run(job, &RunOptions::on_terminal()).await?;
     let job_seconds = t.elapsed().as_secs_f64();
-    let job_cpu_seconds = cpu_seconds() - cpu0;
+    let job_cpu = cpu_seconds().since(cpu0);
     // The process's peak so far: generation and the job (the first round's, before any limit
     // held its read-back batches).
     let peak_rss_bytes = peak_rss_bytes();
@@ -459,7 +499,8 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
     anyhow::ensure!(n == live, "the limit wrote {n} rows, the lake holds {live}");
     Ok(Round {
         job_seconds,
-        job_cpu_seconds,
+        job_cpu_seconds: job_cpu.total(),
+        job_kernel_cpu_seconds: job_cpu.kernel,
         limit_seconds,
         job_to_limit: limit_seconds / job_seconds,
         peak_rss_bytes,
@@ -575,7 +616,7 @@ async fn bench_gateway(
         latencies.extend(t.await??);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds_of(&pid) - cpu0;
+    let cpu = cpu_seconds_of(&pid).since(cpu0).total();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status();
