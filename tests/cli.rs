@@ -220,21 +220,18 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
     );
     // The kernel's share of the job's CPU is reported beside it, and is a part of it.
     assert!(text.contains("of it in the kernel"), "{text}");
-    let (cpu, kernel) = (
-        v["cpu_seconds_per_million"].as_f64().unwrap(),
-        v["kernel_cpu_seconds_per_million"]
-            .as_f64()
-            .expect("kernel share"),
+    let part_of = |o: &serde_json::Value, whole: &str, part: &str| {
+        let w = o[whole].as_f64().unwrap();
+        let p = o[part].as_f64().unwrap_or_else(|| panic!("{part}: {o}"));
+        assert!((0.0..=w).contains(&p), "{part} {p} of {whole} {w}");
+    };
+    part_of(
+        &v,
+        "cpu_seconds_per_million",
+        "kernel_cpu_seconds_per_million",
     );
-    assert!((0.0..=cpu).contains(&kernel), "{kernel} of {cpu}");
     for r in rounds {
-        let (c, k) = (
-            r["job_cpu_seconds"].as_f64().unwrap(),
-            r["job_kernel_cpu_seconds"]
-                .as_f64()
-                .expect("kernel seconds"),
-        );
-        assert!((0.0..=c).contains(&k), "{r}");
+        part_of(r, "job_cpu_seconds", "job_kernel_cpu_seconds");
     }
     // Peak memory is the job's: taken when the first round's job ended, before any limit
     // held the lake's rows read back.
