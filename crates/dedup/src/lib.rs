@@ -197,8 +197,10 @@ impl DedupIndex {
                 // A new second: sized like the second before it, so that its table does not
                 // grow (and rehash) from empty as the second's ids come in.
                 let like = self.buckets.get(&(key - 1)).map_or(0, |b| b.order.len());
-                self.buckets.entry(key).insert(Bucket::with_capacity(like));
-                self.buckets.get_mut(&key).expect("inserted above")
+                self.buckets
+                    .entry(key)
+                    .insert(Bucket::with_capacity(like))
+                    .into_mut()
             }
         };
         if !b.insert(id, us) {

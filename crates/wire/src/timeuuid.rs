@@ -68,12 +68,6 @@ pub fn parse_ascii(s: &[u8]) -> Option<[u8; 16]> {
     Uuid::try_parse_ascii(s).ok().map(|u| *u.as_bytes())
 }
 
-/// The usual lower-case hyphenated string form, written into a caller's buffer (no allocation).
-#[inline]
-pub fn encode_str<'a>(bytes: &[u8; 16], buf: &'a mut [u8; 36]) -> &'a str {
-    Uuid::from_bytes(*bytes).hyphenated().encode_lower(buf)
-}
-
 /// Two lower-case hex digits for every byte value.
 const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -86,8 +80,9 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
     t
 };
 
-/// The string form of [`encode_str`] as ASCII bytes into `out`, one table lookup a byte: for
-/// columns of ids written straight into their values buffer.
+/// The usual lower-case hyphenated string form as ASCII bytes, written into a caller's buffer
+/// (no allocation), one table lookup a byte: for columns of ids written straight into their
+/// values buffer.
 #[inline]
 pub fn write_ascii(bytes: &[u8; 16], out: &mut [u8; 36]) {
     let mut at = 0;
@@ -181,10 +176,8 @@ mod tests {
         let b = parse_str("165c0cf3-ca4a-11f0-bb9a-0242ac110002").unwrap();
         assert_eq!(unix_millis(&b), Some(1_764_108_000_000));
         let mut buf = [0u8; 36];
-        assert_eq!(
-            encode_str(&b, &mut buf),
-            "165c0cf3-ca4a-11f0-bb9a-0242ac110002"
-        );
+        write_ascii(&b, &mut buf);
+        assert_eq!(&buf, b"165c0cf3-ca4a-11f0-bb9a-0242ac110002");
     }
 
     #[test]
