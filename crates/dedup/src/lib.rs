@@ -580,14 +580,7 @@ mod tests {
         // One second's table grows from empty through many rehashes (each moving the
         // indexes by the ids they point to); the next second starts sized like it.
         let mut rng = silt_wire::testing::SplitMix64(3);
-        let ids: Vec<[u8; 16]> = (0..50_000)
-            .map(|_| {
-                let mut i = [0u8; 16];
-                i[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-                i[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
-                i
-            })
-            .collect();
+        let ids: Vec<[u8; 16]> = (0..50_000).map(|_| rng.bytes16()).collect();
         let mut d = DedupIndex::new(15 * MIN);
         for (n, i) in ids.iter().enumerate() {
             assert_eq!(d.observe(i, n as i64 % 1_000_000), Verdict::New);

@@ -184,13 +184,7 @@ mod tests {
     fn ascii_form_is_the_usual_string_form() {
         let mut rng = crate::testing::SplitMix64(7);
         let mut ids: Vec<[u8; 16]> = vec![[0; 16], [0xff; 16]];
-        ids.extend((0..1000).map(|_| {
-            let (a, b) = (rng.next_u64(), rng.next_u64());
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&a.to_le_bytes());
-            id[8..].copy_from_slice(&b.to_le_bytes());
-            id
-        }));
+        ids.extend((0..1000).map(|_| rng.bytes16()));
         let mut out = [0u8; 36];
         for id in &ids {
             write_ascii(id, &mut out);
