@@ -91,6 +91,63 @@ fn demo_runs_end_to_end() {
     assert!(text.contains("| reason_code"), "{text}");
 }
 
+/// The run's summary says which table the time went to: each transform's SQL, each table's
+/// encoding and puts, adding up to the run's `transform`, `encode` and `write` stages.
+#[test]
+fn a_run_times_each_table_and_the_tables_add_up_to_their_stages() {
+    let opts = silt::gen::GenOptions {
+        events: 3000,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let job = generated_job(dir.path(), &opts, "[batch]\nmax_records = 1000\n");
+    let s = run_json(&job);
+    let tables = s["tables"].as_object().unwrap_or_else(|| panic!("{s}"));
+    let secs = |t: &str, k: &str| {
+        tables[t][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{t}.{k}: {s}"))
+    };
+    for t in ["clickstream", "hourly", "sales"] {
+        assert!(secs(t, "encode") > 0.0, "{t}: {s}");
+    }
+    assert!(s["rejected"].as_u64().unwrap() > 0, "{s}");
+    assert!(secs("clickstream_rejected", "encode") > 0.0, "{s}");
+    // Only the transforms run SQL: the `rows` one on every slice, the `partitions` one as it
+    // merges each micro-batch.
+    assert_eq!(secs("clickstream", "sql"), 0.0, "{s}");
+    assert!(
+        secs("sales", "sql") > 0.0 && secs("hourly", "sql") > 0.0,
+        "{s}"
+    );
+    let sum = |k: &str| tables.values().map(|t| t[k].as_f64().unwrap()).sum::<f64>();
+    let stage = |k: &str| s["stages"][k].as_f64().unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.max(1.0);
+    assert!(close(sum("sql"), stage("transform")), "{s}");
+    assert!(close(sum("write"), stage("write")), "{s}");
+    // Compaction's encoding is the stage's, not a table's.
+    assert!(sum("encode") <= stage("encode") + 1e-9, "{s}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = generated_job(dir.path(), &opts, "[batch]\nmax_records = 1000\n");
+    let out = run_ok(silt().arg("run").arg(&job));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |t: &str| {
+        text.lines()
+            .find(|l| l.contains("rows written") && l.split_whitespace().nth(4) == Some(t))
+            .unwrap_or_else(|| panic!("no line for {t}: {text}"))
+            .to_string()
+    };
+    assert!(
+        line("sales").contains("SQL") && line("sales").contains("encoding"),
+        "{text}"
+    );
+    assert!(
+        !line("clickstream").contains("SQL") && line("clickstream").contains("encoding"),
+        "{text}"
+    );
+}
+
 #[test]
 fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     use std::io::Write;
@@ -266,6 +323,34 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
     assert!(
         total <= job * 1.01,
         "stages add up to {total} s of a {job} s job"
+    );
+    // Table by table: the identity transform's SQL and encoding apart from the raw table's,
+    // each beside the limit's writing of the same table; the limit's tables are its whole.
+    assert!(text.contains("by table (s)"), "{text}");
+    let table = |t: &str, k: &str| {
+        v["tables"][t][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{t}.{k}: {v}"))
+    };
+    for t in ["clickstream", "identity", "hourly"] {
+        assert!(
+            table(t, "encode") > 0.0 && table(t, "limit") > 0.0,
+            "{t}: {v}"
+        );
+    }
+    assert_eq!(table("clickstream", "sql"), 0.0, "{v}");
+    assert!(table("identity", "sql") > 0.0, "{v}");
+    let limits: f64 = v["tables"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["limit"].as_f64().unwrap())
+        .sum();
+    assert!(
+        rounds
+            .iter()
+            .any(|r| (r["limit_seconds"].as_f64().unwrap() - limits).abs() < 1e-6),
+        "the tables' limits add up to {limits}, no round's: {v}"
     );
     // The limit writes every row the job wrote: raw, identity and the hourly aggregate.
     assert!(v["rows_written"].as_u64().unwrap() > 10_000, "{v}");

@@ -76,6 +76,16 @@ def main(results):
     print(f"job / limit: {job['job_to_limit']:.2f} (target >= 0.6)")
     stages = sorted(job["stages"].items(), key=lambda kv: -kv[1])
     print("job stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages))
+    # Older results files lack the table-by-table times.
+    if job.get("tables"):
+        summary["job"]["tables"] = job["tables"]
+        print(
+            "job by table (s; SQL / encoding / puts, and the limit's writing): "
+            + ", ".join(
+                f"{k} {t['sql']:.2f} / {t['encode']:.2f} / {t['write']:.2f}, limit {t['limit']:.2f}"
+                for k, t in sorted(job["tables"].items(), key=lambda kv: -kv[1]["encode"])
+            )
+        )
     # Older results files lack the kernel's share.
     kernel = [
         f"{name} {r['kernel_cpu_seconds_per_million']:.3f} of {r['cpu_seconds_per_million']:.3f}"

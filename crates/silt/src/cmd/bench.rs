@@ -64,6 +64,19 @@ pub struct Round {
     summary: job::RunSummary,
     #[serde(skip)]
     limit_rows: u64,
+    /// The limit's seconds, table by table.
+    #[serde(skip)]
+    limit_tables: std::collections::BTreeMap<String, f64>,
+}
+
+/// One table of the job: its part of the `transform`, `encode` and `write` stages, and the
+/// limit's time to write its rows again.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableFigures {
+    pub sql: f64,
+    pub encode: f64,
+    pub write: f64,
+    pub limit: f64,
 }
 
 /// The figures.
@@ -86,6 +99,9 @@ pub struct BenchResult {
     /// Peak resident memory of the process once the job ended (generation and job).
     pub peak_rss_bytes: u64,
     pub stages: std::collections::BTreeMap<String, f64>,
+    /// The job's time table by table (the median round's): which transform's SQL or
+    /// encoding the time went to, beside what the limit took for the same table.
+    pub tables: std::collections::BTreeMap<String, TableFigures>,
     /// Average Avro body of a distinct event.
     pub avg_body_bytes: f64,
     /// Rows the job wrote, all tables, rewrites of aggregate partitions included.
@@ -282,11 +298,12 @@ max_records = 500000
         .find(|r| r.job_seconds == job_seconds)
         .expect("the median is a round's")
         .clone();
-    let (summary, job_cpu, job_kernel, n) = (
+    let (summary, job_cpu, job_kernel, n, limit_tables) = (
         mid.summary,
         mid.job_cpu_seconds,
         mid.job_kernel_cpu_seconds,
         mid.limit_rows,
+        mid.limit_tables,
     );
     let rows_written: u64 = summary.rows_written.values().sum();
     let events = summary
@@ -314,6 +331,19 @@ max_records = 500000
     ] {
         stages.insert(k.to_string(), v);
     }
+    let mut tables = std::collections::BTreeMap::new();
+    for name in summary.tables.keys().chain(limit_tables.keys()) {
+        let t = summary.tables.get(name).copied().unwrap_or_default();
+        tables.insert(
+            name.clone(),
+            TableFigures {
+                sql: t.sql,
+                encode: t.encode,
+                write: t.write,
+                limit: limit_tables.get(name).copied().unwrap_or(0.0),
+            },
+        );
+    }
     let r = BenchResult {
         events,
         records_read: summary.records_read,
@@ -329,6 +359,7 @@ max_records = 500000
         job_to_limit,
         peak_rss_bytes: peak_rss,
         stages,
+        tables,
         avg_body_bytes,
         rows_written,
         limit_rows: n,
@@ -387,6 +418,18 @@ max_records = 500000
             .collect::<Vec<_>>()
             .join(", ")
     )?;
+    writeln!(
+        out,
+        "  {:<30} {:>6} {:>9} {:>6} {:>9}",
+        "by table (s)", "SQL", "encoding", "puts", "limit"
+    )?;
+    for (k, t) in &r.tables {
+        writeln!(
+            out,
+            "    {k:<28} {:>6.2} {:>9.2} {:>6.2} {:>9.2}",
+            t.sql, t.encode, t.write, t.limit
+        )?;
+    }
     if r.rounds.len() > 1 {
         writeln!(
             out,
@@ -458,6 +501,7 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
     let snapshot = silt_lake_writer::LakeSnapshot::load(&lake).await?;
     let limit_dir = silt_storage::open("file://limit", dir)?;
     let mut limit_seconds = 0.0;
+    let mut limit_tables = std::collections::BTreeMap::new();
     let mut n = 0u64;
     let mut batch_id = 0u64;
     for (table, (state, _)) in &snapshot.tables {
@@ -481,7 +525,9 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
                     &job.writer,
                 )
                 .await?;
-                limit_seconds += t.elapsed().as_secs_f64();
+                let secs = t.elapsed().as_secs_f64();
+                limit_seconds += secs;
+                *limit_tables.entry(table.clone()).or_insert(0.0) += secs;
                 n += files.iter().map(|f| f.rows).sum::<u64>();
                 batch_id += 1;
                 pending.clear();
@@ -506,6 +552,7 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
         peak_rss_bytes,
         summary,
         limit_rows: n,
+        limit_tables,
     })
 }
 

@@ -307,12 +307,14 @@ pub struct Stages {
     pub commit: f64,
 }
 
-impl Stages {
-    /// Adds a table writer's time: its encoding and its puts.
-    pub fn add_write(&mut self, t: WriteTimings) {
-        self.encode += t.encode.as_secs_f64();
-        self.write += t.store.as_secs_f64();
-    }
+/// Seconds one table took in a run: the SQL that made its rows (a transform's), their Parquet
+/// encoding and the store's puts of its files. Compaction, timed under the `encode` stage, is
+/// not counted to a table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TableSeconds {
+    pub sql: f64,
+    pub encode: f64,
+    pub write: f64,
 }
 
 /// What a run did.
@@ -339,9 +341,39 @@ pub struct RunSummary {
     pub lag_ms: Option<i64>,
     pub elapsed_s: f64,
     pub stages: Stages,
+    /// The `transform`, `encode` and `write` stages, table by table: which table (a
+    /// transform's SQL, or its encoding) the time went to.
+    pub tables: BTreeMap<String, TableSeconds>,
 }
 
 impl RunSummary {
+    /// Adds a table writer's time (its encoding and its puts) to the stages and to `table`.
+    pub fn add_write(&mut self, table: &str, t: WriteTimings) {
+        self.add_encode(table, t.encode.as_secs_f64());
+        self.stages.write += t.store.as_secs_f64();
+        self.table(table).write += t.store.as_secs_f64();
+    }
+
+    /// Adds time spent making `table`'s rows into Parquet (or its batches ready for that).
+    pub fn add_encode(&mut self, table: &str, secs: f64) {
+        self.stages.encode += secs;
+        self.table(table).encode += secs;
+    }
+
+    /// Adds time spent in the SQL of the transform that writes `table`.
+    pub fn add_sql(&mut self, table: &str, secs: f64) {
+        self.stages.transform += secs;
+        self.table(table).sql += secs;
+    }
+
+    fn table(&mut self, table: &str) -> &mut TableSeconds {
+        if !self.tables.contains_key(table) {
+            self.tables
+                .insert(table.to_string(), TableSeconds::default());
+        }
+        self.tables.get_mut(table).expect("inserted")
+    }
+
     /// Counts a committed micro-batch.
     fn add(&mut self, b: &BatchReport) {
         self.batches += 1;
@@ -385,8 +417,22 @@ impl RunSummary {
                 self.reader_changes
             );
         }
+        let width = self.rows_written.keys().map(|t| t.len()).max().unwrap_or(0);
+        let any_sql = self.tables.values().any(|t| t.sql > 0.0);
         for (t, n) in &self.rows_written {
-            s += &format!("  rows written {n:>10}   to {t}\n");
+            s += &format!("  rows written {n:>10}   to {t:<width$}");
+            if let Some(ts) = self.tables.get(t) {
+                let sql = if ts.sql > 0.0 {
+                    format!("SQL {:>6.2}s", ts.sql)
+                } else {
+                    String::new()
+                };
+                if any_sql {
+                    s += &format!("   {sql:<11}");
+                }
+                s += &format!("   encoding {:>6.2}s   puts {:>5.2}s", ts.encode, ts.write);
+            }
+            s += "\n";
         }
         s += &format!(
             "  files written {:>9}   bytes written {:>12}   source retries {}\n",
@@ -1030,6 +1076,8 @@ struct RowsTransforms {
     prepared: Vec<Option<silt_transform::PreparedRows>>,
     /// `Some` for transform `i` in `partitions` mode when it merges.
     incremental: Vec<Option<silt_transform::PreparedIncremental>>,
+    /// Transform `i`'s name: the table it writes.
+    names: Vec<String>,
 }
 
 impl RowsTransforms {
@@ -1049,6 +1097,7 @@ impl RowsTransforms {
         Ok(RowsTransforms {
             prepared,
             incremental,
+            names: job.transforms.iter().map(|t| t.name.clone()).collect(),
         })
     }
 
@@ -1070,16 +1119,17 @@ impl RowsTransforms {
         running: &mut [Option<silt_transform::Running>],
         summary: &mut RunSummary,
     ) -> anyhow::Result<()> {
-        let t = Instant::now();
-        for r in running.iter_mut().flatten() {
+        for (r, name) in running.iter_mut().zip(&self.names) {
+            let Some(r) = r else { continue };
+            let t = Instant::now();
             r.push(input)?;
+            summary.add_sql(name, t.elapsed().as_secs_f64());
         }
-        summary.stages.transform += t.elapsed().as_secs_f64();
-        for (p, w) in self.prepared.iter().zip(writers) {
+        for ((p, w), name) in self.prepared.iter().zip(writers).zip(&self.names) {
             let (Some(p), Some(w)) = (p, w) else { continue };
             let t = Instant::now();
             let out = p.run(input.to_vec()).await?;
-            summary.stages.transform += t.elapsed().as_secs_f64();
+            summary.add_sql(name, t.elapsed().as_secs_f64());
             // The writer times its encoding and puts; they are counted when it finishes.
             w.write_batches(&out).await?;
         }
@@ -1629,7 +1679,7 @@ async fn run_with_latest(
         let mut written: Vec<(String, Vec<DataFile>)> = Vec::new();
         let mut replaced: Vec<String> = Vec::new();
         let (raw_files, timings) = raw_writer.finish_timed().await?;
-        summary.stages.add_write(timings);
+        summary.add_write(&job.table, timings);
         faults::point("after_table");
         let raw_state = tables
             .entry(job.table.clone())
@@ -1644,7 +1694,7 @@ async fn run_with_latest(
             let rb = silt_ingest::rejected_batch(job.source.name(), &rejected)?;
             let time_parts = vec!["dt".to_string(), "hr".to_string()];
             let rb = add_time_partitions(rb, &time_parts, ARRIVAL_TIME)?;
-            summary.stages.encode += t.elapsed().as_secs_f64();
+            summary.add_encode(&job.rejected_table, t.elapsed().as_secs_f64());
             let (files, timings) = write_table_timed(
                 &job.lake.join(&job.rejected_table),
                 batch_id,
@@ -1653,7 +1703,7 @@ async fn run_with_latest(
                 &job.writer,
             )
             .await?;
-            summary.stages.add_write(timings);
+            summary.add_write(&job.rejected_table, timings);
             tables
                 .entry(job.rejected_table.clone())
                 .or_insert_with(|| TableState {
@@ -1688,7 +1738,7 @@ async fn run_with_latest(
                     let files = match w {
                         Some(w) => {
                             let (files, timings) = w.finish_timed().await?;
-                            summary.stages.add_write(timings);
+                            summary.add_write(&tr.name, timings);
                             files
                         }
                         None => vec![],
@@ -1698,9 +1748,9 @@ async fn run_with_latest(
                 (Mode::Partitions, _) if touched.is_empty() => (vec![], None),
                 (Mode::Partitions, _) if merged.is_some() => {
                     let (out, affected) = merged.expect("checked");
-                    summary.stages.transform += t.elapsed().as_secs_f64();
+                    summary.add_sql(&tr.name, t.elapsed().as_secs_f64());
                     let (files, timings) = write_partitions(job, tr, batch_id, &out, parts).await?;
-                    summary.stages.add_write(timings);
+                    summary.add_write(&tr.name, timings);
                     (files, Some(affected))
                 }
                 (Mode::Partitions, _) => {
@@ -1716,9 +1766,9 @@ async fn run_with_latest(
                         &touched,
                     )
                     .await?;
-                    summary.stages.transform += t.elapsed().as_secs_f64();
+                    summary.add_sql(&tr.name, t.elapsed().as_secs_f64());
                     let (files, timings) = write_partitions(job, tr, batch_id, &out, parts).await?;
-                    summary.stages.add_write(timings);
+                    summary.add_write(&tr.name, timings);
                     (files, Some(affected))
                 }
             };
