@@ -69,13 +69,12 @@ pub struct Round {
     limit_tables: std::collections::BTreeMap<String, f64>,
 }
 
-/// One table of the job: its part of the `transform`, `encode` and `write` stages, and the
-/// limit's time to write its rows again.
+/// One table of the job: its part of the `transform`, `encode` and `write` stages (`sql`,
+/// `encode`, `write`), and the limit's time to write its rows again.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableFigures {
-    pub sql: f64,
-    pub encode: f64,
-    pub write: f64,
+    #[serde(flatten)]
+    pub job: job::TableSeconds,
     pub limit: f64,
 }
 
@@ -331,19 +330,18 @@ max_records = 500000
     ] {
         stages.insert(k.to_string(), v);
     }
-    let mut tables = std::collections::BTreeMap::new();
-    for name in summary.tables.keys().chain(limit_tables.keys()) {
-        let t = summary.tables.get(name).copied().unwrap_or_default();
-        tables.insert(
-            name.clone(),
-            TableFigures {
-                sql: t.sql,
-                encode: t.encode,
-                write: t.write,
+    let tables = summary
+        .tables
+        .keys()
+        .chain(limit_tables.keys())
+        .map(|name| {
+            let figures = TableFigures {
+                job: summary.tables.get(name).copied().unwrap_or_default(),
                 limit: limit_tables.get(name).copied().unwrap_or(0.0),
-            },
-        );
-    }
+            };
+            (name.clone(), figures)
+        })
+        .collect();
     let r = BenchResult {
         events,
         records_read: summary.records_read,
@@ -427,7 +425,7 @@ max_records = 500000
         writeln!(
             out,
             "    {k:<28} {:>6.2} {:>9.2} {:>6.2} {:>9.2}",
-            t.sql, t.encode, t.write, t.limit
+            t.job.sql, t.job.encode, t.job.write, t.limit
         )?;
     }
     if r.rounds.len() > 1 {

@@ -5,4 +5,4 @@ pub mod config;
 mod run;
 
 pub use backfill::{backfill, parse_hour, BackfillSummary};
-pub use run::{run, throttles_since, BatchReport, Job, RunOptions, RunSummary};
+pub use run::{run, throttles_since, BatchReport, Job, RunOptions, RunSummary, TableSeconds};

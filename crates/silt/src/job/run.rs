@@ -350,8 +350,9 @@ impl RunSummary {
     /// Adds a table writer's time (its encoding and its puts) to the stages and to `table`.
     pub fn add_write(&mut self, table: &str, t: WriteTimings) {
         self.add_encode(table, t.encode.as_secs_f64());
-        self.stages.write += t.store.as_secs_f64();
-        self.table(table).write += t.store.as_secs_f64();
+        let store = t.store.as_secs_f64();
+        self.stages.write += store;
+        self.table(table).write += store;
     }
 
     /// Adds time spent making `table`'s rows into Parquet (or its batches ready for that).
@@ -367,11 +368,7 @@ impl RunSummary {
     }
 
     fn table(&mut self, table: &str) -> &mut TableSeconds {
-        if !self.tables.contains_key(table) {
-            self.tables
-                .insert(table.to_string(), TableSeconds::default());
-        }
-        self.tables.get_mut(table).expect("inserted")
+        self.tables.entry(table.to_string()).or_default()
     }
 
     /// Counts a committed micro-batch.
