@@ -194,11 +194,14 @@ pub fn unknown_table(e: &datafusion::error::DataFusionError) -> Option<String> {
 /// DataFusion's error text as it holds in silt's sessions. They match identifiers as written
 /// (see [`session`]), so the advice to turn identifier normalisation off is dropped; and a
 /// string column compared with an unquoted date or number (`dt = 2025-11-25` is arithmetic:
-/// 1989), which DataFusion reports as a failed cast, says what to write instead.
+/// 1989), which DataFusion reports as a failed cast, says what to write instead. A statement
+/// that does not parse is told as `SQL syntax error: ...` once, not as the parser error's
+/// Rust debug form followed by its text again.
 pub fn sql_error_text(text: &str) -> String {
     const NORMALIZATION: &str =
         " or disable the datafusion.sql_parser.enable_ident_normalization configuration";
-    let mut text = text.replace(NORMALIZATION, "");
+    let mut text = syntax_error_text(text).unwrap_or_else(|| text.to_string());
+    text = text.replace(NORMALIZATION, "");
     if let Some(start) = text.find("Cannot cast string '") {
         let value = &text[start + "Cannot cast string '".len()..];
         let value = &value[..value.find('\'').unwrap_or(value.len())];
@@ -207,6 +210,45 @@ pub fn sql_error_text(text: &str) -> String {
         ));
     }
     text
+}
+
+/// DataFusion shows a statement that does not parse as `SQL error: ParserError("...")`, and an
+/// error chain adds the parser's own `: sql parser error: ...` after it; either becomes
+/// `SQL syntax error: ...`.
+fn syntax_error_text(text: &str) -> Option<String> {
+    for variant in ["ParserError", "TokenizerError"] {
+        let head = format!("SQL error: {variant}(\"");
+        let Some(start) = text.find(&head) else {
+            continue;
+        };
+        // The message as Rust's debug form of a string escapes it: up to the unescaped quote.
+        let mut message = String::new();
+        let mut chars = text[start + head.len()..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => {
+                    end = Some(start + head.len() + i + 1);
+                    break;
+                }
+                '\\' => match chars.next()?.1 {
+                    'n' => message.push('\n'),
+                    't' => message.push('\t'),
+                    other => message.push(other),
+                },
+                c => message.push(c),
+            }
+        }
+        let rest = text[end?..].strip_prefix(')')?;
+        let rest = rest
+            .strip_prefix(&format!(": sql parser error: {message}"))
+            .unwrap_or(rest);
+        return Some(format!(
+            "{}SQL syntax error: {message}{rest}",
+            &text[..start]
+        ));
+    }
+    None
 }
 
 /// The tables a session can read (every catalog and schema but `information_schema`), sorted.

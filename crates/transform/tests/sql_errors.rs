@@ -43,3 +43,24 @@ async fn an_unquoted_date_compared_with_a_partition_says_to_quote_it() {
     let text = error_of("SELECT nope(1)").await;
     assert!(!text.contains("quote the value"), "{text}");
 }
+
+#[tokio::test]
+async fn a_statement_that_does_not_parse_is_told_once_as_a_syntax_error() {
+    let expected =
+        "SQL syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1";
+    assert_eq!(error_of("SELEC 1").await, expected);
+    // The CLI's one line adds the error's cause, the parser's own words for the same thing.
+    let chained = "SQL error: ParserError(\"Expected: an SQL statement, found: SELEC at Line: 1, Column: 1\"): sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1";
+    assert_eq!(sql_error_text(chained), expected);
+    let text = error_of("SELECT 'abc").await;
+    assert!(
+        text.starts_with("SQL syntax error: Unterminated string literal"),
+        "{text}"
+    );
+    assert!(!text.contains("TokenizerError("), "{text}");
+    let chained = "SQL error: TokenizerError(\"Unterminated string literal at Line: 1, Column: 8\"): sql parser error: Unterminated string literal at Line: 1, Column: 8";
+    assert_eq!(
+        sql_error_text(chained),
+        "SQL syntax error: Unterminated string literal at Line: 1, Column: 8"
+    );
+}
