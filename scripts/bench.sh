@@ -7,8 +7,10 @@
 #   3. the gateway on all cores: 500-event JSON requests from a second process over loopback;
 #   4. the alternatives on the same events, one core each: fastavro+pyarrow, DuckDB, Spark
 #      (installed into a virtual environment in ~/.cache/silt-bench; Spark needs a Java 17+),
-#      each writing the table silt writes; with SILT_BENCH_EVENT_FIELDS=1 again writing the
-#      event's fields only (the smaller table they wrote before 2026-11-27 09:00 UTC).
+#      each writing the table silt writes, and silt's raw-table job (`silt run`) beside them:
+#      three rounds each, interleaved, the median reported and the ratios taken to the silt run
+#      of the same rounds; with SILT_BENCH_EVENT_FIELDS=1 again writing the event's fields only
+#      (the smaller table they wrote before 2026-11-27 09:00 UTC).
 # Figures go to bench-results/*.json and bench-results/summary.json.
 #
 #   scripts/bench.sh [EVENTS]        SILT_BENCH_SKIP=memory,alternatives to leave parts out
@@ -63,10 +65,10 @@ if [[ ",$skip," != *",alternatives,"* ]]; then
     cp scripts/bench/requirements.txt "$venv/requirements.txt"
   fi
   echo "== 4. the alternatives on the same $events events, one core each" >&2
-  "$venv/bin/python" scripts/bench/alternatives.py all --dir "$work/job" --out "$results/alternatives.json" >&2
+  "$venv/bin/python" scripts/bench/alternatives.py all --dir "$work/job" --silt "$silt" --out "$results/alternatives.json" >&2
   if [ "${SILT_BENCH_EVENT_FIELDS:-0}" = 1 ]; then
     echo "== 4b. the alternatives again, writing the event's fields only" >&2
-    "$venv/bin/python" scripts/bench/alternatives.py all --event-fields-only --dir "$work/job" \
+    "$venv/bin/python" scripts/bench/alternatives.py all --event-fields-only --dir "$work/job" --silt "$silt" \
       --work "$work/job/alternatives-event-fields" --out "$results/alternatives-event-fields.json" >&2
   fi
 fi

@@ -368,6 +368,101 @@ fn bench_prints_a_table_and_writes_the_spec_keys() {
     assert!(text.contains("gateway events/s"), "{text}");
 }
 
+/// The alternatives script (`scripts/bench/alternatives.py`) runs silt's raw-table job on the
+/// bench's stream in the same interleaved rounds as the alternatives and reports the median
+/// round; `summary.py` takes each ratio to that run. Only the standard library is needed for
+/// silt's part, so any Python 3 will do.
+#[test]
+fn the_bench_script_runs_silts_job_in_rounds_beside_the_alternatives() {
+    let python = std::env::var("SILT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let (work, results) = (dir.path().join("w"), dir.path().join("results"));
+    std::fs::create_dir_all(&results).unwrap();
+    // The bench's job, SQL transforms and all, leaves the stream, registry and job file.
+    run_ok(
+        silt()
+            .args(["bench", "--events", "3000", "--rounds", "1"])
+            .args(["--gateway-events", "0", "--out"])
+            .arg(results.join("job.json"))
+            .arg("--dir")
+            .arg(&work),
+    );
+    let out = results.join("alternatives.json");
+    let script = root.join("scripts/bench/alternatives.py");
+    run_ok(
+        std::process::Command::new(&python)
+            .arg(&script)
+            .args(["all", "--only", "silt", "--rounds", "3", "--silt"])
+            .arg(env!("CARGO_BIN_EXE_silt"))
+            .arg("--dir")
+            .arg(&work)
+            .arg("--out")
+            .arg(&out),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let runs = v.as_array().expect("a list");
+    assert_eq!(runs.len(), 1, "{v}");
+    let r = &runs[0];
+    assert_eq!(r["name"], "silt", "{v}");
+    // Every distinct event once, into the raw table.
+    assert_eq!(r["events"], 3000, "{v}");
+    let mut rounds: Vec<f64> = r["rounds"]
+        .as_array()
+        .expect("rounds")
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 3, "{v}");
+    rounds.sort_by(f64::total_cmp);
+    let reported = r["events_per_sec_per_core"].as_f64().unwrap();
+    assert!(
+        (reported - rounds[1]).abs() <= 1.0,
+        "{reported} is not the median of {rounds:?}"
+    );
+    // The raw table only: the bench job's SQL transforms were left out.
+    let lake = work.join("alternatives/silt-lake");
+    let mut tables: Vec<String> = std::fs::read_dir(&lake)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('_'))
+        .collect();
+    tables.sort();
+    assert_eq!(tables, ["clickstream", "clickstream_rejected"]);
+    // The summary's ratios are to silt's run in those rounds: an alternative at a quarter of
+    // its speed (written in here; Spark and the others are not installed for tests) is 4x.
+    let quarter = serde_json::json!({
+        "name": "duckdb",
+        "columns": "as silt's raw table",
+        "events_per_sec_per_core": reported / 4.0,
+        "cpu_seconds_per_million": 1.0,
+    });
+    let mut both = runs.clone();
+    both.push(quarter);
+    std::fs::write(&out, serde_json::to_vec(&both).unwrap()).unwrap();
+    let out = run_ok(
+        std::process::Command::new(&python)
+            .arg(root.join("scripts/bench/summary.py"))
+            .arg(&results),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("silt run, raw table only, in the rounds below"),
+        "{text}"
+    );
+    assert!(text.contains("rounds, the same table"), "{text}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["alternatives"]["silt"]["events_per_sec_per_core"], r["events_per_sec_per_core"],
+        "{summary}"
+    );
+    let ratio = summary["alternatives"]["duckdb"]["silt_ratio"]
+        .as_f64()
+        .unwrap();
+    assert!((ratio - 4.0).abs() < 1e-9, "{summary}");
+}
+
 #[test]
 fn a_job_reads_its_schemas_from_the_registry_service() {
     let data = testdata();

@@ -23,11 +23,18 @@ measured.
 Each runs in its own process under `taskset -c 0` (one core). The JSON lines are made
 beforehand and not timed; they carry `event_ms` so that DuckDB and Spark need not parse the
 TimeUuid (an advantage the Python pipeline and silt do not have), and the record's metadata as
-the file stream gives it. Spark's JVM start is not timed either; its query is. Prints one JSON
-object per alternative and writes them all to --out.
+the file stream gives it. Spark's JVM start is not timed either; its query is.
+
+With `--silt PATH`, silt's own job on the same stream (`silt run` of the raw table only, a
+fresh lake each time, its process start and summary included) is run the same way, so that
+each ratio is measured in the same rounds by the same clock. The machines these run on are
+shared and their speed drifts from minute to minute: every program is run `--rounds` times
+(3), the rounds interleaved (fastavro, DuckDB, Spark, silt, then again), and the round of
+median events/s is reported with every round listed beside it. Prints one JSON object per
+program and writes them all to --out.
 
     alternatives.py all --dir BENCH_DIR --out results.json [--only fastavro,duckdb,spark]
-                        [--event-fields-only]
+                        [--event-fields-only] [--rounds N] [--silt PATH]
 """
 
 import argparse
@@ -35,6 +42,7 @@ import glob
 import io
 import json
 import os
+import re
 import resource
 import shutil
 import struct
@@ -368,17 +376,47 @@ def run_spark(bench_dir, work, meta):
     return n, seconds, cpu
 
 
-RUNNERS = {"fastavro": run_fastavro, "duckdb": run_duckdb, "spark": run_spark}
+def run_silt(bench_dir, work, meta, silt):
+    """silt's job on the same stream: the raw table only, as the alternatives write it (with
+    its metadata columns, `meta` or not: silt's raw table always has them)."""
+    with open(os.path.join(bench_dir, "bench.toml")) as f:
+        job = f.read()
+    # The bench's job without its SQL transforms, into a lake of its own; the job file stays
+    # beside the stream and registry that its relative paths name.
+    if "[[transform]]" in job:
+        job = job[: job.index("[[transform]]")] + job[job.index("[batch]") :]
+    table = re.search(r'(?m)^table = "(.*)"$', job).group(1)
+    lake = os.path.join(work, "silt-lake")
+    shutil.rmtree(lake, ignore_errors=True)
+    job = re.sub(r'(?m)^name = ".*"$', 'name = "alternatives"', job, count=1)
+    job = re.sub(r'(?m)^location = ".*"$', f'location = "file://{lake}"', job, count=1)
+    path = os.path.join(bench_dir, "alternatives-silt.toml")
+    with open(path, "w") as f:
+        f.write(job)
+    t0, c0 = time.perf_counter(), cpu_now()
+    p = subprocess.run([silt, "run", path, "--json"], capture_output=True, text=True)
+    seconds, cpu = time.perf_counter() - t0, cpu_now() - c0
+    if p.returncode != 0:
+        raise RuntimeError(f"silt run failed: {p.stderr.strip()}")
+    summary = json.loads(p.stdout)
+    return summary["rows_written"][table], seconds, cpu
+
+
+RUNNERS = {"fastavro": run_fastavro, "duckdb": run_duckdb, "spark": run_spark, "silt": run_silt}
 
 
 def one(args):
-    events, seconds, cpu = RUNNERS[args.name](args.dir, args.work, not args.event_fields_only)
+    extra = (args.silt,) if args.name == "silt" else ()
+    events, seconds, cpu = RUNNERS[args.name](args.dir, args.work, not args.event_fields_only, *extra)
     print(
         json.dumps(
             {
                 "name": args.name,
                 "events": events,
-                "columns": "event fields" if args.event_fields_only else "as silt's raw table",
+                # silt's job writes its raw table whole either way.
+                "columns": "event fields"
+                if args.event_fields_only and args.name != "silt"
+                else "as silt's raw table",
                 "seconds": seconds,
                 "cpu_seconds": cpu,
                 "events_per_sec_per_core": events / seconds,
@@ -389,28 +427,48 @@ def one(args):
     )
 
 
+def median_round(rounds):
+    """The round of median events/s, with every round's events/s beside it."""
+    done = [r for r in rounds if "error" not in r]
+    if not done:
+        return rounds[-1]
+    mid = sorted(done, key=lambda r: r["events_per_sec_per_core"])[len(done) // 2]
+    return dict(mid, rounds=[round(r["events_per_sec_per_core"]) for r in done])
+
+
 def all_(args):
     work = args.work or os.path.join(args.dir, "alternatives")
     os.makedirs(work, exist_ok=True)
-    names = args.only.split(",") if args.only else list(RUNNERS)
+    names = args.only.split(",") if args.only else ["fastavro", "duckdb", "spark"]
+    if args.silt and "silt" not in names:
+        names.append("silt")
+    if "silt" in names and not args.silt:
+        sys.exit("silt's job needs the binary: --silt PATH")
     if any(n in ("duckdb", "spark") for n in names):
         t = time.perf_counter()
         n = make_jsonl(args.dir, os.path.join(work, "events.jsonl"), not args.event_fields_only)
         print(f"made {n} JSON lines in {time.perf_counter() - t:.1f}s (not timed)", file=sys.stderr)
-    results = []
-    for name in names:
-        print(f"running {name} on one core ...", file=sys.stderr, flush=True)
-        cmd = ["taskset", "-c", "0", sys.executable, __file__, "one", name, "--dir", args.dir, "--work", work]
-        if args.event_fields_only:
-            cmd.append("--event-fields-only")
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            print(f"{name} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
-            results.append({"name": name, "error": p.stderr.strip().splitlines()[-1:] or ["failed"]})
-            continue
-        r = json.loads(p.stdout.strip().splitlines()[-1])
-        print(json.dumps(r), flush=True)
-        results.append(r)
+    rounds = {name: [] for name in names}
+    for r in range(args.rounds):
+        for name in names:
+            # One that failed is not run again.
+            if rounds[name] and "error" in rounds[name][-1]:
+                continue
+            print(f"round {r + 1} of {args.rounds}: {name} on one core ...", file=sys.stderr, flush=True)
+            cmd = ["taskset", "-c", "0", sys.executable, __file__, "one", name, "--dir", args.dir, "--work", work]
+            if args.event_fields_only:
+                cmd.append("--event-fields-only")
+            if name == "silt":
+                cmd += ["--silt", args.silt]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode != 0:
+                print(f"{name} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
+                rounds[name].append({"name": name, "error": p.stderr.strip().splitlines()[-1:] or ["failed"]})
+                continue
+            result = json.loads(p.stdout.strip().splitlines()[-1])
+            print(json.dumps(result), flush=True)
+            rounds[name].append(result)
+    results = [median_round(rounds[name]) for name in names]
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
@@ -423,17 +481,20 @@ def main():
     a.add_argument("--dir", required=True, help="the folder `silt bench --dir` left")
     a.add_argument("--work")
     a.add_argument("--out")
-    a.add_argument("--only", help="comma-separated: fastavro,duckdb,spark")
+    a.add_argument("--only", help="comma-separated: fastavro,duckdb,spark,silt")
     a.add_argument(
         "--event-fields-only",
         action="store_true",
         help="leave out the stream metadata columns silt's raw table carries",
     )
+    a.add_argument("--rounds", type=int, default=3, help="runs of each, interleaved; the median is reported")
+    a.add_argument("--silt", help="a silt binary: its raw-table job is run in the same rounds")
     o = sub.add_parser("one")
     o.add_argument("name", choices=list(RUNNERS))
     o.add_argument("--dir", required=True)
     o.add_argument("--work", required=True)
     o.add_argument("--event-fields-only", action="store_true")
+    o.add_argument("--silt")
     args = p.parse_args()
     {"all": all_, "one": one}[args.cmd](args)
 
