@@ -18,9 +18,9 @@ pub async fn read_all(
     let mut at = from;
     for _ in 0..10_000 {
         let chunk: Chunk = source.read(shard, &at, limit).await.expect("read");
-        for (i, r) in chunk.records.iter().enumerate() {
+        for i in 0..chunk.records.len() {
             payloads.push(chunk.payload(i).to_vec());
-            positions.push(r.position.clone());
+            positions.push(chunk.position(i));
         }
         if let Some(next) = chunk.next.clone() {
             at = next;
@@ -105,7 +105,7 @@ pub async fn resumes_after_a_position_and_replays(source: &dyn Source, sink: &dy
         .unwrap();
     assert_eq!(first.records.len(), 10);
     let next = first.next.clone().unwrap();
-    assert_eq!(next, StartAt::After(first.records[9].position.clone()));
+    assert_eq!(next, StartAt::After(first.position(9)));
     let a = source.read(&shard, &next, limit).await.unwrap();
     let b = source.read(&shard, &next, limit).await.unwrap();
     assert_eq!(a.payload(0), recs[10].as_slice());

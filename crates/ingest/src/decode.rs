@@ -20,6 +20,7 @@
 //! type is read as raw bytes by Spark and older pyarrow.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -560,21 +561,21 @@ impl EventDecoder {
         let c = &chunks[chunk];
         for ri in records {
             let rec = &c.records[ri];
-            let payload = &c.data[rec.range.clone()];
+            let payload = &c.data[rec.range()];
             let reject = |code: &'static str, reason: String| Rejected {
                 shard: shard.to_string(),
-                position: rec.position.clone(),
+                position: c.position_of(rec),
                 arrival_ms: rec.arrival_ms,
                 code,
                 reason,
-                raw: c.data.slice(rec.range.clone()),
+                raw: c.data.slice(rec.range()),
             };
             let arrival_us = rec.arrival_ms.saturating_mul(1000);
             if !self.undecodable.is_empty() {
                 if let Some(reason) = self
                     .undecodable
                     .get(shard)
-                    .and_then(|m| m.get(&rec.position))
+                    .and_then(|m| m.get(&c.position_of(rec)))
                 {
                     rejected.push(reject(
                         "undecodable",
@@ -690,10 +691,9 @@ impl EventDecoder {
             match feed(&mut decoder, &fingerprint, std::iter::once(body_of(g))) {
                 Ok(_) => {}
                 Err(Error::Decode { source, .. }) => {
-                    let rec = &chunks[g.chunk as usize].records[g.record as usize];
                     refused.push(Undecodable {
                         shard: shards[g.chunk as usize].to_string(),
-                        position: rec.position.clone(),
+                        position: chunks[g.chunk as usize].position(g.record as usize),
                         reason: source.to_string(),
                     });
                     decoder = fresh(self)?;
@@ -748,7 +748,7 @@ impl EventDecoder {
         let body_of = |g: &Good| {
             let chunk = &chunks[g.chunk as usize];
             let rec = &chunk.records[g.record as usize];
-            &chunk.data[rec.range.start + prefix_len..rec.range.end]
+            &chunk.data[rec.start as usize + prefix_len..rec.end as usize]
         };
         for w in order {
             let group = &groups[w as usize];
@@ -875,9 +875,15 @@ impl EventDecoder {
         let mut seq_col = StringBuilder::with_capacity(n, n * 10);
         let mut itoa_buf = itoa::Buffer::new();
         for g in rows {
-            match &chunks[g.chunk as usize].records[g.record as usize].position {
-                Position::Offset(o) => seq_col.append_value(itoa_buf.format(*o)),
-                p => seq_col.append_value(p.to_string()),
+            let c = &chunks[g.chunk as usize];
+            let rec = &c.records[g.record as usize];
+            match c.sequence_of(rec) {
+                None => seq_col.append_value(itoa_buf.format(rec.pos)),
+                Some(p) => {
+                    // Written into the builder's value in place, not made a String first.
+                    write!(seq_col, "{p}").expect("a builder takes any text");
+                    seq_col.append_value("");
+                }
             }
         }
         columns.push(dictionary(

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::source::{
     group_by_shard, Chunk, Mapping, Position, PutStats, ReadLimit, RecordRef, ShardInfo, Sink,
-    Source, StartAt,
+    Source, StartAt, MAX_CHUNK_BYTES,
 };
 use crate::{Error, Result};
 
@@ -189,7 +189,12 @@ impl FileStream {
                 reason: format!("beyond the end of the file ({len} bytes)"),
             });
         }
-        let mut want = (len - start).min(limit.max_bytes.max(FRAME_HEADER) as u64) as usize;
+        let mut want = (len - start).min(
+            limit
+                .max_bytes
+                .clamp(FRAME_HEADER, MAX_CHUNK_BYTES - MAX_PAYLOAD - FRAME_HEADER)
+                as u64,
+        ) as usize;
         // The records are read in place from the page cache: no copy, no zeroed buffer, and
         // only the pages the records lie on are ever touched (the mapping may reach further).
         let (mut data, mut mapping) = map(&file, start, want).map_err(io)?;
@@ -220,11 +225,11 @@ impl FileStream {
             }
             let arrival =
                 u64::from_be_bytes(data[pos + 4..pos + 12].try_into().expect("8 bytes")) as i64;
-            records.push(RecordRef {
-                range: pos + FRAME_HEADER..end,
-                position: Position::Offset(start + pos as u64),
-                arrival_ms: arrival,
-            });
+            records.push(RecordRef::new(
+                pos + FRAME_HEADER..end,
+                arrival,
+                start + pos as u64,
+            ));
             pos = end;
             if pos - released >= RELEASE_EVERY {
                 // Only the frame headers were needed: the pages go again until the records
@@ -247,7 +252,7 @@ impl FileStream {
         };
         data.truncate(pos);
         let next = match (records.last(), from) {
-            (Some(r), _) => Some(StartAt::After(r.position.clone())),
+            (Some(r), _) => Some(StartAt::After(Position::Offset(r.pos))),
             // Nothing new: the position stays as it was given (so a caught-up shard does not
             // look moved and make an empty micro-batch).
             (None, StartAt::After(_) | StartAt::At(_)) => Some(from.clone()),
@@ -261,6 +266,7 @@ impl FileStream {
             ended: false,
             retries: 0,
             mapping,
+            sequences: Vec::new(),
         })
     }
 
@@ -464,7 +470,7 @@ mod tests {
         let touched = resident_kb(c.data.as_ptr());
         assert!(touched >= 1900, "all 2 MB touched: {touched} kB resident");
         // The first half done with: its pages go, the rest stay.
-        let half = c.records[999].range.end;
+        let half = c.records[999].range().end;
         c.release(0..half);
         let after_half = resident_kb(c.data.as_ptr());
         assert!(
@@ -502,7 +508,7 @@ mod tests {
         assert_eq!(b.records.len(), 7);
         assert!(b.caught_up);
         assert_eq!(b.payload(0), &[3u8; 100][..]);
-        assert_eq!(b.records[0].position, Position::Offset(3 * 112));
+        assert_eq!(b.position(0), Position::Offset(3 * 112));
         // Nothing new: the position is given back unchanged.
         let c = s
             .read_blocking(shard, b.next.as_ref().unwrap(), limit(100, 1 << 20))

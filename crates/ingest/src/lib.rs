@@ -34,7 +34,7 @@ pub use file_stream::{shard_file_name, write_frame, FileStream, FRAME_HEADER, MA
 pub use memory::InMemoryStream;
 pub use source::{
     group_by_shard, shard_for_key, Chunk, Mapping, Position, PutStats, ReadLimit, RecordRef,
-    ShardInfo, Sink, Source, StartAt,
+    ShardInfo, Sink, Source, StartAt, MAX_CHUNK_BYTES,
 };
 
 /// Errors of sources and decoding. Bad records are not errors: they are [`Rejected`].

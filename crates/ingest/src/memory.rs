@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::source::{
     group_by_shard, Chunk, Position, PutStats, ReadLimit, RecordRef, ShardInfo, Sink, Source,
-    StartAt,
+    StartAt, MAX_CHUNK_BYTES,
 };
 use crate::{Error, Result};
 
@@ -134,23 +134,20 @@ impl Source for InMemoryStream {
         let mut i = start;
         while i < s.records.len()
             && records.len() < limit.max_records
-            && (records.is_empty() || data.len() + s.records[i].0.len() <= limit.max_bytes)
+            && (records.is_empty()
+                || data.len() + s.records[i].0.len() <= limit.max_bytes.min(MAX_CHUNK_BYTES))
         {
             let (payload, arrival) = &s.records[i];
             let begin = data.len();
             data.extend_from_slice(payload);
-            records.push(RecordRef {
-                range: begin..data.len(),
-                position: Position::Offset(i as u64),
-                arrival_ms: *arrival,
-            });
+            records.push(RecordRef::new(begin..data.len(), *arrival, i as u64));
             i += 1;
         }
         let caught_up = i == s.records.len();
         Ok(Chunk {
             data: data.freeze(),
             next: Some(match records.last() {
-                Some(r) => StartAt::After(r.position.clone()),
+                Some(r) => StartAt::After(Position::Offset(r.pos)),
                 None => StartAt::At(Position::Offset(start as u64)),
             }),
             records,
@@ -158,6 +155,7 @@ impl Source for InMemoryStream {
             ended: caught_up && s.closed,
             retries: 0,
             mapping: None,
+            sequences: Vec::new(),
         })
     }
 }

@@ -56,13 +56,41 @@ pub struct ShardInfo {
     pub parents: Vec<String>,
 }
 
-/// One record of a [`Chunk`]: its payload is `chunk.data[range]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One record of a [`Chunk`]: its payload is `chunk.data[start..end]` ([`Self::range`]), its
+/// position [`Chunk::position`]. 24 bytes: a micro-batch holds one for each record it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRef {
-    pub range: Range<usize>,
-    pub position: Position,
+    /// Where the payload starts and ends in [`Chunk::data`] (a chunk holds at most
+    /// [`MAX_CHUNK_BYTES`]).
+    pub start: u32,
+    pub end: u32,
     /// When the stream took the record (ms since the Unix epoch).
     pub arrival_ms: i64,
+    /// The record's [`Position::Offset`] (file stream: its frame's byte offset; in-memory
+    /// stream: its index), or, in a chunk of [`Chunk::sequences`], its index there.
+    pub pos: u64,
+}
+
+/// The most bytes one [`Chunk`] may hold (the records' ranges are 32-bit).
+pub const MAX_CHUNK_BYTES: usize = u32::MAX as usize;
+
+impl RecordRef {
+    /// A record at `range` of its chunk's data.
+    pub fn new(range: Range<usize>, arrival_ms: i64, pos: u64) -> Self {
+        assert!(range.end <= MAX_CHUNK_BYTES, "a chunk holds at most 4 GiB");
+        Self {
+            start: range.start as u32,
+            end: range.end as u32,
+            arrival_ms,
+            pos,
+        }
+    }
+
+    /// The payload's bytes in [`Chunk::data`].
+    #[inline]
+    pub fn range(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 /// A run of consecutive records of one shard, sharing one buffer (no allocation per record).
@@ -80,12 +108,40 @@ pub struct Chunk {
     pub retries: u64,
     /// The file mapping `data` is read from in place, when it is (the file stream).
     pub mapping: Option<Mapping>,
+    /// The records' positions when they are not offsets (Kinesis sequence numbers), each
+    /// record's at its [`RecordRef::pos`]; empty when every position is an offset.
+    pub sequences: Vec<Position>,
 }
 
 impl Chunk {
     /// The payload of record `i`.
+    #[inline]
     pub fn payload(&self, i: usize) -> &[u8] {
-        &self.data[self.records[i].range.clone()]
+        &self.data[self.records[i].range()]
+    }
+
+    /// Where record `i` sits in its shard.
+    pub fn position(&self, i: usize) -> Position {
+        self.position_of(&self.records[i])
+    }
+
+    /// Where `record` (one of this chunk's) sits in its shard.
+    pub fn position_of(&self, record: &RecordRef) -> Position {
+        self.sequence_of(record)
+            .cloned()
+            .unwrap_or(Position::Offset(record.pos))
+    }
+
+    /// `record`'s position when it is not an offset (a Kinesis sequence number), borrowed.
+    #[inline]
+    pub fn sequence_of(&self, record: &RecordRef) -> Option<&Position> {
+        // Empty unless every record's `pos` indexes it.
+        self.sequences.get(record.pos as usize)
+    }
+
+    /// The position of the last record, if any: where the next read goes on from.
+    pub fn last_position(&self) -> Option<Position> {
+        self.records.last().map(|r| self.position_of(r))
     }
 
     /// Says that `data[range]` is done with: when the chunk is mapped from a file, the whole
@@ -253,4 +309,37 @@ pub fn group_by_shard<'a>(records: &[(&str, &'a [u8])], shards: usize) -> Vec<Ve
         groups[shard_for_key(key, shards)].push(*data);
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_24_bytes_and_its_chunk_gives_its_position() {
+        // A micro-batch holds one per record read: 56 bytes each before they were packed.
+        assert_eq!(std::mem::size_of::<RecordRef>(), 24);
+        let data = Bytes::from_static(b"abcdef");
+        let offsets = Chunk {
+            data: data.clone(),
+            records: vec![RecordRef::new(0..2, 1, 100), RecordRef::new(2..6, 2, 112)],
+            ..Default::default()
+        };
+        assert_eq!(offsets.payload(1), b"cdef");
+        assert_eq!(offsets.position(0), Position::Offset(100));
+        assert_eq!(offsets.last_position(), Some(Position::Offset(112)));
+        let seq = |number: &str, sub| Position::Sequence {
+            number: number.into(),
+            sub,
+        };
+        let kinesis = Chunk {
+            data,
+            records: vec![RecordRef::new(0..2, 1, 0), RecordRef::new(2..6, 2, 1)],
+            sequences: vec![seq("4955", 0), seq("4956", 3)],
+            ..Default::default()
+        };
+        assert_eq!(kinesis.position(0), seq("4955", 0));
+        assert_eq!(kinesis.last_position(), Some(seq("4956", 3)));
+        assert_eq!(Chunk::default().last_position(), None);
+    }
 }

@@ -417,7 +417,8 @@ async fn records_the_columnar_decoder_refuses_are_named_and_then_rejected() {
         };
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(
-        refused[0].position, checked.chunks[0].records[1].position,
+        refused[0].position,
+        checked.chunks[0].position(1),
         "the second record"
     );
     assert!(

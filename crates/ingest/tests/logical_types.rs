@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{Array, Decimal128Array, StringArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use common::{decoder, CheckedStream};
-use silt_ingest::{Chunk, EventDecoder, Position, RecordRef};
+use silt_ingest::{Chunk, EventDecoder, RecordRef};
 use silt_registry::{SchemaRegistry, StoreRegistry};
 use silt_wire::{encode, envelope, timeuuid, Framing, Schema};
 
@@ -36,11 +36,11 @@ async fn logical_types_map_to_arrow_types() {
     let rec = envelope(&schema.fingerprint(), &body);
     let chunk = Chunk {
         data: bytes::Bytes::from(rec.clone()),
-        records: vec![RecordRef {
-            range: 0..rec.len(),
-            position: Position::Offset(0),
-            arrival_ms: timeuuid::unix_millis(&id).unwrap(),
-        }],
+        records: vec![RecordRef::new(
+            0..rec.len(),
+            timeuuid::unix_millis(&id).unwrap(),
+            0,
+        )],
         ..Default::default()
     };
     let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);

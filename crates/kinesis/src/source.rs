@@ -186,6 +186,7 @@ impl Source for KinesisSource {
         let (mut iterator, mut skip) = self.iterator(shard, from, &mut retries).await?;
         let mut data = BytesMut::new();
         let mut records: Vec<RecordRef> = Vec::new();
+        let mut sequences: Vec<Position> = Vec::new();
         let mut attempt = 0;
         let mut empty_reads = 0;
         loop {
@@ -260,11 +261,12 @@ impl Source for KinesisSource {
                     } else {
                         seq.clone()
                     };
-                    records.push(RecordRef {
-                        range: begin..data.len(),
-                        position: Position::Sequence { number, sub },
-                        arrival_ms: arrival,
-                    });
+                    records.push(RecordRef::new(
+                        begin..data.len(),
+                        arrival,
+                        sequences.len() as u64,
+                    ));
+                    sequences.push(Position::Sequence { number, sub });
                 }
                 if truncated {
                     break;
@@ -272,8 +274,8 @@ impl Source for KinesisSource {
             }
             skip = None;
             let ended = next_iterator.is_none();
-            let at = match records.last() {
-                Some(r) => StartAt::After(r.position.clone()),
+            let at = match sequences.last() {
+                Some(p) => StartAt::After(p.clone()),
                 None => from.clone(),
             };
             // Keep the iterator for the next read when this read took everything it returned.
@@ -294,6 +296,7 @@ impl Source for KinesisSource {
                     ended: ended && !truncated,
                     retries,
                     mapping: None,
+                    sequences,
                 });
             }
             // An empty answer while behind: Kinesis has a gap here; read on (bounded).
@@ -307,6 +310,7 @@ impl Source for KinesisSource {
                     ended: false,
                     retries,
                     mapping: None,
+                    sequences,
                 });
             }
             iterator = next_iterator.expect("not ended");

@@ -910,7 +910,7 @@ async fn read_fresh(
             if got > 0 {
                 count += chunk.records.len();
                 bytes += chunk.data.len();
-                last = chunk.records.last().map(|r| r.position.clone());
+                last = chunk.last_position();
                 chunks.push(chunk);
                 names.push(shard.to_string());
             }
@@ -966,7 +966,7 @@ async fn read_plan(
             }
             chunk.records.truncate(sp.count - got);
             got += chunk.records.len();
-            at = StartAt::After(chunk.records.last().expect("not empty").position.clone());
+            at = StartAt::After(chunk.last_position().expect("not empty"));
             chunks.push(chunk);
             names.push(sp.shard.clone());
         }
@@ -1631,11 +1631,11 @@ async fn run_with_latest(
                         let rec = &chunk.records[g.record as usize];
                         rejected.push(Rejected {
                             shard: shard_refs[g.chunk as usize].to_string(),
-                            position: rec.position.clone(),
+                            position: chunk.position_of(rec),
                             arrival_ms: rec.arrival_ms,
                             code: "late",
                             reason: late_reason(g.event_us, horizon_us),
-                            raw: chunk.data.slice(rec.range.clone()),
+                            raw: chunk.data.slice(rec.range()),
                         });
                     }
                     job.keep_late
@@ -1655,8 +1655,8 @@ async fn run_with_latest(
                 range
                     .start
                     .checked_sub(1)
-                    .map_or(0, |prev| chunk.records[prev].range.end)
-                    ..chunk.records[range.end - 1].range.end,
+                    .map_or(0, |prev| chunk.records[prev].end as usize)
+                    ..chunk.records[range.end - 1].end as usize,
             );
             raw_writer.write_batches(&events).await?;
             rows.run(&events, &mut row_writers, &mut running, summary)
