@@ -83,10 +83,9 @@ def main(results):
                 print(f"{labels[name]:52} failed: {a['error']}")
                 continue
             ratio = base_eps / a["events_per_sec_per_core"]
-            key = name + ("_event_fields_only" if a.get("columns") == "event fields" else "")
-            summary["alternatives"][key] = dict(a, silt_ratio=ratio)
+            summary["alternatives"][name + suffix] = dict(a, silt_ratio=ratio)
             # Figures of the same work name nothing more; those of less work say so.
-            label = labels[name] + (" [event fields]" if a.get("columns") == "event fields" else "")
+            label = labels[name] + (" [event fields]" if suffix else "")
             print(
                 f"{label:52} {a['events_per_sec_per_core']:12.0f} {a['cpu_seconds_per_million']:9.3f}"
                 f" {ratio:8.1f}x {targets[name]:7.1f}x"
