@@ -162,6 +162,28 @@ pub struct Rejected {
     pub raw: Bytes,
 }
 
+impl Rejected {
+    /// Record `record` of `chunk` (read from `shard`), rejected for `code`: its raw bytes,
+    /// position and arrival kept.
+    pub fn of(
+        chunk: &Chunk,
+        record: usize,
+        shard: &str,
+        code: &'static str,
+        reason: String,
+    ) -> Self {
+        let rec = &chunk.records[record];
+        Self {
+            shard: shard.to_string(),
+            position: chunk.position_of(rec),
+            arrival_ms: rec.arrival_ms,
+            code,
+            reason,
+            raw: chunk.data.slice(rec.range()),
+        }
+    }
+}
+
 /// What a writer reference stands for, for this decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -562,14 +584,8 @@ impl EventDecoder {
         for ri in records {
             let rec = &c.records[ri];
             let payload = &c.data[rec.range()];
-            let reject = |code: &'static str, reason: String| Rejected {
-                shard: shard.to_string(),
-                position: c.position_of(rec),
-                arrival_ms: rec.arrival_ms,
-                code,
-                reason,
-                raw: c.data.slice(rec.range()),
-            };
+            let reject =
+                |code: &'static str, reason: String| Rejected::of(c, ri, shard, code, reason);
             let arrival_us = rec.arrival_ms.saturating_mul(1000);
             if !self.undecodable.is_empty() {
                 if let Some(reason) = self

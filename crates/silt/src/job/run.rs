@@ -1624,19 +1624,16 @@ async fn run_with_latest(
                 Verdict::Late => {
                     late += 1;
                     if !job.keep_late {
-                        // Not lost: kept with the bad records, where it can be looked at and
-                        // replayed.
+                        // Not lost: kept with the bad records (raw bytes, position), where
+                        // it can be looked at.
                         late_dropped += 1;
-                        let chunk = &chunks[g.chunk as usize];
-                        let rec = &chunk.records[g.record as usize];
-                        rejected.push(Rejected {
-                            shard: shard_refs[g.chunk as usize].to_string(),
-                            position: chunk.position_of(rec),
-                            arrival_ms: rec.arrival_ms,
-                            code: "late",
-                            reason: late_reason(g.event_us, horizon_us),
-                            raw: chunk.data.slice(rec.range()),
-                        });
+                        rejected.push(Rejected::of(
+                            &chunks[g.chunk as usize],
+                            g.record as usize,
+                            shard_refs[g.chunk as usize],
+                            "late",
+                            late_reason(g.event_us, horizon_us),
+                        ));
                     }
                     job.keep_late
                 }
