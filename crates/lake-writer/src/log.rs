@@ -328,9 +328,10 @@ fn name(batch: u64, ext: &str) -> String {
     format!("{batch:010}.{ext}")
 }
 
-/// The batch a log entry's file name (`{batch:010}.{ext}`) is for.
+/// The batch a log entry's file name (`{batch:010}.{ext}`, or `{batch:010}-{tag}.{ext}`) is
+/// for.
 fn batch_of_name(name: &str) -> Option<u64> {
-    name.split('.').next()?.parse().ok()
+    name.split(['.', '-']).next()?.parse().ok()
 }
 
 impl CommitLog {
@@ -380,13 +381,18 @@ impl CommitLog {
     }
 
     async fn batches(&self, dir: &str) -> Result<Vec<u64>> {
-        let objects = crate::list_all(&self.loc, &self.loc.child(dir)).await?;
-        let mut v: Vec<u64> = objects
-            .iter()
-            .filter_map(|o| batch_of_name(o.location.filename()?))
-            .collect();
+        let mut v: Vec<u64> = self.entries(dir).await?.into_iter().map(|e| e.0).collect();
         v.sort_unstable();
         Ok(v)
+    }
+
+    /// The entries of a folder of the log, each with the batch it is for.
+    async fn entries(&self, dir: &str) -> Result<Vec<(u64, Path)>> {
+        let objects = crate::list_all(&self.loc, &self.loc.child(dir)).await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| Some((batch_of_name(o.location.filename()?)?, o.location)))
+            .collect())
     }
 
     fn parse<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T> {
@@ -514,9 +520,15 @@ impl CommitLog {
             })
     }
 
-    /// Writes a blob (the dedup snapshot) for a batch; returns its name.
-    pub async fn put_dedup(&self, batch: u64, bytes: Vec<u8>) -> Result<String> {
-        let n = name(batch, "bin");
+    /// Writes a blob (the dedup snapshot) for a batch; returns its name. With a `tag` (see
+    /// [`crate::WriterOptions::file_tag`]) the name is the batch's and the tag's, so that a
+    /// stream run racing to commit the same batch never overwrites it, nor it theirs.
+    pub async fn put_dedup(&self, batch: u64, tag: &str, bytes: Vec<u8>) -> Result<String> {
+        let n = if tag.is_empty() {
+            name(batch, "bin")
+        } else {
+            format!("{batch:010}-{tag}.bin")
+        };
         let path = self.loc.child(&format!("dedup/{n}"));
         self.loc
             .store
@@ -677,14 +689,13 @@ impl CommitLog {
             .and_then(batch_of_name)
             .map_or(horizon, |b| b.min(horizon));
         let base = oldest.base;
-        for (dir, ext, horizon) in [
-            ("commits", "json", horizon),
-            ("intents", "json", horizon),
-            ("dedup", "bin", dedup_horizon),
+        for (dir, horizon) in [
+            ("commits", horizon),
+            ("intents", horizon),
+            ("dedup", dedup_horizon),
         ] {
-            for b in self.batches(dir).await? {
+            for (b, path) in self.entries(dir).await? {
                 if b < horizon && !(dir == "commits" && Some(b) == base) {
-                    let path = self.loc.child(&format!("{dir}/{}", name(b, ext)));
                     match self.loc.store.delete(&path).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(source) => {

@@ -25,6 +25,12 @@ pub struct WriterOptions {
     /// Rows per row group.
     pub row_group_rows: usize,
     pub compression: Codec,
+    /// Ends the names of the files written (`part-{batch}-{n}-{tag}.parquet`), when not
+    /// empty. A command that commits a micro-batch of its own beside the stream job (a
+    /// re-drive) tags its files, so that the job's run of the same micro-batch number, racing
+    /// it to the commit, never writes over them or has them written over its own: the commit
+    /// decides which files count, and the loser's are vacuumed as a killed writer's.
+    pub file_tag: &'static str,
 }
 
 impl Default for WriterOptions {
@@ -33,6 +39,7 @@ impl Default for WriterOptions {
             target_file_bytes: 128 << 20,
             row_group_rows: 1 << 20,
             compression: Codec::Zstd(1),
+            file_tag: "",
         }
     }
 }
@@ -251,10 +258,15 @@ pub fn batch_of(path: &str) -> Option<u64> {
     name.strip_prefix("part-")?.split('-').next()?.parse().ok()
 }
 
-/// The file name for the `n`-th file of a partition in a micro-batch. Deterministic: a rerun
-/// of the batch overwrites the same names with the same bytes.
-pub fn file_name(batch: u64, n: usize) -> String {
-    format!("part-{batch:010}-{n:04}.parquet")
+/// The file name for the `n`-th file of a partition in a micro-batch, with
+/// [`WriterOptions::file_tag`]. Deterministic: a rerun of the batch overwrites the same names
+/// with the same bytes.
+pub fn file_name(batch: u64, n: usize, tag: &str) -> String {
+    if tag.is_empty() {
+        format!("part-{batch:010}-{n:04}.parquet")
+    } else {
+        format!("part-{batch:010}-{n:04}-{tag}.parquet")
+    }
 }
 
 /// One partition's file in progress.
@@ -416,9 +428,13 @@ impl TableWriter {
     async fn put_closed(&mut self) -> Result<()> {
         for e in std::mem::take(&mut self.ready) {
             let rel = if e.dir.is_empty() {
-                file_name(self.batch_id, e.n)
+                file_name(self.batch_id, e.n, self.opts.file_tag)
             } else {
-                format!("{}/{}", e.dir, file_name(self.batch_id, e.n))
+                format!(
+                    "{}/{}",
+                    e.dir,
+                    file_name(self.batch_id, e.n, self.opts.file_tag)
+                )
             };
             let size = e.bytes.len() as u64;
             self.table

@@ -283,3 +283,34 @@ async fn intents_say_their_format_and_a_newer_one_is_refused_not_adopted() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_tagged_dedup_blob_keeps_its_own_name_and_is_pruned_like_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = log(dir.path());
+    // A stream run and a re-drive saving the index for the same batch.
+    let plain = writer.put_dedup(3, "", b"run".to_vec()).await.unwrap();
+    let tagged = writer
+        .put_dedup(3, "redrive", b"redrive".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(plain, "0000000003.bin");
+    assert_eq!(tagged, "0000000003-redrive.bin");
+    assert_eq!(&writer.get_dedup(&plain).await.unwrap()[..], b"run");
+    assert_eq!(&writer.get_dedup(&tagged).await.unwrap()[..], b"redrive");
+    for b in 0..40 {
+        writer.put_dedup(b, "", vec![1]).await.unwrap();
+        writer
+            .commit_batch(&commit(b, tables_after(b, 1)))
+            .await
+            .unwrap();
+        writer.prune(20).await.unwrap();
+    }
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("dedup"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let want: Vec<String> = (20..40).map(|b| format!("{b:010}.bin")).collect();
+    assert_eq!(left, want, "the tagged blob of batch 3 went with its batch");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use silt_lake_writer::{vacuum, Commit};
+use silt_lake_writer::{vacuum, Commit, WriterOptions};
 
 use super::run::{recompute_partitions, write_partitions, Job, Shapes};
 
@@ -119,6 +119,14 @@ pub async fn backfill(
     progress: bool,
 ) -> anyhow::Result<BackfillSummary> {
     let started = Instant::now();
+    // Its files never take the names of a stream run's files of the same micro-batch.
+    let job = &Job {
+        writer: WriterOptions {
+            file_tag: "backfill",
+            ..job.writer.clone()
+        },
+        ..job.clone()
+    };
     if from_hour > to_hour {
         bail!("--from is after --to");
     }
@@ -256,7 +264,11 @@ pub async fn backfill(
     let dedup = match &latest.dedup {
         Some(_) => {
             let (index, _) = super::run::DedupSaved::load(job, &latest).await?;
-            Some(job.log.put_dedup(batch, index.to_bytes()).await?)
+            Some(
+                job.log
+                    .put_dedup(batch, job.writer.file_tag, index.to_bytes())
+                    .await?,
+            )
         }
         None => None,
     };

@@ -164,6 +164,7 @@ impl Job {
                 .compression
                 .parse()
                 .map_err(|e: String| anyhow!(e))?,
+            file_tag: "",
         };
         Ok(Job {
             rejected_table: file
@@ -791,14 +792,22 @@ impl DedupSaved {
     /// together hold no more ids than a whole snapshot would (so a start reads at most twice
     /// a snapshot's ids); else the whole index. Deterministic given the commit the batch
     /// followed, so a rerun of the batch saves the same bytes under the same name.
-    async fn save(&self, job: &Job, batch: u64, index: &mut DedupIndex) -> anyhow::Result<Self> {
+    pub(crate) async fn save(
+        &self,
+        job: &Job,
+        batch: u64,
+        index: &mut DedupIndex,
+    ) -> anyhow::Result<Self> {
         let delta = index.unsaved_len();
         let saved = match &self.snapshot {
             Some(snapshot)
                 if self.deltas.len() < MAX_DEDUP_DELTAS
                     && self.delta_ids + delta <= index.len() =>
             {
-                let name = job.log.put_dedup(batch, index.delta_bytes()).await?;
+                let name = job
+                    .log
+                    .put_dedup(batch, job.writer.file_tag, index.delta_bytes())
+                    .await?;
                 Self {
                     snapshot: Some(snapshot.clone()),
                     deltas: self.deltas.iter().cloned().chain([name]).collect(),
@@ -806,7 +815,11 @@ impl DedupSaved {
                 }
             }
             _ => Self {
-                snapshot: Some(job.log.put_dedup(batch, index.to_bytes()).await?),
+                snapshot: Some(
+                    job.log
+                        .put_dedup(batch, job.writer.file_tag, index.to_bytes())
+                        .await?,
+                ),
                 deltas: vec![],
                 delta_ids: 0,
             },
@@ -984,7 +997,7 @@ async fn read_plan(
 
 /// Appends `dt`/`hr` (UTC date and hour of a timestamp column) when they are partition
 /// columns and not columns of the batch already.
-fn add_time_partitions(
+pub(crate) fn add_time_partitions(
     batch: RecordBatch,
     partition_by: &[String],
     time_col: &str,
@@ -1062,13 +1075,13 @@ const SNAPSHOT_URL: &str = "silt://lake/";
 /// Records checked, deduplicated, decoded, written and transformed at a time within a
 /// micro-batch: small enough for the bodies to stay in cache from the check to the decode,
 /// and the rows from the raw table's write to the transforms.
-const CHECK_SLICE: usize = 8_192;
+pub(crate) const CHECK_SLICE: usize = 8_192;
 
 /// The job's transforms planned once for the run: the `rows` transforms, run over each slice
 /// of decoded rows while they are still in cache, into their tables' writers; and the
 /// `partitions` transforms that can be merged with their previous output
 /// ([`silt_transform::incremental`]), fed each slice as it passes.
-struct RowsTransforms {
+pub(crate) struct RowsTransforms {
     /// `Some` for transform `i` in `rows` mode.
     prepared: Vec<Option<silt_transform::PreparedRows>>,
     /// `Some` for transform `i` in `partitions` mode when it merges.
@@ -1078,7 +1091,7 @@ struct RowsTransforms {
 }
 
 impl RowsTransforms {
-    async fn prepare(job: &Job, events: &SchemaRef) -> anyhow::Result<RowsTransforms> {
+    pub(crate) async fn prepare(job: &Job, events: &SchemaRef) -> anyhow::Result<RowsTransforms> {
         let session = silt_transform::RowsSession::new(&job.references).await?;
         let (mut prepared, mut incremental) = (Vec::new(), Vec::new());
         for t in &job.transforms {
@@ -1109,7 +1122,7 @@ impl RowsTransforms {
 
     /// Runs every `rows` transform over `input`, into `writers[i]` for transform `i`, and
     /// hands `input` to the merging `partitions` transforms' runs.
-    async fn run(
+    pub(crate) async fn run(
         &self,
         input: &[RecordBatch],
         writers: &mut [Option<TableWriter>],
@@ -1417,16 +1430,7 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                     tracing::info!("{outdated}: starting again with it");
                     summary.reader_changes += 1;
                 }
-                Some(silt_ingest::Error::Undecodable { records, .. }) => {
-                    let known = undecodable.len();
-                    for r in records {
-                        if !undecodable.contains(r) {
-                            undecodable.push(r.clone());
-                        }
-                    }
-                    if undecodable.len() == known {
-                        return Err(e);
-                    }
+                _ if learn_undecodable(&e, &mut undecodable) => {
                     tracing::warn!("{e}: starting the micro-batch again, rejecting them");
                 }
                 _ => return Err(e),
@@ -1435,6 +1439,24 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Whether `e` names records that arrow-avro refuses and `known` did not hold yet (they are
+/// added to it): the work is then done again with them rejected as `undecodable`.
+pub(crate) fn learn_undecodable(
+    e: &anyhow::Error,
+    known: &mut Vec<silt_ingest::Undecodable>,
+) -> bool {
+    let Some(silt_ingest::Error::Undecodable { records, .. }) = e.downcast_ref() else {
+        return false;
+    };
+    let before = known.len();
+    for r in records {
+        if !known.contains(r) {
+            known.push(r.clone());
+        }
+    }
+    known.len() > before
 }
 
 /// One run with the subject's latest version as the reader schema; adds to `summary`.
