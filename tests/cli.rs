@@ -686,6 +686,16 @@ fn a_record_the_columnar_decoder_refuses_is_rejected_and_the_run_goes_on() {
             .contains("arrow-avro cannot decode it"),
         "{v}"
     );
+    // A re-drive of every rejected record finds it refused again, and leaves it where it is.
+    let out = run_ok(
+        silt()
+            .args(["redrive", "--json", "--reason", "all"])
+            .arg(&job),
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["looked_at"], 1, "{r}");
+    assert_eq!(r["still_rejected"]["undecodable"], 1, "{r}");
+    assert!(r["batch"].is_null(), "{r}");
 }
 
 /// A lake copied or moved elsewhere (another folder, another bucket) still finds its commits:

@@ -23,6 +23,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Rerun a job's transforms over the raw table's partitions in a time range.
     Backfill(cmd::backfill::BackfillArgs),
+    /// Bring rejected records back into the lake once what stopped them is mended (a schema registered late).
+    Redrive(cmd::redrive::RedriveArgs),
     /// Run one SQL statement over the lake's committed tables.
     Query(cmd::query::QueryArgs),
     /// An interactive SQL shell over the lake.
@@ -104,6 +106,7 @@ fn main() {
             Command::Run(a) => cmd::run::run(a, &mut stdout).await,
             Command::Query(a) => cmd::query::run(a, &mut stdout).await,
             Command::Backfill(a) => cmd::backfill::run(a, &mut stdout).await,
+            Command::Redrive(a) => cmd::redrive::run(a, &mut stdout).await,
             Command::Sql(a) => cmd::sql::run(a, &mut stdout).await,
             Command::Produce(a) => cmd::produce::run(a, &mut stdout).await,
             Command::Kinesis(c) => cmd::kinesis::run(c, &mut stdout).await,

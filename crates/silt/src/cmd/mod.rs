@@ -7,6 +7,7 @@ pub mod gateway;
 pub mod kinesis;
 pub mod produce;
 pub mod query;
+pub mod redrive;
 pub mod registry;
 pub mod run;
 pub mod sql;

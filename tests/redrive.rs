@@ -1,0 +1,349 @@
+//! `silt redrive`: rejected records brought back into the lake once what stopped them is
+//! mended, deduplicated against the lake, in one commit.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A job over the test stream (two shards, v1 then v2 events, repeats, 18 bad records) with a
+/// `partitions` transform (`hourly`) and a `rows` one (`sales`); `schemas` registered first.
+fn testdata_job(dir: &Path, schemas: &[&str]) -> PathBuf {
+    let data = testdata();
+    let files: Vec<PathBuf> = schemas
+        .iter()
+        .map(|s| data.join(format!("schemas/{s}.avsc")))
+        .collect();
+    register(dir, &files.iter().map(|p| p.as_path()).collect::<Vec<_>>());
+    std::fs::create_dir_all(dir.join("sql")).unwrap();
+    std::fs::write(
+        dir.join("sql/hourly.sql"),
+        silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("sql/sales.sql"),
+        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
+    )
+    .unwrap();
+    let extra = format!(
+        "[batch]\nmax_records = 150\n\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
+        dir.join("sql/hourly.sql").display(),
+        dir.join("sql/sales.sql").display()
+    );
+    write_job(dir, "clicks", &data.join("stream"), &extra)
+}
+
+fn redrive(job: &Path, args: &[&str]) -> serde_json::Value {
+    let out = run_ok(silt().args(["redrive", "--json"]).args(args).arg(job));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What analysts see of the lake: the events (their fields, not which of two copies was
+/// kept), the transforms' tables and the rejected records.
+fn seen(dir: &Path) -> Vec<serde_json::Value> {
+    [
+        "SELECT uuid, \"productId\", \"saleId\", channel, _event_time, _fingerprint, dt, hr FROM clickstream ORDER BY uuid",
+        "SELECT * FROM hourly ORDER BY dt, hr, \"productId\"",
+        "SELECT * FROM sales ORDER BY uuid",
+        "SELECT reason_code, _shard, _sequence, raw FROM clickstream_rejected ORDER BY _shard, _sequence",
+    ]
+    .iter()
+    .map(|sql| query(dir, sql))
+    .collect()
+}
+
+/// Every table of the lake whole, to tell that nothing changed.
+fn whole(dir: &Path) -> Vec<serde_json::Value> {
+    [
+        "SELECT * FROM clickstream ORDER BY uuid",
+        "SELECT * FROM hourly ORDER BY dt, hr, \"productId\"",
+        "SELECT * FROM sales ORDER BY uuid",
+        "SELECT * FROM clickstream_rejected ORDER BY _shard, _sequence",
+    ]
+    .iter()
+    .map(|sql| query(dir, sql))
+    .collect()
+}
+
+#[test]
+fn records_of_a_schema_registered_late_come_in_as_if_it_had_been_registered_all_along() {
+    // The lake as it should be: both versions registered before the run.
+    let all_along = tempfile::tempdir().unwrap();
+    let job = testdata_job(all_along.path(), &["v1", "v2"]);
+    run_json(&job);
+    let expected = seen(all_along.path());
+
+    // v2 registered only after its events arrived: the run keeps them as rejected.
+    let late = tempfile::tempdir().unwrap();
+    let job = testdata_job(late.path(), &["v1"]);
+    let run = run_json(&job);
+    let unknown = query(
+        late.path(),
+        "SELECT count(*) AS n FROM clickstream_rejected WHERE reason_code = 'unknown_fingerprint'",
+    )[0]["n"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(run["rejected"], unknown + 15, "{run}");
+    assert!(unknown > 100, "{run}");
+    let before = whole(late.path());
+
+    // Nothing passes yet: nothing moves, nothing is committed.
+    let s = redrive(&job, &[]);
+    assert_eq!(s["looked_at"], unknown, "{s}");
+    assert_eq!(s["redriven"], 0, "{s}");
+    assert_eq!(s["still_rejected"]["unknown_fingerprint"], unknown, "{s}");
+    assert!(s["batch"].is_null(), "{s}");
+    assert_eq!(whole(late.path()), before);
+
+    register(late.path(), &[&testdata().join("schemas/v2.avsc")]);
+    // A dry run tells, and leaves the lake as it is.
+    let dry = redrive(&job, &["--dry-run"]);
+    assert!(dry["batch"].is_null(), "{dry}");
+    assert_eq!(whole(late.path()), before);
+
+    let s = redrive(&job, &[]);
+    assert_eq!(s, {
+        let mut d = dry.clone();
+        d["dry_run"] = false.into();
+        d["batch"] = s["batch"].clone();
+        d["rows"] = s["rows"].clone();
+        d["files_written"] = s["files_written"].clone();
+        d["files_replaced"] = s["files_replaced"].clone();
+        d["elapsed_s"] = s["elapsed_s"].clone();
+        d
+    });
+    assert!(s["batch"].is_u64(), "{s}");
+    // The three records of a fingerprint nobody registered stay; the repeats among the v2
+    // records are brought in once.
+    assert_eq!(s["still_rejected"]["unknown_fingerprint"], 3, "{s}");
+    let redriven = s["redriven"].as_u64().unwrap();
+    assert_eq!(
+        redriven + s["duplicates"].as_u64().unwrap() + 3,
+        unknown,
+        "{s}"
+    );
+    assert_eq!(s["rows"]["clickstream"], redriven, "{s}");
+    assert_eq!(
+        query(late.path(), "SELECT count(*) AS n FROM clickstream")[0]["n"],
+        400
+    );
+    let after = seen(late.path());
+    let after_whole = whole(late.path());
+    for (i, table) in ["clickstream", "hourly", "sales", "clickstream_rejected"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            after[i] == expected[i],
+            "{table} differs from the lake of a run with v2 registered all along"
+        );
+    }
+
+    // Again: only the three unknown ones are left, and they stay.
+    let again = redrive(&job, &[]);
+    assert_eq!(again["looked_at"], 3, "{again}");
+    assert!(again["batch"].is_null(), "{again}");
+    assert_eq!(whole(late.path()), after_whole);
+    // The stream job goes on from where it was, and takes nothing again.
+    let rerun = run_json(&job);
+    assert_eq!(rerun["records_read"], 0, "{rerun}");
+    assert_eq!(whole(late.path()), after_whole);
+}
+
+#[test]
+fn late_records_already_in_the_lake_leave_the_rejected_table_without_being_written_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = testdata();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let [v1, rest] = testdata_split_at_v2();
+    append_records(&stream, &v1);
+    append_records(&stream, &rest);
+    let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
+    run_json(&job);
+    let events = || query(dir.path(), "SELECT * FROM clickstream ORDER BY uuid");
+    let lake = events();
+    assert_eq!(lake.as_array().unwrap().len(), 400);
+
+    // A producer puts the first 40 events again hours later: too old for the dedup window,
+    // so the job keeps them as late. One more is an event the lake has never seen.
+    let newest = v1.iter().chain(&rest).map(|(_, a)| *a).max().unwrap();
+    let mut again: Vec<(Vec<u8>, i64)> = v1[..40]
+        .iter()
+        .map(|(p, _)| (p.clone(), newest + 1000))
+        .collect();
+    let uuid = silt_wire::timeuuid::TimeUuidGenerator::new([9; 6], 1)
+        .next_at_unix_millis(1_764_108_000_000 + 30 * 60_000); // 2025-11-25T22:30Z
+    let mut body = Vec::new();
+    silt::gen::body(&uuid, 7, None, None, false, &mut body);
+    let mut record = Vec::new();
+    let v1_fp =
+        silt_wire::Schema::parse(&std::fs::read_to_string(data.join("schemas/v1.avsc")).unwrap())
+            .unwrap()
+            .fingerprint();
+    silt_wire::write_envelope(&v1_fp, &body, &mut record);
+    again.push((record, newest + 1000));
+    append_records(&stream, &again);
+    let run = run_json(&job);
+    assert_eq!(run["late"], 41, "{run}");
+    assert_eq!(events(), lake);
+
+    // Re-driving them writes only the one the lake lacks, into its event hour.
+    let s = redrive(&job, &["--reason", "late"]);
+    assert_eq!(s["looked_at"], 41, "{s}");
+    assert_eq!(s["redriven"], 1, "{s}");
+    assert_eq!(s["duplicates"], 40, "{s}");
+    let now = events();
+    assert_eq!(now.as_array().unwrap().len(), 401);
+    let id = silt_wire::timeuuid::to_string(&uuid);
+    let row = query(
+        dir.path(),
+        &format!("SELECT dt, hr, \"productId\" FROM clickstream WHERE uuid = '{id}'"),
+    );
+    assert_eq!(
+        row,
+        serde_json::json!([{"dt": "2025-11-25", "hr": "22", "productId": 7}])
+    );
+    let late_left = query(
+        dir.path(),
+        "SELECT count(*) AS n FROM clickstream_rejected WHERE reason_code = 'late'",
+    );
+    assert_eq!(
+        late_left[0]["n"], 0,
+        "the late records left the rejected table"
+    );
+    // The bad records of the stream stay.
+    assert_eq!(
+        query(dir.path(), "SELECT count(*) AS n FROM clickstream_rejected")[0]["n"],
+        18
+    );
+    // Only the reasons asked for are looked at.
+    let s = redrive(&job, &["--reason", "bad_body"]);
+    assert_eq!(s["looked_at"], 3, "{s}");
+    assert_eq!(s["still_rejected"]["bad_body"], 3, "{s}");
+    assert!(s["batch"].is_null(), "{s}");
+}
+
+#[test]
+fn an_unknown_reason_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = testdata_job(dir.path(), &["v1", "v2"]);
+    let out = silt()
+        .args(["redrive", "--reason", "unknown"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`unknown` is not a reason code") && err.contains("unknown_fingerprint"),
+        "{err}"
+    );
+}
+
+/// A re-drive and a stream run of the job racing to commit the same micro-batch: whichever
+/// commits first, neither writes over the other's files (the re-drive's carry a tag), and the
+/// lake ends exact.
+#[test]
+fn a_redrive_racing_a_stream_run_for_a_micro_batch_loses_or_wins_whole() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let data = testdata();
+    register(dir.path(), &[&data.join("schemas/v1.avsc")]);
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let [v1, rest] = testdata_split_at_v2();
+    append_records(&stream, &v1);
+    append_records(&stream, &rest);
+    let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
+    run_json(&job);
+    register(dir.path(), &[&data.join("schemas/v2.avsc")]);
+    // A producer's retry of the last v2 event: new to the stream run, in the hour the
+    // re-drive writes to as well.
+    let v2 =
+        silt_wire::Schema::parse(&std::fs::read_to_string(data.join("schemas/v2.avsc")).unwrap())
+            .unwrap()
+            .fingerprint();
+    let last = rest
+        .iter()
+        .rfind(|(p, _)| p.len() > 33 && p[0] == 0x81 && p[1..33] == v2.0)
+        .unwrap()
+        .clone();
+    append_records(&stream, &[(last.0, last.1 + 1000)]);
+
+    // The re-drive writes its files, then waits before its commit; the stream run writes its
+    // micro-batch meanwhile (same number, same hours) and commits after it.
+    let redrive = silt()
+        .args(["redrive", "--json"])
+        .arg(&job)
+        .env("SILT_PAUSE_AT", "before_commit:4000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let raw = dir.path().join("lake/clickstream");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !all_files(&raw)
+        .iter()
+        .any(|f| f.to_string_lossy().ends_with("-redrive.parquet"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the re-drive wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = silt()
+        .arg("run")
+        .arg(&job)
+        .env("SILT_PAUSE_AT", "before_commit:8000")
+        .output()
+        .unwrap();
+    let redrive = redrive.wait_with_output().unwrap();
+    assert!(
+        redrive.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
+    assert!(
+        !run.status.success(),
+        "the run committed the same micro-batch"
+    );
+    let msg = String::from_utf8_lossy(&run.stderr);
+    assert!(msg.contains("committed micro-batch 1 first"), "{msg}");
+
+    // The next run drops the retry (the re-drive's ids are in the dedup index) and clears the
+    // loser's files: every event once, for silt and for a directory reader alike.
+    let next = run_json(&job);
+    assert_eq!(next["duplicates"], 1, "{next}");
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(DISTINCT uuid) AS d, count(*) AS n FROM clickstream"
+        ),
+        serde_json::json!([{"d": 400, "n": 400}])
+    );
+    let mut ids = Vec::new();
+    for f in parquet_files(&raw) {
+        for b in read_parquet(&f) {
+            let col = b.column(b.schema().index_of("uuid").unwrap()).clone();
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            ids.extend(col.iter().flatten().map(str::to_string));
+        }
+    }
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(
+        (n, ids.len()),
+        (400, 400),
+        "a directory reader sees each event once"
+    );
+}
