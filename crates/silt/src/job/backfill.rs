@@ -3,14 +3,16 @@
 //! partitions they feed in one commit of the job's log, so that silt's readers switch from
 //! the old to the new at once and a concurrent stream run of the job is fenced as usual.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use silt_lake_writer::{vacuum, Commit, WriterOptions};
+use silt_lake_writer::{Commit, WriterOptions};
 
-use super::run::{recompute_partitions, write_partitions, Job, Shapes};
+use super::run::{
+    clean_after_commit, put_files, recompute_partitions, write_partitions, Job, Shapes,
+};
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
 /// `2025-11-25T22`, `2025-11-25 22`, or an RFC 3339 time.
@@ -239,17 +241,13 @@ pub async fn backfill(
         )
         .await?;
         let (files, _) = write_partitions(job, t, batch, &out, parts).await?;
-        let ts = tables.entry(t.name.clone()).or_default();
-        ts.partition_by = parts.clone();
-        let before = ts.files.len();
-        ts.files.retain(|f| !affected.contains(&f.partition));
-        summary.files_replaced += (before - ts.files.len()) as u64;
         *summary.partitions.entry(t.name.clone()).or_default() += 1;
         let rows: u64 = files.iter().map(|f| f.rows).sum();
         *summary.rows.entry(t.name.clone()).or_default() += rows;
         rows_total += rows;
         summary.files_written += files.len() as u64;
-        ts.files.extend(files);
+        summary.files_replaced +=
+            put_files(&mut tables, &t.name, parts, files, Some(&affected)) as u64;
         replaced.insert(t.name.clone());
         if let Some(pb) = &bar {
             pb.inc(1);
@@ -283,15 +281,7 @@ pub async fn backfill(
         stats: serde_json::json!({"backfill": {"from_hour": from_hour, "to_hour": to_hour}}),
     };
     job.log.commit_batch(&commit).await?;
-    for name in replaced {
-        let live: HashSet<&str> = tables[&name]
-            .files
-            .iter()
-            .map(|f| f.path.as_str())
-            .collect();
-        vacuum(&job.lake.join(&name), &live, batch, false).await?;
-    }
-    job.log.prune(20).await?;
+    clean_after_commit(job, &tables, &replaced, batch).await?;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -17,7 +17,7 @@
 //! brought in join the dedup index, so that a late copy arriving on the stream is dropped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
@@ -29,16 +29,15 @@ use serde::Serialize;
 use silt_dedup::Verdict;
 use silt_ingest::{Chunk, Position, RecordRef, ARRIVAL_TIME, EVENT_TIME, SEQUENCE, SHARD};
 use silt_lake_writer::{
-    read_data_file, vacuum, write_table_timed, Commit, DataFile, TableState, TableWriter,
-    WriterOptions,
+    read_data_file, write_table_timed, Commit, DataFile, TableWriter, WriterOptions,
 };
 use silt_storage::Location;
 use silt_transform::Mode;
 
 use super::backfill::partition_hours;
 use super::run::{
-    add_time_partitions, learn_undecodable, recompute_partitions, write_partitions, DedupSaved,
-    Job, RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
+    add_time_partitions, clean_after_commit, learn_undecodable, put_files, recompute_partitions,
+    spinner, write_partitions, DedupSaved, Job, RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
 };
 
 /// The reasons a record is rejected for (SPEC 2 and the job's own): what `--reason` takes.
@@ -352,16 +351,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
         summary.elapsed_s = started.elapsed().as_secs_f64();
         return Ok(summary);
     };
-    let bar = opts.progress.then(|| {
-        let pb =
-            indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .expect("valid template"),
-        );
-        pb.enable_steady_tick(Duration::from_millis(200));
-        pb
-    });
+    let bar = opts.progress.then(spinner);
     let say = |msg: &str| {
         if let Some(pb) = &bar {
             pb.set_message(msg.to_string());
@@ -490,14 +480,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
     summary.files_written += new_raw.len() as u64;
     let touched: BTreeSet<Vec<(String, String)>> =
         new_raw.iter().map(|f| f.partition.clone()).collect();
-    tables
-        .entry(job.table.clone())
-        .or_insert_with(|| TableState {
-            partition_by: job.partition_by.clone(),
-            files: vec![],
-        })
-        .files
-        .extend(new_raw);
+    put_files(&mut tables, &job.table, &job.partition_by, new_raw, None);
     if !events.is_empty() {
         let transforms = RowsTransforms::prepare(job, &shapes.events).await?;
         let mut writers: Vec<Option<TableWriter>> = job
@@ -539,28 +522,22 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
                     )
                 }
             };
-            let ts = tables.entry(t.name.clone()).or_insert_with(|| TableState {
-                partition_by: parts.clone(),
-                files: vec![],
-            });
-            if let Some(affected) = affected {
-                let before = ts.files.len();
-                ts.files.retain(|f| !affected.contains(&f.partition));
-                summary.files_replaced += (before - ts.files.len()) as u64;
+            if affected.is_some() {
                 replaced.insert(t.name.clone());
             }
             if !files.is_empty() {
                 *summary.rows.entry(t.name.clone()).or_default() += rows(&files);
             }
             summary.files_written += files.len() as u64;
-            ts.files.extend(files);
+            summary.files_replaced +=
+                put_files(&mut tables, &t.name, parts, files, affected.as_ref()) as u64;
         }
     }
 
     // 5. The records brought in (or found in the lake) leave the rejected table: each file
     //    that held one is written again without them.
     say("rewriting the rejected table");
-    let mut gone: HashMap<usize, HashSet<usize>> = HashMap::new();
+    let mut gone: BTreeMap<usize, HashSet<usize>> = BTreeMap::new();
     for (chunk, record) in resolved {
         let t = &taken[chunk][record];
         gone.entry(t.file).or_default().insert(t.row);
@@ -615,15 +592,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
         .commit_batch(&commit)
         .await
         .context("committing the re-drive")?;
-    for name in replaced {
-        let live: HashSet<&str> = tables[&name]
-            .files
-            .iter()
-            .map(|f| f.path.as_str())
-            .collect();
-        vacuum(&job.lake.join(&name), &live, batch, false).await?;
-    }
-    job.log.prune(20).await?;
+    clean_after_commit(job, &tables, &replaced, batch).await?;
     summary.batch = Some(batch);
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)

@@ -1208,6 +1208,56 @@ async fn merge_partitions(
     Ok(Some((prepared.merge(previous, partial).await?, affected)))
 }
 
+/// Adds a table's new `files` to `tables`, the table partitioned by `partition_by` (made if
+/// it is new); with `affected`, the files of those partitions go first (a `partitions`
+/// transform's recomputed hours). Returns how many files were replaced. Shared by the stream
+/// job, the backfill and the re-drive.
+pub(crate) fn put_files(
+    tables: &mut BTreeMap<String, TableState>,
+    table: &str,
+    partition_by: &[String],
+    files: Vec<DataFile>,
+    affected: Option<&BTreeSet<Vec<(String, String)>>>,
+) -> usize {
+    let ts = tables.entry(table.to_string()).or_default();
+    ts.partition_by = partition_by.to_vec();
+    let before = ts.files.len();
+    if let Some(affected) = affected {
+        ts.files.retain(|f| !affected.contains(&f.partition));
+    }
+    let replaced = before - ts.files.len();
+    ts.files.extend(files);
+    replaced
+}
+
+/// After a commit: deletes the files it replaced in the `replaced` tables (those no longer
+/// in `tables`), and prunes the log.
+pub(crate) async fn clean_after_commit(
+    job: &Job,
+    tables: &BTreeMap<String, TableState>,
+    replaced: impl IntoIterator<Item = &String>,
+    batch: u64,
+) -> anyhow::Result<()> {
+    for name in replaced {
+        let live: HashSet<&str> = tables[name].files.iter().map(|f| f.path.as_str()).collect();
+        vacuum(&job.lake.join(name), &live, batch, false).await?;
+    }
+    job.log.prune(20).await?;
+    Ok(())
+}
+
+/// A spinner with the time run and a message, cleared when dropped (an attempt that ends
+/// early, a newer schema or a refused record, leaves none behind).
+pub(crate) fn spinner() -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .expect("valid template"),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
 /// Writes a `partitions` transform's output for the partitions it replaces, each file marked
 /// with the SQL that computed it. Shared by the stream job and the backfill.
 pub(crate) async fn write_partitions(
@@ -1502,18 +1552,7 @@ async fn run_with_latest(
     }
     writers.share()?;
 
-    let progress = opts.progress.then(|| {
-        // Cleared when dropped too: an attempt that ends early (a newer schema, a refused
-        // record) leaves no spinner behind.
-        let pb =
-            indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .expect("valid template"),
-        );
-        pb.enable_steady_tick(Duration::from_millis(200));
-        pb
-    });
+    let progress = opts.progress.then(spinner);
 
     let rows = RowsTransforms::prepare(job, &events_schema).await?;
     let mut newest_arrival: Option<i64> = None;
@@ -1788,18 +1827,16 @@ async fn run_with_latest(
                     (files, Some(affected))
                 }
             };
-            let ts = tables.entry(tr.name.clone()).or_insert_with(|| TableState {
-                partition_by: parts.clone(),
-                files: vec![],
-            });
-            if let Some(affected) = affected {
-                let before = ts.files.len();
-                ts.files.retain(|f| !affected.contains(&f.partition));
-                if ts.files.len() != before {
-                    replaced.push(tr.name.clone());
-                }
+            if put_files(
+                &mut tables,
+                &tr.name,
+                parts,
+                files.clone(),
+                affected.as_ref(),
+            ) > 0
+            {
+                replaced.push(tr.name.clone());
             }
-            ts.files.extend(files.iter().cloned());
             written.push((tr.name.clone(), files));
             faults::point("after_table");
         }
@@ -1871,12 +1908,7 @@ async fn run_with_latest(
         state.source = source;
         state.dedup_saved = dedup_saved;
         state.tables = tables;
-        for name in replaced {
-            let ts = &state.tables[&name];
-            let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
-            vacuum(&job.lake.join(&name), &live, batch_id, false).await?;
-        }
-        job.log.prune(20).await?;
+        clean_after_commit(job, &state.tables, &replaced, batch_id).await?;
         summary.stages.commit += t.elapsed().as_secs_f64();
 
         let mut report = BatchReport {
