@@ -10,29 +10,37 @@ use common::*;
 /// A job over the test stream (two shards, v1 then v2 events, repeats, 18 bad records) with a
 /// `partitions` transform (`hourly`) and a `rows` one (`sales`); `schemas` registered first.
 fn testdata_job(dir: &Path, schemas: &[&str]) -> PathBuf {
-    let data = testdata();
+    register_testdata(dir, schemas);
+    let extra = with_transforms(dir, "[batch]\nmax_records = 150\n");
+    write_job(dir, "clicks", &testdata().join("stream"), &extra)
+}
+
+/// Registers the test stream's schemas named (`v1`, `v2`).
+fn register_testdata(dir: &Path, schemas: &[&str]) {
     let files: Vec<PathBuf> = schemas
         .iter()
-        .map(|s| data.join(format!("schemas/{s}.avsc")))
+        .map(|s| testdata().join(format!("schemas/{s}.avsc")))
         .collect();
     register(dir, &files.iter().map(|p| p.as_path()).collect::<Vec<_>>());
-    std::fs::create_dir_all(dir.join("sql")).unwrap();
-    std::fs::write(
-        dir.join("sql/hourly.sql"),
-        silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("sql/sales.sql"),
-        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
-    )
-    .unwrap();
-    let extra = format!(
-        "[batch]\nmax_records = 150\n\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
-        dir.join("sql/hourly.sql").display(),
-        dir.join("sql/sales.sql").display()
-    );
-    write_job(dir, "clicks", &data.join("stream"), &extra)
+}
+
+/// Records with their arrival times.
+type Records = Vec<(Vec<u8>, i64)>;
+
+/// A job over a one-shard copy of the test stream (its v1 records, then the rest), run once
+/// with `schemas` registered: the stream (to append to), the job, and the two parts.
+fn copied_stream_job(
+    dir: &Path,
+    schemas: &[&str],
+) -> (silt_ingest::FileStream, PathBuf, [Records; 2]) {
+    register_testdata(dir, schemas);
+    let stream = silt_ingest::FileStream::create(dir.join("stream"), 1).unwrap();
+    let parts = testdata_split_at_v2();
+    append_records(&stream, &parts[0]);
+    append_records(&stream, &parts[1]);
+    let job = write_job(dir, "clicks", &dir.join("stream"), "");
+    run_json(&job);
+    (stream, job, parts)
 }
 
 fn redrive(job: &Path, args: &[&str]) -> serde_json::Value {
@@ -156,16 +164,7 @@ fn records_of_a_schema_registered_late_come_in_as_if_it_had_been_registered_all_
 fn late_records_already_in_the_lake_leave_the_rejected_table_without_being_written_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = testdata();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
-    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
-    let [v1, rest] = testdata_split_at_v2();
-    append_records(&stream, &v1);
-    append_records(&stream, &rest);
-    let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
-    run_json(&job);
+    let (stream, job, [v1, rest]) = copied_stream_job(dir.path(), &["v1", "v2"]);
     let events = || query(dir.path(), "SELECT * FROM clickstream ORDER BY uuid");
     let lake = events();
     assert_eq!(lake.as_array().unwrap().len(), 400);
@@ -254,14 +253,8 @@ fn a_redrive_racing_a_stream_run_for_a_micro_batch_loses_or_wins_whole() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let data = testdata();
-    register(dir.path(), &[&data.join("schemas/v1.avsc")]);
-    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
-    let [v1, rest] = testdata_split_at_v2();
-    append_records(&stream, &v1);
-    append_records(&stream, &rest);
-    let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
-    run_json(&job);
-    register(dir.path(), &[&data.join("schemas/v2.avsc")]);
+    let (stream, job, [_, rest]) = copied_stream_job(dir.path(), &["v1"]);
+    register_testdata(dir.path(), &["v2"]);
     // A producer's retry of the last v2 event: new to the stream run, in the hour the
     // re-drive writes to as well.
     let v2 =

@@ -88,6 +88,17 @@ pub fn generated_job(dir: &Path, opts: &silt::gen::GenOptions, extra: &str) -> P
     register(dir, &[&schemas.join("v1.avsc"), &schemas.join("v2.avsc")]);
     let stream = silt_ingest::FileStream::create(dir.join("stream"), 2).unwrap();
     gen::generate(&stream, opts).unwrap();
+    write_job(
+        dir,
+        "clicks",
+        &dir.join("stream"),
+        &with_transforms(dir, extra),
+    )
+}
+
+/// `extra` (job file text) followed by two transforms, their SQL written into `dir/sql`:
+/// `hourly` (partitions) and `sales` (rows).
+pub fn with_transforms(dir: &Path, extra: &str) -> String {
     std::fs::create_dir_all(dir.join("sql")).unwrap();
     std::fs::write(
         dir.join("sql/hourly.sql"),
@@ -99,12 +110,11 @@ pub fn generated_job(dir: &Path, opts: &silt::gen::GenOptions, extra: &str) -> P
         "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL",
     )
     .unwrap();
-    let extra = format!(
+    format!(
         "{extra}\n[[transform]]\nname = \"hourly\"\nsql = \"{}\"\nmode = \"partitions\"\n\n[[transform]]\nname = \"sales\"\nsql = \"{}\"\n",
         dir.join("sql/hourly.sql").display(),
         dir.join("sql/sales.sql").display()
-    );
-    write_job(dir, "clicks", &dir.join("stream"), &extra)
+    )
 }
 
 /// Every `.parquet` file below a folder, as a directory reader finds them.
