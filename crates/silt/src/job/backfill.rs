@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use silt_lake_writer::{Commit, WriterOptions};
+use silt_lake_writer::Commit;
 
 use super::run::{
-    clean_after_commit, put_files, recompute_partitions, write_partitions, Job, Shapes,
+    beside_the_runs, clean_after_commit, put_files, recompute_partitions, write_partitions, Job,
+    Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -121,14 +122,6 @@ pub async fn backfill(
     progress: bool,
 ) -> anyhow::Result<BackfillSummary> {
     let started = Instant::now();
-    // Its files never take the names of a stream run's files of the same micro-batch.
-    let job = &Job {
-        writer: WriterOptions {
-            file_tag: "backfill",
-            ..job.writer.clone()
-        },
-        ..job.clone()
-    };
     if from_hour > to_hour {
         bail!("--from is after --to");
     }
@@ -139,16 +132,8 @@ pub async fn backfill(
             job.partition_by
         );
     }
-    // A writer of the lake while it lives (it leaves cleaning up after killed writers to
-    // the runs): a run starting meanwhile keeps its hands off our temporary files.
-    let mut writers = job.log.writer_lock()?;
-    writers.share()?;
-    let Some(latest) = job.log.latest().await? else {
-        bail!(
-            "job `{}` has not committed anything yet: run it first",
-            job.name
-        );
-    };
+    let (job, _writers, latest) = beside_the_runs(job, "backfill").await?;
+    let job = &job;
     let raw = latest
         .tables
         .get(&job.table)

@@ -28,16 +28,15 @@ use parquet::arrow::ProjectionMask;
 use serde::Serialize;
 use silt_dedup::Verdict;
 use silt_ingest::{Chunk, Position, RecordRef, ARRIVAL_TIME, EVENT_TIME, SEQUENCE, SHARD};
-use silt_lake_writer::{
-    read_data_file, write_table_timed, Commit, DataFile, TableWriter, WriterOptions,
-};
+use silt_lake_writer::{read_data_file, write_table_timed, Commit, DataFile, TableWriter};
 use silt_storage::Location;
 use silt_transform::Mode;
 
 use super::backfill::partition_hours;
 use super::run::{
-    add_time_partitions, clean_after_commit, learn_undecodable, put_files, recompute_partitions,
-    spinner, write_partitions, DedupSaved, Job, RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
+    add_time_partitions, beside_the_runs, clean_after_commit, learn_undecodable, put_files,
+    recompute_partitions, spinner, write_partitions, DedupSaved, Job, RowsTransforms, RunSummary,
+    Shapes, CHECK_SLICE,
 };
 
 /// The reasons a record is rejected for (SPEC 2 and the job's own): what `--reason` takes.
@@ -324,29 +323,14 @@ async fn select(
 /// Re-drives the rejected records of `job` that `opts` selects.
 pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<RedriveSummary> {
     let started = Instant::now();
-    // Its files never take the names of a stream run's files of the same micro-batch.
-    let job = &Job {
-        writer: WriterOptions {
-            file_tag: "redrive",
-            ..job.writer.clone()
-        },
-        ..job.clone()
-    };
     let mut summary = RedriveSummary {
         job: job.name.clone(),
         dry_run: opts.dry_run,
         reasons: opts.reasons.clone(),
         ..Default::default()
     };
-    // A writer of the lake while it lives, as the backfill is.
-    let mut writers = job.log.writer_lock()?;
-    writers.share()?;
-    let Some(latest) = job.log.latest().await? else {
-        bail!(
-            "job `{}` has not committed anything yet: run it first",
-            job.name
-        );
-    };
+    let (job, _writers, latest) = beside_the_runs(job, "redrive").await?;
+    let job = &job;
     let Some(rejected_state) = latest.tables.get(&job.rejected_table) else {
         summary.elapsed_s = started.elapsed().as_secs_f64();
         return Ok(summary);

@@ -1246,6 +1246,33 @@ pub(crate) async fn clean_after_commit(
     Ok(())
 }
 
+/// For a command that commits beside the job's runs (the backfill, the re-drive): its hold
+/// on the writers' lock, shared (it leaves cleaning up after killed writers to the runs, and a
+/// run starting meanwhile keeps its hands off its temporary files), and the latest commit,
+/// which it builds on. Its files are tagged `tag` ([`WriterOptions::file_tag`]): a run racing
+/// it to the same micro-batch number never writes over them.
+pub(crate) async fn beside_the_runs(
+    job: &Job,
+    tag: &'static str,
+) -> anyhow::Result<(Job, silt_lake_writer::WriterLock, Commit)> {
+    let mut writers = job.log.writer_lock()?;
+    writers.share()?;
+    let Some(latest) = job.log.latest().await? else {
+        bail!(
+            "job `{}` has not committed anything yet: run it first",
+            job.name
+        );
+    };
+    let job = Job {
+        writer: WriterOptions {
+            file_tag: tag,
+            ..job.writer.clone()
+        },
+        ..job.clone()
+    };
+    Ok((job, writers, latest))
+}
+
 /// A spinner with the time run and a message, cleared when dropped (an attempt that ends
 /// early, a newer schema or a refused record, leaves none behind).
 pub(crate) fn spinner() -> indicatif::ProgressBar {
