@@ -611,3 +611,52 @@ fn closed_hours_are_compacted_in_an_s3_lake() {
         .count();
     assert_eq!(hour_22, 1, "{files:?}");
 }
+
+/// A schema registered after its events went through Kinesis: the job keeps them as rejected
+/// (with their shard and sequence number), and `silt redrive` brings them into the S3 lake,
+/// each event once, with the Kinesis position it had.
+#[test]
+fn records_of_a_schema_registered_late_are_re_driven_into_an_s3_lake() {
+    let Some(e) = endpoint() else { return };
+    assert!(s3_ready(), "the Kinesis stand-in runs but not the S3 one");
+    let dir = tempfile::tempdir().unwrap();
+    let data = testdata();
+    register(dir.path(), &[&data.join("schemas/v1.avsc")]);
+    let stream = unique("redrive");
+    produce(
+        dir.path(),
+        &e,
+        &stream,
+        2,
+        data.join("stream").to_str().unwrap(),
+    );
+    let lake_url = format!("s3://silt-test/{}/lake", unique("lake"));
+    let job = kinesis_job(dir.path(), "late", &stream, &e, &lake_url, "");
+    let s = run_json(&job);
+    let unknown = s["rejected"].as_u64().unwrap() - 15;
+    assert!(unknown > 100, "{s}");
+
+    register(dir.path(), &[&data.join("schemas/v2.avsc")]);
+    let out = run_ok(silt().args(["redrive", "--json"]).arg(&job));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["looked_at"], unknown, "{r}");
+    assert_eq!(r["still_rejected"]["unknown_fingerprint"], 3, "{r}");
+    assert!(r["batch"].is_u64(), "{r}");
+
+    let lake = silt_storage::open(&lake_url, Path::new("/")).unwrap();
+    let rows = runtime().block_on(store_lake_rows(&lake));
+    let counts = uuid_counts(&rows["clickstream"]);
+    assert_eq!(counts.len(), 400);
+    assert!(counts.values().all(|n| *n == 1));
+    for row in &rows["clickstream"] {
+        let seq = row
+            .split(' ')
+            .find_map(|c| c.strip_prefix("_sequence="))
+            .unwrap();
+        assert!(
+            seq.len() > 20 && seq.bytes().all(|b| b.is_ascii_digit()),
+            "a Kinesis sequence number: {row}"
+        );
+    }
+    assert_eq!(rows["clickstream_rejected"].len(), 18);
+}
