@@ -192,6 +192,20 @@ fn late_records_already_in_the_lake_leave_the_rejected_table_without_being_writt
     assert_eq!(run["late"], 41, "{run}");
     assert_eq!(events(), lake);
 
+    // Hours they did not arrive in hold none of them.
+    let before = redrive(
+        &job,
+        &[
+            "--reason",
+            "late",
+            "--from",
+            "2025-11-25",
+            "--to",
+            "2025-11-25",
+        ],
+    );
+    assert_eq!(before["looked_at"], 0, "{before}");
+    assert!(before["batch"].is_null(), "{before}");
     // Re-driving them writes only the one the lake lacks, into its event hour.
     let s = redrive(&job, &["--reason", "late"]);
     assert_eq!(s["looked_at"], 41, "{s}");
@@ -226,6 +240,14 @@ fn late_records_already_in_the_lake_leave_the_rejected_table_without_being_writt
     assert_eq!(s["looked_at"], 3, "{s}");
     assert_eq!(s["still_rejected"]["bad_body"], 3, "{s}");
     assert!(s["batch"].is_null(), "{s}");
+    // Nothing left of a reason: the summary says what the rejected table holds.
+    let out = run_ok(silt().args(["redrive", "--reason", "late"]).arg(&job));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("0 rejected record(s) (late) looked at")
+            && text.contains("the rejected table holds (in the hours asked for): bad_body 3, bad_header 3, too_short 6, trailing_bytes 3, unknown_fingerprint 3"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -95,7 +95,10 @@ pub struct RedriveSummary {
     pub batch: Option<u64>,
     pub dry_run: bool,
     pub reasons: Vec<String>,
-    /// Rejected records with those reasons (in the hours asked for).
+    /// Every record of the rejected table (in the hours asked for), by reason code: what
+    /// else there is to re-drive.
+    pub in_rejected_table: BTreeMap<String, u64>,
+    /// Rejected records with the reasons asked for (in the hours asked for).
     pub looked_at: u64,
     /// Records that pass now and are new to the lake: rows of the raw table.
     pub redriven: u64,
@@ -139,6 +142,20 @@ impl RedriveSummary {
                 .map(|(c, n)| format!("{c} {n}"))
                 .collect();
             s += &format!(" ({})", by.join(", "));
+        }
+        if self.looked_at == 0 {
+            let by: Vec<String> = self
+                .in_rejected_table
+                .iter()
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            s += &match by.is_empty() {
+                true => "\n  the rejected table holds no record (in the hours asked for)".into(),
+                false => format!(
+                    "\n  the rejected table holds (in the hours asked for): {}; --reason names which to look at",
+                    by.join(", ")
+                ),
+            };
         }
         if self.still_rejected.contains_key("unknown_fingerprint") {
             s += "\n  (a record whose writer schema is not registered passes once it is: `silt registry register`)";
@@ -369,15 +386,19 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
             let raw = col("raw")?.as_binary::<i32>();
             for i in 0..b.num_rows() {
                 let at = row + i;
-                if !opts.reasons.iter().any(|r| r == code.value(i)) {
-                    continue;
-                }
                 let arrival_ms = arrival.value(i);
                 if let Some((from, to)) = opts.hours {
                     let h = arrival_ms.div_euclid(3_600_000);
                     if h < from || h > to {
                         continue;
                     }
+                }
+                *summary
+                    .in_rejected_table
+                    .entry(code.value(i).to_string())
+                    .or_default() += 1;
+                if !opts.reasons.iter().any(|r| r == code.value(i)) {
+                    continue;
                 }
                 let s = shards.entry(shard.value(i).to_string()).or_default();
                 let start = s.data.len();
