@@ -147,6 +147,22 @@ pub struct Good {
     pub event_us: i64,
 }
 
+/// Every code a [`Rejected`] record may carry: the check's (`silt_wire::Error::code`), the
+/// decoder's (`undecodable`, `future_event_time`) and the job's (`late`). What `silt redrive
+/// --reason` takes.
+pub const REJECT_CODES: &[&str] = &[
+    "too_short",
+    "bad_header",
+    "unknown_fingerprint",
+    "unreadable_writer",
+    "bad_body",
+    "trailing_bytes",
+    "bad_uuid",
+    "future_event_time",
+    "undecodable",
+    "late",
+];
+
 /// A record that did not pass, with what is needed to find and replay it.
 #[derive(Debug, Clone)]
 pub struct Rejected {

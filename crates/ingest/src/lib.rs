@@ -27,8 +27,8 @@ use std::path::Path;
 
 pub use decode::{
     metadata_fields, micros_text, rejected_batch, rejected_schema, EventDecoder, Good, Rejected,
-    Undecodable, ARRIVAL_TIME, DEFAULT_MAX_FUTURE, EVENT_TIME, FINGERPRINT, SEQUENCE, SHARD,
-    STREAM,
+    Undecodable, ARRIVAL_TIME, DEFAULT_MAX_FUTURE, EVENT_TIME, FINGERPRINT, REJECT_CODES, SEQUENCE,
+    SHARD, STREAM,
 };
 pub use file_stream::{shard_file_name, write_frame, FileStream, FRAME_HEADER, MAX_PAYLOAD};
 pub use memory::InMemoryStream;

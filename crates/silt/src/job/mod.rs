@@ -6,5 +6,5 @@ mod redrive;
 mod run;
 
 pub use backfill::{backfill, parse_hour, BackfillSummary};
-pub use redrive::{parse_reasons, redrive, RedriveOptions, RedriveSummary, REASON_CODES};
+pub use redrive::{parse_reasons, redrive, RedriveOptions, RedriveSummary};
 pub use run::{run, throttles_since, BatchReport, Job, RunOptions, RunSummary, TableSeconds};

@@ -27,7 +27,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use serde::Serialize;
 use silt_dedup::Verdict;
-use silt_ingest::{Chunk, Position, RecordRef, ARRIVAL_TIME, EVENT_TIME, SEQUENCE, SHARD};
+use silt_ingest::{
+    Chunk, Position, RecordRef, ARRIVAL_TIME, EVENT_TIME, REJECT_CODES, SEQUENCE, SHARD,
+};
 use silt_lake_writer::{read_data_file, write_table_timed, Commit, DataFile, TableWriter};
 use silt_storage::Location;
 use silt_transform::Mode;
@@ -39,31 +41,17 @@ use super::run::{
     Shapes, CHECK_SLICE,
 };
 
-/// The reasons a record is rejected for (SPEC 2 and the job's own): what `--reason` takes.
-pub const REASON_CODES: &[&str] = &[
-    "too_short",
-    "bad_header",
-    "unknown_fingerprint",
-    "unreadable_writer",
-    "bad_body",
-    "trailing_bytes",
-    "bad_uuid",
-    "future_event_time",
-    "undecodable",
-    "late",
-];
-
 /// Parses `--reason`: codes separated by commas, or `all`.
 pub fn parse_reasons(text: &str) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for code in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
         if code == "all" {
-            return Ok(REASON_CODES.iter().map(|c| c.to_string()).collect());
+            return Ok(REJECT_CODES.iter().map(|c| c.to_string()).collect());
         }
-        if !REASON_CODES.contains(&code) {
+        if !REJECT_CODES.contains(&code) {
             bail!(
                 "`{code}` is not a reason code a record is rejected for (one of {}, or all)",
-                REASON_CODES.join(", ")
+                REJECT_CODES.join(", ")
             );
         }
         out.push(code.to_string());
@@ -633,7 +621,7 @@ mod tests {
             parse_reasons("unknown_fingerprint, late").unwrap(),
             vec!["unknown_fingerprint", "late"]
         );
-        assert_eq!(parse_reasons("all").unwrap().len(), REASON_CODES.len());
+        assert_eq!(parse_reasons("all").unwrap().len(), REJECT_CODES.len());
         let e = parse_reasons("unknown").unwrap_err().to_string();
         assert!(e.contains("`unknown` is not a reason code"), "{e}");
     }
