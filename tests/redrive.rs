@@ -315,7 +315,7 @@ fn a_redrive_racing_a_stream_run_for_a_micro_batch_loses_or_wins_whole() {
     let run = silt()
         .arg("run")
         .arg(&job)
-        .env("SILT_PAUSE_AT", "before_commit:8000")
+        .env("SILT_PAUSE_AT", "before_commit:12000")
         .output()
         .unwrap();
     let redrive = redrive.wait_with_output().unwrap();
