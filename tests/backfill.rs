@@ -249,3 +249,84 @@ fn a_partitions_transform_whose_sql_changed_is_recomputed_not_merged_with_its_ol
     });
     assert_eq!(streamed, recomputed);
 }
+
+/// A backfill and a stream run of the job racing to commit the same micro-batch number, both
+/// writing the transforms' files of the same hour: the backfill's files carry a tag, so the
+/// run cannot write over them before the backfill's commit lists them, and the lake ends as
+/// a backfill of it would make it.
+#[test]
+fn a_backfill_racing_a_stream_run_for_a_micro_batch_leaves_the_lake_exact() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let next_batch = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
+    // New events in the last hour (02:xx), for the run that races the backfill.
+    let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
+    silt::gen::generate(
+        &stream,
+        &GenOptions {
+            events: 200,
+            seed: 99,
+            start_ms: 1_764_108_000_000 + (4 * 60 + 15) * 60_000,
+            step_ms: 1000,
+            repeat_rate: 0.0,
+            bad_per_kind: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let racing = silt()
+        .args(["backfill", "--from", "2025-11-25", "--to", "2025-11-26"])
+        .arg(&job)
+        .env("SILT_PAUSE_AT", "before_commit:4000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hourly = dir.path().join("lake/hourly");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ours = format!("part-{next_batch:010}-");
+    while !all_files(&hourly)
+        .iter()
+        .any(|f| f.to_string_lossy().contains(&ours))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backfill wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let run = silt()
+        .arg("run")
+        .arg(&job)
+        .env("SILT_PAUSE_AT", "before_commit:12000")
+        .output()
+        .unwrap();
+    let racing = racing.wait_with_output().unwrap();
+    assert!(
+        racing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&racing.stderr)
+    );
+    assert!(
+        !run.status.success(),
+        "the run committed the same micro-batch"
+    );
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("first"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // The next run takes the new events; a backfill of everything then changes nothing.
+    let next = run_json(&job);
+    assert_eq!(next["rows_written"]["clickstream"], 200, "{next}");
+    let lake = dir.path().join("lake");
+    let after_run = lake_rows(&lake);
+    assert_eq!(after_run["clickstream"].len(), 3200);
+    backfill(&job, "2025-11-25", "2025-11-26");
+    assert!(
+        lake_rows(&lake) == after_run,
+        "the transforms' tables differ from a backfill of the same raw table"
+    );
+}

@@ -265,6 +265,7 @@ pub async fn backfill(
         tables: tables.clone(),
         stats: serde_json::json!({"backfill": {"from_hour": from_hour, "to_hour": to_hour}}),
     };
+    crate::faults::point("before_commit");
     job.log.commit_batch(&commit).await?;
     clean_after_commit(job, &tables, &replaced, batch).await?;
     summary.elapsed_s = started.elapsed().as_secs_f64();
