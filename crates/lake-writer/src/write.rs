@@ -27,7 +27,7 @@ pub struct WriterOptions {
     pub compression: Codec,
     /// Ends the names of the files written (`part-{batch}-{n}-{tag}.parquet`), when not
     /// empty. A command that commits a micro-batch of its own beside the stream job (a
-    /// re-drive) tags its files, so that the job's run of the same micro-batch number, racing
+    /// backfill, a re-drive) tags its files, so that the job's run of the same micro-batch number, racing
     /// it to the commit, never writes over them or has them written over its own: the commit
     /// decides which files count, and the loser's are vacuumed as a killed writer's.
     pub file_tag: &'static str,
