@@ -1246,11 +1246,28 @@ pub(crate) async fn clean_after_commit(
     Ok(())
 }
 
+/// Deletes the data files of `tables` of batches up to `batch` (the latest commit's) that no
+/// commit lists: a killed writer's leftovers. Files of later batches are a live writer's, and
+/// stay. With `staging`, a sole writer's temporary files too.
+async fn remove_leftovers(
+    job: &Job,
+    tables: &BTreeMap<String, TableState>,
+    batch: u64,
+    staging: bool,
+) -> anyhow::Result<()> {
+    for (table, ts) in tables {
+        let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
+        vacuum(&job.lake.join(table), &live, batch, staging).await?;
+    }
+    Ok(())
+}
+
 /// For a command that commits beside the job's runs (the backfill, the re-drive): its hold
-/// on the writers' lock, shared (it leaves cleaning up after killed writers to the runs, and a
-/// run starting meanwhile keeps its hands off its temporary files), and the latest commit,
-/// which it builds on. Its files are tagged `tag` ([`WriterOptions::file_tag`]): a run racing
-/// it to the same micro-batch number never writes over them.
+/// on the writers' lock, shared (a run starting meanwhile keeps its hands off its temporary
+/// files), and the latest commit, which it builds on; a killed writer's leftovers are
+/// deleted first, as a run does when it starts. Its files are tagged `tag`
+/// ([`WriterOptions::file_tag`]): a run racing it to the same micro-batch number never
+/// writes over them.
 pub(crate) async fn beside_the_runs(
     job: &Job,
     tag: &'static str,
@@ -1263,6 +1280,10 @@ pub(crate) async fn beside_the_runs(
             job.name
         );
     };
+    // What a killed writer left of a micro-batch that another has committed since (this
+    // command's own files from before a crash, say) goes before it writes anything: a
+    // directory reader must not see them beside what it writes now.
+    remove_leftovers(job, &latest.tables, latest.batch, false).await?;
     let job = Job {
         writer: WriterOptions {
             file_tag: tag,
@@ -1572,10 +1593,7 @@ async fn run_with_latest(
     if let Some(n) = state.batch {
         // Leftovers of a killed run: files of committed batches that no commit lists (and,
         // when no other writer is alive, temporary files).
-        for (table, ts) in &state.tables {
-            let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
-            vacuum(&job.lake.join(table), &live, n, sole).await?;
-        }
+        remove_leftovers(job, &state.tables, n, sole).await?;
     }
     writers.share()?;
 
