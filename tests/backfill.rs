@@ -256,7 +256,6 @@ fn a_partitions_transform_whose_sql_changed_is_recomputed_not_merged_with_its_ol
 /// a backfill of it would make it.
 #[test]
 fn a_backfill_racing_a_stream_run_for_a_micro_batch_leaves_the_lake_exact() {
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let job = setup(dir.path());
     let next_batch = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
@@ -275,47 +274,14 @@ fn a_backfill_racing_a_stream_run_for_a_micro_batch_leaves_the_lake_exact() {
         },
     )
     .unwrap();
-    let racing = silt()
-        .args(["backfill", "--from", "2025-11-25", "--to", "2025-11-26"])
-        .arg(&job)
-        .env("SILT_PAUSE_AT", "before_commit:4000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let hourly = dir.path().join("lake/hourly");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let ours = format!("part-{next_batch:010}-");
-    while !all_files(&hourly)
-        .iter()
-        .any(|f| f.to_string_lossy().contains(&ours))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backfill wrote nothing"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let run = silt()
-        .arg("run")
-        .arg(&job)
-        .env("SILT_PAUSE_AT", "before_commit:12000")
-        .output()
-        .unwrap();
-    let racing = racing.wait_with_output().unwrap();
-    assert!(
-        racing.status.success(),
-        "{}",
-        String::from_utf8_lossy(&racing.stderr)
-    );
-    assert!(
-        !run.status.success(),
-        "the run committed the same micro-batch"
-    );
-    assert!(
-        String::from_utf8_lossy(&run.stderr).contains("first"),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    race_a_run(
+        silt()
+            .args(["backfill", "--from", "2025-11-25", "--to", "2025-11-26"])
+            .arg(&job),
+        &job,
+        &dir.path().join("lake/hourly"),
+        &format!("part-{next_batch:010}-"),
+        next_batch,
     );
 
     // The next run takes the new events; a backfill of everything then changes nothing.

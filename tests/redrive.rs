@@ -292,7 +292,6 @@ fn an_unknown_reason_is_named() {
 /// lake ends exact.
 #[test]
 fn a_redrive_racing_a_stream_run_for_a_micro_batch_loses_or_wins_whole() {
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let data = testdata();
     let (stream, job, [_, rest]) = copied_stream_job(dir.path(), &["v1"]);
@@ -312,44 +311,14 @@ fn a_redrive_racing_a_stream_run_for_a_micro_batch_loses_or_wins_whole() {
 
     // The re-drive writes its files, then waits before its commit; the stream run writes its
     // micro-batch meanwhile (same number, same hours) and commits after it.
-    let redrive = silt()
-        .args(["redrive", "--json"])
-        .arg(&job)
-        .env("SILT_PAUSE_AT", "before_commit:4000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let raw = dir.path().join("lake/clickstream");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !all_files(&raw)
-        .iter()
-        .any(|f| f.to_string_lossy().ends_with("-redrive.parquet"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the re-drive wrote nothing"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let run = silt()
-        .arg("run")
-        .arg(&job)
-        .env("SILT_PAUSE_AT", "before_commit:12000")
-        .output()
-        .unwrap();
-    let redrive = redrive.wait_with_output().unwrap();
-    assert!(
-        redrive.status.success(),
-        "{}",
-        String::from_utf8_lossy(&redrive.stderr)
+    race_a_run(
+        silt().args(["redrive", "--json"]).arg(&job),
+        &job,
+        &raw,
+        "-redrive.parquet",
+        1,
     );
-    assert!(
-        !run.status.success(),
-        "the run committed the same micro-batch"
-    );
-    let msg = String::from_utf8_lossy(&run.stderr);
-    assert!(msg.contains("committed micro-batch 1 first"), "{msg}");
 
     // The next run drops the retry (the re-drive's ids are in the dedup index) and clears the
     // loser's files: every event once, for silt and for a directory reader alike.

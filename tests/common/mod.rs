@@ -504,3 +504,55 @@ pub fn run_json(job: &Path) -> serde_json::Value {
     let out = run_ok(silt().args(["run", "--json"]).arg(job));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Races `writer` (a `silt` command that commits a micro-batch of its own beside the job's
+/// runs: a backfill, a re-drive), paused before its commit, against a `silt run` of `job`
+/// started once a file whose path holds `marker` appears below `table` (the writer's files
+/// are written) and that waits longer before its commit: the run must lose the commit of
+/// micro-batch `batch`, the writer must succeed. Returns the writer's output.
+pub fn race_a_run(
+    writer: &mut Command,
+    job: &Path,
+    table: &Path,
+    marker: &str,
+    batch: u64,
+) -> Output {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let writer = writer
+        .env("SILT_PAUSE_AT", "before_commit:4000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !all_files(table)
+        .iter()
+        .any(|f| f.to_string_lossy().contains(marker))
+    {
+        assert!(Instant::now() < deadline, "the writer wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = silt()
+        .arg("run")
+        .arg(job)
+        .env("SILT_PAUSE_AT", "before_commit:12000")
+        .output()
+        .unwrap();
+    let writer = writer.wait_with_output().unwrap();
+    assert!(
+        writer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&writer.stderr)
+    );
+    assert!(
+        !run.status.success(),
+        "the run committed the same micro-batch"
+    );
+    let msg = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        msg.contains(&format!("committed micro-batch {batch} first")),
+        "{msg}"
+    );
+    writer
+}
