@@ -373,3 +373,36 @@ fn a_redrive_killed_before_its_commit_and_run_again_leaves_no_row_twice() {
         "a directory reader sees each event once"
     );
 }
+
+/// Re-driven events newer than the stream job's watermark do not move it: the job's next
+/// event, a second after the newest it had decoded, is on time, not late.
+#[test]
+fn a_redrive_leaves_the_watermark_where_the_stream_job_had_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stream, job, [v1, _]) = copied_stream_job(dir.path(), &["v1"]);
+    register_testdata(dir.path(), &["v2"]);
+    let s = redrive(&job, &[]);
+    assert!(s["redriven"].as_u64().unwrap() > 100, "{s}");
+
+    let newest_v1 = v1
+        .iter()
+        .filter(|(p, _)| p.len() >= 49)
+        .filter_map(|(p, _)| silt_wire::timeuuid::unix_millis(p[33..49].try_into().unwrap()))
+        .max()
+        .unwrap();
+    let uuid = silt_wire::timeuuid::TimeUuidGenerator::new([9; 6], 1)
+        .next_at_unix_millis(newest_v1 + 1000);
+    let mut body = Vec::new();
+    silt::gen::body(&uuid, 7, None, None, false, &mut body);
+    let v1_fp = silt_wire::Schema::parse(
+        &std::fs::read_to_string(testdata().join("schemas/v1.avsc")).unwrap(),
+    )
+    .unwrap()
+    .fingerprint();
+    let mut record = Vec::new();
+    silt_wire::write_envelope(&v1_fp, &body, &mut record);
+    append_records(&stream, &[(record, newest_v1 + 2000)]);
+    let run = run_json(&job);
+    assert_eq!(run["late"], 0, "{run}");
+    assert_eq!(run["rows_written"]["clickstream"], 1, "{run}");
+}

@@ -303,6 +303,10 @@ async fn select(
             Verdict::New | Verdict::Late => kept.push(g),
         }
     }
+    // The records were read long ago, when the shards' backlogs held the watermark where it
+    // is: moving it on to their event times now could make the events of a shard still
+    // behind late. The ids are remembered all the same.
+    index.hold_watermark(index.watermark_us().unwrap_or(i64::MIN));
     index.end_batch();
     let events = decoder
         .decode_batches(chunks, shard_refs, &kept)?
