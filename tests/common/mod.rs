@@ -506,17 +506,18 @@ pub fn run_json(job: &Path) -> serde_json::Value {
 }
 
 /// Races `writer` (a `silt` command that commits a micro-batch of its own beside the job's
-/// runs: a backfill, a re-drive), paused before its commit, against a `silt run` of `job`
-/// started once a file whose path holds `marker` appears below `table` (the writer's files
-/// are written) and that waits longer before its commit: the run must lose the commit of
-/// micro-batch `batch`, the writer must succeed. Returns the writer's output.
+/// runs: a backfill, a re-drive), paused before its commit, against a `silt run --json` of
+/// `job` started once a file whose path holds `marker` appears below `table` (the writer's
+/// files are written) and that waits longer before its commit: the writer must succeed, and
+/// the run lose micro-batch `batch` to it and start again after it. Returns the run's
+/// summary.
 pub fn race_a_run(
     writer: &mut Command,
     job: &Path,
     table: &Path,
     marker: &str,
     batch: u64,
-) -> Output {
+) -> serde_json::Value {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
     let writer = writer
@@ -534,7 +535,7 @@ pub fn race_a_run(
         std::thread::sleep(Duration::from_millis(20));
     }
     let run = silt()
-        .arg("run")
+        .args(["run", "--json"])
         .arg(job)
         .env("SILT_PAUSE_AT", "before_commit:12000")
         .output()
@@ -545,14 +546,12 @@ pub fn race_a_run(
         "{}",
         String::from_utf8_lossy(&writer.stderr)
     );
-    assert!(
-        !run.status.success(),
-        "the run committed the same micro-batch"
-    );
     let msg = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{msg}");
     assert!(
-        msg.contains(&format!("committed micro-batch {batch} first")),
+        msg.contains(&format!("committed micro-batch {batch} first"))
+            && msg.contains("starting again after it"),
         "{msg}"
     );
-    writer
+    serde_json::from_slice(&run.stdout).unwrap()
 }

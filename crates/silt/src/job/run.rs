@@ -1531,12 +1531,32 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 _ if learn_undecodable(&e, &mut undecodable) => {
                     tracing::warn!("{e}: starting the micro-batch again, rejecting them");
                 }
-                _ => return Err(e),
+                _ => match taken_by(job, &e).await {
+                    Some(command) => tracing::warn!(
+                        "{e}: it was a {command} of the job; starting again after it"
+                    ),
+                    None => return Err(e),
+                },
             },
         }
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// When `e` says that another writer committed the micro-batch first, and that writer was a
+/// command beside the runs (`backfill`, `redrive`) rather than another run of the job: which.
+/// The run then starts again from that commit (its own files of the batch go as a killed
+/// writer's), as it would had it started after the command; only two runs of one job at once
+/// make the loser fail.
+async fn taken_by(job: &Job, e: &anyhow::Error) -> Option<&'static str> {
+    let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() else {
+        return None;
+    };
+    let commit = job.log.commit(*batch).await.ok()??;
+    ["backfill", "redrive"]
+        .into_iter()
+        .find(|c| commit.stats.get(c).is_some())
 }
 
 /// Whether `e` names records that arrow-avro refuses and `known` did not hold yet (they are
