@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::TimestampMillisecondType;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -200,20 +200,40 @@ fn parse_position(text: &str) -> Position {
     }
 }
 
+/// The `columns` of a data file of `table`, and no others.
+async fn read_columns(
+    table: &Location,
+    file: &DataFile,
+    columns: &[&str],
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let path = table.child(&file.path);
+    let bytes = async { table.store.get(&path).await?.bytes().await }
+        .await
+        .with_context(|| format!("reading {path}"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    let batches = builder
+        .with_batch_size(CHECK_SLICE)
+        .with_projection(mask)
+        .build()?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(batches)
+}
+
+/// A column of `batch` by name, or an error naming the file that lacks it.
+fn column<'a>(batch: &'a RecordBatch, file: &DataFile, name: &str) -> anyhow::Result<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .with_context(|| format!("{}: no column `{name}`", file.path))
+}
+
 /// The ids the raw table's `files` hold, from their `uuid` column alone.
 async fn uuids_in(table: &Location, files: &[&DataFile]) -> anyhow::Result<HashSet<[u8; 16]>> {
     let mut ids = HashSet::new();
     for f in files {
-        let path = table.child(&f.path);
-        let bytes = async { table.store.get(&path).await?.bytes().await }
-            .await
-            .with_context(|| format!("reading {path}"))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-        let mask = ProjectionMask::columns(builder.parquet_schema(), ["uuid"]);
-        for b in builder.with_projection(mask).build()? {
-            let b = b?;
-            let Some(col) = b.column(0).as_string_opt::<i32>() else {
-                bail!("{path}: the `uuid` column is not text");
+        for b in read_columns(table, f, &["uuid"]).await? {
+            let Some(col) = column(&b, f, "uuid")?.as_string_opt::<i32>() else {
+                bail!("{}: the `uuid` column is not text", f.path);
             };
             ids.extend(
                 col.iter()
@@ -363,33 +383,45 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
                 continue;
             }
         }
+        // Which records it holds first (two small columns, not the raw bytes): a file with
+        // none to take up is read no further.
+        let arrived_in_range = |ms: i64| {
+            opts.hours.is_none_or(|(from, to)| {
+                let h = ms.div_euclid(3_600_000);
+                h >= from && h <= to
+            })
+        };
+        let mut any = false;
+        for b in read_columns(&rejected_table, f, &["reason_code", ARRIVAL_TIME]).await? {
+            let code = column(&b, f, "reason_code")?.as_string::<i32>();
+            let arrival = column(&b, f, ARRIVAL_TIME)?.as_primitive::<TimestampMillisecondType>();
+            for (code, ms) in code.iter().zip(arrival.values()) {
+                let code = code.unwrap_or_default();
+                if arrived_in_range(*ms) {
+                    *summary
+                        .in_rejected_table
+                        .entry(code.to_string())
+                        .or_default() += 1;
+                    any |= opts.reasons.iter().any(|r| r == code);
+                }
+            }
+        }
+        if !any {
+            continue;
+        }
         let batches = read_data_file(&rejected_table, f, CHECK_SLICE).await?;
         let mut row = 0;
-        let mut any = false;
         for b in &batches {
-            let col = |name: &str| {
-                b.column_by_name(name)
-                    .with_context(|| format!("{}: no column `{name}`", f.path))
-            };
-            let code = col("reason_code")?.as_string::<i32>();
-            let shard = col(SHARD)?.as_string::<i32>();
-            let seq = col(SEQUENCE)?.as_string::<i32>();
-            let arrival = col(ARRIVAL_TIME)?.as_primitive::<TimestampMillisecondType>();
-            let raw = col("raw")?.as_binary::<i32>();
+            let code = column(b, f, "reason_code")?.as_string::<i32>();
+            let shard = column(b, f, SHARD)?.as_string::<i32>();
+            let seq = column(b, f, SEQUENCE)?.as_string::<i32>();
+            let arrival = column(b, f, ARRIVAL_TIME)?.as_primitive::<TimestampMillisecondType>();
+            let raw = column(b, f, "raw")?.as_binary::<i32>();
             for i in 0..b.num_rows() {
                 let at = row + i;
                 let arrival_ms = arrival.value(i);
-                if let Some((from, to)) = opts.hours {
-                    let h = arrival_ms.div_euclid(3_600_000);
-                    if h < from || h > to {
-                        continue;
-                    }
-                }
-                *summary
-                    .in_rejected_table
-                    .entry(code.value(i).to_string())
-                    .or_default() += 1;
-                if !opts.reasons.iter().any(|r| r == code.value(i)) {
+                if !arrived_in_range(arrival_ms) || !opts.reasons.iter().any(|r| r == code.value(i))
+                {
                     continue;
                 }
                 let s = shards.entry(shard.value(i).to_string()).or_default();
@@ -402,13 +434,10 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
                 ));
                 s.positions.push(parse_position(seq.value(i)));
                 s.taken.push(Taken { file: fi, row: at });
-                any = true;
             }
             row += b.num_rows();
         }
-        if any {
-            file_batches.insert(fi, batches);
-        }
+        file_batches.insert(fi, batches);
     }
     let names: Vec<String> = shards.keys().cloned().collect();
     let mut chunks = Vec::new();
