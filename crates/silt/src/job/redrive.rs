@@ -377,6 +377,13 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
     let rejected_table = job.lake.join(&job.rejected_table);
     let mut file_batches: HashMap<usize, Vec<RecordBatch>> = HashMap::new();
     let mut shards: BTreeMap<String, ShardRecords> = BTreeMap::new();
+    let arrived_in_range = |ms: i64| {
+        opts.hours.is_none_or(|(from, to)| {
+            let h = ms.div_euclid(3_600_000);
+            h >= from && h <= to
+        })
+    };
+    let asked = |code: &str| opts.reasons.iter().any(|r| r == code);
     for (fi, f) in rejected_state.files.iter().enumerate() {
         if let (Some((from, to)), Some((a, b))) = (opts.hours, partition_hours(&f.partition)) {
             if b < from || a > to {
@@ -385,12 +392,6 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
         }
         // Which records it holds first (two small columns, not the raw bytes): a file with
         // none to take up is read no further.
-        let arrived_in_range = |ms: i64| {
-            opts.hours.is_none_or(|(from, to)| {
-                let h = ms.div_euclid(3_600_000);
-                h >= from && h <= to
-            })
-        };
         let mut any = false;
         for b in read_columns(&rejected_table, f, &["reason_code", ARRIVAL_TIME]).await? {
             let code = column(&b, f, "reason_code")?.as_string::<i32>();
@@ -402,7 +403,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
                         .in_rejected_table
                         .entry(code.to_string())
                         .or_default() += 1;
-                    any |= opts.reasons.iter().any(|r| r == code);
+                    any |= asked(code);
                 }
             }
         }
@@ -420,8 +421,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
             for i in 0..b.num_rows() {
                 let at = row + i;
                 let arrival_ms = arrival.value(i);
-                if !arrived_in_range(arrival_ms) || !opts.reasons.iter().any(|r| r == code.value(i))
-                {
+                if !arrived_in_range(arrival_ms) || !asked(code.value(i)) {
                     continue;
                 }
                 let s = shards.entry(shard.value(i).to_string()).or_default();
