@@ -271,13 +271,9 @@ async fn select(
     shard_refs: &[&str],
     undecodable: &[silt_ingest::Undecodable],
 ) -> anyhow::Result<Selected> {
-    let Shapes {
-        decoder,
-        events: events_schema,
-        raw_files: raw_files_schema,
-        out_partitions,
-    } = Shapes::of(job).await?;
-    let mut decoder = decoder.with_undecodable(undecodable);
+    let mut shapes = Shapes::of(job).await?;
+    shapes.decoder = shapes.decoder.with_undecodable(undecodable);
+    let decoder = &mut shapes.decoder;
     let mut good = Vec::new();
     let mut still = Vec::new();
     decoder
@@ -334,12 +330,7 @@ async fn select(
         .map(|b| add_time_partitions(b, &job.partition_by, EVENT_TIME))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Selected {
-        shapes: Shapes {
-            decoder,
-            events: events_schema,
-            raw_files: raw_files_schema,
-            out_partitions,
-        },
+        shapes,
         events,
         resolved,
         index,
