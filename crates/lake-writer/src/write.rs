@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use silt_storage::Location;
 
 use crate::partition::{hive_path, split, PartitionBatch};
+use crate::runs::ParquetFile;
 use crate::{Error, Result};
 
 /// How files are cut and encoded.
@@ -274,7 +274,7 @@ struct OpenFile {
     /// `k=v/k=v`, empty when the table is unpartitioned.
     dir: String,
     values: Vec<(String, String)>,
-    writer: ArrowWriter<Vec<u8>>,
+    writer: ParquetFile,
     rows: u64,
     /// This file's number within the partition.
     n: usize,
@@ -376,10 +376,9 @@ impl TableWriter {
                     Entry::Occupied(o) => o.into_mut(),
                     Entry::Vacant(v) => {
                         let n = self.counts.entry(dir.clone()).or_default();
-                        let writer = ArrowWriter::try_new(
-                            Vec::new(),
+                        let writer = ParquetFile::try_new(
                             batch.schema(),
-                            Some(adaptive_encoding(self.props.clone(), &batch)),
+                            adaptive_encoding(self.props.clone(), &batch),
                         )
                         .map_err(Error::Parquet)?;
                         *n += 1;

@@ -1,0 +1,805 @@
+//! One Parquet file, written row group by row group with parquet-rs's Arrow column writers,
+//! except for the dictionary columns whose values come in long runs: those are written here,
+//! run by run.
+//!
+//! The stream metadata of every raw table (SPEC 8) is such: `_stream` and `_fingerprint` hold
+//! one value a micro-batch, `_shard` one value a slice of records. parquet-rs encodes a
+//! dictionary array row by row: every row's text is hashed and looked up in the column's own
+//! dictionary and compared with the page's minimum and maximum (arrow-rs#10465), so the three
+//! columns cost a hash and three comparisons of up to 64 bytes for every event: a `silt run` of
+//! 1M events (raw table only, one core) took 562 ms of CPU that way and takes 526 ms this way. Here a run of equal keys is
+//! looked at once: its dictionary index is found when its value first appears in a batch, and
+//! it is written as one RLE run (`RLE_DICTIONARY`, as parquet-rs writes dictionary indices),
+//! with the page's statistics, column index and offset index taken from the runs.
+//!
+//! A run column that would not be written as parquet-rs writes it (values longer than the
+//! statistics are truncated to, a dictionary larger than a dictionary page, runs shorter than
+//! eight rows on average, nulls among the values) goes through parquet-rs's writer instead, so
+//! the file is the same either way but for the pages' bytes.
+
+use std::collections::HashMap;
+
+use arrow::array::{
+    downcast_dictionary_array, new_empty_array, Array, ArrayRef, AsArray, DictionaryArray,
+    Int32Array, RecordBatch,
+};
+use arrow::datatypes::{ArrowNativeType, DataType, Field, Int32Type, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
+};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+/// A Parquet file being written into memory: what [`ArrowWriter`] does, with run columns.
+pub(crate) struct ParquetFile {
+    writer: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    /// Per field of `schema`: its first leaf column, and whether it is written as runs.
+    fields: Vec<(usize, bool)>,
+    max_rows: usize,
+    group: Option<Group>,
+    groups: usize,
+}
+
+/// The row group being written: one Arrow column writer a leaf column, and the runs of the
+/// run columns (whose Arrow writers stay empty unless the column falls back to them).
+struct Group {
+    writers: Vec<ArrowColumnWriter>,
+    runs: Vec<Option<Runs>>,
+    rows: usize,
+}
+
+impl ParquetFile {
+    pub(crate) fn try_new(schema: SchemaRef, props: WriterProperties) -> Result<Self> {
+        let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let (writer, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))?
+            .into_serialized_writer()?;
+        let props = writer.properties().clone();
+        let mut leaf = 0;
+        let mut fields = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let leaves = compute_leaves(field, &new_empty_array(field.data_type()))?.len();
+            let runs =
+                leaves == 1 && is_run_column(field, &writer.schema_descr().column(leaf), &props);
+            fields.push((leaf, runs));
+            leaf += leaves;
+        }
+        Ok(Self {
+            writer,
+            factory,
+            schema,
+            fields,
+            max_rows,
+            group: None,
+            groups: 0,
+        })
+    }
+
+    /// Encodes `batch` into the row group in progress, closing row groups of
+    /// `max_row_group_size` rows as they fill.
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut off = 0;
+        while off < batch.num_rows() {
+            if self.group.is_none() {
+                let writers = self.factory.create_column_writers(self.groups)?;
+                let mut runs: Vec<Option<Runs>> = writers.iter().map(|_| None).collect();
+                for &(leaf, is_runs) in &self.fields {
+                    if is_runs {
+                        runs[leaf] = Some(Runs::default());
+                    }
+                }
+                self.group = Some(Group {
+                    writers,
+                    runs,
+                    rows: 0,
+                });
+            }
+            let group = self.group.as_mut().expect("a row group in progress");
+            let n = (self.max_rows - group.rows).min(batch.num_rows() - off);
+            let slice = batch.slice(off, n);
+            for ((field, column), &(leaf, _)) in self
+                .schema
+                .fields()
+                .iter()
+                .zip(slice.columns())
+                .zip(&self.fields)
+            {
+                if let Some(runs) = group.runs[leaf].as_mut() {
+                    if runs.push(column.as_ref()) {
+                        continue;
+                    }
+                    // Not a column of runs after all: what it holds so far, then the rest,
+                    // through parquet-rs.
+                    let runs = group.runs[leaf].take().expect("runs");
+                    runs.write_to(field, &mut group.writers[leaf])?;
+                }
+                for (i, l) in compute_leaves(field, column)?.iter().enumerate() {
+                    group.writers[leaf + i].write(l)?;
+                }
+            }
+            group.rows += n;
+            off += n;
+            if group.rows >= self.max_rows {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the row group in progress and writes it out.
+    fn flush(&mut self) -> Result<()> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        let props = self.writer.properties().clone();
+        let mut columns = Vec::with_capacity(group.writers.len());
+        for (leaf, (mut writer, runs)) in group.writers.into_iter().zip(group.runs).enumerate() {
+            match runs {
+                Some(runs) if runs.encodable(&props) => {
+                    let descr = self.writer.schema_descr().column(leaf);
+                    columns.push(Column::Runs(runs.encode(descr, &props)?));
+                }
+                Some(runs) => {
+                    let field = self.fields.iter().position(|&(l, _)| l == leaf);
+                    let field = self.schema.field(field.expect("a run column is a field"));
+                    runs.write_to(field, &mut writer)?;
+                    columns.push(Column::Arrow(writer.close()?));
+                }
+                None => columns.push(Column::Arrow(writer.close()?)),
+            }
+        }
+        let mut row_group = self.writer.next_row_group()?;
+        for column in columns {
+            match column {
+                Column::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
+                Column::Runs((bytes, close)) => row_group.append_column(&bytes, close)?,
+            }
+        }
+        row_group.close()?;
+        self.groups += 1;
+        Ok(())
+    }
+
+    /// Bytes of the row groups written out.
+    pub(crate) fn bytes_written(&self) -> usize {
+        self.writer.bytes_written()
+    }
+
+    /// Estimated bytes of the row group in progress, once written out.
+    pub(crate) fn in_progress_size(&self) -> usize {
+        self.group.as_ref().map_or(0, |g| {
+            g.writers
+                .iter()
+                .map(|w| w.get_estimated_total_bytes())
+                .sum::<usize>()
+                + g.runs.iter().flatten().map(Runs::size).sum::<usize>()
+        })
+    }
+
+    /// Writes the last row group and the footer, and returns the file's bytes.
+    pub(crate) fn into_inner(mut self) -> Result<Vec<u8>> {
+        self.flush()?;
+        self.writer.into_inner()
+    }
+}
+
+/// A leaf column's chunk of a row group, encoded.
+enum Column {
+    Arrow(ArrowColumnChunk),
+    Runs((Bytes, ColumnCloseResult)),
+}
+
+/// Whether `field` (a leaf column) is written as runs: a dictionary of text or bytes, never
+/// null, dictionary-encoded in the file, no bloom filter, version 1 data pages.
+fn is_run_column(field: &Field, descr: &ColumnDescPtr, props: &WriterProperties) -> bool {
+    let DataType::Dictionary(_, values) = field.data_type() else {
+        return false;
+    };
+    matches!(
+        values.as_ref(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary
+    ) && !field.is_nullable()
+        && descr.max_def_level() == 0
+        && descr.max_rep_level() == 0
+        && props.dictionary_enabled(descr.path())
+        && props.bloom_filter_properties(descr.path()).is_none()
+        && props.writer_version() == WriterVersion::PARQUET_1_0
+}
+
+/// A run column's row group so far: its dictionary (values in the order they first appeared)
+/// and its runs of equal values.
+#[derive(Default)]
+struct Runs {
+    values: Vec<Vec<u8>>,
+    index: HashMap<Vec<u8>, u32>,
+    /// (dictionary index, rows)
+    runs: Vec<(u32, u32)>,
+    rows: usize,
+}
+
+/// Rows of a data page, and its values' bytes, are cut at these (parquet-rs's own limits).
+struct PageLimits {
+    rows: usize,
+    bytes: usize,
+}
+
+impl Runs {
+    /// Takes the runs of `array`'s keys; false (taking nothing) when it has null values.
+    fn push(&mut self, array: &dyn Array) -> bool {
+        downcast_dictionary_array! {
+            array => {
+                let values = array.values();
+                if array.null_count() > 0 || values.null_count() > 0 {
+                    return false;
+                }
+                let keys = array.keys().values();
+                // This batch's dictionary index of each of its values, found when first used.
+                let mut mine = vec![u32::MAX; values.len()];
+                let mut i = 0;
+                while i < keys.len() {
+                    let key = keys[i];
+                    let mut j = i + 1;
+                    while j < keys.len() && keys[j] == key {
+                        j += 1;
+                    }
+                    let k = key.as_usize();
+                    if mine[k] == u32::MAX {
+                        mine[k] = self.index_of(value_bytes(values.as_ref(), k));
+                    }
+                    self.push_run(mine[k], j - i);
+                    i = j;
+                }
+                true
+            }
+            _ => false
+        }
+    }
+
+    fn index_of(&mut self, value: &[u8]) -> u32 {
+        if let Some(&i) = self.index.get(value) {
+            return i;
+        }
+        let i = self.values.len() as u32;
+        self.values.push(value.to_vec());
+        self.index.insert(value.to_vec(), i);
+        i
+    }
+
+    fn push_run(&mut self, index: u32, rows: usize) {
+        self.rows += rows;
+        let mut rows = rows;
+        // Runs are kept under 2^31 rows, merged with the run before when they continue it.
+        if let Some(last) = self.runs.last_mut() {
+            if last.0 == index {
+                let add = rows.min((i32::MAX as u32 - last.1) as usize);
+                last.1 += add as u32;
+                rows -= add;
+            }
+        }
+        while rows > 0 {
+            let add = rows.min(i32::MAX as usize);
+            self.runs.push((index, add as u32));
+            rows -= add;
+        }
+    }
+
+    /// Bytes this column will take in the file, about.
+    fn size(&self) -> usize {
+        self.runs.len() * 6 + self.values.iter().map(|v| v.len() + 4).sum::<usize>()
+    }
+
+    /// Whether parquet-rs would write these values as a dictionary with the statistics they
+    /// are (no truncation), in runs long enough to be worth it.
+    fn encodable(&self, props: &WriterProperties) -> bool {
+        let longest = self.values.iter().map(Vec::len).max().unwrap_or(0);
+        let fits = |limit: Option<usize>| limit.is_none_or(|l| longest <= l);
+        fits(props.statistics_truncate_length())
+            && fits(props.column_index_truncate_length())
+            && self.values.iter().map(|v| v.len() + 4).sum::<usize>()
+                <= props.dictionary_page_size_limit()
+            && self.runs.len() * 8 <= self.rows
+    }
+
+    /// Hands the rows taken so far to parquet-rs's writer of the column (as a dictionary
+    /// array, in slices).
+    fn write_to(self, field: &Field, writer: &mut ArrowColumnWriter) -> Result<()> {
+        let values: ArrayRef = match field.data_type() {
+            DataType::Dictionary(_, v) => arrow::compute::cast(
+                &arrow::array::BinaryArray::from_iter_values(&self.values),
+                v,
+            )?,
+            _ => return Err(ParquetError::General("a run column is a dictionary".into())),
+        };
+        let mut keys = Vec::with_capacity(self.rows.min(1 << 16));
+        let mut runs = self.runs.into_iter().peekable();
+        let mut left = 0;
+        let mut index = 0;
+        loop {
+            while keys.len() < 1 << 16 {
+                if left == 0 {
+                    match runs.next() {
+                        Some((i, n)) => (index, left) = (i as i32, n as usize),
+                        None => break,
+                    }
+                }
+                let take = left.min((1 << 16) - keys.len());
+                keys.extend(std::iter::repeat_n(index, take));
+                left -= take;
+            }
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let array = DictionaryArray::<Int32Type>::try_new(
+                Int32Array::from(std::mem::take(&mut keys)),
+                values.clone(),
+            )?;
+            let array = arrow::compute::cast(&array, field.data_type())?;
+            for leaf in compute_leaves(field, &array)? {
+                writer.write(&leaf)?;
+            }
+        }
+    }
+
+    /// The column chunk: a dictionary page, then data pages of RLE runs of indices, with the
+    /// statistics, column index and offset index parquet-rs gives the same values.
+    fn encode(
+        self,
+        descr: ColumnDescPtr,
+        props: &WriterProperties,
+    ) -> Result<(Bytes, ColumnCloseResult)> {
+        let path = descr.path();
+        let statistics = props.statistics_enabled(path);
+        let header_statistics =
+            statistics == EnabledStatistics::Page && props.write_page_header_statistics(path);
+        let limits = PageLimits {
+            rows: props.data_page_row_count_limit().max(1),
+            bytes: props.data_page_size_limit().max(1),
+        };
+        let bit_width =
+            (u32::BITS - (self.values.len().saturating_sub(1) as u32).leading_zeros()) as u8;
+        let index_bytes = (bit_width as usize).div_ceil(8);
+
+        let mut sink = TrackedWrite::new(Vec::new());
+        let mut pages = SerializedPageWriter::new(&mut sink);
+        let mut column_index = ColumnIndexBuilder::new(descr.physical_type());
+        if statistics != EnabledStatistics::Page {
+            column_index.to_invalid();
+        }
+        let mut offset_index = (!props.offset_index_disabled()).then(OffsetIndexBuilder::new);
+        let (mut compressed, mut uncompressed) = (0i64, 0i64);
+
+        // The dictionary page first: the values, PLAIN (a 4-byte length, the bytes).
+        let mut dictionary = Vec::with_capacity(self.size());
+        for v in &self.values {
+            dictionary.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            dictionary.extend_from_slice(v);
+        }
+        let len = dictionary.len();
+        let spec = pages.write_page(CompressedPage::new(
+            Page::DictionaryPage {
+                buf: dictionary.into(),
+                num_values: self.values.len() as u32,
+                encoding: props.dictionary_page_encoding(),
+                is_sorted: false,
+            },
+            len,
+        ))?;
+        let dictionary_offset = spec.offset as i64;
+        compressed += spec.compressed_size as i64;
+        uncompressed += spec.uncompressed_size as i64;
+
+        let mut data_offset = None;
+        let mut data_pages = 0;
+        let (mut ascending, mut descending) = (true, true);
+        let mut last: Option<(u32, u32)> = None;
+        let mut chunk_min_max: Option<(u32, u32)> = None;
+        let mut unencoded = 0i64;
+        let mut runs = self.runs.iter().copied();
+        let mut pending: Option<(u32, usize)> = None;
+        loop {
+            // One data page: the bit width, then runs (`len << 1` as a ULEB128, the index in
+            // `index_bytes` little-endian bytes).
+            let mut buf = vec![bit_width];
+            let (mut rows, mut page_bytes) = (0usize, 0i64);
+            let mut min_max: Option<(u32, u32)> = None;
+            while rows < limits.rows && buf.len() < limits.bytes {
+                let (index, n) = match pending.take() {
+                    Some(p) => p,
+                    None => match runs.next() {
+                        Some((i, n)) => (i, n as usize),
+                        None => break,
+                    },
+                };
+                let take = n.min(limits.rows - rows);
+                if take < n {
+                    pending = Some((index, n - take));
+                }
+                let mut header = (take as u64) << 1;
+                loop {
+                    let byte = (header & 0x7f) as u8;
+                    header >>= 7;
+                    if header == 0 {
+                        buf.push(byte);
+                        break;
+                    }
+                    buf.push(byte | 0x80);
+                }
+                buf.extend_from_slice(&index.to_le_bytes()[..index_bytes]);
+                rows += take;
+                page_bytes += (take * self.values[index as usize].len()) as i64;
+                min_max = Some(match min_max {
+                    None => (index, index),
+                    Some((lo, hi)) => (self.lesser(lo, index), self.greater(hi, index)),
+                });
+            }
+            let Some((lo, hi)) = min_max else {
+                break;
+            };
+            if let Some((last_lo, last_hi)) = last {
+                let v = |i: u32| &self.values[i as usize];
+                if v(last_lo) > v(lo) || v(last_hi) > v(hi) {
+                    ascending = false;
+                }
+                if v(lo) > v(last_lo) || v(hi) > v(last_hi) {
+                    descending = false;
+                }
+            }
+            last = Some((lo, hi));
+            chunk_min_max = Some(match chunk_min_max {
+                None => (lo, hi),
+                Some((clo, chi)) => (self.lesser(clo, lo), self.greater(chi, hi)),
+            });
+            if column_index.valid() {
+                column_index.append(
+                    false,
+                    self.values[lo as usize].clone(),
+                    self.values[hi as usize].clone(),
+                    0,
+                );
+            }
+            let len = buf.len();
+            let spec = pages.write_page(CompressedPage::new(
+                Page::DataPage {
+                    buf: buf.into(),
+                    num_values: rows as u32,
+                    encoding: Encoding::RLE_DICTIONARY,
+                    def_level_encoding: Encoding::RLE,
+                    rep_level_encoding: Encoding::RLE,
+                    statistics: header_statistics.then(|| self.statistics(lo, hi, &descr)),
+                },
+                len,
+            ))?;
+            data_offset.get_or_insert(spec.offset as i64);
+            data_pages += 1;
+            compressed += spec.compressed_size as i64;
+            uncompressed += spec.uncompressed_size as i64;
+            unencoded += page_bytes;
+            if let Some(o) = offset_index.as_mut() {
+                o.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+                o.append_row_count(rows as i64);
+                o.append_unencoded_byte_array_data_bytes(Some(page_bytes));
+            }
+        }
+        pages.close()?;
+
+        let encodings = [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
+        let mut metadata = ColumnChunkMetaData::builder(descr.clone())
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
+            .set_page_encoding_stats(vec![
+                PageEncodingStats {
+                    page_type: PageType::DICTIONARY_PAGE,
+                    encoding: props.dictionary_page_encoding(),
+                    count: 1,
+                },
+                PageEncodingStats {
+                    page_type: PageType::DATA_PAGE,
+                    encoding: Encoding::RLE_DICTIONARY,
+                    count: data_pages,
+                },
+            ])
+            .set_total_compressed_size(compressed)
+            .set_total_uncompressed_size(uncompressed)
+            .set_num_values(self.rows as i64)
+            .set_data_page_offset(data_offset.unwrap_or(0))
+            .set_dictionary_page_offset(Some(dictionary_offset));
+        if statistics != EnabledStatistics::None {
+            if let Some((lo, hi)) = chunk_min_max {
+                metadata = metadata
+                    .set_statistics(self.statistics(lo, hi, &descr))
+                    .set_unencoded_byte_array_data_bytes(Some(unencoded));
+            }
+        }
+        let metadata = metadata.build()?;
+        column_index.set_boundary_order(match (ascending, descending) {
+            (true, _) => BoundaryOrder::ASCENDING,
+            (false, true) => BoundaryOrder::DESCENDING,
+            (false, false) => BoundaryOrder::UNORDERED,
+        });
+        let column_index = match column_index.valid() {
+            true => Some(column_index.build()?),
+            false => None,
+        };
+        let close = ColumnCloseResult {
+            bytes_written: sink.bytes_written() as u64,
+            rows_written: self.rows as u64,
+            metadata,
+            bloom_filter: None,
+            column_index,
+            offset_index: offset_index.map(|o| o.build()),
+        };
+        Ok((Bytes::from(sink.into_inner()?), close))
+    }
+
+    /// The index of the lesser value (bytes compared, as Parquet orders text).
+    fn lesser(&self, a: u32, b: u32) -> u32 {
+        if self.values[b as usize] < self.values[a as usize] {
+            b
+        } else {
+            a
+        }
+    }
+
+    /// The index of the greater value.
+    fn greater(&self, a: u32, b: u32) -> u32 {
+        if self.values[b as usize] > self.values[a as usize] {
+            b
+        } else {
+            a
+        }
+    }
+
+    /// Statistics of a page or of the chunk, as parquet-rs makes them (min, max, no nulls).
+    fn statistics(&self, lo: u32, hi: u32, descr: &ColumnDescPtr) -> Statistics {
+        Statistics::ByteArray(
+            ValueStatistics::new(
+                Some(self.values[lo as usize].clone().into()),
+                Some(self.values[hi as usize].clone().into()),
+                None,
+                Some(0),
+                false,
+            )
+            .with_backwards_compatible_min_max(descr.sort_order().is_signed()),
+        )
+    }
+}
+
+/// The bytes of value `i` of a dictionary's values (text or binary).
+fn value_bytes(values: &dyn Array, i: usize) -> &[u8] {
+    match values.data_type() {
+        DataType::Utf8 => values.as_string::<i32>().value(i).as_bytes(),
+        DataType::LargeUtf8 => values.as_string::<i64>().value(i).as_bytes(),
+        DataType::Binary => values.as_binary::<i32>().value(i),
+        DataType::LargeBinary => values.as_binary::<i64>().value(i),
+        _ => unreachable!("run columns hold text or bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::compute::concat_batches;
+    use arrow::datatypes::Schema;
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use parquet::basic::ZstdLevel;
+    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+    use parquet::file::properties::EnabledStatistics;
+    use std::sync::Arc;
+
+    fn dictionary(keys: Vec<i32>, values: &[&str]) -> ArrayRef {
+        Arc::new(
+            DictionaryArray::<Int32Type>::try_new(
+                Int32Array::from(keys),
+                Arc::new(StringArray::from(values.to_vec())),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Batches of the raw table's shape: a constant `_stream`, a `_shard` in runs of a few
+    /// thousand rows (its values neither ascending nor descending), a long constant
+    /// `_fingerprint`, a nullable dictionary column (never runs) and a plain one.
+    fn batches(rows: usize, per_batch: usize, shard_run: usize) -> Vec<RecordBatch> {
+        let dict = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("_stream", dict(), false),
+            Field::new("_shard", dict(), false),
+            Field::new("_fingerprint", dict(), false),
+            Field::new("maybe", dict(), true),
+        ]));
+        let fp = "9f3a".repeat(16);
+        (0..rows)
+            .step_by(per_batch)
+            .map(|start| {
+                let n = per_batch.min(rows - start);
+                let rows = start..start + n;
+                let shard = rows
+                    .clone()
+                    .map(|r| [2, 0, 1, 0][(r / shard_run) % 4])
+                    .collect();
+                let maybe = DictionaryArray::<Int32Type>::try_new(
+                    rows.clone()
+                        .map(|r| (r % 3 != 0).then_some((r % 2) as i32))
+                        .collect(),
+                    Arc::new(StringArray::from(vec!["x", "y"])),
+                )
+                .unwrap();
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(rows.clone().map(|r| r as i64))),
+                        dictionary(vec![0; n], &["clickstream"]),
+                        dictionary(
+                            shard,
+                            &[
+                                "shardId-000000000000",
+                                "shardId-000000000001",
+                                "shardId-000000000002",
+                            ],
+                        ),
+                        dictionary(vec![0; n], &[fp.as_str()]),
+                        Arc::new(maybe),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn props() -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(40_960))
+            // A multiple of parquet-rs's 1024-row mini-batches, where it checks the limit, so
+            // that its pages and these have the same rows and the page indexes compare.
+            .set_data_page_row_count_limit(8192)
+            .build()
+    }
+
+    fn ours(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
+        let mut file = ParquetFile::try_new(batches[0].schema(), props).unwrap();
+        for b in batches {
+            file.write(b).unwrap();
+        }
+        file.into_inner().unwrap()
+    }
+
+    fn parquet_rs(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
+        let mut w = ArrowWriter::try_new(Vec::new(), batches[0].schema(), Some(props)).unwrap();
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+
+    fn read(bytes: Vec<u8>) -> (RecordBatch, Arc<ParquetMetaData>) {
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(Bytes::from(bytes), options)
+                .unwrap();
+        let metadata = builder.metadata().clone();
+        let schema = builder.schema().clone();
+        let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+        (concat_batches(&schema, &batches).unwrap(), metadata)
+    }
+
+    fn codec(metadata: &ParquetMetaData, column: usize) -> Compression {
+        metadata.row_group(0).column(column).compression()
+    }
+
+    #[test]
+    fn run_columns_are_written_as_runs_and_read_back_with_parquet_rs_statistics_and_page_indexes() {
+        // Batches and row groups in whole mini-batches too.
+        let input = batches(100_000, 8_192, 3_000);
+        let (ours_read, ours_meta) = read(ours(&input, props()));
+        let (theirs_read, theirs_meta) = read(parquet_rs(&input, props()));
+        let schema = input[0].schema();
+        assert_eq!(ours_read, concat_batches(&schema, &input).unwrap());
+        assert_eq!(ours_read, theirs_read);
+
+        // The three metadata columns went the run way (their chunks are not compressed: a
+        // page of runs is a few bytes); the others through parquet-rs.
+        for c in [1, 2, 3] {
+            assert_eq!(
+                codec(&ours_meta, c),
+                Compression::UNCOMPRESSED,
+                "column {c}"
+            );
+        }
+        for c in [0, 4] {
+            assert_eq!(codec(&ours_meta, c), codec(&theirs_meta, c), "column {c}");
+        }
+        assert_eq!(ours_meta.num_row_groups(), 3);
+        assert_eq!(ours_meta.num_row_groups(), theirs_meta.num_row_groups());
+        for rg in 0..ours_meta.num_row_groups() {
+            let (o, t) = (ours_meta.row_group(rg), theirs_meta.row_group(rg));
+            assert_eq!(o.num_rows(), t.num_rows());
+            for c in 0..o.num_columns() {
+                let (oc, tc) = (o.column(c), t.column(c));
+                let at = format!("row group {rg}, column {c}");
+                assert_eq!(oc.num_values(), tc.num_values(), "{at}");
+                assert_eq!(oc.statistics(), tc.statistics(), "{at}");
+                assert_eq!(oc.encodings_mask(), tc.encodings_mask(), "{at}");
+                assert_eq!(
+                    oc.unencoded_byte_array_data_bytes(),
+                    tc.unencoded_byte_array_data_bytes(),
+                    "{at}"
+                );
+                assert!(oc.dictionary_page_offset().is_some(), "{at}");
+                let oi = &ours_meta.column_index().unwrap()[rg][c];
+                let ti = &theirs_meta.column_index().unwrap()[rg][c];
+                assert_eq!(oi, ti, "{at}: column index");
+                let oo = &ours_meta.offset_index().unwrap()[rg][c];
+                let to = &theirs_meta.offset_index().unwrap()[rg][c];
+                let rows = |o: &parquet::file::page_index::offset_index::OffsetIndexMetaData| {
+                    o.page_locations()
+                        .iter()
+                        .map(|p| p.first_row_index)
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(rows(oo), rows(to), "{at}: pages");
+                assert_eq!(
+                    oo.unencoded_byte_array_data_bytes(),
+                    to.unencoded_byte_array_data_bytes(),
+                    "{at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn columns_that_are_not_runs_after_all_go_through_parquet_rs() {
+        // `_shard` changes every 3 rows (too short to be worth runs), the fingerprint is
+        // longer than the statistics' truncation (parquet-rs truncates; so must the file),
+        // and the second batch's `_stream` dictionary holds a null (no row uses it).
+        let mut input = batches(30_000, 10_000, 3);
+        let long = "f".repeat(100);
+        for (i, b) in input.iter_mut().enumerate() {
+            let mut columns = b.columns().to_vec();
+            columns[3] = dictionary(vec![0; b.num_rows()], &[long.as_str()]);
+            if i == 1 {
+                columns[1] = Arc::new(
+                    DictionaryArray::<Int32Type>::try_new(
+                        Int32Array::from(vec![0; b.num_rows()]),
+                        Arc::new(StringArray::from(vec![Some("clickstream"), None])),
+                    )
+                    .unwrap(),
+                );
+            }
+            *b = RecordBatch::try_new(b.schema(), columns).unwrap();
+        }
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_truncate_length(Some(64))
+            .build();
+        let (ours_read, ours_meta) = read(ours(&input, props.clone()));
+        let (_, theirs_meta) = read(parquet_rs(&input, props));
+        assert_eq!(
+            ours_read,
+            concat_batches(&input[0].schema(), &input).unwrap()
+        );
+        for c in [1, 2, 3] {
+            let (o, t) = (
+                ours_meta.row_group(0).column(c),
+                theirs_meta.row_group(0).column(c),
+            );
+            assert_eq!(o.compression(), t.compression(), "column {c}");
+            assert_eq!(o.statistics(), t.statistics(), "column {c}");
+        }
+    }
+}
