@@ -180,6 +180,98 @@ print(json.dumps({
     );
 }
 
+/// The metadata columns `_stream`, `_shard` and `_fingerprint` are written by silt run by run
+/// (lake-writer's `runs`), not by parquet-rs: both outside readers read their values, filter
+/// on them (row group statistics) and agree with each other and with silt's own query (page
+/// indexes), over files of several pages.
+#[test]
+fn duckdb_and_pyarrow_read_and_filter_the_run_written_metadata_columns() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // 50,000 events 50 ms apart: files of up to 50k rows, pages of 20k.
+    let opts = silt::gen::GenOptions {
+        events: 50_000,
+        step_ms: 50,
+        ..Default::default()
+    };
+    let job = generated_job(dir.path(), &opts, "");
+    run_ok(silt().arg("run").arg(&job));
+    let lake = dir.path().join("lake");
+    let fp2 = silt::gen::schemas().1.fingerprint().to_hex();
+    let script = r#"
+import json, sys
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pyarrow as pa
+lake, fp2 = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+src = f"read_parquet('{lake}/clickstream/*/*/*.parquet', hive_partitioning = true)"
+d = con.execute(f"""
+    SELECT _shard, count(*), count(DISTINCT _fingerprint), min(_stream), max(_stream)
+    FROM {src} GROUP BY _shard ORDER BY _shard
+""").fetchall()
+d_one = con.execute(f"SELECT count(*) FROM {src} WHERE _shard = 'shard-000001'").fetchone()[0]
+d_v2 = con.execute(f"SELECT count(*) FROM {src} WHERE _fingerprint = '{fp2}'").fetchone()[0]
+data = ds.dataset(f"{lake}/clickstream", format="parquet", partitioning="hive")
+t = data.to_table(columns=["uuid", "_stream", "_shard", "_fingerprint"])
+# The dictionary columns as plain text (pyarrow's group_by takes no dictionary aggregates).
+t = t.cast(pa.schema([(f.name, pa.string()) for f in t.schema]))
+g = t.group_by("_shard").aggregate([("uuid", "count"), ("_fingerprint", "count_distinct"),
+                                    ("_stream", "min"), ("_stream", "max")])
+p = sorted([r["_shard"], r["uuid_count"], r["_fingerprint_count_distinct"], r["_stream_min"],
+            r["_stream_max"]] for r in g.to_pylist())
+p_one = data.to_table(filter=ds.field("_shard") == "shard-000001").num_rows
+p_v2 = data.to_table(filter=ds.field("_fingerprint") == fp2).num_rows
+chunks = {}
+for f in data.files:
+    m = pq.ParquetFile(f).metadata
+    for rg in range(m.num_row_groups):
+        for c in range(m.num_columns):
+            col = m.row_group(rg).column(c)
+            chunks.setdefault(col.path_in_schema, set()).add(col.compression)
+print(json.dumps({
+    "duckdb": [list(r) for r in d], "pyarrow": p,
+    "one": [d_one, p_one], "v2": [d_v2, p_v2],
+    "compression": {k: sorted(v) for k, v in chunks.items()},
+}))
+"#;
+    let v = python_json(&python, script, &[lake.as_ref(), fp2.as_ref()]);
+    // The run way was taken (its chunks are stored uncompressed), the others zstd.
+    for c in ["_stream", "_shard", "_fingerprint"] {
+        assert_eq!(
+            v["compression"][c],
+            serde_json::json!(["UNCOMPRESSED"]),
+            "{v}"
+        );
+    }
+    assert_eq!(v["compression"]["uuid"], serde_json::json!(["ZSTD"]), "{v}");
+    assert_eq!(v["duckdb"], v["pyarrow"], "{v}");
+    let shards = v["duckdb"].as_array().unwrap();
+    assert_eq!(shards.len(), 2, "{v}");
+    let total: i64 = shards.iter().map(|s| s[1].as_i64().unwrap()).sum();
+    assert_eq!(total, 50_000, "{v}");
+    for s in shards {
+        assert_eq!(s[2], 2, "both schema versions in each shard: {v}");
+        assert_eq!(s[3], s[4], "one stream: {v}");
+    }
+    // A filter on a run column finds every row it names, by both readers.
+    assert_eq!(v["one"][0], shards[1][1], "{v}");
+    assert_eq!(v["one"][1], shards[1][1], "{v}");
+    assert_eq!(v["v2"], serde_json::json!([25_000, 25_000]), "{v}");
+    // silt's own query (DataFusion, with the page indexes) agrees.
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "csv", "--lake"])
+            .arg(&lake)
+            .arg("SELECT count(*) AS n FROM clickstream WHERE _shard = 'shard-000001'"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("n\n{}", shards[1][1]),
+    );
+}
+
 /// A lake whose older files predate a field (v2 registered between two runs): DuckDB with
 /// `union_by_name` and pyarrow with the files' schemas unified read one table, the old rows
 /// with the new column null, as the README tells analysts to read it.
