@@ -117,13 +117,18 @@ impl ParquetFile {
                 .zip(&self.fields)
             {
                 if let Some(runs) = group.runs[leaf].as_mut() {
-                    if runs.push(column.as_ref()) {
+                    let taken = runs.push(column.as_ref());
+                    if taken && !runs.too_short() {
                         continue;
                     }
-                    // Not a column of runs after all: what it holds so far, then the rest,
-                    // through parquet-rs.
+                    // Not a column of runs after all (nulls among its values, or runs too
+                    // short to be worth it: an enum that changes every few rows): what it
+                    // holds so far, then the rest of the row group, through parquet-rs.
                     let runs = group.runs[leaf].take().expect("runs");
                     runs.write_to(field, &mut group.writers[leaf])?;
+                    if taken {
+                        continue;
+                    }
                 }
                 for (i, l) in compute_leaves(field, column)?.iter().enumerate() {
                     group.writers[leaf + i].write(l)?;
@@ -298,6 +303,12 @@ impl Runs {
     /// Bytes this column will take in the file, about.
     fn size(&self) -> usize {
         self.runs.len() * 6 + self.values.iter().map(|v| v.len() + 4).sum::<usize>()
+    }
+
+    /// Whether the runs so far are too short for runs to pay (shorter than eight rows on
+    /// average, over enough rows to tell).
+    fn too_short(&self) -> bool {
+        self.rows >= 4096 && self.runs.len() * 8 > self.rows
     }
 
     /// Whether parquet-rs would write these values as a dictionary with the statistics they
@@ -760,6 +771,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_column_of_short_runs_goes_to_parquet_rs_as_soon_as_that_shows() {
+        let input = batches(30_000, 5_000, 3);
+        let mut file = ParquetFile::try_new(input[0].schema(), props()).unwrap();
+        file.write(&input[0]).unwrap();
+        let runs = |f: &ParquetFile, leaf: usize| f.group.as_ref().unwrap().runs[leaf].is_some();
+        // After the first batch: `_shard` (a run every 3 rows) has left the run way for the
+        // rest of the row group; `_stream` and `_fingerprint` have not.
+        assert!(!runs(&file, 2));
+        assert!(runs(&file, 1) && runs(&file, 3));
+        for b in &input[1..] {
+            file.write(b).unwrap();
+        }
+        let (read_back, _) = read(file.into_inner().unwrap());
+        assert_eq!(
+            read_back,
+            concat_batches(&input[0].schema(), &input).unwrap()
+        );
     }
 
     #[test]
