@@ -234,12 +234,6 @@ struct Runs {
     rows: usize,
 }
 
-/// Rows of a data page, and its values' bytes, are cut at these (parquet-rs's own limits).
-struct PageLimits {
-    rows: usize,
-    bytes: usize,
-}
-
 impl Runs {
     /// Takes the runs of `array`'s keys; false (taking nothing) when it has null values.
     fn push(&mut self, array: &dyn Array) -> bool {
@@ -374,10 +368,11 @@ impl Runs {
         let statistics = props.statistics_enabled(path);
         let header_statistics =
             statistics == EnabledStatistics::Page && props.write_page_header_statistics(path);
-        let limits = PageLimits {
-            rows: props.data_page_row_count_limit().max(1),
-            bytes: props.data_page_size_limit().max(1),
-        };
+        // A data page ends at parquet-rs's own limits: rows, and bytes of encoded values.
+        let (page_rows, page_bytes_limit) = (
+            props.data_page_row_count_limit().max(1),
+            props.data_page_size_limit().max(1),
+        );
         let bit_width =
             (u32::BITS - (self.values.len().saturating_sub(1) as u32).leading_zeros()) as u8;
         let index_bytes = (bit_width as usize).div_ceil(8);
@@ -425,7 +420,7 @@ impl Runs {
             let mut buf = vec![bit_width];
             let (mut rows, mut page_bytes) = (0usize, 0i64);
             let mut min_max: Option<(u32, u32)> = None;
-            while rows < limits.rows && buf.len() < limits.bytes {
+            while rows < page_rows && buf.len() < page_bytes_limit {
                 let (index, n) = match pending.take() {
                     Some(p) => p,
                     None => match runs.next() {
@@ -433,7 +428,7 @@ impl Runs {
                         None => break,
                     },
                 };
-                let take = n.min(limits.rows - rows);
+                let take = n.min(page_rows - rows);
                 if take < n {
                     pending = Some((index, n - take));
                 }
