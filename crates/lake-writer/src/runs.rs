@@ -6,16 +6,18 @@
 //! one value a micro-batch, `_shard` one value a slice of records. parquet-rs encodes a
 //! dictionary array row by row: every row's text is hashed and looked up in the column's own
 //! dictionary and compared with the page's minimum and maximum (arrow-rs#10465), so the three
-//! columns cost a hash and three comparisons of up to 64 bytes for every event: a `silt run` of
-//! 1M events (raw table only, one core) took 562 ms of CPU that way and takes 526 ms this way. Here a run of equal keys is
-//! looked at once: its dictionary index is found when its value first appears in a batch, and
-//! it is written as one RLE run (`RLE_DICTIONARY`, as parquet-rs writes dictionary indices),
-//! with the page's statistics, column index and offset index taken from the runs.
+//! columns cost a hash and three comparisons of up to 64 bytes for every event: a `silt run`
+//! of 1M events (raw table only, one core) took 562 ms of CPU that way and takes 526 ms this
+//! way. Here a run of equal keys is looked at once: its dictionary index is found when its
+//! value first appears in a batch, and it is written as one RLE run (`RLE_DICTIONARY`, as
+//! parquet-rs writes dictionary indices), with the page's statistics, column index and offset
+//! index taken from the runs. Such a chunk is stored uncompressed: a page of runs is a few
+//! bytes, which zstd would only make longer.
 //!
 //! A run column that would not be written as parquet-rs writes it (values longer than the
 //! statistics are truncated to, a dictionary larger than a dictionary page, runs shorter than
-//! eight rows on average, nulls among the values) goes through parquet-rs's writer instead, so
-//! the file is the same either way but for the pages' bytes.
+//! eight rows on average, nulls among the values) goes through parquet-rs's writer instead:
+//! the values, statistics and page indexes are the same either way.
 
 use std::collections::HashMap;
 
@@ -299,10 +301,14 @@ impl Runs {
         self.runs.len() * 6 + self.values.iter().map(|v| v.len() + 4).sum::<usize>()
     }
 
-    /// Whether the runs so far are too short for runs to pay (shorter than eight rows on
-    /// average, over enough rows to tell).
+    /// Whether the runs are shorter than eight rows on average: too short for runs to pay.
+    fn short(&self) -> bool {
+        self.runs.len() * 8 > self.rows
+    }
+
+    /// Whether the runs so far are [`short`](Self::short), over enough rows to tell.
     fn too_short(&self) -> bool {
-        self.rows >= 4096 && self.runs.len() * 8 > self.rows
+        self.rows >= 4096 && self.short()
     }
 
     /// Whether parquet-rs would write these values as a dictionary with the statistics they
@@ -314,7 +320,7 @@ impl Runs {
             && fits(props.column_index_truncate_length())
             && self.values.iter().map(|v| v.len() + 4).sum::<usize>()
                 <= props.dictionary_page_size_limit()
-            && self.runs.len() * 8 <= self.rows
+            && !self.short()
     }
 
     /// Hands the rows taken so far to parquet-rs's writer of the column (as a dictionary
@@ -328,7 +334,7 @@ impl Runs {
             _ => return Err(ParquetError::General("a run column is a dictionary".into())),
         };
         let mut keys = Vec::with_capacity(self.rows.min(1 << 16));
-        let mut runs = self.runs.into_iter().peekable();
+        let mut runs = self.runs.into_iter();
         let mut left = 0;
         let mut index = 0;
         loop {
