@@ -296,3 +296,63 @@ fn a_stream_run_that_loses_its_micro_batch_to_a_backfill_starts_again_after_it()
         "the transforms' tables differ from a backfill of the same raw table"
     );
 }
+
+/// The other way round: a backfill at work while a stream run of the job commits the
+/// micro-batch the backfill was to be (the run's events fall in the backfill's range). The
+/// backfill builds its range again after the run's commit and commits the micro-batch after
+/// it: nothing of the run's is lost, nothing of the backfill's is stale.
+#[test]
+fn a_backfill_beaten_to_its_micro_batch_by_a_run_builds_its_range_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
+    // New events at 02:15 on the 26th, for the run.
+    let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
+    silt::gen::generate(
+        &stream,
+        &GenOptions {
+            events: 200,
+            seed: 99,
+            start_ms: 1_764_108_000_000 + (4 * 60 + 15) * 60_000,
+            step_ms: 1000,
+            repeat_rate: 0.0,
+            bad_per_kind: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Once the backfill's files are written, the run commits while it waits to commit.
+    let marker = format!("part-{next:010}-0000-backfill");
+    let (run, summary, stderr) = lose_a_race(
+        silt()
+            .args([
+                "backfill",
+                "--json",
+                "--from",
+                "2025-11-25",
+                "--to",
+                "2025-11-26",
+            ])
+            .arg(&job),
+        &job,
+        &dir.path().join("lake/hourly"),
+        &marker,
+    );
+    assert_eq!(run["last_batch"], next, "{run}");
+    assert_eq!(run["rows_written"]["clickstream"], 200, "{run}");
+    assert!(
+        stderr.contains("building the range again after it"),
+        "{stderr}"
+    );
+    assert_eq!(summary["batch"], next + 1, "{summary}");
+    // The backfill's hourly rows count the run's events: a backfill of everything changes
+    // nothing.
+    let lake = dir.path().join("lake");
+    let after = lake_rows(&lake);
+    assert_eq!(after["clickstream"].len(), 3200);
+    backfill(&job, "2025-11-25", "2025-11-26");
+    assert!(
+        lake_rows(&lake) == after,
+        "the lake differs from a backfill of the same raw table"
+    );
+}

@@ -338,6 +338,58 @@ fn a_stream_run_that_loses_its_micro_batch_to_a_redrive_starts_again_after_it() 
     );
 }
 
+/// The other way round: the stream run commits the micro-batch the re-drive was to be while
+/// the re-drive waits to commit. The re-drive does its work again after the run's commit:
+/// the run's retry of an event the re-drive brings in is then already in the lake, and the
+/// lake ends exact.
+#[test]
+fn a_redrive_that_loses_its_micro_batch_to_a_stream_run_redrives_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = testdata();
+    let (stream, job, [_, rest]) = copied_stream_job(dir.path(), &["v1"]);
+    register_testdata(dir.path(), &["v2"]);
+    // A producer's retry of the last v2 event, new to the stream run (v2 is registered now).
+    let v2 =
+        silt_wire::Schema::parse(&std::fs::read_to_string(data.join("schemas/v2.avsc")).unwrap())
+            .unwrap()
+            .fingerprint();
+    let last = rest
+        .iter()
+        .rfind(|(p, _)| p.len() > 33 && p[0] == 0x81 && p[1..33] == v2.0)
+        .unwrap()
+        .clone();
+    append_records(&stream, &[(last.0, last.1 + 1000)]);
+    let raw = dir.path().join("lake/clickstream");
+    let (run, redriven, stderr) = lose_a_race(
+        silt().args(["redrive", "--json"]).arg(&job),
+        &job,
+        &raw,
+        "part-0000000001-0000-redrive",
+    );
+    assert_eq!(run["last_batch"], 1, "{run}");
+    assert_eq!(run["rows_written"]["clickstream"], 1, "{run}");
+    assert!(
+        stderr.contains("re-driving the records again after it"),
+        "{stderr}"
+    );
+    // The run's copy of the retried event came first: the re-drive finds it in the lake and
+    // brings in the other 199 v2 events.
+    assert_eq!(redriven["batch"], 2, "{redriven}");
+    assert_eq!(redriven["redriven"], 199, "{redriven}");
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(DISTINCT uuid) AS d, count(*) AS n FROM clickstream"
+        ),
+        serde_json::json!([{"d": 400, "n": 400}])
+    );
+    assert_eq!(
+        directory_uuids(&raw),
+        (400, 400),
+        "a directory reader sees each event once"
+    );
+}
+
 /// A re-drive killed before its commit, a stream run committing the micro-batch number it
 /// had, and the re-drive run again: what the killed one wrote is gone before the new one
 /// writes, so a directory reader sees each event once.

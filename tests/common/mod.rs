@@ -518,22 +518,7 @@ pub fn race_a_run(
     marker: &str,
     batch: u64,
 ) -> serde_json::Value {
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-    let writer = writer
-        .env("SILT_PAUSE_AT", "before_commit:4000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !all_files(table)
-        .iter()
-        .any(|f| f.to_string_lossy().contains(marker))
-    {
-        assert!(Instant::now() < deadline, "the writer wrote nothing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let writer = paused_before_commit(writer, table, marker);
     let run = silt()
         .args(["run", "--json"])
         .arg(job)
@@ -554,4 +539,52 @@ pub fn race_a_run(
         "{msg}"
     );
     serde_json::from_slice(&run.stdout).unwrap()
+}
+
+/// `writer` (a command beside the runs) started with a pause before its commit, once a file
+/// whose path holds `marker` appears below `table` (its files are written).
+fn paused_before_commit(writer: &mut Command, table: &Path, marker: &str) -> std::process::Child {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let child = writer
+        .env("SILT_PAUSE_AT", "before_commit:4000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !all_files(table)
+        .iter()
+        .any(|f| f.to_string_lossy().contains(marker))
+    {
+        assert!(Instant::now() < deadline, "the writer wrote nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// The other way round from [`race_a_run`]: `writer` paused before its commit while a `silt
+/// run --json` of `job` commits the micro-batch it was to be. The writer must succeed, having
+/// done its work again after the run's commit (which it says on stderr, returned), and none
+/// of its lost attempt's files (holding `marker`) may be left below `table`. Returns the
+/// run's summary, the writer's summary and its stderr.
+pub fn lose_a_race(
+    writer: &mut Command,
+    job: &Path,
+    table: &Path,
+    marker: &str,
+) -> (serde_json::Value, serde_json::Value, String) {
+    let writer = paused_before_commit(writer, table, marker);
+    let run = run_json(job);
+    let out = writer.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("again after it"), "{stderr}");
+    assert!(
+        !all_files(table)
+            .iter()
+            .any(|f| f.to_string_lossy().contains(marker)),
+        "the lost attempt's files are left"
+    );
+    (run, serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }

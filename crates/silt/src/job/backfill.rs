@@ -11,8 +11,8 @@ use serde::Serialize;
 use silt_lake_writer::Commit;
 
 use super::run::{
-    beside_the_runs, clean_after_commit, put_files, recompute_partitions, write_partitions, Job,
-    Shapes,
+    again_after, beside_the_runs, clean_after_commit, put_files, recompute_partitions,
+    write_partitions, Job, Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -115,6 +115,9 @@ impl BackfillSummary {
 
 /// Reruns every transform of `job` over the raw partitions whose hours fall in
 /// `[from_hour, to_hour]` (hours since the Unix epoch, inclusive).
+///
+/// When a run of the job commits the micro-batch the backfill was to be while it works, the
+/// backfill builds its range again over that commit (see [`again_after`]).
 pub async fn backfill(
     job: &Job,
     from_hour: i64,
@@ -132,8 +135,28 @@ pub async fn backfill(
             job.partition_by
         );
     }
-    let (job, _writers, latest) = beside_the_runs(job, "backfill").await?;
+    let (job, _writers, mut latest) = beside_the_runs(job, "backfill").await?;
     let job = &job;
+    let mut attempt = 1;
+    loop {
+        match build_and_commit(job, &latest, from_hour, to_hour, progress, started).await {
+            Err(e) => {
+                latest = again_after(job, "backfill", "building the range", e, &mut attempt).await?
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The backfill over `latest`, committed as the micro-batch after it.
+async fn build_and_commit(
+    job: &Job,
+    latest: &Commit,
+    from_hour: i64,
+    to_hour: i64,
+    progress: bool,
+    started: Instant,
+) -> anyhow::Result<BackfillSummary> {
     let raw = latest
         .tables
         .get(&job.table)
@@ -246,7 +269,7 @@ pub async fn backfill(
     // old log entries never removes what the latest commit needs.
     let dedup = match &latest.dedup {
         Some(_) => {
-            let (index, _) = super::run::DedupSaved::load(job, &latest).await?;
+            let (index, _) = super::run::DedupSaved::load(job, latest).await?;
             Some(
                 job.log
                     .put_dedup(batch, job.writer.file_tag, index.to_bytes())

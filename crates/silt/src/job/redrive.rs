@@ -36,9 +36,9 @@ use silt_transform::Mode;
 
 use super::backfill::partition_hours;
 use super::run::{
-    add_time_partitions, beside_the_runs, clean_after_commit, learn_undecodable, put_files,
-    recompute_partitions, spinner, write_partitions, DedupSaved, Job, RowsTransforms, RunSummary,
-    Shapes, CHECK_SLICE,
+    add_time_partitions, again_after, beside_the_runs, clean_after_commit, learn_undecodable,
+    put_files, recompute_partitions, spinner, write_partitions, DedupSaved, Job, RowsTransforms,
+    RunSummary, Shapes, CHECK_SLICE,
 };
 
 /// Parses `--reason`: codes separated by commas, or `all`.
@@ -343,14 +343,34 @@ async fn select(
 /// Re-drives the rejected records of `job` that `opts` selects.
 pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<RedriveSummary> {
     let started = Instant::now();
-    let mut summary = RedriveSummary {
+    let summary = RedriveSummary {
         job: job.name.clone(),
         dry_run: opts.dry_run,
         reasons: opts.reasons.clone(),
         ..Default::default()
     };
-    let (job, _writers, latest) = beside_the_runs(job, "redrive").await?;
+    let (job, _writers, mut latest) = beside_the_runs(job, "redrive").await?;
     let job = &job;
+    let mut attempt = 1;
+    loop {
+        match redrive_over(job, &latest, opts, started, summary.clone()).await {
+            Err(e) => {
+                latest =
+                    again_after(job, "redrive", "re-driving the records", e, &mut attempt).await?
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The re-drive over `latest`, committed as the micro-batch after it.
+async fn redrive_over(
+    job: &Job,
+    latest: &Commit,
+    opts: &RedriveOptions,
+    started: Instant,
+    mut summary: RedriveSummary,
+) -> anyhow::Result<RedriveSummary> {
     let Some(rejected_state) = latest.tables.get(&job.rejected_table) else {
         summary.elapsed_s = started.elapsed().as_secs_f64();
         return Ok(summary);
@@ -454,7 +474,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
     let shard_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
     let mut undecodable: Vec<silt_ingest::Undecodable> = Vec::new();
     let selected = loop {
-        match select(job, &latest, &chunks, &shard_refs, &undecodable).await {
+        match select(job, latest, &chunks, &shard_refs, &undecodable).await {
             Ok(s) => break s,
             Err(e) if learn_undecodable(&e, &mut undecodable) => continue,
             Err(e) => return Err(e),
