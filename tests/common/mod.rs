@@ -518,7 +518,7 @@ pub fn race_a_run(
     marker: &str,
     batch: u64,
 ) -> serde_json::Value {
-    let writer = paused_before_commit(writer, table, marker);
+    let writer = paused_before_commit(writer, "4000", table, marker);
     let run = silt()
         .args(["run", "--json"])
         .arg(job)
@@ -541,13 +541,19 @@ pub fn race_a_run(
     serde_json::from_slice(&run.stdout).unwrap()
 }
 
-/// `writer` (a command beside the runs) started with a pause before its commit, once a file
-/// whose path holds `marker` appears below `table` (its files are written).
-fn paused_before_commit(writer: &mut Command, table: &Path, marker: &str) -> std::process::Child {
+/// `writer` (a command beside the runs) started with a pause before its commit (`pause`, as
+/// `SILT_PAUSE_AT` takes it after the point), once a file whose path holds `marker` appears
+/// below `table` (its files are written).
+fn paused_before_commit(
+    writer: &mut Command,
+    pause: &str,
+    table: &Path,
+    marker: &str,
+) -> std::process::Child {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
     let child = writer
-        .env("SILT_PAUSE_AT", "before_commit:4000")
+        .env("SILT_PAUSE_AT", format!("before_commit:{pause}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -574,8 +580,13 @@ pub fn lose_a_race(
     table: &Path,
     marker: &str,
 ) -> (serde_json::Value, serde_json::Value, String) {
-    let writer = paused_before_commit(writer, table, marker);
+    // The writer waits before its commit until the run has committed, however slow the
+    // machine.
+    let signal = tempfile::tempdir().unwrap();
+    let go = signal.path().join("go");
+    let writer = paused_before_commit(writer, &format!("until={}", go.display()), table, marker);
     let run = run_json(job);
+    std::fs::write(&go, b"").unwrap();
     let out = writer.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
