@@ -250,17 +250,9 @@ fn a_partitions_transform_whose_sql_changed_is_recomputed_not_merged_with_its_ol
     assert_eq!(streamed, recomputed);
 }
 
-/// A backfill and a stream run of the job racing to commit the same micro-batch number, both
-/// writing the transforms' files of the same hour: the backfill's files carry a tag, so the
-/// run cannot write over them before the backfill's commit lists them; the run that loses
-/// starts again after it, and the lake ends as a backfill of it would make it.
-#[test]
-fn a_stream_run_that_loses_its_micro_batch_to_a_backfill_starts_again_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let job = setup(dir.path());
-    let next_batch = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
-    // New events in the last hour (02:xx), for the run that races the backfill.
-    let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
+/// 200 new events in the stream from 02:15 on the 26th (the setup's last hour), one a second.
+fn new_events_at_0215(dir: &Path) {
+    let stream = silt_ingest::FileStream::open(dir.join("stream")).unwrap();
     silt::gen::generate(
         &stream,
         &GenOptions {
@@ -274,6 +266,19 @@ fn a_stream_run_that_loses_its_micro_batch_to_a_backfill_starts_again_after_it()
         },
     )
     .unwrap();
+}
+
+/// A backfill and a stream run of the job racing to commit the same micro-batch number, both
+/// writing the transforms' files of the same hour: the backfill's files carry a tag, so the
+/// run cannot write over them before the backfill's commit lists them; the run that loses
+/// starts again after it, and the lake ends as a backfill of it would make it.
+#[test]
+fn a_stream_run_that_loses_its_micro_batch_to_a_backfill_starts_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let next_batch = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
+    // New events in the last hour (02:xx), for the run that races the backfill.
+    new_events_at_0215(dir.path());
     // The run, having lost its micro-batch to the backfill, starts again after it and takes
     // the new events; a backfill of everything then changes nothing.
     let raced = race_a_run(
@@ -307,20 +312,7 @@ fn a_backfill_beaten_to_its_micro_batch_by_a_run_builds_its_range_again_after_it
     let job = setup(dir.path());
     let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
     // New events at 02:15 on the 26th, for the run.
-    let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
-    silt::gen::generate(
-        &stream,
-        &GenOptions {
-            events: 200,
-            seed: 99,
-            start_ms: 1_764_108_000_000 + (4 * 60 + 15) * 60_000,
-            step_ms: 1000,
-            repeat_rate: 0.0,
-            bad_per_kind: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    new_events_at_0215(dir.path());
     // Once the backfill's files are written, the run commits while it waits to commit.
     let marker = format!("part-{next:010}-0000-backfill");
     let (run, summary, stderr) = lose_a_race(

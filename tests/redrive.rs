@@ -287,27 +287,34 @@ fn an_unknown_reason_is_named() {
     );
 }
 
-/// A re-drive and a stream run of the job racing to commit the same micro-batch: neither
-/// writes over the other's files (the re-drive's carry a tag), the run that loses starts
-/// again after the re-drive's commit, and the lake ends exact.
-#[test]
-fn a_stream_run_that_loses_its_micro_batch_to_a_redrive_starts_again_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = testdata();
-    let (stream, job, [_, rest]) = copied_stream_job(dir.path(), &["v1"]);
-    register_testdata(dir.path(), &["v2"]);
-    // A producer's retry of the last v2 event: new to the stream run, in the hour the
-    // re-drive writes to as well.
-    let v2 =
-        silt_wire::Schema::parse(&std::fs::read_to_string(data.join("schemas/v2.avsc")).unwrap())
-            .unwrap()
-            .fingerprint();
+/// The test stream run with v1 only (v2's events rejected), v2 registered, and a producer's
+/// retry of the last v2 event put on the stream after it (new to the stream run): the job.
+fn v1_run_then_a_retry_of_the_last_v2_event(dir: &Path) -> PathBuf {
+    let (stream, job, [_, rest]) = copied_stream_job(dir, &["v1"]);
+    register_testdata(dir, &["v2"]);
+    let v2 = silt_wire::Schema::parse(
+        &std::fs::read_to_string(testdata().join("schemas/v2.avsc")).unwrap(),
+    )
+    .unwrap()
+    .fingerprint();
     let last = rest
         .iter()
         .rfind(|(p, _)| p.len() > 33 && p[0] == 0x81 && p[1..33] == v2.0)
         .unwrap()
         .clone();
     append_records(&stream, &[(last.0, last.1 + 1000)]);
+    job
+}
+
+/// A re-drive and a stream run of the job racing to commit the same micro-batch: neither
+/// writes over the other's files (the re-drive's carry a tag), the run that loses starts
+/// again after the re-drive's commit, and the lake ends exact.
+#[test]
+fn a_stream_run_that_loses_its_micro_batch_to_a_redrive_starts_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A producer's retry of the last v2 event: new to the stream run, in the hour the
+    // re-drive writes to as well.
+    let job = v1_run_then_a_retry_of_the_last_v2_event(dir.path());
 
     // The re-drive writes its files, then waits before its commit; the stream run writes its
     // micro-batch meanwhile (same number, same hours) and commits after it.
@@ -345,20 +352,7 @@ fn a_stream_run_that_loses_its_micro_batch_to_a_redrive_starts_again_after_it() 
 #[test]
 fn a_redrive_that_loses_its_micro_batch_to_a_stream_run_redrives_again_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let data = testdata();
-    let (stream, job, [_, rest]) = copied_stream_job(dir.path(), &["v1"]);
-    register_testdata(dir.path(), &["v2"]);
-    // A producer's retry of the last v2 event, new to the stream run (v2 is registered now).
-    let v2 =
-        silt_wire::Schema::parse(&std::fs::read_to_string(data.join("schemas/v2.avsc")).unwrap())
-            .unwrap()
-            .fingerprint();
-    let last = rest
-        .iter()
-        .rfind(|(p, _)| p.len() > 33 && p[0] == 0x81 && p[1..33] == v2.0)
-        .unwrap()
-        .clone();
-    append_records(&stream, &[(last.0, last.1 + 1000)]);
+    let job = v1_run_then_a_retry_of_the_last_v2_event(dir.path());
     let raw = dir.path().join("lake/clickstream");
     let (run, redriven, stderr) = lose_a_race(
         silt().args(["redrive", "--json"]).arg(&job),
