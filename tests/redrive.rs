@@ -43,6 +43,23 @@ fn copied_stream_job(
     (stream, job, parts)
 }
 
+/// The test stream's 400 events are each in the raw table once, for silt and for a directory
+/// reader alike.
+fn every_event_once(dir: &Path, raw: &Path) {
+    assert_eq!(
+        query(
+            dir,
+            "SELECT count(DISTINCT uuid) AS d, count(*) AS n FROM clickstream"
+        ),
+        serde_json::json!([{"d": 400, "n": 400}])
+    );
+    assert_eq!(
+        directory_uuids(raw),
+        (400, 400),
+        "a directory reader sees each event once"
+    );
+}
+
 /// The `uuid`s of every Parquet file below a table's folder, as a directory reader sees them:
 /// (how many, how many distinct).
 fn directory_uuids(table: &Path) -> (usize, usize) {
@@ -331,18 +348,7 @@ fn a_stream_run_that_loses_its_micro_batch_to_a_redrive_starts_again_after_it() 
     );
     assert_eq!(raced["duplicates"], 1, "{raced}");
     assert_eq!(run_json(&job)["records_read"], 0);
-    assert_eq!(
-        query(
-            dir.path(),
-            "SELECT count(DISTINCT uuid) AS d, count(*) AS n FROM clickstream"
-        ),
-        serde_json::json!([{"d": 400, "n": 400}])
-    );
-    assert_eq!(
-        directory_uuids(&raw),
-        (400, 400),
-        "a directory reader sees each event once"
-    );
+    every_event_once(dir.path(), &raw);
 }
 
 /// The other way round: the stream run commits the micro-batch the re-drive was to be while
@@ -370,18 +376,7 @@ fn a_redrive_that_loses_its_micro_batch_to_a_stream_run_redrives_again_after_it(
     // brings in the other 199 v2 events.
     assert_eq!(redriven["batch"], 2, "{redriven}");
     assert_eq!(redriven["redriven"], 199, "{redriven}");
-    assert_eq!(
-        query(
-            dir.path(),
-            "SELECT count(DISTINCT uuid) AS d, count(*) AS n FROM clickstream"
-        ),
-        serde_json::json!([{"d": 400, "n": 400}])
-    );
-    assert_eq!(
-        directory_uuids(&raw),
-        (400, 400),
-        "a directory reader sees each event once"
-    );
+    every_event_once(dir.path(), &raw);
 }
 
 /// A re-drive killed before its commit, a stream run committing the micro-batch number it
@@ -413,11 +408,7 @@ fn a_redrive_killed_before_its_commit_and_run_again_leaves_no_row_twice() {
 
     let s = redrive(&job, &[]);
     assert_eq!(s["batch"], 2, "{s}");
-    assert_eq!(
-        directory_uuids(&raw),
-        (400, 400),
-        "a directory reader sees each event once"
-    );
+    every_event_once(dir.path(), &raw);
 }
 
 /// Re-driven events newer than the stream job's watermark do not move it: the job's next
