@@ -302,49 +302,96 @@ fn a_stream_run_that_loses_its_micro_batch_to_a_backfill_starts_again_after_it()
     );
 }
 
-/// The other way round: a backfill at work while a stream run of the job commits the
-/// micro-batch the backfill was to be (the run's events fall in the backfill's range). The
-/// backfill builds its range again after the run's commit and commits the micro-batch after
-/// it: nothing of the run's is lost, nothing of the backfill's is stale.
-#[test]
-fn a_backfill_beaten_to_its_micro_batch_by_a_run_builds_its_range_again_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let job = setup(dir.path());
-    let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
-    // New events at 02:15 on the 26th, for the run.
-    new_events_at_0215(dir.path());
+/// A backfill of `from..=to` paused before its commit while a stream run of the job (with
+/// 200 new events at 02:15 on the 26th) commits the micro-batch the backfill was to be.
+/// Returns the run's summary, the backfill's, its stderr and the micro-batch both aimed at.
+fn backfill_beaten_by_a_run(
+    dir: &Path,
+    job: &Path,
+    from: &str,
+    to: &str,
+) -> (serde_json::Value, serde_json::Value, String, u64) {
+    let next = run_json(job)["last_batch"].as_u64().unwrap() + 1;
+    new_events_at_0215(dir);
     // Once the backfill's files are written, the run commits while it waits to commit.
     let marker = format!("part-{next:010}-0000-backfill");
     let (run, summary, stderr) = lose_a_race(
         silt()
-            .args([
-                "backfill",
-                "--json",
-                "--from",
-                "2025-11-25",
-                "--to",
-                "2025-11-26",
-            ])
-            .arg(&job),
-        &job,
-        &dir.path().join("lake/hourly"),
+            .args(["backfill", "--json", "--from", from, "--to", to])
+            .arg(job),
+        job,
+        &dir.join("lake/hourly"),
         &marker,
     );
     assert_eq!(run["last_batch"], next, "{run}");
     assert_eq!(run["rows_written"]["clickstream"], 200, "{run}");
-    assert!(
-        stderr.contains("building the range again after it"),
-        "{stderr}"
-    );
     assert_eq!(summary["batch"], next + 1, "{summary}");
-    // The backfill's hourly rows count the run's events: a backfill of everything changes
-    // nothing.
-    let lake = dir.path().join("lake");
+    (run, summary, stderr, next)
+}
+
+/// The lake after a backfill that a run beat: the run's events are all there, and a backfill
+/// of everything changes nothing (nothing of the backfill's is stale).
+fn as_a_backfill_of_everything_makes_it(dir: &Path, job: &Path) {
+    let lake = dir.join("lake");
     let after = lake_rows(&lake);
     assert_eq!(after["clickstream"].len(), 3200);
-    backfill(&job, "2025-11-25", "2025-11-26");
+    backfill(job, "2025-11-25", "2025-11-26");
     assert!(
         lake_rows(&lake) == after,
         "the lake differs from a backfill of the same raw table"
     );
+}
+
+/// The other way round: a backfill at work while a stream run of the job commits the
+/// micro-batch the backfill was to be, the run's events falling in one hour of the
+/// backfill's range. The backfill builds that hour again after the run's commit, keeps what
+/// it built for the other hours, and commits the micro-batch after it: nothing of the run's
+/// is lost, nothing of the backfill's is stale.
+#[test]
+fn a_backfill_beaten_to_its_micro_batch_by_a_run_builds_again_the_hours_the_run_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let (_, summary, stderr, _) =
+        backfill_beaten_by_a_run(dir.path(), &job, "2025-11-25", "2025-11-26");
+    // Five hours of both transforms; the run changed 02:00 on the 26th.
+    assert_eq!(summary["partitions"]["hourly"], 5, "{summary}");
+    assert_eq!(summary["partitions"]["sales"], 5, "{summary}");
+    assert_eq!(summary["partitions_kept"], 8, "{summary}");
+    assert!(
+        stderr.contains("building again after it the 2 partition(s) whose raw data it changed, keeping the other 8"),
+        "{stderr}"
+    );
+    // The hour built again counts the run's events.
+    as_a_backfill_of_everything_makes_it(dir.path(), &job);
+}
+
+/// A backfill slower than the stream's micro-batches: the run that beats it leaves its
+/// range alone, so everything it built is kept (moved to the next micro-batch's names, out
+/// of reach of the run's clean-up) and committed after the run's commit without building
+/// anything again.
+#[test]
+fn a_backfill_beaten_by_a_run_outside_its_range_commits_what_it_built_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let (_, summary, stderr, next) =
+        backfill_beaten_by_a_run(dir.path(), &job, "2025-11-25", "2025-11-25");
+    // 22:00 and 23:00 on the 25th, both transforms: all kept.
+    assert_eq!(summary["raw_partitions"], 2, "{summary}");
+    assert_eq!(summary["partitions_kept"], 4, "{summary}");
+    assert!(stderr.contains("keeping the other 4"), "{stderr}");
+    // The backfill's files bear the micro-batch they were committed in.
+    let hourly = all_files(&dir.path().join("lake/hourly"));
+    let moved = format!("part-{:010}-0000-backfill", next + 1);
+    assert_eq!(
+        hourly
+            .iter()
+            .filter(|f| f.to_string_lossy().contains(&moved))
+            .count(),
+        2,
+        "{hourly:?}"
+    );
+    // The run's progress is in the backfill's commit: a run after it reads nothing again.
+    let again = run_json(&job);
+    assert_eq!(again["records_read"], 0, "{again}");
+    as_a_backfill_of_everything_makes_it(dir.path(), &job);
 }

@@ -32,8 +32,8 @@ mod snapshot;
 mod write;
 
 pub use log::{
-    vacuum, Commit, CommitLog, Intent, TableState, WriterLock, COMMIT_FORMAT, FULL_AFTER_CHANGES,
-    INTENT_FORMAT,
+    remove_files, vacuum, Commit, CommitLog, Intent, TableState, WriterLock, COMMIT_FORMAT,
+    FULL_AFTER_CHANGES, INTENT_FORMAT,
 };
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};

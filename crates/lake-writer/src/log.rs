@@ -756,6 +756,29 @@ pub async fn vacuum(
     Ok(deleted)
 }
 
+/// Deletes the data files of `table` at `paths` (relative to it), those already gone
+/// included: the files a commit replaced, once it is made. Returns how many were deleted.
+pub async fn remove_files<'a>(
+    table: &Location,
+    paths: impl IntoIterator<Item = &'a str>,
+) -> Result<usize> {
+    let mut deleted = 0;
+    for rel in paths {
+        let location = table.child(rel);
+        match table.store.delete(&location).await {
+            Ok(()) => deleted += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(Error::Store {
+                    path: location.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Local disk writes go through `{name}#{n}` and a rename; a killed writer leaves that file,
 /// which object store listings hide but a directory reader (Spark) would trip over.
 pub(crate) fn remove_staging_files(dir: &std::path::Path) -> usize {

@@ -7,12 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use object_store::ObjectStoreExt;
 use serde::Serialize;
-use silt_lake_writer::Commit;
+use silt_lake_writer::{remove_files, Commit, DataFile, TableState};
+use silt_storage::Location;
 
 use super::run::{
-    again_after, beside_the_runs, clean_after_commit, put_files, recompute_partitions,
-    write_partitions, Job, Shapes,
+    beside_the_runs, clean_after_commit, put_files, recompute_partitions, write_partitions, Job,
+    Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -78,6 +80,9 @@ pub struct BackfillSummary {
     pub rows: BTreeMap<String, u64>,
     pub files_written: u64,
     pub files_replaced: u64,
+    /// Output partitions built by an attempt that a run's commit beat, and kept: the run
+    /// left their raw partitions alone.
+    pub partitions_kept: usize,
     pub elapsed_s: f64,
 }
 
@@ -109,15 +114,39 @@ impl BackfillSummary {
             "  files written {}, files replaced {}",
             self.files_written, self.files_replaced
         );
+        if self.partitions_kept > 0 {
+            s += &format!(
+                "\n  {} partition(s) built before a run's commit and kept (their raw data unchanged)",
+                self.partitions_kept
+            );
+        }
         s
     }
 }
 
+/// One unit of a backfill's work: a transform (by index) and the raw partitions that feed
+/// one of its output partitions.
+type Unit = (usize, BTreeSet<Vec<(String, String)>>);
+
+/// A unit built: its files, and the output partitions they replace.
+struct Built {
+    files: Vec<DataFile>,
+    affected: BTreeSet<Vec<(String, String)>>,
+}
+
+/// Times a backfill beaten to its micro-batch tries again. Each attempt builds only what the
+/// commits that beat it changed, so a backfill of many hours beside a busy `--follow` run
+/// gets through; the bound is for a stream that changes the backfill's own hours faster
+/// than it can build them.
+pub const BACKFILL_ATTEMPTS: usize = 10;
+
 /// Reruns every transform of `job` over the raw partitions whose hours fall in
 /// `[from_hour, to_hour]` (hours since the Unix epoch, inclusive).
 ///
-/// When a run of the job commits the micro-batch the backfill was to be while it works, the
-/// backfill builds its range again over that commit (see [`again_after`]).
+/// When another writer (a run of the job) commits the micro-batch the backfill was to be
+/// while it works, the backfill does not start over: what it built for raw partitions that
+/// the newer commits left alone is kept (its files moved to the next micro-batch's names,
+/// see [`beaten`]), what they changed is built again, and the backfill commits after them.
 pub async fn backfill(
     job: &Job,
     from_hour: i64,
@@ -137,21 +166,26 @@ pub async fn backfill(
     }
     let (job, _writers, mut latest) = beside_the_runs(job, "backfill").await?;
     let job = &job;
+    let mut built = BTreeMap::new();
     let mut attempt = 1;
     loop {
-        match build_and_commit(job, &latest, from_hour, to_hour, progress, started).await {
-            Err(e) => {
-                latest = again_after(job, "backfill", "building the range", e, &mut attempt).await?
-            }
+        match build_and_commit(
+            job, &latest, &mut built, from_hour, to_hour, progress, started,
+        )
+        .await
+        {
+            Err(e) => latest = beaten(job, e, &latest, &mut built, &mut attempt).await?,
             done => return done,
         }
     }
 }
 
-/// The backfill over `latest`, committed as the micro-batch after it.
+/// The backfill over `latest`, committed as the micro-batch after it: the units in `built`
+/// (kept from an attempt that another commit beat) are used as they are, the others built.
 async fn build_and_commit(
     job: &Job,
     latest: &Commit,
+    built: &mut BTreeMap<Unit, Built>,
     from_hour: i64,
     to_hour: i64,
     progress: bool,
@@ -193,35 +227,40 @@ async fn build_and_commit(
         return Ok(summary);
     }
     let shapes = Shapes::of(job).await?;
-    // One unit of work per output partition, for progress.
-    let mut work = Vec::new();
+    // One unit of work per output partition.
+    let mut units: Vec<Unit> = Vec::new();
     for (i, parts) in shapes.out_partitions.iter().enumerate() {
-        let groups: BTreeSet<Vec<(String, String)>> = touched
-            .iter()
-            .map(|p| {
-                p.iter()
-                    .filter(|(k, _)| parts.contains(k))
-                    .cloned()
-                    .collect()
-            })
-            .collect();
+        let project = |p: &Vec<(String, String)>| -> Vec<(String, String)> {
+            p.iter()
+                .filter(|(k, _)| parts.contains(k))
+                .cloned()
+                .collect()
+        };
+        let groups: BTreeSet<Vec<(String, String)>> = touched.iter().map(project).collect();
         for g in groups {
-            let members: BTreeSet<_> = touched
+            let members = touched
                 .iter()
-                .filter(|p| {
-                    p.iter()
-                        .filter(|(k, _)| parts.contains(k))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        == g
-                })
+                .filter(|p| project(p) == g)
                 .cloned()
                 .collect();
-            work.push((i, members));
+            units.push((i, members));
         }
     }
+    // Kept units that are no longer units (a raw partition of their group appeared since).
+    let stale: Vec<Unit> = built
+        .keys()
+        .filter(|u| !units.contains(u))
+        .cloned()
+        .collect();
+    for u in stale {
+        let b = built.remove(&u).expect("a kept unit");
+        let table = job.lake.join(&job.transforms[u.0].name);
+        remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+    }
+    let to_build: Vec<&Unit> = units.iter().filter(|u| !built.contains_key(*u)).collect();
+    summary.partitions_kept = units.len() - to_build.len();
     let bar = progress.then(|| {
-        let pb = indicatif::ProgressBar::new(work.len() as u64);
+        let pb = indicatif::ProgressBar::new(to_build.len() as u64);
         pb.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:30} {pos}/{len} partitions  {msg}  {per_sec}  ETA {eta}",
@@ -231,12 +270,10 @@ async fn build_and_commit(
         pb.enable_steady_tick(Duration::from_millis(200));
         pb
     });
-    let mut tables = latest.tables.clone();
-    let mut replaced: BTreeSet<String> = BTreeSet::new();
     let mut rows_total = 0u64;
-    for (i, members) in work {
-        let t = &job.transforms[i];
-        let parts = &shapes.out_partitions[i];
+    for unit @ (i, members) in to_build {
+        let t = &job.transforms[*i];
+        let parts = &shapes.out_partitions[*i];
         let (out, affected) = recompute_partitions(
             &job.references,
             &job.lake,
@@ -245,18 +282,12 @@ async fn build_and_commit(
             shapes.raw_files.clone(),
             t,
             parts,
-            &members,
+            members,
         )
         .await?;
         let (files, _) = write_partitions(job, t, batch, &out, parts).await?;
-        *summary.partitions.entry(t.name.clone()).or_default() += 1;
-        let rows: u64 = files.iter().map(|f| f.rows).sum();
-        *summary.rows.entry(t.name.clone()).or_default() += rows;
-        rows_total += rows;
-        summary.files_written += files.len() as u64;
-        summary.files_replaced +=
-            put_files(&mut tables, &t.name, parts, files, Some(&affected)) as u64;
-        replaced.insert(t.name.clone());
+        rows_total += files.iter().map(|f| f.rows).sum::<u64>();
+        built.insert(unit.clone(), Built { files, affected });
         if let Some(pb) = &bar {
             pb.inc(1);
             pb.set_message(format!("{rows_total} rows"));
@@ -264,6 +295,24 @@ async fn build_and_commit(
     }
     if let Some(pb) = bar {
         pb.finish_and_clear();
+    }
+    let mut tables = latest.tables.clone();
+    let mut replaced: BTreeSet<String> = BTreeSet::new();
+    for unit @ (i, _) in &units {
+        let t = &job.transforms[*i];
+        let b = &built[unit];
+        *summary.partitions.entry(t.name.clone()).or_default() += 1;
+        *summary.rows.entry(t.name.clone()).or_default() +=
+            b.files.iter().map(|f| f.rows).sum::<u64>();
+        summary.files_written += b.files.len() as u64;
+        summary.files_replaced += put_files(
+            &mut tables,
+            &t.name,
+            &shapes.out_partitions[*i],
+            b.files.clone(),
+            Some(&b.affected),
+        ) as u64;
+        replaced.insert(t.name.clone());
     }
     // The dedup state does not change; the commit names its own whole copy so that pruning
     // old log entries never removes what the latest commit needs.
@@ -290,9 +339,134 @@ async fn build_and_commit(
     };
     crate::faults::point("before_commit");
     job.log.commit_batch(&commit).await?;
-    clean_after_commit(job, &tables, &replaced, batch).await?;
+    clean_after_commit(job, &latest.tables, &tables, &replaced).await?;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// For a backfill over `old` whose commit ended in `e`: when another writer (a run of the
+/// job) committed first the micro-batch it was to be, the newer commit to build over. The
+/// units whose raw partitions the newer commits changed (new events of those hours, a
+/// re-drive, a compaction) are dropped with their files; the files of the others move to
+/// the next micro-batch's names, so that no writer's clean-up takes them for a killed
+/// writer's before the backfill commits them (a unit whose file is gone already is built
+/// again). Any other error, or the [`BACKFILL_ATTEMPTS`]-th loss, is the backfill's error,
+/// its files removed.
+async fn beaten(
+    job: &Job,
+    e: anyhow::Error,
+    old: &Commit,
+    built: &mut BTreeMap<Unit, Built>,
+    attempt: &mut usize,
+) -> anyhow::Result<Commit> {
+    let conflict = match e.downcast_ref() {
+        Some(silt_lake_writer::Error::Conflict { batch, .. }) => Some(*batch),
+        _ => None,
+    };
+    let newer = match conflict {
+        Some(_) if *attempt < BACKFILL_ATTEMPTS => job.log.latest().await?,
+        _ => None,
+    };
+    let (Some(batch), Some(newer)) = (conflict, newer) else {
+        for (u, b) in std::mem::take(built) {
+            let table = job.lake.join(&job.transforms[u.0].name);
+            remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+        }
+        return Err(match conflict {
+            Some(batch) => anyhow::anyhow!(
+                "backfill of job {}: another writer committed first in each of {BACKFILL_ATTEMPTS} attempts, the last time micro-batch {batch}, each time changing hours of the range; nothing committed: run it again when the stream is quieter",
+                job.name
+            ),
+            None => e,
+        });
+    };
+    let changed = changed_partitions(old.tables.get(&job.table), newer.tables.get(&job.table));
+    let next = newer.batch + 1;
+    let (mut kept, mut again) = (0, 0);
+    for (u, b) in std::mem::take(built) {
+        let table = job.lake.join(&job.transforms[u.0].name);
+        let moved = if u.1.iter().any(|p| changed.contains(p)) {
+            remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+            None
+        } else {
+            move_to_batch(&table, &b.files, next).await?
+        };
+        match moved {
+            Some(files) => {
+                kept += 1;
+                built.insert(
+                    u,
+                    Built {
+                        files,
+                        affected: b.affected,
+                    },
+                );
+            }
+            None => again += 1,
+        }
+    }
+    eprintln!(
+        "backfill of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): building again after it the {again} partition(s) whose raw data it changed, keeping the other {kept}",
+        job.name
+    );
+    *attempt += 1;
+    Ok(newer)
+}
+
+/// The raw partitions whose files differ between two states of the raw table.
+fn changed_partitions(
+    old: Option<&TableState>,
+    new: Option<&TableState>,
+) -> BTreeSet<Vec<(String, String)>> {
+    fn by_partition(t: Option<&TableState>) -> BTreeMap<&Vec<(String, String)>, BTreeSet<&str>> {
+        let mut m: BTreeMap<_, BTreeSet<_>> = BTreeMap::new();
+        for f in t.iter().flat_map(|t| &t.files) {
+            m.entry(&f.partition).or_default().insert(f.path.as_str());
+        }
+        m
+    }
+    let (a, b) = (by_partition(old), by_partition(new));
+    a.keys()
+        .chain(b.keys())
+        .filter(|p| a.get(*p) != b.get(*p))
+        .map(|p| (*p).clone())
+        .collect()
+}
+
+/// Renames `files` (a unit's, below `table`) to the names they would have in micro-batch
+/// `batch`; `None`, with what was there removed, when one of them is gone.
+async fn move_to_batch(
+    table: &Location,
+    files: &[DataFile],
+    batch: u64,
+) -> anyhow::Result<Option<Vec<DataFile>>> {
+    let mut moved = Vec::with_capacity(files.len());
+    for (k, f) in files.iter().enumerate() {
+        let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+        let rest = name
+            .strip_prefix("part-")
+            .and_then(|r| r.split_once('-'))
+            .map(|(_, rest)| rest)
+            .with_context(|| format!("`{}` is not a data file name", f.path))?;
+        let path = match dir {
+            "" => format!("part-{batch:010}-{rest}"),
+            dir => format!("{dir}/part-{batch:010}-{rest}"),
+        };
+        match table
+            .store
+            .rename(&table.child(&f.path), &table.child(&path))
+            .await
+        {
+            Ok(()) => moved.push(DataFile { path, ..f.clone() }),
+            Err(object_store::Error::NotFound { .. }) => {
+                let left = moved.iter().chain(&files[k + 1..]);
+                remove_files(table, left.map(|f| f.path.as_str())).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e).with_context(|| format!("moving {}", f.path)),
+        }
+    }
+    Ok(Some(moved))
 }
 
 #[cfg(test)]

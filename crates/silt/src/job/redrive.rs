@@ -629,7 +629,7 @@ async fn redrive_over(
         .commit_batch(&commit)
         .await
         .context("committing the re-drive")?;
-    clean_after_commit(job, &tables, &replaced, batch).await?;
+    clean_after_commit(job, &latest.tables, &tables, &replaced).await?;
     summary.batch = Some(batch);
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)

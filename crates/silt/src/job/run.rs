@@ -17,7 +17,7 @@ use silt_ingest::{
     Chunk, EventDecoder, Position, ReadLimit, Rejected, Source, StartAt, ARRIVAL_TIME, EVENT_TIME,
 };
 use silt_lake_writer::{
-    data_file_schema, read_data_file, register_table, schema_key, short_hash, vacuum,
+    data_file_schema, read_data_file, register_table, remove_files, schema_key, short_hash, vacuum,
     write_table_timed, Commit, CommitLog, DataFile, Intent, LakeSnapshot, TableEntry, TableState,
     TableWriter, WriteTimings, WriterOptions,
 };
@@ -1230,17 +1230,29 @@ pub(crate) fn put_files(
     replaced
 }
 
-/// After a commit: deletes the files it replaced in the `replaced` tables (those no longer
-/// in `tables`), and prunes the log.
+/// After a commit: deletes the files of the `replaced` tables that the commit before it
+/// (`before`) listed and it (`after`) no longer does, and prunes the log.
+///
+/// Only those: files no commit lists are a killed writer's leftovers only when no writer is
+/// working on them, which is known at a writer's start ([`remove_leftovers`]), not here: a
+/// backfill beside the runs may be writing files of a micro-batch this commit has just
+/// taken, which it moves to the next one when it finds itself beaten.
 pub(crate) async fn clean_after_commit(
     job: &Job,
-    tables: &BTreeMap<String, TableState>,
+    before: &BTreeMap<String, TableState>,
+    after: &BTreeMap<String, TableState>,
     replaced: impl IntoIterator<Item = &String>,
-    batch: u64,
 ) -> anyhow::Result<()> {
     for name in replaced {
-        let live: HashSet<&str> = tables[name].files.iter().map(|f| f.path.as_str()).collect();
-        vacuum(&job.lake.join(name), &live, batch, false).await?;
+        let Some(old) = before.get(name) else {
+            continue;
+        };
+        let live: HashSet<&str> = after
+            .get(name)
+            .map(|t| t.files.iter().map(|f| f.path.as_str()).collect())
+            .unwrap_or_default();
+        let gone = old.files.iter().map(|f| f.path.as_str());
+        remove_files(&job.lake.join(name), gone.filter(|p| !live.contains(p))).await?;
     }
     job.log.prune(20).await?;
     Ok(())
@@ -2012,8 +2024,8 @@ async fn run_with_latest(
         state.batch = Some(batch_id);
         state.source = source;
         state.dedup_saved = dedup_saved;
-        state.tables = tables;
-        clean_after_commit(job, &state.tables, &replaced, batch_id).await?;
+        let before = std::mem::replace(&mut state.tables, tables);
+        clean_after_commit(job, &before, &state.tables, &replaced).await?;
         summary.stages.commit += t.elapsed().as_secs_f64();
 
         let mut report = BatchReport {
