@@ -20,6 +20,21 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
 
+/// The paths of the objects below a table of an S3 lake, as listed in the bucket.
+fn s3_files(lake: &silt_storage::Location, table: &str) -> Vec<String> {
+    runtime().block_on(async {
+        use futures::TryStreamExt;
+        let table = lake.join(table);
+        table
+            .store
+            .list(Some(&table.prefix))
+            .map_ok(|o| o.location.to_string())
+            .try_collect()
+            .await
+            .unwrap()
+    })
+}
+
 fn kinesis_job(
     dir: &Path,
     name: &str,
@@ -594,17 +609,7 @@ fn closed_hours_are_compacted_in_an_s3_lake() {
     assert_eq!(counts.len(), 3000);
     assert!(counts.values().all(|n| *n == 1));
     // Files per hour folder of the raw table, as listed in the bucket.
-    let files: Vec<String> = runtime().block_on(async {
-        use futures::TryStreamExt;
-        let table = lake.join("clickstream");
-        table
-            .store
-            .list(Some(&table.prefix))
-            .map_ok(|o| o.location.to_string())
-            .try_collect()
-            .await
-            .unwrap()
-    });
+    let files = s3_files(&lake, "clickstream");
     let hour_22 = files
         .iter()
         .filter(|p| p.contains("dt=2025-11-25/hr=22/") && p.ends_with(".parquet"))
@@ -659,4 +664,112 @@ fn records_of_a_schema_registered_late_are_re_driven_into_an_s3_lake() {
         );
     }
     assert_eq!(rows["clickstream_rejected"].len(), 18);
+}
+
+/// A backfill of an S3 lake paused before its commit while a run of the job commits the
+/// micro-batch it was to be, with new events outside the backfill's range: what the backfill
+/// built is moved to the next micro-batch's names (S3 has no rename: a copy and a delete)
+/// and committed after the run's commit; nothing is built again, nothing is left behind.
+#[test]
+fn a_backfill_beaten_by_a_run_moves_and_commits_its_files_in_an_s3_lake() {
+    if !s3_ready() {
+        assert!(
+            std::env::var_os("SILT_REQUIRE_STAND_INS").is_none(),
+            "SILT_REQUIRE_STAND_INS is set but SILT_S3_ENDPOINT is not"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let opts = silt::gen::GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let job = generated_job(dir.path(), &opts, "[batch]\nmax_records = 400\n");
+    let lake_url = format!("s3://silt-test/{}/lake", unique("backfill"));
+    let text = std::fs::read_to_string(&job).unwrap();
+    let local = format!("file://{}", dir.path().join("lake").display());
+    std::fs::write(&job, text.replace(&local, &lake_url)).unwrap();
+    let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
+    // 200 new events at 02:15 on the 26th, for the run.
+    let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
+    silt::gen::generate(
+        &stream,
+        &silt::gen::GenOptions {
+            events: 200,
+            seed: 99,
+            start_ms: 1_764_108_000_000 + (4 * 60 + 15) * 60_000,
+            step_ms: 1000,
+            repeat_rate: 0.0,
+            bad_per_kind: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    let signal = tempfile::tempdir().unwrap();
+    let go = signal.path().join("go");
+    let backfill = silt()
+        .args([
+            "backfill",
+            "--json",
+            "--from",
+            "2025-11-25",
+            "--to",
+            "2025-11-25",
+        ])
+        .arg(&job)
+        .env(
+            "SILT_PAUSE_AT",
+            format!("before_commit:until={}", go.display()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lake = silt_storage::open(&lake_url, Path::new("/")).unwrap();
+    let written = format!("part-{next:010}-0000-backfill");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !s3_files(&lake, "hourly")
+        .iter()
+        .any(|f| f.contains(&written))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backfill wrote nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = run_json(&job);
+    assert_eq!(run["last_batch"], next, "{run}");
+    std::fs::write(&go, b"").unwrap();
+    let out = backfill.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["batch"], next + 1, "{summary}");
+    assert_eq!(summary["partitions_kept"], 4, "{summary}");
+    assert!(stderr.contains("keeping the other 4"), "{stderr}");
+
+    let hourly = s3_files(&lake, "hourly");
+    assert!(!hourly.iter().any(|f| f.contains(&written)), "{hourly:?}");
+    let moved = format!("part-{:010}-0000-backfill", next + 1);
+    assert_eq!(
+        hourly.iter().filter(|f| f.contains(&moved)).count(),
+        2,
+        "{hourly:?}"
+    );
+    // Every file in the bucket counts once: the run's events are there, and a backfill of
+    // everything changes nothing.
+    let after = runtime().block_on(store_lake_rows(&lake));
+    assert_eq!(uuid_counts(&after["clickstream"]).len(), 3200);
+    run_ok(
+        silt()
+            .args(["backfill", "--from", "2025-11-25", "--to", "2025-11-26"])
+            .arg(&job),
+    );
+    assert!(
+        runtime().block_on(store_lake_rows(&lake)) == after,
+        "the lake differs from a backfill of the same raw table"
+    );
 }

@@ -36,9 +36,9 @@ use silt_transform::Mode;
 
 use super::backfill::partition_hours;
 use super::run::{
-    add_time_partitions, again_after, beside_the_runs, clean_after_commit, learn_undecodable,
-    put_files, recompute_partitions, spinner, write_partitions, DedupSaved, Job, RowsTransforms,
-    RunSummary, Shapes, CHECK_SLICE,
+    add_time_partitions, beside_the_runs, clean_after_commit, learn_undecodable, put_files,
+    recompute_partitions, remove_leftovers, spinner, write_partitions, DedupSaved, Job,
+    RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
 };
 
 /// Parses `--reason`: codes separated by commas, or `all`.
@@ -354,13 +354,44 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
     let mut attempt = 1;
     loop {
         match redrive_over(job, &latest, opts, started, summary.clone()).await {
-            Err(e) => {
-                latest =
-                    again_after(job, "redrive", "re-driving the records", e, &mut attempt).await?
-            }
+            Err(e) => latest = beaten(job, e, &mut attempt).await?,
             done => return done,
         }
     }
+}
+
+/// Times a re-drive does its work, when each time another writer commits first the
+/// micro-batch it was to be.
+pub const REDRIVE_ATTEMPTS: usize = 3;
+
+/// For a re-drive whose work over the latest commit ended in `e`: when another writer (a run
+/// of the job) committed first the micro-batch the work was to be, the newer commit to do it
+/// again over (the records it brings in are deduplicated against what that commit holds),
+/// with the lost attempt's files removed (as a killed writer's: they are unlisted files of a
+/// committed micro-batch); any other error, or the [`REDRIVE_ATTEMPTS`]-th such loss, is the
+/// re-drive's error.
+async fn beaten(job: &Job, e: anyhow::Error, attempt: &mut usize) -> anyhow::Result<Commit> {
+    let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() else {
+        return Err(e);
+    };
+    if *attempt >= REDRIVE_ATTEMPTS {
+        bail!(
+            "redrive of job {}: another writer committed first in each of {REDRIVE_ATTEMPTS} attempts, the last time micro-batch {batch} (a `--follow` run committing faster than the redrive works?); nothing committed: run it again when the stream is quieter",
+            job.name
+        );
+    }
+    let newer = job
+        .log
+        .latest()
+        .await?
+        .context("another writer committed, yet the log has no latest commit")?;
+    eprintln!(
+        "redrive of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): re-driving the records again after it",
+        job.name
+    );
+    remove_leftovers(job, &newer.tables, newer.batch, false).await?;
+    *attempt += 1;
+    Ok(newer)
 }
 
 /// The re-drive over `latest`, committed as the micro-batch after it.

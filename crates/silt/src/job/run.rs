@@ -1261,7 +1261,7 @@ pub(crate) async fn clean_after_commit(
 /// Deletes the data files of `tables` of batches up to `batch` (the latest commit's) that no
 /// commit lists: a killed writer's leftovers. Files of later batches are a live writer's, and
 /// stay. With `staging`, a sole writer's temporary files too.
-async fn remove_leftovers(
+pub(crate) async fn remove_leftovers(
     job: &Job,
     tables: &BTreeMap<String, TableState>,
     batch: u64,
@@ -1304,46 +1304,6 @@ pub(crate) async fn beside_the_runs(
         ..job.clone()
     };
     Ok((job, writers, latest))
-}
-
-/// Times a command beside the runs does its work, when each time another writer commits
-/// first the micro-batch it was to be.
-pub const ATTEMPTS: usize = 3;
-
-/// For a command beside the runs (the backfill, the re-drive) whose work over the latest
-/// commit ended in `e`: when another writer (a run of the job) committed first the
-/// micro-batch the work was to be, the newer commit to do it again over, with the lost
-/// attempt's files removed (as a killed writer's: they are unlisted files of a committed
-/// micro-batch, which the winner may have removed already); any other error, or the
-/// [`ATTEMPTS`]-th such loss, is the command's error. `redo` says what is done again.
-pub(crate) async fn again_after(
-    job: &Job,
-    command: &str,
-    redo: &str,
-    e: anyhow::Error,
-    attempt: &mut usize,
-) -> anyhow::Result<Commit> {
-    let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() else {
-        return Err(e);
-    };
-    if *attempt >= ATTEMPTS {
-        bail!(
-            "{command} of job {}: another writer committed first in each of {ATTEMPTS} attempts, the last time micro-batch {batch} (a `--follow` run committing faster than the {command} works?); nothing committed: run it again when the stream is quieter",
-            job.name
-        );
-    }
-    let newer = job
-        .log
-        .latest()
-        .await?
-        .context("another writer committed, yet the log has no latest commit")?;
-    eprintln!(
-        "{command} of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): {redo} again after it",
-        job.name
-    );
-    remove_leftovers(job, &newer.tables, newer.batch, false).await?;
-    *attempt += 1;
-    Ok(newer)
 }
 
 /// A spinner with the time run and a message, cleared when dropped (an attempt that ends
