@@ -329,6 +329,55 @@ fn backfill_beaten_by_a_run(
     (run, summary, stderr, next)
 }
 
+/// Scheduled runs beside a backfill: the first commits the micro-batch the backfill was to
+/// be (its events outside the backfill's range), the second, starting after that commit,
+/// cleans up a killed writer's leftovers of committed micro-batches, which the backfill's
+/// files now look like. They are not: the backfill holds its lease, so the run leaves them,
+/// and the backfill commits them after the runs without building anything again. A second
+/// backfill meanwhile is refused.
+#[test]
+fn a_backfill_beside_scheduled_runs_keeps_its_files_through_their_clean_ups() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
+    new_events_at_0215(dir.path());
+    let marker = format!("part-{next:010}-0000-backfill");
+    let (second, summary, stderr) = lose_a_race_to(
+        silt()
+            .args([
+                "backfill",
+                "--json",
+                "--from",
+                "2025-11-25",
+                "--to",
+                "2025-11-25",
+            ])
+            .arg(&job),
+        &dir.path().join("lake/hourly"),
+        &marker,
+        || {
+            let other = silt()
+                .args(["backfill", "--from", "2025-11-26", "--to", "2025-11-26"])
+                .arg(&job)
+                .output()
+                .unwrap();
+            assert_eq!(other.status.code(), Some(1));
+            let e = String::from_utf8_lossy(&other.stderr);
+            assert!(
+                e.contains("another `backfill` of this job is at work"),
+                "{e}"
+            );
+            assert_eq!(run_json(&job)["last_batch"], next);
+            run_json(&job)
+        },
+    );
+    assert_eq!(second["records_read"], 0, "{second}");
+    assert_eq!(summary["batch"], next + 1, "{summary}");
+    assert_eq!(summary["partitions_kept"], 4, "{summary}");
+    assert!(stderr.contains("keeping the other 4"), "{stderr}");
+    as_a_backfill_of_everything_makes_it(dir.path(), &job);
+}
+
 /// The lake after a backfill that a run beat: the run's events are all there, and a backfill
 /// of everything changes nothing (nothing of the backfill's is stale).
 fn as_a_backfill_of_everything_makes_it(dir: &Path, job: &Path) {

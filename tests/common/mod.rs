@@ -580,12 +580,22 @@ pub fn lose_a_race(
     table: &Path,
     marker: &str,
 ) -> (serde_json::Value, serde_json::Value, String) {
-    // The writer waits before its commit until the run has committed, however slow the
-    // machine.
+    lose_a_race_to(writer, table, marker, || run_json(job))
+}
+
+/// [`lose_a_race`] with whatever `meanwhile` does (runs of the job) while the writer waits
+/// to commit; returns what `meanwhile` returned.
+pub fn lose_a_race_to<T>(
+    writer: &mut Command,
+    table: &Path,
+    marker: &str,
+    meanwhile: impl FnOnce() -> T,
+) -> (T, serde_json::Value, String) {
+    // The writer waits before its commit until the runs are done, however slow the machine.
     let signal = tempfile::tempdir().unwrap();
     let go = signal.path().join("go");
     let writer = paused_before_commit(writer, &format!("until={}", go.display()), table, marker);
-    let run = run_json(job);
+    let done = meanwhile();
     std::fs::write(&go, b"").unwrap();
     let out = writer.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -597,5 +607,5 @@ pub fn lose_a_race(
             .any(|f| f.to_string_lossy().contains(marker)),
         "the lost attempt's files are left"
     );
-    (run, serde_json::from_slice(&out.stdout).unwrap(), stderr)
+    (done, serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }

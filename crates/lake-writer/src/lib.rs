@@ -32,20 +32,28 @@ mod snapshot;
 mod write;
 
 pub use log::{
-    remove_files, vacuum, Commit, CommitLog, Intent, TableState, WriterLock, COMMIT_FORMAT,
+    remove_files, vacuum, Commit, CommitLog, Intent, Lease, TableState, WriterLock, COMMIT_FORMAT,
     FULL_AFTER_CHANGES, INTENT_FORMAT,
 };
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
 pub use write::{
-    batch_of, data_file_schema, file_name, read_data_file, schema_key, short_hash, write_table,
-    write_table_timed, Codec, DataFile, TableWriter, WriteTimings, WriterOptions, DATA_PAGE_BYTES,
+    batch_of, data_file_schema, file_name, read_data_file, schema_key, short_hash, tag_of,
+    write_table, write_table_timed, Codec, DataFile, TableWriter, WriteTimings, WriterOptions,
+    DATA_PAGE_BYTES,
 };
 
 /// Errors of writing and committing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A command that takes a lease found it held (see [`CommitLog::take_lease`]).
+    #[error("another `{tag}` of this job is at work ({holder}; it renewed its lease {renewed_s_ago}s ago, and a killed one's lapses within a minute): wait for it to end")]
+    Busy {
+        tag: String,
+        holder: String,
+        renewed_s_ago: i64,
+    },
     /// Another run of the job committed this batch first.
     #[error("another run of job `{job}` committed micro-batch {batch} first: is a second `silt run` of this job running? This run stops without committing")]
     Conflict { job: String, batch: u64 },

@@ -35,11 +35,17 @@
 //!    through silt see the tables as the latest commit lists them, so a batch appears whole
 //!    or not at all. Of two runs of one job, only one can create `commits/N+1`; the other
 //!    gets [`Error::Conflict`] and stops.
-//! 6. Vacuum: delete files of batches `<= N+1` that the commit does not list (files replaced
-//!    by a `partitions` transform, and leftovers), and old log entries.
+//! 6. Delete the files that commit `N` listed and `N+1` no longer does (files replaced by a
+//!    `partitions` transform, a compaction), and old log entries. Files of batches `<= N`
+//!    that no commit lists are a killed writer's leftovers: a writer deletes them when it
+//!    starts ([`vacuum`]), but for those of a command beside the runs that holds its lease
+//!    ([`CommitLog::take_lease`]).
 //!
 //! Why a rerun converges: every step before 5 is idempotent and deterministic given the
 //! plan; step 5 happens once; step 6 only deletes what no commit at or after `N+1` lists.
+//!
+//! `writers/{tag}.lease` holds the lease of a command that writes tagged files beside the
+//! runs (a backfill, a re-drive).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -322,6 +328,98 @@ impl WriterLock {
         }
         Ok(())
     }
+}
+
+/// How long a lease counts as held after its holder last renewed it.
+pub const LEASE_TTL_MS: i64 = 60_000;
+/// How often a lease's holder renews it.
+pub const LEASE_RENEW_MS: i64 = 10_000;
+
+/// A command's hold on a lease (see [`CommitLog::take_lease`]), renewed in the background
+/// while it lives.
+#[derive(Debug)]
+pub struct Lease {
+    loc: Location,
+    path: Path,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Gives the lease up: the command is done. (Dropped without this, its renewals stop
+    /// and it lapses.)
+    pub async fn release(self) {
+        self.renewer.abort();
+        if let Err(e) = self.loc.store.delete(&self.path).await {
+            tracing::warn!(lease = %self.path, "releasing the lease: {e}");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// What a lease file holds: who holds it, and when they last renewed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LeaseBody {
+    host: String,
+    pid: u32,
+    renewed_at_ms: i64,
+}
+
+impl LeaseBody {
+    const LAPSED: LeaseBody = LeaseBody {
+        host: String::new(),
+        pid: 0,
+        renewed_at_ms: i64::MIN / 2,
+    };
+
+    fn now() -> Self {
+        Self {
+            host: host_name(),
+            pid: std::process::id(),
+            renewed_at_ms: now_ms(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serialises")
+    }
+
+    /// Whether its holder may still be at work: it renewed the lease within the TTL and,
+    /// when it ran on this machine, it is still running.
+    fn held(&self, now_ms: i64) -> bool {
+        now_ms - self.renewed_at_ms < LEASE_TTL_MS
+            && (self.host != host_name() || process_alive(self.pid))
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// This machine's name (empty where the system does not say).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether process `pid` of this machine is running (a zombie is not); true where the
+/// system cannot tell.
+fn process_alive(pid: u32) -> bool {
+    if !std::path::Path::new("/proc/self").exists() {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        )
+    })
 }
 
 fn name(batch: u64, ext: &str) -> String {
@@ -660,6 +758,100 @@ impl CommitLog {
         })
     }
 
+    /// Takes the lease of `tag` (`writers/{tag}.lease` in the log's folder) for a command
+    /// that writes files tagged `tag` beside the job's runs (a backfill, a re-drive), and
+    /// renews it every [`LEASE_RENEW_MS`] while the returned [`Lease`] lives. While it is
+    /// held, no writer's clean-up takes files with that tag for a killed writer's leftovers
+    /// (see [`CommitLog::held_tags`] and [`vacuum`]), and a second command of the tag does
+    /// not start ([`Error::Busy`]). A lease whose holder stopped renewing it lapses after
+    /// [`LEASE_TTL_MS`], and at once when the holder ran on this machine and has ended.
+    ///
+    /// Nothing's correctness rests on a lease: a commit lists only files that a writer
+    /// knows to be there. It spares a command beside busy runs the work of building again
+    /// what their clean-ups would take.
+    pub async fn take_lease(&self, tag: &str) -> Result<Lease> {
+        let path = self.loc.child(&format!("writers/{tag}.lease"));
+        for _ in 0..2 {
+            if self.create(&path, LeaseBody::now().to_vec()).await? {
+                let (loc, at) = (self.loc.clone(), path.clone());
+                let renewer = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_millis(LEASE_RENEW_MS as u64))
+                            .await;
+                        let body = PutPayload::from(LeaseBody::now().to_vec());
+                        if let Err(e) = loc.store.put(&at, body).await {
+                            tracing::warn!(lease = %at, "renewing the lease: {e}");
+                        }
+                    }
+                });
+                return Ok(Lease {
+                    loc: self.loc.clone(),
+                    path,
+                    renewer,
+                });
+            }
+            match self.lease_at(&path).await? {
+                Some(holder) if holder.held(now_ms()) => {
+                    return Err(Error::Busy {
+                        tag: tag.to_string(),
+                        holder: format!("pid {} on {}", holder.pid, holder.host),
+                        renewed_s_ago: (now_ms() - holder.renewed_at_ms).max(0) / 1000,
+                    })
+                }
+                // Lapsed: its holder is gone.
+                Some(_) => match self.loc.store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => {
+                        return Err(Error::Store {
+                            path: path.to_string(),
+                            source,
+                        })
+                    }
+                },
+                None => {}
+            }
+        }
+        Err(Error::Busy {
+            tag: tag.to_string(),
+            holder: "another process, which took it as this one tried".into(),
+            renewed_s_ago: 0,
+        })
+    }
+
+    /// A lease file's holder (none when the file is gone, or not a lease: unreadable files
+    /// count as lapsed).
+    async fn lease_at(&self, path: &Path) -> Result<Option<LeaseBody>> {
+        Ok(self
+            .get(path)
+            .await?
+            .map(|b| serde_json::from_slice(&b).unwrap_or(LeaseBody::LAPSED)))
+    }
+
+    /// The tags whose leases are held now (see [`CommitLog::take_lease`]), but `own`.
+    pub async fn held_tags(&self, own: &str) -> Result<Vec<String>> {
+        let objects = crate::list_all(&self.loc, &self.loc.child("writers")).await?;
+        let mut held = Vec::new();
+        for o in objects {
+            let Some(tag) = o
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".lease"))
+                .filter(|t| *t != own)
+            else {
+                continue;
+            };
+            if self
+                .lease_at(&o.location)
+                .await?
+                .is_some_and(|h| h.held(now_ms()))
+            {
+                held.push(tag.to_string());
+            }
+        }
+        held.sort();
+        Ok(held)
+    }
+
     /// Removes temporary files a killed writer left in the log's folder (local disk only).
     /// Call it only while [`WriterLock::is_sole`].
     pub fn remove_staging_files(&self) -> usize {
@@ -713,13 +905,15 @@ impl CommitLog {
 }
 
 /// Deletes files of `table` that no commit lists any more: data files of batches up to
-/// `max_batch` that are not in `live`, and, with `staging`, half-written temporary files
+/// `max_batch` that are not in `live` (but those tagged with one of `spare_tags`: the
+/// tags of held leases, whose holders are at work on them), and, with `staging`, half-written temporary files
 /// that a killed writer left (local disk writes through a temporary name). Files of later
 /// batches belong to a batch in flight and are left alone. Returns how many were deleted.
 pub async fn vacuum(
     table: &Location,
     live: &HashSet<&str>,
     max_batch: u64,
+    spare_tags: &[String],
     staging: bool,
 ) -> Result<usize> {
     let objects = crate::list_all(table, &table.prefix).await?;
@@ -732,6 +926,7 @@ pub async fn vacuum(
         let doomed = if name.ends_with(".parquet") {
             crate::write::batch_of(&rel).is_some_and(|b| b <= max_batch)
                 && !live.contains(rel.as_str())
+                && !crate::write::tag_of(&rel).is_some_and(|t| spare_tags.iter().any(|s| s == t))
         } else {
             false
         };

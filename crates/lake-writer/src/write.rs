@@ -258,6 +258,12 @@ pub fn batch_of(path: &str) -> Option<u64> {
     name.strip_prefix("part-")?.split('-').next()?.parse().ok()
 }
 
+/// The tag in a data file name (`part-{batch}-{n}-{tag}.parquet`), if it has one.
+pub fn tag_of(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?.strip_suffix(".parquet")?;
+    name.strip_prefix("part-")?.splitn(3, '-').nth(2)
+}
+
 /// The file name for the `n`-th file of a partition in a micro-batch, with
 /// [`WriterOptions::file_tag`]. Deterministic: a rerun of the batch overwrites the same names
 /// with the same bytes.

@@ -314,3 +314,65 @@ async fn a_tagged_dedup_blob_keeps_its_own_name_and_is_pruned_like_the_others() 
     let want: Vec<String> = (20..40).map(|b| format!("{b:010}.bin")).collect();
     assert_eq!(left, want, "the tagged blob of batch 3 went with its batch");
 }
+
+/// A command's lease: held while it lives (a second taker is refused, naming the holder;
+/// others' clean-ups see the tag as held), given up on release; a lease whose holder stopped
+/// renewing it, or whose holder on this machine has ended, has lapsed and is taken over.
+#[tokio::test]
+async fn a_lease_is_held_until_released_or_lapsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log(dir.path());
+    let lease = log.take_lease("backfill").await.unwrap();
+    let e = log.take_lease("backfill").await.unwrap_err().to_string();
+    assert!(
+        e.contains("another `backfill` of this job is at work"),
+        "{e}"
+    );
+    assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+    assert_eq!(log.held_tags("").await.unwrap(), vec!["backfill"]);
+    assert!(log.held_tags("backfill").await.unwrap().is_empty());
+    // Another tag is another lease.
+    let redrive = log.take_lease("redrive").await.unwrap();
+    assert_eq!(
+        log.held_tags("").await.unwrap(),
+        vec!["backfill", "redrive"]
+    );
+    lease.release().await;
+    redrive.release().await;
+    assert!(log.held_tags("").await.unwrap().is_empty());
+
+    let path = dir.path().join("writers/backfill.lease");
+    let now = chrono::Utc::now().timestamp_millis();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let write = |host: &str, pid: u32, renewed_at_ms: i64| {
+        std::fs::write(
+            &path,
+            serde_json::json!({"host": host, "pid": pid, "renewed_at_ms": renewed_at_ms})
+                .to_string(),
+        )
+        .unwrap()
+    };
+    // Renewed 10 s ago on another machine: held.
+    write("elsewhere", 1, now - 10_000);
+    assert_eq!(log.held_tags("").await.unwrap(), vec!["backfill"]);
+    assert!(log.take_lease("backfill").await.is_err());
+    // Not renewed for over a minute: lapsed.
+    write("elsewhere", 1, now - 61_000);
+    assert!(log.held_tags("").await.unwrap().is_empty());
+    // Held by a process of this machine that has ended: lapsed at once.
+    let mut ended = std::process::Command::new("true").spawn().unwrap();
+    let pid = ended.id();
+    ended.wait().unwrap();
+    write(host.trim(), pid, now);
+    assert!(log.held_tags("").await.unwrap().is_empty());
+    write(host.trim(), std::process::id(), now);
+    assert_eq!(log.held_tags("").await.unwrap(), vec!["backfill"]);
+    // A lapsed lease is taken over.
+    write("elsewhere", 1, now - 61_000);
+    let lease = log.take_lease("backfill").await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(body["pid"], std::process::id(), "{body}");
+    lease.release().await;
+    assert!(!path.exists());
+}

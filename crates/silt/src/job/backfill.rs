@@ -164,20 +164,25 @@ pub async fn backfill(
             job.partition_by
         );
     }
-    let (job, _writers, mut latest) = beside_the_runs(job, "backfill").await?;
+    let (job, _writers, lease, mut latest) = beside_the_runs(job, "backfill").await?;
     let job = &job;
     let mut built = BTreeMap::new();
     let mut attempt = 1;
-    loop {
+    let done = loop {
         match build_and_commit(
             job, &latest, &mut built, from_hour, to_hour, progress, started,
         )
         .await
         {
-            Err(e) => latest = beaten(job, e, &latest, &mut built, &mut attempt).await?,
-            done => return done,
+            Err(e) => match beaten(job, e, &latest, &mut built, &mut attempt).await {
+                Ok(newer) => latest = newer,
+                Err(e) => break Err(e),
+            },
+            done => break done,
         }
-    }
+    };
+    lease.release().await;
+    done
 }
 
 /// The backfill over `latest`, committed as the micro-batch after it: the units in `built`

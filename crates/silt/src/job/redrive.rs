@@ -349,15 +349,20 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
         reasons: opts.reasons.clone(),
         ..Default::default()
     };
-    let (job, _writers, mut latest) = beside_the_runs(job, "redrive").await?;
+    let (job, _writers, lease, mut latest) = beside_the_runs(job, "redrive").await?;
     let job = &job;
     let mut attempt = 1;
-    loop {
+    let done = loop {
         match redrive_over(job, &latest, opts, started, summary.clone()).await {
-            Err(e) => latest = beaten(job, e, &mut attempt).await?,
-            done => return done,
+            Err(e) => match beaten(job, e, &mut attempt).await {
+                Ok(newer) => latest = newer,
+                Err(e) => break Err(e),
+            },
+            done => break done,
         }
-    }
+    };
+    lease.release().await;
+    done
 }
 
 /// Times a re-drive does its work, when each time another writer commits first the

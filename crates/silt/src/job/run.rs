@@ -18,8 +18,8 @@ use silt_ingest::{
 };
 use silt_lake_writer::{
     data_file_schema, read_data_file, register_table, remove_files, schema_key, short_hash, vacuum,
-    write_table_timed, Commit, CommitLog, DataFile, Intent, LakeSnapshot, TableEntry, TableState,
-    TableWriter, WriteTimings, WriterOptions,
+    write_table_timed, Commit, CommitLog, DataFile, Intent, LakeSnapshot, Lease, TableEntry,
+    TableState, TableWriter, WriteTimings, WriterOptions,
 };
 use silt_registry::SchemaRegistry;
 use silt_storage::Location;
@@ -1260,42 +1260,47 @@ pub(crate) async fn clean_after_commit(
 
 /// Deletes the data files of `tables` of batches up to `batch` (the latest commit's) that no
 /// commit lists: a killed writer's leftovers. Files of later batches are a live writer's, and
-/// stay. With `staging`, a sole writer's temporary files too.
+/// stay; so do those tagged by a command whose lease is held (another than `job`'s own tag:
+/// a command that holds its tag's lease is the only one of it). With `staging`, a sole
+/// writer's temporary files too.
 pub(crate) async fn remove_leftovers(
     job: &Job,
     tables: &BTreeMap<String, TableState>,
     batch: u64,
     staging: bool,
 ) -> anyhow::Result<()> {
+    let spare = job.log.held_tags(job.writer.file_tag).await?;
     for (table, ts) in tables {
         let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
-        vacuum(&job.lake.join(table), &live, batch, staging).await?;
+        vacuum(&job.lake.join(table), &live, batch, &spare, staging).await?;
     }
     Ok(())
 }
 
 /// For a command that commits beside the job's runs (the backfill, the re-drive): its hold
 /// on the writers' lock, shared (a run starting meanwhile keeps its hands off its temporary
-/// files), and the latest commit, which it builds on; a killed writer's leftovers are
-/// deleted first, as a run does when it starts. Its files are tagged `tag`
-/// ([`WriterOptions::file_tag`]): a run racing it to the same micro-batch number never
-/// writes over them.
+/// files), the lease of its `tag` (no second one starts; no run's clean-up takes its files
+/// while it works), and the latest commit, which it builds on; a killed writer's leftovers
+/// (its own tag's among them) are deleted first, as a run does when it starts. Its files
+/// are tagged `tag` ([`WriterOptions::file_tag`]): a run racing it to the same micro-batch
+/// number never writes over them.
 pub(crate) async fn beside_the_runs(
     job: &Job,
     tag: &'static str,
-) -> anyhow::Result<(Job, silt_lake_writer::WriterLock, Commit)> {
+) -> anyhow::Result<(Job, silt_lake_writer::WriterLock, Lease, Commit)> {
     let mut writers = job.log.writer_lock()?;
     writers.share()?;
+    let lease = job
+        .log
+        .take_lease(tag)
+        .await
+        .with_context(|| format!("{tag} of job {}", job.name))?;
     let Some(latest) = job.log.latest().await? else {
         bail!(
             "job `{}` has not committed anything yet: run it first",
             job.name
         );
     };
-    // What a killed writer left of a micro-batch that another has committed since (this
-    // command's own files from before a crash, say) goes before it writes anything: a
-    // directory reader must not see them beside what it writes now.
-    remove_leftovers(job, &latest.tables, latest.batch, false).await?;
     let job = Job {
         writer: WriterOptions {
             file_tag: tag,
@@ -1303,7 +1308,11 @@ pub(crate) async fn beside_the_runs(
         },
         ..job.clone()
     };
-    Ok((job, writers, latest))
+    // What a killed writer left of a micro-batch that another has committed since (this
+    // command's own files from before a crash, say) goes before it writes anything: a
+    // directory reader must not see them beside what it writes now.
+    remove_leftovers(&job, &latest.tables, latest.batch, false).await?;
+    Ok((job, writers, lease, latest))
 }
 
 /// A spinner with the time run and a message, cleared when dropped (an attempt that ends
