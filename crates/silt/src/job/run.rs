@@ -618,8 +618,9 @@ async fn compact_closed_hours(
             .iter()
             .filter(|f| f.partition == partition && is_small(job, f))
             .collect();
-        // An optimisation: an hour that cannot be merged now stays as it is, the stream goes on
-        // (files this attempt stored are not committed and go with the next vacuum).
+        // An optimisation: an hour that cannot be merged now stays as it is, the stream goes on.
+        // (The merged file is stored once its group is read whole, so a failed merge has
+        // seldom stored anything; what it has is not committed, and goes at a writer's start.)
         let merged =
             match merge_group(job, &location, batch_id, &ts.partition_by, &files, target).await {
                 Ok(merged) => merged,
