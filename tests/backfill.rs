@@ -407,7 +407,7 @@ fn a_backfill_beaten_to_its_micro_batch_by_a_run_builds_again_the_hours_the_run_
     assert_eq!(summary["partitions"]["sales"], 5, "{summary}");
     assert_eq!(summary["partitions_kept"], 8, "{summary}");
     assert!(
-        stderr.contains("building again after it the 2 partition(s) whose raw data it changed, keeping the other 8"),
+        stderr.contains("building again after it 2 partition(s) whose raw data it changed and 0 whose files were cleaned up, keeping the other 8"),
         "{stderr}"
     );
     // The hour built again counts the run's events.

@@ -258,6 +258,21 @@ pub fn batch_of(path: &str) -> Option<u64> {
     name.strip_prefix("part-")?.split('-').next()?.parse().ok()
 }
 
+/// A data file's path with the name it would have in micro-batch `batch` (its folder, number
+/// and tag the same); none when it is not a data file name.
+pub fn with_batch(path: &str, batch: u64) -> Option<String> {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((dir, name)) => (Some(dir), name),
+        None => (None, path),
+    };
+    let (_, rest) = name.strip_prefix("part-")?.split_once('-')?;
+    let name = format!("part-{batch:010}-{rest}");
+    Some(match dir {
+        Some(dir) => format!("{dir}/{name}"),
+        None => name,
+    })
+}
+
 /// The tag in a data file name (`part-{batch}-{n}-{tag}.parquet`), if it has one.
 pub fn tag_of(path: &str) -> Option<&str> {
     let name = path.rsplit('/').next()?.strip_suffix(".parquet")?;
@@ -671,4 +686,29 @@ pub async fn write_table_timed(
     .await
     .map_err(|e| Error::Internal(format!("encoding task failed: {e}")))??;
     writer.finish_timed().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_names_say_their_batch_and_tag_and_move_to_another_batch() {
+        let tagged = format!("dt=2025-11-25/hr=22/{}", file_name(7, 3, "backfill"));
+        assert_eq!(
+            tagged,
+            "dt=2025-11-25/hr=22/part-0000000007-0003-backfill.parquet"
+        );
+        assert_eq!(batch_of(&tagged), Some(7));
+        assert_eq!(tag_of(&tagged), Some("backfill"));
+        let moved = with_batch(&tagged, 12).unwrap();
+        assert_eq!(
+            moved,
+            format!("dt=2025-11-25/hr=22/{}", file_name(12, 3, "backfill"))
+        );
+        let plain = file_name(7, 0, "");
+        assert_eq!(tag_of(&plain), None);
+        assert_eq!(with_batch(&plain, 8), Some(file_name(8, 0, "")));
+        assert_eq!(with_batch("dt=2025-11-25/notes.txt", 8), None);
+    }
 }

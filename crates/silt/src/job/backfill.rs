@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use object_store::ObjectStoreExt;
 use serde::Serialize;
-use silt_lake_writer::{remove_files, Commit, DataFile, TableState};
+use silt_lake_writer::{remove_files, with_batch, Commit, DataFile, TableState};
 use silt_storage::Location;
 
 use super::run::{
@@ -355,8 +355,9 @@ async fn build_and_commit(
 /// re-drive, a compaction) are dropped with their files; the files of the others move to
 /// the next micro-batch's names, so that no writer's clean-up takes them for a killed
 /// writer's before the backfill commits them (a unit whose file is gone already is built
-/// again). Any other error, or the [`BACKFILL_ATTEMPTS`]-th loss, is the backfill's error,
-/// its files removed.
+/// again). The [`BACKFILL_ATTEMPTS`]-th loss is the backfill's error, its files removed;
+/// any other error is the backfill's error as it is (its files, if no commit lists them,
+/// go at a writer's start: the error may have come after the commit).
 async fn beaten(
     job: &Job,
     e: anyhow::Error,
@@ -364,39 +365,36 @@ async fn beaten(
     built: &mut BTreeMap<Unit, Built>,
     attempt: &mut usize,
 ) -> anyhow::Result<Commit> {
-    let conflict = match e.downcast_ref() {
-        Some(silt_lake_writer::Error::Conflict { batch, .. }) => Some(*batch),
-        _ => None,
+    let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() else {
+        return Err(e);
     };
-    let newer = match conflict {
-        Some(_) if *attempt < BACKFILL_ATTEMPTS => job.log.latest().await?,
-        _ => None,
-    };
-    let (Some(batch), Some(newer)) = (conflict, newer) else {
+    let batch = *batch;
+    if *attempt >= BACKFILL_ATTEMPTS {
         for (u, b) in std::mem::take(built) {
             let table = job.lake.join(&job.transforms[u.0].name);
             remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
         }
-        return Err(match conflict {
-            Some(batch) => anyhow::anyhow!(
-                "backfill of job {}: another writer committed first in each of {BACKFILL_ATTEMPTS} attempts, the last time micro-batch {batch}, each time changing hours of the range; nothing committed: run it again when the stream is quieter",
-                job.name
-            ),
-            None => e,
-        });
-    };
+        bail!(
+            "backfill of job {}: another writer committed first in each of {BACKFILL_ATTEMPTS} attempts, the last time micro-batch {batch}, each time changing hours of the range; nothing committed: run it again when the stream is quieter",
+            job.name
+        );
+    }
+    let newer = job
+        .log
+        .latest()
+        .await?
+        .context("another writer committed, yet the log has no latest commit")?;
     let changed = changed_partitions(old.tables.get(&job.table), newer.tables.get(&job.table));
     let next = newer.batch + 1;
-    let (mut kept, mut again) = (0, 0);
+    let (mut kept, mut stale, mut gone) = (0, 0, 0);
     for (u, b) in std::mem::take(built) {
         let table = job.lake.join(&job.transforms[u.0].name);
-        let moved = if u.1.iter().any(|p| changed.contains(p)) {
+        if u.1.iter().any(|p| changed.contains(p)) {
             remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
-            None
-        } else {
-            move_to_batch(&table, &b.files, next).await?
-        };
-        match moved {
+            stale += 1;
+            continue;
+        }
+        match move_to_batch(&table, &b.files, next).await? {
             Some(files) => {
                 kept += 1;
                 built.insert(
@@ -407,11 +405,11 @@ async fn beaten(
                     },
                 );
             }
-            None => again += 1,
+            None => gone += 1,
         }
     }
     eprintln!(
-        "backfill of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): building again after it the {again} partition(s) whose raw data it changed, keeping the other {kept}",
+        "backfill of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): building again after it {stale} partition(s) whose raw data it changed and {gone} whose files were cleaned up, keeping the other {kept}",
         job.name
     );
     *attempt += 1;
@@ -447,16 +445,8 @@ async fn move_to_batch(
 ) -> anyhow::Result<Option<Vec<DataFile>>> {
     let mut moved = Vec::with_capacity(files.len());
     for (k, f) in files.iter().enumerate() {
-        let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
-        let rest = name
-            .strip_prefix("part-")
-            .and_then(|r| r.split_once('-'))
-            .map(|(_, rest)| rest)
+        let path = with_batch(&f.path, batch)
             .with_context(|| format!("`{}` is not a data file name", f.path))?;
-        let path = match dir {
-            "" => format!("part-{batch:010}-{rest}"),
-            dir => format!("{dir}/part-{batch:010}-{rest}"),
-        };
         match table
             .store
             .rename(&table.child(&f.path), &table.child(&path))
