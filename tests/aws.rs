@@ -35,6 +35,27 @@ fn s3_files(lake: &silt_storage::Location, table: &str) -> Vec<String> {
     })
 }
 
+/// The generated job of the file-stream tests (3,000 events five seconds apart from 22:00 on
+/// the 25th, micro-batches of `max_records`, two transforms) with its lake in the S3
+/// stand-in, under a fresh prefix named after `name`. Returns the job file and the lake's URL.
+fn generated_s3_job(dir: &Path, max_records: usize, name: &str) -> (std::path::PathBuf, String) {
+    let opts = silt::gen::GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let job = generated_job(
+        dir,
+        &opts,
+        &format!("[batch]\nmax_records = {max_records}\n"),
+    );
+    let lake_url = format!("s3://silt-test/{}/lake", unique(name));
+    let text = std::fs::read_to_string(&job).unwrap();
+    let local = format!("file://{}", dir.join("lake").display());
+    std::fs::write(&job, text.replace(&local, &lake_url)).unwrap();
+    (job, lake_url)
+}
+
 fn kinesis_job(
     dir: &Path,
     name: &str,
@@ -590,16 +611,7 @@ fn closed_hours_are_compacted_in_an_s3_lake() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let opts = silt::gen::GenOptions {
-        events: 3000,
-        step_ms: 5000,
-        ..Default::default()
-    };
-    let job = generated_job(dir.path(), &opts, "[batch]\nmax_records = 50\n");
-    let lake_url = format!("s3://silt-test/{}/lake", unique("compact"));
-    let text = std::fs::read_to_string(&job).unwrap();
-    let local = format!("file://{}", dir.path().join("lake").display());
-    std::fs::write(&job, text.replace(&local, &lake_url)).unwrap();
+    let (job, lake_url) = generated_s3_job(dir.path(), 50, "compact");
     let s = run_json(&job);
     assert!(s["files_compacted"].as_u64().unwrap() > 20, "{s}");
 
@@ -680,32 +692,10 @@ fn a_backfill_beaten_by_a_run_moves_and_commits_its_files_in_an_s3_lake() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let opts = silt::gen::GenOptions {
-        events: 3000,
-        step_ms: 5000,
-        ..Default::default()
-    };
-    let job = generated_job(dir.path(), &opts, "[batch]\nmax_records = 400\n");
-    let lake_url = format!("s3://silt-test/{}/lake", unique("backfill"));
-    let text = std::fs::read_to_string(&job).unwrap();
-    let local = format!("file://{}", dir.path().join("lake").display());
-    std::fs::write(&job, text.replace(&local, &lake_url)).unwrap();
+    let (job, lake_url) = generated_s3_job(dir.path(), 400, "backfill");
     let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
     // 200 new events at 02:15 on the 26th, for the run.
-    let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
-    silt::gen::generate(
-        &stream,
-        &silt::gen::GenOptions {
-            events: 200,
-            seed: 99,
-            start_ms: 1_764_108_000_000 + (4 * 60 + 15) * 60_000,
-            step_ms: 1000,
-            repeat_rate: 0.0,
-            bad_per_kind: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    new_events_at_0215(dir.path());
 
     let signal = tempfile::tempdir().unwrap();
     let go = signal.path().join("go");

@@ -250,24 +250,6 @@ fn a_partitions_transform_whose_sql_changed_is_recomputed_not_merged_with_its_ol
     assert_eq!(streamed, recomputed);
 }
 
-/// 200 new events in the stream from 02:15 on the 26th (the setup's last hour), one a second.
-fn new_events_at_0215(dir: &Path) {
-    let stream = silt_ingest::FileStream::open(dir.join("stream")).unwrap();
-    silt::gen::generate(
-        &stream,
-        &GenOptions {
-            events: 200,
-            seed: 99,
-            start_ms: 1_764_108_000_000 + (4 * 60 + 15) * 60_000,
-            step_ms: 1000,
-            repeat_rate: 0.0,
-            bad_per_kind: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-}
-
 /// A backfill and a stream run of the job racing to commit the same micro-batch number, both
 /// writing the transforms' files of the same hour: the backfill's files carry a tag, so the
 /// run cannot write over them before the backfill's commit lists them; the run that loses

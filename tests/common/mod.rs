@@ -609,3 +609,22 @@ pub fn lose_a_race_to<T>(
     );
     (done, serde_json::from_slice(&out.stdout).unwrap(), stderr)
 }
+
+/// 200 new events in `dir`'s stream from 02:15 on the 26th, one a second: in the last hour
+/// of 3,000 generated events five seconds apart from the default start (22:00 on the 25th).
+pub fn new_events_at_0215(dir: &Path) {
+    let stream = silt_ingest::FileStream::open(dir.join("stream")).unwrap();
+    silt::gen::generate(
+        &stream,
+        &silt::gen::GenOptions {
+            events: 200,
+            seed: 99,
+            start_ms: 1_764_108_000_000 + (4 * 60 + 15) * 60_000,
+            step_ms: 1000,
+            repeat_rate: 0.0,
+            bad_per_kind: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}

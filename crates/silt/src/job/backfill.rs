@@ -13,8 +13,8 @@ use silt_lake_writer::{remove_files, with_batch, Commit, DataFile, TableState};
 use silt_storage::Location;
 
 use super::run::{
-    beside_the_runs, clean_after_commit, put_files, recompute_partitions, write_partitions, Job,
-    Shapes,
+    beside_the_runs, clean_after_commit, commit_that_won, put_files, recompute_partitions,
+    write_partitions, Job, Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -379,11 +379,7 @@ async fn beaten(
             job.name
         );
     }
-    let newer = job
-        .log
-        .latest()
-        .await?
-        .context("another writer committed, yet the log has no latest commit")?;
+    let newer = commit_that_won(job).await?;
     let changed = changed_partitions(old.tables.get(&job.table), newer.tables.get(&job.table));
     let next = newer.batch + 1;
     let (mut kept, mut stale, mut gone) = (0, 0, 0);

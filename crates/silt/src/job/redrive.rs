@@ -36,8 +36,8 @@ use silt_transform::Mode;
 
 use super::backfill::partition_hours;
 use super::run::{
-    add_time_partitions, beside_the_runs, clean_after_commit, learn_undecodable, put_files,
-    recompute_partitions, remove_leftovers, spinner, write_partitions, DedupSaved, Job,
+    add_time_partitions, beside_the_runs, clean_after_commit, commit_that_won, learn_undecodable,
+    put_files, recompute_partitions, remove_leftovers, spinner, write_partitions, DedupSaved, Job,
     RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
 };
 
@@ -385,11 +385,7 @@ async fn beaten(job: &Job, e: anyhow::Error, attempt: &mut usize) -> anyhow::Res
             job.name
         );
     }
-    let newer = job
-        .log
-        .latest()
-        .await?
-        .context("another writer committed, yet the log has no latest commit")?;
+    let newer = commit_that_won(job).await?;
     eprintln!(
         "redrive of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): re-driving the records again after it",
         job.name

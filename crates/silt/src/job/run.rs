@@ -1316,6 +1316,15 @@ pub(crate) async fn beside_the_runs(
     Ok((job, writers, lease, latest))
 }
 
+/// The latest commit, which another writer has just made (a command beside the runs lost
+/// its micro-batch to it).
+pub(crate) async fn commit_that_won(job: &Job) -> anyhow::Result<Commit> {
+    job.log
+        .latest()
+        .await?
+        .context("another writer committed, yet the log has no latest commit")
+}
+
 /// A spinner with the time run and a message, cleared when dropped (an attempt that ends
 /// early, a newer schema or a refused record, leaves none behind).
 pub(crate) fn spinner() -> indicatif::ProgressBar {
