@@ -16,7 +16,7 @@
 //! stream run of the job that commits first makes this one fail, not both land. The ids
 //! brought in join the dedup index, so that a late copy arriving on the stream is dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -30,7 +30,7 @@ use silt_dedup::Verdict;
 use silt_ingest::{
     Chunk, Position, RecordRef, ARRIVAL_TIME, EVENT_TIME, REJECT_CODES, SEQUENCE, SHARD,
 };
-use silt_lake_writer::{read_data_file, write_table_timed, Commit, DataFile, TableWriter};
+use silt_lake_writer::{read_data_file, Commit, DataFile, TableWriter};
 use silt_storage::Location;
 use silt_transform::Mode;
 
@@ -418,7 +418,6 @@ async fn redrive_over(
     //    stream gave them.
     say("reading the rejected table");
     let rejected_table = job.lake.join(&job.rejected_table);
-    let mut file_batches: HashMap<usize, Vec<RecordBatch>> = HashMap::new();
     let mut shards: BTreeMap<String, ShardRecords> = BTreeMap::new();
     let arrived_in_range = |ms: i64| {
         opts.hours.is_none_or(|(from, to)| {
@@ -480,7 +479,6 @@ async fn redrive_over(
             }
             row += b.num_rows();
         }
-        file_batches.insert(fi, batches);
     }
     let names: Vec<String> = shards.keys().cloned().collect();
     let mut chunks = Vec::new();
@@ -604,7 +602,8 @@ async fn redrive_over(
     }
 
     // 5. The records brought in (or found in the lake) leave the rejected table: each file
-    //    that held one is written again without them.
+    //    that held one is read again and written without them, one file at a time (what
+    //    is held meanwhile is the records taken up, not the files they were in).
     say("rewriting the rejected table");
     let mut gone: BTreeMap<usize, HashSet<usize>> = BTreeMap::new();
     for (chunk, record) in resolved {
@@ -615,23 +614,25 @@ async fn redrive_over(
         .get_mut(&job.rejected_table)
         .expect("the rejected table was read");
     let mut old_paths = HashSet::new();
-    let mut rest = Vec::new();
+    let mut rewriter = TableWriter::new(&rejected_table, batch, &ts.partition_by, &job.writer);
     for (fi, rows_gone) in &gone {
-        old_paths.insert(ts.files[*fi].path.clone());
+        let f = &ts.files[*fi];
+        old_paths.insert(f.path.clone());
         let mut row = 0;
-        for b in &file_batches[fi] {
+        let mut rest = Vec::new();
+        for b in read_data_file(&rejected_table, f, CHECK_SLICE).await? {
             let keep: BooleanArray = (row..row + b.num_rows())
                 .map(|r| Some(!rows_gone.contains(&r)))
                 .collect();
             row += b.num_rows();
-            let b = arrow::compute::filter_record_batch(b, &keep)?;
+            let b = arrow::compute::filter_record_batch(&b, &keep)?;
             if b.num_rows() > 0 {
                 rest.push(b);
             }
         }
+        rewriter.write_batches(&rest).await?;
     }
-    let (rewritten, _) =
-        write_table_timed(&rejected_table, batch, &rest, &ts.partition_by, &job.writer).await?;
+    let rewritten = rewriter.finish().await?;
     summary.files_replaced += old_paths.len() as u64;
     summary.files_written += rewritten.len() as u64;
     ts.files.retain(|f| !old_paths.contains(&f.path));
