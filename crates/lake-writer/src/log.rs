@@ -917,32 +917,20 @@ pub async fn vacuum(
     staging: bool,
 ) -> Result<usize> {
     let objects = crate::list_all(table, &table.prefix).await?;
-    let mut deleted = 0;
-    for o in objects {
-        let Some(rel) = table.relative(&o.location) else {
-            continue;
-        };
-        let name = rel.rsplit('/').next().unwrap_or("");
-        let doomed = if name.ends_with(".parquet") {
-            crate::write::batch_of(&rel).is_some_and(|b| b <= max_batch)
+    let doomed: Vec<String> = objects
+        .iter()
+        .filter_map(|o| table.relative(&o.location))
+        .filter(|rel| {
+            rel.ends_with(".parquet")
+                && crate::write::batch_of(rel).is_some_and(|b| b <= max_batch)
                 && !live.contains(rel.as_str())
-                && !crate::write::tag_of(&rel).is_some_and(|t| spare_tags.iter().any(|s| s == t))
-        } else {
-            false
-        };
-        if doomed {
-            tracing::debug!(file = %o.location, "vacuum");
-            match table.store.delete(&o.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(source) => {
-                    return Err(Error::Store {
-                        path: o.location.to_string(),
-                        source,
-                    })
-                }
-            }
-        }
+                && !crate::write::tag_of(rel).is_some_and(|t| spare_tags.iter().any(|s| s == t))
+        })
+        .collect();
+    for rel in &doomed {
+        tracing::debug!(file = %rel, "vacuum");
     }
+    let mut deleted = remove_files(table, doomed.iter().map(String::as_str)).await?;
     if staging {
         if let Some(dir) = table.url.strip_prefix("file://") {
             deleted += remove_staging_files(std::path::Path::new(dir));
@@ -952,20 +940,28 @@ pub async fn vacuum(
 }
 
 /// Deletes the data files of `table` at `paths` (relative to it), those already gone
-/// included: the files a commit replaced, once it is made. Returns how many were deleted.
+/// included: the files a commit replaced, once it is made. In bulk where the store can (S3's
+/// `DeleteObjects`, a thousand a request). Returns how many were deleted.
 pub async fn remove_files<'a>(
     table: &Location,
     paths: impl IntoIterator<Item = &'a str>,
 ) -> Result<usize> {
+    use futures::StreamExt;
+    let locations: Vec<Path> = paths.into_iter().map(|rel| table.child(rel)).collect();
+    if locations.is_empty() {
+        return Ok(0);
+    }
+    let mut results = table
+        .store
+        .delete_stream(futures::stream::iter(locations.into_iter().map(Ok)).boxed());
     let mut deleted = 0;
-    for rel in paths {
-        let location = table.child(rel);
-        match table.store.delete(&location).await {
-            Ok(()) => deleted += 1,
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(_) => deleted += 1,
             Err(object_store::Error::NotFound { .. }) => {}
             Err(source) => {
                 return Err(Error::Store {
-                    path: location.to_string(),
+                    path: table.url.clone(),
                     source,
                 })
             }

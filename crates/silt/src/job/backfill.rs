@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 use silt_lake_writer::{remove_files, with_batch, Commit, DataFile, TableState};
@@ -139,6 +140,9 @@ struct Built {
 /// gets through; the bound is for a stream that changes the backfill's own hours faster
 /// than it can build them.
 pub const BACKFILL_ATTEMPTS: usize = 10;
+
+/// Units whose files a beaten backfill moves at once.
+const MOVES_AT_ONCE: usize = 32;
 
 /// Reruns every transform of `job` over the raw partitions whose hours fall in
 /// `[from_hour, to_hour]` (hours since the Unix epoch, inclusive).
@@ -382,28 +386,41 @@ async fn beaten(
     let newer = commit_that_won(job).await?;
     let changed = changed_partitions(old.tables.get(&job.table), newer.tables.get(&job.table));
     let next = newer.batch + 1;
-    let (mut kept, mut stale, mut gone) = (0, 0, 0);
-    for (u, b) in std::mem::take(built) {
+    let (to_move, to_drop): (Vec<_>, Vec<_>) = std::mem::take(built)
+        .into_iter()
+        .partition(|(u, _)| !u.1.iter().any(|p| changed.contains(p)));
+    let stale = to_drop.len();
+    for (u, b) in to_drop {
         let table = job.lake.join(&job.transforms[u.0].name);
-        if u.1.iter().any(|p| changed.contains(p)) {
-            remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
-            stale += 1;
-            continue;
-        }
-        match move_to_batch(&table, &b.files, next).await? {
-            Some(files) => {
-                kept += 1;
-                built.insert(
-                    u,
-                    Built {
-                        files,
-                        affected: b.affected,
-                    },
-                );
+        remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+    }
+    // A unit at a time, many at once: on S3 each move is a copy and a delete.
+    let moves = futures::stream::iter(to_move.into_iter().map(|(u, b)| async move {
+        let table = job.lake.join(&job.transforms[u.0].name);
+        let moved = move_to_batch(&table, &b.files, next).await?;
+        anyhow::Ok(moved.map(|files| {
+            (
+                u,
+                Built {
+                    files,
+                    affected: b.affected,
+                },
+            )
+        }))
+    }))
+    .buffer_unordered(MOVES_AT_ONCE)
+    .collect::<Vec<_>>()
+    .await;
+    let mut gone = 0;
+    for moved in moves {
+        match moved? {
+            Some((u, b)) => {
+                built.insert(u, b);
             }
             None => gone += 1,
         }
     }
+    let kept = built.len();
     eprintln!(
         "backfill of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): building again after it {stale} partition(s) whose raw data it changed and {gone} whose files were cleaned up, keeping the other {kept}",
         job.name
