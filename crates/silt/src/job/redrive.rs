@@ -13,7 +13,8 @@
 //! The records brought in (or found in the lake already) leave the rejected table; those that
 //! still do not pass stay there as they were. All of it is one commit of the job's log, so
 //! silt's readers see the records move from the rejected table to the lake at once, and a
-//! stream run of the job that commits first makes this one fail, not both land. The ids
+//! stream run of the job that commits first makes this one lose, not both land (it then
+//! re-drives again over that commit, up to [`REDRIVE_ATTEMPTS`] times). The ids
 //! brought in join the dedup index, so that a late copy arriving on the stream is dropped.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

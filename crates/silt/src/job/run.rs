@@ -1297,6 +1297,7 @@ pub(crate) async fn beside_the_runs(
         .await
         .with_context(|| format!("{tag} of job {}", job.name))?;
     let Some(latest) = job.log.latest().await? else {
+        lease.release().await;
         bail!(
             "job `{}` has not committed anything yet: run it first",
             job.name
