@@ -323,26 +323,16 @@ async fn build_and_commit(
         ) as u64;
         replaced.insert(t.name.clone());
     }
-    // The dedup state does not change; the commit names its own whole copy so that pruning
-    // old log entries never removes what the latest commit needs.
-    let dedup = match &latest.dedup {
-        Some(_) => {
-            let (index, _) = super::run::DedupSaved::load(job, latest).await?;
-            Some(
-                job.log
-                    .put_dedup(batch, job.writer.file_tag, index.to_bytes())
-                    .await?,
-            )
-        }
-        None => None,
-    };
     let commit = Commit {
         job: job.name.clone(),
         batch,
         committed_at_ms: chrono::Utc::now().timestamp_millis(),
         source: latest.source.clone(),
-        dedup,
-        dedup_deltas: vec![],
+        // The dedup index does not change: the commit names the snapshot and deltas that
+        // `latest` names, as a run's micro-batch of no records does (pruning keeps what the
+        // oldest kept commit names, and names only move forward).
+        dedup: latest.dedup.clone(),
+        dedup_deltas: latest.dedup_deltas.clone(),
         tables: tables.clone(),
         stats: serde_json::json!({"backfill": {"from_hour": from_hour, "to_hour": to_hour}}),
     };
