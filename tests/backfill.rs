@@ -468,3 +468,58 @@ fn the_dedup_index_goes_through_a_backfill_as_it_was() {
     assert_eq!(n("duplicates") + n("late") + n("rejected"), 100, "{again}");
     assert_eq!(again["rows_written"]["clickstream"], 0, "{again}");
 }
+
+/// A transform partitioned more coarsely than the raw table (one partition a day) reads every
+/// raw hour of its day: a backfill of 00:00 and 01:00 on the 26th, beaten by a run whose
+/// events fall at 02:15 that day (outside the range, inside the day), builds the day again
+/// rather than commit a day computed without them.
+#[test]
+fn a_beaten_backfill_builds_again_a_daily_partition_that_the_run_changed_outside_its_range() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sql")).unwrap();
+    let daily = dir.path().join("sql/daily.sql");
+    std::fs::write(
+        &daily,
+        "SELECT dt, count(*) AS events FROM events GROUP BY dt",
+    )
+    .unwrap();
+    let opts = GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let job = generated_job(
+        dir.path(),
+        &opts,
+        &format!(
+            "[batch]\nmax_records = 400\n\n[[transform]]\nname = \"daily\"\nsql = \"{}\"\nmode = \"partitions\"\n",
+            daily.display()
+        ),
+    );
+    let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
+    new_events_at_0215(dir.path());
+    let marker = format!("part-{next:010}-0000-backfill");
+    let (_, summary, stderr) = lose_a_race(
+        silt()
+            .args([
+                "backfill",
+                "--json",
+                "--from",
+                "2025-11-26T00",
+                "--to",
+                "2025-11-26T01",
+            ])
+            .arg(&job),
+        &job,
+        &dir.path().join("lake/daily"),
+        &marker,
+    );
+    // The two hours of `hourly` and `sales` are kept; the day is built again.
+    assert_eq!(summary["partitions"]["daily"], 1, "{summary}");
+    assert_eq!(summary["partitions_kept"], 4, "{summary}");
+    assert!(
+        stderr.contains("building again after it 1 partition(s) whose raw data it changed"),
+        "{stderr}"
+    );
+    as_a_backfill_of_everything_makes_it(dir.path(), &job);
+}

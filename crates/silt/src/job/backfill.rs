@@ -345,7 +345,7 @@ async fn build_and_commit(
 
 /// For a backfill over `old` whose commit ended in `e`: when another writer (a run of the
 /// job) committed first the micro-batch it was to be, the newer commit to build over. The
-/// units whose raw partitions the newer commits changed (new events of those hours, a
+/// units fed by raw partitions that the newer commits changed (new events of those hours, a
 /// re-drive, a compaction) are dropped with their files; the files of the others move to
 /// the next micro-batch's names, so that no writer's clean-up takes them for a killed
 /// writer's before the backfill commits them (a unit whose file is gone already is built
@@ -376,9 +376,14 @@ async fn beaten(
     let newer = commit_that_won(job).await?;
     let changed = changed_partitions(old.tables.get(&job.table), newer.tables.get(&job.table));
     let next = newer.batch + 1;
-    let (to_move, to_drop): (Vec<_>, Vec<_>) = std::mem::take(built)
-        .into_iter()
-        .partition(|(u, _)| !u.1.iter().any(|p| changed.contains(p)));
+    // A unit's output partitions are computed from every raw partition that feeds them, in
+    // its range or not (a day's from all its hours).
+    let (to_move, to_drop): (Vec<_>, Vec<_>) =
+        std::mem::take(built).into_iter().partition(|(_, b)| {
+            !changed
+                .iter()
+                .any(|p| b.affected.iter().any(|out| feeds(p, out)))
+        });
     let stale = to_drop.len();
     for (u, b) in to_drop {
         let table = job.lake.join(&job.transforms[u.0].name);
@@ -417,6 +422,12 @@ async fn beaten(
     );
     *attempt += 1;
     Ok(newer)
+}
+
+/// Whether rows of raw partition `raw` fall in output partition `out` (whose columns are
+/// some of the raw partition's).
+fn feeds(raw: &[(String, String)], out: &[(String, String)]) -> bool {
+    out.iter().all(|kv| raw.contains(kv))
 }
 
 /// The raw partitions whose files differ between two states of the raw table.
