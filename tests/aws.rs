@@ -697,16 +697,7 @@ fn a_backfill_beaten_by_a_run_moves_and_commits_its_files_in_an_s3_lake() {
 
     let signal = tempfile::tempdir().unwrap();
     let go = signal.path().join("go");
-    let backfill = silt()
-        .args([
-            "backfill",
-            "--json",
-            "--from",
-            "2025-11-25",
-            "--to",
-            "2025-11-25",
-        ])
-        .arg(&job)
+    let backfill = backfill_command(&job, "2025-11-25", "2025-11-25")
         .env(
             "SILT_PAUSE_AT",
             format!("before_commit:until={}", go.display()),

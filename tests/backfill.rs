@@ -35,11 +35,7 @@ fn file_bytes(table: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn backfill(job: &Path, from: &str, to: &str) -> serde_json::Value {
-    let out = run_ok(
-        silt()
-            .args(["backfill", "--json", "--from", from, "--to", to])
-            .arg(job),
-    );
+    let out = run_ok(&mut backfill_command(job, from, to));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -298,9 +294,7 @@ fn backfill_beaten_by_a_run(
     // Once the backfill's files are written, the run commits while it waits to commit.
     let marker = format!("part-{next:010}-0000-backfill");
     let (run, summary, stderr) = lose_a_race(
-        silt()
-            .args(["backfill", "--json", "--from", from, "--to", to])
-            .arg(job),
+        &mut backfill_command(job, from, to),
         job,
         &dir.join("lake/hourly"),
         &marker,
@@ -325,16 +319,7 @@ fn a_backfill_beside_scheduled_runs_keeps_its_files_through_their_clean_ups() {
     new_events_at_0215(dir.path());
     let marker = format!("part-{next:010}-0000-backfill");
     let (second, summary, stderr) = lose_a_race_to(
-        silt()
-            .args([
-                "backfill",
-                "--json",
-                "--from",
-                "2025-11-25",
-                "--to",
-                "2025-11-25",
-            ])
-            .arg(&job),
+        &mut backfill_command(&job, "2025-11-25", "2025-11-25"),
         &dir.path().join("lake/hourly"),
         &marker,
         || {
@@ -500,16 +485,7 @@ fn a_beaten_backfill_builds_again_a_daily_partition_that_the_run_changed_outside
     new_events_at_0215(dir.path());
     let marker = format!("part-{next:010}-0000-backfill");
     let (_, summary, stderr) = lose_a_race(
-        silt()
-            .args([
-                "backfill",
-                "--json",
-                "--from",
-                "2025-11-26T00",
-                "--to",
-                "2025-11-26T01",
-            ])
-            .arg(&job),
+        &mut backfill_command(&job, "2025-11-26T00", "2025-11-26T01"),
         &job,
         &dir.path().join("lake/daily"),
         &marker,

@@ -500,6 +500,14 @@ pub const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"OrderPlacedEvent","n
     {"name":"total","type":"double"}]}"#;
 
 /// `silt run --json JOB`, which must succeed: its summary.
+/// `silt backfill --json --from FROM --to TO JOB`, to be run.
+pub fn backfill_command(job: &Path, from: &str, to: &str) -> Command {
+    let mut c = silt();
+    c.args(["backfill", "--json", "--from", from, "--to", to])
+        .arg(job);
+    c
+}
+
 pub fn run_json(job: &Path) -> serde_json::Value {
     let out = run_ok(silt().args(["run", "--json"]).arg(job));
     serde_json::from_slice(&out.stdout).unwrap()
