@@ -29,7 +29,8 @@ pub struct WriterOptions {
     /// empty. A command that commits a micro-batch of its own beside the stream job (a
     /// backfill, a re-drive) tags its files, so that the job's run of the same micro-batch number, racing
     /// it to the commit, never writes over them or has them written over its own: the commit
-    /// decides which files count, and the loser's are vacuumed as a killed writer's.
+    /// decides which files count, and the loser's are vacuumed as a killed writer's (a beaten
+    /// backfill moves those it keeps to the next micro-batch's names, [`with_batch`]).
     pub file_tag: &'static str,
 }
 
