@@ -33,7 +33,7 @@ mod write;
 
 pub use log::{
     remove_files, vacuum, Commit, CommitLog, Intent, Lease, TableState, WriterLock, COMMIT_FORMAT,
-    FULL_AFTER_CHANGES, INTENT_FORMAT,
+    FULL_AFTER_CHANGES, INTENT_FORMAT, LEASE_RENEW_MS, LEASE_TTL_MS,
 };
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
