@@ -122,7 +122,8 @@ pub struct Commit {
     /// Names of the dedup deltas to replay over the snapshot, oldest first (below `dedup/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dedup_deltas: Vec<String>,
-    /// Every table's live files (stored only in a full commit; a commit between two full ones stores its changes since the last).
+    /// Every table's live files (stored only in a full commit; a commit between two full
+    /// ones stores its changes since the last).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables: BTreeMap<String, TableState>,
     /// Counters of this batch (opaque to the log).
