@@ -360,24 +360,28 @@ fn as_a_backfill_of_everything_makes_it(dir: &Path, job: &Path) {
 
 /// The other way round: a backfill at work while a stream run of the job commits the
 /// micro-batch the backfill was to be, the run's events falling in one hour of the
-/// backfill's range. The backfill builds that hour again after the run's commit, keeps what
-/// it built for the other hours, and commits the micro-batch after it: nothing of the run's
-/// is lost, nothing of the backfill's is stale.
+/// backfill's range. The backfill builds that hour again after the run's commit (but for
+/// the `partitions` transform's, which the run recomputed with the same SQL), keeps what it
+/// built for the other hours, and commits the micro-batch after it: nothing of the run's is
+/// lost, nothing of the backfill's is stale.
 #[test]
 fn a_backfill_beaten_to_its_micro_batch_by_a_run_builds_again_the_hours_the_run_changed() {
     let dir = tempfile::tempdir().unwrap();
     let job = setup(dir.path());
     let (_, summary, stderr, _) =
         backfill_beaten_by_a_run(dir.path(), &job, "2025-11-25", "2025-11-26");
-    // Five hours of both transforms; the run changed 02:00 on the 26th.
-    assert_eq!(summary["partitions"]["hourly"], 5, "{summary}");
+    // Five hours of both transforms; the run changed 02:00 on the 26th: `sales` (rows) is
+    // built again there, and `hourly` (partitions) is as the run recomputed it, with the
+    // same SQL.
+    assert_eq!(summary["partitions"]["hourly"], 4, "{summary}");
     assert_eq!(summary["partitions"]["sales"], 5, "{summary}");
     assert_eq!(summary["partitions_kept"], 8, "{summary}");
+    assert_eq!(summary["partitions_from_runs"], 1, "{summary}");
     assert!(
-        stderr.contains("building again after it 2 partition(s) whose raw data it changed and 0 whose files were cleaned up, keeping the other 8"),
+        stderr.contains("building again after it 1 partition(s) whose raw data it changed and 0 whose files were cleaned up; 1 as the runs recomputed them with the same SQL; keeping the other 8"),
         "{stderr}"
     );
-    // The hour built again counts the run's events.
+    // The hours built again or left to the run count the run's events.
     as_a_backfill_of_everything_makes_it(dir.path(), &job);
 }
 
@@ -456,10 +460,10 @@ fn the_dedup_index_goes_through_a_backfill_as_it_was() {
 
 /// A transform partitioned more coarsely than the raw table (one partition a day) reads every
 /// raw hour of its day: a backfill of 00:00 and 01:00 on the 26th, beaten by a run whose
-/// events fall at 02:15 that day (outside the range, inside the day), builds the day again
-/// rather than commit a day computed without them.
+/// events fall at 02:15 that day (outside the range, inside the day), does not commit the
+/// day it computed without them (here it takes the run's, recomputed with the same SQL).
 #[test]
-fn a_beaten_backfill_builds_again_a_daily_partition_that_the_run_changed_outside_its_range() {
+fn a_beaten_backfill_does_not_keep_a_daily_partition_that_the_run_changed_outside_its_range() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("sql")).unwrap();
     let daily = dir.path().join("sql/daily.sql");
@@ -490,12 +494,57 @@ fn a_beaten_backfill_builds_again_a_daily_partition_that_the_run_changed_outside
         &dir.path().join("lake/daily"),
         &marker,
     );
-    // The two hours of `hourly` and `sales` are kept; the day is built again.
-    assert_eq!(summary["partitions"]["daily"], 1, "{summary}");
+    // The two hours of `hourly` and `sales` are kept; the day is the run's.
     assert_eq!(summary["partitions_kept"], 4, "{summary}");
+    assert_eq!(summary["partitions_from_runs"], 1, "{summary}");
+    assert!(summary["partitions"].get("daily").is_none(), "{summary}");
     assert!(
-        stderr.contains("building again after it 1 partition(s) whose raw data it changed"),
+        stderr.contains("1 as the runs recomputed them with the same SQL; keeping the other 4"),
         "{stderr}"
     );
     as_a_backfill_of_everything_makes_it(dir.path(), &job);
+}
+
+/// A backfill run because the SQL changed, beaten by a stream run still on the old SQL: the
+/// hour the run recomputed is of the old SQL, so the backfill builds it again (with the new)
+/// rather than take it; the lake ends as a backfill of everything with the new SQL makes it.
+#[test]
+fn a_beaten_backfill_builds_again_what_the_run_recomputed_with_other_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    // The backfill's job: the same, but `hourly` counts sale views only.
+    let sql = silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL.replace(
+        "count(*)                                   AS views",
+        "count(\"saleId\") AS views",
+    );
+    assert_ne!(sql, silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL);
+    let new_sql = dir.path().join("sql/hourly-new.sql");
+    std::fs::write(&new_sql, sql).unwrap();
+    let text = std::fs::read_to_string(&job).unwrap();
+    let old_sql = dir.path().join("sql/hourly.sql").display().to_string();
+    assert!(text.contains(&old_sql));
+    let new_job = dir.path().join("new-sql.toml");
+    std::fs::write(
+        &new_job,
+        text.replace(&old_sql, &new_sql.display().to_string()),
+    )
+    .unwrap();
+
+    let next = run_json(&job)["last_batch"].as_u64().unwrap() + 1;
+    new_events_at_0215(dir.path());
+    let marker = format!("part-{next:010}-0000-backfill");
+    let (_, summary, stderr) = lose_a_race(
+        &mut backfill_command(&new_job, "2025-11-25", "2025-11-26"),
+        &job,
+        &dir.path().join("lake/hourly"),
+        &marker,
+    );
+    assert_eq!(summary["partitions"]["hourly"], 5, "{summary}");
+    assert_eq!(summary["partitions_from_runs"], 0, "{summary}");
+    assert_eq!(summary["partitions_kept"], 8, "{summary}");
+    assert!(
+        stderr.contains("building again after it 2 partition(s) whose raw data it changed"),
+        "{stderr}"
+    );
+    as_a_backfill_of_everything_makes_it(dir.path(), &new_job);
 }

@@ -10,8 +10,9 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
-use silt_lake_writer::{remove_files, with_batch, Commit, DataFile, TableState};
+use silt_lake_writer::{remove_files, short_hash, with_batch, Commit, DataFile, TableState};
 use silt_storage::Location;
+use silt_transform::Mode;
 
 use super::run::{
     beside_the_runs, clean_after_commit, commit_that_won, put_files, recompute_partitions,
@@ -84,6 +85,9 @@ pub struct BackfillSummary {
     /// Output partitions built by an attempt that a run's commit beat, and kept: the run
     /// left their raw partitions alone.
     pub partitions_kept: usize,
+    /// Output partitions of `partitions` transforms that a run's commit recomputed with the
+    /// same SQL while the backfill worked: left as the run wrote them.
+    pub partitions_from_runs: usize,
     pub elapsed_s: f64,
 }
 
@@ -121,6 +125,12 @@ impl BackfillSummary {
                 self.partitions_kept
             );
         }
+        if self.partitions_from_runs > 0 {
+            s += &format!(
+                "\n  {} partition(s) left as the runs meanwhile recomputed them with the same SQL",
+                self.partitions_from_runs
+            );
+        }
         s
     }
 }
@@ -133,6 +143,16 @@ type Unit = (usize, BTreeSet<Vec<(String, String)>>);
 struct Built {
     files: Vec<DataFile>,
     affected: BTreeSet<Vec<(String, String)>>,
+}
+
+/// What a backfill carries from an attempt that another commit beat to the next.
+#[derive(Default)]
+struct Kept {
+    /// Units built, their files moved to the next micro-batch's names.
+    built: BTreeMap<Unit, Built>,
+    /// Units of `partitions` transforms whose output partitions (the values) the commits
+    /// that beat the backfill recomputed with the same SQL: left as those wrote them.
+    from_runs: BTreeMap<Unit, BTreeSet<Vec<(String, String)>>>,
 }
 
 /// Times a backfill beaten to its micro-batch tries again. Each attempt builds only what the
@@ -170,15 +190,15 @@ pub async fn backfill(
     }
     let (job, _writers, lease, mut latest) = beside_the_runs(job, "backfill").await?;
     let job = &job;
-    let mut built = BTreeMap::new();
+    let mut kept = Kept::default();
     let mut attempt = 1;
     let done = loop {
         match build_and_commit(
-            job, &latest, &mut built, from_hour, to_hour, progress, started,
+            job, &latest, &mut kept, from_hour, to_hour, progress, started,
         )
         .await
         {
-            Err(e) => match beaten(job, e, &latest, &mut built, &mut attempt).await {
+            Err(e) => match beaten(job, e, &latest, &mut kept, &mut attempt).await {
                 Ok(newer) => latest = newer,
                 Err(e) => break Err(e),
             },
@@ -189,12 +209,13 @@ pub async fn backfill(
     done
 }
 
-/// The backfill over `latest`, committed as the micro-batch after it: the units in `built`
-/// (kept from an attempt that another commit beat) are used as they are, the others built.
+/// The backfill over `latest`, committed as the micro-batch after it: the units `kept` from
+/// an attempt that another commit beat are used as they are (or left as the runs wrote
+/// them), the others built.
 async fn build_and_commit(
     job: &Job,
     latest: &Commit,
-    built: &mut BTreeMap<Unit, Built>,
+    kept: &mut Kept,
     from_hour: i64,
     to_hour: i64,
     progress: bool,
@@ -256,18 +277,24 @@ async fn build_and_commit(
         }
     }
     // Kept units that are no longer units (a raw partition of their group appeared since).
-    let stale: Vec<Unit> = built
+    let stale: Vec<Unit> = kept
+        .built
         .keys()
         .filter(|u| !units.contains(u))
         .cloned()
         .collect();
     for u in stale {
-        let b = built.remove(&u).expect("a kept unit");
+        let b = kept.built.remove(&u).expect("a kept unit");
         let table = job.lake.join(&job.transforms[u.0].name);
         remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
     }
-    let to_build: Vec<&Unit> = units.iter().filter(|u| !built.contains_key(*u)).collect();
-    summary.partitions_kept = units.len() - to_build.len();
+    kept.from_runs.retain(|u, _| units.contains(u));
+    let to_build: Vec<&Unit> = units
+        .iter()
+        .filter(|u| !kept.built.contains_key(*u) && !kept.from_runs.contains_key(*u))
+        .collect();
+    summary.partitions_from_runs = kept.from_runs.len();
+    summary.partitions_kept = units.len() - to_build.len() - kept.from_runs.len();
     let bar = progress.then(|| {
         let pb = indicatif::ProgressBar::new(to_build.len() as u64);
         pb.set_style(
@@ -296,7 +323,7 @@ async fn build_and_commit(
         .await?;
         let (files, _) = write_partitions(job, t, batch, &out, parts).await?;
         rows_total += files.iter().map(|f| f.rows).sum::<u64>();
-        built.insert(unit.clone(), Built { files, affected });
+        kept.built.insert(unit.clone(), Built { files, affected });
         if let Some(pb) = &bar {
             pb.inc(1);
             pb.set_message(format!("{rows_total} rows"));
@@ -309,7 +336,9 @@ async fn build_and_commit(
     let mut replaced: BTreeSet<String> = BTreeSet::new();
     for unit @ (i, _) in &units {
         let t = &job.transforms[*i];
-        let b = &built[unit];
+        let Some(b) = kept.built.get(unit) else {
+            continue; // left as the runs wrote it
+        };
         *summary.partitions.entry(t.name.clone()).or_default() += 1;
         *summary.rows.entry(t.name.clone()).or_default() +=
             b.files.iter().map(|f| f.rows).sum::<u64>();
@@ -346,17 +375,21 @@ async fn build_and_commit(
 /// For a backfill over `old` whose commit ended in `e`: when another writer (a run of the
 /// job) committed first the micro-batch it was to be, the newer commit to build over. The
 /// units fed by raw partitions that the newer commits changed (new events of those hours, a
-/// re-drive, a compaction) are dropped with their files; the files of the others move to
-/// the next micro-batch's names, so that no writer's clean-up takes them for a killed
-/// writer's before the backfill commits them (a unit whose file is gone already is built
-/// again). The [`BACKFILL_ATTEMPTS`]-th loss is the backfill's error, its files removed;
-/// any other error is the backfill's error as it is (its files, if no commit lists them,
-/// go at a writer's start: the error may have come after the commit).
+/// re-drive, a compaction) are dropped with their files, and built again, unless they are a
+/// `partitions` transform's that those commits recomputed with the same SQL (a stream run
+/// recomputes every output partition its micro-batch feeds): those are left as the runs
+/// wrote them, so that a range that takes in the hour the stream is writing does not build
+/// it again at every attempt. The files of the others move to the next micro-batch's names,
+/// so that no writer's clean-up takes them for a killed writer's before the backfill commits
+/// them (a unit whose file is gone already is built again). The [`BACKFILL_ATTEMPTS`]-th
+/// loss is the backfill's error, its files removed; any other error is the backfill's error
+/// as it is (its files, if no commit lists them, go at a writer's start: the error may have
+/// come after the commit).
 async fn beaten(
     job: &Job,
     e: anyhow::Error,
     old: &Commit,
-    built: &mut BTreeMap<Unit, Built>,
+    kept: &mut Kept,
     attempt: &mut usize,
 ) -> anyhow::Result<Commit> {
     let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() else {
@@ -364,7 +397,7 @@ async fn beaten(
     };
     let batch = *batch;
     if *attempt >= BACKFILL_ATTEMPTS {
-        for (u, b) in std::mem::take(built) {
+        for (u, b) in std::mem::take(&mut kept.built) {
             let table = job.lake.join(&job.transforms[u.0].name);
             remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
         }
@@ -376,18 +409,28 @@ async fn beaten(
     let newer = commit_that_won(job).await?;
     let changed = changed_partitions(old.tables.get(&job.table), newer.tables.get(&job.table));
     let next = newer.batch + 1;
+    // What the runs recomputed as the backfill would has to still be so.
+    let before = kept.from_runs.len();
+    kept.from_runs
+        .retain(|u, affected| recomputed_alike(job, u.0, affected, &newer));
+    let mut stale = before - kept.from_runs.len();
     // A unit's output partitions are computed from every raw partition that feeds them, in
     // its range or not (a day's from all its hours).
-    let (to_move, to_drop): (Vec<_>, Vec<_>) =
-        std::mem::take(built).into_iter().partition(|(_, b)| {
+    let (to_move, to_drop): (Vec<_>, Vec<_>) = std::mem::take(&mut kept.built)
+        .into_iter()
+        .partition(|(_, b)| {
             !changed
                 .iter()
                 .any(|p| b.affected.iter().any(|out| feeds(p, out)))
         });
-    let stale = to_drop.len();
     for (u, b) in to_drop {
         let table = job.lake.join(&job.transforms[u.0].name);
         remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+        if recomputed_alike(job, u.0, &b.affected, &newer) {
+            kept.from_runs.insert(u, b.affected);
+        } else {
+            stale += 1;
+        }
     }
     // A unit at a time, many at once: on S3 each move is a copy and a delete.
     let moves = futures::stream::iter(to_move.into_iter().map(|(u, b)| async move {
@@ -410,18 +453,46 @@ async fn beaten(
     for moved in moves {
         match moved? {
             Some((u, b)) => {
-                built.insert(u, b);
+                kept.built.insert(u, b);
             }
             None => gone += 1,
         }
     }
-    let kept = built.len();
     eprintln!(
-        "backfill of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): building again after it {stale} partition(s) whose raw data it changed and {gone} whose files were cleaned up, keeping the other {kept}",
-        job.name
+        "backfill of job {}: micro-batch {batch} was committed by another writer meanwhile (a run of the job?): building again after it {stale} partition(s) whose raw data it changed and {gone} whose files were cleaned up; {} as the runs recomputed them with the same SQL; keeping the other {}",
+        job.name,
+        kept.from_runs.len(),
+        kept.built.len()
     );
     *attempt += 1;
     Ok(newer)
+}
+
+/// Whether the output partitions `affected` of transform `i` are, in `newer`, what the
+/// backfill would compute for them: a `partitions` transform's, every file of them written
+/// with the same SQL (a run recomputes the output partitions its micro-batch feeds whole,
+/// over the raw table as its commit has it). A `rows` transform's are appended to, so they
+/// cannot tell.
+fn recomputed_alike(
+    job: &Job,
+    i: usize,
+    affected: &BTreeSet<Vec<(String, String)>>,
+    newer: &Commit,
+) -> bool {
+    let t = &job.transforms[i];
+    if t.mode != Mode::Partitions {
+        return false;
+    }
+    let sql = short_hash(t.sql.as_bytes());
+    let Some(table) = newer.tables.get(&t.name) else {
+        return false;
+    };
+    let mut files = table
+        .files
+        .iter()
+        .filter(|f| affected.contains(&f.partition))
+        .peekable();
+    files.peek().is_some() && files.all(|f| f.sql.as_deref() == Some(sql.as_str()))
 }
 
 /// Whether rows of raw partition `raw` fall in output partition `out` (whose columns are
