@@ -34,6 +34,16 @@ fn file_bytes(table: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// The hourly transform's SQL changed to count sale views only.
+fn sale_views_hourly_sql() -> String {
+    let sql = silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL.replace(
+        "count(*)                                   AS views",
+        "count(\"saleId\") AS views",
+    );
+    assert_ne!(sql, silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL);
+    sql
+}
+
 fn backfill(job: &Path, from: &str, to: &str) -> serde_json::Value {
     let out = run_ok(&mut backfill_command(job, from, to));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -108,12 +118,7 @@ fn after_the_sql_changes_a_backfill_rewrites_exactly_the_requested_partitions() 
     let before_raw = file_bytes(&lake.join("clickstream"));
 
     // The transforms change: views now count only sale views; sales keep only product > 250.
-    let sql = silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL.replace(
-        "count(*)                                   AS views",
-        "count(\"saleId\") AS views",
-    );
-    assert_ne!(sql, silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL);
-    std::fs::write(dir.path().join("sql/hourly.sql"), sql).unwrap();
+    std::fs::write(dir.path().join("sql/hourly.sql"), sale_views_hourly_sql()).unwrap();
     std::fs::write(
         dir.path().join("sql/sales.sql"),
         "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL AND \"productId\" > 250",
@@ -513,13 +518,8 @@ fn a_beaten_backfill_builds_again_what_the_run_recomputed_with_other_sql() {
     let dir = tempfile::tempdir().unwrap();
     let job = setup(dir.path());
     // The backfill's job: the same, but `hourly` counts sale views only.
-    let sql = silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL.replace(
-        "count(*)                                   AS views",
-        "count(\"saleId\") AS views",
-    );
-    assert_ne!(sql, silt::cmd::demo::PAGE_VIEWS_HOURLY_SQL);
     let new_sql = dir.path().join("sql/hourly-new.sql");
-    std::fs::write(&new_sql, sql).unwrap();
+    std::fs::write(&new_sql, sale_views_hourly_sql()).unwrap();
     let text = std::fs::read_to_string(&job).unwrap();
     let old_sql = dir.path().join("sql/hourly.sql").display().to_string();
     assert!(text.contains(&old_sql));
