@@ -15,8 +15,8 @@ use silt_storage::Location;
 use silt_transform::Mode;
 
 use super::run::{
-    beside_the_runs, clean_after_commit, commit_that_won, put_files, recompute_partitions,
-    write_partitions, Job, Shapes,
+    beside_the_runs, clean_after_commit, commit_that_won, project_partition, put_files,
+    recompute_partitions, write_partitions, Job, Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -260,17 +260,14 @@ async fn build_and_commit(
     // One unit of work per output partition.
     let mut units: Vec<Unit> = Vec::new();
     for (i, parts) in shapes.out_partitions.iter().enumerate() {
-        let project = |p: &Vec<(String, String)>| -> Vec<(String, String)> {
-            p.iter()
-                .filter(|(k, _)| parts.contains(k))
-                .cloned()
-                .collect()
-        };
-        let groups: BTreeSet<Vec<(String, String)>> = touched.iter().map(project).collect();
+        let groups: BTreeSet<Vec<(String, String)>> = touched
+            .iter()
+            .map(|p| project_partition(p, parts))
+            .collect();
         for g in groups {
             let members = touched
                 .iter()
-                .filter(|p| project(p) == g)
+                .filter(|p| project_partition(p, parts) == g)
                 .cloned()
                 .collect();
             units.push((i, members));

@@ -1363,7 +1363,7 @@ pub(crate) async fn write_partitions(
 }
 
 /// A raw partition's values in a transform's partition columns.
-fn project_partition(
+pub(crate) fn project_partition(
     values: &[(String, String)],
     out_partitions: &[String],
 ) -> Vec<(String, String)> {
