@@ -348,8 +348,10 @@ pub struct Lease {
 impl Lease {
     /// Gives the lease up: the command is done. (Dropped without this, its renewals stop
     /// and it lapses.)
-    pub async fn release(self) {
+    pub async fn release(mut self) {
         self.renewer.abort();
+        // A renewal in flight ends before the file goes, so that it cannot put it back.
+        let _ = (&mut self.renewer).await;
         if let Err(e) = self.loc.store.delete(&self.path).await {
             tracing::warn!(lease = %self.path, "releasing the lease: {e}");
         }
