@@ -53,6 +53,16 @@ pub(crate) struct ParquetFile {
     max_rows: usize,
     group: Option<Group>,
     groups: usize,
+    /// Files of some of these columns, given each row group's chunks as they are encoded.
+    copies: Vec<ColumnCopy>,
+}
+
+/// A Parquet file of some of the columns of a [`ParquetFile`], row group for row group: its
+/// column chunks are the other file's, copied, not encoded again.
+struct ColumnCopy {
+    writer: SerializedFileWriter<Vec<u8>>,
+    /// Per leaf column of this file: the leaf column of the file it copies.
+    leaves: Vec<usize>,
 }
 
 /// The row group being written: one Arrow column writer a leaf column, and the runs of the
@@ -86,7 +96,46 @@ impl ParquetFile {
             max_rows,
             group: None,
             groups: 0,
+            copies: Vec::new(),
         })
+    }
+
+    /// Writes also a file of `schema`'s columns, which are some of this file's (each field
+    /// equal to this file's field of its name), in any order: every row group of this file
+    /// gives it the same rows, its chunks copied ([`into_files`](Self::into_files) returns
+    /// it). Only before the first row is written.
+    pub(crate) fn copy_columns(&mut self, schema: SchemaRef) -> Result<()> {
+        if self.group.is_some() || self.groups > 0 {
+            return Err(ParquetError::General(
+                "columns are copied from a file's first row on".into(),
+            ));
+        }
+        let mut leaves = Vec::new();
+        for field in schema.fields() {
+            let i = self
+                .schema
+                .fields()
+                .iter()
+                .position(|f| f == field)
+                .ok_or_else(|| {
+                    ParquetError::General(format!(
+                        "column `{}` ({}) is not one of the file's columns",
+                        field.name(),
+                        field.data_type()
+                    ))
+                })?;
+            let first = self.fields[i].0;
+            let end = self
+                .fields
+                .get(i + 1)
+                .map_or(self.writer.schema_descr().num_columns(), |f| f.0);
+            leaves.extend(first..end);
+        }
+        let props = self.writer.properties().as_ref().clone();
+        let (writer, _) =
+            ArrowWriter::try_new(Vec::new(), schema, Some(props))?.into_serialized_writer()?;
+        self.copies.push(ColumnCopy { writer, leaves });
+        Ok(())
     }
 
     /// Encodes `batch` into the row group in progress, closing row groups of
@@ -167,6 +216,18 @@ impl ParquetFile {
                 None => columns.push(Column::Arrow(writer.close()?)),
             }
         }
+        // What the copies need of each leaf's chunk: its close result (and its bytes, for a
+        // chunk of runs; an Arrow chunk's are read back from this file once appended).
+        let mut copied: Vec<Option<(Option<Bytes>, ColumnCloseResult)>> =
+            columns.iter().map(|_| None).collect();
+        for copy in &self.copies {
+            for &leaf in &copy.leaves {
+                copied[leaf].get_or_insert_with(|| match &columns[leaf] {
+                    Column::Arrow(chunk) => (None, chunk.close().clone()),
+                    Column::Runs((bytes, close)) => (Some(bytes.clone()), close.clone()),
+                });
+            }
+        }
         let mut row_group = self.writer.next_row_group()?;
         for column in columns {
             match column {
@@ -174,8 +235,38 @@ impl ParquetFile {
                 Column::Runs((bytes, close)) => row_group.append_column(&bytes, close)?,
             }
         }
-        row_group.close()?;
+        let written = row_group.close()?;
         self.groups += 1;
+        if self.copies.is_empty() {
+            return Ok(());
+        }
+        self.writer.flush()?;
+        for (leaf, c) in copied.iter_mut().enumerate() {
+            let Some((bytes @ None, close)) = c else {
+                continue;
+            };
+            // Where the chunk went in this file; its close result's offsets are its own
+            // buffer's, where the dictionary page came after the data pages.
+            let chunk = written.column(leaf);
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or(chunk.data_page_offset()) as usize;
+            let end = start + chunk.compressed_size() as usize;
+            *bytes = Some(Bytes::copy_from_slice(&self.writer.inner()[start..end]));
+            let dictionary = chunk
+                .dictionary_page_offset()
+                .map_or(0, |d| chunk.data_page_offset() - d);
+            *close = close.clone().update_dictionary_location(dictionary as usize)?;
+        }
+        for copy in &mut self.copies {
+            let mut row_group = copy.writer.next_row_group()?;
+            for &leaf in &copy.leaves {
+                let (bytes, close) = copied[leaf].as_ref().expect("taken above");
+                let bytes = bytes.as_ref().expect("read back above");
+                row_group.append_column(bytes, close.clone())?;
+            }
+            row_group.close()?;
+        }
         Ok(())
     }
 
@@ -196,9 +287,21 @@ impl ParquetFile {
     }
 
     /// Writes the last row group and the footer, and returns the file's bytes.
-    pub(crate) fn into_inner(mut self) -> Result<Vec<u8>> {
+    #[cfg(test)]
+    pub(crate) fn into_inner(self) -> Result<Vec<u8>> {
+        Ok(self.into_files()?.0)
+    }
+
+    /// Writes the last row group and the footers, and returns the file's bytes and those of
+    /// its column copies ([`copy_columns`](Self::copy_columns)), in the order they were asked.
+    pub(crate) fn into_files(mut self) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
         self.flush()?;
-        self.writer.into_inner()
+        let copies = self
+            .copies
+            .into_iter()
+            .map(|c| c.writer.into_inner())
+            .collect::<Result<_>>()?;
+        Ok((self.writer.into_inner()?, copies))
     }
 }
 
@@ -772,6 +875,47 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn copied_columns_make_the_file_that_encoding_them_alone_makes() {
+        // Run columns, a dictionary column through parquet-rs (its dictionary page is
+        // spliced in first) and a plain one, over three row groups.
+        let input = batches(100_000, 8_192, 3_000);
+        let schema = input[0].schema();
+        let picked = [4, 0, 2];
+        let some = Arc::new(schema.project(&picked).unwrap());
+        let mut file = ParquetFile::try_new(schema.clone(), props()).unwrap();
+        file.copy_columns(schema.clone()).unwrap();
+        file.copy_columns(some.clone()).unwrap();
+        for b in &input {
+            file.write(b).unwrap();
+        }
+        let (own, copies) = file.into_files().unwrap();
+        assert_eq!(copies.len(), 2);
+        assert_eq!(copies[0], own, "all the columns: the file itself");
+        assert_eq!(own, ours(&input, props()), "copies leave the file as it was");
+
+        // Some, in another order: byte for byte the file of those columns encoded alone,
+        // its page indexes pointing at its own pages.
+        let projected: Vec<RecordBatch> =
+            input.iter().map(|b| b.project(&picked).unwrap()).collect();
+        assert!(copies[1] == ours(&projected, props()));
+        let (read_back, meta) = read(copies[1].clone());
+        assert_eq!(read_back, concat_batches(&some, &projected).unwrap());
+        assert_eq!(meta.num_row_groups(), 3);
+        for rg in 0..3 {
+            for c in 0..picked.len() {
+                let chunk = meta.row_group(rg).column(c);
+                let first_page = meta.offset_index().unwrap()[rg][c].page_locations()[0].offset;
+                assert_eq!(first_page, chunk.data_page_offset(), "row group {rg}, column {c}");
+            }
+        }
+
+        // Not once rows are in.
+        let mut late = ParquetFile::try_new(schema.clone(), props()).unwrap();
+        late.write(&input[0]).unwrap();
+        assert!(late.copy_columns(some).is_err());
     }
 
     #[test]

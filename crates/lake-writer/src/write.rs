@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -312,6 +313,19 @@ struct Encoded {
     bytes: Vec<u8>,
     rows: u64,
     schema: String,
+    /// The file's column copies' bytes, one per [`TableWriter::copy_columns`].
+    copies: Vec<Vec<u8>>,
+}
+
+/// A table written file for file with a [`TableWriter`]'s table, of some of its columns.
+struct CopyTable {
+    table: Location,
+    /// The columns of its files.
+    schema: SchemaRef,
+    /// [`schema_key`] of `schema`.
+    key: String,
+    put: Vec<(String, usize, DataFile)>,
+    timings: WriteTimings,
 }
 
 /// Writes one micro-batch of a table as it comes, batch by batch: rows are split by
@@ -332,6 +346,7 @@ pub struct TableWriter {
     ready: Vec<Encoded>,
     put: Vec<(String, usize, DataFile)>,
     timings: WriteTimings,
+    copies: Vec<CopyTable>,
 }
 
 /// Where a [`TableWriter`]'s time went: encoding rows into Parquet (splitting them by
@@ -372,7 +387,31 @@ impl TableWriter {
             ready: Vec::new(),
             put: Vec::new(),
             timings: WriteTimings::default(),
+            copies: Vec::new(),
         }
+    }
+
+    /// Writes also table `table`, whose files hold `schema`'s columns (some of this table's
+    /// file columns, fields equal to theirs, partition columns left out): for every file of
+    /// this table, a file of the same name and rows under `table`, whose column chunks are
+    /// this file's, copied rather than encoded again. What a transform that passes some of
+    /// the columns through unchanged (`SELECT * FROM events`) writes, for the cost of a copy.
+    /// [`finish_with_copies`](Self::finish_with_copies) returns its files. Only before the
+    /// first row is written.
+    pub fn copy_columns(&mut self, table: &Location, schema: SchemaRef) -> Result<()> {
+        if !self.open.is_empty() || !self.put.is_empty() || !self.ready.is_empty() {
+            return Err(Error::Internal(
+                "a table writer copies columns from its first row on".into(),
+            ));
+        }
+        self.copies.push(CopyTable {
+            table: table.clone(),
+            key: schema_key(&schema),
+            schema,
+            put: Vec::new(),
+            timings: WriteTimings::default(),
+        });
+        Ok(())
     }
 
     /// Splits `batch` by partition and encodes its rows (CPU work, no I/O).
@@ -398,11 +437,16 @@ impl TableWriter {
                     Entry::Occupied(o) => o.into_mut(),
                     Entry::Vacant(v) => {
                         let n = self.counts.entry(dir.clone()).or_default();
-                        let writer = ParquetFile::try_new(
+                        let mut writer = ParquetFile::try_new(
                             batch.schema(),
                             adaptive_encoding(self.props.clone(), &batch),
                         )
                         .map_err(Error::Parquet)?;
+                        for c in &self.copies {
+                            writer
+                                .copy_columns(c.schema.clone())
+                                .map_err(Error::Parquet)?;
+                        }
                         *n += 1;
                         v.insert(OpenFile {
                             dir: dir.clone(),
@@ -457,28 +501,14 @@ impl TableWriter {
                     file_name(self.batch_id, e.n, self.opts.file_tag)
                 )
             };
-            let size = e.bytes.len() as u64;
-            self.table
-                .store
-                .put(&self.table.child(&rel), PutPayload::from(e.bytes))
-                .await
-                .map_err(|source| Error::Store {
-                    path: rel.clone(),
-                    source,
-                })?;
-            self.put.push((
-                e.dir,
-                e.n,
-                DataFile {
-                    path: rel,
-                    partition: e.values,
-                    rows: e.rows,
-                    bytes: size,
-                    sql: None,
-                    compacted: false,
-                    schema: Some(e.schema),
-                },
-            ));
+            for (c, bytes) in self.copies.iter_mut().zip(e.copies) {
+                let t = Instant::now();
+                let file = put_file(&c.table, &rel, bytes, &e.values, e.rows, &c.key).await?;
+                c.put.push((e.dir.clone(), e.n, file));
+                c.timings.store += t.elapsed();
+            }
+            let file = put_file(&self.table, &rel, e.bytes, &e.values, e.rows, &e.schema).await?;
+            self.put.push((e.dir, e.n, file));
         }
         Ok(())
     }
@@ -491,17 +521,63 @@ impl TableWriter {
 
     /// [`finish`](Self::finish), with the time the writer spent encoding and storing over
     /// its whole life.
-    pub async fn finish_timed(mut self) -> Result<(Vec<DataFile>, WriteTimings)> {
+    pub async fn finish_timed(self) -> Result<(Vec<DataFile>, WriteTimings)> {
+        let (files, timings, _) = self.finish_with_copies().await?;
+        Ok((files, timings))
+    }
+
+    /// [`finish_timed`](Self::finish_timed), with the files and timings of each table of
+    /// copied columns ([`copy_columns`](Self::copy_columns)), in the order they were asked.
+    pub async fn finish_with_copies(
+        mut self,
+    ) -> Result<(Vec<DataFile>, WriteTimings, Vec<(Vec<DataFile>, WriteTimings)>)> {
         let t = Instant::now();
         for (_, file) in std::mem::take(&mut self.open) {
             self.ready.push(close(file)?);
         }
         self.timings.encode += t.elapsed();
         self.put_ready().await?;
-        let mut files = std::mem::take(&mut self.put);
-        files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        Ok((files.into_iter().map(|(_, _, f)| f).collect(), self.timings))
+        let copies = std::mem::take(&mut self.copies)
+            .into_iter()
+            .map(|c| (in_order(c.put), c.timings))
+            .collect();
+        Ok((in_order(std::mem::take(&mut self.put)), self.timings, copies))
     }
+}
+
+/// Files put, in partition order.
+fn in_order(mut files: Vec<(String, usize, DataFile)>) -> Vec<DataFile> {
+    files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    files.into_iter().map(|(_, _, f)| f).collect()
+}
+
+/// Puts a data file of `rows` rows at `rel` below `table`.
+async fn put_file(
+    table: &Location,
+    rel: &str,
+    bytes: Vec<u8>,
+    partition: &[(String, String)],
+    rows: u64,
+    schema: &str,
+) -> Result<DataFile> {
+    let size = bytes.len() as u64;
+    table
+        .store
+        .put(&table.child(rel), PutPayload::from(bytes))
+        .await
+        .map_err(|source| Error::Store {
+            path: rel.to_string(),
+            source,
+        })?;
+    Ok(DataFile {
+        path: rel.to_string(),
+        partition: partition.to_vec(),
+        rows,
+        bytes: size,
+        sql: None,
+        compacted: false,
+        schema: Some(schema.to_string()),
+    })
 }
 
 /// Values of a column (its first present ones in a file's first batch) looked at to judge its
@@ -639,8 +715,10 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
 }
 
 fn close(file: OpenFile) -> Result<Encoded> {
+    let (bytes, copies) = file.writer.into_files().map_err(Error::Parquet)?;
     Ok(Encoded {
-        bytes: file.writer.into_inner().map_err(Error::Parquet)?,
+        bytes,
+        copies,
         dir: file.dir,
         values: file.values,
         n: file.n,

@@ -426,6 +426,49 @@ impl PreparedRows {
     }
 }
 
+impl PreparedRows {
+    /// When the transform passes columns of `events` through as they are (`SELECT * FROM
+    /// events`, `SELECT uuid, url, dt, hr FROM events`: no filter, no function, every row
+    /// once and in order), the `events` column each output column is; `None` when it does
+    /// anything else. Whether names are kept is for the caller to see in the output schema.
+    /// A writer can then copy those columns' encoded pages instead of running the SQL and
+    /// encoding its output again.
+    pub fn passed_through(&self) -> Option<Vec<usize>> {
+        use datafusion::physical_expr::expressions::Column;
+        use datafusion::physical_plan::projection::ProjectionExec;
+        use datafusion::physical_plan::streaming::StreamingTableExec;
+        let input: Arc<dyn PartitionStream> = self.input.clone();
+        fn columns(plan: &dyn ExecutionPlan, input: &Arc<dyn PartitionStream>) -> Option<Vec<usize>> {
+            if let Some(p) = plan.downcast_ref::<ProjectionExec>() {
+                let below = columns(p.input().as_ref(), input)?;
+                return p
+                    .expr()
+                    .iter()
+                    .map(|e| {
+                        let c = e.expr.downcast_ref::<Column>()?;
+                        below.get(c.index()).copied()
+                    })
+                    .collect();
+            }
+            let s = plan.downcast_ref::<StreamingTableExec>()?;
+            let ours = matches!(s.partitions().as_slice(), [p] if Arc::ptr_eq(p, input));
+            if !ours || s.limit().is_some() {
+                return None;
+            }
+            Some(match s.projection() {
+                Some(p) => p.to_vec(),
+                None => (0..s.partition_schema().fields().len()).collect(),
+            })
+        }
+        columns(self.plan.as_ref(), &input)
+    }
+
+    /// The schema of the transform's output.
+    pub fn schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+}
+
 /// Runs a transform in a session where `events` (and any reference tables) are registered.
 pub async fn run(ctx: &SessionContext, t: &Transform) -> Result<Vec<RecordBatch>> {
     let df = plan(ctx, t).await?;

@@ -159,3 +159,49 @@ async fn camel_case_columns_are_read_unquoted() {
     let out = prepared.run(vec![batch]).await.unwrap();
     assert_eq!(ids(&out), [4]);
 }
+
+#[tokio::test]
+async fn a_transform_that_passes_columns_through_says_which() {
+    let session = RowsSession::new(&[]).await.unwrap();
+    let schema = events(&[1], &["a"]).schema();
+    let passed = |sql: &'static str| {
+        let session = session.clone();
+        let schema = schema.clone();
+        async move {
+            let t = Transform::new("t", sql, Mode::Rows);
+            let prepared = session.prepare(&t, schema).await.unwrap();
+            let names: Vec<String> = prepared
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            (prepared.passed_through(), names)
+        }
+    };
+    assert_eq!(
+        passed("SELECT * FROM events").await,
+        (Some(vec![0, 1]), vec!["id".into(), "product".into()])
+    );
+    assert_eq!(
+        passed("SELECT product, id FROM events").await,
+        (Some(vec![1, 0]), vec!["product".into(), "id".into()])
+    );
+    assert_eq!(passed("SELECT product FROM events").await.0, Some(vec![1]));
+    // Renamed: passed through, under another name (the output schema says so).
+    assert_eq!(
+        passed("SELECT id AS n FROM events").await,
+        (Some(vec![0]), vec!["n".into()])
+    );
+    for sql in [
+        "SELECT * FROM events WHERE id > 1",
+        "SELECT id, upper(product) AS product FROM events",
+        "SELECT * FROM events LIMIT 5",
+        "SELECT id, product FROM events UNION ALL SELECT id, product FROM events",
+        "SELECT id + 0 AS id, product FROM events",
+        "SELECT * FROM events ORDER BY id",
+        "SELECT a.id, a.product FROM events a JOIN events b ON a.id = b.id",
+    ] {
+        assert_eq!(passed(sql).await.0, None, "{sql}");
+    }
+}

@@ -345,6 +345,10 @@ pub struct RunSummary {
     /// The `transform`, `encode` and `write` stages, table by table: which table (a
     /// transform's SQL, or its encoding) the time went to.
     pub tables: BTreeMap<String, TableSeconds>,
+    /// The `rows` transforms that pass the raw table's columns through unchanged, whose
+    /// files were the raw files' column chunks, copied (no SQL run, nothing encoded again).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub copied: BTreeSet<String>,
 }
 
 impl RunSummary {
@@ -416,11 +420,13 @@ impl RunSummary {
             );
         }
         let width = self.rows_written.keys().map(|t| t.len()).max().unwrap_or(0);
-        let any_sql = self.tables.values().any(|t| t.sql > 0.0);
+        let any_sql = self.tables.values().any(|t| t.sql > 0.0) || !self.copied.is_empty();
         for (t, n) in &self.rows_written {
             s += &format!("  rows written {n:>10}   to {t:<width$}");
             if let Some(ts) = self.tables.get(t) {
-                let sql = if ts.sql > 0.0 {
+                let sql = if self.copied.contains(t) {
+                    "copied".to_string()
+                } else if ts.sql > 0.0 {
                     format!("SQL {:>6.2}s", ts.sql)
                 } else {
                     String::new()
@@ -1112,6 +1118,37 @@ impl RowsTransforms {
         })
     }
 
+    /// Per transform, the columns of its files when the raw table's writer can write them
+    /// ([`TableWriter::copy_columns`]): a `rows` transform that passes columns of `events`
+    /// through under their own names, every row, partitioned as the raw table
+    /// (`SELECT * FROM events`). Its files are then the raw files' column chunks, copied:
+    /// the same bytes its SQL's output would encode to, for a copy instead of a second
+    /// encoding of those columns.
+    pub(crate) fn copied_from_raw(
+        &self,
+        events: &SchemaRef,
+        partition_by: &[String],
+        out_parts: &[Vec<String>],
+    ) -> Vec<Option<SchemaRef>> {
+        self.prepared
+            .iter()
+            .zip(out_parts)
+            .map(|(p, parts)| {
+                let p = p.as_ref()?;
+                let columns = p.passed_through()?;
+                let out = p.schema();
+                let same = parts.as_slice() == partition_by
+                    && columns.len() == out.fields().len()
+                    && columns
+                        .iter()
+                        .zip(out.fields())
+                        .all(|(&c, f)| events.fields().get(c) == Some(f));
+                let files = silt_lake_writer::file_schema(&out, parts);
+                (same && !files.fields().is_empty()).then_some(files)
+            })
+            .collect()
+    }
+
     /// Starts a micro-batch's run of each merging `partitions` transform.
     fn start(&self) -> anyhow::Result<Vec<Option<silt_transform::Running>>> {
         self.incremental
@@ -1652,6 +1689,7 @@ async fn run_with_latest(
     let progress = opts.progress.then(spinner);
 
     let rows = RowsTransforms::prepare(job, &events_schema).await?;
+    let copied = rows.copied_from_raw(&events_schema, &job.partition_by, &out_parts);
     let mut newest_arrival: Option<i64> = None;
     loop {
         if opts.shutdown.is_cancelled() {
@@ -1729,12 +1767,22 @@ async fn run_with_latest(
             &job.partition_by,
             &job.writer,
         );
+        // The transforms whose files the raw writer copies have no writer of their own.
+        let mut copy_of: Vec<Option<usize>> = vec![None; job.transforms.len()];
+        for (i, columns) in copied.iter().enumerate() {
+            if let Some(columns) = columns {
+                let table = job.lake.join(&job.transforms[i].name);
+                raw_writer.copy_columns(&table, columns.clone())?;
+                copy_of[i] = Some(copy_of.iter().flatten().count());
+            }
+        }
         let mut row_writers: Vec<Option<TableWriter>> = job
             .transforms
             .iter()
             .zip(&out_parts)
-            .map(|(tr, parts)| {
-                (tr.mode == Mode::Rows).then(|| {
+            .zip(&copy_of)
+            .map(|((tr, parts), copy)| {
+                (tr.mode == Mode::Rows && copy.is_none()).then(|| {
                     TableWriter::new(&job.lake.join(&tr.name), batch_id, parts, &job.writer)
                 })
             })
@@ -1830,8 +1878,22 @@ async fn run_with_latest(
         let mut tables = state.tables.clone();
         let mut written: Vec<(String, Vec<DataFile>)> = Vec::new();
         let mut replaced: Vec<String> = Vec::new();
-        let (raw_files, timings) = raw_writer.finish_timed().await?;
+        let (raw_files, timings, copies) = raw_writer.finish_with_copies().await?;
         summary.add_write(&job.table, timings);
+        let mut copies: Vec<Option<Vec<DataFile>>> = copies
+            .into_iter()
+            .zip(
+                job.transforms
+                    .iter()
+                    .zip(&copy_of)
+                    .filter(|(_, c)| c.is_some()),
+            )
+            .map(|((files, timings), (tr, _))| {
+                summary.add_write(&tr.name, timings);
+                summary.copied.insert(tr.name.clone());
+                Some(files)
+            })
+            .collect();
         faults::point("after_table");
         let raw_state = tables
             .entry(job.table.clone())
@@ -1887,13 +1949,14 @@ async fn run_with_latest(
             };
             let (files, affected) = match (tr.mode, row_writer) {
                 (Mode::Rows, w) => {
-                    let files = match w {
-                        Some(w) => {
+                    let files = match (w, copy_of[i]) {
+                        (Some(w), _) => {
                             let (files, timings) = w.finish_timed().await?;
                             summary.add_write(&tr.name, timings);
                             files
                         }
-                        None => vec![],
+                        (None, Some(c)) => copies[c].take().expect("taken once"),
+                        (None, None) => vec![],
                     };
                     (files, None)
                 }
