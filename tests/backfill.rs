@@ -581,7 +581,11 @@ fn a_transform_passing_raw_columns_through_copies_their_pages_and_a_backfill_agr
     }
     let job = generated_job(dir.path(), &opts, &extra);
     let run = run_json(&job);
-    assert_eq!(run["copied"], serde_json::json!(["everything", "some"]), "{run}");
+    assert_eq!(
+        run["copied"],
+        serde_json::json!(["everything", "some"]),
+        "{run}"
+    );
 
     // `SELECT *`: the raw table's files, byte for byte, under the same names.
     let lake = dir.path().join("lake");

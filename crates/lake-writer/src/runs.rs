@@ -256,7 +256,9 @@ impl ParquetFile {
             let dictionary = chunk
                 .dictionary_page_offset()
                 .map_or(0, |d| chunk.data_page_offset() - d);
-            *close = close.clone().update_dictionary_location(dictionary as usize)?;
+            *close = close
+                .clone()
+                .update_dictionary_location(dictionary as usize)?;
         }
         for copy in &mut self.copies {
             let mut row_group = copy.writer.next_row_group()?;
@@ -894,7 +896,11 @@ mod tests {
         let (own, copies) = file.into_files().unwrap();
         assert_eq!(copies.len(), 2);
         assert_eq!(copies[0], own, "all the columns: the file itself");
-        assert_eq!(own, ours(&input, props()), "copies leave the file as it was");
+        assert_eq!(
+            own,
+            ours(&input, props()),
+            "copies leave the file as it was"
+        );
 
         // Some, in another order: byte for byte the file of those columns encoded alone,
         // its page indexes pointing at its own pages.
@@ -908,7 +914,11 @@ mod tests {
             for c in 0..picked.len() {
                 let chunk = meta.row_group(rg).column(c);
                 let first_page = meta.offset_index().unwrap()[rg][c].page_locations()[0].offset;
-                assert_eq!(first_page, chunk.data_page_offset(), "row group {rg}, column {c}");
+                assert_eq!(
+                    first_page,
+                    chunk.data_page_offset(),
+                    "row group {rg}, column {c}"
+                );
             }
         }
 

@@ -530,7 +530,11 @@ impl TableWriter {
     /// copied columns ([`copy_columns`](Self::copy_columns)), in the order they were asked.
     pub async fn finish_with_copies(
         mut self,
-    ) -> Result<(Vec<DataFile>, WriteTimings, Vec<(Vec<DataFile>, WriteTimings)>)> {
+    ) -> Result<(
+        Vec<DataFile>,
+        WriteTimings,
+        Vec<(Vec<DataFile>, WriteTimings)>,
+    )> {
         let t = Instant::now();
         for (_, file) in std::mem::take(&mut self.open) {
             self.ready.push(close(file)?);
@@ -541,7 +545,11 @@ impl TableWriter {
             .into_iter()
             .map(|c| (in_order(c.put), c.timings))
             .collect();
-        Ok((in_order(std::mem::take(&mut self.put)), self.timings, copies))
+        Ok((
+            in_order(std::mem::take(&mut self.put)),
+            self.timings,
+            copies,
+        ))
     }
 }
 

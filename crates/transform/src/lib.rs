@@ -438,7 +438,10 @@ impl PreparedRows {
         use datafusion::physical_plan::projection::ProjectionExec;
         use datafusion::physical_plan::streaming::StreamingTableExec;
         let input: Arc<dyn PartitionStream> = self.input.clone();
-        fn columns(plan: &dyn ExecutionPlan, input: &Arc<dyn PartitionStream>) -> Option<Vec<usize>> {
+        fn columns(
+            plan: &dyn ExecutionPlan,
+            input: &Arc<dyn PartitionStream>,
+        ) -> Option<Vec<usize>> {
             if let Some(p) = plan.downcast_ref::<ProjectionExec>() {
                 let below = columns(p.input().as_ref(), input)?;
                 return p
