@@ -76,6 +76,10 @@ pub struct TableFigures {
     #[serde(flatten)]
     pub job: job::TableSeconds,
     pub limit: f64,
+    /// A transform passing the raw table's columns through, whose files the job copied from
+    /// the raw files' column chunks (the limit encodes them as any table's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub copied: bool,
 }
 
 /// The figures.
@@ -338,6 +342,7 @@ max_records = 500000
             let figures = TableFigures {
                 job: summary.tables.get(name).copied().unwrap_or_default(),
                 limit: limit_tables.get(name).copied().unwrap_or(0.0),
+                copied: summary.copied.contains(name),
             };
             (name.clone(), figures)
         })
@@ -422,11 +427,19 @@ max_records = 500000
         "by table (s)", "SQL", "encoding", "puts", "limit"
     )?;
     for (k, t) in &r.tables {
-        writeln!(
-            out,
-            "    {k:<28} {:>6.2} {:>9.2} {:>6.2} {:>9.2}",
-            t.job.sql, t.job.encode, t.job.write, t.limit
-        )?;
+        if t.copied {
+            writeln!(
+                out,
+                "    {k:<28} {:>16} {:>6.2} {:>9.2}",
+                "copied", t.job.write, t.limit
+            )?;
+        } else {
+            writeln!(
+                out,
+                "    {k:<28} {:>6.2} {:>9.2} {:>6.2} {:>9.2}",
+                t.job.sql, t.job.encode, t.job.write, t.limit
+            )?;
+        }
     }
     if r.rounds.len() > 1 {
         writeln!(
