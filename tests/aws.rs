@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -629,6 +629,53 @@ fn closed_hours_are_compacted_in_an_s3_lake() {
         .filter(|p| p.contains("dt=2025-11-25/hr=22/") && p.ends_with(".parquet"))
         .count();
     assert_eq!(hour_22, 1, "{files:?}");
+}
+
+/// Transforms passing the raw table's columns through, in an S3 lake: `SELECT *` is the raw
+/// objects copied in the bucket (no second upload), a projection the raw files' column
+/// chunks; both read back as the raw rows.
+#[test]
+fn transforms_passing_raw_columns_through_are_copies_in_an_s3_lake() {
+    if !s3_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (job, lake_url) = generated_s3_job(dir.path(), 400, "copies");
+    let mut text = std::fs::read_to_string(&job).unwrap();
+    text += &pass_through_transforms(dir.path());
+    std::fs::write(&job, text).unwrap();
+    let s = run_json(&job);
+    assert_eq!(
+        s["copied"],
+        serde_json::json!(["everything", "some"]),
+        "{s}"
+    );
+
+    let lake = silt_storage::open(&lake_url, Path::new("/")).unwrap();
+    let objects = |table: &str| -> BTreeMap<String, bytes::Bytes> {
+        let t = lake.join(table);
+        s3_files(&lake, table)
+            .into_iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .map(|p| {
+                let path = object_store::path::Path::from(p.as_str());
+                let bytes = runtime().block_on(async {
+                    use object_store::ObjectStoreExt;
+                    t.store.get(&path).await.unwrap().bytes().await.unwrap()
+                });
+                (
+                    p.rsplit_once(&format!("/{table}/")).unwrap().1.to_string(),
+                    bytes,
+                )
+            })
+            .collect()
+    };
+    let raw = objects("clickstream");
+    assert!(raw.len() > 5, "{raw:?}");
+    assert!(objects("everything") == raw);
+    let rows = runtime().block_on(store_lake_rows(&lake));
+    assert_eq!(rows["some"], rows["filtered"]);
+    assert_eq!(uuid_counts(&rows["everything"]).len(), 3000);
 }
 
 /// A schema registered after its events went through Kinesis: the job keeps them as rejected

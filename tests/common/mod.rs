@@ -117,6 +117,33 @@ pub fn with_transforms(dir: &Path, extra: &str) -> String {
     )
 }
 
+/// Four `rows` transforms (job file text), their SQL written into `dir/sql`: two that pass
+/// columns of the raw table through (`everything`: `SELECT *`; `some`: three columns in
+/// another order, and the partition columns), and two that do not (`filtered`: `some`'s
+/// columns through a filter that keeps every row; `renamed`: a column renamed).
+pub fn pass_through_transforms(dir: &Path) -> String {
+    let sql = dir.join("sql");
+    std::fs::create_dir_all(&sql).unwrap();
+    let mut text = String::new();
+    for (name, query) in [
+        ("everything", "SELECT * FROM events"),
+        ("some", "SELECT \"productId\", uuid, dt, hr FROM events"),
+        (
+            "filtered",
+            "SELECT \"productId\", uuid, dt, hr FROM events WHERE uuid <> ''",
+        ),
+        ("renamed", "SELECT uuid AS id, dt, hr FROM events"),
+    ] {
+        let path = sql.join(format!("{name}.sql"));
+        std::fs::write(&path, query).unwrap();
+        text += &format!(
+            "\n[[transform]]\nname = \"{name}\"\nsql = \"{}\"\n",
+            path.display()
+        );
+    }
+    text
+}
+
 /// Every `.parquet` file below a folder, as a directory reader finds them.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -303,6 +303,9 @@ struct OpenFile {
     n: usize,
     /// [`schema_key`] of its columns.
     schema: String,
+    /// Per table of copied columns: whether its file is this one whole (all its columns, in
+    /// order), stored as a copy of this file rather than written.
+    whole: Vec<bool>,
 }
 
 /// A file closed and encoded, not yet put.
@@ -313,8 +316,9 @@ struct Encoded {
     bytes: Vec<u8>,
     rows: u64,
     schema: String,
-    /// The file's column copies' bytes, one per [`TableWriter::copy_columns`].
-    copies: Vec<Vec<u8>>,
+    /// The file's column copies' bytes, one per [`TableWriter::copy_columns`]; none for a
+    /// copy of the whole file.
+    copies: Vec<Option<Vec<u8>>>,
 }
 
 /// A table written file for file with a [`TableWriter`]'s table, of some of its columns.
@@ -442,10 +446,14 @@ impl TableWriter {
                             adaptive_encoding(self.props.clone(), &batch),
                         )
                         .map_err(Error::Parquet)?;
+                        let mut whole = Vec::with_capacity(self.copies.len());
                         for c in &self.copies {
-                            writer
-                                .copy_columns(c.schema.clone())
-                                .map_err(Error::Parquet)?;
+                            whole.push(c.schema.fields() == batch.schema().fields());
+                            if !whole.last().expect("pushed") {
+                                writer
+                                    .copy_columns(c.schema.clone())
+                                    .map_err(Error::Parquet)?;
+                            }
                         }
                         *n += 1;
                         v.insert(OpenFile {
@@ -455,6 +463,7 @@ impl TableWriter {
                             rows: 0,
                             n: *n - 1,
                             schema: schema_key(&batch.schema()),
+                            whole,
                         })
                     }
                 };
@@ -501,13 +510,24 @@ impl TableWriter {
                     file_name(self.batch_id, e.n, self.opts.file_tag)
                 )
             };
+            let file = put_file(&self.table, &rel, e.bytes, &e.values, e.rows, &e.schema).await?;
             for (c, bytes) in self.copies.iter_mut().zip(e.copies) {
                 let t = Instant::now();
-                let file = put_file(&c.table, &rel, bytes, &e.values, e.rows, &c.key).await?;
-                c.put.push((e.dir.clone(), e.n, file));
+                let copy = match bytes {
+                    Some(bytes) => {
+                        put_file(&c.table, &rel, bytes, &e.values, e.rows, &c.key).await?
+                    }
+                    None => {
+                        copy_file(&self.table, &c.table, &rel).await?;
+                        DataFile {
+                            schema: Some(c.key.clone()),
+                            ..file.clone()
+                        }
+                    }
+                };
+                c.put.push((e.dir.clone(), e.n, copy));
                 c.timings.store += t.elapsed();
             }
-            let file = put_file(&self.table, &rel, e.bytes, &e.values, e.rows, &e.schema).await?;
             self.put.push((e.dir, e.n, file));
         }
         Ok(())
@@ -557,6 +577,28 @@ impl TableWriter {
 fn in_order(mut files: Vec<(String, usize, DataFile)>) -> Vec<DataFile> {
     files.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     files.into_iter().map(|(_, _, f)| f).collect()
+}
+
+/// Copies the file at `rel` below `from` to the same place below `to`: a hard link on a local
+/// disk, a server-side copy on S3. A store that cannot (two file systems) gets the bytes put.
+async fn copy_file(from: &Location, to: &Location, rel: &str) -> Result<()> {
+    let store_error = |source| Error::Store {
+        path: rel.to_string(),
+        source,
+    };
+    let (source, target) = (from.child(rel), to.child(rel));
+    let Err(e) = from.store.copy(&source, &target).await else {
+        return Ok(());
+    };
+    tracing::debug!("copying {rel} by a get and a put: {e}");
+    let bytes = async { from.store.get(&source).await?.bytes().await }
+        .await
+        .map_err(store_error)?;
+    to.store
+        .put(&target, PutPayload::from(bytes))
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// Puts a data file of `rows` rows at `rel` below `table`.
@@ -724,6 +766,12 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
 
 fn close(file: OpenFile) -> Result<Encoded> {
     let (bytes, copies) = file.writer.into_files().map_err(Error::Parquet)?;
+    let mut copies = copies.into_iter();
+    let copies = file
+        .whole
+        .iter()
+        .map(|&whole| (!whole).then(|| copies.next().expect("one a table of some columns")))
+        .collect();
     Ok(Encoded {
         bytes,
         copies,
