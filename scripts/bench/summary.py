@@ -108,7 +108,11 @@ def main(results):
         print(
             "job by table (s; SQL / encoding / puts, and the limit's writing): "
             + ", ".join(
-                f"{k} {t['sql']:.2f} / {t['encode']:.2f} / {t['write']:.2f}, limit {t['limit']:.2f}"
+                (
+                    f"{k} copied / {t['write']:.2f}, limit {t['limit']:.2f}"
+                    if t.get("copied")
+                    else f"{k} {t['sql']:.2f} / {t['encode']:.2f} / {t['write']:.2f}, limit {t['limit']:.2f}"
+                )
                 for k, t in sorted(job["tables"].items(), key=lambda kv: -kv[1]["encode"])
             )
         )

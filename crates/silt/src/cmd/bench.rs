@@ -6,6 +6,10 @@
 //! batches to Parquet with the same settings and nothing else: the limit. Job and limit are run
 //! in turn for a number of rounds (`--rounds`, 3), each into a fresh lake, and the median
 //! round is reported. Prints a table and writes JSON (SPEC 9's keys). Use a release build: `cargo run --release -p silt -- bench`.
+//!
+//! The identity transform (`SELECT * FROM events`) passes the raw columns through, so the
+//! job stores its files as copies of the raw files ([`crate::job::RunSummary::copied`]); the
+//! limit encodes its rows as any table's.
 
 use std::io::Write;
 use std::path::PathBuf;
