@@ -443,3 +443,55 @@ fn a_redrive_leaves_the_watermark_where_the_stream_job_had_it() {
     assert_eq!(run["late"], 0, "{run}");
     assert_eq!(run["rows_written"]["clickstream"], 1, "{run}");
 }
+
+#[test]
+fn a_redrive_writes_transforms_passing_raw_columns_through_as_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    register_testdata(dir.path(), &["v1"]);
+    let extra = format!(
+        "[batch]\nmax_records = 150\n{}",
+        pass_through_transforms(dir.path())
+    );
+    let job = write_job(dir.path(), "clicks", &testdata().join("stream"), &extra);
+    run_json(&job);
+    register(dir.path(), &[&testdata().join("schemas/v2.avsc")]);
+    let s = redrive(&job, &[]);
+    let batch = s["batch"].as_u64().unwrap();
+    let redriven = s["redriven"].as_u64().unwrap();
+    assert!(redriven > 100, "{s}");
+    for t in ["everything", "some", "filtered", "renamed"] {
+        assert_eq!(s["rows"][t], redriven, "{t}: {s}");
+    }
+
+    // The re-drive's files of `everything` are its raw files (on a local disk, hard links to
+    // them); every table holds each event.
+    let lake = dir.path().join("lake");
+    let name = format!("part-{batch:010}-");
+    let files = |t: &str| -> Vec<(PathBuf, Vec<u8>)> {
+        parquet_files(&lake.join(t))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(&name))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p.strip_prefix(lake.join(t)).unwrap().to_path_buf(), bytes)
+            })
+            .collect()
+    };
+    let raw = files("clickstream");
+    assert!(!raw.is_empty());
+    assert!(files("everything") == raw);
+    use std::os::unix::fs::MetadataExt;
+    for (rel, _) in &raw {
+        let inode = |t: &str| std::fs::metadata(lake.join(t).join(rel)).unwrap().ino();
+        assert_eq!(
+            inode("everything"),
+            inode("clickstream"),
+            "{}",
+            rel.display()
+        );
+    }
+    let rows = lake_rows(&lake);
+    assert_eq!(rows["everything"], rows["clickstream"]);
+    assert_eq!(rows["some"], rows["filtered"]);
+    assert_eq!(rows["some"].len(), 400);
+}

@@ -33,13 +33,13 @@ use silt_ingest::{
 };
 use silt_lake_writer::{read_data_file, Commit, DataFile, TableWriter};
 use silt_storage::Location;
-use silt_transform::Mode;
 
 use super::backfill::partition_hours;
 use super::run::{
-    add_time_partitions, beside_the_runs, clean_after_commit, commit_that_won, learn_undecodable,
-    put_files, recompute_partitions, remove_leftovers, spinner, write_partitions, DedupSaved, Job,
-    RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
+    add_time_partitions, beside_the_runs, clean_after_commit, commit_that_won, copies_by_transform,
+    copy_from_raw, learn_undecodable, put_files, recompute_partitions, remove_leftovers,
+    rows_writers, spinner, write_partitions, DedupSaved, Job, RowsTransforms, RunSummary, Shapes,
+    CHECK_SLICE,
 };
 
 /// Parses `--reason`: codes separated by commas, or `all`.
@@ -533,14 +533,19 @@ async fn redrive_over(
     let batch = latest.batch + 1;
     let mut tables = latest.tables.clone();
     let mut replaced: BTreeSet<String> = BTreeSet::new();
+    let transforms = RowsTransforms::prepare(job, &shapes.events).await?;
+    let copied =
+        transforms.copied_from_raw(&shapes.events, &job.partition_by, &shapes.out_partitions);
     let mut raw_writer = TableWriter::new(
         &job.lake.join(&job.table),
         batch,
         &job.partition_by,
         &job.writer,
     );
+    copy_from_raw(job, &copied, &mut raw_writer)?;
     raw_writer.write_batches(&events).await?;
-    let (new_raw, _) = raw_writer.finish_timed().await?;
+    let (new_raw, _, copies) = raw_writer.finish_with_copies().await?;
+    let mut copies = copies_by_transform(&copied, copies);
     let rows = |files: &[DataFile]| files.iter().map(|f| f.rows).sum::<u64>();
     if !new_raw.is_empty() {
         summary.rows.insert(job.table.clone(), rows(&new_raw));
@@ -550,28 +555,21 @@ async fn redrive_over(
         new_raw.iter().map(|f| f.partition.clone()).collect();
     put_files(&mut tables, &job.table, &job.partition_by, new_raw, None);
     if !events.is_empty() {
-        let transforms = RowsTransforms::prepare(job, &shapes.events).await?;
-        let mut writers: Vec<Option<TableWriter>> = job
-            .transforms
-            .iter()
-            .zip(&shapes.out_partitions)
-            .map(|(t, parts)| {
-                (t.mode == Mode::Rows)
-                    .then(|| TableWriter::new(&job.lake.join(&t.name), batch, parts, &job.writer))
-            })
-            .collect();
+        let mut writers = rows_writers(job, &shapes.out_partitions, &copied, batch);
         transforms
             .run(&events, &mut writers, &mut [], &mut RunSummary::default())
             .await?;
-        for ((t, parts), w) in job
+        for (((t, parts), w), copy) in job
             .transforms
             .iter()
             .zip(&shapes.out_partitions)
             .zip(writers)
+            .zip(&mut copies)
         {
-            let (files, affected) = match w {
-                Some(w) => (w.finish_timed().await?.0, None),
-                None => {
+            let (files, affected) = match (w, copy.take()) {
+                (Some(w), _) => (w.finish_timed().await?.0, None),
+                (None, Some((files, _))) => (files, None),
+                (None, None) => {
                     let raw = tables.get(&job.table).expect("inserted above");
                     let (out, affected) = recompute_partitions(
                         &job.references,

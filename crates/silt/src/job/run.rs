@@ -1185,6 +1185,56 @@ impl RowsTransforms {
     }
 }
 
+/// Has `raw`, the raw table's writer of a micro-batch, write the files of the transforms
+/// that pass raw columns through (`copied`, from [`RowsTransforms::copied_from_raw`]).
+pub(crate) fn copy_from_raw(
+    job: &Job,
+    copied: &[Option<SchemaRef>],
+    raw: &mut TableWriter,
+) -> anyhow::Result<()> {
+    for (t, columns) in job.transforms.iter().zip(copied) {
+        if let Some(columns) = columns {
+            raw.copy_columns(&job.lake.join(&t.name), columns.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// A writer for each `rows` transform whose files the raw writer does not copy, for
+/// micro-batch `batch`.
+pub(crate) fn rows_writers(
+    job: &Job,
+    out_parts: &[Vec<String>],
+    copied: &[Option<SchemaRef>],
+    batch: u64,
+) -> Vec<Option<TableWriter>> {
+    job.transforms
+        .iter()
+        .zip(out_parts)
+        .zip(copied)
+        .map(|((t, parts), copied)| {
+            (t.mode == Mode::Rows && copied.is_none())
+                .then(|| TableWriter::new(&job.lake.join(&t.name), batch, parts, &job.writer))
+        })
+        .collect()
+}
+
+/// The raw writer's copies ([`TableWriter::finish_with_copies`]) by transform: `Some` for
+/// each transform `copied` names.
+pub(crate) fn copies_by_transform(
+    copied: &[Option<SchemaRef>],
+    copies: Vec<(Vec<DataFile>, WriteTimings)>,
+) -> Vec<Option<(Vec<DataFile>, WriteTimings)>> {
+    let mut copies = copies.into_iter();
+    copied
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .map(|_| copies.next().expect("one a copied transform"))
+        })
+        .collect()
+}
+
 /// Runs the transforms' partition columns: those of the job's partition columns a transform
 /// selects.
 async fn output_partitions(
@@ -1768,25 +1818,8 @@ async fn run_with_latest(
             &job.writer,
         );
         // The transforms whose files the raw writer copies have no writer of their own.
-        let mut copy_of: Vec<Option<usize>> = vec![None; job.transforms.len()];
-        for (i, columns) in copied.iter().enumerate() {
-            if let Some(columns) = columns {
-                let table = job.lake.join(&job.transforms[i].name);
-                raw_writer.copy_columns(&table, columns.clone())?;
-                copy_of[i] = Some(copy_of.iter().flatten().count());
-            }
-        }
-        let mut row_writers: Vec<Option<TableWriter>> = job
-            .transforms
-            .iter()
-            .zip(&out_parts)
-            .zip(&copy_of)
-            .map(|((tr, parts), copy)| {
-                (tr.mode == Mode::Rows && copy.is_none()).then(|| {
-                    TableWriter::new(&job.lake.join(&tr.name), batch_id, parts, &job.writer)
-                })
-            })
-            .collect();
+        copy_from_raw(job, &copied, &mut raw_writer)?;
+        let mut row_writers = rows_writers(job, &out_parts, &copied, batch_id);
         let mut running = rows.start()?;
         let slices = chunks.iter().enumerate().flat_map(|(ci, c)| {
             (0..c.records.len())
@@ -1880,20 +1913,13 @@ async fn run_with_latest(
         let mut replaced: Vec<String> = Vec::new();
         let (raw_files, timings, copies) = raw_writer.finish_with_copies().await?;
         summary.add_write(&job.table, timings);
-        let mut copies: Vec<Option<Vec<DataFile>>> = copies
-            .into_iter()
-            .zip(
-                job.transforms
-                    .iter()
-                    .zip(&copy_of)
-                    .filter(|(_, c)| c.is_some()),
-            )
-            .map(|((files, timings), (tr, _))| {
-                summary.add_write(&tr.name, timings);
+        let mut copies = copies_by_transform(&copied, copies);
+        for (tr, copy) in job.transforms.iter().zip(&copies) {
+            if let Some((_, timings)) = copy {
+                summary.add_write(&tr.name, *timings);
                 summary.copied.insert(tr.name.clone());
-                Some(files)
-            })
-            .collect();
+            }
+        }
         faults::point("after_table");
         let raw_state = tables
             .entry(job.table.clone())
@@ -1949,13 +1975,13 @@ async fn run_with_latest(
             };
             let (files, affected) = match (tr.mode, row_writer) {
                 (Mode::Rows, w) => {
-                    let files = match (w, copy_of[i]) {
+                    let files = match (w, copies[i].take()) {
                         (Some(w), _) => {
                             let (files, timings) = w.finish_timed().await?;
                             summary.add_write(&tr.name, timings);
                             files
                         }
-                        (None, Some(c)) => copies[c].take().expect("taken once"),
+                        (None, Some((files, _))) => files,
                         (None, None) => vec![],
                     };
                     (files, None)
