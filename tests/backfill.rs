@@ -575,13 +575,11 @@ fn a_transform_passing_raw_columns_through_copies_their_pages_and_a_backfill_agr
     assert!(raw.len() > 5, "{} raw files", raw.len());
     assert!(file_bytes(&lake.join("everything")) == raw);
     // On a local disk, hard links (the closed hours' compactions are written apart).
-    use std::os::unix::fs::MetadataExt;
-    let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
     let linked = parquet_files(&lake.join("everything"))
         .iter()
         .filter(|p| {
             let rel = p.strip_prefix(lake.join("everything")).unwrap();
-            inode(p) == inode(&lake.join("clickstream").join(rel))
+            same_file(p, &lake.join("clickstream").join(rel))
         })
         .count();
     assert!(

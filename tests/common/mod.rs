@@ -144,6 +144,16 @@ pub fn pass_through_transforms(dir: &Path) -> String {
     text
 }
 
+/// Whether two paths are one file (a hard link), as a local store's copy makes them.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.dev(), m.ino())
+    };
+    id(a) == id(b)
+}
+
 /// Every `.parquet` file below a folder, as a directory reader finds them.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
