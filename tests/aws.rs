@@ -647,7 +647,7 @@ fn transforms_passing_raw_columns_through_are_copies_in_an_s3_lake() {
     let s = run_json(&job);
     assert_eq!(
         s["copied"],
-        serde_json::json!(["everything", "some"]),
+        serde_json::json!(["everything", "renamed", "some"]),
         "{s}"
     );
 

@@ -565,7 +565,7 @@ fn a_transform_passing_raw_columns_through_copies_their_pages_and_a_backfill_agr
     let run = run_json(&job);
     assert_eq!(
         run["copied"],
-        serde_json::json!(["everything", "some"]),
+        serde_json::json!(["everything", "renamed", "some"]),
         "{run}"
     );
 
@@ -590,11 +590,12 @@ fn a_transform_passing_raw_columns_through_copies_their_pages_and_a_backfill_agr
     assert_eq!(streamed["everything"].len(), 3000);
     assert_eq!(streamed["some"], streamed["filtered"]);
     assert_eq!(streamed["renamed"].len(), 3000);
+    assert_eq!(streamed["dated"].len(), 3000);
 
     // A backfill runs their SQL over the raw table: the same rows.
     backfill(&job, "2025-11-25", "2025-11-26");
     let backfilled = lake_rows(&lake);
-    for t in ["everything", "some", "filtered", "renamed"] {
+    for t in ["everything", "some", "filtered", "renamed", "dated"] {
         assert!(backfilled[t] == streamed[t], "{t}: the backfill differs");
     }
 }

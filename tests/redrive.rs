@@ -459,7 +459,7 @@ fn a_redrive_writes_transforms_passing_raw_columns_through_as_copies() {
     let batch = s["batch"].as_u64().unwrap();
     let redriven = s["redriven"].as_u64().unwrap();
     assert!(redriven > 100, "{s}");
-    for t in ["everything", "some", "filtered", "renamed"] {
+    for t in ["everything", "some", "filtered", "renamed", "dated"] {
         assert_eq!(s["rows"][t], redriven, "{t}: {s}");
     }
 

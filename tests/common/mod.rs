@@ -117,10 +117,11 @@ pub fn with_transforms(dir: &Path, extra: &str) -> String {
     )
 }
 
-/// Four `rows` transforms (job file text), their SQL written into `dir/sql`: two that pass
-/// columns of the raw table through (`everything`: `SELECT *`; `some`: three columns in
-/// another order, and the partition columns), and two that do not (`filtered`: `some`'s
-/// columns through a filter that keeps every row; `renamed`: a column renamed).
+/// Five `rows` transforms (job file text), their SQL written into `dir/sql`: three that pass
+/// columns of the raw table through (`everything`: `SELECT *`; `some`: two columns in
+/// another order, and the partition columns; `renamed`: a column renamed), and two that do
+/// not (`filtered`: `some`'s columns through a filter that keeps every row; `dated`: a
+/// partition column's values in a column of another name, which the raw files lack).
 pub fn pass_through_transforms(dir: &Path) -> String {
     let sql = dir.join("sql");
     std::fs::create_dir_all(&sql).unwrap();
@@ -133,6 +134,7 @@ pub fn pass_through_transforms(dir: &Path) -> String {
             "SELECT \"productId\", uuid, dt, hr FROM events WHERE uuid <> ''",
         ),
         ("renamed", "SELECT uuid AS id, dt, hr FROM events"),
+        ("dated", "SELECT uuid, dt AS day, dt, hr FROM events"),
     ] {
         let path = sql.join(format!("{name}.sql"));
         std::fs::write(&path, query).unwrap();

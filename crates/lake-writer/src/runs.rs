@@ -100,30 +100,37 @@ impl ParquetFile {
         })
     }
 
-    /// Writes also a file of `schema`'s columns, which are some of this file's (each field
-    /// equal to this file's field of its name), in any order: every row group of this file
-    /// gives it the same rows, its chunks copied ([`into_files`](Self::into_files) returns
-    /// it). Only before the first row is written.
-    pub(crate) fn copy_columns(&mut self, schema: SchemaRef) -> Result<()> {
+    /// Writes also a file of `schema`'s columns, field `i` of which is this file's field
+    /// `sources[i]` (the same type, nullability and metadata; its name may differ), in any
+    /// order: every row group of this file gives it the same rows, its chunks copied
+    /// ([`into_files`](Self::into_files) returns it). Only before the first row is written.
+    pub(crate) fn copy_columns(&mut self, schema: SchemaRef, sources: &[usize]) -> Result<()> {
         if self.group.is_some() || self.groups > 0 {
             return Err(ParquetError::General(
                 "columns are copied from a file's first row on".into(),
             ));
         }
+        if sources.len() != schema.fields().len() {
+            return Err(ParquetError::General(format!(
+                "{} columns to copy from {} sources",
+                schema.fields().len(),
+                sources.len()
+            )));
+        }
         let mut leaves = Vec::new();
-        for field in schema.fields() {
-            let i = self
+        for (field, &i) in schema.fields().iter().zip(sources) {
+            let same = self
                 .schema
                 .fields()
-                .iter()
-                .position(|f| f == field)
-                .ok_or_else(|| {
-                    ParquetError::General(format!(
-                        "column `{}` ({}) is not one of the file's columns",
-                        field.name(),
-                        field.data_type()
-                    ))
-                })?;
+                .get(i)
+                .is_some_and(|f| f.as_ref().clone().with_name(field.name()) == **field);
+            if !same {
+                return Err(ParquetError::General(format!(
+                    "column `{}` ({}) is not a copy of the file's column {i}",
+                    field.name(),
+                    field.data_type()
+                )));
+            }
             let first = self.fields[i].0;
             let end = self
                 .fields
@@ -261,11 +268,20 @@ impl ParquetFile {
                 .update_dictionary_location(dictionary as usize)?;
         }
         for copy in &mut self.copies {
+            let descrs: Vec<ColumnDescPtr> = (0..copy.leaves.len())
+                .map(|i| copy.writer.schema_descr().column(i))
+                .collect();
             let mut row_group = copy.writer.next_row_group()?;
-            for &leaf in &copy.leaves {
+            for (i, &leaf) in copy.leaves.iter().enumerate() {
                 let (bytes, close) = copied[leaf].as_ref().expect("taken above");
                 let bytes = bytes.as_ref().expect("read back above");
-                row_group.append_column(bytes, close.clone())?;
+                let descr = descrs[i].clone();
+                let close = if close.metadata.column_descr() == descr.as_ref() {
+                    close.clone()
+                } else {
+                    renamed(close, descr)?
+                };
+                row_group.append_column(bytes, close)?;
             }
             row_group.close()?;
         }
@@ -305,6 +321,39 @@ impl ParquetFile {
             .collect::<Result<_>>()?;
         Ok((self.writer.into_inner()?, copies))
     }
+}
+
+/// A chunk's close result for a column of another name (a renamed copy): its metadata
+/// rebuilt under `descr`, every other part as it was.
+fn renamed(close: &ColumnCloseResult, descr: ColumnDescPtr) -> Result<ColumnCloseResult> {
+    let m = &close.metadata;
+    let mut b = ColumnChunkMetaData::builder(descr)
+        .set_compression_codec(m.compression_codec())
+        .set_encodings_mask(*m.encodings_mask())
+        .set_num_values(m.num_values())
+        .set_total_compressed_size(m.compressed_size())
+        .set_total_uncompressed_size(m.uncompressed_size())
+        .set_data_page_offset(m.data_page_offset())
+        .set_dictionary_page_offset(m.dictionary_page_offset())
+        .set_index_page_offset(m.index_page_offset())
+        .set_unencoded_byte_array_data_bytes(m.unencoded_byte_array_data_bytes())
+        .set_repetition_level_histogram(m.repetition_level_histogram().cloned())
+        .set_definition_level_histogram(m.definition_level_histogram().cloned());
+    if let Some(s) = m.statistics() {
+        b = b.set_statistics(s.clone());
+    }
+    if let Some(s) = m.geo_statistics() {
+        b = b.set_geo_statistics(Box::new(s.clone()));
+    }
+    if let Some(s) = m.page_encoding_stats() {
+        b = b.set_page_encoding_stats(s.clone());
+    }
+    if let Some(s) = m.page_encoding_stats_mask() {
+        b = b.set_page_encoding_stats_mask(*s);
+    }
+    let mut close = close.clone();
+    close.metadata = b.build()?;
+    Ok(close)
 }
 
 /// A leaf column's chunk of a row group, encoded.
@@ -885,11 +934,16 @@ mod tests {
         // spliced in first) and a plain one, over three row groups.
         let input = batches(100_000, 8_192, 3_000);
         let schema = input[0].schema();
+        // Three of them in another order, two renamed.
         let picked = [4, 0, 2];
-        let some = Arc::new(schema.project(&picked).unwrap());
+        let some = Arc::new(Schema::new(vec![
+            schema.field(4).clone(),
+            schema.field(0).clone().with_name("number"),
+            schema.field(2).clone().with_name("shard"),
+        ]));
         let mut file = ParquetFile::try_new(schema.clone(), props()).unwrap();
-        file.copy_columns(schema.clone()).unwrap();
-        file.copy_columns(some.clone()).unwrap();
+        file.copy_columns(schema.clone(), &[0, 1, 2, 3, 4]).unwrap();
+        file.copy_columns(some.clone(), &picked).unwrap();
         for b in &input {
             file.write(b).unwrap();
         }
@@ -902,10 +956,15 @@ mod tests {
             "copies leave the file as it was"
         );
 
-        // Some, in another order: byte for byte the file of those columns encoded alone,
+        // Those: byte for byte the file of those columns encoded alone under those names,
         // its page indexes pointing at its own pages.
-        let projected: Vec<RecordBatch> =
-            input.iter().map(|b| b.project(&picked).unwrap()).collect();
+        let projected: Vec<RecordBatch> = input
+            .iter()
+            .map(|b| {
+                let columns = b.project(&picked).unwrap().columns().to_vec();
+                RecordBatch::try_new(some.clone(), columns).unwrap()
+            })
+            .collect();
         assert!(copies[1] == ours(&projected, props()));
         let (read_back, meta) = read(copies[1].clone());
         assert_eq!(read_back, concat_batches(&some, &projected).unwrap());
@@ -925,7 +984,7 @@ mod tests {
         // Not once rows are in.
         let mut late = ParquetFile::try_new(schema.clone(), props()).unwrap();
         late.write(&input[0]).unwrap();
-        assert!(late.copy_columns(some).is_err());
+        assert!(late.copy_columns(some, &picked).is_err());
     }
 
     #[test]

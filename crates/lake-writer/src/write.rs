@@ -326,6 +326,8 @@ struct CopyTable {
     table: Location,
     /// The columns of its files.
     schema: SchemaRef,
+    /// Per column of `schema`: the name of the column of this table it is a copy of.
+    sources: Vec<String>,
     /// [`schema_key`] of `schema`.
     key: String,
     put: Vec<(String, usize, DataFile)>,
@@ -395,23 +397,38 @@ impl TableWriter {
         }
     }
 
-    /// Writes also table `table`, whose files hold `schema`'s columns (some of this table's
-    /// file columns, fields equal to theirs, partition columns left out): for every file of
-    /// this table, a file of the same name and rows under `table`, whose column chunks are
-    /// this file's, copied rather than encoded again. What a transform that passes some of
-    /// the columns through unchanged (`SELECT * FROM events`) writes, for the cost of a copy.
+    /// Writes also table `table`, whose files hold `schema`'s columns: column `i` a copy of
+    /// this table's file column `sources[i]` (the same type, nullability and metadata, under
+    /// its own name; partition columns left out): for every file of this table, a file of
+    /// the same name and rows under `table`, whose column chunks are this file's, copied
+    /// rather than encoded again. What a transform that passes some of the columns through
+    /// unchanged (`SELECT * FROM events`) writes, for the cost of a copy; a file of every
+    /// column under its own name is this file, stored by the store's copy.
     /// [`finish_with_copies`](Self::finish_with_copies) returns its files. Only before the
     /// first row is written.
-    pub fn copy_columns(&mut self, table: &Location, schema: SchemaRef) -> Result<()> {
+    pub fn copy_columns(
+        &mut self,
+        table: &Location,
+        schema: SchemaRef,
+        sources: Vec<String>,
+    ) -> Result<()> {
         if !self.open.is_empty() || !self.put.is_empty() || !self.ready.is_empty() {
             return Err(Error::Internal(
                 "a table writer copies columns from its first row on".into(),
             ));
         }
+        if sources.len() != schema.fields().len() {
+            return Err(Error::Internal(format!(
+                "{} columns to copy from {} sources",
+                schema.fields().len(),
+                sources.len()
+            )));
+        }
         self.copies.push(CopyTable {
             table: table.clone(),
             key: schema_key(&schema),
             schema,
+            sources,
             put: Vec::new(),
             timings: WriteTimings::default(),
         });
@@ -449,11 +466,24 @@ impl TableWriter {
                         let mut whole = Vec::with_capacity(self.copies.len());
                         for c in &self.copies {
                             whole.push(c.schema.fields() == batch.schema().fields());
-                            if !whole.last().expect("pushed") {
-                                writer
-                                    .copy_columns(c.schema.clone())
-                                    .map_err(Error::Parquet)?;
+                            if *whole.last().expect("pushed") {
+                                continue;
                             }
+                            let sources = c
+                                .sources
+                                .iter()
+                                .map(|name| {
+                                    batch.schema().index_of(name).map_err(|_| {
+                                        Error::Internal(format!(
+                                            "no column `{name}` to copy into {}",
+                                            c.table.url
+                                        ))
+                                    })
+                                })
+                                .collect::<Result<Vec<_>>>()?;
+                            writer
+                                .copy_columns(c.schema.clone(), &sources)
+                                .map_err(Error::Parquet)?;
                         }
                         *n += 1;
                         v.insert(OpenFile {

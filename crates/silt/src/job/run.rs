@@ -1118,18 +1118,18 @@ impl RowsTransforms {
         })
     }
 
-    /// Per transform, the columns of its files when the raw table's writer can write them
-    /// ([`TableWriter::copy_columns`]): a `rows` transform that passes columns of `events`
-    /// through under their own names, every row, partitioned as the raw table
-    /// (`SELECT * FROM events`). Its files are then the raw files' column chunks, copied:
-    /// the same bytes its SQL's output would encode to, for a copy instead of a second
-    /// encoding of those columns.
+    /// Per transform, what the raw table's writer copies into its files when it can write
+    /// them ([`TableWriter::copy_columns`]): a `rows` transform that passes columns of
+    /// `events` through, every row, partitioned as the raw table, its partition columns the
+    /// raw ones under their own names (`SELECT * FROM events`, `SELECT uuid AS id, dt, hr
+    /// FROM events`). Its files are then the raw files' column chunks, copied: the same
+    /// bytes its SQL's output would encode to, for a copy instead of a second encoding.
     pub(crate) fn copied_from_raw(
         &self,
         events: &SchemaRef,
         partition_by: &[String],
         out_parts: &[Vec<String>],
-    ) -> Vec<Option<SchemaRef>> {
+    ) -> Vec<Option<RawCopy>> {
         self.prepared
             .iter()
             .zip(out_parts)
@@ -1137,14 +1137,27 @@ impl RowsTransforms {
                 let p = p.as_ref()?;
                 let columns = p.passed_through()?;
                 let out = p.schema();
-                let same = parts.as_slice() == partition_by
-                    && columns.len() == out.fields().len()
-                    && columns
-                        .iter()
-                        .zip(out.fields())
-                        .all(|(&c, f)| events.fields().get(c) == Some(f));
-                let files = silt_lake_writer::file_schema(&out, parts);
-                (same && !files.fields().is_empty()).then_some(files)
+                if parts.as_slice() != partition_by || columns.len() != out.fields().len() {
+                    return None;
+                }
+                let mut sources = Vec::new();
+                for (&c, f) in columns.iter().zip(out.fields()) {
+                    let source = events.fields().get(c)?;
+                    let partition = partition_by.contains(source.name());
+                    // A partition column keeps its name (the files' folders are the raw
+                    // ones); any other column may take another.
+                    if partition != parts.contains(f.name())
+                        || (partition && source.name() != f.name())
+                        || source.as_ref().clone().with_name(f.name()) != **f
+                    {
+                        return None;
+                    }
+                    if !partition {
+                        sources.push(source.name().clone());
+                    }
+                }
+                let schema = silt_lake_writer::file_schema(&out, parts);
+                (!sources.is_empty()).then_some(RawCopy { schema, sources })
             })
             .collect()
     }
@@ -1189,15 +1202,23 @@ impl RowsTransforms {
 /// that pass raw columns through (`copied`, from [`RowsTransforms::copied_from_raw`]).
 pub(crate) fn copy_from_raw(
     job: &Job,
-    copied: &[Option<SchemaRef>],
+    copied: &[Option<RawCopy>],
     raw: &mut TableWriter,
 ) -> anyhow::Result<()> {
-    for (t, columns) in job.transforms.iter().zip(copied) {
-        if let Some(columns) = columns {
-            raw.copy_columns(&job.lake.join(&t.name), columns.clone())?;
+    for (t, copy) in job.transforms.iter().zip(copied) {
+        if let Some(c) = copy {
+            raw.copy_columns(&job.lake.join(&t.name), c.schema.clone(), c.sources.clone())?;
         }
     }
     Ok(())
+}
+
+/// What the raw writer copies into a transform's files: their columns, and the raw column
+/// each is a copy of.
+#[derive(Debug, Clone)]
+pub(crate) struct RawCopy {
+    schema: SchemaRef,
+    sources: Vec<String>,
 }
 
 /// A writer for each `rows` transform whose files the raw writer does not copy, for
@@ -1205,7 +1226,7 @@ pub(crate) fn copy_from_raw(
 pub(crate) fn rows_writers(
     job: &Job,
     out_parts: &[Vec<String>],
-    copied: &[Option<SchemaRef>],
+    copied: &[Option<RawCopy>],
     batch: u64,
 ) -> Vec<Option<TableWriter>> {
     job.transforms
@@ -1222,7 +1243,7 @@ pub(crate) fn rows_writers(
 /// The raw writer's copies ([`TableWriter::finish_with_copies`]) by transform: `Some` for
 /// each transform `copied` names.
 pub(crate) fn copies_by_transform(
-    copied: &[Option<SchemaRef>],
+    copied: &[Option<RawCopy>],
     copies: Vec<(Vec<DataFile>, WriteTimings)>,
 ) -> Vec<Option<(Vec<DataFile>, WriteTimings)>> {
     let mut copies = copies.into_iter();
