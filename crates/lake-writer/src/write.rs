@@ -417,13 +417,6 @@ impl TableWriter {
                 "a table writer copies columns from its first row on".into(),
             ));
         }
-        if sources.len() != schema.fields().len() {
-            return Err(Error::Internal(format!(
-                "{} columns to copy from {} sources",
-                schema.fields().len(),
-                sources.len()
-            )));
-        }
         self.copies.push(CopyTable {
             table: table.clone(),
             key: schema_key(&schema),
