@@ -458,7 +458,15 @@ impl TableWriter {
                         .map_err(Error::Parquet)?;
                         let mut whole = Vec::with_capacity(self.copies.len());
                         for c in &self.copies {
-                            whole.push(c.schema.fields() == batch.schema().fields());
+                            // Every column, each under its own name: this very file.
+                            whole.push(
+                                c.schema.fields() == batch.schema().fields()
+                                    && c.sources.iter().eq(batch
+                                        .schema()
+                                        .fields()
+                                        .iter()
+                                        .map(|f| f.name())),
+                            );
                             if *whole.last().expect("pushed") {
                                 continue;
                             }
@@ -849,6 +857,54 @@ pub async fn write_table_timed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn copied_columns_hold_their_sources_values_under_any_names() {
+        use arrow::array::{Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = silt_storage::open("file://lake", dir.path()).unwrap();
+        let field = |n: &str| Field::new(n, DataType::Utf8, false);
+        let schema = Arc::new(Schema::new(vec![field("a"), field("b")]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a0", "a1"])),
+                Arc::new(StringArray::from(vec!["b0", "b1"])),
+            ],
+        )
+        .unwrap();
+        let mut writer = TableWriter::new(&lake.join("t"), 1, &[], &WriterOptions::default());
+        // The same names and types as the file's, the values swapped: not the file itself.
+        let swapped = (lake.join("swapped"), vec!["b".to_string(), "a".to_string()]);
+        writer
+            .copy_columns(&swapped.0, schema.clone(), swapped.1)
+            .unwrap();
+        writer
+            .copy_columns(
+                &lake.join("same"),
+                schema.clone(),
+                vec!["a".into(), "b".into()],
+            )
+            .unwrap();
+        writer.write(&batch).unwrap();
+        let (files, _, copies) = writer.finish_with_copies().await.unwrap();
+        let value = |table: &str, file: &DataFile, column: &str| {
+            let b =
+                futures::executor::block_on(read_data_file(&lake.join(table), file, 10)).unwrap();
+            let c = b[0].column_by_name(column).unwrap();
+            c.as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0)
+                .to_string()
+        };
+        assert_eq!(value("t", &files[0], "a"), "a0");
+        assert_eq!(value("swapped", &copies[0].0[0], "a"), "b0");
+        assert_eq!(value("swapped", &copies[0].0[0], "b"), "a0");
+        assert_eq!(value("same", &copies[1].0[0], "a"), "a0");
+    }
 
     #[test]
     fn data_file_names_say_their_batch_and_tag_and_move_to_another_batch() {
