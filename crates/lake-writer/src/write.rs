@@ -890,20 +890,19 @@ mod tests {
             .unwrap();
         writer.write(&batch).unwrap();
         let (files, _, copies) = writer.finish_with_copies().await.unwrap();
-        let value = |table: &str, file: &DataFile, column: &str| {
-            let b =
-                futures::executor::block_on(read_data_file(&lake.join(table), file, 10)).unwrap();
+        async fn value(lake: &Location, table: &str, file: &DataFile, column: &str) -> String {
+            let b = read_data_file(&lake.join(table), file, 10).await.unwrap();
             let c = b[0].column_by_name(column).unwrap();
             c.as_any()
                 .downcast_ref::<StringArray>()
                 .unwrap()
                 .value(0)
                 .to_string()
-        };
-        assert_eq!(value("t", &files[0], "a"), "a0");
-        assert_eq!(value("swapped", &copies[0].0[0], "a"), "b0");
-        assert_eq!(value("swapped", &copies[0].0[0], "b"), "a0");
-        assert_eq!(value("same", &copies[1].0[0], "a"), "a0");
+        }
+        assert_eq!(value(&lake, "t", &files[0], "a").await, "a0");
+        assert_eq!(value(&lake, "swapped", &copies[0].0[0], "a").await, "b0");
+        assert_eq!(value(&lake, "swapped", &copies[0].0[0], "b").await, "a0");
+        assert_eq!(value(&lake, "same", &copies[1].0[0], "a").await, "a0");
     }
 
     #[test]
