@@ -460,6 +460,40 @@ fn a_rows_transform_with_an_aggregate_is_refused() {
     assert!(err.contains("mode = \"partitions\""), "{err}");
 }
 
+/// A transform's output is partitioned by the raw partitions it reads: one that puts rows in
+/// other partitions (`hr AS dt, dt AS hr`) would leave a backfill's table unlike the run's, and
+/// is refused by both, before anything is written.
+#[test]
+fn a_transform_that_changes_partition_values_is_refused_by_the_run_and_the_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path(), 200, "");
+    run_json(&job);
+    let sales = dir.path().join("lake/sales");
+    let before = table_rows(&sales);
+    assert!(!before.is_empty());
+    std::fs::write(
+        dir.path().join("sql/sales.sql"),
+        "SELECT uuid, \"productId\", hr AS dt, dt AS hr FROM events",
+    )
+    .unwrap();
+    let backfill = silt()
+        .args(["backfill", "--from", "2025-11-25", "--to", "2025-11-26"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    let run = silt().arg("run").arg(&job).output().unwrap();
+    for out in [backfill, run] {
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("transform `sales`: its output column `dt` is named as a partition column of the raw table but is `events.hr`"),
+            "{err}"
+        );
+        assert!(err.contains("select `dt` from events as it is"), "{err}");
+    }
+    assert_eq!(table_rows(&sales), before);
+}
+
 /// One micro-batch far larger than a check slice (8,192 records) and a transform group
 /// (65,536 rows) gives the same tables as many micro-batches of one slice each.
 #[test]

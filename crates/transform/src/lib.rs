@@ -157,6 +157,92 @@ pub fn check_rows_mode(t: &Transform, plan: &LogicalPlan) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a transform with an output column named as one of the raw table's partition
+/// columns (`partition_by`) that is not that column of `events` passed through as it is
+/// (`hr AS dt`, `substr(dt, 1, 7) AS dt`, a literal). A transform's output is partitioned by
+/// the raw partitions it reads: a backfill rebuilds the output partitions that the raw
+/// partitions it reads name, and a `partitions` transform replaces those its raw partitions
+/// name; rows put elsewhere would stay beside their rebuilt copies, and a stream run and a
+/// backfill would give different tables.
+pub fn check_partition_columns(
+    t: &Transform,
+    plan: &LogicalPlan,
+    partition_by: &[String],
+) -> Result<()> {
+    for (i, (_, field)) in plan.schema().iter().enumerate() {
+        let name = field.name();
+        if !partition_by.contains(name) {
+            continue;
+        }
+        let is = match events_column(plan, i) {
+            Some(source) if source == *name => continue,
+            Some(source) => format!("`events.{source}`"),
+            None => "computed, not a column of `events`".to_string(),
+        };
+        return Err(Error::Refused {
+            name: t.name.clone(),
+            reason: format!(
+                "its output column `{name}` is named as a partition column of the raw table but is {is}; a transform's output is partitioned by the raw partitions it reads (so that a stream run and a backfill give the same table): select `{name}` from events as it is, and give a computed column another name"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The column of `events` that output column `i` of `plan` is, passed through unchanged
+/// (renamed, filtered, joined, grouped by, unioned with itself); `None` when it is computed
+/// or comes from elsewhere.
+fn events_column(plan: &LogicalPlan, i: usize) -> Option<String> {
+    use datafusion::common::Column;
+    use datafusion::logical_expr::{Distinct, Expr};
+    fn column(e: &Expr) -> Option<&Column> {
+        let mut e = e;
+        while let Expr::Alias(a) = e {
+            e = &a.expr;
+        }
+        match e {
+            Expr::Column(c) => Some(c),
+            _ => None,
+        }
+    }
+    fn from(input: &LogicalPlan, c: &Column) -> Option<String> {
+        events_column(input, input.schema().index_of_column(c).ok()?)
+    }
+    match plan {
+        LogicalPlan::Projection(p) => from(&p.input, column(p.expr.get(i)?)?),
+        // Their output columns are their input's, in the same places (a window's first).
+        LogicalPlan::Filter(p) => events_column(&p.input, i),
+        LogicalPlan::Sort(p) => events_column(&p.input, i),
+        LogicalPlan::Limit(p) => events_column(&p.input, i),
+        LogicalPlan::Repartition(p) => events_column(&p.input, i),
+        LogicalPlan::SubqueryAlias(p) => events_column(&p.input, i),
+        LogicalPlan::Distinct(Distinct::All(input)) => events_column(input, i),
+        LogicalPlan::Window(p) if i < p.input.schema().fields().len() => events_column(&p.input, i),
+        LogicalPlan::Aggregate(a) => {
+            if a.group_expr
+                .iter()
+                .any(|e| matches!(e, Expr::GroupingSet(_)))
+            {
+                return None;
+            }
+            from(&a.input, column(a.group_expr.get(i)?)?)
+        }
+        LogicalPlan::Join(j) => {
+            let c = Column::from(j.schema.qualified_field(i));
+            from(&j.left, &c).or_else(|| from(&j.right, &c))
+        }
+        LogicalPlan::Union(u) => {
+            let mut sources = u.inputs.iter().map(|p| events_column(p, i));
+            let first = sources.next()??;
+            sources.all(|s| s.as_ref() == Some(&first)).then_some(first)
+        }
+        LogicalPlan::TableScan(s) if s.table_name.table() == "events" => {
+            Some(s.projected_schema.field(i).name().clone())
+        }
+        _ => None,
+    }
+}
+
 /// Plans a transform against a session that has `events` registered, checking its mode.
 /// SQL that reads a table the session lacks is refused with the tables it has.
 pub async fn plan(ctx: &SessionContext, t: &Transform) -> Result<datafusion::dataframe::DataFrame> {

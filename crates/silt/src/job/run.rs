@@ -1273,6 +1273,7 @@ async fn output_partitions(
         )?),
     )?;
     let df = silt_transform::plan(&ctx, t).await?;
+    silt_transform::check_partition_columns(t, df.logical_plan(), partition_by)?;
     let out = df.schema();
     Ok(partition_by
         .iter()
