@@ -134,6 +134,11 @@ pub struct DedupIndex {
     pending_watermark_us: i64,
     buckets: HashMap<i64, Bucket, FixedState>,
     len: usize,
+    /// Ids in a second, on average over the seconds held when the last batch ended: what a
+    /// new second is sized for at least. The second before a new one is not always whole
+    /// yet (shards read one after the other each bring their part of every second), and a
+    /// second sized like half of it grows, rehashing, as the rest arrives.
+    typical: usize,
 }
 
 impl DedupIndex {
@@ -145,6 +150,7 @@ impl DedupIndex {
             pending_watermark_us: i64::MIN,
             buckets: HashMap::with_hasher(FixedState::default()),
             len: 0,
+            typical: 0,
         }
     }
 
@@ -194,9 +200,14 @@ impl DedupIndex {
         let b = match self.buckets.get_mut(&key) {
             Some(b) => b,
             None => {
-                // A new second: sized like the second before it, so that its table does not
-                // grow (and rehash) from empty as the second's ids come in.
-                let like = self.buckets.get(&(key - 1)).map_or(0, |b| b.order.len());
+                // A new second: sized like the second before it, or a typical second when
+                // that is larger, so that its table does not grow (and rehash) from empty as
+                // the second's ids come in.
+                let like = self
+                    .buckets
+                    .get(&(key - 1))
+                    .map_or(0, |b| b.order.len())
+                    .max(self.typical);
                 self.buckets
                     .entry(key)
                     .insert(Bucket::with_capacity(like))
@@ -238,6 +249,7 @@ impl DedupIndex {
                 keep
             });
         }
+        self.typical = self.len.div_ceil(self.buckets.len().max(1));
     }
 
     /// A deterministic snapshot: the ids second by second, each second's in the order they
@@ -256,6 +268,7 @@ impl DedupIndex {
             pending_watermark_us: saved.watermark_us,
             buckets: HashMap::with_hasher(FixedState::default()),
             len: 0,
+            typical: 0,
         };
         saved.for_each(|id, t| {
             if index.insert(id, t) {
@@ -265,6 +278,7 @@ impl DedupIndex {
             }
         })?;
         index.mark_saved();
+        index.typical = index.len.div_ceil(index.buckets.len().max(1));
         Ok(index)
     }
 
@@ -598,6 +612,41 @@ mod tests {
         d.end_batch();
         let restored = DedupIndex::from_bytes(&d.to_bytes()).unwrap();
         assert_eq!(restored.to_bytes(), d.to_bytes());
+    }
+
+    #[test]
+    fn a_new_second_is_sized_for_a_typical_second_not_for_the_part_of_the_last_seen_so_far() {
+        // Two shards read one after the other: the first brings half of each second's ids.
+        let shard = |d: &mut DedupIndex, s: u8, seconds: std::ops::Range<i64>| {
+            for sec in seconds {
+                for k in 0..300u32 {
+                    let mut i = [s; 16];
+                    i[..8].copy_from_slice(&sec.to_le_bytes());
+                    i[8..12].copy_from_slice(&k.to_le_bytes());
+                    assert_eq!(d.observe(&i, sec * 1_000_000 + k as i64), Verdict::New);
+                }
+            }
+        };
+        let mut d = DedupIndex::new(15 * MIN);
+        shard(&mut d, 1, 0..10);
+        shard(&mut d, 2, 0..10);
+        d.end_batch();
+        assert_eq!(d.typical, 600);
+        // The next batch: the first shard's part of second 10 makes it, sized for the whole.
+        shard(&mut d, 1, 10..12);
+        let capacity = |d: &DedupIndex, sec| {
+            let b = &d.buckets[&sec];
+            (b.ids.capacity(), b.order.capacity())
+        };
+        let (ids, order) = capacity(&d, 11);
+        assert!(ids >= 600 && order >= 600, "{ids} {order}");
+        shard(&mut d, 2, 10..12);
+        // The whole second came in without either growing.
+        assert_eq!(capacity(&d, 11), (ids, order));
+        // A restored index sizes its next second the same.
+        d.end_batch();
+        let restored = DedupIndex::from_bytes(&d.to_bytes()).unwrap();
+        assert_eq!(restored.typical, 600);
     }
 
     #[test]

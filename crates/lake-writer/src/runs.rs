@@ -235,6 +235,17 @@ impl ParquetFile {
                 });
             }
         }
+        // Room for the row group's chunks in the file's buffer at once (and for the page
+        // indexes and footer after a last one): grown as they come, it would be copied over
+        // and over into fresh pages as it doubles.
+        let size: usize = columns
+            .iter()
+            .map(|c| match c {
+                Column::Arrow(chunk) => chunk.close().metadata.compressed_size() as usize,
+                Column::Runs((bytes, _)) => bytes.len(),
+            })
+            .sum();
+        self.writer.inner_mut().reserve(size + size / 64 + (64 << 10));
         let mut row_group = self.writer.next_row_group()?;
         for column in columns {
             match column {
@@ -271,6 +282,14 @@ impl ParquetFile {
             let descrs: Vec<ColumnDescPtr> = (0..copy.leaves.len())
                 .map(|i| copy.writer.schema_descr().column(i))
                 .collect();
+            let size: usize = copy
+                .leaves
+                .iter()
+                .filter_map(|&leaf| copied[leaf].as_ref()?.0.as_ref().map(Bytes::len))
+                .sum();
+            copy.writer
+                .inner_mut()
+                .reserve(size + size / 64 + (64 << 10));
             let mut row_group = copy.writer.next_row_group()?;
             for (i, &leaf) in copy.leaves.iter().enumerate() {
                 let (bytes, close) = copied[leaf].as_ref().expect("taken above");
