@@ -245,7 +245,9 @@ impl ParquetFile {
                 Column::Runs((bytes, _)) => bytes.len(),
             })
             .sum();
-        self.writer.inner_mut().reserve(size + size / 64 + (64 << 10));
+        self.writer
+            .inner_mut()
+            .reserve(size + size / 64 + (64 << 10));
         let mut row_group = self.writer.next_row_group()?;
         for column in columns {
             match column {
