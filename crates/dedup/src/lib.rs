@@ -200,14 +200,18 @@ impl DedupIndex {
         let b = match self.buckets.get_mut(&key) {
             Some(b) => b,
             None => {
-                // A new second: sized like the second before it, or a typical second when
-                // that is larger, so that its table does not grow (and rehash) from empty as
-                // the second's ids come in.
-                let like = self
-                    .buckets
-                    .get(&(key - 1))
-                    .map_or(0, |b| b.order.len())
-                    .max(self.typical);
+                // A new second: sized like the second before it, so that its table does not
+                // grow (and rehash) from empty as the second's ids come in; or like a typical
+                // second when that is larger but not past twice the second before (which may
+                // hold one shard's part so far), so that quiet seconds after a peak are not
+                // all sized like the peak's.
+                let like = match self.buckets.get(&(key - 1)) {
+                    Some(b) => {
+                        let before = b.order.len();
+                        before.max(self.typical.min(2 * before))
+                    }
+                    None => self.typical,
+                };
                 self.buckets
                     .entry(key)
                     .insert(Bucket::with_capacity(like))
@@ -647,6 +651,17 @@ mod tests {
         d.end_batch();
         let restored = DedupIndex::from_bytes(&d.to_bytes()).unwrap();
         assert_eq!(restored.typical, 600);
+        // After the peak, quiet seconds of 10 ids are not each sized for 600.
+        for sec in 12..20i64 {
+            for k in 0..10u32 {
+                let mut i = [3u8; 16];
+                i[..8].copy_from_slice(&sec.to_le_bytes());
+                i[8..12].copy_from_slice(&k.to_le_bytes());
+                d.observe(&i, sec * 1_000_000 + k as i64);
+            }
+        }
+        let (ids, order) = capacity(&d, 19);
+        assert!(ids < 64 && order <= 20, "{ids} {order}");
     }
 
     #[test]
