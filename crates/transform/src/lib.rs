@@ -177,7 +177,10 @@ pub fn check_partition_columns(
         let is = match events_column(plan, i) {
             Some(source) if source == *name => continue,
             Some(source) => format!("`events.{source}`"),
-            None => "computed, not a column of `events`".to_string(),
+            None => {
+                "not a column of `events` as it is (it is computed, a literal, or another table's)"
+                    .to_string()
+            }
         };
         return Err(Error::Refused {
             name: t.name.clone(),
