@@ -253,6 +253,11 @@ impl DedupIndex {
                 keep
             });
         }
+        self.note_typical();
+    }
+
+    /// Takes the ids held per second, on average, as the size of a typical second.
+    fn note_typical(&mut self) {
         self.typical = self.len.div_ceil(self.buckets.len().max(1));
     }
 
@@ -282,7 +287,7 @@ impl DedupIndex {
             }
         })?;
         index.mark_saved();
-        index.typical = index.len.div_ceil(index.buckets.len().max(1));
+        index.note_typical();
         Ok(index)
     }
 
