@@ -721,19 +721,24 @@ mod tests {
 
     #[test]
     fn cpu_seconds_count_finer_than_a_clock_tick() {
-        // Spin until the process's CPU time moves: counted in clock ticks it would move by
-        // 10 ms at once; counted by getrusage it moves by microseconds.
-        let start = cpu_seconds().total();
+        // Spin and watch the process's CPU time move: counted in clock ticks every move is
+        // 10 ms or more; counted by getrusage it moves by microseconds. Other test threads
+        // (or a pause of this one) can make one move long: the smallest of 20 is taken.
         let mut x = 0u64;
-        let step = loop {
-            for i in 0..1000u64 {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
-            }
-            let now = cpu_seconds().total();
-            if now > start {
-                break now - start;
-            }
-        };
-        assert!(step < 0.005, "CPU time moved by {step} s at once");
+        let mut last = cpu_seconds().total();
+        let mut smallest = f64::MAX;
+        for _ in 0..20 {
+            let step = loop {
+                for i in 0..1000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                }
+                let now = cpu_seconds().total();
+                if now > last {
+                    break now - std::mem::replace(&mut last, now);
+                }
+            };
+            smallest = smallest.min(step);
+        }
+        assert!(smallest < 0.005, "CPU time moved by {smallest} s at least");
     }
 }
