@@ -430,16 +430,24 @@ impl TableWriter {
 
     /// Splits `batch` by partition and encodes its rows (CPU work, no I/O).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.write_before(batch, &[])
+    }
+
+    /// [`write`](Self::write) `batch`, which `later` follow: a file opened for its rows
+    /// judges the encoding of a column `batch` has too few values of on the first of `later`
+    /// that has enough (a micro-batch decodes to a batch per writer schema, and the first may
+    /// be of older events that lack a field).
+    fn write_before(&mut self, batch: &RecordBatch, later: &[RecordBatch]) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let t = Instant::now();
-        let done = self.encode(batch);
+        let done = self.encode(batch, later);
         self.timings.encode += t.elapsed();
         done
     }
 
-    fn encode(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn encode(&mut self, batch: &RecordBatch, later: &[RecordBatch]) -> Result<()> {
         for PartitionBatch { values, batch } in split(batch, &self.partition_by)? {
             let dir = hive_path(&values);
             // Feed slices so that the size check between writes cuts files near the target.
@@ -453,7 +461,7 @@ impl TableWriter {
                         let n = self.counts.entry(dir.clone()).or_default();
                         let mut writer = ParquetFile::try_new(
                             batch.schema(),
-                            adaptive_encoding(self.props.clone(), &batch),
+                            adaptive_encoding(self.props.clone(), &batch, later),
                         )
                         .map_err(Error::Parquet)?;
                         let mut whole = Vec::with_capacity(self.copies.len());
@@ -516,8 +524,8 @@ impl TableWriter {
 
     /// Writes `batches` ([`write`](Self::write)) and stores the files they closed.
     pub async fn write_batches(&mut self, batches: &[RecordBatch]) -> Result<()> {
-        for b in batches {
-            self.write(b)?;
+        for (i, b) in batches.iter().enumerate() {
+            self.write_before(b, &batches[i + 1..])?;
         }
         self.put_ready().await
     }
@@ -680,7 +688,15 @@ const DICTIONARY_SAMPLE: usize = 4096;
 /// nearly distinct integer columns (timestamps, counters, dates) whose every value is within
 /// 2^31 of the one before are written as `DELTA_BINARY_PACKED` (the steps, bit-packed): event
 /// times a few milliseconds apart take a couple of bytes instead of eight, and less to compress.
-fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProperties {
+///
+/// A column with too few values present in the first batch (under 256: a field the older
+/// events lack, in a batch of theirs) is judged on the first of `later` (the batches written
+/// after it in the same call, of the same table) that has enough of it.
+fn adaptive_encoding(
+    props: WriterProperties,
+    first: &RecordBatch,
+    later: &[RecordBatch],
+) -> WriterProperties {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::DataType;
     use parquet::basic::Encoding;
@@ -761,27 +777,41 @@ fn adaptive_encoding(props: WriterProperties, first: &RecordBatch) -> WriterProp
             i32::try_from(step).is_ok()
         })
     }
-    if first.num_rows() < 256 {
-        return props;
-    }
-    let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
-    for (field, col) in first.schema().fields().iter().zip(first.columns()) {
-        let ((count, present), encoding) = match col.data_type() {
+    /// Distinct and present values of `col` and the encoding its values suggest, when silt
+    /// judges columns of its type.
+    fn judge_column(col: &dyn Array) -> Option<((usize, usize), Option<Encoding>)> {
+        Some(match col.data_type() {
             DataType::Utf8 => judge(col.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
             DataType::LargeUtf8 => {
                 judge(col.as_string::<i64>().iter().map(|v| v.map(str::as_bytes)))
             }
             DataType::Utf8View => judge(col.as_string_view().iter().map(|v| v.map(str::as_bytes))),
             DataType::Binary => judge(col.as_binary::<i32>().iter()),
-            dt if dt.is_primitive() && dt.primitive_width() == Some(8) => {
-                judge_words::<i64>(col.as_ref())
-            }
-            dt if dt.is_primitive() && dt.primitive_width() == Some(4) => {
-                judge_words::<i32>(col.as_ref())
-            }
-            _ => continue,
+            dt if dt.is_primitive() && dt.primitive_width() == Some(8) => judge_words::<i64>(col),
+            dt if dt.is_primitive() && dt.primitive_width() == Some(4) => judge_words::<i32>(col),
+            _ => return None,
+        })
+    }
+    /// Fewer values present than this are too few to judge a column on.
+    const ENOUGH: usize = 256;
+    let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
+    for (field, col) in first.schema().fields().iter().zip(first.columns()) {
+        let Some(mut judged) = judge_column(col.as_ref()) else {
+            continue;
         };
-        if present >= 256 && count * 10 > present * 9 {
+        // Too few values in the file's first rows (a field the older events lack): judged on
+        // the first of the batches after them that has enough.
+        if judged.0 .1 < ENOUGH {
+            judged = later
+                .iter()
+                .filter_map(|b| b.column_by_name(field.name()))
+                .filter(|c| c.data_type() == col.data_type())
+                .filter_map(|c| judge_column(c.as_ref()))
+                .find(|j| j.0 .1 >= ENOUGH)
+                .unwrap_or(judged);
+        }
+        let ((count, present), encoding) = judged;
+        if present >= ENOUGH && count * 10 > present * 9 {
             let path = || ColumnPath::from(field.name().as_str());
             let mut b = builder
                 .unwrap_or_else(|| props.clone().into_builder())
@@ -844,8 +874,8 @@ pub async fn write_table_timed(
     let batches = batches.to_vec();
     // Encoding is CPU work: off the async threads.
     let writer = tokio::task::spawn_blocking(move || {
-        for b in &batches {
-            writer.write(b)?;
+        for (i, b) in batches.iter().enumerate() {
+            writer.write_before(b, &batches[i + 1..])?;
         }
         Ok::<_, Error>(writer)
     })

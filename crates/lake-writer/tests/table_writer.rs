@@ -267,6 +267,55 @@ async fn a_field_older_events_lack_is_judged_on_the_newer_events_after_them() {
 }
 
 #[tokio::test]
+async fn a_field_a_first_batch_of_older_events_lacks_is_judged_on_the_batch_after_it() {
+    use parquet::basic::Encoding;
+    let lake = silt_storage::open("memory://tw-dict-next", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    // A micro-batch decodes to one batch per writer schema: first the older events, which
+    // lack the referrer (all null), then the newer ones, each with a unique referrer.
+    let (old, new) = (3_000, 5_000);
+    let older = RecordBatch::try_from_iter([
+        ("n", Arc::new(Int64Array::from_iter_values(0..old)) as _),
+        (
+            "referrer",
+            Arc::new(StringArray::new_null(old as usize)) as _,
+        ),
+    ])
+    .unwrap();
+    let newer = RecordBatch::try_from_iter([
+        (
+            "n",
+            Arc::new(Int64Array::from_iter_values(old..old + new)) as _,
+        ),
+        (
+            "referrer",
+            Arc::new(StringArray::from_iter_values((0..new).map(|i| {
+                format!("https://example.com/p/{i}?ref={:08x}", i * 7919)
+            }))) as _,
+        ),
+    ])
+    .unwrap();
+    let mut w = TableWriter::new(&table, 0, &[], &WriterOptions::default());
+    w.write_batches(&[older.clone(), newer.clone()])
+        .await
+        .unwrap();
+    let files = w.finish().await.unwrap();
+    assert_eq!(files.len(), 1);
+    let reader = file(&table, &files[0].path).await;
+    let meta = reader.metadata().clone();
+    let encodings = meta.row_group(0).column(1).encodings().collect::<Vec<_>>();
+    assert!(
+        !encodings.contains(&Encoding::RLE_DICTIONARY),
+        "unique where present, judged on the newer events: plain, not {encodings:?}"
+    );
+    // The rows are the two batches', in order.
+    let back: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+    let back = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
+    let both = arrow::compute::concat_batches(&older.schema(), &[older, newer]).unwrap();
+    assert_eq!(back, both);
+}
+
+#[tokio::test]
 async fn distinct_values_sharing_their_prefix_are_delta_encoded() {
     use parquet::basic::Encoding;
     let lake = silt_storage::open("memory://tw-delta", std::path::Path::new(".")).unwrap();
