@@ -796,21 +796,22 @@ fn adaptive_encoding(
     const ENOUGH: usize = 256;
     let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
     for (field, col) in first.schema().fields().iter().zip(first.columns()) {
-        let Some(mut judged) = judge_column(col.as_ref()) else {
+        let Some(((mut count, mut present), mut encoding)) = judge_column(col.as_ref()) else {
             continue;
         };
         // Too few values in the file's first rows (a field the older events lack): judged on
         // the first of the batches after them that has enough.
-        if judged.0 .1 < ENOUGH {
-            judged = later
+        if present < ENOUGH {
+            let enough = later
                 .iter()
                 .filter_map(|b| b.column_by_name(field.name()))
                 .filter(|c| c.data_type() == col.data_type())
                 .filter_map(|c| judge_column(c.as_ref()))
-                .find(|j| j.0 .1 >= ENOUGH)
-                .unwrap_or(judged);
+                .find(|((_, present), _)| *present >= ENOUGH);
+            if let Some(judged) = enough {
+                ((count, present), encoding) = judged;
+            }
         }
-        let ((count, present), encoding) = judged;
         if present >= ENOUGH && count * 10 > present * 9 {
             let path = || ColumnPath::from(field.name().as_str());
             let mut b = builder
