@@ -524,10 +524,17 @@ impl TableWriter {
 
     /// Writes `batches` ([`write`](Self::write)) and stores the files they closed.
     pub async fn write_batches(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        self.write_all(batches)?;
+        self.put_ready().await
+    }
+
+    /// [`write`](Self::write)s each of `batches`, a file's encoding judged also on the
+    /// batches after its first ([`write_before`](Self::write_before)).
+    fn write_all(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for (i, b) in batches.iter().enumerate() {
             self.write_before(b, &batches[i + 1..])?;
         }
-        self.put_ready().await
+        Ok(())
     }
 
     /// Stores the files closed so far.
@@ -806,6 +813,9 @@ fn adaptive_encoding(
                 .iter()
                 .filter_map(|b| b.column_by_name(field.name()))
                 .filter(|c| c.data_type() == col.data_type())
+                // Counted from the null buffer: a batch that lacks the field too is passed
+                // over without a look at its rows.
+                .filter(|c| c.len() - c.null_count() >= ENOUGH)
                 .filter_map(|c| judge_column(c.as_ref()))
                 .find(|((_, present), _)| *present >= ENOUGH);
             if let Some(judged) = enough {
@@ -875,9 +885,7 @@ pub async fn write_table_timed(
     let batches = batches.to_vec();
     // Encoding is CPU work: off the async threads.
     let writer = tokio::task::spawn_blocking(move || {
-        for (i, b) in batches.iter().enumerate() {
-            writer.write_before(b, &batches[i + 1..])?;
-        }
+        writer.write_all(&batches)?;
         Ok::<_, Error>(writer)
     })
     .await
