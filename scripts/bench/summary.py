@@ -75,20 +75,18 @@ def main(results):
                 f"{'silt run, raw table only, in the rounds below':52}"
                 f" {base_eps:12.0f} {same['cpu_seconds_per_million']:9.3f} {'1.0x':>9}"
             )
-        # The ratios again by the silt job's own clock: the process's start (loading its
-        # binary, on a machine that evicts it between rounds) left out, as the alternatives'
-        # interpreter, imports and JVM start are. Older results files lack it.
-        in_job = [
-            f"{labels[a['name']].split(' ')[0]} "
-            f"{same['job_events_per_sec_per_core'] / a['events_per_sec_per_core']:.1f}x"
-            for a in alternatives
-            if same and "job_events_per_sec_per_core" in same
-            and a["name"] != "silt" and "error" not in a
-        ]
-        if in_job:
+        # The ratios again by the silt job's own clock: the process's start left out, as the
+        # alternatives' interpreter, imports and JVM start are. Older results files lack it.
+        if same and "job_events_per_sec_per_core" in same:
+            job_eps = same["job_events_per_sec_per_core"]
+            in_job = [
+                f"{labels[a['name']].split(' ')[0]} {job_eps / a['events_per_sec_per_core']:.1f}x"
+                for a in alternatives
+                if a["name"] != "silt" and "error" not in a
+            ]
             print(
-                f"  the same by its job's own clock ({same['job_events_per_sec_per_core']:.0f}"
-                f" events/s, process start not timed, as the others' is not): " + ", ".join(in_job)
+                f"  the same by its job's own clock ({job_eps:.0f} events/s, process start"
+                f" not timed, as the others' is not): " + ", ".join(in_job)
             )
         for a in alternatives:
             name = a["name"]
