@@ -77,8 +77,8 @@ def main(results):
             )
         # The ratios again by the silt job's own clock: the process's start left out, as the
         # alternatives' interpreter, imports and JVM start are. Older results files lack it.
-        if same and "job_events_per_sec_per_core" in same:
-            job_eps = same["job_events_per_sec_per_core"]
+        if same and "job_seconds" in same:
+            job_eps = same["events"] / same["job_seconds"]
             in_job = [
                 f"{labels[a['name']].split(' ')[0]} {job_eps / a['events_per_sec_per_core']:.1f}x"
                 for a in alternatives
