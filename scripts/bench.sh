@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-2000000}
 skip=${SILT_BENCH_SKIP:-}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/silt-target}
+. scripts/target-dir.sh
 results=bench-results
 mkdir -p "$results"
 work=$(mktemp -d "${TMPDIR:-/tmp}/silt-bench.XXXXXX")

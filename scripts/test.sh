@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/silt-target}
+. scripts/target-dir.sh
 # The shared target folder keeps every build's outputs: each feature set, dependency version
 # and test binary gets files of its own (DataFusion's library alone is a few hundred MB), and
 # nothing removes them, so a machine that runs this often fills its disk. Outputs not read for

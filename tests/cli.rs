@@ -726,3 +726,53 @@ fn a_moved_lake_is_read_where_it_now_is() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n1000\n");
 }
+
+/// `scripts/target-dir.sh`, which the test and bench scripts source, builds where the README's
+/// first command (`cargo run`) does, so the README's two commands build silt once: in `cargo
+/// run`'s `./target` when it built there first; else in the folder shared by every clone
+/// (`$HOME/.cache/silt-target`), which `./target` is made to point to; `CARGO_TARGET_DIR` when set.
+#[test]
+fn the_scripts_build_where_cargo_run_builds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("scripts/target-dir.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let chosen = |clone: &std::path::Path, set: Option<&str>| -> std::path::PathBuf {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c")
+            .arg(r#". "$0" && printf %s "$CARGO_TARGET_DIR""#)
+            .arg(&script)
+            .current_dir(clone)
+            .env("HOME", &home)
+            .env_remove("CARGO_TARGET_DIR");
+        if let Some(set) = set {
+            cmd.env("CARGO_TARGET_DIR", set);
+        }
+        String::from_utf8(run_ok(&mut cmd).stdout).unwrap().into()
+    };
+    let shared = home.join(".cache/silt-target");
+
+    // A fresh clone (CI's): the shared folder, and `./target` a link to it for `cargo run`.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    assert_eq!(chosen(&fresh, None), shared);
+    assert!(shared.is_dir());
+    assert_eq!(std::fs::read_link(fresh.join("target")).unwrap(), shared);
+    // And again through that link.
+    assert_eq!(chosen(&fresh, None), shared);
+
+    // `cargo run -p silt -- demo` came first and built into `./target`: that folder.
+    let ran = dir.path().join("ran");
+    std::fs::create_dir_all(ran.join("target/debug")).unwrap();
+    assert_eq!(chosen(&ran, None), ran.join("target"));
+    assert!(ran.join("target/debug").is_dir());
+
+    // A target folder the user chose is left as it is, and nothing is linked.
+    let own = dir.path().join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    assert_eq!(
+        chosen(&own, Some("/elsewhere/target")),
+        std::path::PathBuf::from("/elsewhere/target")
+    );
+    assert!(std::fs::symlink_metadata(own.join("target")).is_err());
+}
