@@ -494,6 +494,41 @@ fn a_transform_that_changes_partition_values_is_refused_by_the_run_and_the_backf
     assert_eq!(table_rows(&sales), before);
 }
 
+/// A `partitions` transform is recomputed over the partitions a micro-batch touched (a
+/// backfill: those of its range): one whose rows of an hour draw on other hours' rows (a
+/// window over every hour of a product) gave a run's table unlike a backfill's, and is
+/// refused by both, before anything is written.
+#[test]
+fn a_partitions_transform_that_reads_across_partitions_is_refused_by_the_run_and_the_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path(), 200, "");
+    run_json(&job);
+    let hourly = dir.path().join("lake/hourly");
+    let before = table_rows(&hourly);
+    assert!(!before.is_empty());
+    std::fs::write(
+        dir.path().join("sql/hourly.sql"),
+        "SELECT dt, hr, \"productId\", count(*) OVER (PARTITION BY \"productId\") AS views FROM events",
+    )
+    .unwrap();
+    let backfill = silt()
+        .args(["backfill", "--from", "2025-11-25", "--to", "2025-11-26"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    let run = silt().arg("run").arg(&job).output().unwrap();
+    for out in [backfill, run] {
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("transform `hourly`: its window function `count` has a PARTITION BY that lacks `dt`, `hr`"),
+            "{err}"
+        );
+        assert!(err.contains("key it by `dt`, `hr` as well"), "{err}");
+    }
+    assert_eq!(table_rows(&hourly), before);
+}
+
 /// One micro-batch far larger than a check slice (8,192 records) and a transform group
 /// (65,536 rows) gives the same tables as many micro-batches of one slice each.
 #[test]

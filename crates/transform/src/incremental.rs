@@ -125,7 +125,7 @@ fn quote(name: &str) -> String {
 }
 
 /// How many times `plan` reads the table `name`.
-fn scans_of(plan: &LogicalPlan, name: &str) -> usize {
+pub(crate) fn scans_of(plan: &LogicalPlan, name: &str) -> usize {
     let mut n = 0;
     let _ = plan.apply(|node| {
         if let LogicalPlan::TableScan(TableScan { table_name, .. }) = node {

@@ -11,6 +11,8 @@
 //! * [`Mode::Partitions`]: recomputed over whole raw partitions (aggregates, windows,
 //!   sessionization), replacing the output partitions they feed; or, when the SQL groups
 //!   with `count`/`sum`/`min`/`max` only, merged with the previous output ([`incremental`]).
+//!   Its rows of one output partition may draw only on that partition's raw rows
+//!   ([`check_partitions_local`]), or a stream run and a backfill would differ.
 //!
 //! Execution is single-partitioned ([`session`]) so that the same input gives the same rows
 //! in the same order, and a rerun of a micro-batch writes the same files.
@@ -192,22 +194,163 @@ pub fn check_partition_columns(
     Ok(())
 }
 
+/// Refuses a `partitions` transform in which rows of different output partitions meet: an
+/// aggregate whose `GROUP BY`, a window whose `PARTITION BY` or a `DISTINCT ON` whose keys
+/// lack one of the output's partition columns (`out_partitions`), a `LIMIT`, a join of
+/// `events` with itself not on them, or a subquery over `events`. The stream job recomputes
+/// such a transform over the partitions a micro-batch touched, and a backfill over those of
+/// its range: an output row that drew on rows of other partitions would change with which
+/// partitions were read together, and a stream run and a backfill would give different
+/// tables. An output without partition columns is one partition, recomputed whole.
+pub fn check_partitions_local(
+    t: &Transform,
+    plan: &LogicalPlan,
+    out_partitions: &[String],
+) -> Result<()> {
+    if t.mode != Mode::Partitions || out_partitions.is_empty() {
+        return Ok(());
+    }
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = crossing(node, out_partitions);
+        Ok(if found.is_some() {
+            datafusion::common::tree_node::TreeNodeRecursion::Stop
+        } else {
+            datafusion::common::tree_node::TreeNodeRecursion::Continue
+        })
+    });
+    let Some(what) = found else {
+        return Ok(());
+    };
+    let keys = out_partitions
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::Refused {
+        name: t.name.clone(),
+        reason: format!(
+            "{what}, so its rows of one partition ({keys}) would draw on rows of others; a `partitions` transform is recomputed over the partitions a micro-batch touches (and a backfill over those of its range), so a stream run and a backfill would give different tables: key it by {keys} as well"
+        ),
+    })
+}
+
+/// What in `node` brings rows of different partitions (values of `parts`) together, if
+/// anything does; nodes that do not read `events` never do.
+fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
+    use datafusion::logical_expr::{Distinct, Expr};
+    let reads = |p: &LogicalPlan| incremental::scans_of(p, "events") > 0;
+    // The partition columns that no key of `input` (expressions over its schema) is.
+    let lacking = |input: &LogicalPlan, keys: &mut dyn Iterator<Item = &Expr>| {
+        let found: Vec<String> = keys
+            .filter_map(|e| {
+                let c = bare_column(e)?;
+                events_column(input, input.schema().index_of_column(c).ok()?)
+            })
+            .collect();
+        let missing: Vec<String> = parts
+            .iter()
+            .filter(|p| !found.contains(p))
+            .map(|p| format!("`{p}`"))
+            .collect();
+        (!missing.is_empty()).then(|| missing.join(", "))
+    };
+    match node {
+        LogicalPlan::Aggregate(a) if reads(&a.input) => {
+            if a.group_expr
+                .iter()
+                .any(|e| matches!(e, Expr::GroupingSet(_)))
+            {
+                return Some("it groups by GROUPING SETS, ROLLUP or CUBE".into());
+            }
+            lacking(&a.input, &mut a.group_expr.iter())
+                .map(|m| format!("it aggregates with a GROUP BY that lacks {m}"))
+        }
+        LogicalPlan::Window(w) if reads(&w.input) => w.window_expr.iter().find_map(|e| {
+            let mut e = e;
+            while let Expr::Alias(a) = e {
+                e = &a.expr;
+            }
+            let Expr::WindowFunction(f) = e else {
+                return None;
+            };
+            lacking(&w.input, &mut f.params.partition_by.iter()).map(|m| {
+                format!(
+                    "its window function `{}` has a PARTITION BY that lacks {m}",
+                    f.fun.name()
+                )
+            })
+        }),
+        LogicalPlan::Distinct(Distinct::On(d)) if reads(&d.input) => {
+            lacking(&d.input, &mut d.on_expr.iter()).map(|m| format!("its DISTINCT ON lacks {m}"))
+        }
+        LogicalPlan::Limit(l) if reads(&l.input) => Some("it has a LIMIT or OFFSET".into()),
+        LogicalPlan::Sort(s) if s.fetch.is_some() && reads(&s.input) => {
+            Some("it has a LIMIT".into())
+        }
+        LogicalPlan::Join(j) if reads(&j.left) && reads(&j.right) => {
+            // Equalities of a left and a right column: the join's keys, and those its ON
+            // condition states beside them.
+            let mut pairs: Vec<(&Expr, &Expr)> = j.on.iter().map(|(l, r)| (l, r)).collect();
+            let mut conditions = Vec::new();
+            if let Some(f) = &j.filter {
+                conditions = datafusion::logical_expr::utils::split_conjunction(f);
+            }
+            for c in conditions {
+                if let Expr::BinaryExpr(b) = c {
+                    if b.op == datafusion::logical_expr::Operator::Eq {
+                        pairs.push((&b.left, &b.right));
+                        pairs.push((&b.right, &b.left));
+                    }
+                }
+            }
+            let side = |plan: &LogicalPlan, e: &Expr| {
+                events_column(plan, plan.schema().index_of_column(bare_column(e)?).ok()?)
+            };
+            let missing: Vec<String> = parts
+                .iter()
+                .filter(|p| {
+                    !pairs.iter().any(|(l, r)| {
+                        side(&j.left, l).as_ref() == Some(*p)
+                            && side(&j.right, r).as_ref() == Some(*p)
+                    })
+                })
+                .map(|p| format!("`{p}`"))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "it joins `events` with itself without equating {}",
+                    missing.join(", ")
+                )
+            })
+        }
+        LogicalPlan::Subquery(s) if reads(&s.subquery) => {
+            Some("it reads `events` in a subquery (join on the partition columns instead)".into())
+        }
+        _ => None,
+    }
+}
+
+/// The column `e` is, under any aliases.
+fn bare_column(e: &datafusion::logical_expr::Expr) -> Option<&datafusion::common::Column> {
+    use datafusion::logical_expr::Expr;
+    let mut e = e;
+    while let Expr::Alias(a) = e {
+        e = &a.expr;
+    }
+    match e {
+        Expr::Column(c) => Some(c),
+        _ => None,
+    }
+}
+
 /// The column of `events` that output column `i` of `plan` is, passed through unchanged
 /// (renamed, filtered, joined, grouped by, unioned with itself); `None` when it is computed
 /// or comes from elsewhere.
 fn events_column(plan: &LogicalPlan, i: usize) -> Option<String> {
+    use bare_column as column;
     use datafusion::common::Column;
     use datafusion::logical_expr::{Distinct, Expr};
-    fn column(e: &Expr) -> Option<&Column> {
-        let mut e = e;
-        while let Expr::Alias(a) = e {
-            e = &a.expr;
-        }
-        match e {
-            Expr::Column(c) => Some(c),
-            _ => None,
-        }
-    }
     fn from(input: &LogicalPlan, c: &Column) -> Option<String> {
         events_column(input, input.schema().index_of_column(c).ok()?)
     }
@@ -220,6 +363,17 @@ fn events_column(plan: &LogicalPlan, i: usize) -> Option<String> {
         LogicalPlan::Repartition(p) => events_column(&p.input, i),
         LogicalPlan::SubqueryAlias(p) => events_column(&p.input, i),
         LogicalPlan::Distinct(Distinct::All(input)) => events_column(input, i),
+        LogicalPlan::Distinct(Distinct::On(d)) => from(&d.input, column(d.select_expr.get(i)?)?),
+        // Its other columns are repeated for each value unnested.
+        LogicalPlan::Unnest(u) => {
+            let input = *u.dependency_indices.get(i)?;
+            let unnested = u.list_type_columns.iter().any(|(c, _)| *c == input)
+                || u.struct_type_columns.contains(&input);
+            if unnested {
+                return None;
+            }
+            events_column(&u.input, input)
+        }
         LogicalPlan::Window(p) if i < p.input.schema().fields().len() => events_column(&p.input, i),
         LogicalPlan::Aggregate(a) => {
             if a.group_expr

@@ -1,11 +1,12 @@
 //! A transform's partition columns must be the raw table's, passed through as they are: its
-//! output is partitioned by the raw partitions it reads.
+//! output is partitioned by the raw partitions it reads. And a `partitions` transform must not
+//! let rows of one output partition draw on rows of another.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
-use silt_transform::{check_partition_columns, session, Mode, Transform};
+use silt_transform::{check_partition_columns, check_partitions_local, session, Mode, Transform};
 
 async fn check(sql: &str, mode: Mode) -> Result<(), String> {
     let ctx = session();
@@ -14,6 +15,11 @@ async fn check(sql: &str, mode: Mode) -> Result<(), String> {
         Field::new("product", DataType::Utf8, false),
         Field::new("dt", DataType::Utf8, false),
         Field::new("hr", DataType::Utf8, false),
+        Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
     ]));
     let products = Arc::new(Schema::new(vec![
         Field::new("product", DataType::Utf8, false),
@@ -26,7 +32,14 @@ async fn check(sql: &str, mode: Mode) -> Result<(), String> {
     let t = Transform::new("t", sql, mode);
     let df = silt_transform::plan(&ctx, &t).await.unwrap();
     let parts = ["dt".to_string(), "hr".to_string()];
-    check_partition_columns(&t, df.logical_plan(), &parts).map_err(|e| e.to_string())
+    check_partition_columns(&t, df.logical_plan(), &parts).map_err(|e| e.to_string())?;
+    // The partition columns the output has, as the job finds them.
+    let out: Vec<String> = parts
+        .iter()
+        .filter(|p| df.schema().fields().iter().any(|f| f.name() == *p))
+        .cloned()
+        .collect();
+    check_partitions_local(&t, df.logical_plan(), &out).map_err(|e| e.to_string())
 }
 
 #[tokio::test]
@@ -42,6 +55,35 @@ async fn partition_columns_passed_through_are_accepted() {
         ("SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, product", Mode::Partitions),
         ("SELECT uuid, dt, row_number() OVER (PARTITION BY dt ORDER BY uuid) AS n FROM events", Mode::Partitions),
         ("SELECT DISTINCT dt FROM events", Mode::Partitions),
+        (
+            "SELECT DISTINCT ON (dt, hr, product) dt, hr, product, uuid FROM events ORDER BY dt, hr, product, uuid DESC",
+            Mode::Partitions,
+        ),
+        ("SELECT uuid, dt, hr, unnest(tags) AS tag FROM events", Mode::Rows),
+        ("SELECT unnest(tags) AS tag, * FROM events", Mode::Rows),
+        ("SELECT * FROM events WHERE uuid IN (SELECT uuid FROM events WHERE product = 'x')", Mode::Rows),
+        // Keyed by the output's partition columns: only `dt` here.
+        ("SELECT dt, product, count(*) AS n FROM events GROUP BY dt, product", Mode::Partitions),
+        (
+            "SELECT dt, n, count(*) AS c FROM (SELECT dt, product, count(*) OVER (PARTITION BY product, dt) AS n FROM events) GROUP BY dt, n",
+            Mode::Partitions,
+        ),
+        // An output without partition columns is one partition, recomputed whole.
+        ("SELECT product, count(*) AS n FROM events GROUP BY product", Mode::Partitions),
+        (
+            "SELECT a.dt, a.hr, count(*) AS n FROM events a JOIN events b ON a.product = b.product AND a.dt = b.dt AND b.hr = a.hr GROUP BY a.dt, a.hr",
+            Mode::Partitions,
+        ),
+        (
+            "SELECT e.dt, e.hr, p.dt AS listed, count(*) AS n FROM events e JOIN products p ON e.product = p.product GROUP BY e.dt, e.hr, p.dt",
+            Mode::Partitions,
+        ),
+        // A reference table's own aggregate is not over `events`.
+        (
+            "SELECT e.dt, e.hr, e.uuid, c.n FROM events e JOIN (SELECT product, count(*) AS n FROM products GROUP BY product) c ON e.product = c.product",
+            Mode::Partitions,
+        ),
+        ("SELECT unnest(tags) AS tag, dt, hr, count(*) AS n FROM events GROUP BY unnest(tags), dt, hr", Mode::Partitions),
     ] {
         assert_eq!(check(sql, mode).await, Ok(()), "{sql}");
     }
@@ -98,6 +140,51 @@ async fn partition_columns_computed_or_taken_from_another_column_are_refused() {
             e.contains(&format!(
                 "output column `{column}` is named as a partition column"
             )) && e.contains(is),
+            "{sql}: {e}"
+        );
+    }
+}
+
+/// The stream job recomputes a `partitions` transform over the partitions a micro-batch
+/// touched, a backfill over those of its range: rows of one output partition that drew on
+/// others would depend on which were read together.
+#[tokio::test]
+async fn partitions_transforms_whose_rows_draw_on_other_partitions_are_refused() {
+    for (sql, what) in [
+        (
+            "SELECT dt, hr, product, count(*) OVER (PARTITION BY product) AS n FROM events",
+            "its window function `count` has a PARTITION BY that lacks `dt`, `hr`",
+        ),
+        (
+            "SELECT uuid, dt, hr, row_number() OVER (PARTITION BY dt ORDER BY uuid) AS n FROM events",
+            "PARTITION BY that lacks `hr`",
+        ),
+        (
+            "SELECT dt, hr, n FROM events JOIN (SELECT product, count(*) AS n FROM events GROUP BY product) c ON events.product = c.product",
+            "it joins `events` with itself without equating `dt`, `hr`",
+        ),
+        (
+            "SELECT DISTINCT ON (product) * FROM events ORDER BY product, uuid",
+            "its DISTINCT ON lacks `dt`, `hr`",
+        ),
+        ("SELECT * FROM events ORDER BY uuid LIMIT 10", "it has a LIMIT"),
+        ("SELECT dt, hr, uuid FROM events LIMIT 10", "it has a LIMIT or OFFSET"),
+        (
+            "SELECT a.dt, a.hr, count(*) AS n FROM events a JOIN events b ON a.product = b.product AND a.dt = b.dt GROUP BY a.dt, a.hr",
+            "without equating `hr`",
+        ),
+        (
+            "SELECT * FROM events WHERE uuid IN (SELECT uuid FROM events WHERE product = 'x')",
+            "it reads `events` in a subquery",
+        ),
+        (
+            "SELECT dt, hr, count(*) AS n FROM events WHERE product = (SELECT max(product) FROM events) GROUP BY dt, hr",
+            "it reads `events` in a subquery",
+        ),
+    ] {
+        let e = check(sql, Mode::Partitions).await.expect_err(sql);
+        assert!(
+            e.contains(what) && e.contains("would draw on rows of others") && e.contains("key it by"),
             "{sql}: {e}"
         );
     }

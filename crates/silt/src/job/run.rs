@@ -1256,8 +1256,9 @@ pub(crate) fn copies_by_transform(
         .collect()
 }
 
-/// Runs the transforms' partition columns: those of the job's partition columns a transform
-/// selects.
+/// A transform's partition columns: those of the job's partition columns it selects. Refuses
+/// one that puts a computed column under a partition column's name, or (`partitions` mode)
+/// that lets rows of one output partition draw on rows of another.
 async fn output_partitions(
     t: &Transform,
     references: &[silt_transform::Reference],
@@ -1275,11 +1276,13 @@ async fn output_partitions(
     let df = silt_transform::plan(&ctx, t).await?;
     silt_transform::check_partition_columns(t, df.logical_plan(), partition_by)?;
     let out = df.schema();
-    Ok(partition_by
+    let out: Vec<String> = partition_by
         .iter()
         .filter(|p| out.fields().iter().any(|f| f.name() == *p))
         .cloned()
-        .collect())
+        .collect();
+    silt_transform::check_partitions_local(t, df.logical_plan(), &out)?;
+    Ok(out)
 }
 
 /// A merging `partitions` transform's output for a micro-batch: its grouping of the batch's
