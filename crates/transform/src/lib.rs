@@ -6,8 +6,9 @@
 //! A transform is DataFusion SQL over a table `events` (the raw table's columns, partition
 //! columns included). Two modes:
 //! * [`Mode::Rows`]: run on each micro-batch (filters, projections, row-wise functions, joins
-//!   with small reference tables). Aggregates and windows are refused ([`check_rows_mode`]):
-//!   over a micro-batch they would give a different answer than over the whole data;
+//!   with small reference tables). Aggregates, windows, LIMITs, self-joins and subqueries
+//!   over `events` are refused ([`check_rows_mode`]): over a micro-batch they would give a
+//!   different answer than over the whole data;
 //! * [`Mode::Partitions`]: recomputed over whole raw partitions (aggregates, windows,
 //!   sessionization), replacing the output partitions they feed; or, when the SQL groups
 //!   with `count`/`sum`/`min`/`max` only, merged with the previous output ([`incremental`]).
@@ -143,11 +144,42 @@ fn contains_aggregate_or_window(plan: &LogicalPlan) -> Option<&'static str> {
     found
 }
 
-/// Refuses a `rows` transform whose plan aggregates or windows: over one micro-batch it
-/// would not give the answer it gives over the whole data.
+/// What in `plan` (subqueries included) brings rows of `events` together, if anything does:
+/// an aggregate, a window, DISTINCT, a LIMIT, a join of `events` with itself or a subquery
+/// over it. Nodes that do not read `events` (a reference table's own grouping) do not.
+fn combines_rows(plan: &LogicalPlan) -> Option<&'static str> {
+    let reads = |p: &LogicalPlan| incremental::scans_of(p, "events") > 0;
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = match node {
+            LogicalPlan::Aggregate(a) if reads(&a.input) => {
+                Some("an aggregate (GROUP BY, count, sum...)")
+            }
+            LogicalPlan::Window(w) if reads(&w.input) => Some("a window function (OVER ...)"),
+            LogicalPlan::Distinct(d) if reads(d.input()) => Some("DISTINCT"),
+            LogicalPlan::Limit(l) if reads(&l.input) => Some("a LIMIT or OFFSET"),
+            LogicalPlan::Sort(s) if s.fetch.is_some() && reads(&s.input) => Some("a LIMIT"),
+            LogicalPlan::Join(j) if reads(&j.left) && reads(&j.right) => {
+                Some("a join of `events` with itself")
+            }
+            LogicalPlan::Subquery(s) if reads(&s.subquery) => Some("a subquery over `events`"),
+            _ => None,
+        };
+        Ok(if found.is_some() {
+            datafusion::common::tree_node::TreeNodeRecursion::Stop
+        } else {
+            datafusion::common::tree_node::TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
+/// Refuses a `rows` transform whose plan brings rows together (aggregates, windows, a LIMIT,
+/// a self-join...): over one micro-batch it would not give the answer it gives over the whole
+/// data, and a backfill (over whole partitions) would give another table than the run.
 pub fn check_rows_mode(t: &Transform, plan: &LogicalPlan) -> Result<()> {
     if t.mode == Mode::Rows {
-        if let Some(what) = contains_aggregate_or_window(plan) {
+        if let Some(what) = combines_rows(plan) {
             return Err(Error::Refused {
                 name: t.name.clone(),
                 reason: format!(

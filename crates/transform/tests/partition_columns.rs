@@ -30,7 +30,10 @@ async fn check(sql: &str, mode: Mode) -> Result<(), String> {
         ctx.register_table(name, Arc::new(table)).unwrap();
     }
     let t = Transform::new("t", sql, mode);
-    let df = silt_transform::plan(&ctx, &t).await.unwrap();
+    // Refuses a `rows` transform that brings rows together.
+    let df = silt_transform::plan(&ctx, &t)
+        .await
+        .map_err(|e| e.to_string())?;
     let parts = ["dt".to_string(), "hr".to_string()];
     check_partition_columns(&t, df.logical_plan(), &parts).map_err(|e| e.to_string())?;
     // The partition columns the output has, as the job finds them.
@@ -49,7 +52,7 @@ async fn partition_columns_passed_through_are_accepted() {
         ("SELECT uuid AS id, dt, hr FROM events WHERE product <> 'x'", Mode::Rows),
         ("SELECT upper(product) AS p, e.hr, e.dt FROM events e", Mode::Rows),
         ("SELECT dt AS day, hr FROM events", Mode::Rows),
-        ("WITH x AS (SELECT * FROM events) SELECT dt, hr FROM x ORDER BY uuid LIMIT 3", Mode::Rows),
+        ("WITH x AS (SELECT * FROM events) SELECT dt, hr FROM x ORDER BY uuid", Mode::Rows),
         ("SELECT e.uuid, e.dt, e.hr, p.dt AS listed FROM events e JOIN products p ON e.product = p.product", Mode::Rows),
         ("SELECT dt, hr FROM events UNION ALL SELECT dt, hr FROM events", Mode::Rows),
         ("SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, product", Mode::Partitions),
@@ -61,7 +64,12 @@ async fn partition_columns_passed_through_are_accepted() {
         ),
         ("SELECT uuid, dt, hr, unnest(tags) AS tag FROM events", Mode::Rows),
         ("SELECT unnest(tags) AS tag, * FROM events", Mode::Rows),
-        ("SELECT * FROM events WHERE uuid IN (SELECT uuid FROM events WHERE product = 'x')", Mode::Rows),
+        // A reference table's own grouping is not over `events`.
+        (
+            "SELECT e.uuid, e.dt, e.hr, c.n FROM events e JOIN (SELECT product, count(*) AS n FROM products GROUP BY product) c ON e.product = c.product",
+            Mode::Rows,
+        ),
+        ("SELECT * FROM events WHERE product IN (SELECT product FROM products)", Mode::Rows),
         // Keyed by the output's partition columns: only `dt` here.
         ("SELECT dt, product, count(*) AS n FROM events GROUP BY dt, product", Mode::Partitions),
         (
@@ -187,5 +195,33 @@ async fn partitions_transforms_whose_rows_draw_on_other_partitions_are_refused()
             e.contains(what) && e.contains("would draw on rows of others") && e.contains("key it by"),
             "{sql}: {e}"
         );
+    }
+}
+
+/// A `rows` transform runs on each micro-batch (a backfill: on whole partitions): SQL that
+/// brings rows of `events` together would give other rows in each.
+#[tokio::test]
+async fn rows_transforms_that_bring_rows_together_are_refused() {
+    for (sql, what) in [
+        ("SELECT dt, count(*) AS n FROM events GROUP BY dt", "uses an aggregate"),
+        ("SELECT uuid, row_number() OVER (ORDER BY uuid) AS n FROM events", "uses a window function"),
+        ("SELECT DISTINCT product FROM events", "uses DISTINCT"),
+        ("SELECT * FROM events ORDER BY uuid LIMIT 10", "uses a LIMIT"),
+        ("SELECT uuid FROM events LIMIT 10 OFFSET 2", "uses a LIMIT or OFFSET"),
+        (
+            "SELECT a.uuid, a.dt, a.hr FROM events a JOIN events b ON a.product = b.product AND a.dt = b.dt AND a.hr = b.hr",
+            "uses a join of `events` with itself",
+        ),
+        (
+            "SELECT * FROM events WHERE uuid IN (SELECT uuid FROM events WHERE product = 'x')",
+            "uses a subquery over `events`",
+        ),
+        (
+            "SELECT * FROM events WHERE product IN (SELECT product FROM products WHERE product IN (SELECT product FROM events))",
+            "uses a subquery over `events`",
+        ),
+    ] {
+        let e = check(sql, Mode::Rows).await.expect_err(sql);
+        assert!(e.contains(what) && e.contains("mode = \"partitions\""), "{sql}: {e}");
     }
 }

@@ -196,11 +196,11 @@ async fn a_transform_that_passes_columns_through_says_which() {
     for sql in [
         "SELECT * FROM events WHERE id > 1",
         "SELECT id, upper(product) AS product FROM events",
-        "SELECT * FROM events LIMIT 5",
+        "SELECT id, product, 1 AS one FROM events",
         "SELECT id, product FROM events UNION ALL SELECT id, product FROM events",
         "SELECT id + 0 AS id, product FROM events",
         "SELECT * FROM events ORDER BY id",
-        "SELECT a.id, a.product FROM events a JOIN events b ON a.id = b.id",
+        "SELECT e.id, e.product FROM events e CROSS JOIN (SELECT 1 AS one) o",
     ] {
         assert_eq!(passed(sql).await.0, None, "{sql}");
     }
