@@ -25,9 +25,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{FutureExt, StreamExt};
 
-use crate::{
-    contains_aggregate_or_window, physical, session, Error, Result, RowsSession, Transform,
-};
+use crate::{combines_rows, physical, session, Error, Result, RowsSession, Transform};
 
 /// The SQL that merges previous output rows and new partial rows (both of the transform's
 /// output schema, in a table `merge_input`), or `None` when the transform's plan is not a
@@ -48,7 +46,7 @@ pub fn merge_sql(plan: &LogicalPlan) -> Option<String> {
         .group_expr
         .iter()
         .any(|e| matches!(e, Expr::GroupingSet(_)))
-        || contains_aggregate_or_window(&aggregate.input).is_some()
+        || combines_rows(&aggregate.input).is_some()
         || scans_of(&aggregate.input, "events") != 1
     {
         return None;

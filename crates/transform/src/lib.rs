@@ -41,7 +41,6 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -126,15 +125,11 @@ pub fn session() -> SessionContext {
     ctx
 }
 
-fn contains_aggregate_or_window(plan: &LogicalPlan) -> Option<&'static str> {
+/// The first thing `f` finds in the nodes of `plan` and of its subqueries, top down.
+fn find_in_plan<T>(plan: &LogicalPlan, mut f: impl FnMut(&LogicalPlan) -> Option<T>) -> Option<T> {
     let mut found = None;
-    let _ = plan.apply(|node| {
-        found = match node {
-            LogicalPlan::Aggregate(_) => Some("an aggregate (GROUP BY, count, sum...)"),
-            LogicalPlan::Window(_) => Some("a window function (OVER ...)"),
-            LogicalPlan::Distinct(_) => Some("DISTINCT"),
-            _ => None,
-        };
+    let _ = plan.apply_with_subqueries(|node| {
+        found = f(node);
         Ok(if found.is_some() {
             datafusion::common::tree_node::TreeNodeRecursion::Stop
         } else {
@@ -147,31 +142,22 @@ fn contains_aggregate_or_window(plan: &LogicalPlan) -> Option<&'static str> {
 /// What in `plan` (subqueries included) brings rows of `events` together, if anything does:
 /// an aggregate, a window, DISTINCT, a LIMIT, a join of `events` with itself or a subquery
 /// over it. Nodes that do not read `events` (a reference table's own grouping) do not.
-fn combines_rows(plan: &LogicalPlan) -> Option<&'static str> {
+pub(crate) fn combines_rows(plan: &LogicalPlan) -> Option<&'static str> {
     let reads = |p: &LogicalPlan| incremental::scans_of(p, "events") > 0;
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        found = match node {
-            LogicalPlan::Aggregate(a) if reads(&a.input) => {
-                Some("an aggregate (GROUP BY, count, sum...)")
-            }
-            LogicalPlan::Window(w) if reads(&w.input) => Some("a window function (OVER ...)"),
-            LogicalPlan::Distinct(d) if reads(d.input()) => Some("DISTINCT"),
-            LogicalPlan::Limit(l) if reads(&l.input) => Some("a LIMIT or OFFSET"),
-            LogicalPlan::Sort(s) if s.fetch.is_some() && reads(&s.input) => Some("a LIMIT"),
-            LogicalPlan::Join(j) if reads(&j.left) && reads(&j.right) => {
-                Some("a join of `events` with itself")
-            }
-            LogicalPlan::Subquery(s) if reads(&s.subquery) => Some("a subquery over `events`"),
-            _ => None,
-        };
-        Ok(if found.is_some() {
-            datafusion::common::tree_node::TreeNodeRecursion::Stop
-        } else {
-            datafusion::common::tree_node::TreeNodeRecursion::Continue
-        })
-    });
-    found
+    find_in_plan(plan, |node| match node {
+        LogicalPlan::Aggregate(a) if reads(&a.input) => {
+            Some("an aggregate (GROUP BY, count, sum...)")
+        }
+        LogicalPlan::Window(w) if reads(&w.input) => Some("a window function (OVER ...)"),
+        LogicalPlan::Distinct(d) if reads(d.input()) => Some("DISTINCT"),
+        LogicalPlan::Limit(l) if reads(&l.input) => Some("a LIMIT or OFFSET"),
+        LogicalPlan::Sort(s) if s.fetch.is_some() && reads(&s.input) => Some("a LIMIT"),
+        LogicalPlan::Join(j) if reads(&j.left) && reads(&j.right) => {
+            Some("a join of `events` with itself")
+        }
+        LogicalPlan::Subquery(s) if reads(&s.subquery) => Some("a subquery over `events`"),
+        _ => None,
+    })
 }
 
 /// Refuses a `rows` transform whose plan brings rows together (aggregates, windows, a LIMIT,
@@ -242,16 +228,7 @@ pub fn check_partitions_local(
     if t.mode != Mode::Partitions || out_partitions.is_empty() {
         return Ok(());
     }
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        found = crossing(node, out_partitions);
-        Ok(if found.is_some() {
-            datafusion::common::tree_node::TreeNodeRecursion::Stop
-        } else {
-            datafusion::common::tree_node::TreeNodeRecursion::Continue
-        })
-    });
-    let Some(what) = found else {
+    let Some(what) = find_in_plan(plan, |node| crossing(node, out_partitions)) else {
         return Ok(());
     };
     let keys = out_partitions

@@ -159,6 +159,9 @@ async fn only_groupings_of_mergeable_aggregates_are_merged() {
         "SELECT hr, count(*) AS n FROM events GROUP BY hr ORDER BY hr LIMIT 3",
         "SELECT hr, t FROM events",
         "SELECT hr, row_number() OVER (ORDER BY t) AS n FROM events",
+        // A limit below the grouping: a batch's rows grouped would not add up to the whole's.
+        "SELECT hr, count(*) AS n FROM (SELECT * FROM events ORDER BY t LIMIT 10) GROUP BY hr",
+        "SELECT hr, count(*) AS n FROM (SELECT * FROM events LIMIT 10) GROUP BY hr",
         // `events` read twice.
         "SELECT a.hr, count(*) AS n FROM events a JOIN events b ON a.t = b.t GROUP BY a.hr",
     ] {
