@@ -111,7 +111,8 @@ pub fn merge_sql(plan: &LogicalPlan) -> Option<String> {
     Some(sql)
 }
 
-fn unalias(e: &Expr) -> &Expr {
+/// `e` under any aliases.
+pub(crate) fn unalias(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => unalias(&a.expr),
         e => e,

@@ -143,7 +143,7 @@ fn find_in_plan<T>(plan: &LogicalPlan, mut f: impl FnMut(&LogicalPlan) -> Option
 /// an aggregate, a window, DISTINCT, a LIMIT, a join of `events` with itself or a subquery
 /// over it. Nodes that do not read `events` (a reference table's own grouping) do not.
 pub(crate) fn combines_rows(plan: &LogicalPlan) -> Option<&'static str> {
-    let reads = |p: &LogicalPlan| incremental::scans_of(p, "events") > 0;
+    let reads = reads_events;
     find_in_plan(plan, |node| match node {
         LogicalPlan::Aggregate(a) if reads(&a.input) => {
             Some("an aggregate (GROUP BY, count, sum...)")
@@ -248,7 +248,7 @@ pub fn check_partitions_local(
 /// anything does; nodes that do not read `events` never do.
 fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
     use datafusion::logical_expr::{Distinct, Expr};
-    let reads = |p: &LogicalPlan| incremental::scans_of(p, "events") > 0;
+    let reads = reads_events;
     // The partition columns that no key of `input` (expressions over its schema) is.
     let lacking = |input: &LogicalPlan, keys: &mut dyn Iterator<Item = &Expr>| {
         let found: Vec<String> = keys
@@ -276,11 +276,7 @@ fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
                 .map(|m| format!("it aggregates with a GROUP BY that lacks {m}"))
         }
         LogicalPlan::Window(w) if reads(&w.input) => w.window_expr.iter().find_map(|e| {
-            let mut e = e;
-            while let Expr::Alias(a) = e {
-                e = &a.expr;
-            }
-            let Expr::WindowFunction(f) = e else {
+            let Expr::WindowFunction(f) = incremental::unalias(e) else {
                 return None;
             };
             lacking(&w.input, &mut f.params.partition_by.iter()).map(|m| {
@@ -342,15 +338,15 @@ fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
 
 /// The column `e` is, under any aliases.
 fn bare_column(e: &datafusion::logical_expr::Expr) -> Option<&datafusion::common::Column> {
-    use datafusion::logical_expr::Expr;
-    let mut e = e;
-    while let Expr::Alias(a) = e {
-        e = &a.expr;
-    }
-    match e {
-        Expr::Column(c) => Some(c),
+    match incremental::unalias(e) {
+        datafusion::logical_expr::Expr::Column(c) => Some(c),
         _ => None,
     }
+}
+
+/// Whether `plan` (its subqueries included) reads `events`.
+fn reads_events(plan: &LogicalPlan) -> bool {
+    incremental::scans_of(plan, "events") > 0
 }
 
 /// The column of `events` that output column `i` of `plan` is, passed through unchanged
