@@ -266,14 +266,15 @@ fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
     };
     match node {
         LogicalPlan::Aggregate(a) if reads(&a.input) => {
-            if a.group_expr
-                .iter()
-                .any(|e| matches!(e, Expr::GroupingSet(_)))
-            {
-                return Some("it groups by GROUPING SETS, ROLLUP or CUBE".into());
-            }
-            lacking(&a.input, &mut a.group_expr.iter())
-                .map(|m| format!("it aggregates with a GROUP BY that lacks {m}"))
+            let Some(keys) = group_keys(a) else {
+                return Some("it groups by more than one GROUPING SETS, ROLLUP or CUBE".into());
+            };
+            let mut every = keys.iter().filter(|(_, every)| *every).map(|(e, _)| *e);
+            lacking(&a.input, &mut every).map(|m| {
+                format!(
+                    "it aggregates with a GROUP BY (in each of its grouping sets) that lacks {m}"
+                )
+            })
         }
         LogicalPlan::Window(w) if reads(&w.input) => w.window_expr.iter().find_map(|e| {
             let Expr::WindowFunction(f) = incremental::unalias(e) else {
@@ -344,6 +345,31 @@ fn bare_column(e: &datafusion::logical_expr::Expr) -> Option<&datafusion::common
     }
 }
 
+/// The group keys of `a`, in the order of its output columns, each with whether every one of
+/// its grouping sets holds it (a plain GROUP BY has one set; ROLLUP and CUBE have the empty
+/// one). `None` for groupings DataFusion did not make one set of.
+fn group_keys(
+    a: &datafusion::logical_expr::Aggregate,
+) -> Option<Vec<(&datafusion::logical_expr::Expr, bool)>> {
+    use datafusion::logical_expr::{Expr, GroupingSet};
+    match a.group_expr.as_slice() {
+        [Expr::GroupingSet(set)] => {
+            let every = |e: &Expr| match set {
+                GroupingSet::GroupingSets(sets) => sets.iter().all(|s| s.contains(e)),
+                GroupingSet::Rollup(_) | GroupingSet::Cube(_) => false,
+            };
+            Some(
+                set.distinct_expr()
+                    .into_iter()
+                    .map(|e| (e, every(e)))
+                    .collect(),
+            )
+        }
+        keys if keys.iter().any(|e| matches!(e, Expr::GroupingSet(_))) => None,
+        keys => Some(keys.iter().map(|e| (e, true)).collect()),
+    }
+}
+
 /// Whether `plan` (its subqueries included) reads `events`.
 fn reads_events(plan: &LogicalPlan) -> bool {
     incremental::scans_of(plan, "events") > 0
@@ -355,7 +381,7 @@ fn reads_events(plan: &LogicalPlan) -> bool {
 fn events_column(plan: &LogicalPlan, i: usize) -> Option<String> {
     use bare_column as column;
     use datafusion::common::Column;
-    use datafusion::logical_expr::{Distinct, Expr};
+    use datafusion::logical_expr::Distinct;
     fn from(input: &LogicalPlan, c: &Column) -> Option<String> {
         events_column(input, input.schema().index_of_column(c).ok()?)
     }
@@ -380,14 +406,13 @@ fn events_column(plan: &LogicalPlan, i: usize) -> Option<String> {
             events_column(&u.input, input)
         }
         LogicalPlan::Window(p) if i < p.input.schema().fields().len() => events_column(&p.input, i),
+        // A key some grouping set leaves out is null in that set's rows: computed.
         LogicalPlan::Aggregate(a) => {
-            if a.group_expr
-                .iter()
-                .any(|e| matches!(e, Expr::GroupingSet(_)))
-            {
+            let (key, in_every_set) = *group_keys(a)?.get(i)?;
+            if !in_every_set {
                 return None;
             }
-            from(&a.input, column(a.group_expr.get(i)?)?)
+            from(&a.input, column(key)?)
         }
         LogicalPlan::Join(j) => {
             let c = Column::from(j.schema.qualified_field(i));

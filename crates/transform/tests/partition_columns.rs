@@ -92,6 +92,12 @@ async fn partition_columns_passed_through_are_accepted() {
             Mode::Partitions,
         ),
         ("SELECT unnest(tags) AS tag, dt, hr, count(*) AS n FROM events GROUP BY unnest(tags), dt, hr", Mode::Partitions),
+        // Subtotals within each hour: `dt` and `hr` are in every grouping set.
+        ("SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, ROLLUP(product)", Mode::Partitions),
+        (
+            "SELECT dt, hr, product, count(*) AS n FROM events GROUP BY GROUPING SETS ((dt, hr, product), (dt, hr))",
+            Mode::Partitions,
+        ),
     ] {
         assert_eq!(check(sql, mode).await, Ok(()), "{sql}");
     }
@@ -134,6 +140,19 @@ async fn partition_columns_computed_or_taken_from_another_column_are_refused() {
             "SELECT substr(dt, 1, 7) AS dt, count(*) AS n FROM events GROUP BY substr(dt, 1, 7)",
             Mode::Partitions,
             "dt",
+            "computed",
+        ),
+        // Its grand total has no `dt`, its subtotals by day no `hr`.
+        (
+            "SELECT dt, hr, count(*) AS n FROM events GROUP BY ROLLUP(dt, hr)",
+            Mode::Partitions,
+            "dt",
+            "computed",
+        ),
+        (
+            "SELECT dt, hr, product, count(*) AS n FROM events GROUP BY GROUPING SETS ((dt, hr, product), (dt, product))",
+            Mode::Partitions,
+            "hr",
             "computed",
         ),
         (
