@@ -92,6 +92,15 @@ async fn partition_columns_passed_through_are_accepted() {
             Mode::Partitions,
         ),
         ("SELECT unnest(tags) AS tag, dt, hr, count(*) AS n FROM events GROUP BY unnest(tags), dt, hr", Mode::Partitions),
+        // Top products of each hour: a window over a grouping, both keyed by the hour.
+        (
+            "SELECT dt, hr, product, n, rank() OVER (PARTITION BY dt, hr ORDER BY n DESC) AS r FROM (SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, product)",
+            Mode::Partitions,
+        ),
+        (
+            "SELECT * FROM (SELECT e.*, row_number() OVER (PARTITION BY e.hr, product, e.dt ORDER BY uuid) AS k FROM events e) WHERE k <= 3",
+            Mode::Partitions,
+        ),
         // Subtotals within each hour: `dt` and `hr` are in every grouping set.
         ("SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, ROLLUP(product)", Mode::Partitions),
         (
