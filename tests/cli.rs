@@ -776,3 +776,102 @@ fn the_scripts_build_where_cargo_run_builds() {
     );
     assert!(std::fs::symlink_metadata(own.join("target")).is_err());
 }
+
+/// `silt run JOB --check` makes every check a run makes before it reads anything and reports
+/// how the run would go (reader schema, each transform's partitions and how it is run),
+/// reading nothing from the stream and writing nothing; a transform a run would refuse makes
+/// it fail the same way.
+#[test]
+fn run_check_reports_the_plan_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = silt::gen::GenOptions {
+        events: 100,
+        ..Default::default()
+    };
+    let job = generated_job(dir.path(), &opts, &pass_through_transforms(dir.path()));
+    let out = silt()
+        .args(["run", "--check", "--json"])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Two versions registered: the second is the reader schema.
+    assert_eq!(plan["reader_version"], 2, "{plan}");
+    assert_eq!(plan["partition_by"], serde_json::json!(["dt", "hr"]));
+    let runs: std::collections::BTreeMap<String, String> = plan["transforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["runs"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (name, how) in [
+        ("everything", "copied"),
+        ("some", "copied"),
+        ("filtered", "rows"),
+        ("hourly", "merged"),
+        ("sales", "rows"),
+    ] {
+        assert_eq!(
+            runs.get(name).map(String::as_str),
+            Some(how),
+            "{name}: {plan}"
+        );
+    }
+    let hourly = plan["transforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hourly")
+        .unwrap();
+    assert_eq!(hourly["partition_by"], serde_json::json!(["dt", "hr"]));
+    assert!(
+        hourly["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "views" && c["type"] == "Int64"),
+        "{hourly}"
+    );
+    // Nothing read, nothing written: no file in the lake (its folder is made when the job
+    // opens it), no checkpoint.
+    let files_in_lake = || {
+        fn walk(p: &std::path::Path) -> usize {
+            std::fs::read_dir(p).map_or(0, |d| {
+                d.map(|e| e.unwrap().path())
+                    .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+                    .sum()
+            })
+        }
+        walk(&dir.path().join("lake"))
+    };
+    assert_eq!(files_in_lake(), 0);
+
+    let text = silt().args(["run", "--check"]).arg(&job).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("transform      hourly (partitions, by dt, hr): each micro-batch grouped and merged into its partitions"),
+        "{text}"
+    );
+
+    std::fs::write(
+        dir.path().join("sql/hourly.sql"),
+        "SELECT dt, hr, \"productId\", count(*) OVER (PARTITION BY \"productId\") AS n FROM events",
+    )
+    .unwrap();
+    let out = silt().args(["run", "--check"]).arg(&job).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("transform `hourly`: its window function `count` has a PARTITION BY that lacks `dt`, `hr`"), "{err}");
+    assert_eq!(files_in_lake(), 0);
+}

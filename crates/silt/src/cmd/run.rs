@@ -26,10 +26,23 @@ pub struct RunArgs {
     /// e.g. `127.0.0.1:9464`.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Check the job and exit: its reader schema, each transform planned and checked, and how
+    /// the job would run it; nothing is read from the stream or written to the lake.
+    #[arg(long, conflicts_with_all = ["follow", "metrics"])]
+    pub check: bool,
 }
 
 pub async fn run(args: RunArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let job = Job::load(&args.job).await?;
+    if args.check {
+        let plan = job::plan(&job).await?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&plan)?)?;
+        } else {
+            print_plan(&plan, out)?;
+        }
+        return Ok(());
+    }
     let shutdown = CancellationToken::new();
     // The metrics are served until the run has ended, its last batch included.
     let metrics_served = CancellationToken::new();
@@ -128,4 +141,67 @@ fn observe(m: &JobMetrics, r: &BatchReport) {
         m.lag_seconds.set(lag as f64 / 1000.0);
     }
     m.last_commit_seconds.set(r.committed_at_ms as f64 / 1000.0);
+}
+
+/// `--check`'s report: one screen.
+fn print_plan(plan: &job::JobPlan, out: &mut dyn Write) -> anyhow::Result<()> {
+    const INDENT: &str = "                 ";
+    // The columns, on lines of about 100 characters under the heading's text.
+    let columns = |c: &[job::PlannedColumn]| {
+        let mut text = String::from(INDENT);
+        let mut line = INDENT.len();
+        for (i, c) in c.iter().enumerate() {
+            let item = format!("{} {}", c.name, c.data_type);
+            if i > 0 {
+                text.push(',');
+                if line + item.len() + 2 > 100 {
+                    text.push('\n');
+                    text.push_str(INDENT);
+                    line = INDENT.len();
+                } else {
+                    text.push(' ');
+                    line += 2;
+                }
+            }
+            line += item.len();
+            text.push_str(&item);
+        }
+        text
+    };
+    let by = |p: &[String]| {
+        if p.is_empty() {
+            "unpartitioned".to_string()
+        } else {
+            format!("by {}", p.join(", "))
+        }
+    };
+    writeln!(
+        out,
+        "job {}: checked (nothing read from the stream, nothing written)",
+        plan.job
+    )?;
+    writeln!(
+        out,
+        "  reader schema  {} version {} ({})",
+        plan.subject, plan.reader_version, plan.reader_fingerprint
+    )?;
+    writeln!(
+        out,
+        "  raw table      {} ({})\n{}",
+        plan.table,
+        by(&plan.partition_by),
+        columns(&plan.columns)
+    )?;
+    for t in &plan.transforms {
+        writeln!(
+            out,
+            "  transform      {} ({}, {}): {}\n{}",
+            t.name,
+            t.mode,
+            by(&t.partition_by),
+            t.runs_text(),
+            columns(&t.columns)
+        )?;
+    }
+    Ok(())
 }

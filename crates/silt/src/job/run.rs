@@ -1118,6 +1118,12 @@ impl RowsTransforms {
         })
     }
 
+    /// Whether `partitions` transform `i` is merged with its previous output rather than
+    /// recomputed.
+    pub(crate) fn merges(&self, i: usize) -> bool {
+        self.incremental.get(i).is_some_and(Option::is_some)
+    }
+
     /// Per transform, what the raw table's writer copies into its files when it can write
     /// them ([`TableWriter::copy_columns`]): a `rows` transform that passes columns of
     /// `events` through, every row, partitioned as the raw table, its partition columns the
@@ -1256,7 +1262,8 @@ pub(crate) fn copies_by_transform(
         .collect()
 }
 
-/// A transform's partition columns: those of the job's partition columns it selects. Refuses
+/// A transform's partition columns (those of the job's partition columns it selects) and its
+/// output's schema. Refuses
 /// one that puts a computed column under a partition column's name, or (`partitions` mode)
 /// that lets rows of one output partition draw on rows of another.
 async fn output_partitions(
@@ -1264,7 +1271,7 @@ async fn output_partitions(
     references: &[silt_transform::Reference],
     events: &SchemaRef,
     partition_by: &[String],
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<(Vec<String>, SchemaRef)> {
     let ctx = silt_transform::transform_session(references).await?;
     ctx.register_table(
         "events",
@@ -1282,7 +1289,7 @@ async fn output_partitions(
         .cloned()
         .collect();
     silt_transform::check_partitions_local(t, df.logical_plan(), &out)?;
-    Ok(out)
+    Ok((out, Arc::new(df.schema().as_arrow().clone())))
 }
 
 /// A merging `partitions` transform's output for a micro-batch: its grouping of the batch's
@@ -1616,16 +1623,21 @@ pub(crate) struct Shapes {
     pub raw_files: SchemaRef,
     /// Each transform's partition columns.
     pub out_partitions: Vec<Vec<String>>,
+    /// Each transform's output columns (partition columns included).
+    pub outputs: Vec<SchemaRef>,
+    /// The subject's version whose schema is the reader schema.
+    pub reader: silt_registry::Registered,
 }
 
 impl Shapes {
     pub(crate) async fn of(job: &Job) -> anyhow::Result<Shapes> {
         // The version list, not `latest`, which the registry's cache may hold for a while: a
         // run that restarts because a newer version appeared must see it.
-        let reader = async {
+        let (version, reader) = async {
             let versions = job.registry.versions(&job.subject).await?;
-            let last = versions.last().expect("versions() is never empty");
-            job.registry.schema(&job.subject, &last.fingerprint).await
+            let last = versions.last().expect("versions() is never empty").clone();
+            let schema = job.registry.schema(&job.subject, &last.fingerprint).await?;
+            Ok::<_, silt_registry::Error>((last, schema))
         }
         .await
         .with_context(|| format!("reader schema: subject `{}`", job.subject))?;
@@ -1634,16 +1646,20 @@ impl Shapes {
                 .with_max_future(job.max_future);
         let events = events_schema(&decoder.schema(), &job.partition_by)?;
         let raw_files = silt_lake_writer::file_schema(&events, &job.partition_by);
-        let mut out_partitions = Vec::new();
+        let (mut out_partitions, mut outputs) = (Vec::new(), Vec::new());
         for t in &job.transforms {
-            out_partitions
-                .push(output_partitions(t, &job.references, &events, &job.partition_by).await?);
+            let (parts, schema) =
+                output_partitions(t, &job.references, &events, &job.partition_by).await?;
+            out_partitions.push(parts);
+            outputs.push(schema);
         }
         Ok(Shapes {
             decoder,
             events,
             raw_files,
             out_partitions,
+            outputs,
+            reader: version,
         })
     }
 }

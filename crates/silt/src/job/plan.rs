@@ -1,0 +1,111 @@
+//! `silt run JOB --check`: the job as a run would make it (its reader schema, the raw table,
+//! each transform's output and how the job runs it) with every check a run makes before it
+//! reads anything, and nothing read from the stream or written to the lake.
+
+use arrow::datatypes::SchemaRef;
+use serde::Serialize;
+use silt_transform::Mode;
+
+use super::run::{Job, RowsTransforms, Shapes};
+
+/// A job as a run would make it.
+#[derive(Debug, Serialize)]
+pub struct JobPlan {
+    pub job: String,
+    pub subject: String,
+    /// The subject's latest version, whose schema the records are read as.
+    pub reader_version: u32,
+    pub reader_fingerprint: String,
+    pub table: String,
+    pub partition_by: Vec<String>,
+    /// The `events` table the transforms read: the raw table's columns, partition columns
+    /// included.
+    pub columns: Vec<PlannedColumn>,
+    pub transforms: Vec<PlannedTransform>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlannedColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlannedTransform {
+    pub name: String,
+    /// `rows` or `partitions`.
+    pub mode: &'static str,
+    /// The raw partition columns its output has: what its table is partitioned by.
+    pub partition_by: Vec<String>,
+    /// How the stream job runs it: `copied` (its files are the raw files' column chunks,
+    /// no SQL run), `rows` (its SQL on each micro-batch), `merged` (its grouping of each
+    /// micro-batch merged with the partitions' previous rows) or `recomputed` (its SQL over
+    /// every row of the partitions a micro-batch touched).
+    pub runs: &'static str,
+    pub columns: Vec<PlannedColumn>,
+}
+
+impl PlannedTransform {
+    /// `runs` in words.
+    pub fn runs_text(&self) -> &'static str {
+        match self.runs {
+            "copied" => "copied from the raw files (no SQL run)",
+            "rows" => "its SQL on each micro-batch",
+            "merged" => "each micro-batch grouped and merged into its partitions",
+            _ => "recomputed over each partition a micro-batch touches",
+        }
+    }
+}
+
+fn columns(schema: &SchemaRef) -> Vec<PlannedColumn> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| PlannedColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
+/// Plans `job` as [`run`](super::run) does before its first micro-batch: the reader schema
+/// from the registry, every transform planned and checked (mode, partition columns), the
+/// reference tables loaded. Errors are those a run would stop with.
+pub async fn plan(job: &Job) -> anyhow::Result<JobPlan> {
+    let shapes = Shapes::of(job).await?;
+    let rows = RowsTransforms::prepare(job, &shapes.events).await?;
+    let copied = rows.copied_from_raw(&shapes.events, &job.partition_by, &shapes.out_partitions);
+    let transforms = job
+        .transforms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| PlannedTransform {
+            name: t.name.clone(),
+            mode: match t.mode {
+                Mode::Rows => "rows",
+                Mode::Partitions => "partitions",
+            },
+            partition_by: shapes.out_partitions[i].clone(),
+            runs: match t.mode {
+                Mode::Rows if copied[i].is_some() => "copied",
+                Mode::Rows => "rows",
+                Mode::Partitions if rows.merges(i) => "merged",
+                Mode::Partitions => "recomputed",
+            },
+            columns: columns(&shapes.outputs[i]),
+        })
+        .collect();
+    Ok(JobPlan {
+        job: job.name.clone(),
+        subject: job.subject.clone(),
+        reader_version: shapes.reader.version,
+        reader_fingerprint: shapes.reader.fingerprint.to_string(),
+        table: job.table.clone(),
+        partition_by: job.partition_by.clone(),
+        columns: columns(&shapes.events),
+        transforms,
+    })
+}
