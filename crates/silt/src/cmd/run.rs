@@ -199,7 +199,7 @@ fn print_plan(plan: &job::JobPlan, out: &mut dyn Write) -> anyhow::Result<()> {
             t.name,
             t.mode,
             by(&t.partition_by),
-            t.runs_text(),
+            t.runs.text(),
             columns(&t.columns)
         )?;
     }

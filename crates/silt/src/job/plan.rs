@@ -39,22 +39,33 @@ pub struct PlannedTransform {
     pub mode: &'static str,
     /// The raw partition columns its output has: what its table is partitioned by.
     pub partition_by: Vec<String>,
-    /// How the stream job runs it: `copied` (its files are the raw files' column chunks,
-    /// no SQL run), `rows` (its SQL on each micro-batch), `merged` (its grouping of each
-    /// micro-batch merged with the partitions' previous rows) or `recomputed` (its SQL over
-    /// every row of the partitions a micro-batch touched).
-    pub runs: &'static str,
+    /// How the stream job runs it.
+    pub runs: Runs,
     pub columns: Vec<PlannedColumn>,
 }
 
-impl PlannedTransform {
-    /// `runs` in words.
-    pub fn runs_text(&self) -> &'static str {
-        match self.runs {
-            "copied" => "copied from the raw files (no SQL run)",
-            "rows" => "its SQL on each micro-batch",
-            "merged" => "each micro-batch grouped and merged into its partitions",
-            _ => "recomputed over each partition a micro-batch touches",
+/// How the stream job runs a transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runs {
+    /// Its files are the raw files' column chunks, copied: no SQL run.
+    Copied,
+    /// Its SQL on each micro-batch.
+    Rows,
+    /// Its grouping of each micro-batch merged with the partitions' previous rows.
+    Merged,
+    /// Its SQL over every row of the partitions a micro-batch touched.
+    Recomputed,
+}
+
+impl Runs {
+    /// In words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Runs::Copied => "copied from the raw files (no SQL run)",
+            Runs::Rows => "its SQL on each micro-batch",
+            Runs::Merged => "each micro-batch grouped and merged into its partitions",
+            Runs::Recomputed => "recomputed over each partition a micro-batch touches",
         }
     }
 }
@@ -90,10 +101,10 @@ pub async fn plan(job: &Job) -> anyhow::Result<JobPlan> {
             },
             partition_by: shapes.out_partitions[i].clone(),
             runs: match t.mode {
-                Mode::Rows if copied[i].is_some() => "copied",
-                Mode::Rows => "rows",
-                Mode::Partitions if rows.merges(i) => "merged",
-                Mode::Partitions => "recomputed",
+                Mode::Rows if copied[i].is_some() => Runs::Copied,
+                Mode::Rows => Runs::Rows,
+                Mode::Partitions if rows.merges(i) => Runs::Merged,
+                Mode::Partitions => Runs::Recomputed,
             },
             columns: columns(&shapes.outputs[i]),
         })
