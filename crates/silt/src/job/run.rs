@@ -1263,9 +1263,8 @@ pub(crate) fn copies_by_transform(
 }
 
 /// A transform's partition columns (those of the job's partition columns it selects) and its
-/// output's schema. Refuses
-/// one that puts a computed column under a partition column's name, or (`partitions` mode)
-/// that lets rows of one output partition draw on rows of another.
+/// output's schema. Refuses one that puts a computed column under a partition column's name,
+/// or (`partitions` mode) that lets rows of one output partition draw on rows of another.
 async fn output_partitions(
     t: &Transform,
     references: &[silt_transform::Reference],
@@ -1282,14 +1281,14 @@ async fn output_partitions(
     )?;
     let df = silt_transform::plan(&ctx, t).await?;
     silt_transform::check_partition_columns(t, df.logical_plan(), partition_by)?;
-    let out = df.schema();
-    let out: Vec<String> = partition_by
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let parts: Vec<String> = partition_by
         .iter()
-        .filter(|p| out.fields().iter().any(|f| f.name() == *p))
+        .filter(|p| schema.fields().iter().any(|f| f.name() == *p))
         .cloned()
         .collect();
-    silt_transform::check_partitions_local(t, df.logical_plan(), &out)?;
-    Ok((out, Arc::new(df.schema().as_arrow().clone())))
+    silt_transform::check_partitions_local(t, df.logical_plan(), &parts)?;
+    Ok((parts, schema))
 }
 
 /// A merging `partitions` transform's output for a micro-batch: its grouping of the batch's
