@@ -806,6 +806,58 @@ fn closed_hours_are_compacted_and_killed_runs_converge_to_the_same_files() {
     assert!(got == want_files, "the files' bytes differ");
 }
 
+/// A table whose files are the raw files whole (`SELECT *`, copied by the raw writer) takes
+/// the raw table's merged file when an hour is compacted (the same file, linked) instead of
+/// merging its own copies again; a table of some of the columns merges its own. Both keep
+/// their rows.
+#[test]
+fn a_copied_table_takes_the_raw_tables_merged_file_when_an_hour_is_compacted() {
+    use std::os::unix::fs::MetadataExt;
+    let opts = GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let job = generated_job(
+        dir.path(),
+        &opts,
+        &format!(
+            "[batch]\nmax_records = 50\n{}",
+            pass_through_transforms(dir.path())
+        ),
+    );
+    let s = run_json(&job);
+    assert!(s["files_compacted"].as_u64().unwrap() > 20, "{s}");
+    let lake = dir.path().join("lake");
+    let rows = lake_rows(&lake);
+    assert_eq!(rows["everything"], rows["clickstream"]);
+    assert_eq!(rows["clickstream"].len(), 3000);
+    let inode = |table: &str, hour: &str| -> Vec<u64> {
+        parquet_files(&lake.join(table).join(hour))
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().ino())
+            .collect()
+    };
+    let raw = files_per_partition(&lake.join("clickstream"));
+    let compacted: Vec<&String> = raw
+        .iter()
+        .filter(|(_, &n)| n == 1)
+        .map(|(h, _)| h)
+        .collect();
+    assert!(compacted.len() >= 3, "{raw:?}");
+    for hour in compacted {
+        assert_eq!(
+            inode("everything", hour),
+            inode("clickstream", hour),
+            "{hour}"
+        );
+        let some = inode("some", hour);
+        assert_eq!(some.len(), 1, "{hour}: `some` merged too");
+        assert_ne!(some, inode("clickstream", hour), "{hour}");
+    }
+}
+
 /// A version registered within an hour gives that hour files of two schemas (the newer has a
 /// column the older lacks): compaction merges the files of each schema apart (no file gains
 /// or loses a column), and the others hours whole.

@@ -627,7 +627,7 @@ fn in_order(mut files: Vec<(String, usize, DataFile)>) -> Vec<DataFile> {
 
 /// Copies the file at `rel` below `from` to the same place below `to`: a hard link on a local
 /// disk, a server-side copy on S3. A store that cannot (two file systems) gets the bytes put.
-async fn copy_file(from: &Location, to: &Location, rel: &str) -> Result<()> {
+pub async fn copy_file(from: &Location, to: &Location, rel: &str) -> Result<()> {
     let store_error = |source| Error::Store {
         path: rel.to_string(),
         source,

@@ -596,22 +596,29 @@ fn left_for_now(skipped: &SkippedHours, key: &TablePartition) -> bool {
 /// whatever the hour's volume: a large hour is merged over several micro-batches. The merged
 /// file is written as this micro-batch's and replaces its group in `tables`, so the commit
 /// switches readers over at once and a replay makes the same choice and the same bytes.
+/// A table of `copy_tables` whose group is files the raw table's merge of the same hour just
+/// merged away, whole, takes the raw table's merged file by a copy (a hard link, a
+/// server-side copy) instead of a merge of its own, not counted among those groups.
 /// Returns the tables changed, with the number of files merged away.
 async fn compact_closed_hours(
     job: &Job,
     state: &State,
     batch_id: u64,
     written: &[(String, Vec<DataFile>)],
+    copy_tables: &HashSet<String>,
     tables: &mut BTreeMap<String, TableState>,
     skipped: &mut SkippedHours,
 ) -> anyhow::Result<Vec<(String, usize)>> {
-    let candidates = compaction_candidates(job, state, tables, written);
+    let mut candidates = compaction_candidates(job, state, tables, written);
+    // The raw table's hours before the same hours of other tables: a table whose files are
+    // the raw files themselves (`SELECT *`, copied) then takes the raw table's merged file.
+    candidates.sort_by_key(|(hour, name, _)| (*hour, *name != job.table));
     let target = compaction_target(job);
     let mut changed: Vec<(String, usize)> = Vec::new();
+    // The raw table's merges in this micro-batch: the files merged away, and the new ones.
+    let mut raw_merges: Vec<(Vec<DataFile>, Vec<DataFile>)> = Vec::new();
+    let mut merges = 0;
     for (_, name, partition) in candidates {
-        if changed.len() == COMPACTIONS_PER_BATCH {
-            break;
-        }
         let key = (name, partition);
         if left_for_now(skipped, &key) {
             continue;
@@ -624,6 +631,40 @@ async fn compact_closed_hours(
             .iter()
             .filter(|f| f.partition == partition && is_small(job, f))
             .collect();
+        let merged_raw = raw_merges
+            .iter()
+            .filter(|_| copy_tables.contains(&name))
+            .find(|(old, _)| old.iter().all(|o| files.contains(&o)));
+        if let Some((old, new)) = merged_raw {
+            // These files are the raw files just merged, whole (a copied table's files of the
+            // same names, sizes and columns): the merged file is theirs too, copied (a hard
+            // link on a local disk, a server-side copy on S3) rather than merged again.
+            let copied = async {
+                for f in new {
+                    silt_lake_writer::copy_file(&job.lake.join(&job.table), &location, &f.path)
+                        .await?;
+                }
+                Ok::<_, silt_lake_writer::Error>(())
+            };
+            match copied.await {
+                Ok(()) => {
+                    let old: HashSet<&str> = old.iter().map(|f| f.path.as_str()).collect();
+                    let n = old.len();
+                    let ts = tables.get_mut(&name).expect("listed");
+                    ts.files.retain(|f| !old.contains(f.path.as_str()));
+                    ts.files.extend(new.iter().cloned());
+                    changed.push((name, n));
+                    continue;
+                }
+                Err(e) => tracing::warn!(
+                    table = %name,
+                    "copying the raw table's merged file failed, merging its own: {e}"
+                ),
+            }
+        }
+        if merges == COMPACTIONS_PER_BATCH {
+            continue;
+        }
         // An optimisation: an hour that cannot be merged now stays as it is, the stream goes on.
         // (The merged file is stored once its group is read whole, so a failed merge has
         // seldom stored anything; what it has is not committed, and goes at a writer's start.)
@@ -644,9 +685,14 @@ async fn compact_closed_hours(
             Some((old, new)) => {
                 let old: HashSet<String> = old.into_iter().collect();
                 let ts = tables.get_mut(&name).expect("listed");
+                if name == job.table {
+                    let merged_away = ts.files.iter().filter(|f| old.contains(&f.path));
+                    raw_merges.push((merged_away.cloned().collect(), new.clone()));
+                }
                 ts.files.retain(|f| !old.contains(&f.path));
                 ts.files.extend(new);
                 changed.push((name, old.len()));
+                merges += 1;
             }
             // No two neighbours of one schema, or a file that cannot be read: left for a while
             // rather than looked at again by every micro-batch.
@@ -1780,6 +1826,15 @@ async fn run_with_latest(
 
     let rows = RowsTransforms::prepare(job, &events_schema).await?;
     let copied = rows.copied_from_raw(&events_schema, &job.partition_by, &out_parts);
+    // Tables whose files the raw writer copies: their files that are the raw files whole take
+    // the raw table's merged file when compacted.
+    let copy_tables: HashSet<String> = job
+        .transforms
+        .iter()
+        .zip(&copied)
+        .filter(|(_, c)| c.is_some())
+        .map(|(t, _)| t.name.clone())
+        .collect();
     let mut newest_arrival: Option<i64> = None;
     loop {
         if opts.shutdown.is_cancelled() {
@@ -2075,6 +2130,7 @@ async fn run_with_latest(
             &state,
             batch_id,
             &written,
+            &copy_tables,
             &mut tables,
             &mut compaction_skipped,
         )
