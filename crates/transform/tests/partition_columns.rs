@@ -101,6 +101,22 @@ async fn partition_columns_passed_through_are_accepted() {
             "SELECT * FROM (SELECT e.*, row_number() OVER (PARTITION BY e.hr, product, e.dt ORDER BY uuid) AS k FROM events e) WHERE k <= 3",
             Mode::Partitions,
         ),
+        (
+            "SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, product HAVING count(*) > 1",
+            Mode::Partitions,
+        ),
+        (
+            "SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, product UNION ALL SELECT dt, hr, 'all' AS product, count(*) AS n FROM events GROUP BY dt, hr",
+            Mode::Partitions,
+        ),
+        (
+            "SELECT dt, hr, uuid FROM events e WHERE EXISTS (SELECT 1 FROM products p WHERE p.product = e.product)",
+            Mode::Partitions,
+        ),
+        (
+            "SELECT e.dt, e.hr, count(p.product) AS listed FROM events e LEFT JOIN products p ON e.product = p.product GROUP BY e.dt, e.hr",
+            Mode::Partitions,
+        ),
         // Subtotals within each hour: `dt` and `hr` are in every grouping set.
         ("SELECT dt, hr, product, count(*) AS n FROM events GROUP BY dt, hr, ROLLUP(product)", Mode::Partitions),
         (
