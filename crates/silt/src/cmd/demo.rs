@@ -151,5 +151,10 @@ FROM clickstream GROUP BY dt, hr ORDER BY dt, hr"#;
         "Try: silt query --lake file://{}/lake 'SELECT * FROM clickstream LIMIT 5'",
         dir.display()
     )?;
+    writeln!(
+        out,
+        "     silt run --check {}   (the job's transforms: columns, partitions, how each runs)",
+        dir.join("jobs/clickstream.toml").display()
+    )?;
     Ok(())
 }
