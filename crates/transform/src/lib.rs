@@ -143,21 +143,28 @@ fn find_in_plan<T>(plan: &LogicalPlan, mut f: impl FnMut(&LogicalPlan) -> Option
 /// an aggregate, a window, DISTINCT, a LIMIT, a join of `events` with itself or a subquery
 /// over it. Nodes that do not read `events` (a reference table's own grouping) do not.
 pub(crate) fn combines_rows(plan: &LogicalPlan) -> Option<&'static str> {
-    let reads = reads_events;
     find_in_plan(plan, |node| match node {
-        LogicalPlan::Aggregate(a) if reads(&a.input) => {
+        LogicalPlan::Aggregate(a) if reads_events(&a.input) => {
             Some("an aggregate (GROUP BY, count, sum...)")
         }
-        LogicalPlan::Window(w) if reads(&w.input) => Some("a window function (OVER ...)"),
-        LogicalPlan::Distinct(d) if reads(d.input()) => Some("DISTINCT"),
-        LogicalPlan::Limit(l) if reads(&l.input) => Some("a LIMIT or OFFSET"),
-        LogicalPlan::Sort(s) if s.fetch.is_some() && reads(&s.input) => Some("a LIMIT"),
-        LogicalPlan::Join(j) if reads(&j.left) && reads(&j.right) => {
+        LogicalPlan::Window(w) if reads_events(&w.input) => Some("a window function (OVER ...)"),
+        LogicalPlan::Distinct(d) if reads_events(d.input()) => Some("DISTINCT"),
+        LogicalPlan::Join(j) if reads_events(&j.left) && reads_events(&j.right) => {
             Some("a join of `events` with itself")
         }
-        LogicalPlan::Subquery(s) if reads(&s.subquery) => Some("a subquery over `events`"),
-        _ => None,
+        LogicalPlan::Subquery(s) if reads_events(&s.subquery) => Some("a subquery over `events`"),
+        node => limit_over_events(node),
     })
+}
+
+/// `a LIMIT or OFFSET` (`a LIMIT`: an ORDER BY's) when `node` limits rows of `events`: which
+/// rows it keeps depends on every other row read with them.
+fn limit_over_events(node: &LogicalPlan) -> Option<&'static str> {
+    match node {
+        LogicalPlan::Limit(l) if reads_events(&l.input) => Some("a LIMIT or OFFSET"),
+        LogicalPlan::Sort(s) if s.fetch.is_some() && reads_events(&s.input) => Some("a LIMIT"),
+        _ => None,
+    }
 }
 
 /// Refuses a `rows` transform whose plan brings rows together (aggregates, windows, a LIMIT,
@@ -248,7 +255,9 @@ pub fn check_partitions_local(
 /// anything does; nodes that do not read `events` never do.
 fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
     use datafusion::logical_expr::{Distinct, Expr};
-    let reads = reads_events;
+    if let Some(limit) = limit_over_events(node) {
+        return Some(format!("it has {limit}"));
+    }
     // The partition columns that no key of `input` (expressions over its schema) is.
     let lacking = |input: &LogicalPlan, keys: &mut dyn Iterator<Item = &Expr>| {
         let found: Vec<String> = keys
@@ -265,7 +274,7 @@ fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
         (!missing.is_empty()).then(|| missing.join(", "))
     };
     match node {
-        LogicalPlan::Aggregate(a) if reads(&a.input) => {
+        LogicalPlan::Aggregate(a) if reads_events(&a.input) => {
             let Some(keys) = group_keys(a) else {
                 return Some("it groups by more than one GROUPING SETS, ROLLUP or CUBE".into());
             };
@@ -276,7 +285,7 @@ fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
                 )
             })
         }
-        LogicalPlan::Window(w) if reads(&w.input) => w.window_expr.iter().find_map(|e| {
+        LogicalPlan::Window(w) if reads_events(&w.input) => w.window_expr.iter().find_map(|e| {
             let Expr::WindowFunction(f) = incremental::unalias(e) else {
                 return None;
             };
@@ -287,22 +296,18 @@ fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
                 )
             })
         }),
-        LogicalPlan::Distinct(Distinct::On(d)) if reads(&d.input) => {
+        LogicalPlan::Distinct(Distinct::On(d)) if reads_events(&d.input) => {
             lacking(&d.input, &mut d.on_expr.iter()).map(|m| format!("its DISTINCT ON lacks {m}"))
         }
-        LogicalPlan::Limit(l) if reads(&l.input) => Some("it has a LIMIT or OFFSET".into()),
-        LogicalPlan::Sort(s) if s.fetch.is_some() && reads(&s.input) => {
-            Some("it has a LIMIT".into())
-        }
-        LogicalPlan::Join(j) if reads(&j.left) && reads(&j.right) => {
+        LogicalPlan::Join(j) if reads_events(&j.left) && reads_events(&j.right) => {
             // Equalities of a left and a right column: the join's keys, and those its ON
             // condition states beside them.
             let mut pairs: Vec<(&Expr, &Expr)> = j.on.iter().map(|(l, r)| (l, r)).collect();
-            let mut conditions = Vec::new();
-            if let Some(f) = &j.filter {
-                conditions = datafusion::logical_expr::utils::split_conjunction(f);
-            }
-            for c in conditions {
+            let conditions = j
+                .filter
+                .as_ref()
+                .map(datafusion::logical_expr::utils::split_conjunction);
+            for c in conditions.unwrap_or_default() {
                 if let Expr::BinaryExpr(b) = c {
                     if b.op == datafusion::logical_expr::Operator::Eq {
                         pairs.push((&b.left, &b.right));
@@ -330,7 +335,7 @@ fn crossing(node: &LogicalPlan, parts: &[String]) -> Option<String> {
                 )
             })
         }
-        LogicalPlan::Subquery(s) if reads(&s.subquery) => {
+        LogicalPlan::Subquery(s) if reads_events(&s.subquery) => {
             Some("it reads `events` in a subquery (join on the partition columns instead)".into())
         }
         _ => None,
