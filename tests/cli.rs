@@ -209,6 +209,21 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "many\ntrue\n");
 
+    // Lists, structs and maps have no CSV form: each is its value's JSON text (nulls empty).
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "csv", "--lake", &lake])
+            .arg(
+                "SELECT make_array(1, 2) AS a, named_struct('k', 'v', 'n', 7) AS s, \
+                 map(['src'], ['app']) AS m, CAST(NULL AS INT[]) AS z, hr \
+                 FROM clickstream LIMIT 1",
+            ),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a,s,m,z,hr\n\"[1,2]\",\"{\"\"k\"\":\"\"v\"\",\"\"n\"\":7}\",\"{\"\"src\"\":\"\"app\"\"}\",,22\n"
+    );
+
     // A table the lake lacks: one line naming it and the tables there are, exit 1.
     let out = silt()
         .args(["query", "--lake", &lake, "SELECT * FROM clikstream"])

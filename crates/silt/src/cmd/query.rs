@@ -109,7 +109,7 @@ pub fn print(batches: &[RecordBatch], format: Format, out: &mut dyn Write) -> an
                 .with_header(true)
                 .build(&mut *out);
             for b in batches {
-                w.write(b)?;
+                w.write(&nested_as_json(b)?)?;
             }
         }
         Format::Json => {
@@ -122,6 +122,53 @@ pub fn print(batches: &[RecordBatch], format: Format, out: &mut dyn Write) -> an
         }
     }
     Ok(())
+}
+
+/// The batch with each nested column (list, struct, map, union) as the JSON text of its
+/// values, which CSV has no other way to hold; other columns as they are, nulls kept.
+fn nested_as_json(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringBuilder};
+    use arrow::datatypes::{DataType, Field, Schema};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(batch.clone());
+    }
+    let options = arrow::json::writer::EncoderOptions::default();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !field.data_type().is_nested() {
+            fields.push(field.clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let mut encoder = arrow::json::writer::make_encoder(field, column.as_ref(), &options)?;
+        let mut text = StringBuilder::with_capacity(column.len(), column.len() * 16);
+        let mut value = Vec::new();
+        for i in 0..column.len() {
+            if column.is_null(i) {
+                text.append_null();
+                continue;
+            }
+            value.clear();
+            encoder.encode(i, &mut value);
+            text.append_value(std::str::from_utf8(&value)?);
+        }
+        fields.push(Arc::new(Field::new(
+            field.name(),
+            DataType::Utf8,
+            field.is_nullable(),
+        )));
+        columns.push(Arc::new(text.finish()));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 pub async fn run(args: QueryArgs, out: &mut dyn Write) -> anyhow::Result<()> {
