@@ -33,6 +33,8 @@ pub fn parse_hour(text: &str, end: bool) -> anyhow::Result<i64> {
         return Ok(if end { h + 23 } else { h });
     }
     let iso = t.replacen(' ', "T", 1);
+    // UTC written with a `Z` but without seconds (`2025-11-26T00:00Z`) is still a UTC time.
+    let iso = iso.strip_suffix(['Z', 'z']).unwrap_or(&iso);
     for suffix in [":00:00", ":00", ""] {
         if let Ok(dt) =
             chrono::NaiveDateTime::parse_from_str(&format!("{iso}{suffix}"), "%Y-%m-%dT%H:%M:%S")
@@ -557,6 +559,12 @@ mod tests {
         assert_eq!(parse_hour("2025-11-25T22", false).unwrap(), d + 22);
         assert_eq!(parse_hour("2025-11-25 22", false).unwrap(), d + 22);
         assert_eq!(parse_hour("2025-11-25T22:30:00Z", false).unwrap(), d + 22);
+        assert_eq!(parse_hour("2025-11-25T22:30Z", false).unwrap(), d + 22);
+        assert_eq!(parse_hour("2025-11-25T22Z", false).unwrap(), d + 22);
+        assert_eq!(
+            parse_hour("2025-11-25T23:30:00+01:00", false).unwrap(),
+            d + 22
+        );
         assert!(parse_hour("yesterday", false).is_err());
         let v = vec![
             ("dt".to_string(), "2025-11-25".to_string()),
