@@ -599,3 +599,236 @@ fn a_transform_passing_raw_columns_through_copies_their_pages_and_a_backfill_agr
         assert!(backfilled[t] == streamed[t], "{t}: the backfill differs");
     }
 }
+
+/// Two transforms for a job that has run: `by_product` (`partitions`) and `with_channel`
+/// (`rows`), as job file text, their SQL written into `dir/sql`.
+fn added_transforms(dir: &Path) -> String {
+    let mut text = String::new();
+    for (name, sql, mode) in [
+        (
+            "by_product",
+            "SELECT dt, hr, \"productId\", count(*) AS views FROM events GROUP BY dt, hr, \"productId\"",
+            "partitions",
+        ),
+        (
+            "with_channel",
+            "SELECT uuid, channel, dt, hr FROM events WHERE channel IS NOT NULL",
+            "rows",
+        ),
+    ] {
+        let path = dir.join(format!("sql/{name}.sql"));
+        std::fs::write(&path, sql).unwrap();
+        text += &format!(
+            "\n[[transform]]\nname = \"{name}\"\nsql = \"{}\"\nmode = \"{mode}\"\n",
+            path.display()
+        );
+    }
+    text
+}
+
+/// The lake of the job with `added_transforms` from the start, in a new folder, with the
+/// new events at 02:15 or without.
+fn reference_lake(new_events: bool) -> BTreeMap<String, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    let all = std::fs::read_to_string(&job).unwrap() + &added_transforms(dir.path());
+    std::fs::write(&job, all).unwrap();
+    if new_events {
+        new_events_at_0215(dir.path());
+    }
+    run_ok(silt().arg("run").arg(&job));
+    let lake = lake_rows(&dir.path().join("lake"));
+    assert!(!lake["by_product"].is_empty() && !lake["with_channel"].is_empty());
+    lake
+}
+
+/// A job that has run, with `added_transforms` added to its file since; the job file as it
+/// was is `jobs/before.toml`. Returns the job file and its last micro-batch.
+fn job_with_added_transforms(dir: &Path) -> (std::path::PathBuf, u64) {
+    let job = setup(dir);
+    std::fs::copy(&job, dir.join("jobs/before.toml")).unwrap();
+    let last = run_json(&job)["last_batch"].as_u64().unwrap();
+    let text = std::fs::read_to_string(&job).unwrap() + &added_transforms(dir);
+    std::fs::write(&job, text).unwrap();
+    (job, last)
+}
+
+/// A transform added to a job that has run gets a table holding every hour of the raw table
+/// (a backfill of it alone, committed before the run reads on): the lake a job that had it
+/// from the start gives, the job's other tables untouched. `--check` says so beforehand.
+#[test]
+fn transforms_added_to_a_job_get_every_raw_hour_before_the_run_reads_on() {
+    let want = reference_lake(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (job, last) = job_with_added_transforms(dir.path());
+    let lake = dir.path().join("lake");
+    let others = (
+        file_bytes(&lake.join("hourly")),
+        file_bytes(&lake.join("sales")),
+    );
+
+    let out = run_ok(silt().args(["run", "--check", "--json"]).arg(&job));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fills: BTreeMap<String, serde_json::Value> = plan["transforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["fills_first"].clone(),
+            )
+        })
+        .collect();
+    let span = serde_json::json!(["2025-11-25T22", "2025-11-26T02"]);
+    assert_eq!(fills["by_product"], span, "{plan}");
+    assert_eq!(fills["with_channel"], span, "{plan}");
+    assert_eq!(fills["hourly"], serde_json::Value::Null, "{plan}");
+
+    let out = run_ok(silt().arg("run").arg(&job));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("new table(s) filled: by_product (") &&
+        text.contains(&format!("from the raw table's 5 partition(s), 2025-11-25T22 to 2025-11-26T02, as micro-batch #{}", last + 1)),
+        "{text}"
+    );
+    assert_eq!(lake_rows(&lake), want);
+    assert!(file_bytes(&lake.join("hourly")) == others.0);
+    assert!(file_bytes(&lake.join("sales")) == others.1);
+    // Once filled, a run fills nothing again.
+    let again = run_json(&job);
+    assert_eq!(again["filled"], serde_json::Value::Null, "{again}");
+    assert_eq!(again["last_batch"], serde_json::Value::Null, "{again}");
+    assert_eq!(lake_rows(&lake), want);
+}
+
+/// `backfill --transform` reruns the named transforms alone. Here it fills the tables of
+/// transforms whose fill a crash stopped before its commit, after a run of the job file as
+/// it was committed that micro-batch's number: the fill's files are gone from the folders
+/// (a directory reader sees each row once).
+#[test]
+fn a_backfill_of_some_transforms_leaves_the_others_and_clears_a_killed_fills_files() {
+    let want = reference_lake(true);
+    let dir = tempfile::tempdir().unwrap();
+    let (job, last) = job_with_added_transforms(dir.path());
+    let lake = dir.path().join("lake");
+    let out = silt()
+        .arg("run")
+        .arg(&job)
+        .env("SILT_CRASH_AT", "before_commit:1")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crash point"));
+    assert!(!parquet_files(&lake.join("by_product")).is_empty());
+    new_events_at_0215(dir.path());
+    assert_eq!(
+        run_json(&dir.path().join("jobs/before.toml"))["last_batch"],
+        last + 1
+    );
+    let others = (
+        file_bytes(&lake.join("hourly")),
+        file_bytes(&lake.join("sales")),
+    );
+
+    let out = silt()
+        .args([
+            "backfill",
+            "--transform",
+            "by_prodcut",
+            "--from",
+            "2025-11-25",
+            "--to",
+            "2025-11-26",
+        ])
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has no transform `by_prodcut`; its transforms: hourly, sales, by_product, with_channel"),
+        "{err}"
+    );
+
+    let s = run_ok(backfill_command(&job, "2025-11-25", "2025-11-26").args([
+        "--transform",
+        "by_product",
+        "--transform",
+        "with_channel",
+    ]));
+    let s: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(s["batch"], last + 2, "{s}");
+    assert_eq!(
+        s["transforms"],
+        serde_json::json!(["by_product", "with_channel"]),
+        "{s}"
+    );
+    assert_eq!(lake_rows(&lake), want);
+    assert!(file_bytes(&lake.join("hourly")) == others.0);
+    assert!(file_bytes(&lake.join("sales")) == others.1);
+    // The tables exist now: a run has nothing to fill.
+    assert_eq!(run_json(&job)["filled"], serde_json::Value::Null);
+}
+
+/// The partitions of each transform's table that hold rows of an earlier version of its SQL,
+/// as `silt run --check --json` reports them: transform to (partitions, [from, to]).
+fn earlier_sql(job: &Path) -> BTreeMap<String, (u64, serde_json::Value)> {
+    let out = run_ok(silt().args(["run", "--check", "--json"]).arg(job));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["transforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["earlier_sql"].is_null())
+        .map(|t| {
+            let e = &t["earlier_sql"];
+            (
+                t["name"].as_str().unwrap().to_string(),
+                (e["partitions"].as_u64().unwrap(), e["span"].clone()),
+            )
+        })
+        .collect()
+}
+
+/// After a transform's SQL changes, the partitions its table holds of the earlier SQL are
+/// named (by `--check`, and by each run on stderr, with the backfill that rewrites them),
+/// for `rows` and `partitions` transforms alike; the runs' recomputed hours and a backfill of
+/// the transform take them off the list.
+#[test]
+fn partitions_of_an_earlier_sql_are_named_until_a_backfill_rewrites_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = setup(dir.path());
+    run_ok(silt().arg("run").arg(&job));
+    assert!(earlier_sql(&job).is_empty());
+
+    std::fs::write(dir.path().join("sql/hourly.sql"), sale_views_hourly_sql()).unwrap();
+    std::fs::write(
+        dir.path().join("sql/sales.sql"),
+        "SELECT uuid, \"productId\", \"saleId\", dt, hr FROM events WHERE \"saleId\" IS NOT NULL AND \"productId\" > 250",
+    )
+    .unwrap();
+    let all = serde_json::json!(["2025-11-25T22", "2025-11-26T02"]);
+    let listed = earlier_sql(&job);
+    assert_eq!(listed["hourly"], (5, all.clone()), "{listed:?}");
+    assert_eq!(listed["sales"], (5, all.clone()), "{listed:?}");
+
+    // New events at 02:15: the run recomputes `hourly`'s 02 hour with the new SQL, and adds
+    // `sales` rows of the new SQL beside the 02 hour's old ones.
+    new_events_at_0215(dir.path());
+    let out = run_ok(silt().arg("run").arg(&job));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("transform `hourly`: 5 partition(s), 2025-11-25T22 to 2025-11-26T02, hold rows of an earlier version of its SQL; `silt backfill <job file> --transform hourly --from 2025-11-25T22 --to 2025-11-26T02` rewrites them with this one"),
+        "{err}"
+    );
+    let listed = earlier_sql(&job);
+    assert_eq!(
+        listed["hourly"],
+        (4, serde_json::json!(["2025-11-25T22", "2025-11-26T01"])),
+        "{listed:?}"
+    );
+    assert_eq!(listed["sales"], (5, all), "{listed:?}");
+
+    backfill(&job, "2025-11-25", "2025-11-26");
+    assert!(earlier_sql(&job).is_empty());
+}

@@ -489,3 +489,49 @@ fn a_redrive_writes_transforms_passing_raw_columns_through_as_copies() {
     assert_eq!(rows["some"], rows["filtered"]);
     assert_eq!(rows["some"].len(), 400);
 }
+
+/// A `rows` transform (`products`) for a job's file, its SQL written into `dir/sql`.
+fn products_transform(dir: &Path) -> String {
+    let path = dir.join("sql/products.sql");
+    std::fs::write(&path, "SELECT uuid, \"productId\", dt, hr FROM events").unwrap();
+    format!(
+        "\n[[transform]]\nname = \"products\"\nsql = \"{}\"\n",
+        path.display()
+    )
+}
+
+/// A transform added to the job before a re-drive gets its table filled from every raw hour
+/// first, as a run would fill it: the re-drive's rows are not all it holds.
+#[test]
+fn a_redrive_fills_the_table_of_a_transform_new_to_the_job_first() {
+    let all_along = tempfile::tempdir().unwrap();
+    let job = testdata_job(all_along.path(), &["v1", "v2"]);
+    let text = std::fs::read_to_string(&job).unwrap() + &products_transform(all_along.path());
+    std::fs::write(&job, text).unwrap();
+    run_json(&job);
+    let products = "SELECT uuid, \"productId\", dt, hr FROM products ORDER BY uuid";
+    let expected = query(all_along.path(), products);
+    assert_eq!(expected.as_array().unwrap().len(), 400);
+
+    let late = tempfile::tempdir().unwrap();
+    let job = testdata_job(late.path(), &["v1"]);
+    let last = run_json(&job)["last_batch"].as_u64().unwrap();
+    let text = std::fs::read_to_string(&job).unwrap() + &products_transform(late.path());
+    std::fs::write(&job, text).unwrap();
+    register(late.path(), &[&testdata().join("schemas/v2.avsc")]);
+    // A dry run fills nothing.
+    let dry = redrive(&job, &["--dry-run"]);
+    assert!(dry["filled"].is_null(), "{dry}");
+    assert!(try_query(late.path(), products).is_none());
+
+    let s = redrive(&job, &[]);
+    assert_eq!(
+        s["filled"]["transforms"],
+        serde_json::json!(["products"]),
+        "{s}"
+    );
+    assert_eq!(s["filled"]["batch"], last + 1, "{s}");
+    assert_eq!(s["batch"], last + 2, "{s}");
+    assert!(s["redriven"].as_u64().unwrap() > 100, "{s}");
+    assert_eq!(query(late.path(), products), expected);
+}

@@ -15,6 +15,9 @@ pub struct BackfillArgs {
     /// Last hour, inclusive: a date (to its last hour), an hour, or an RFC 3339 time.
     #[arg(long)]
     pub to: String,
+    /// Rerun only this transform (repeat for more); the other tables stay as they are.
+    #[arg(long = "transform", value_name = "NAME")]
+    pub transforms: Vec<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -25,7 +28,7 @@ pub async fn run(args: BackfillArgs, out: &mut dyn Write) -> anyhow::Result<()> 
     let from = job::parse_hour(&args.from, false)?;
     let to = job::parse_hour(&args.to, true)?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let summary = job::backfill(&job, from, to, progress).await?;
+    let summary = job::backfill(&job, from, to, &args.transforms, progress).await?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
     } else {

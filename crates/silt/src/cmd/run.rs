@@ -202,6 +202,15 @@ fn print_plan(plan: &job::JobPlan, out: &mut dyn Write) -> anyhow::Result<()> {
             t.runs.text(),
             columns(&t.columns)
         )?;
+        if let Some((from, to)) = &t.fills_first {
+            writeln!(
+                out,
+                "{INDENT}new to the job: the run first fills its table from the raw table's hours {from} to {to}"
+            )?;
+        }
+        if let Some(e) = &t.earlier_sql {
+            writeln!(out, "{INDENT}{}", e.text())?;
+        }
     }
     Ok(())
 }

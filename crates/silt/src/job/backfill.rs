@@ -16,7 +16,7 @@ use silt_transform::Mode;
 
 use super::run::{
     beside_the_runs, clean_after_commit, commit_that_won, project_partition, put_files,
-    recompute_partitions, write_partitions, Job, Shapes,
+    recompute_partitions, register_tables, write_partitions, Job, Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -61,13 +61,13 @@ pub(super) fn partition_hours(values: &[(String, String)]) -> Option<(i64, i64)>
 }
 
 /// An hour since the epoch as `2025-11-25T22`.
-fn hour_text(hour: i64) -> String {
+pub(crate) fn hour_text(hour: i64) -> String {
     chrono::DateTime::from_timestamp(hour * 3600, 0)
         .map_or_else(|| hour.to_string(), |t| t.format("%Y-%m-%dT%H").to_string())
 }
 
 /// What a backfill did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BackfillSummary {
     pub job: String,
     /// The micro-batch the backfill was committed as; none when no raw partition is in the
@@ -79,6 +79,8 @@ pub struct BackfillSummary {
     /// The first and last hours of the raw table's partitions (to tell a mistyped range).
     pub raw_span: Option<(String, String)>,
     pub raw_partitions: usize,
+    /// The transforms rerun (every one of the job's, unless it was asked for some).
+    pub transforms: Vec<String>,
     /// Output partitions rewritten, per table.
     pub partitions: BTreeMap<String, usize>,
     pub rows: BTreeMap<String, u64>,
@@ -94,6 +96,24 @@ pub struct BackfillSummary {
 }
 
 impl BackfillSummary {
+    /// As the fill of new transforms' tables ([`fill_new_tables`]) that a run or a re-drive
+    /// made first: one line, when it committed.
+    pub fn filled_line(&self) -> Option<String> {
+        let batch = self.batch?;
+        let tables: Vec<String> = self
+            .transforms
+            .iter()
+            .map(|t| format!("{t} ({} rows)", self.rows.get(t).copied().unwrap_or(0)))
+            .collect();
+        Some(format!(
+            "new table(s) filled: {} from the raw table's {} partition(s), {} to {}, as micro-batch #{batch}",
+            tables.join(", "),
+            self.raw_partitions,
+            self.from,
+            self.to,
+        ))
+    }
+
     pub fn render(&self) -> String {
         let Some(batch) = self.batch else {
             return format!(
@@ -137,6 +157,151 @@ impl BackfillSummary {
     }
 }
 
+/// The transforms of `job` that `latest` holds no table of (added to the job since), when
+/// the raw table has rows: their tables would hold only what the runs from now on write,
+/// where a backfill of the same raw data gives every hour. With them, the hours the raw
+/// table spans (none when its partitions have no `dt`).
+pub(crate) fn new_tables(job: &Job, latest: &Commit) -> Option<NewTables> {
+    let raw = latest
+        .tables
+        .get(&job.table)
+        .filter(|r| !r.files.is_empty())?;
+    let new: Vec<String> = job
+        .transforms
+        .iter()
+        .filter(|t| !latest.tables.contains_key(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    if new.is_empty() {
+        return None;
+    }
+    let hours = raw
+        .files
+        .iter()
+        .filter_map(|f| partition_hours(&f.partition));
+    let span = hours
+        .clone()
+        .map(|(a, _)| a)
+        .min()
+        .zip(hours.map(|(_, b)| b).max());
+    Some(NewTables { names: new, span })
+}
+
+/// Transforms new to a job ([`new_tables`]).
+pub(crate) struct NewTables {
+    pub names: Vec<String>,
+    /// The first and last hour of the raw table (since the Unix epoch).
+    pub span: Option<(i64, i64)>,
+}
+
+/// Fills the tables of the transforms added to `job` since its last commit ([`new_tables`])
+/// by a backfill of those transforms alone over every hour of the raw table, committed
+/// before the run reads the stream, so that a new table holds from its first commit what a
+/// backfill would. `None` when there is nothing to fill, or when the raw partitions have no
+/// `dt` to choose them by (said on stderr: such a table starts with the runs from now on).
+///
+/// Before that, each table that holds rows of an earlier version of its transform's SQL is
+/// named on stderr with the backfill that rewrites them ([`earlier_sql`]).
+pub async fn fill_new_tables(job: &Job, progress: bool) -> anyhow::Result<Option<BackfillSummary>> {
+    let Some(latest) = job.log.latest().await? else {
+        return Ok(None);
+    };
+    for e in earlier_sql(job, &latest) {
+        tracing::warn!("{}", e.text());
+    }
+    let Some(NewTables { names: new, span }) = new_tables(job, &latest) else {
+        return Ok(None);
+    };
+    let Some((from, to)) = span else {
+        tracing::warn!(
+            "transform(s) {} are new to job `{}`: their tables start with this run's rows (the raw table's older rows are not filled in: its partitions {:?} have no `dt` to choose them by)",
+            new.join(", "),
+            job.name,
+            job.partition_by
+        );
+        return Ok(None);
+    };
+    if progress {
+        eprintln!(
+            "transform(s) {} new to job `{}`: filling their tables from the raw table's hours {} to {} first",
+            new.join(", "),
+            job.name,
+            hour_text(from),
+            hour_text(to)
+        );
+    }
+    backfill(job, from, to, &new, progress)
+        .await
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "filling the table(s) of the new transform(s) {} from the raw table",
+                new.join(", ")
+            )
+        })
+}
+
+/// A transform's output partitions that hold rows an earlier version of its SQL wrote, as
+/// their files record it (files that do not say, written before silt recorded the SQL of
+/// `rows` transforms, are not counted): the runs recompute only the hours their micro-batches
+/// touch, so these stay as they were until a backfill of the transform rewrites them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EarlierSql {
+    pub transform: String,
+    pub partitions: usize,
+    /// Their first and last hours (`2025-11-25T22`), when they have a `dt`.
+    pub span: Option<(String, String)>,
+}
+
+impl EarlierSql {
+    /// In words, with the backfill that brings them to the present SQL.
+    pub fn text(&self) -> String {
+        let Some((from, to)) = &self.span else {
+            return format!(
+                "transform `{}`: {} partition(s) hold rows of an earlier version of its SQL",
+                self.transform, self.partitions
+            );
+        };
+        format!(
+            "transform `{t}`: {n} partition(s), {from} to {to}, hold rows of an earlier version of its SQL; `silt backfill <job file> --transform {t} --from {from} --to {to}` rewrites them with this one",
+            t = self.transform,
+            n = self.partitions,
+        )
+    }
+}
+
+/// The transforms of `job` whose tables in `latest` hold rows of an earlier SQL.
+pub(crate) fn earlier_sql(job: &Job, latest: &Commit) -> Vec<EarlierSql> {
+    let mut out = Vec::new();
+    for t in &job.transforms {
+        let Some(table) = latest.tables.get(&t.name) else {
+            continue;
+        };
+        let sql = short_hash(t.sql.as_bytes());
+        let partitions: BTreeSet<&Vec<(String, String)>> = table
+            .files
+            .iter()
+            .filter(|f| f.sql.as_ref().is_some_and(|s| *s != sql))
+            .map(|f| &f.partition)
+            .collect();
+        if partitions.is_empty() {
+            continue;
+        }
+        let hours = partitions.iter().filter_map(|p| partition_hours(p));
+        let span = hours
+            .clone()
+            .map(|(a, _)| a)
+            .min()
+            .zip(hours.map(|(_, b)| b).max());
+        out.push(EarlierSql {
+            transform: t.name.clone(),
+            partitions: partitions.len(),
+            span: span.map(|(a, b)| (hour_text(a), hour_text(b))),
+        });
+    }
+    out
+}
+
 /// One unit of a backfill's work: a transform (by index) and the raw partitions that feed
 /// one of its output partitions.
 type Unit = (usize, BTreeSet<Vec<(String, String)>>);
@@ -173,16 +338,49 @@ const MOVES_AT_ONCE: usize = 32;
 /// while it works, the backfill does not start over: what it built for raw partitions that
 /// the newer commits left alone is kept (its files moved to the next micro-batch's names,
 /// see [`beaten`]), what they changed is built again, and the backfill commits after them.
+///
+/// With `only` (transform names), those transforms alone are rerun: the other tables stay
+/// as they are.
 pub async fn backfill(
     job: &Job,
     from_hour: i64,
     to_hour: i64,
+    only: &[String],
     progress: bool,
 ) -> anyhow::Result<BackfillSummary> {
     let started = Instant::now();
     if from_hour > to_hour {
         bail!("--from is after --to");
     }
+    let selected;
+    let job = if only.is_empty() {
+        job
+    } else {
+        for name in only {
+            if !job.transforms.iter().any(|t| &t.name == name) {
+                let names: Vec<&str> = job.transforms.iter().map(|t| t.name.as_str()).collect();
+                bail!(
+                    "job `{}` has no transform `{name}`; its transforms: {}",
+                    job.name,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            }
+        }
+        selected = Job {
+            transforms: job
+                .transforms
+                .iter()
+                .filter(|t| only.contains(&t.name))
+                .cloned()
+                .collect(),
+            ..job.clone()
+        };
+        &selected
+    };
     if !job.partition_by.iter().any(|p| p == "dt") {
         bail!(
             "backfill selects raw partitions by `dt` (and `hr`); job `{}` partitions by {:?}",
@@ -252,6 +450,7 @@ async fn build_and_commit(
         to: hour_text(to_hour),
         raw_span: span.map(|(a, b)| (hour_text(a), hour_text(b))),
         raw_partitions: touched.len(),
+        transforms: job.transforms.iter().map(|t| t.name.clone()).collect(),
         ..Default::default()
     };
     if touched.is_empty() {
@@ -259,6 +458,8 @@ async fn build_and_commit(
         return Ok(summary);
     }
     let shapes = Shapes::of(job).await?;
+    // A table new to the job (run by hand before a run made it) is entered as a run would.
+    register_tables(job).await?;
     // One unit of work per output partition.
     let mut units: Vec<Unit> = Vec::new();
     for (i, parts) in shapes.out_partitions.iter().enumerate() {
@@ -362,7 +563,11 @@ async fn build_and_commit(
         dedup: latest.dedup.clone(),
         dedup_deltas: latest.dedup_deltas.clone(),
         tables: tables.clone(),
-        stats: serde_json::json!({"backfill": {"from_hour": from_hour, "to_hour": to_hour}}),
+        stats: serde_json::json!({"backfill": {
+            "from_hour": from_hour,
+            "to_hour": to_hour,
+            "transforms": summary.transforms,
+        }}),
     };
     crate::faults::point("before_commit");
     job.log.commit_batch(&commit).await?;

@@ -6,7 +6,7 @@ mod plan;
 mod redrive;
 mod run;
 
-pub use backfill::{backfill, parse_hour, BackfillSummary};
+pub use backfill::{backfill, parse_hour, BackfillSummary, EarlierSql};
 pub use plan::{plan, JobPlan, PlannedColumn, PlannedTransform, Runs};
 pub use redrive::{parse_reasons, redrive, RedriveOptions, RedriveSummary};
 pub use run::{run, throttles_since, BatchReport, Job, RunOptions, RunSummary, TableSeconds};

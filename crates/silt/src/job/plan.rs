@@ -6,6 +6,7 @@ use arrow::datatypes::SchemaRef;
 use serde::Serialize;
 use silt_transform::Mode;
 
+use super::backfill::{earlier_sql, hour_text, new_tables, EarlierSql, NewTables};
 use super::run::{Job, RowsTransforms, Shapes};
 
 /// A job as a run would make it.
@@ -42,6 +43,14 @@ pub struct PlannedTransform {
     /// How the stream job runs it.
     pub runs: Runs,
     pub columns: Vec<PlannedColumn>,
+    /// New to the job (the lake has no table of it yet while the raw table has rows): the
+    /// first and last raw hours (`2025-11-25T22`) its table is filled from before the run
+    /// reads the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fills_first: Option<(String, String)>,
+    /// Its table's partitions that hold rows of an earlier version of its SQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_sql: Option<EarlierSql>,
 }
 
 /// How the stream job runs a transform.
@@ -88,6 +97,19 @@ fn columns(schema: &SchemaRef) -> Vec<PlannedColumn> {
 pub async fn plan(job: &Job) -> anyhow::Result<JobPlan> {
     let shapes = Shapes::of(job).await?;
     let rows = RowsTransforms::prepare(job, &shapes.events).await?;
+    let latest = job.log.latest().await?;
+    let new = latest.as_ref().and_then(|l| new_tables(job, l));
+    let earlier = latest
+        .as_ref()
+        .map(|l| earlier_sql(job, l))
+        .unwrap_or_default();
+    let fills_first = |name: &str| match &new {
+        Some(NewTables {
+            names,
+            span: Some((from, to)),
+        }) if names.iter().any(|n| n == name) => Some((hour_text(*from), hour_text(*to))),
+        _ => None,
+    };
     let copied = rows.copied_from_raw(&shapes.events, &job.partition_by, &shapes.out_partitions);
     let transforms = job
         .transforms
@@ -107,6 +129,8 @@ pub async fn plan(job: &Job) -> anyhow::Result<JobPlan> {
                 Mode::Partitions => Runs::Recomputed,
             },
             columns: columns(&shapes.outputs[i]),
+            fills_first: fills_first(&t.name),
+            earlier_sql: earlier.iter().find(|e| e.transform == t.name).cloned(),
         })
         .collect();
     Ok(JobPlan {

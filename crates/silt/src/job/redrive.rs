@@ -34,10 +34,10 @@ use silt_ingest::{
 use silt_lake_writer::{read_data_file, Commit, DataFile, TableWriter};
 use silt_storage::Location;
 
-use super::backfill::partition_hours;
+use super::backfill::{fill_new_tables, partition_hours, BackfillSummary};
 use super::run::{
     add_time_partitions, beside_the_runs, clean_after_commit, commit_that_won, copies_by_transform,
-    copy_from_raw, learn_undecodable, put_files, recompute_partitions, remove_leftovers,
+    copy_from_raw, learn_undecodable, mark_sql, put_files, recompute_partitions, remove_leftovers,
     rows_writers, spinner, write_partitions, DedupSaved, Job, RowsTransforms, RunSummary, Shapes,
     CHECK_SLICE,
 };
@@ -101,12 +101,20 @@ pub struct RedriveSummary {
     pub files_written: u64,
     pub files_replaced: u64,
     pub elapsed_s: f64,
+    /// The tables of transforms new to the job, filled from the raw table first (as a run
+    /// does), so that the re-drive's rows are not all they hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filled: Option<BackfillSummary>,
 }
 
 impl RedriveSummary {
     pub fn render(&self) -> String {
         let still: u64 = self.still_rejected.values().sum();
-        let mut s = format!(
+        let mut s = String::new();
+        if let Some(line) = self.filled.as_ref().and_then(|f| f.filled_line()) {
+            s += &format!("{line}\n");
+        }
+        s += &format!(
             "redrive of job {}: {} rejected record(s) ({}) looked at",
             self.job,
             self.looked_at,
@@ -344,10 +352,17 @@ async fn select(
 /// Re-drives the rejected records of `job` that `opts` selects.
 pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<RedriveSummary> {
     let started = Instant::now();
+    // Transforms new to the job get their tables filled first, as a run's do: else the
+    // re-drive's rows would make the table, and no run would fill it.
+    let filled = match opts.dry_run {
+        true => None,
+        false => fill_new_tables(job, opts.progress).await?,
+    };
     let summary = RedriveSummary {
         job: job.name.clone(),
         dry_run: opts.dry_run,
         reasons: opts.reasons.clone(),
+        filled,
         ..Default::default()
     };
     let (job, _writers, lease, mut latest) = beside_the_runs(job, "redrive").await?;
@@ -567,8 +582,15 @@ async fn redrive_over(
             .zip(&mut copies)
         {
             let (files, affected) = match (w, copy.take()) {
-                (Some(w), _) => (w.finish_timed().await?.0, None),
-                (None, Some((files, _))) => (files, None),
+                (Some(w), _) => {
+                    let mut files = w.finish_timed().await?.0;
+                    mark_sql(t, &mut files);
+                    (files, None)
+                }
+                (None, Some((mut files, _))) => {
+                    mark_sql(t, &mut files);
+                    (files, None)
+                }
                 (None, None) => {
                     let raw = tables.get(&job.table).expect("inserted above");
                     let (out, affected) = recompute_partitions(

@@ -349,6 +349,10 @@ pub struct RunSummary {
     /// files were the raw files' column chunks, copied (no SQL run, nothing encoded again).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub copied: BTreeSet<String>,
+    /// The tables of transforms new to the job, filled from the raw table before the run
+    /// read the stream (a backfill of those transforms, committed on its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filled: Option<super::BackfillSummary>,
 }
 
 impl RunSummary {
@@ -407,6 +411,9 @@ impl RunSummary {
             "  records read {:>10}   duplicates dropped {:>8}   late {:>6}   rejected {:>6}\n",
             self.records_read, self.duplicates, self.late, self.rejected
         );
+        if let Some(line) = self.filled.as_ref().and_then(|f| f.filled_line()) {
+            s += &format!("  {line}\n");
+        }
         if self.other_subjects > 0 {
             s += &format!(
                 "  other subjects {:>8}   (records of other types in the stream, left to their jobs)\n",
@@ -634,7 +641,14 @@ async fn compact_closed_hours(
         let merged_raw = raw_merges
             .iter()
             .filter(|_| copy_tables.contains(&name))
-            .find(|(old, _)| old.iter().all(|o| files.contains(&o)));
+            .find(|(old, _)| {
+                // The same file entries but for the SQL mark, which only the copy's have.
+                old.iter().all(|o| {
+                    files
+                        .iter()
+                        .any(|f| DataFile { sql: None, ..(*f).clone() } == *o)
+                })
+            });
         if let Some((old, new)) = merged_raw {
             // These files are the raw files just merged, whole (a copied table's files of the
             // same names, sizes and columns): the merged file is theirs too, copied (a hard
@@ -650,9 +664,18 @@ async fn compact_closed_hours(
                 Ok(()) => {
                     let old: HashSet<&str> = old.iter().map(|f| f.path.as_str()).collect();
                     let n = old.len();
+                    let sql = common_sql(
+                        files
+                            .iter()
+                            .copied()
+                            .filter(|f| old.contains(f.path.as_str())),
+                    );
                     let ts = tables.get_mut(&name).expect("listed");
                     ts.files.retain(|f| !old.contains(f.path.as_str()));
-                    ts.files.extend(new.iter().cloned());
+                    ts.files.extend(new.iter().map(|f| DataFile {
+                        sql: sql.clone(),
+                        ..f.clone()
+                    }));
                     changed.push((name, n));
                     continue;
                 }
@@ -753,10 +776,25 @@ async fn merge_group(
             .await?;
     }
     let mut new = writer.finish_timed().await?.0;
+    let sql = common_sql(group.iter().copied());
     for f in &mut new {
         f.compacted = true;
+        f.sql = sql.clone();
     }
     Ok(Some((group.iter().map(|f| f.path.clone()).collect(), new)))
+}
+
+/// What made a compaction's merged file, from what made its parts: their SQL when they
+/// agree, `mixed` when two SQLs did (no transform's SQL has that mark: its rows are an
+/// earlier SQL's), none when one part does not say.
+fn common_sql<'a>(files: impl IntoIterator<Item = &'a DataFile>) -> Option<String> {
+    let mut files = files.into_iter();
+    let first = files.next()?.sql.clone()?;
+    let mut agree = true;
+    for f in files {
+        agree &= f.sql.as_ref()? == &first;
+    }
+    Some(if agree { first } else { "mixed".into() })
 }
 
 /// Where the source stands, as commits record it.
@@ -1423,8 +1461,8 @@ pub(crate) async fn clean_after_commit(
     Ok(())
 }
 
-/// Deletes the data files of `tables` of batches up to `batch` (the latest commit's) that no
-/// commit lists: a killed writer's leftovers. Files of later batches are a live writer's, and
+/// Deletes the data files of `tables` (and of the job's tables they lack) of batches up to
+/// `batch` (the latest commit's) that no commit lists: a killed writer's leftovers. Files of later batches are a live writer's, and
 /// stay; so do those tagged by a command whose lease is held (another than `job`'s own tag:
 /// a command that holds its tag's lease is the only one of it). With `staging`, a sole
 /// writer's temporary files too.
@@ -1438,6 +1476,22 @@ pub(crate) async fn remove_leftovers(
     for (table, ts) in tables {
         let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
         vacuum(&job.lake.join(table), &live, batch, &spare, staging).await?;
+    }
+    // A table of the job that no commit holds yet (a transform new to it) has no live file:
+    // what a killed writer wrote there before its first commit goes too.
+    for table in [&job.table, &job.rejected_table]
+        .into_iter()
+        .chain(job.transforms.iter().map(|t| &t.name))
+        .filter(|t| !tables.contains_key(*t))
+    {
+        vacuum(
+            &job.lake.join(table),
+            &HashSet::new(),
+            batch,
+            &spare,
+            staging,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -1503,7 +1557,7 @@ pub(crate) fn spinner() -> indicatif::ProgressBar {
 }
 
 /// Writes a `partitions` transform's output for the partitions it replaces, each file marked
-/// with the SQL that computed it. Shared by the stream job and the backfill.
+/// with the SQL that computed it ([`mark_sql`]). Shared by the stream job and the backfill.
 pub(crate) async fn write_partitions(
     job: &Job,
     t: &Transform,
@@ -1519,11 +1573,19 @@ pub(crate) async fn write_partitions(
         &job.writer,
     )
     .await?;
+    mark_sql(t, &mut files);
+    Ok((files, timings))
+}
+
+/// Marks a transform's new files with the SQL that made them (a short hash): a `partitions`
+/// transform merges new groups only into rows of the same SQL, and the rows an earlier SQL
+/// wrote are told apart ([`super::backfill::earlier_sql`]). Shared by every writer of a
+/// transform's files.
+pub(crate) fn mark_sql(t: &Transform, files: &mut [DataFile]) {
     let sql = short_hash(t.sql.as_bytes());
-    for f in &mut files {
+    for f in files {
         f.sql = Some(sql.clone());
     }
-    Ok((files, timings))
 }
 
 /// A raw partition's values in a transform's partition columns.
@@ -1723,6 +1785,8 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         job: job.name.clone(),
         ..Default::default()
     };
+    // Transforms new to the job first get their tables filled from the raw table's hours.
+    summary.filled = super::backfill::fill_new_tables(job, opts.progress).await?;
     // Records arrow-avro refused, found by earlier attempts: the check rejects them.
     let mut undecodable: Vec<silt_ingest::Undecodable> = Vec::new();
     loop {
@@ -1782,6 +1846,22 @@ pub(crate) fn learn_undecodable(
     known.len() > before
 }
 
+/// Enters the job's tables (raw, rejected, each transform's) in the lake's catalog, which
+/// readers find them by.
+pub(crate) async fn register_tables(job: &Job) -> anyhow::Result<()> {
+    for table in std::iter::once(&job.table)
+        .chain(std::iter::once(&job.rejected_table))
+        .chain(job.transforms.iter().map(|t| &t.name))
+    {
+        register_table(
+            &job.lake,
+            &TableEntry::new(&job.lake, table, &job.name, job.log.location()),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// One run with the subject's latest version as the reader schema; adds to `summary`.
 async fn run_with_latest(
     job: &Job,
@@ -1795,16 +1875,7 @@ async fn run_with_latest(
     let mut decoder = shapes.decoder.with_undecodable(undecodable);
     let (events_schema, raw_file_schema, out_parts) =
         (shapes.events, shapes.raw_files, shapes.out_partitions);
-    for table in std::iter::once(&job.table)
-        .chain(std::iter::once(&job.rejected_table))
-        .chain(job.transforms.iter().map(|t| &t.name))
-    {
-        register_table(
-            &job.lake,
-            &TableEntry::new(&job.lake, table, &job.name, job.log.location()),
-        )
-        .await?;
-    }
+    register_tables(job).await?;
 
     let mut state = State::restore(job).await?;
     let mut compaction_skipped = SkippedHours::new();
@@ -2070,7 +2141,7 @@ async fn run_with_latest(
             };
             let (files, affected) = match (tr.mode, row_writer) {
                 (Mode::Rows, w) => {
-                    let files = match (w, copies[i].take()) {
+                    let mut files = match (w, copies[i].take()) {
                         (Some(w), _) => {
                             let (files, timings) = w.finish_timed().await?;
                             summary.add_write(&tr.name, timings);
@@ -2079,6 +2150,7 @@ async fn run_with_latest(
                         (None, Some((files, _))) => files,
                         (None, None) => vec![],
                     };
+                    mark_sql(tr, &mut files);
                     (files, None)
                 }
                 (Mode::Partitions, _) if touched.is_empty() => (vec![], None),
@@ -2259,5 +2331,26 @@ mod tests {
         let hr = b.column(2).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!((dt.value(0), hr.value(0)), ("2025-11-25", "21"));
         assert_eq!((dt.value(1), hr.value(1)), ("2025-11-25", "22"));
+    }
+
+    #[test]
+    fn a_merged_file_is_marked_with_the_sql_of_its_parts() {
+        let file = |sql: Option<&str>| DataFile {
+            path: "dt=2025-11-25/hr=22/part-0000000001-0000.parquet".into(),
+            partition: vec![],
+            rows: 1,
+            bytes: 1,
+            sql: sql.map(String::from),
+            compacted: false,
+            schema: None,
+        };
+        let (a, b, none) = (file(Some("a")), file(Some("b")), file(None));
+        assert_eq!(common_sql([&a, &a]), Some("a".into()));
+        // Rows of two SQLs: an earlier SQL's rows are in it.
+        assert_eq!(common_sql([&a, &b]), Some("mixed".into()));
+        // A part that does not say makes the whole unknown.
+        assert_eq!(common_sql([&a, &none]), None);
+        assert_eq!(common_sql([&a, &b, &none]), None);
+        assert_eq!(common_sql([&none, &a]), None);
     }
 }
