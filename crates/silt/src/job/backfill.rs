@@ -60,6 +60,18 @@ pub(super) fn partition_hours(values: &[(String, String)]) -> Option<(i64, i64)>
     }
 }
 
+/// The first and last hours that partitions cover (none when none has a `dt`).
+fn hours_spanned<'a>(
+    partitions: impl Iterator<Item = &'a Vec<(String, String)>>,
+) -> Option<(i64, i64)> {
+    partitions
+        .filter_map(|p| partition_hours(p))
+        .fold(None, |span, (a, b)| match span {
+            None => Some((a, b)),
+            Some((x, y)) => Some((a.min(x), b.max(y))),
+        })
+}
+
 /// An hour since the epoch as `2025-11-25T22`.
 pub(crate) fn hour_text(hour: i64) -> String {
     chrono::DateTime::from_timestamp(hour * 3600, 0)
@@ -175,15 +187,7 @@ pub(crate) fn new_tables(job: &Job, latest: &Commit) -> Option<NewTables> {
     if new.is_empty() {
         return None;
     }
-    let hours = raw
-        .files
-        .iter()
-        .filter_map(|f| partition_hours(&f.partition));
-    let span = hours
-        .clone()
-        .map(|(a, _)| a)
-        .min()
-        .zip(hours.map(|(_, b)| b).max());
+    let span = hours_spanned(raw.files.iter().map(|f| &f.partition));
     Some(NewTables { names: new, span })
 }
 
@@ -287,12 +291,7 @@ pub(crate) fn earlier_sql(job: &Job, latest: &Commit) -> Vec<EarlierSql> {
         if partitions.is_empty() {
             continue;
         }
-        let hours = partitions.iter().filter_map(|p| partition_hours(p));
-        let span = hours
-            .clone()
-            .map(|(a, _)| a)
-            .min()
-            .zip(hours.map(|(_, b)| b).max());
+        let span = hours_spanned(partitions.iter().copied());
         out.push(EarlierSql {
             transform: t.name.clone(),
             partitions: partitions.len(),
@@ -434,15 +433,7 @@ async fn build_and_commit(
         .map(|f| f.partition.clone())
         .collect();
     let batch = latest.batch + 1;
-    let hours = raw
-        .files
-        .iter()
-        .filter_map(|f| partition_hours(&f.partition));
-    let span = hours
-        .clone()
-        .map(|(a, _)| a)
-        .min()
-        .zip(hours.map(|(_, b)| b).max());
+    let span = hours_spanned(raw.files.iter().map(|f| &f.partition));
     let mut summary = BackfillSummary {
         job: job.name.clone(),
         batch: (!touched.is_empty()).then_some(batch),

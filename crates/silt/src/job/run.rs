@@ -644,9 +644,12 @@ async fn compact_closed_hours(
             .find(|(old, _)| {
                 // The same file entries but for the SQL mark, which only the copy's have.
                 old.iter().all(|o| {
-                    files
-                        .iter()
-                        .any(|f| DataFile { sql: None, ..(*f).clone() } == *o)
+                    files.iter().any(|f| {
+                        DataFile {
+                            sql: None,
+                            ..(*f).clone()
+                        } == *o
+                    })
                 })
             });
         if let Some((old, new)) = merged_raw {
@@ -1462,10 +1465,10 @@ pub(crate) async fn clean_after_commit(
 }
 
 /// Deletes the data files of `tables` (and of the job's tables they lack) of batches up to
-/// `batch` (the latest commit's) that no commit lists: a killed writer's leftovers. Files of later batches are a live writer's, and
-/// stay; so do those tagged by a command whose lease is held (another than `job`'s own tag:
-/// a command that holds its tag's lease is the only one of it). With `staging`, a sole
-/// writer's temporary files too.
+/// `batch` (the latest commit's) that no commit lists: a killed writer's leftovers. Files of
+/// later batches are a live writer's, and stay; so do those tagged by a command whose lease
+/// is held (another than `job`'s own tag: a command that holds its tag's lease is the only
+/// one of it). With `staging`, a sole writer's temporary files too.
 pub(crate) async fn remove_leftovers(
     job: &Job,
     tables: &BTreeMap<String, TableState>,
