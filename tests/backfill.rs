@@ -603,27 +603,21 @@ fn a_transform_passing_raw_columns_through_copies_their_pages_and_a_backfill_agr
 /// Two transforms for a job that has run: `by_product` (`partitions`) and `with_channel`
 /// (`rows`), as job file text, their SQL written into `dir/sql`.
 fn added_transforms(dir: &Path) -> String {
-    let mut text = String::new();
-    for (name, sql, mode) in [
-        (
-            "by_product",
-            "SELECT dt, hr, \"productId\", count(*) AS views FROM events GROUP BY dt, hr, \"productId\"",
-            "partitions",
-        ),
-        (
-            "with_channel",
-            "SELECT uuid, channel, dt, hr FROM events WHERE channel IS NOT NULL",
-            "rows",
-        ),
-    ] {
-        let path = dir.join(format!("sql/{name}.sql"));
-        std::fs::write(&path, sql).unwrap();
-        text += &format!(
-            "\n[[transform]]\nname = \"{name}\"\nsql = \"{}\"\nmode = \"{mode}\"\n",
-            path.display()
-        );
-    }
-    text
+    transforms(
+        dir,
+        &[
+            (
+                "by_product",
+                "SELECT dt, hr, \"productId\", count(*) AS views FROM events GROUP BY dt, hr, \"productId\"",
+                "partitions",
+            ),
+            (
+                "with_channel",
+                "SELECT uuid, channel, dt, hr FROM events WHERE channel IS NOT NULL",
+                "rows",
+            ),
+        ],
+    )
 }
 
 /// The lake of the job with `added_transforms` from the start, in a new folder, with the

@@ -492,11 +492,13 @@ fn a_redrive_writes_transforms_passing_raw_columns_through_as_copies() {
 
 /// A `rows` transform (`products`) for a job's file, its SQL written into `dir/sql`.
 fn products_transform(dir: &Path) -> String {
-    let path = dir.join("sql/products.sql");
-    std::fs::write(&path, "SELECT uuid, \"productId\", dt, hr FROM events").unwrap();
-    format!(
-        "\n[[transform]]\nname = \"products\"\nsql = \"{}\"\n",
-        path.display()
+    transforms(
+        dir,
+        &[(
+            "products",
+            "SELECT uuid, \"productId\", dt, hr FROM events",
+            "rows",
+        )],
     )
 }
 

@@ -123,23 +123,40 @@ pub fn with_transforms(dir: &Path, extra: &str) -> String {
 /// not (`filtered`: `some`'s columns through a filter that keeps every row; `dated`: a
 /// partition column's values in a column of another name, which the raw files lack).
 pub fn pass_through_transforms(dir: &Path) -> String {
+    transforms(
+        dir,
+        &[
+            ("everything", "SELECT * FROM events", "rows"),
+            (
+                "some",
+                "SELECT \"productId\", uuid, dt, hr FROM events",
+                "rows",
+            ),
+            (
+                "filtered",
+                "SELECT \"productId\", uuid, dt, hr FROM events WHERE uuid <> ''",
+                "rows",
+            ),
+            ("renamed", "SELECT uuid AS id, dt, hr FROM events", "rows"),
+            (
+                "dated",
+                "SELECT uuid, dt AS day, dt, hr FROM events",
+                "rows",
+            ),
+        ],
+    )
+}
+
+/// Transforms as job file text, each `(name, SQL, mode)`, their SQL written into `dir/sql`.
+pub fn transforms(dir: &Path, transforms: &[(&str, &str, &str)]) -> String {
     let sql = dir.join("sql");
     std::fs::create_dir_all(&sql).unwrap();
     let mut text = String::new();
-    for (name, query) in [
-        ("everything", "SELECT * FROM events"),
-        ("some", "SELECT \"productId\", uuid, dt, hr FROM events"),
-        (
-            "filtered",
-            "SELECT \"productId\", uuid, dt, hr FROM events WHERE uuid <> ''",
-        ),
-        ("renamed", "SELECT uuid AS id, dt, hr FROM events"),
-        ("dated", "SELECT uuid, dt AS day, dt, hr FROM events"),
-    ] {
+    for (name, query, mode) in transforms {
         let path = sql.join(format!("{name}.sql"));
         std::fs::write(&path, query).unwrap();
         text += &format!(
-            "\n[[transform]]\nname = \"{name}\"\nsql = \"{}\"\n",
+            "\n[[transform]]\nname = \"{name}\"\nsql = \"{}\"\nmode = \"{mode}\"\n",
             path.display()
         );
     }
