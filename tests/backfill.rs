@@ -592,11 +592,25 @@ fn a_transform_passing_raw_columns_through_copies_their_pages_and_a_backfill_agr
     assert_eq!(streamed["renamed"].len(), 3000);
     assert_eq!(streamed["dated"].len(), 3000);
 
-    // A backfill runs their SQL over the raw table: the same rows.
+    // A backfill runs their SQL over the raw table: the same rows. `SELECT *`'s files are
+    // the raw files again, linked under the backfill's names: no SQL run, nothing encoded.
     backfill(&job, "2025-11-25", "2025-11-26");
     let backfilled = lake_rows(&lake);
     for t in ["everything", "some", "filtered", "renamed", "dated"] {
         assert!(backfilled[t] == streamed[t], "{t}: the backfill differs");
+    }
+    let raw_files = parquet_files(&lake.join("clickstream"));
+    let everything = parquet_files(&lake.join("everything"));
+    assert_eq!(everything.len(), raw_files.len());
+    for f in &everything {
+        assert!(
+            f.to_string_lossy().ends_with("-backfill.parquet"),
+            "{f:?}: not the backfill's"
+        );
+        assert!(
+            raw_files.iter().any(|r| same_file(f, r)),
+            "{f:?} is not a raw file, linked"
+        );
     }
 }
 

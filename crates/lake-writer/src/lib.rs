@@ -38,9 +38,9 @@ pub use log::{
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{register_table, LakeSnapshot, SnapshotStore, TableEntry};
 pub use write::{
-    batch_of, copy_file, data_file_schema, file_name, read_data_file, schema_key, short_hash,
-    tag_of, with_batch, write_table, write_table_timed, Codec, DataFile, TableWriter, WriteTimings,
-    WriterOptions, DATA_PAGE_BYTES,
+    batch_of, copy_file, copy_file_as, data_file_schema, file_name, read_data_file, schema_key,
+    short_hash, tag_of, with_batch, write_table, write_table_timed, Codec, DataFile, TableWriter,
+    WriteTimings, WriterOptions, DATA_PAGE_BYTES,
 };
 
 /// Errors of writing and committing.

@@ -628,11 +628,16 @@ fn in_order(mut files: Vec<(String, usize, DataFile)>) -> Vec<DataFile> {
 /// Copies the file at `rel` below `from` to the same place below `to`: a hard link on a local
 /// disk, a server-side copy on S3. A store that cannot (two file systems) gets the bytes put.
 pub async fn copy_file(from: &Location, to: &Location, rel: &str) -> Result<()> {
+    copy_file_as(from, rel, to, rel).await
+}
+
+/// Copies the file at `rel` below `from` to `to_rel` below `to`, as [`copy_file`] does.
+pub async fn copy_file_as(from: &Location, rel: &str, to: &Location, to_rel: &str) -> Result<()> {
     let store_error = |source| Error::Store {
         path: rel.to_string(),
         source,
     };
-    let (source, target) = (from.child(rel), to.child(rel));
+    let (source, target) = (from.child(rel), to.child(to_rel));
     let Err(e) = from.store.copy(&source, &target).await else {
         return Ok(());
     };

@@ -10,13 +10,16 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
-use silt_lake_writer::{remove_files, short_hash, with_batch, Commit, DataFile, TableState};
+use silt_lake_writer::{
+    copy_file_as, file_name, remove_files, schema_key, short_hash, with_batch, Commit, DataFile,
+    TableState,
+};
 use silt_storage::Location;
 use silt_transform::Mode;
 
 use super::run::{
-    beside_the_runs, clean_after_commit, commit_that_won, project_partition, put_files,
-    recompute_partitions, register_tables, write_partitions, Job, Shapes,
+    beside_the_runs, clean_after_commit, commit_that_won, mark_sql, project_partition, put_files,
+    recompute_partitions, register_tables, write_partitions, Job, RowsTransforms, Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -498,9 +501,34 @@ async fn build_and_commit(
         pb
     });
     let mut rows_total = 0u64;
+    // Transforms whose files are the raw files whole (`SELECT *`): their files are links.
+    let rows = RowsTransforms::prepare(job, &shapes.events).await?;
+    let whole_copies: Vec<Option<String>> = rows
+        .copied_from_raw(&shapes.events, &job.partition_by, &shapes.out_partitions)
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .filter(|c| c.schema() == &shapes.raw_files)
+                .map(|c| schema_key(c.schema()))
+        })
+        .collect();
     for unit @ (i, members) in to_build {
         let t = &job.transforms[*i];
         let parts = &shapes.out_partitions[*i];
+        if let Some(files) =
+            linked(job, raw, t, batch, members, whole_copies[*i].as_deref()).await?
+        {
+            rows_total += files.iter().map(|f| f.rows).sum::<u64>();
+            let affected = members
+                .iter()
+                .map(|p| project_partition(p, parts))
+                .collect();
+            kept.built.insert(unit.clone(), Built { files, affected });
+            if let Some(pb) = &bar {
+                pb.inc(1);
+            }
+            continue;
+        }
         let (out, affected) = recompute_partitions(
             &job.references,
             &job.lake,
@@ -565,6 +593,50 @@ async fn build_and_commit(
     clean_after_commit(job, &latest.tables, &tables, &replaced).await?;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// A unit of a transform whose files are the raw files whole (`raw_key`: the schema key
+/// of those files) as links of its raw partitions' files, named as the backfill's files of
+/// `batch`: what the stream job's copies hold, without reading, running SQL or encoding.
+/// `None` (built by its SQL) when the transform is not such a copy, or a raw file has other
+/// columns (written with an earlier schema version).
+async fn linked(
+    job: &Job,
+    raw: &TableState,
+    t: &silt_transform::Transform,
+    batch: u64,
+    members: &BTreeSet<Vec<(String, String)>>,
+    raw_key: Option<&str>,
+) -> anyhow::Result<Option<Vec<DataFile>>> {
+    let Some(key) = raw_key else {
+        return Ok(None);
+    };
+    let sources: Vec<&DataFile> = raw
+        .files
+        .iter()
+        .filter(|f| members.contains(&f.partition))
+        .collect();
+    if sources.iter().any(|f| f.schema.as_deref() != Some(key)) {
+        return Ok(None);
+    }
+    let (from, to) = (job.lake.join(&job.table), job.lake.join(&t.name));
+    let mut files = Vec::with_capacity(sources.len());
+    let mut numbers: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in sources {
+        let dir = f.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let n = numbers.entry(dir).or_default();
+        let name = file_name(batch, *n, job.writer.file_tag);
+        *n += 1;
+        let path = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        copy_file_as(&from, &f.path, &to, &path).await?;
+        files.push(DataFile { path, ..f.clone() });
+    }
+    mark_sql(t, &mut files);
+    Ok(Some(files))
 }
 
 /// For a backfill over `old` whose commit ended in `e`: when another writer (a run of the

@@ -1314,6 +1314,13 @@ pub(crate) struct RawCopy {
     sources: Vec<String>,
 }
 
+impl RawCopy {
+    /// The copy's files' columns.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
 /// A writer for each `rows` transform whose files the raw writer does not copy, for
 /// micro-batch `batch`.
 pub(crate) fn rows_writers(
