@@ -201,7 +201,7 @@ pub(crate) struct NewTables {
     pub span: Option<(i64, i64)>,
 }
 
-/// Fills the tables of the transforms added to `job` since its last commit ([`new_tables`])
+/// Fills the tables of the transforms added to `job` since its `latest` commit ([`new_tables`])
 /// by a backfill of those transforms alone over every hour of the raw table, committed
 /// before the run reads the stream, so that a new table holds from its first commit what a
 /// backfill would. `None` when there is nothing to fill, or when the raw partitions have no
@@ -209,14 +209,18 @@ pub(crate) struct NewTables {
 ///
 /// Before that, each table that holds rows of an earlier version of its transform's SQL is
 /// named on stderr with the backfill that rewrites them ([`earlier_sql`]).
-pub async fn fill_new_tables(job: &Job, progress: bool) -> anyhow::Result<Option<BackfillSummary>> {
-    let Some(latest) = job.log.latest().await? else {
+pub async fn fill_new_tables(
+    job: &Job,
+    latest: Option<&Commit>,
+    progress: bool,
+) -> anyhow::Result<Option<BackfillSummary>> {
+    let Some(latest) = latest else {
         return Ok(None);
     };
-    for e in earlier_sql(job, &latest) {
+    for e in earlier_sql(job, latest) {
         tracing::warn!("{}", e.text());
     }
-    let Some(NewTables { names: new, span }) = new_tables(job, &latest) else {
+    let Some(NewTables { names: new, span }) = new_tables(job, latest) else {
         return Ok(None);
     };
     let Some((from, to)) = span else {

@@ -356,7 +356,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
     // re-drive's rows would make the table, and no run would fill it.
     let filled = match opts.dry_run {
         true => None,
-        false => fill_new_tables(job, opts.progress).await?,
+        false => fill_new_tables(job, job.log.latest().await?.as_ref(), opts.progress).await?,
     };
     let summary = RedriveSummary {
         job: job.name.clone(),

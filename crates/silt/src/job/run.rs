@@ -924,8 +924,13 @@ impl DedupSaved {
 }
 
 impl State {
-    async fn restore(job: &Job) -> anyhow::Result<State> {
-        let latest = job.log.latest().await.context("reading the checkpoint")?;
+    /// The state of `job`'s latest commit: `read`, when the caller has just read it, else read
+    /// now.
+    async fn restore(job: &Job, read: Option<Commit>) -> anyhow::Result<State> {
+        let latest = match read {
+            Some(commit) => Some(commit),
+            None => job.log.latest().await.context("reading the checkpoint")?,
+        };
         let Some(commit) = latest else {
             return Ok(State {
                 batch: None,
@@ -1796,11 +1801,16 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         ..Default::default()
     };
     // Transforms new to the job first get their tables filled from the raw table's hours.
-    summary.filled = super::backfill::fill_new_tables(job, opts.progress).await?;
+    let mut latest = job.log.latest().await.context("reading the checkpoint")?;
+    summary.filled = super::backfill::fill_new_tables(job, latest.as_ref(), opts.progress).await?;
+    if summary.filled.as_ref().is_some_and(|f| f.batch.is_some()) {
+        latest = None; // the fill committed after it: read again
+    }
     // Records arrow-avro refused, found by earlier attempts: the check rejects them.
     let mut undecodable: Vec<silt_ingest::Undecodable> = Vec::new();
     loop {
-        match run_with_latest(job, opts, &mut summary, &undecodable).await {
+        // The commit read above serves the first attempt; a later one reads its own.
+        match run_with_latest(job, opts, &mut summary, &undecodable, latest.take()).await {
             Ok(()) => break,
             Err(e) => match e.downcast_ref::<silt_ingest::Error>() {
                 Some(outdated @ silt_ingest::Error::ReaderOutdated { .. }) => {
@@ -1878,6 +1888,7 @@ async fn run_with_latest(
     opts: &RunOptions,
     summary: &mut RunSummary,
     undecodable: &[silt_ingest::Undecodable],
+    latest: Option<Commit>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let run_id = format!("{:016x}", rand::random::<u64>());
@@ -1887,7 +1898,7 @@ async fn run_with_latest(
         (shapes.events, shapes.raw_files, shapes.out_partitions);
     register_tables(job).await?;
 
-    let mut state = State::restore(job).await?;
+    let mut state = State::restore(job, latest).await?;
     let mut compaction_skipped = SkippedHours::new();
     // Held for the whole run: while it lives, no other run or backfill of this job takes our
     // temporary files for a killed writer's.
