@@ -394,7 +394,7 @@ impl Gateway {
             .await
             .map_err(|e| e.to_string())?;
         let w = Arc::new(Writer {
-            check: BodyCheck::new(&schema),
+            check: BodyCheck::strict(&schema),
             schema,
         });
         self.inner
@@ -574,7 +574,7 @@ impl Gateway {
                 Refusal::one(StatusCode::BAD_REQUEST, index, "", e.to_string())
             })?;
             let fp = file.schema.fingerprint();
-            self.writer(stream_id, &fp).await.map_err(|_| {
+            let writer = self.writer(stream_id, &fp).await.map_err(|_| {
                 Refusal::one(
                     StatusCode::BAD_REQUEST,
                     0,
@@ -585,7 +585,16 @@ impl Gateway {
                 )
             })?;
             for (i, r) in file.records.iter().enumerate() {
-                finish(i, &fp, &r.body, r.uuid, &mut errors);
+                // The container's reader checked each body against the schema; the writer's
+                // strict check adds the standard types' rules.
+                match writer.check.check(&r.body) {
+                    Ok(_) => finish(i, &fp, &r.body, r.uuid, &mut errors),
+                    Err(e) => errors.push(EventError {
+                        index: i,
+                        path: String::new(),
+                        reason: e.to_string(),
+                    }),
+                }
             }
         } else if body.first() == Some(&silt_wire::ENVELOPE_HEADER) {
             let framed = Framing::Envelope
@@ -628,9 +637,13 @@ impl Gateway {
                 }
                 match latest.check.check(&avro) {
                     Ok(c) => finish(i, &fp, &avro, c.uuid, &mut errors),
+                    // The encoder wrote a value of the schema: only its uuid's parse is left.
                     Err(e) => errors.push(EventError {
                         index: i,
-                        path: "/uuid".into(),
+                        path: match e {
+                            silt_wire::Error::BadUuid { .. } => "/uuid".into(),
+                            _ => String::new(),
+                        },
                         reason: e.to_string(),
                     }),
                 }

@@ -28,11 +28,19 @@ fn schema_text(v: &str) -> String {
     std::fs::read_to_string(testdata().join(format!("schemas/{v}.avsc"))).unwrap()
 }
 
-/// Both testdata schemas registered under the clickstream subject.
+/// A subject whose events carry the registry's standard money type.
+const ORDERS: &str = "shop.v1.OrderPlaced";
+const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"OrderPlaced","namespace":"shop.v1","fields":[
+    {"name":"uuid","type":"gfc.avro.UUID"},
+    {"name":"total","type":"gfc.avro.Money"},
+    {"name":"note","type":"string"}]}"#;
+
+/// Both testdata schemas registered under the clickstream subject, and [`ORDERS`].
 async fn registry() -> Arc<dyn SchemaRegistry> {
     let r = StoreRegistry::in_memory();
     r.register(SUBJECT, &schema_text("v1")).await.unwrap();
     r.register(SUBJECT, &schema_text("v2")).await.unwrap();
+    r.register(ORDERS, ORDERS_SCHEMA).await.unwrap();
     Arc::new(r)
 }
 
@@ -794,5 +802,76 @@ async fn a_json_batch_lands_on_kinesalite_as_envelopes_of_the_registered_schema(
         got.insert(timeuuid::to_string(&uuid));
     }
     assert_eq!(got, expected.iter().map(|s| s.to_string()).collect());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_money_currency_that_is_not_an_iso_code_is_refused_in_json_and_in_avro() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::on_files(dir.path(), 1).await;
+    let url = server.url(&format!("/streams/{ORDERS}/events"));
+    let c = reqwest::Client::new();
+    let order = |currency: &str| {
+        json!({"uuid": new_uuid(), "total": {"amount": "19.99", "currency": currency},
+               "note": "usd"})
+    };
+    let post_to = |body: Vec<u8>| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            let r = c.post(url).body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // JSON: each wrong code is named by its path; a string elsewhere is not a currency.
+    for bad in ["usd", "USDX", "US", "$", "€UR"] {
+        let (status, body) =
+            post_to(json!([order("EUR"), order(bad)]).to_string().into_bytes()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["errors"].as_array().unwrap().len(), 1, "{body}");
+        assert_eq!(body["errors"][0]["index"], 1, "{body}");
+        assert_eq!(body["errors"][0]["path"], "/total/currency", "{body}");
+        let reason = body["errors"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("not an ISO 4217 currency code"), "{reason}");
+    }
+    assert!(stream_records(&dir.path().join(ORDERS)).await.is_empty());
+
+    // Avro: the same event as an envelope and in a container file, its code made lower case.
+    let schema = Schema::parse(ORDERS_SCHEMA).unwrap();
+    let fp = schema.fingerprint();
+    let avro = |currency: &str| {
+        let mut body = Vec::new();
+        silt_wire::json::JsonEncoder::new(&schema)
+            .encode(&order("USD"), &mut body)
+            .unwrap();
+        let at = body.windows(3).position(|w| w == b"USD").unwrap();
+        body[at..at + 3].copy_from_slice(currency.as_bytes());
+        body
+    };
+    let (status, body) = post_to(envelope(&fp, &avro("usd"))).await;
+    assert_eq!(status, 400, "{body}");
+    let reason = body["errors"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("breaks a rule") && reason.contains("\"usd\" of a gfc.avro.Money"),
+        "{reason}"
+    );
+    let bodies = [avro("GBP"), avro("gbp")];
+    let file = ocf::write(&schema, &[&bodies[0], &bodies[1]], ocf::Codec::Null, 64);
+    let (status, body) = post_to(file).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["index"], 1, "{body}");
+    assert!(stream_records(&dir.path().join(ORDERS)).await.is_empty());
+
+    // Good codes pass in either form, and land as they were sent.
+    let (status, body) =
+        post_to(json!([order("USD"), order("XAU")]).to_string().into_bytes()).await;
+    assert_eq!((status, &body), (202, &json!({"accepted": 2})));
+    let (status, body) = post_to(envelope(&fp, &avro("CHF"))).await;
+    assert_eq!((status, &body), (202, &json!({"accepted": 1})));
+    let records = stream_records(&dir.path().join(ORDERS)).await;
+    assert_eq!(records.len(), 3);
+    assert!(records[2].ends_with(&avro("CHF")[16..]));
     server.stop().await;
 }

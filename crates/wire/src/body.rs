@@ -6,7 +6,9 @@
 //! This check runs first and decides, per record, whether the body is exactly one value of the
 //! writer schema. It allocates nothing on success.
 
-use crate::schema::{Logical, NamedKind, Primitive, Schema, Type};
+use crate::schema::{
+    is_currency_code, is_currency_field, Logical, NamedKind, Primitive, Schema, Type,
+};
 use crate::timeuuid;
 use crate::{Error, Result};
 
@@ -22,6 +24,8 @@ enum Node {
     String,
     /// A string with the `uuid` logical type: readers parse it into 16 bytes.
     UuidString,
+    /// The `currency` of a `gfc.avro.Money`, in a [`BodyCheck::strict`] check: an ISO 4217 code.
+    Currency,
     Fixed(usize),
     /// A `decimal` on bytes (`size` None) or on a fixed of `size` bytes: its two's-complement
     /// value must be within its precision.
@@ -152,13 +156,29 @@ impl BodyCheck {
     /// Compiles a schema. The top-level `uuid` field, if any, must be a 16-byte fixed or a
     /// string.
     pub fn new(schema: &Schema) -> Self {
+        Self::compile(schema, false)
+    }
+
+    /// [`Self::new`], also checking the rules of the standard types that their Avro types do
+    /// not carry: a `gfc.avro.Money` currency must be an ISO 4217 code. The gateway's check:
+    /// such events are refused at the door, while the consumer takes what the stream holds
+    /// (whose records decode either way).
+    pub fn strict(schema: &Schema) -> Self {
+        Self::compile(schema, true)
+    }
+
+    fn compile(schema: &Schema, strict: bool) -> Self {
         let records = schema
             .named()
             .iter()
             .map(|n| match &n.kind {
-                NamedKind::Record(fields) => {
-                    fields.iter().map(|f| compile(&f.ty, schema)).collect()
-                }
+                NamedKind::Record(fields) => fields
+                    .iter()
+                    .map(|f| match strict && is_currency_field(&n.name, f) {
+                        true => Node::Currency,
+                        false => compile(&f.ty, schema),
+                    })
+                    .collect(),
                 _ => Vec::new(),
             })
             .collect();
@@ -317,6 +337,20 @@ impl BodyCheck {
             }
             Node::Fixed(n) => {
                 c.take(*n)?;
+            }
+            Node::Currency => {
+                let n = c.len()?;
+                let at = c.pos;
+                let code = c.take(n)?;
+                if !is_currency_code(code) {
+                    return Err(Error::BrokenRule {
+                        offset: at,
+                        reason: format!(
+                            "the currency {:?} of a gfc.avro.Money is not an ISO 4217 code (three capital letters, e.g. USD)",
+                            String::from_utf8_lossy(code)
+                        ),
+                    });
+                }
             }
             Node::Enum(count) => {
                 let at = c.pos;
@@ -540,6 +574,35 @@ mod tests {
         let check = BodyCheck::new(&Schema::parse(SCHEMA).unwrap());
         let body = good();
         assert_eq!(check.check(&body).unwrap().uuid.unwrap()[0], 0x11);
+    }
+
+    #[test]
+    fn a_strict_check_refuses_a_money_currency_that_is_not_an_iso_code() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"O","fields":[{"name":"total","type":"gfc.avro.Money"},
+                {"name":"currency","type":"string"}]}"#,
+        )
+        .unwrap();
+        let body = |code: &str| {
+            let mut b = Vec::new();
+            encode::bytes(&[0x07, 0xcf], &mut b); // 19.99 at scale 4
+            encode::bytes(code.as_bytes(), &mut b);
+            encode::bytes(b"any text", &mut b); // a field named currency outside Money
+            b
+        };
+        let (plain, strict) = (BodyCheck::new(&schema), BodyCheck::strict(&schema));
+        for good in ["USD", "XAU"] {
+            strict.check(&body(good)).unwrap();
+        }
+        for bad in ["usd", "USDX", "US", "U$D"] {
+            plain.check(&body(bad)).unwrap();
+            let e = strict.check(&body(bad)).unwrap_err();
+            assert!(
+                matches!(e, Error::BrokenRule { offset: 4, .. })
+                    && e.to_string().contains("ISO 4217"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use serde_json::Value;
 
 use crate::body::encode;
-use crate::schema::{Field, Logical, NamedKind, Primitive, Schema, Type};
+use crate::schema::{
+    is_currency_code, is_currency_field, Field, Logical, NamedKind, Primitive, Schema, Type,
+};
 use crate::timeuuid;
 
 /// Why one JSON value does not fit its schema.
@@ -293,6 +295,13 @@ impl<'a> JsonEncoder<'a> {
                 break;
             }
             let r = match m.get(&f.name) {
+                Some(Value::String(code))
+                    if is_currency_field(name, f) && !is_currency_code(code.as_bytes()) =>
+                {
+                    fail(format!(
+                        "{code:?} is not an ISO 4217 currency code (three capital letters, e.g. USD)"
+                    ))
+                }
                 Some(x) => self.value(&f.ty, x, out),
                 None => match &f.default {
                     Some(d) => self.default(&f.ty, d, out).map_err(|Errors(e)| {
@@ -800,6 +809,11 @@ mod tests {
                 json!({"price": {"amount": "1"}}),
                 "/price/currency",
                 "missing required field",
+            ),
+            (
+                json!({"price": {"amount": "1", "currency": "usd"}}),
+                "/price/currency",
+                "\"usd\" is not an ISO 4217 currency code",
             ),
             (json!({"colour": "red"}), "/colour", "has no field `colour`"),
             (json!({"blob": "\u{1F600}"}), "/blob", "above \\u00ff"),

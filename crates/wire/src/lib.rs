@@ -46,7 +46,10 @@ pub use envelope::{
     ENVELOPE_PREFIX_LEN, SINGLE_OBJECT_MAGIC,
 };
 pub use fingerprint::{rabin_fingerprint, Fingerprint};
-pub use schema::{Field, Logical, NamedKind, NamedType, Primitive, Schema, Type, STANDARD_TYPES};
+pub use schema::{
+    is_currency_code, is_currency_field, Field, Logical, NamedKind, NamedType, Primitive, Schema,
+    Type, MONEY, STANDARD_TYPES,
+};
 
 /// Errors of schemas and records. The record variants are the reasons a record is rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +80,11 @@ pub enum Error {
     /// The body is not a value of its writer schema.
     #[error("body does not decode at byte {offset}: {reason}")]
     BadBody { offset: usize, reason: String },
+    /// The body is a value of its writer schema that breaks a rule of a standard type (a
+    /// `gfc.avro.Money` currency that is not an ISO 4217 code): found by a
+    /// [`BodyCheck::strict`] check only.
+    #[error("body breaks a rule of its schema at byte {offset}: {reason}")]
+    BrokenRule { offset: usize, reason: String },
     /// The body holds more bytes after one whole value.
     #[error("{count} trailing bytes after the record")]
     TrailingBytes { count: usize },
@@ -104,6 +112,7 @@ impl Error {
             Error::UnknownWriter { .. } => "unknown_fingerprint",
             Error::UnreadableWriter { .. } => "unreadable_writer",
             Error::BadBody { .. } => "bad_body",
+            Error::BrokenRule { .. } => "broken_rule",
             Error::TrailingBytes { .. } => "trailing_bytes",
             Error::BadUuid { .. } => "bad_uuid",
             Error::BadContainer { .. } => "bad_container",

@@ -143,6 +143,25 @@ pub const STANDARD_TYPES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The full name of the standard money type: a decimal `amount` and an ISO 4217 `currency`.
+pub const MONEY: &str = "gfc.avro.Money";
+
+/// Whether `field` of the record named `record` is a [`MONEY`] currency, whose values must be
+/// ISO 4217 codes ([`is_currency_code`]): a rule of the standard type that Avro's `string`
+/// does not carry, and that the gateway checks at the door.
+pub fn is_currency_field(record: &str, field: &Field) -> bool {
+    record == MONEY
+        && field.name == "currency"
+        && matches!(field.ty, Type::Primitive(Primitive::String, None))
+}
+
+/// Whether `code` has the form of an ISO 4217 currency code: three capital Latin letters
+/// (`USD`, `EUR`, `XAU`). The form, not the list of codes in use, which ISO changes (a code
+/// new to the list must not be refused at the door).
+pub fn is_currency_code(code: &[u8]) -> bool {
+    code.len() == 3 && code.iter().all(u8::is_ascii_uppercase)
+}
+
 /// A parsed, self-contained Avro schema with its canonical form and fingerprints.
 #[derive(Debug, Clone)]
 pub struct Schema {
