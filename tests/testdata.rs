@@ -98,6 +98,79 @@ fn a_version_registered_between_runs_adds_its_column_to_the_table() {
     assert_eq!(rows[0]["with_channel"], expected_with_channel(), "{rows}");
 }
 
+/// A field added with a default that is not null (the textbook BACKWARD change) is a column
+/// that the older files lack and that holds no null: silt's readers give those rows its
+/// default, as Avro reads their events with the new schema. A `partitions` transform over the
+/// new columns, filled over every hour of the raw table, and `silt query` agree; a default
+/// that JSON does not name exactly (a timestamp's) reads as null.
+#[test]
+fn a_field_added_with_a_default_reads_as_it_in_the_rows_of_older_files() {
+    let dir = tempfile::tempdir().unwrap();
+    evolved_lake(dir.path());
+    let mut v3: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata().join("schemas/v2.avsc")).unwrap())
+            .unwrap();
+    let fields = v3["fields"].as_array_mut().unwrap();
+    fields.push(serde_json::json!({"name": "region", "type": "string", "default": "eu"}));
+    fields.push(serde_json::json!({"name": "rank", "type": "int", "default": 3}));
+    fields.push(serde_json::json!({"name": "seen", "default": 0,
+        "type": {"type": "long", "logicalType": "timestamp-millis"}}));
+    let v3_path = dir.path().join("v3.avsc");
+    std::fs::write(&v3_path, v3.to_string()).unwrap();
+    register(dir.path(), &[&v3_path]);
+    // One event of v3, an hour after the test stream's.
+    let v3 = silt_wire::Schema::parse(&v3.to_string()).unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339("2025-11-26T03:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let uuid = silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at);
+    let mut body = Vec::new();
+    silt_wire::json::JsonEncoder::new(&v3)
+        .encode(
+            &serde_json::json!({"uuid": silt_wire::timeuuid::to_string(&uuid), "productId": 1,
+                "region": "us", "rank": 5, "seen": at}),
+            &mut body,
+        )
+        .unwrap();
+    let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
+    append_records(
+        &stream,
+        &[(silt_wire::envelope(&v3.fingerprint(), &body), at)],
+    );
+    let job = write_job(
+        dir.path(),
+        "evolving",
+        &dir.path().join("stream"),
+        &transforms(
+            dir.path(),
+            &[(
+                "by_region",
+                "SELECT dt, region, rank, count(*) AS n FROM events GROUP BY dt, region, rank",
+                "partitions",
+            )],
+        ),
+    );
+    let run = run_json(&job);
+    assert!(run["filled"]["rows"]["by_region"].is_u64(), "{run}");
+    let raw = query(
+        dir.path(),
+        "SELECT count(*) AS n, count(*) FILTER (WHERE region = 'eu') AS eu, sum(rank) AS ranks, \
+         count(seen) AS seen FROM clickstream",
+    );
+    assert_eq!(
+        raw,
+        serde_json::json!([{"n": 401, "eu": 400, "ranks": 1205, "seen": 1}])
+    );
+    let filled = query(
+        dir.path(),
+        "SELECT region, rank, sum(n) AS n FROM by_region GROUP BY region, rank ORDER BY region",
+    );
+    assert_eq!(
+        filled,
+        serde_json::json!([{"region": "eu", "rank": 3, "n": 400}, {"region": "us", "rank": 5, "n": 1}])
+    );
+}
+
 /// A `--follow` run while the subject evolves: v2 is registered and its events arrive while
 /// the run goes on with v1 as its reader. The run must not read them with v1 (their `channel`
 /// would be dropped from the lake for good): it starts again with v2 and the lake ends up as

@@ -40,6 +40,11 @@ pub struct TableEntry {
     /// still finds its commits. Older silts ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_in_lake: Option<String>,
+    /// The defaults of the columns (the job's reader schema's fields that have one, as Avro
+    /// JSON): what a reader gives rows of files written before a field was added. Older
+    /// silts ignore it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub defaults: BTreeMap<String, serde_json::Value>,
 }
 
 impl TableEntry {
@@ -55,7 +60,13 @@ impl TableEntry {
                 .strip_prefix(&root)
                 .filter(|rel| !rel.is_empty())
                 .map(str::to_string),
+            defaults: BTreeMap::new(),
         }
+    }
+
+    /// The entry with the defaults of its columns.
+    pub fn with_defaults(self, defaults: BTreeMap<String, serde_json::Value>) -> Self {
+        Self { defaults, ..self }
     }
 
     /// Where the job's commit log is, for a reader of the lake at `lake`.
@@ -92,6 +103,8 @@ pub async fn register_table(lake: &Location, entry: &TableEntry) -> Result<()> {
 pub struct LakeSnapshot {
     pub lake: Location,
     pub tables: BTreeMap<String, (TableState, i64)>,
+    /// Each table's column defaults, from its catalog entry ([`TableEntry::defaults`]).
+    pub defaults: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 impl LakeSnapshot {
@@ -100,7 +113,7 @@ impl LakeSnapshot {
         let prefix = lake.child("_silt/tables");
         let objects = crate::list_all(lake, &prefix).await?;
         let mut logs: BTreeMap<String, CommitLog> = BTreeMap::new();
-        let mut tables = BTreeMap::new();
+        let (mut tables, mut defaults) = (BTreeMap::new(), BTreeMap::new());
         for o in objects {
             let store_err = |source| Error::Store {
                 path: o.location.to_string(),
@@ -127,10 +140,14 @@ impl LakeSnapshot {
                     tables.insert(entry.table.clone(), (state.clone(), commit.committed_at_ms));
                 }
             }
+            if !entry.defaults.is_empty() {
+                defaults.insert(entry.table, entry.defaults);
+            }
         }
         Ok(Self {
             lake: lake.clone(),
             tables,
+            defaults,
         })
     }
 

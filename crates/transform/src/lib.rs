@@ -31,9 +31,11 @@
 //! # Ok::<(), silt_transform::Error>(()) }).unwrap();
 //! ```
 
+pub mod defaults;
 pub mod incremental;
 pub mod udf;
 
+pub use defaults::ColumnDefaults;
 pub use incremental::{merge_sql, PreparedIncremental, Running};
 
 use std::sync::{Arc, Mutex};
@@ -761,7 +763,11 @@ pub async fn run(ctx: &SessionContext, t: &Transform) -> Result<Vec<RecordBatch>
 /// Registers a lake table as a Hive-partitioned Parquet listing table read through `store`
 /// (a lake snapshot, so only committed files are seen). `url` is the table's folder under a
 /// URL whose scheme and host the store is registered for; `schema` is the files' schema
-/// (without partition columns), or `None` to infer it from the files.
+/// (without partition columns), or `None` to infer it from the files: when `evolved` (the
+/// files differ in columns), every inferred column then reads as nullable, since a column that
+/// newer files have is null in the older ones. A column some files lack reads as its default
+/// in `defaults` there ([`defaults`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn register_parquet_table(
     ctx: &SessionContext,
     name: &str,
@@ -770,6 +776,8 @@ pub async fn register_parquet_table(
     table_path: &str,
     partition_by: &[String],
     schema: Option<SchemaRef>,
+    defaults: &ColumnDefaults,
+    evolved: bool,
 ) -> Result<()> {
     ctx.register_object_store(store_url, store);
     let url = ListingTableUrl::parse(format!(
@@ -786,10 +794,28 @@ pub async fn register_parquet_table(
                 .collect(),
         );
     let config = ListingTableConfig::new(url).with_listing_options(options);
-    let config = match schema {
-        Some(s) => config.with_schema(s),
-        None => config.infer_schema(&ctx.state()).await?,
+    let (schema, all_nullable) = match schema {
+        Some(s) => (s, false),
+        None => {
+            let config = config.clone().infer_schema(&ctx.state()).await?;
+            let s = config.file_schema.clone().expect("inferred");
+            (s, evolved)
+        }
     };
+    let (schema, fill) = defaults::reading(schema, defaults, all_nullable);
+    let mut config = config.with_schema(schema);
+    if let Some(fill) = fill {
+        config = config.with_expr_adapter_factory(fill);
+        // A file's statistics give a column it lacks as all null, and the scan would take
+        // that constant over the default (DataFusion 55): without statistics it asks the
+        // adapter. Session-wide, which costs a lake session only the footer reads at planning.
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .collect_statistics = false;
+    }
     ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
     Ok(())
 }

@@ -56,11 +56,21 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
             path.as_ref(),
             &state.partition_by,
             None,
+            snapshot.defaults.get(table).unwrap_or(&Default::default()),
+            evolved(&state.files),
         )
         .await
         .with_context(|| format!("registering table {table}"))?;
     }
     Ok((ctx, snapshot))
+}
+
+/// Whether a table's files differ in columns (or may: files written before silt recorded
+/// their schema), so that a column may be missing from some of them.
+fn evolved(files: &[silt_lake_writer::DataFile]) -> bool {
+    let mut keys = files.iter().map(|f| f.schema.as_deref());
+    let first = keys.next().flatten();
+    first.is_none() || keys.any(|k| k != first)
 }
 
 /// Runs one statement and returns its batches.

@@ -457,7 +457,7 @@ async fn build_and_commit(
     }
     let shapes = Shapes::of(job).await?;
     // A table new to the job (run by hand before a run made it) is entered as a run would.
-    register_tables(job).await?;
+    register_tables(job, &shapes).await?;
     // One unit of work per output partition.
     let mut units: Vec<Unit> = Vec::new();
     for (i, parts) in shapes.out_partitions.iter().enumerate() {
@@ -539,6 +539,7 @@ async fn build_and_commit(
             &job.table,
             raw,
             shapes.raw_files.clone(),
+            &shapes.defaults,
             t,
             parts,
             members,

@@ -599,6 +599,7 @@ async fn redrive_over(
                         &job.table,
                         raw,
                         shapes.raw_files.clone(),
+                        &shapes.defaults,
                         t,
                         parts,
                         &touched,

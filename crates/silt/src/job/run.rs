@@ -1636,6 +1636,7 @@ pub(crate) async fn recompute_partitions(
     raw_table: &str,
     raw: &TableState,
     raw_file_schema: SchemaRef,
+    defaults: &silt_transform::ColumnDefaults,
     t: &Transform,
     out_partitions: &[String],
     touched: &BTreeSet<Vec<(String, String)>>,
@@ -1661,6 +1662,7 @@ pub(crate) async fn recompute_partitions(
         )]
         .into_iter()
         .collect(),
+        defaults: BTreeMap::new(),
     };
     let ctx = silt_transform::transform_session(references).await?;
     let url = url::Url::parse(SNAPSHOT_URL).expect("valid");
@@ -1673,6 +1675,8 @@ pub(crate) async fn recompute_partitions(
         table_path.as_ref(),
         &raw.partition_by,
         Some(raw_file_schema),
+        defaults,
+        false,
     )
     .await?;
     let out = silt_transform::run(&ctx, t).await?;
@@ -1749,6 +1753,9 @@ pub(crate) struct Shapes {
     pub outputs: Vec<SchemaRef>,
     /// The subject's version whose schema is the reader schema.
     pub reader: silt_registry::Registered,
+    /// The defaults of the reader schema's fields: what the raw files written before a
+    /// field was added read as in that column.
+    pub defaults: silt_transform::ColumnDefaults,
 }
 
 impl Shapes {
@@ -1768,6 +1775,13 @@ impl Shapes {
                 .with_max_future(job.max_future);
         let events = events_schema(&decoder.schema(), &job.partition_by)?;
         let raw_files = silt_lake_writer::file_schema(&events, &job.partition_by);
+        let defaults = decoder
+            .reader()
+            .fields()
+            .iter()
+            .filter_map(|f| Some((f.name.clone(), f.default.clone()?)))
+            .filter(|(_, d)| !d.is_null())
+            .collect();
         let (mut out_partitions, mut outputs) = (Vec::new(), Vec::new());
         for t in &job.transforms {
             let (parts, schema) =
@@ -1782,6 +1796,7 @@ impl Shapes {
             out_partitions,
             outputs,
             reader: version,
+            defaults,
         })
     }
 }
@@ -1868,16 +1883,16 @@ pub(crate) fn learn_undecodable(
 
 /// Enters the job's tables (raw, rejected, each transform's) in the lake's catalog, which
 /// readers find them by.
-pub(crate) async fn register_tables(job: &Job) -> anyhow::Result<()> {
+pub(crate) async fn register_tables(job: &Job, shapes: &Shapes) -> anyhow::Result<()> {
     for table in std::iter::once(&job.table)
         .chain(std::iter::once(&job.rejected_table))
         .chain(job.transforms.iter().map(|t| &t.name))
     {
-        register_table(
-            &job.lake,
-            &TableEntry::new(&job.lake, table, &job.name, job.log.location()),
-        )
-        .await?;
+        let mut entry = TableEntry::new(&job.lake, table, &job.name, job.log.location());
+        if table == &job.table {
+            entry = entry.with_defaults(shapes.defaults.clone());
+        }
+        register_table(&job.lake, &entry).await?;
     }
     Ok(())
 }
@@ -1893,10 +1908,14 @@ async fn run_with_latest(
     let started = Instant::now();
     let run_id = format!("{:016x}", rand::random::<u64>());
     let shapes = Shapes::of(job).await?;
+    register_tables(job, &shapes).await?;
     let mut decoder = shapes.decoder.with_undecodable(undecodable);
-    let (events_schema, raw_file_schema, out_parts) =
-        (shapes.events, shapes.raw_files, shapes.out_partitions);
-    register_tables(job).await?;
+    let (events_schema, raw_file_schema, out_parts, defaults) = (
+        shapes.events,
+        shapes.raw_files,
+        shapes.out_partitions,
+        shapes.defaults,
+    );
 
     let mut state = State::restore(job, latest).await?;
     let mut compaction_skipped = SkippedHours::new();
@@ -2190,6 +2209,7 @@ async fn run_with_latest(
                         &job.table,
                         raw,
                         raw_file_schema.clone(),
+                        &defaults,
                         tr,
                         parts,
                         &touched,

@@ -1,0 +1,244 @@
+//! What a reader of a lake table puts in a column that some of its files lack.
+//!
+//! A field added to an event schema (the BACKWARD change: a new field with a default) is a
+//! column of the files written after it and not of the files before. Avro reads an old event
+//! with the new schema as the field's default, and so does the job decoding the stream; a
+//! reader of the lake's files does the same for the old files when the default is known
+//! ([`ColumnDefaults`], from the reader schema or the table's catalog entry) and of a type a
+//! JSON value names exactly (strings, enum symbols, numbers, booleans). Other missing columns
+//! read as null, their fields made nullable for the read, never an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::error::Result;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr_adapter::{
+    replace_columns_with_literals, DefaultPhysicalExprAdapterFactory, PhysicalExprAdapter,
+    PhysicalExprAdapterFactory,
+};
+use serde_json::Value;
+
+/// Column name to the Avro default of its field (JSON, as the schema writes it).
+pub type ColumnDefaults = BTreeMap<String, Value>;
+
+/// The value of `default` as a scalar of type `ty`, when the JSON names one exactly.
+pub fn default_scalar(default: &Value, ty: &DataType) -> Option<ScalarValue> {
+    let value = match (ty, default) {
+        (
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..),
+            Value::String(s),
+        ) => ScalarValue::Utf8(Some(s.clone())),
+        (DataType::Boolean, Value::Bool(b)) => ScalarValue::Boolean(Some(*b)),
+        (t, Value::Number(n)) if t.is_integer() => ScalarValue::Int64(Some(n.as_i64()?)),
+        (t, Value::Number(n)) if t.is_floating() => ScalarValue::Float64(Some(n.as_f64()?)),
+        _ => return None,
+    };
+    value.cast_to(ty).ok().filter(|v| !v.is_null())
+}
+
+/// How a table is read: its schema, with the columns that can be missing from a file and have
+/// no usable default made nullable, and the defaults of the others.
+pub(crate) fn reading(
+    schema: SchemaRef,
+    defaults: &ColumnDefaults,
+    all_nullable: bool,
+) -> (SchemaRef, Option<Arc<dyn PhysicalExprAdapterFactory>>) {
+    let mut fill = HashMap::new();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let default = defaults.get(f.name());
+            match default.and_then(|d| default_scalar(d, f.data_type())) {
+                Some(v) => {
+                    fill.insert(f.name().clone(), v);
+                    f.as_ref()
+                        .clone()
+                        .with_nullable(f.is_nullable() || all_nullable)
+                }
+                None => f
+                    .as_ref()
+                    .clone()
+                    .with_nullable(f.is_nullable() || all_nullable || default.is_some()),
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let factory = (!fill.is_empty())
+        .then(|| Arc::new(FillDefaults(Arc::new(fill))) as Arc<dyn PhysicalExprAdapterFactory>);
+    (schema, factory)
+}
+
+/// Rewrites a file's reads of the columns it lacks to their defaults, then as DataFusion does.
+#[derive(Debug)]
+struct FillDefaults(Arc<HashMap<String, ScalarValue>>);
+
+impl PhysicalExprAdapterFactory for FillDefaults {
+    fn create(
+        &self,
+        logical_file_schema: SchemaRef,
+        physical_file_schema: SchemaRef,
+    ) -> Result<Arc<dyn PhysicalExprAdapter>> {
+        let missing: HashMap<String, ScalarValue> = self
+            .0
+            .iter()
+            .filter(|(name, _)| physical_file_schema.index_of(name).is_err())
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let inner =
+            DefaultPhysicalExprAdapterFactory.create(logical_file_schema, physical_file_schema)?;
+        Ok(Arc::new(Filled { missing, inner }))
+    }
+}
+
+#[derive(Debug)]
+struct Filled {
+    missing: HashMap<String, ScalarValue>,
+    inner: Arc<dyn PhysicalExprAdapter>,
+}
+
+impl PhysicalExprAdapter for Filled {
+    fn rewrite(&self, expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+        let expr = match self.missing.is_empty() {
+            true => expr,
+            false => replace_columns_with_literals(expr, &self.missing)?,
+        };
+        self.inner.rewrite(expr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_defaults_become_scalars_of_the_columns_type_or_nothing() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert_eq!(
+            default_scalar(&json!("web"), &DataType::Utf8),
+            Some(ScalarValue::Utf8(Some("web".into())))
+        );
+        assert_eq!(
+            default_scalar(&json!(7), &DataType::Int32),
+            Some(ScalarValue::Int32(Some(7)))
+        );
+        assert_eq!(
+            default_scalar(&json!(1.5), &DataType::Float32),
+            Some(ScalarValue::Float32(Some(1.5)))
+        );
+        assert_eq!(
+            default_scalar(&json!(true), &DataType::Boolean),
+            Some(ScalarValue::Boolean(Some(true)))
+        );
+        assert!(matches!(
+            default_scalar(&json!("B"), &dict),
+            Some(ScalarValue::Dictionary(..))
+        ));
+        // Out of range, of another type, or not named exactly by JSON: none.
+        assert_eq!(default_scalar(&json!(1u64 << 40), &DataType::Int32), None);
+        assert_eq!(default_scalar(&json!("7"), &DataType::Int64), None);
+        assert_eq!(default_scalar(&json!(null), &DataType::Utf8), None);
+        let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
+        assert_eq!(default_scalar(&json!(0), &ts), None);
+    }
+}
+
+#[cfg(test)]
+mod reading_tests {
+    use super::*;
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    fn write(dir: &std::path::Path, name: &str, batch: &RecordBatch) {
+        let part = dir.join("t/dt=2025-11-26");
+        std::fs::create_dir_all(&part).unwrap();
+        let f = std::fs::File::create(part.join(name)).unwrap();
+        let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+    }
+
+    /// Files written before a field was added and after: the old rows read as its default
+    /// (or null, when it has none a reader can use), with the schema given or inferred.
+    #[tokio::test]
+    async fn rows_of_files_without_a_column_read_as_its_default() {
+        let dir = tempfile_dir();
+        let old = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let new = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("channel", DataType::Utf8, false),
+            Field::new("at", DataType::Int64, false),
+        ]));
+        write(
+            &dir,
+            "a.parquet",
+            &RecordBatch::try_new(old.clone(), vec![Arc::new(Int64Array::from(vec![1]))]).unwrap(),
+        );
+        write(
+            &dir,
+            "b.parquet",
+            &RecordBatch::try_new(
+                new.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![2])),
+                    Arc::new(StringArray::from(vec!["app"])),
+                    Arc::new(Int64Array::from(vec![9])),
+                ],
+            )
+            .unwrap(),
+        );
+        let defaults: ColumnDefaults = [
+            ("channel".to_string(), serde_json::json!("web")),
+            ("at".to_string(), serde_json::json!("not a number")),
+        ]
+        .into_iter()
+        .collect();
+        for schema in [Some(new.clone()), None] {
+            let ctx = crate::session();
+            let url = url::Url::parse("file:///").unwrap();
+            let store = Arc::new(object_store::local::LocalFileSystem::new());
+            crate::register_parquet_table(
+                &ctx,
+                "t",
+                &url,
+                store,
+                dir.join("t").to_str().unwrap(),
+                &["dt".to_string()],
+                schema.clone(),
+                &defaults,
+                true,
+            )
+            .await
+            .unwrap();
+            let out = ctx
+                .sql("SELECT n, channel, at FROM t ORDER BY n")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let text = arrow::util::pretty::pretty_format_batches(&out)
+                .unwrap()
+                .to_string();
+            assert!(text.contains("| 1 | web     |    |"), "{schema:?}\n{text}");
+            assert!(text.contains("| 2 | app     | 9  |"), "{schema:?}\n{text}");
+        }
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "silt-defaults-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
