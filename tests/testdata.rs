@@ -98,19 +98,22 @@ fn a_version_registered_between_runs_adds_its_column_to_the_table() {
     assert_eq!(rows[0]["with_channel"], expected_with_channel(), "{rows}");
 }
 
-/// A field added with a default that is not null (the textbook BACKWARD change) is a column
-/// that the older files lack and that holds no null: silt's readers give those rows its
-/// default, as Avro reads their events with the new schema. A `partitions` transform over the
-/// new columns, filled over every hour of the raw table, and `silt query` agree; a default
-/// that JSON does not name exactly (a timestamp's) reads as null.
+/// The BACKWARD changes of a subject: a field added with a default that is not null (a
+/// column that the older files lack and that holds no null), and a type promoted (`long` to
+/// `double`: older files hold the narrower type). silt's readers give the older rows the
+/// default, as Avro reads their events with the new schema, and the newer type. A
+/// `partitions` transform over the new columns, filled over every hour of the raw table, and
+/// `silt query` agree; a default that JSON does not name exactly (a timestamp's) reads as null.
 #[test]
-fn a_field_added_with_a_default_reads_as_it_in_the_rows_of_older_files() {
+fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events() {
     let dir = tempfile::tempdir().unwrap();
     evolved_lake(dir.path());
     let mut v3: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(testdata().join("schemas/v2.avsc")).unwrap())
             .unwrap();
     let fields = v3["fields"].as_array_mut().unwrap();
+    assert_eq!(fields[1]["name"], "productId");
+    fields[1]["type"] = serde_json::json!("double");
     fields.push(serde_json::json!({"name": "region", "type": "string", "default": "eu"}));
     fields.push(serde_json::json!({"name": "rank", "type": "int", "default": 3}));
     fields.push(serde_json::json!({"name": "seen", "default": 0,
@@ -155,11 +158,13 @@ fn a_field_added_with_a_default_reads_as_it_in_the_rows_of_older_files() {
     let raw = query(
         dir.path(),
         "SELECT count(*) AS n, count(*) FILTER (WHERE region = 'eu') AS eu, sum(rank) AS ranks, \
-         count(seen) AS seen FROM clickstream",
+         count(seen) AS seen, count(productId) AS products, \
+         min(arrow_typeof(productId)) AS product_type FROM clickstream",
     );
     assert_eq!(
         raw,
-        serde_json::json!([{"n": 401, "eu": 400, "ranks": 1205, "seen": 1}])
+        serde_json::json!([{"n": 401, "eu": 400, "ranks": 1205, "seen": 1, "products": 401,
+            "product_type": "Float64"}])
     );
     let filled = query(
         dir.path(),

@@ -44,7 +44,6 @@ pub fn default_scalar(default: &Value, ty: &DataType) -> Option<ScalarValue> {
 pub(crate) fn reading(
     schema: SchemaRef,
     defaults: &ColumnDefaults,
-    all_nullable: bool,
 ) -> (SchemaRef, Option<Arc<dyn PhysicalExprAdapterFactory>>) {
     let mut fill = HashMap::new();
     let fields: Vec<Field> = schema
@@ -55,14 +54,12 @@ pub(crate) fn reading(
             match default.and_then(|d| default_scalar(d, f.data_type())) {
                 Some(v) => {
                     fill.insert(f.name().clone(), v);
-                    f.as_ref()
-                        .clone()
-                        .with_nullable(f.is_nullable() || all_nullable)
+                    f.as_ref().clone()
                 }
                 None => f
                     .as_ref()
                     .clone()
-                    .with_nullable(f.is_nullable() || all_nullable || default.is_some()),
+                    .with_nullable(f.is_nullable() || default.is_some()),
             }
         })
         .collect();
@@ -110,6 +107,51 @@ impl PhysicalExprAdapter for Filled {
     }
 }
 
+/// The schema of a table whose files were written with several versions of its columns,
+/// given one schema of each version, oldest first: the newest's columns in its order, then
+/// the columns only older files have; a column's type is its newest (older files' values
+/// are converted, as Avro promotes an `int` to a `long` or a `float` to a `double`), and a
+/// column that some version lacks or has nullable is nullable. Refused, naming the column,
+/// when an older type does not convert to the newer one.
+pub fn evolved_schema(versions: &[SchemaRef]) -> Result<SchemaRef> {
+    let Some(newest) = versions.last() else {
+        return Ok(Arc::new(Schema::empty()));
+    };
+    let mut fields: Vec<Field> = newest.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for older in versions.iter().rev().skip(1) {
+        for f in older.fields() {
+            if !fields.iter().any(|g| g.name() == f.name()) {
+                fields.push(f.as_ref().clone());
+            }
+        }
+    }
+    for field in &mut fields {
+        let mut nullable = field.is_nullable();
+        for version in versions {
+            let Ok(had) = version.field_with_name(field.name()) else {
+                nullable = true;
+                continue;
+            };
+            nullable |= had.is_nullable();
+            if had.data_type() != field.data_type()
+                && !arrow::compute::can_cast_types(had.data_type(), field.data_type())
+            {
+                return Err(datafusion::error::DataFusionError::Plan(format!(
+                    "column `{}` is {} in some files and {} in newer ones, which do not convert",
+                    field.name(),
+                    had.data_type(),
+                    field.data_type()
+                )));
+            }
+        }
+        field.set_nullable(nullable);
+    }
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        newest.metadata().clone(),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +186,47 @@ mod tests {
         assert_eq!(default_scalar(&json!(null), &DataType::Utf8), None);
         let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
         assert_eq!(default_scalar(&json!(0), &ts), None);
+    }
+
+    #[test]
+    fn versions_of_a_tables_columns_merge_to_the_newest_types_and_every_column() {
+        let v = |fields: Vec<Field>| Arc::new(Schema::new(fields));
+        let old = v(vec![
+            Field::new("n", DataType::Int32, false),
+            Field::new("gone", DataType::Utf8, false),
+            Field::new("f", DataType::Float32, false),
+        ]);
+        let new = v(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("f", DataType::Float64, false),
+            Field::new("added", DataType::Utf8, false),
+        ]);
+        let merged = evolved_schema(&[old.clone(), new.clone()]).unwrap();
+        let shown: Vec<(String, DataType, bool)> = merged
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("n".into(), DataType::Int64, false),
+                ("f".into(), DataType::Float64, false),
+                ("added".into(), DataType::Utf8, true),
+                ("gone".into(), DataType::Utf8, true),
+            ]
+        );
+        assert_eq!(evolved_schema(std::slice::from_ref(&new)).unwrap(), new);
+        let list = v(vec![Field::new(
+            "n",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            false,
+        )]);
+        let e = evolved_schema(&[list, new]).unwrap_err().to_string();
+        assert!(
+            e.contains("column `n` is List") && e.contains("Int64"),
+            "{e}"
+        );
     }
 }
 
@@ -210,7 +293,6 @@ mod reading_tests {
                 &["dt".to_string()],
                 schema.clone(),
                 &defaults,
-                true,
             )
             .await
             .unwrap();

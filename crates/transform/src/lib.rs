@@ -35,7 +35,7 @@ pub mod defaults;
 pub mod incremental;
 pub mod udf;
 
-pub use defaults::ColumnDefaults;
+pub use defaults::{evolved_schema, ColumnDefaults};
 pub use incremental::{merge_sql, PreparedIncremental, Running};
 
 use std::sync::{Arc, Mutex};
@@ -760,13 +760,32 @@ pub async fn run(ctx: &SessionContext, t: &Transform) -> Result<Vec<RecordBatch>
         .map_err(|source| Error::sql(&t.name, source))
 }
 
+/// The schema a table is read with ([`evolved_schema`]) from its files grouped by schema,
+/// oldest group first: one footer is read per group (the first file of each).
+pub async fn table_schema(
+    ctx: &SessionContext,
+    store: Arc<dyn ObjectStore>,
+    groups: &[Vec<object_store::ObjectMeta>],
+) -> Result<SchemaRef> {
+    use datafusion::datasource::file_format::FileFormat;
+    let format = ParquetFormat::default();
+    let mut versions = Vec::with_capacity(groups.len());
+    for files in groups.iter().filter(|g| !g.is_empty()) {
+        versions.push(
+            format
+                .infer_schema(&ctx.state(), &store, &files[..1])
+                .await?,
+        );
+    }
+    Ok(evolved_schema(&versions)?)
+}
+
 /// Registers a lake table as a Hive-partitioned Parquet listing table read through `store`
 /// (a lake snapshot, so only committed files are seen). `url` is the table's folder under a
 /// URL whose scheme and host the store is registered for; `schema` is the files' schema
-/// (without partition columns), or `None` to infer it from the files: when `evolved` (the
-/// files differ in columns), every inferred column then reads as nullable, since a column that
-/// newer files have is null in the older ones. A column some files lack reads as its default
-/// in `defaults` there ([`defaults`]).
+/// (without partition columns; [`table_schema`] for files of several schemas), or `None` to
+/// infer it from the files. A column some files lack reads as its default in `defaults`
+/// there ([`defaults`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn register_parquet_table(
     ctx: &SessionContext,
@@ -777,7 +796,6 @@ pub async fn register_parquet_table(
     partition_by: &[String],
     schema: Option<SchemaRef>,
     defaults: &ColumnDefaults,
-    evolved: bool,
 ) -> Result<()> {
     ctx.register_object_store(store_url, store);
     let url = ListingTableUrl::parse(format!(
@@ -794,15 +812,14 @@ pub async fn register_parquet_table(
                 .collect(),
         );
     let config = ListingTableConfig::new(url).with_listing_options(options);
-    let (schema, all_nullable) = match schema {
-        Some(s) => (s, false),
+    let schema = match schema {
+        Some(s) => s,
         None => {
             let config = config.clone().infer_schema(&ctx.state()).await?;
-            let s = config.file_schema.clone().expect("inferred");
-            (s, evolved)
+            config.file_schema.clone().expect("inferred")
         }
     };
-    let (schema, fill) = defaults::reading(schema, defaults, all_nullable);
+    let (schema, fill) = defaults::reading(schema, defaults);
     let mut config = config.with_schema(schema);
     if let Some(fill) = fill {
         config = config.with_expr_adapter_factory(fill);

@@ -48,6 +48,13 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
             continue;
         }
         let path = lake.child(table);
+        let schema = silt_transform::table_schema(
+            &ctx,
+            store.clone(),
+            &schema_groups(lake, table, &state.files),
+        )
+        .await
+        .with_context(|| format!("reading the schema of table {table}"))?;
         silt_transform::register_parquet_table(
             &ctx,
             table,
@@ -55,9 +62,8 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
             store.clone(),
             path.as_ref(),
             &state.partition_by,
-            None,
+            Some(schema),
             snapshot.defaults.get(table).unwrap_or(&Default::default()),
-            evolved(&state.files),
         )
         .await
         .with_context(|| format!("registering table {table}"))?;
@@ -65,12 +71,40 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
     Ok((ctx, snapshot))
 }
 
-/// Whether a table's files differ in columns (or may: files written before silt recorded
-/// their schema), so that a column may be missing from some of them.
-fn evolved(files: &[silt_lake_writer::DataFile]) -> bool {
-    let mut keys = files.iter().map(|f| f.schema.as_deref());
-    let first = keys.next().flatten();
-    first.is_none() || keys.any(|k| k != first)
+/// A table's files grouped by their columns (as the commit records them; a file written
+/// before silt recorded them is a group of its own), oldest group first: a group is as old as
+/// its newest file, files being listed in the order they were committed.
+fn schema_groups(
+    lake: &Location,
+    table: &str,
+    files: &[silt_lake_writer::DataFile],
+) -> Vec<Vec<object_store::ObjectMeta>> {
+    // (the position of the group's newest file, its files)
+    let mut groups: Vec<(usize, Vec<object_store::ObjectMeta>)> = Vec::new();
+    let mut keyed: std::collections::HashMap<&str, usize> = Default::default();
+    for (at, f) in files.iter().enumerate() {
+        let meta = object_store::ObjectMeta {
+            location: lake.child(&format!("{table}/{}", f.path)),
+            last_modified: Default::default(),
+            size: f.bytes,
+            e_tag: None,
+            version: None,
+        };
+        let group = match f.schema.as_deref() {
+            Some(key) => *keyed.entry(key).or_insert_with(|| {
+                groups.push((at, Vec::new()));
+                groups.len() - 1
+            }),
+            None => {
+                groups.push((at, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[group].0 = at;
+        groups[group].1.push(meta);
+    }
+    groups.sort_by_key(|(newest, _)| *newest);
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 /// Runs one statement and returns its batches.

@@ -1676,7 +1676,6 @@ pub(crate) async fn recompute_partitions(
         &raw.partition_by,
         Some(raw_file_schema),
         defaults,
-        false,
     )
     .await?;
     let out = silt_transform::run(&ctx, t).await?;
