@@ -176,6 +176,78 @@ fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events
     );
 }
 
+/// A field added to a record within a column (an order's line items gain a `note`): the
+/// older files' column lacks it. A `partitions` transform over it, added after the change and
+/// so filled over the older files, and `silt query` read it as null in the older rows.
+#[test]
+fn a_field_added_within_a_record_column_reads_as_null_in_older_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = |item_fields: serde_json::Value| {
+        serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+            "namespace": "com.gilt.clickstream.v1", "fields": [
+                {"name": "uuid", "type": "gfc.avro.UUID"},
+                {"name": "items", "type": {"type": "array", "items": {"type": "record",
+                    "name": "Item", "fields": item_fields}}}]})
+    };
+    let v1 = schema(serde_json::json!([{"name": "sku", "type": "string"}]));
+    let v2 = schema(serde_json::json!([{"name": "sku", "type": "string"},
+        {"name": "note", "type": "string", "default": ""}]));
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339("2025-11-26T03:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
+    let send = |version: &serde_json::Value, items: serde_json::Value| {
+        let path = dir.path().join("schema.avsc");
+        std::fs::write(&path, version.to_string()).unwrap();
+        register(dir.path(), &[&path]);
+        let schema = silt_wire::Schema::parse(&version.to_string()).unwrap();
+        let uuid = silt_wire::timeuuid::to_string(&ids.next_at_unix_millis(at));
+        let mut body = Vec::new();
+        silt_wire::json::JsonEncoder::new(&schema)
+            .encode(
+                &serde_json::json!({"uuid": uuid, "items": items}),
+                &mut body,
+            )
+            .unwrap();
+        append_records(
+            &stream,
+            &[(silt_wire::envelope(&schema.fingerprint(), &body), at)],
+        );
+    };
+    send(&v1, serde_json::json!([{"sku": "a"}, {"sku": "b"}]));
+    let job = write_job(dir.path(), "orders", &dir.path().join("stream"), "");
+    run_json(&job);
+    send(&v2, serde_json::json!([{"sku": "c", "note": "gift"}]));
+    let job = write_job(
+        dir.path(),
+        "orders",
+        &dir.path().join("stream"),
+        &transforms(
+            dir.path(),
+            &[(
+                "lines",
+                "SELECT dt, count(*) AS lines, count(i.note) AS notes \
+                 FROM (SELECT dt, unnest(items) AS i FROM events) GROUP BY dt",
+                "partitions",
+            )],
+        ),
+    );
+    run_json(&job);
+    assert_eq!(
+        query(dir.path(), "SELECT lines, notes FROM lines"),
+        serde_json::json!([{"lines": 3, "notes": 1}])
+    );
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT i.sku AS sku, i.note AS note FROM \
+             (SELECT unnest(items) AS i FROM clickstream) ORDER BY sku"
+        ),
+        serde_json::json!([{"sku": "a"}, {"sku": "b"}, {"sku": "c", "note": "gift"}])
+    );
+}
+
 /// A `--follow` run while the subject evolves: v2 is registered and its events arrive while
 /// the run goes on with v1 as its reader. The run must not read them with v1 (their `channel`
 /// would be dropped from the lake for good): it starts again with v2 and the lake ends up as

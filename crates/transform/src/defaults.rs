@@ -133,16 +133,21 @@ pub fn evolved_schema(versions: &[SchemaRef]) -> Result<SchemaRef> {
                 continue;
             };
             nullable |= had.is_nullable();
-            if had.data_type() != field.data_type()
-                && !arrow::compute::can_cast_types(had.data_type(), field.data_type())
-            {
-                return Err(datafusion::error::DataFusionError::Plan(format!(
+            let merged = merge_type(had.data_type(), field.data_type());
+            datafusion::common::nested_struct::validate_data_type_compatibility(
+                field.name(),
+                had.data_type(),
+                &merged,
+            )
+            .map_err(|_| {
+                datafusion::error::DataFusionError::Plan(format!(
                     "column `{}` is {} in some files and {} in newer ones, which do not convert",
                     field.name(),
                     had.data_type(),
                     field.data_type()
-                )));
-            }
+                ))
+            })?;
+            *field = field.clone().with_data_type(merged);
         }
         field.set_nullable(nullable);
     }
@@ -150,6 +155,97 @@ pub fn evolved_schema(versions: &[SchemaRef]) -> Result<SchemaRef> {
         fields,
         newest.metadata().clone(),
     )))
+}
+
+/// `schema` with every field within its columns (a record's fields, a list's items, a map's
+/// entries) nullable, the columns as they are: how a job reads raw files of older schemas
+/// with its newest, whose nested fields those files may lack ([`evolved_schema`] does it
+/// field by field, from the files' own schemas).
+pub fn nested_nullable(schema: &Schema) -> SchemaRef {
+    fn relax(ty: &DataType) -> DataType {
+        let field = |f: &Field| {
+            f.clone()
+                .with_data_type(relax(f.data_type()))
+                .with_nullable(true)
+        };
+        match ty {
+            DataType::Struct(fields) => {
+                DataType::Struct(fields.iter().map(|f| field(f)).collect::<Vec<_>>().into())
+            }
+            DataType::List(f) => DataType::List(Arc::new(field(f))),
+            DataType::LargeList(f) => DataType::LargeList(Arc::new(field(f))),
+            // A map's entries and keys are never null; its values may be records.
+            DataType::Map(entries, sorted) => {
+                let DataType::Struct(kv) = entries.data_type() else {
+                    return ty.clone();
+                };
+                let kv: Vec<Field> = kv
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| match i {
+                        0 => f.as_ref().clone(),
+                        _ => field(f),
+                    })
+                    .collect();
+                DataType::Map(
+                    Arc::new(
+                        entries
+                            .as_ref()
+                            .clone()
+                            .with_data_type(DataType::Struct(kv.into())),
+                    ),
+                    *sorted,
+                )
+            }
+            other => other.clone(),
+        }
+    }
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(relax(f.data_type())))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+/// A column's type across an older and a newer version: the newer's, where the fields of a
+/// record (within lists and maps too) that the older lacks are nullable (they read as null in
+/// its rows) and the fields only the older has are kept, nullable.
+fn merge_type(older: &DataType, newer: &DataType) -> DataType {
+    let field = |older: &Field, newer: &Field| {
+        newer
+            .clone()
+            .with_data_type(merge_type(older.data_type(), newer.data_type()))
+            .with_nullable(newer.is_nullable() || older.is_nullable())
+    };
+    match (older, newer) {
+        (DataType::Struct(old), DataType::Struct(new)) => {
+            let mut fields: Vec<Field> = new
+                .iter()
+                .map(|n| match old.iter().find(|o| o.name() == n.name()) {
+                    Some(o) => field(o, n),
+                    None => n.as_ref().clone().with_nullable(true),
+                })
+                .collect();
+            for o in old
+                .iter()
+                .filter(|o| !new.iter().any(|n| n.name() == o.name()))
+            {
+                fields.push(o.as_ref().clone().with_nullable(true));
+            }
+            DataType::Struct(fields.into())
+        }
+        (DataType::List(o), DataType::List(n)) => DataType::List(Arc::new(field(o, n))),
+        (DataType::LargeList(o), DataType::LargeList(n)) => {
+            DataType::LargeList(Arc::new(field(o, n)))
+        }
+        (DataType::Map(o, _), DataType::Map(n, sorted)) => {
+            DataType::Map(Arc::new(field(o, n)), *sorted)
+        }
+        _ => newer.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +313,26 @@ mod tests {
             ]
         );
         assert_eq!(evolved_schema(std::slice::from_ref(&new)).unwrap(), new);
+        // A field added to a record within a list: nullable, for the older rows.
+        let items = |fields: Vec<Field>| {
+            v(vec![Field::new(
+                "items",
+                DataType::List(Arc::new(Field::new(
+                    "item",
+                    DataType::Struct(fields.into()),
+                    false,
+                ))),
+                false,
+            )])
+        };
+        let sku = Field::new("sku", DataType::Utf8, false);
+        let note = Field::new("note", DataType::Utf8, false);
+        let merged = evolved_schema(&[
+            items(vec![sku.clone()]),
+            items(vec![sku.clone(), note.clone()]),
+        ])
+        .unwrap();
+        assert_eq!(merged, items(vec![sku, note.with_nullable(true)]));
         let list = v(vec![Field::new(
             "n",
             DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),

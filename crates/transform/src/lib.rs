@@ -35,7 +35,7 @@ pub mod defaults;
 pub mod incremental;
 pub mod udf;
 
-pub use defaults::{evolved_schema, ColumnDefaults};
+pub use defaults::{evolved_schema, nested_nullable, ColumnDefaults};
 pub use incremental::{merge_sql, PreparedIncremental, Running};
 
 use std::sync::{Arc, Mutex};

@@ -1648,6 +1648,14 @@ pub(crate) async fn recompute_partitions(
         .filter(|f| affected.contains(&project_partition(&f.partition, out_partitions)))
         .cloned()
         .collect();
+    // Files of an older schema may lack fields within a column (a field added to a record):
+    // those read as null. Files of the current schema are read as written.
+    let current = schema_key(&raw_file_schema);
+    let read_schema = if files.iter().all(|f| f.schema.as_deref() == Some(&current)) {
+        raw_file_schema
+    } else {
+        silt_transform::nested_nullable(&raw_file_schema)
+    };
     let snapshot = LakeSnapshot {
         lake: lake.clone(),
         tables: [(
@@ -1674,7 +1682,7 @@ pub(crate) async fn recompute_partitions(
         snapshot.store(),
         table_path.as_ref(),
         &raw.partition_by,
-        Some(raw_file_schema),
+        Some(read_schema),
         defaults,
     )
     .await?;
