@@ -103,7 +103,8 @@ fn a_version_registered_between_runs_adds_its_column_to_the_table() {
 /// `double`: older files hold the narrower type). silt's readers give the older rows the
 /// default, as Avro reads their events with the new schema, and the newer type. A
 /// `partitions` transform over the new columns, filled over every hour of the raw table, and
-/// `silt query` agree; a default that JSON does not name exactly (a timestamp's) reads as null.
+/// `silt query` agree, the defaults of logical types (a timestamp's) too; a default of a
+/// collection (an array's) reads as null.
 #[test]
 fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,6 +119,8 @@ fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events
     fields.push(serde_json::json!({"name": "rank", "type": "int", "default": 3}));
     fields.push(serde_json::json!({"name": "seen", "default": 0,
         "type": {"type": "long", "logicalType": "timestamp-millis"}}));
+    fields.push(serde_json::json!({"name": "tags", "default": [],
+        "type": {"type": "array", "items": "string"}}));
     let v3_path = dir.path().join("v3.avsc");
     std::fs::write(&v3_path, v3.to_string()).unwrap();
     register(dir.path(), &[&v3_path]);
@@ -158,13 +161,14 @@ fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events
     let raw = query(
         dir.path(),
         "SELECT count(*) AS n, count(*) FILTER (WHERE region = 'eu') AS eu, sum(rank) AS ranks, \
-         count(seen) AS seen, count(productId) AS products, \
-         min(arrow_typeof(productId)) AS product_type FROM clickstream",
+         count(*) FILTER (WHERE seen = to_timestamp_millis(0)) AS unseen, count(tags) AS tags, \
+         count(productId) AS products, min(arrow_typeof(productId)) AS product_type \
+         FROM clickstream",
     );
     assert_eq!(
         raw,
-        serde_json::json!([{"n": 401, "eu": 400, "ranks": 1205, "seen": 1, "products": 401,
-            "product_type": "Float64"}])
+        serde_json::json!([{"n": 401, "eu": 400, "ranks": 1205, "unseen": 400, "tags": 1,
+            "products": 401, "product_type": "Float64"}])
     );
     let filled = query(
         dir.path(),

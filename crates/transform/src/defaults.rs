@@ -24,8 +24,12 @@ use serde_json::Value;
 /// Column name to the Avro default of its field (JSON, as the schema writes it).
 pub type ColumnDefaults = BTreeMap<String, Value>;
 
-/// The value of `default` as a scalar of type `ty`, when the JSON names one exactly.
+/// The value of `default` as a scalar of type `ty`, when the JSON names one exactly: a
+/// string, an enum symbol, a number, a boolean; a date (days), a timestamp or a time (in the
+/// column's unit, which is the Avro logical type's); a decimal (Avro's bytes as a string of
+/// code points 0-255, its unscaled two's-complement value).
 pub fn default_scalar(default: &Value, ty: &DataType) -> Option<ScalarValue> {
+    use arrow::datatypes::TimeUnit;
     let value = match (ty, default) {
         (
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..),
@@ -34,6 +38,43 @@ pub fn default_scalar(default: &Value, ty: &DataType) -> Option<ScalarValue> {
         (DataType::Boolean, Value::Bool(b)) => ScalarValue::Boolean(Some(*b)),
         (t, Value::Number(n)) if t.is_integer() => ScalarValue::Int64(Some(n.as_i64()?)),
         (t, Value::Number(n)) if t.is_floating() => ScalarValue::Float64(Some(n.as_f64()?)),
+        (DataType::Date32, Value::Number(n)) => {
+            return Some(ScalarValue::Date32(Some(n.as_i64()?.try_into().ok()?)))
+        }
+        (DataType::Timestamp(unit, tz), Value::Number(n)) => {
+            let (v, tz) = (Some(n.as_i64()?), tz.clone());
+            return Some(match unit {
+                TimeUnit::Second => ScalarValue::TimestampSecond(v, tz),
+                TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(v, tz),
+                TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(v, tz),
+                TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(v, tz),
+            });
+        }
+        (DataType::Time32(TimeUnit::Millisecond), Value::Number(n)) => {
+            return Some(ScalarValue::Time32Millisecond(Some(
+                n.as_i64()?.try_into().ok()?,
+            )))
+        }
+        (DataType::Time64(TimeUnit::Microsecond), Value::Number(n)) => {
+            return Some(ScalarValue::Time64Microsecond(Some(n.as_i64()?)))
+        }
+        (DataType::Decimal128(precision, scale), Value::String(s)) => {
+            let bytes: Vec<u8> = s
+                .chars()
+                .map(|c| u8::try_from(c).ok())
+                .collect::<Option<_>>()?;
+            if bytes.is_empty() || bytes.len() > 16 {
+                return None;
+            }
+            let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
+            let mut be = [fill; 16];
+            be[16 - bytes.len()..].copy_from_slice(&bytes);
+            return Some(ScalarValue::Decimal128(
+                Some(i128::from_be_bytes(be)),
+                *precision,
+                *scale,
+            ));
+        }
         _ => return None,
     };
     value.cast_to(ty).ok().filter(|v| !v.is_null())
@@ -280,8 +321,27 @@ mod tests {
         assert_eq!(default_scalar(&json!(1u64 << 40), &DataType::Int32), None);
         assert_eq!(default_scalar(&json!("7"), &DataType::Int64), None);
         assert_eq!(default_scalar(&json!(null), &DataType::Utf8), None);
-        let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
-        assert_eq!(default_scalar(&json!(0), &ts), None);
+        let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None);
+        assert_eq!(default_scalar(&json!("0"), &ts), None);
+        // Logical types: the column's unit, Avro's decimal bytes.
+        assert_eq!(
+            default_scalar(&json!(1764324000000i64), &ts),
+            Some(ScalarValue::TimestampMillisecond(Some(1764324000000), None))
+        );
+        assert_eq!(
+            default_scalar(&json!(20000), &DataType::Date32),
+            Some(ScalarValue::Date32(Some(20000)))
+        );
+        let money = DataType::Decimal128(20, 4);
+        assert_eq!(
+            default_scalar(&json!("\u{07}\u{cf}"), &money), // 1999: 0.1999
+            Some(ScalarValue::Decimal128(Some(1999), 20, 4))
+        );
+        assert_eq!(
+            default_scalar(&json!("\u{ff}"), &money),
+            Some(ScalarValue::Decimal128(Some(-1), 20, 4))
+        );
+        assert_eq!(default_scalar(&json!("\u{100}"), &money), None);
     }
 
     #[test]
