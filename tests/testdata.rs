@@ -124,6 +124,7 @@ fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events
     let v3_path = dir.path().join("v3.avsc");
     std::fs::write(&v3_path, v3.to_string()).unwrap();
     register(dir.path(), &[&v3_path]);
+    let mut v3_json = v3.clone();
     // One event of v3, an hour after the test stream's.
     let v3 = silt_wire::Schema::parse(&v3.to_string()).unwrap();
     let at = chrono::DateTime::parse_from_rfc3339("2025-11-26T03:00:00Z")
@@ -177,6 +178,23 @@ fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events
     assert_eq!(
         filled,
         serde_json::json!([{"region": "eu", "rank": 3, "n": 400}, {"region": "us", "rank": 5, "n": 1}])
+    );
+
+    // A version that drops a field the transform reads stops the job, saying which version.
+    v3_json["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] != "region");
+    std::fs::write(&v3_path, v3_json.to_string()).unwrap();
+    register(dir.path(), &[&v3_path]);
+    let out = silt().arg("run").arg(&job).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("version 4 of subject `com.gilt.clickstream.v1.ProductPageViewedEvent`")
+            && err.contains("transform `by_region`")
+            && err.contains("No field named region"),
+        "{err}"
     );
 }
 

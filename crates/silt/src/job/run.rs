@@ -1791,8 +1791,15 @@ impl Shapes {
             .collect();
         let (mut out_partitions, mut outputs) = (Vec::new(), Vec::new());
         for t in &job.transforms {
-            let (parts, schema) =
-                output_partitions(t, &job.references, &events, &job.partition_by).await?;
+            // A field the SQL names may have gone from the subject's latest version.
+            let (parts, schema) = output_partitions(t, &job.references, &events, &job.partition_by)
+                .await
+                .with_context(|| {
+                    format!(
+                        "`events` has the fields of version {} of subject `{}` (its latest)",
+                        version.version, job.subject
+                    )
+                })?;
             out_partitions.push(parts);
             outputs.push(schema);
         }
