@@ -760,22 +760,19 @@ pub async fn run(ctx: &SessionContext, t: &Transform) -> Result<Vec<RecordBatch>
         .map_err(|source| Error::sql(&t.name, source))
 }
 
-/// The schema a table is read with ([`evolved_schema`]) from its files grouped by schema,
-/// oldest group first: one footer is read per group (the first file of each).
+/// The schema a table is read with ([`evolved_schema`]) from one file of each schema its
+/// files have, oldest first (one footer read each).
 pub async fn table_schema(
     ctx: &SessionContext,
     store: Arc<dyn ObjectStore>,
-    groups: &[Vec<object_store::ObjectMeta>],
+    one_per_schema: &[object_store::ObjectMeta],
 ) -> Result<SchemaRef> {
     use datafusion::datasource::file_format::FileFormat;
     let format = ParquetFormat::default();
-    let mut versions = Vec::with_capacity(groups.len());
-    for files in groups.iter().filter(|g| !g.is_empty()) {
-        versions.push(
-            format
-                .infer_schema(&ctx.state(), &store, &files[..1])
-                .await?,
-        );
+    let mut versions = Vec::with_capacity(one_per_schema.len());
+    for file in one_per_schema {
+        let file = std::slice::from_ref(file);
+        versions.push(format.infer_schema(&ctx.state(), &store, file).await?);
     }
     Ok(evolved_schema(&versions)?)
 }

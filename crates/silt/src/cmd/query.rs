@@ -51,7 +51,7 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
         let schema = silt_transform::table_schema(
             &ctx,
             store.clone(),
-            &schema_groups(lake, table, &state.files),
+            &one_file_per_schema(lake, table, &state.files),
         )
         .await
         .with_context(|| format!("reading the schema of table {table}"))?;
@@ -71,40 +71,40 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
     Ok((ctx, snapshot))
 }
 
-/// A table's files grouped by their columns (as the commit records them; a file written
-/// before silt recorded them is a group of its own), oldest group first: a group is as old as
-/// its newest file, files being listed in the order they were committed.
-fn schema_groups(
+/// One file of each schema a table's files have (as the commit records them; each file
+/// written before silt recorded them counts as its own), oldest schema first: a schema is as
+/// old as its newest file, files being listed in the order they were committed.
+fn one_file_per_schema(
     lake: &Location,
     table: &str,
     files: &[silt_lake_writer::DataFile],
-) -> Vec<Vec<object_store::ObjectMeta>> {
-    // (the position of the group's newest file, its files)
-    let mut groups: Vec<(usize, Vec<object_store::ObjectMeta>)> = Vec::new();
+) -> Vec<object_store::ObjectMeta> {
+    // Per schema: the position of its newest file, and its first file.
+    let mut schemas: Vec<(usize, &silt_lake_writer::DataFile)> = Vec::new();
     let mut keyed: std::collections::HashMap<&str, usize> = Default::default();
     for (at, f) in files.iter().enumerate() {
-        let meta = object_store::ObjectMeta {
+        match f.schema.as_deref() {
+            Some(key) => {
+                let i = *keyed.entry(key).or_insert_with(|| {
+                    schemas.push((at, f));
+                    schemas.len() - 1
+                });
+                schemas[i].0 = at;
+            }
+            None => schemas.push((at, f)),
+        }
+    }
+    schemas.sort_by_key(|(newest, _)| *newest);
+    schemas
+        .into_iter()
+        .map(|(_, f)| object_store::ObjectMeta {
             location: lake.child(&format!("{table}/{}", f.path)),
             last_modified: Default::default(),
             size: f.bytes,
             e_tag: None,
             version: None,
-        };
-        let group = match f.schema.as_deref() {
-            Some(key) => *keyed.entry(key).or_insert_with(|| {
-                groups.push((at, Vec::new()));
-                groups.len() - 1
-            }),
-            None => {
-                groups.push((at, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        groups[group].0 = at;
-        groups[group].1.push(meta);
-    }
-    groups.sort_by_key(|(newest, _)| *newest);
-    groups.into_iter().map(|(_, g)| g).collect()
+        })
+        .collect()
 }
 
 /// Runs one statement and returns its batches.
