@@ -5,8 +5,9 @@
 //! with the new schema as the field's default, and so does the job decoding the stream; a
 //! reader of the lake's files does the same for the old files when the default is known
 //! ([`ColumnDefaults`], from the reader schema or the table's catalog entry) and of a type a
-//! JSON value names exactly (strings, enum symbols, numbers, booleans). Other missing columns
-//! read as null, their fields made nullable for the read, never an error.
+//! JSON value names exactly ([`default_scalar`]). Other missing columns read as null, their
+//! fields made nullable for the read, never an error. [`evolved_schema`] is the other half:
+//! the one schema of files written with several versions of their columns.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
