@@ -131,18 +131,13 @@ fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events
         .unwrap()
         .timestamp_millis();
     let uuid = silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at);
-    let mut body = Vec::new();
-    silt_wire::json::JsonEncoder::new(&v3)
-        .encode(
-            &serde_json::json!({"uuid": silt_wire::timeuuid::to_string(&uuid), "productId": 1,
-                "region": "us", "rank": 5, "seen": at}),
-            &mut body,
-        )
-        .unwrap();
     let stream = silt_ingest::FileStream::open(dir.path().join("stream")).unwrap();
-    append_records(
+    append_json(
         &stream,
-        &[(silt_wire::envelope(&v3.fingerprint(), &body), at)],
+        &v3,
+        &serde_json::json!({"uuid": silt_wire::timeuuid::to_string(&uuid), "productId": 1,
+            "region": "us", "rank": 5, "seen": at}),
+        at,
     );
     let job = write_job(
         dir.path(),
@@ -225,16 +220,11 @@ fn a_field_added_within_a_record_column_reads_as_null_in_older_rows() {
         register(dir.path(), &[&path]);
         let schema = silt_wire::Schema::parse(&version.to_string()).unwrap();
         let uuid = silt_wire::timeuuid::to_string(&ids.next_at_unix_millis(at));
-        let mut body = Vec::new();
-        silt_wire::json::JsonEncoder::new(&schema)
-            .encode(
-                &serde_json::json!({"uuid": uuid, "items": items}),
-                &mut body,
-            )
-            .unwrap();
-        append_records(
+        append_json(
             &stream,
-            &[(silt_wire::envelope(&schema.fingerprint(), &body), at)],
+            &schema,
+            &serde_json::json!({"uuid": uuid, "items": items}),
+            at,
         );
     };
     send(&v1, serde_json::json!([{"sku": "a"}, {"sku": "b"}]));

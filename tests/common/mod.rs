@@ -431,6 +431,24 @@ pub fn testdata_split_at_v2() -> [Vec<(Vec<u8>, i64)>; 2] {
     [first, later]
 }
 
+/// Appends one event, given as the gateway's JSON, in an envelope of `schema` to shard 0 of a
+/// file stream, arriving at `at` (ms).
+pub fn append_json(
+    stream: &silt_ingest::FileStream,
+    schema: &silt_wire::Schema,
+    event: &serde_json::Value,
+    at: i64,
+) {
+    let mut body = Vec::new();
+    silt_wire::json::JsonEncoder::new(schema)
+        .encode(event, &mut body)
+        .unwrap();
+    append_records(
+        stream,
+        &[(silt_wire::envelope(&schema.fingerprint(), &body), at)],
+    );
+}
+
 /// Appends records with their arrival times to shard 0 of a file stream.
 pub fn append_records(stream: &silt_ingest::FileStream, records: &[(Vec<u8>, i64)]) {
     for (p, a) in records {
