@@ -56,6 +56,8 @@ pub struct BodyCheck {
     root: Node,
     records: Vec<Vec<Node>>,
     uuid: UuidField,
+    /// Whether a [`BodyCheck::strict`] compile found rules to check (a money currency).
+    rules: bool,
 }
 
 /// What a body check learns about a good record.
@@ -168,7 +170,7 @@ impl BodyCheck {
     }
 
     fn compile(schema: &Schema, strict: bool) -> Self {
-        let records = schema
+        let records: Vec<Vec<Node>> = schema
             .named()
             .iter()
             .map(|n| match &n.kind {
@@ -199,11 +201,22 @@ impl BodyCheck {
                 _ => UuidField::None,
             })
             .unwrap_or(UuidField::None);
+        let rules = records
+            .iter()
+            .flatten()
+            .any(|n| matches!(n, Node::Currency));
         BodyCheck {
             root: compile(schema.root(), schema),
             records,
             uuid,
+            rules,
         }
+    }
+
+    /// Whether the check holds rules beyond the schema's Avro types ([`Self::strict`]): a body
+    /// that a plain check passed still needs this one.
+    pub fn has_rules(&self) -> bool {
+        self.rules
     }
 
     /// Whether the schema has a usable top-level `uuid` field.
@@ -591,6 +604,7 @@ mod tests {
             b
         };
         let (plain, strict) = (BodyCheck::new(&schema), BodyCheck::strict(&schema));
+        assert!(strict.has_rules() && !plain.has_rules());
         for good in ["USD", "XAU"] {
             strict.check(&body(good)).unwrap();
         }
