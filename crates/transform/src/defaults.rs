@@ -457,10 +457,31 @@ mod reading_tests {
         ]
         .into_iter()
         .collect();
-        for schema in [Some(new.clone()), None] {
+        // The schema given, and read from the files themselves (one of each schema).
+        for given in [true, false] {
             let ctx = crate::session();
             let url = url::Url::parse("file:///").unwrap();
             let store = Arc::new(object_store::local::LocalFileSystem::new());
+            let schema = match given {
+                true => new.clone(),
+                false => {
+                    let mut files = Vec::new();
+                    for name in ["a.parquet", "b.parquet"] {
+                        let path = object_store::path::Path::from_filesystem_path(
+                            dir.join("t/dt=2025-11-26").join(name),
+                        )
+                        .unwrap();
+                        files.push(
+                            object_store::ObjectStoreExt::head(&*store, &path)
+                                .await
+                                .unwrap(),
+                        );
+                    }
+                    crate::table_schema(&ctx, store.clone(), &files)
+                        .await
+                        .unwrap()
+                }
+            };
             crate::register_parquet_table(
                 &ctx,
                 "t",

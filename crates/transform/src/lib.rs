@@ -780,9 +780,8 @@ pub async fn table_schema(
 /// Registers a lake table as a Hive-partitioned Parquet listing table read through `store`
 /// (a lake snapshot, so only committed files are seen). `url` is the table's folder under a
 /// URL whose scheme and host the store is registered for; `schema` is the files' schema
-/// (without partition columns; [`table_schema`] for files of several schemas), or `None` to
-/// infer it from the files. A column some files lack reads as its default in `defaults`
-/// there ([`defaults`]).
+/// (without partition columns; [`table_schema`] for files of several schemas). A column some
+/// files lack reads as its default in `defaults` there ([`defaults`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn register_parquet_table(
     ctx: &SessionContext,
@@ -791,7 +790,7 @@ pub async fn register_parquet_table(
     store: Arc<dyn ObjectStore>,
     table_path: &str,
     partition_by: &[String],
-    schema: Option<SchemaRef>,
+    schema: SchemaRef,
     defaults: &ColumnDefaults,
 ) -> Result<()> {
     ctx.register_object_store(store_url, store);
@@ -809,13 +808,6 @@ pub async fn register_parquet_table(
                 .collect(),
         );
     let config = ListingTableConfig::new(url).with_listing_options(options);
-    let schema = match schema {
-        Some(s) => s,
-        None => {
-            let config = config.clone().infer_schema(&ctx.state()).await?;
-            config.file_schema.clone().expect("inferred")
-        }
-    };
     let (schema, fill) = defaults::reading(schema, defaults);
     let mut config = config.with_schema(schema);
     if let Some(fill) = fill {

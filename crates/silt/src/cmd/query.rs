@@ -62,7 +62,7 @@ pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, La
             store.clone(),
             path.as_ref(),
             &state.partition_by,
-            Some(schema),
+            schema,
             snapshot.defaults.get(table).unwrap_or(&Default::default()),
         )
         .await

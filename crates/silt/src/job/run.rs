@@ -1682,7 +1682,7 @@ pub(crate) async fn recompute_partitions(
         snapshot.store(),
         table_path.as_ref(),
         &raw.partition_by,
-        Some(read_schema),
+        read_schema,
         defaults,
     )
     .await?;
