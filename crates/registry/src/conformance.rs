@@ -132,6 +132,82 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
     assert!(r.subjects().await.unwrap().is_empty());
 }
 
+/// A schema with a registered version's fingerprint (one Parsing Canonical Form) but another
+/// logical type or default is refused naming what differs, not answered "already registered";
+/// the same schema again (its docs apart) is.
+pub async fn fingerprint_shared_with_a_different_schema(r: &dyn SchemaRegistry) {
+    let schema = |scale: u32, default: &str| {
+        format!(
+            r#"{{"type":"record","name":"Paid","namespace":"conf.v1","fields":[{{"name":"uuid","type":"gfc.avro.UUID"}},
+            {{"name":"amount","type":{{"type":"bytes","logicalType":"decimal","precision":10,"scale":{scale}}}}},
+            {{"name":"note","type":"string"{default}}}]}}"#
+        )
+    };
+    let subject = "conf.v1.Paid";
+    let v1 = r
+        .register(subject, &schema(2, ""))
+        .await
+        .expect("register v1");
+    assert!(matches!(v1, Registration::Created(_)));
+    let documented = schema(2, r#","doc":"a note""#);
+    match r.register(subject, &documented).await {
+        Ok(Registration::Existing(e)) => assert_eq!(e.version, 1),
+        other => panic!("a doc alone changes nothing read: {other:?}"),
+    }
+    let parsed = |text: &str| silt_wire::Schema::parse(text).expect("valid");
+    for (text, path, reason) in [
+        (
+            schema(4, ""),
+            "/fields/amount/type",
+            "logical type changed from decimal(10, 2) to decimal(10, 4)",
+        ),
+        (
+            schema(2, r#","default":"none""#),
+            "/fields/note/default",
+            r#"default changed from none to "none""#,
+        ),
+    ] {
+        assert_eq!(
+            parsed(&text).fingerprint(),
+            v1.fingerprint,
+            "one canonical form"
+        );
+        match r.register(subject, &text).await {
+            Err(Error::FingerprintTaken {
+                version,
+                fingerprint,
+                issues,
+                ..
+            }) => {
+                assert_eq!((version, fingerprint), (1, v1.fingerprint));
+                assert_eq!(issues.len(), 1, "{issues:?}");
+                assert_eq!(
+                    (issues[0].path.as_str(), issues[0].reason.as_str()),
+                    (path, reason)
+                );
+            }
+            other => panic!("expected FingerprintTaken for {path}, got {other:?}"),
+        }
+        let checked = r.check(subject, &parsed(&text)).await.expect("check");
+        assert_eq!(checked.len(), 1, "{checked:?}");
+        assert_eq!(checked[0].path, path);
+        assert!(
+            checked[0].reason.starts_with(reason),
+            "{}",
+            checked[0].reason
+        );
+    }
+    assert_eq!(
+        r.versions(subject).await.unwrap().len(),
+        1,
+        "nothing registered"
+    );
+    assert_eq!(
+        r.latest(subject).await.unwrap().json(),
+        parsed(&schema(2, "")).json()
+    );
+}
+
 /// Registrations racing on one subject get distinct, gap-free versions.
 pub async fn racing_registrations_get_distinct_versions(r: &dyn SchemaRegistry) {
     r.register(SUBJECT, V1).await.expect("register v1");
@@ -156,10 +232,14 @@ pub async fn racing_registrations_get_distinct_versions(r: &dyn SchemaRegistry) 
     assert_eq!(ids.len(), 8, "every schema has its own id");
 }
 
-/// Every check, each on a fresh registry made by `make`.
+/// How many registries [`run_all`] makes: one per check.
+pub const CHECKS: usize = 5;
+
+/// Every check, each on a fresh registry made by `make` ([`CHECKS`] of them).
 pub async fn run_all<R: SchemaRegistry, F: Fn() -> R>(make: F) {
     register_and_look_up(&make()).await;
     compatibility_rules(&make()).await;
     invalid_registrations(&make()).await;
     racing_registrations_get_distinct_versions(&make()).await;
+    fingerprint_shared_with_a_different_schema(&make()).await;
 }

@@ -37,6 +37,11 @@ struct ErrorBody {
     error: String,
     #[serde(default)]
     issues: Vec<IssueBody>,
+    /// Set on a 409 for a schema sharing a registered version's fingerprint.
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default)]
+    version: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -82,22 +87,32 @@ impl HttpRegistry {
         let body: ErrorBody = resp.json().await.unwrap_or(ErrorBody {
             error: format!("HTTP {status}"),
             issues: vec![],
+            fingerprint: None,
+            version: None,
         });
-        match status.as_u16() {
-            404 => Error::NotFound { what: body.error },
-            409 => Error::Incompatible {
+        let issues = body
+            .issues
+            .into_iter()
+            .map(|i| Incompatibility {
+                path: i.path,
+                reason: i.reason,
+            })
+            .collect();
+        let taken = body.fingerprint.as_deref().map(str::parse::<Fingerprint>);
+        match (status.as_u16(), taken, body.version) {
+            (404, ..) => Error::NotFound { what: body.error },
+            (409, Some(Ok(fingerprint)), Some(version)) => Error::FingerprintTaken {
+                subject: subject.to_string(),
+                version,
+                fingerprint,
+                issues,
+            },
+            (409, ..) => Error::Incompatible {
                 subject: subject.to_string(),
                 mode: self.compatibility(subject).await.unwrap_or_default(),
-                issues: body
-                    .issues
-                    .into_iter()
-                    .map(|i| Incompatibility {
-                        path: i.path,
-                        reason: i.reason,
-                    })
-                    .collect(),
+                issues,
             },
-            400 => Error::InvalidSchema(silt_wire::Error::InvalidSchema {
+            (400, ..) => Error::InvalidSchema(silt_wire::Error::InvalidSchema {
                 path: String::new(),
                 reason: body.error,
             }),

@@ -61,6 +61,17 @@ pub enum Error {
         mode: Compatibility,
         issues: Vec<Incompatibility>,
     },
+    /// The schema has the fingerprint of a registered version of the subject (one Parsing
+    /// Canonical Form) but differs from it where that form does not look: a logical type or a
+    /// default. A stream record names its writer schema by fingerprint alone, so the two
+    /// cannot both be registered, and answering "already registered" would drop the change.
+    #[error("the schema has the fingerprint {fingerprint} of version {version} of `{subject}` (the same Parsing Canonical Form) but differs from it where the fingerprint does not look, so records could not tell the two apart: {}; register the change under a new field name (or a new subject)", issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; "))]
+    FingerprintTaken {
+        subject: String,
+        version: u32,
+        fingerprint: Fingerprint,
+        issues: Vec<Incompatibility>,
+    },
     /// The text is not a valid Avro schema.
     #[error(transparent)]
     InvalidSchema(#[from] silt_wire::Error),
@@ -79,6 +90,17 @@ pub enum Error {
     /// The location could not be opened.
     #[error(transparent)]
     Location(#[from] silt_storage::Error),
+}
+
+impl Error {
+    /// The offending fields of a refused registration ([`Error::Incompatible`],
+    /// [`Error::FingerprintTaken`]); empty for any other error.
+    pub fn issues(&self) -> &[Incompatibility] {
+        match self {
+            Error::Incompatible { issues, .. } | Error::FingerprintTaken { issues, .. } => issues,
+            _ => &[],
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

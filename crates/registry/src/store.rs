@@ -30,7 +30,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use silt_storage::Location;
-use silt_wire::resolution::Incompatibility;
+use silt_wire::resolution::{beyond_fingerprint, Incompatibility};
 use silt_wire::{Fingerprint, Schema};
 
 use crate::{Compatibility, Error, Registered, Registration, Result, SchemaRegistry};
@@ -217,6 +217,15 @@ impl SchemaRegistry for StoreRegistry {
         for _ in 0..MAX_RACES {
             let versions = self.versions_or_empty(subject).await?;
             if let Some(existing) = versions.iter().find(|r| r.fingerprint == fp) {
+                let issues = beyond_fingerprint(&self.load(&fp).await?.1, &schema);
+                if !issues.is_empty() {
+                    return Err(Error::FingerprintTaken {
+                        subject: subject.to_string(),
+                        version: existing.version,
+                        fingerprint: fp,
+                        issues,
+                    });
+                }
                 let mut existing = existing.clone();
                 if existing.id.is_none() {
                     existing.id = Some(self.take_id(&fp).await?);
@@ -283,6 +292,21 @@ impl SchemaRegistry for StoreRegistry {
 
     async fn check(&self, subject: &str, schema: &Schema) -> Result<Vec<Incompatibility>> {
         let versions = self.versions_or_empty(subject).await?;
+        let fp = schema.fingerprint();
+        if let Some(same) = versions.iter().find(|r| r.fingerprint == fp) {
+            // Registering it would find that version, as `register` does.
+            let issues = beyond_fingerprint(&self.load(&fp).await?.1, schema);
+            return Ok(issues
+                .into_iter()
+                .map(|i| Incompatibility {
+                    path: i.path,
+                    reason: format!(
+                        "{} from version {}, whose fingerprint this schema has (one Parsing Canonical Form): records could not tell the two apart",
+                        i.reason, same.version
+                    ),
+                })
+                .collect());
+        }
         let mode = self.compatibility(subject).await?;
         let needed: Vec<&Registered> = match mode {
             Compatibility::None => return Ok(Vec::new()),

@@ -9,7 +9,9 @@ async fn in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_folder() {
-    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..conformance::CHECKS)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     conformance::run_all(|| {
         let d = &dirs[next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)];

@@ -123,6 +123,12 @@ pub struct ErrorBody {
     /// For 409: every offending field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issues: Vec<IssueBody>,
+    /// For a 409 that is no compatibility rule's: the fingerprint and version of the
+    /// registered schema the new one shares its fingerprint with but differs from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 /// A schema found by fingerprint alone.
@@ -165,6 +171,8 @@ fn error(status: StatusCode, e: impl std::fmt::Display) -> Response {
         Json(ErrorBody {
             error: e.to_string(),
             issues: vec![],
+            fingerprint: None,
+            version: None,
         }),
     )
         .into_response()
@@ -184,6 +192,22 @@ fn registry_error(e: silt_registry::Error) -> Response {
             Json(ErrorBody {
                 error: format!("the schema is not {mode} compatible with subject `{subject}`"),
                 issues: issue_bodies(issues),
+                fingerprint: None,
+                version: None,
+            }),
+        )
+            .into_response(),
+        E::FingerprintTaken {
+            ref fingerprint,
+            version,
+            ..
+        } => (
+            StatusCode::CONFLICT,
+            Json(ErrorBody {
+                error: e.to_string(),
+                issues: issue_bodies(e.issues().to_vec()),
+                fingerprint: Some(fingerprint.to_hex()),
+                version: Some(version),
             }),
         )
             .into_response(),
@@ -517,6 +541,15 @@ async fn confluent_register(
                 error_code: 409,
                 message: format!("the schema is not {mode} compatible with subject `{subject}`"),
                 issues: issue_bodies(issues),
+            }),
+        )
+            .into_response(),
+        Err(e @ E::FingerprintTaken { .. }) => (
+            StatusCode::CONFLICT,
+            Json(ConfluentErrorBody {
+                error_code: 409,
+                message: e.to_string(),
+                issues: issue_bodies(e.issues().to_vec()),
             }),
         )
             .into_response(),

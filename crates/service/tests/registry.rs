@@ -39,7 +39,7 @@ async fn get_json(c: &reqwest::Client, url: String) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_client_passes_the_registry_conformance_suite() {
     let mut servers = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..conformance::CHECKS {
         servers.push(Server::start().await);
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -334,6 +334,21 @@ async fn confluent_clients_register_and_fetch_schemas_by_id() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error_code"], 409);
     assert_eq!(v["issues"][0]["path"], "/fields/saleId");
+    // V1 with a default on a field: the fingerprint of V1 (defaults are not in the
+    // canonical form), so not a new version, and not V1 either.
+    let defaulted = conformance::V1.replace(
+        r#"{"name":"productId","type":"long"}"#,
+        r#"{"name":"productId","type":"long","default":0}"#,
+    );
+    let r = register(&defaulted, None).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error_code"], 409);
+    assert_eq!(v["issues"][0]["path"], "/fields/productId/default");
+    assert!(
+        v["message"].as_str().unwrap().contains("of version 1 of"),
+        "{v}"
+    );
     for (text, schema_type, words) in [
         ("{not avro", None, "invalid schema"),
         (conformance::V1, Some("PROTOBUF"), "Avro schemas only"),

@@ -9,6 +9,8 @@
 
 use std::collections::HashSet;
 
+use serde_json::Value;
+
 use crate::schema::{Logical, NamedKind, Primitive, Schema, Type};
 
 /// One reason a reader cannot read a writer's data.
@@ -52,6 +54,17 @@ struct Checker<'a> {
     writer: &'a Schema,
     seen: HashSet<(usize, usize)>,
     out: Vec<Incompatibility>,
+}
+
+/// The unit of a time logical type: 1 for microseconds, 1000 for milliseconds.
+fn time_unit(l: &Logical) -> Option<u32> {
+    match l {
+        Logical::TimeMillis | Logical::TimestampMillis | Logical::LocalTimestampMillis => {
+            Some(1000)
+        }
+        Logical::TimeMicros | Logical::TimestampMicros | Logical::LocalTimestampMicros => Some(1),
+        _ => None,
+    }
 }
 
 fn promotes(writer: Primitive, reader: Primitive) -> bool {
@@ -178,7 +191,7 @@ impl Checker<'_> {
                         ),
                     );
                 } else {
-                    self.check_decimal(rl.as_ref(), wl.as_ref(), path);
+                    self.check_logical(rl.as_ref(), wl.as_ref(), path);
                 }
             }
             (Type::Array(ri), Type::Array(wi)) => self.check(ri, wi, &format!("{path}/items")),
@@ -195,24 +208,32 @@ impl Checker<'_> {
         }
     }
 
-    fn check_decimal(&mut self, r: Option<&Logical>, w: Option<&Logical>, path: &str) {
-        if let (
-            Some(Logical::Decimal {
-                precision: rp,
-                scale: rs,
-            }),
-            Some(Logical::Decimal {
-                precision: wp,
-                scale: ws,
-            }),
-        ) = (r, w)
-        {
-            if rs != ws || rp < wp {
-                self.push(
-                    path,
-                    format!("decimal changed from ({wp}, {ws}) to ({rp}, {rs}): the scale must stay and the precision may only grow"),
-                );
-            }
+    /// What a logical type change does to values the binary encoding keeps: a decimal read
+    /// with another scale, or a time read in another unit, would read wrong numbers.
+    fn check_logical(&mut self, r: Option<&Logical>, w: Option<&Logical>, path: &str) {
+        let reason = match (r, w) {
+            (
+                Some(Logical::Decimal {
+                    precision: rp,
+                    scale: rs,
+                }),
+                Some(Logical::Decimal {
+                    precision: wp,
+                    scale: ws,
+                }),
+            ) if rs != ws || rp < wp => Some(format!(
+                "decimal changed from ({wp}, {ws}) to ({rp}, {rs}): the scale must stay and the precision may only grow"
+            )),
+            (Some(rl), Some(wl)) => match (time_unit(rl), time_unit(wl)) {
+                (Some(ru), Some(wu)) if ru != wu => Some(format!(
+                    "the unit changed from {wl} to {rl}: values written before would read 1000 times off (add a field for the new unit instead)"
+                )),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.push(path, reason);
         }
     }
 
@@ -289,10 +310,130 @@ impl Checker<'_> {
                         format!("fixed `{}` changed size from {wsz} to {rsz}", rn.name),
                     );
                 } else {
-                    self.check_decimal(rl.as_ref(), wl.as_ref(), path);
+                    self.check_logical(rl.as_ref(), wl.as_ref(), path);
                 }
             }
             _ => unreachable!("kinds compared above"),
         }
+    }
+}
+
+/// Every difference between two schemas of one Parsing Canonical Form (one fingerprint) in
+/// what that form leaves out but readers depend on: logical types (a decimal's precision and
+/// scale, a timestamp's unit) and defaults (of fields and enums). A stream record names its
+/// writer schema by fingerprint alone, so two such schemas cannot both be registered; empty
+/// when `new` is `registered` again (docs and aliases apart, which change no value read).
+pub fn beyond_fingerprint(registered: &Schema, new: &Schema) -> Vec<Incompatibility> {
+    let mut d = Differ {
+        old: registered,
+        new,
+        seen: HashSet::new(),
+        out: Vec::new(),
+    };
+    d.diff(registered.root(), new.root(), "");
+    d.out
+}
+
+struct Differ<'a> {
+    old: &'a Schema,
+    new: &'a Schema,
+    seen: HashSet<(usize, usize)>,
+    out: Vec<Incompatibility>,
+}
+
+impl Differ<'_> {
+    fn push(&mut self, path: String, reason: String) {
+        self.out.push(Incompatibility { path, reason });
+    }
+
+    fn logical(&mut self, old: Option<&Logical>, new: Option<&Logical>, path: &str) {
+        if old != new {
+            let say = |l: Option<&Logical>| l.map_or("none".to_string(), |l| l.to_string());
+            self.push(
+                path.to_string(),
+                format!("logical type changed from {} to {}", say(old), say(new)),
+            );
+        }
+    }
+
+    fn default(&mut self, old: Option<&Value>, new: Option<&Value>, path: String) {
+        let same = match (old, new) {
+            (Some(a), Some(b)) => same_json(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            let say = |v: Option<&Value>| v.map_or("none".to_string(), |v| v.to_string());
+            self.push(
+                path,
+                format!("default changed from {} to {}", say(old), say(new)),
+            );
+        }
+    }
+
+    fn diff(&mut self, old: &Type, new: &Type, path: &str) {
+        match (old, new) {
+            (Type::Primitive(_, ol), Type::Primitive(_, nl)) => {
+                self.logical(ol.as_ref(), nl.as_ref(), path)
+            }
+            (Type::Array(o), Type::Array(n)) => self.diff(o, n, &format!("{path}/items")),
+            (Type::Map(o), Type::Map(n)) => self.diff(o, n, &format!("{path}/values")),
+            (Type::Union(o), Type::Union(n)) => {
+                for (o, n) in o.iter().zip(n) {
+                    self.diff(o, n, path);
+                }
+            }
+            (Type::Named(o), Type::Named(n)) => self.diff_named(*o, *n, path),
+            // One canonical form: the shapes agree.
+            _ => {}
+        }
+    }
+
+    fn diff_named(&mut self, oi: usize, ni: usize, path: &str) {
+        if !self.seen.insert((oi, ni)) {
+            return;
+        }
+        let (old, new) = (self.old, self.new);
+        match (&old.named_type(oi).kind, &new.named_type(ni).kind) {
+            (NamedKind::Record(of), NamedKind::Record(nf)) => {
+                for (o, n) in of.iter().zip(nf) {
+                    let at = format!("{path}/fields/{}", n.name);
+                    self.default(
+                        o.default.as_ref(),
+                        n.default.as_ref(),
+                        format!("{at}/default"),
+                    );
+                    self.diff(&o.ty, &n.ty, &format!("{at}/type"));
+                }
+            }
+            (NamedKind::Enum { default: od, .. }, NamedKind::Enum { default: nd, .. })
+                if od != nd =>
+            {
+                let say = |d: &Option<String>| d.clone().unwrap_or_else(|| "none".into());
+                self.push(
+                    format!("{path}/default"),
+                    format!("the enum's default changed from {} to {}", say(od), say(nd)),
+                );
+            }
+            (NamedKind::Fixed { logical: ol, .. }, NamedKind::Fixed { logical: nl, .. }) => {
+                self.logical(ol.as_ref(), nl.as_ref(), path)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// JSON values equal as Avro reads them: numbers by value (`1` and `1.0` are one default).
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
     }
 }

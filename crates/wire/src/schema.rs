@@ -79,6 +79,25 @@ pub enum Logical {
     Other(String),
 }
 
+impl std::fmt::Display for Logical {
+    /// As a schema spells it: `timestamp-millis`, `decimal(10, 2)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Logical::Date => f.write_str("date"),
+            Logical::TimeMillis => f.write_str("time-millis"),
+            Logical::TimeMicros => f.write_str("time-micros"),
+            Logical::TimestampMillis => f.write_str("timestamp-millis"),
+            Logical::TimestampMicros => f.write_str("timestamp-micros"),
+            Logical::LocalTimestampMillis => f.write_str("local-timestamp-millis"),
+            Logical::LocalTimestampMicros => f.write_str("local-timestamp-micros"),
+            Logical::Decimal { precision, scale } => write!(f, "decimal({precision}, {scale})"),
+            Logical::Uuid => f.write_str("uuid"),
+            Logical::Duration => f.write_str("duration"),
+            Logical::Other(name) => f.write_str(name),
+        }
+    }
+}
+
 /// One node of a schema. Named types (records, enums, fixed) live in [`Schema::named`] and are
 /// referred to by index, so that recursive types need no reference counting.
 #[derive(Debug, Clone, PartialEq)]
