@@ -129,6 +129,23 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
             .await,
         Err(Error::InvalidSchema(_))
     ));
+    // An event schema without its id (SPEC 3), or with one of another type.
+    for (fields, path) in [
+        (r#"{"name":"productId","type":"long"}"#, "/fields"),
+        (r#"{"name":"uuid","type":"long"}"#, "/fields/uuid/type"),
+    ] {
+        let text = format!(
+            r#"{{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{fields}]}}"#
+        );
+        match r.register(SUBJECT, &text).await {
+            Err(Error::InvalidSchema(e)) => {
+                let e = e.to_string();
+                assert!(e.contains(path), "{e}");
+                assert!(e.contains("needs a top-level `uuid` field"), "{e}");
+            }
+            other => panic!("expected a refusal of {fields}, got {other:?}"),
+        }
+    }
     assert!(r.subjects().await.unwrap().is_empty());
 }
 

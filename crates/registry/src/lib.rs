@@ -255,6 +255,23 @@ pub(crate) fn parse_for_subject(subject: &str, text: &str) -> Result<Schema> {
                 .to_string(),
         });
     }
+    // SPEC 3: every event carries its id, by which jobs drop repeats and which the gateway
+    // and the jobs refuse to do without; a schema without one could carry no event.
+    if !silt_wire::BodyCheck::new(&schema).has_uuid() {
+        let (path, found) = match schema.fields().iter().find(|f| f.name == "uuid") {
+            Some(f) => (
+                "/fields/uuid/type",
+                format!(", not `{}`", f.ty.describe(&schema)),
+            ),
+            None => ("/fields", String::new()),
+        };
+        return Err(Error::InvalidSchema(silt_wire::Error::InvalidSchema {
+            path: path.to_string(),
+            reason: format!(
+                "an event schema needs a top-level `uuid` field, a 16-byte fixed (gfc.avro.UUID) or a string with logicalType uuid{found}: it is the event's id and time"
+            ),
+        }));
+    }
     Ok(schema)
 }
 
