@@ -573,8 +573,19 @@ async fn get_config(State(s): State<AppState>, Path(subject): Path<String>) -> R
 async fn put_config(
     State(s): State<AppState>,
     Path(subject): Path<String>,
-    Json(body): Json<ConfigBody>,
+    body: String,
 ) -> Response {
+    // Read whatever the content type says, as the registration routes do (`curl -d` sends
+    // a form's).
+    let body: ConfigBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not {{\"compatibility\": \"<rule>\"}}: {e}"),
+            )
+        }
+    };
     let mode: Compatibility = match body.compatibility.parse() {
         Ok(m) => m,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),

@@ -183,6 +183,32 @@ async fn every_row_of_the_api_table() {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = get_json(&c, url(&format!("/config/{subject}"))).await;
     assert_eq!(v["compatibility"], "NONE");
+    // Any content type (`curl -d` sends a form's); a body that is not the rule says so.
+    let r = c
+        .put(url(&format!("/config/{subject}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"compatibility": "FULL"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .put(url(&format!("/config/{subject}")))
+        .body("FULL")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"the body is not {"compatibility": "<rule>"}"#),
+        "{v}"
+    );
+    let v: serde_json::Value = get_json(&c, url(&format!("/config/{subject}"))).await;
+    assert_eq!(v["compatibility"], "FULL");
 
     let doc: serde_json::Value = get_json(&c, url("/openapi.json")).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
