@@ -263,12 +263,16 @@ impl BodyCheck {
                                 match (raw.len(), timeuuid::parse_ascii(text)) {
                                     (37, Some(u)) => u,
                                     _ => {
+                                        // The whole string, read past its own length prefix
+                                        // (which the skip above checked).
+                                        let mut at = Cursor { buf: raw, pos: 0 };
+                                        at.len()?;
                                         return Err(Error::BadUuid {
                                             reason: format!(
                                                 "field `uuid` is not a UUID string: {:?}",
-                                                String::from_utf8_lossy(text)
+                                                String::from_utf8_lossy(&raw[at.pos..])
                                             ),
-                                        })
+                                        });
                                     }
                                 }
                             }
@@ -587,6 +591,29 @@ mod tests {
         let check = BodyCheck::new(&Schema::parse(SCHEMA).unwrap());
         let body = good();
         assert_eq!(check.check(&body).unwrap().uuid.unwrap()[0], 0x11);
+    }
+
+    #[test]
+    fn a_string_uuid_that_is_no_uuid_is_quoted_whole_without_its_length_prefix() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"S","fields":[{"name":"uuid","type":"string"}]}"#,
+        )
+        .unwrap();
+        let check = BodyCheck::new(&schema);
+        for text in [
+            "abc",
+            "8b6c7224-eb8d-11f1-89ad-02fc00000001 and more text, 64+ chars",
+        ] {
+            let mut b = Vec::new();
+            encode::bytes(text.as_bytes(), &mut b);
+            match check.check(&b) {
+                Err(Error::BadUuid { reason }) => assert_eq!(
+                    reason,
+                    format!("field `uuid` is not a UUID string: {text:?}")
+                ),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]
