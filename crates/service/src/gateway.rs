@@ -8,11 +8,13 @@
 //!
 //! Refusals: 400 `{error, errors: [{index, path, reason}]}` when any event is invalid (nothing
 //! of the request is put); 404 for a stream with no registered schema; 413 for an event over
-//! 1 MiB; 503 with `Retry-After` when the in-flight buffer is full or the stream has not taken
+//! 1 MiB (or a body over the request limit); 503 with `Retry-After` when the in-flight buffer is full or the stream has not taken
 //! the events in time; 429 with `Retry-After` when the stream throttles after its retries.
 //!
 //! The request's format is told by its first bytes, whatever its `Content-Type`: `Obj\x01` is an
-//! object container file, `0x81` an envelope, anything else JSON.
+//! object container file, `0x81` an envelope, anything else JSON. A body sent compressed says
+//! so in `Content-Encoding` (`gzip` or `zstd`), is read decompressed, and is held to the request
+//! limit decompressed; another encoding is refused with 415.
 //!
 //! One path for every format: each event becomes an Avro body (JSON through
 //! [`JsonEncoder`]), the body is checked with the writer's [`BodyCheck`] (which also pulls out
@@ -27,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
@@ -896,16 +898,21 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         (status = 202, body = AcceptedBody, description = "Every event is on the stream"),
         (status = 400, body = GatewayErrorBody, description = "Some events are invalid; none was put"),
         (status = 404, body = GatewayErrorBody, description = "No schema is registered for the stream"),
-        (status = 413, body = GatewayErrorBody, description = "An event is over 1 MiB"),
+        (status = 413, body = GatewayErrorBody, description = "An event is over 1 MiB, or the body over the request limit (decompressed)"),
+        (status = 415, body = GatewayErrorBody, description = "A Content-Encoding other than gzip, zstd or identity"),
         (status = 429, body = GatewayErrorBody, description = "The stream is throttling; see Retry-After"),
         (status = 503, body = GatewayErrorBody, description = "The buffer is full or the stream is slow; see Retry-After"),
     ))]
 async fn post_events(
     State(g): State<Gateway>,
     Path(stream_id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    g.handle(&stream_id, &body, None).await
+    match decoded_body(&headers, body, g.inner.options.max_request_bytes) {
+        Ok(body) => g.handle(&stream_id, &body, None).await,
+        Err(refused) => refused,
+    }
 }
 
 /// Send one event whose `uuid` is `guid`: a JSON object, or an envelope (SPEC 2).
@@ -918,15 +925,81 @@ async fn post_events(
         (status = 400, body = GatewayErrorBody),
         (status = 404, body = GatewayErrorBody),
         (status = 413, body = GatewayErrorBody),
+        (status = 415, body = GatewayErrorBody),
         (status = 429, body = GatewayErrorBody),
         (status = 503, body = GatewayErrorBody),
     ))]
 async fn put_event(
     State(g): State<Gateway>,
     Path((stream_id, guid)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    g.handle(&stream_id, &body, Some(&guid)).await
+    match decoded_body(&headers, body, g.inner.options.max_request_bytes) {
+        Ok(body) => g.handle(&stream_id, &body, Some(&guid)).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The body as its producer wrote it: the `Content-Encoding`s it names (`gzip`, `zstd`;
+/// `identity`) undone, last applied first, and no larger than `limit` once decoded (the
+/// request limit holds for what is read, not only for what was sent).
+// The error is the ready HTTP answer.
+#[allow(clippy::result_large_err)]
+fn decoded_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, Response> {
+    use std::io::Read;
+    let mut codings = Vec::new();
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the Content-Encoding header is not text",
+                vec![],
+            ));
+        };
+        codings.extend(
+            value
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty() && c != "identity"),
+        );
+    }
+    let mut body = body;
+    for coding in codings.iter().rev() {
+        let mut out = Vec::new();
+        let read = match coding.as_str() {
+            "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&body[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out),
+            "zstd" => zstd::stream::read::Decoder::new(&body[..])
+                .and_then(|d| d.take(limit as u64 + 1).read_to_end(&mut out)),
+            other => {
+                return Err(error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("Content-Encoding `{other}` is not one the gateway reads (gzip, zstd, identity)"),
+                    vec![],
+                ))
+            }
+        };
+        if let Err(e) = read {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not valid {coding} (its Content-Encoding): {e}"),
+                vec![],
+            ));
+        }
+        if out.len() > limit {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body decodes ({coding}) to more than {limit} bytes, the request limit"
+                ),
+                vec![],
+            ));
+        }
+        body = Bytes::from(out);
+    }
+    Ok(body)
 }
 
 #[derive(OpenApi)]

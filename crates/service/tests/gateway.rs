@@ -567,6 +567,84 @@ fn batch(n: usize) -> (Value, Vec<String>) {
     (Value::Array(events), uuids)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_body_is_read_decompressed_and_held_to_the_limit_decompressed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 64 << 10;
+    let server = Server::start(
+        Arc::new(FileSinks::new(dir.path(), 1)),
+        GatewayOptions {
+            max_request_bytes: limit,
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    let gzip = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let send_encoded = |body: Vec<u8>, encoding: &'static str| {
+        let url = server.events_url();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-encoding", encoding)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (a, a_ids) = batch(50);
+    let (b, b_ids) = batch(50);
+    let a_json = a.to_string().into_bytes();
+    assert_eq!(
+        send_encoded(gzip(&a_json), "gzip").await,
+        (202, json!({"accepted": 50}))
+    );
+    assert_eq!(
+        send_encoded(
+            zstd::encode_all(b.to_string().as_bytes(), 1).unwrap(),
+            "zstd"
+        )
+        .await,
+        (202, json!({"accepted": 50}))
+    );
+
+    let (status, why) = send_encoded(a_json.clone(), "br").await;
+    assert_eq!(status, 415, "{why}");
+    assert!(why["error"].as_str().unwrap().contains("`br`"), "{why}");
+    let (status, why) = send_encoded(a_json.clone(), "gzip").await;
+    assert_eq!(status, 400, "{why}");
+    assert!(
+        why["error"].as_str().unwrap().contains("not valid gzip"),
+        "{why}"
+    );
+    // Small on the wire, over the limit once read.
+    let mut bomb = b"[".to_vec();
+    bomb.extend(std::iter::repeat_n(b' ', limit));
+    bomb.push(b']');
+    let bomb = gzip(&bomb);
+    assert!(bomb.len() < limit / 16);
+    let (status, why) = send_encoded(bomb, "gzip").await;
+    assert_eq!(status, 413, "{why}");
+    assert!(
+        why["error"].as_str().unwrap().contains("request limit"),
+        "{why}"
+    );
+
+    let on_stream = uuids_on(&stream_records(&dir.path().join(SUBJECT)).await);
+    let want: HashSet<String> = a_ids.into_iter().chain(b_ids).collect();
+    assert_eq!(on_stream.len(), 100);
+    assert_eq!(on_stream.into_iter().collect::<HashSet<_>>(), want);
+    server.stop().await;
+}
+
 fn uuids_on(records: &[Vec<u8>]) -> Vec<String> {
     records
         .iter()
