@@ -316,3 +316,81 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
         "v2 events keep their channel: {v}"
     );
 }
+
+/// A schema with unions of several types (`["null","string","long"]`, a choice of records)
+/// once made `silt run` panic in the Parquet writer (which has no union type), and arrow-avro
+/// failed every batch after its first; such a union is now a struct of its branches in the
+/// lake, read by `silt query` and by transforms.
+#[test]
+fn unions_of_several_types_land_as_structs_of_their_branches() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": [
+            {"name": "uuid", "type": "gfc.avro.UUID"},
+            {"name": "ref", "type": ["null", "string", "long"], "default": null},
+            {"name": "by", "type": ["null",
+                {"type": "record", "name": "Person", "fields": [{"name": "name", "type": "string"}]},
+                {"type": "record", "name": "Bot", "fields": [{"name": "id", "type": "long"}]}],
+             "default": null}]});
+    let path = dir.path().join("schema.avsc");
+    std::fs::write(&path, schema.to_string()).unwrap();
+    register(dir.path(), &[&path]);
+    let schema = silt_wire::Schema::parse(&schema.to_string()).unwrap();
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339("2025-11-26T03:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
+    // 20,000 events: more than one batch of the decoder's.
+    let refs = [
+        serde_json::json!("a"),
+        serde_json::json!(7),
+        serde_json::Value::Null,
+    ];
+    let bys = [
+        serde_json::json!({"name": "ann"}),
+        serde_json::json!({"id": 9}),
+        serde_json::Value::Null,
+        serde_json::json!({"name": "bo"}),
+    ];
+    for i in 0..20_000 {
+        let uuid = silt_wire::timeuuid::to_string(&ids.next_at_unix_millis(at));
+        append_json(
+            &stream,
+            &schema,
+            &serde_json::json!({"uuid": uuid, "ref": refs[i % 3], "by": bys[i % 4]}),
+            at,
+        );
+    }
+    let job = write_job(
+        dir.path(),
+        "views",
+        &dir.path().join("stream"),
+        &transforms(
+            dir.path(),
+            &[(
+                "by_kind",
+                "SELECT dt, count(by.\"Person\") AS people, count(by.\"Bot\") AS bots, \
+                 sum(ref.long) AS refs FROM events GROUP BY dt",
+                "partitions",
+            )],
+        ),
+    );
+    run_json(&job);
+    assert_eq!(
+        query(dir.path(), "SELECT people, bots, refs FROM by_kind"),
+        serde_json::json!([{"people": 10_000, "bots": 5_000, "refs": 7 * 6_667}])
+    );
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT ref, by FROM clickstream ORDER BY CAST(_sequence AS BIGINT) LIMIT 4"
+        ),
+        serde_json::json!([
+            {"ref": {"string": "a"}, "by": {"Person": {"name": "ann"}}},
+            {"ref": {"long": 7}, "by": {"Bot": {"id": 9}}},
+            {},
+            {"ref": {"string": "a"}, "by": {"Person": {"name": "bo"}}},
+        ])
+    );
+}

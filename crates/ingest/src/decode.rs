@@ -41,6 +41,7 @@ use silt_wire::{timeuuid, BodyCheck, Fingerprint, Framing, Schema, WriterRef};
 
 use crate::flat::FlatDecoder;
 use crate::source::{Chunk, Position};
+use crate::unions;
 use crate::{Error, Result};
 
 /// Names of the metadata columns every raw row carries (SPEC 8).
@@ -74,10 +75,16 @@ fn duration_text(us: i64) -> String {
 /// Feeds checked bodies of one writer to arrow-avro, each after the single-object prefix it
 /// reads (`C3 01` and the writer's SHA-256, as its store is keyed; the bodies themselves are
 /// fed from the mapped input as they are, no copy), and takes a batch each time one fills.
+///
+/// `renew`, when given, replaces the decoder after each batch it gives: arrow-avro 59's
+/// decoder of a union of several types keeps counting its branches' offsets across batches,
+/// so that its second batch fails ("Offsets must be non-negative and within the length of
+/// the Array", apache/arrow-rs#10876, fixed upstream after 59.3); a new decoder starts at 0.
 fn feed<'a>(
     decoder: &mut AvroDecoder,
     fingerprint: &Fingerprint,
     bodies: impl ExactSizeIterator<Item = &'a [u8]>,
+    renew: Option<&dyn Fn() -> Result<AvroDecoder>>,
 ) -> Result<Vec<RecordBatch>> {
     let mut prefix = [0u8; 2 + 32];
     prefix[..2].copy_from_slice(&[0xC3, 0x01]);
@@ -100,6 +107,9 @@ fn feed<'a>(
         if decoder.batch_is_full() || i + 1 == n {
             if let Some(b) = decoder.flush().map_err(decode_err)? {
                 decoded.push(b);
+                if let Some(renew) = renew {
+                    *decoder = renew()?;
+                }
             }
         }
     }
@@ -271,6 +281,9 @@ pub struct EventDecoder {
     batch_size: usize,
     /// Whether flat records go through [`FlatDecoder`] ([`Self::with_flat_decoder`]).
     fast_path: bool,
+    /// Whether the reader has a union of several types (arrow-avro's decoders of it are made
+    /// anew after each batch: [`feed`]).
+    unions: bool,
 }
 
 impl std::fmt::Debug for EventDecoder {
@@ -283,20 +296,24 @@ impl std::fmt::Debug for EventDecoder {
     }
 }
 
-fn strip_metadata(dt: &DataType) -> DataType {
-    match dt {
-        DataType::Struct(fields) => {
-            DataType::Struct(fields.iter().map(|f| Arc::new(strip_field(f))).collect())
-        }
-        DataType::List(f) => DataType::List(Arc::new(strip_field(f))),
-        DataType::LargeList(f) => DataType::LargeList(Arc::new(strip_field(f))),
-        DataType::Map(f, sorted) => DataType::Map(Arc::new(strip_field(f)), *sorted),
-        other => other.clone(),
-    }
+/// A field of the reader as the lake stores it: without arrow-avro's metadata, every union of
+/// several types a struct of its branches ([`crate::unions`]).
+fn strip_field(f: &Field) -> Field {
+    Field::new(f.name(), unions::lake_type(f.data_type()), f.is_nullable())
 }
 
-fn strip_field(f: &Field) -> Field {
-    Field::new(f.name(), strip_metadata(f.data_type()), f.is_nullable())
+/// arrow-avro's decoder from `writer` to `reader` (the outer error: the schema store refused
+/// it; the inner: arrow-avro cannot resolve them).
+fn avro_decoder(
+    batch_size: usize,
+    reader: &Schema,
+    writer: &Schema,
+) -> Result<std::result::Result<AvroDecoder, arrow::error::ArrowError>> {
+    Ok(ReaderBuilder::new()
+        .with_batch_size(batch_size)
+        .with_reader_schema(AvroSchema::new(reader.json().to_string()))
+        .with_writer_schema_store(avro_store(&writer.fingerprint(), writer)?)
+        .build_decoder())
 }
 
 fn avro_store(fp: &Fingerprint, schema: &Schema) -> Result<SchemaStore> {
@@ -377,6 +394,11 @@ impl EventDecoder {
             // Larger batches measured slower (the builders preallocate for the whole size).
             batch_size: 8192,
             fast_path: true,
+            unions: probe
+                .schema()
+                .fields()
+                .iter()
+                .any(|f| unions::has_union(f.data_type())),
         })
     }
 
@@ -507,11 +529,20 @@ impl EventDecoder {
         &self,
         schema: &Schema,
     ) -> Result<std::result::Result<AvroDecoder, arrow::error::ArrowError>> {
-        Ok(ReaderBuilder::new()
-            .with_batch_size(self.batch_size)
-            .with_reader_schema(AvroSchema::new(self.reader.json().to_string()))
-            .with_writer_schema_store(avro_store(&schema.fingerprint(), schema)?)
-            .build_decoder())
+        avro_decoder(self.batch_size, &self.reader, schema)
+    }
+
+    /// A fresh decoder for writer `w` after each batch, when the reader has a union of several
+    /// types (see [`feed`]); else none.
+    fn renewal(&self, w: usize) -> Option<impl Fn() -> Result<AvroDecoder>> {
+        let (batch_size, reader) = (self.batch_size, self.reader.clone());
+        let writer = self.writers[w].schema.clone();
+        self.unions.then_some(move || {
+            avro_decoder(batch_size, &reader, &writer)?.map_err(|source| Error::Decode {
+                fingerprint: writer.fingerprint().to_hex(),
+                source,
+            })
+        })
     }
 
     fn add_writer(&mut self, schema: &Arc<Schema>) -> Result<Slot> {
@@ -719,8 +750,17 @@ impl EventDecoder {
         };
         let mut decoder = fresh(self)?;
         let mut refused = Vec::new();
+        let renew = self.renewal(w);
         for g in group {
-            match feed(&mut decoder, &fingerprint, std::iter::once(body_of(g))) {
+            let renew = renew
+                .as_ref()
+                .map(|r| r as &dyn Fn() -> Result<AvroDecoder>);
+            match feed(
+                &mut decoder,
+                &fingerprint,
+                std::iter::once(body_of(g)),
+                renew,
+            ) {
                 Ok(_) => {}
                 Err(Error::Decode { source, .. }) => {
                     refused.push(Undecodable {
@@ -784,6 +824,7 @@ impl EventDecoder {
         };
         for w in order {
             let group = &groups[w as usize];
+            let renew = self.renewal(w as usize);
             let writer = &mut self.writers[w as usize];
             let flat = match writer.flat.as_mut() {
                 Some(flat) => match decode_flat(flat, group.iter().map(|g| body_of(g))) {
@@ -803,6 +844,9 @@ impl EventDecoder {
                     &mut writer.decoder,
                     &writer.fingerprint,
                     group.iter().map(|g| body_of(g)),
+                    renew
+                        .as_ref()
+                        .map(|r| r as &dyn Fn() -> Result<AvroDecoder>),
                 ) {
                     Ok(d) => d
                         .into_iter()
@@ -879,7 +923,11 @@ impl EventDecoder {
             if col.data_type() == field.data_type() {
                 columns.push(col.clone());
             } else {
-                columns.push(arrow::compute::cast(col, field.data_type()).map_err(Error::Arrow)?);
+                let col = unions::to_lake(col).map_err(Error::Arrow)?;
+                columns.push(match col.data_type() == field.data_type() {
+                    true => col,
+                    false => arrow::compute::cast(&col, field.data_type()).map_err(Error::Arrow)?,
+                });
             }
         }
         columns.push(Arc::new(

@@ -22,6 +22,7 @@ mod file_stream;
 mod flat;
 mod memory;
 mod source;
+mod unions;
 
 use std::path::Path;
 

@@ -1,0 +1,177 @@
+//! Unions of several non-null types (`["null","string","long"]`, a choice of records) reach
+//! the lake as structs of their branches: Parquet has no union type.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use silt_ingest::{Chunk, EventDecoder, RecordRef};
+use silt_registry::{SchemaRegistry, StoreRegistry};
+use silt_wire::{encode, envelope, timeuuid, Framing, Schema};
+
+const SCHEMA: &str = r#"{"type":"record","name":"Mixed","namespace":"mix.v1","fields":[
+  {"name":"uuid","type":"gfc.avro.UUID"},
+  {"name":"u","type":["null","string","long"]},
+  {"name":"r","type":["null",
+      {"type":"record","name":"A","fields":[{"name":"x","type":"int"}]},
+      {"type":"record","name":"B","fields":[{"name":"y","type":"string"}]}]},
+  {"name":"many","type":{"type":"array","items":["long","string"]}}]}"#;
+
+/// (u, r, many) of one event: u as None / Ok(text) / Err(number), r as None / Ok(x) / Err(y).
+type Event = (
+    Option<Result<&'static str, i64>>,
+    Option<Result<i32, &'static str>>,
+    Vec<Result<i64, &'static str>>,
+);
+
+fn body(id: &[u8; 16], (u, r, many): &Event) -> Vec<u8> {
+    let mut b = id.to_vec();
+    match u {
+        None => encode::long(0, &mut b),
+        Some(Ok(s)) => {
+            encode::long(1, &mut b);
+            encode::bytes(s.as_bytes(), &mut b);
+        }
+        Some(Err(n)) => {
+            encode::long(2, &mut b);
+            encode::long(*n, &mut b);
+        }
+    }
+    match r {
+        None => encode::long(0, &mut b),
+        Some(Ok(x)) => {
+            encode::long(1, &mut b);
+            encode::long(*x as i64, &mut b);
+        }
+        Some(Err(y)) => {
+            encode::long(2, &mut b);
+            encode::bytes(y.as_bytes(), &mut b);
+        }
+    }
+    if !many.is_empty() {
+        encode::long(many.len() as i64, &mut b);
+        for m in many {
+            match m {
+                Ok(n) => {
+                    encode::long(0, &mut b);
+                    encode::long(*n, &mut b);
+                }
+                Err(s) => {
+                    encode::long(1, &mut b);
+                    encode::bytes(s.as_bytes(), &mut b);
+                }
+            }
+        }
+    }
+    encode::long(0, &mut b);
+    b
+}
+
+/// Encloses bodies in envelopes in one chunk, arriving now.
+fn chunk(schema: &Schema, bodies: impl Iterator<Item = Vec<u8>>) -> Chunk {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut data = Vec::new();
+    let mut records = Vec::new();
+    for body in bodies {
+        let rec = envelope(&schema.fingerprint(), &body);
+        records.push(RecordRef::new(
+            data.len()..data.len() + rec.len(),
+            now,
+            records.len() as u64,
+        ));
+        data.extend_from_slice(&rec);
+    }
+    Chunk {
+        data: bytes::Bytes::from(data),
+        records,
+        ..Default::default()
+    }
+}
+
+/// The events of the test, by number: every branch of each union, over and over.
+fn event(i: usize) -> Event {
+    const EVENTS: [fn() -> Event; 5] = [
+        || (Some(Ok("five")), Some(Ok(1)), vec![Ok(7), Err("seven")]),
+        || (Some(Err(5)), Some(Err("b")), vec![]),
+        || (None, None, vec![Err("only")]),
+        || (Some(Err(-3)), Some(Ok(2)), vec![Ok(1), Ok(2), Ok(3)]),
+        || (Some(Ok("")), None, vec![]),
+    ];
+    EVENTS[i % EVENTS.len()]()
+}
+
+/// More rows than one batch of arrow-avro's decoder (8,192), then a second decode: its
+/// union decoder once failed every batch after its first (apache/arrow-rs#10876).
+#[tokio::test]
+async fn unions_of_several_types_decode_to_structs_of_their_branches() {
+    let registry = StoreRegistry::in_memory();
+    registry.register("mix.v1.Mixed", SCHEMA).await.unwrap();
+    let schema = Arc::new(Schema::parse(SCHEMA).unwrap());
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut d = EventDecoder::new(registry, schema.clone(), Framing::Envelope, "mixed").unwrap();
+    let ids = timeuuid::TimeUuidGenerator::new([7; 6], 1);
+    let mut first = 0;
+    for rows in [10_000, 7] {
+        let chunks = [chunk(
+            &schema,
+            (first..first + rows).map(|i| body(&ids.next(), &event(i))),
+        )];
+        let (mut good, mut bad) = (vec![], vec![]);
+        d.check(&chunks, &["s"], &mut good, &mut bad).await.unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        let b = d.decode(&chunks, &["s"], &good).unwrap().unwrap();
+        assert_eq!(b.num_rows(), rows);
+        assert_eq!(b.schema(), d.schema(), "batches have the decoder's schema");
+        check_rows(&b, first);
+        first += rows;
+    }
+}
+
+fn check_rows(b: &arrow::array::RecordBatch, first: usize) {
+    let ty = |n: &str| b.schema().field_with_name(n).unwrap().data_type().clone();
+    let names = |dt: &DataType| match dt {
+        DataType::Struct(f) => f.iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
+        other => panic!("{other}"),
+    };
+    assert_eq!(names(&ty("u")), ["string", "long"]);
+    assert_eq!(names(&ty("r")), ["A", "B"]);
+
+    let u = b.column_by_name("u").unwrap().as_struct();
+    let r = b.column_by_name("r").unwrap().as_struct();
+    let many = b.column_by_name("many").unwrap().as_list::<i32>();
+    for i in 0..b.num_rows() {
+        let (want_u, want_r, want_many) = event(first + i);
+        let (s, l) = (
+            u.column(0).as_string::<i32>(),
+            u.column(1).as_primitive::<Int64Type>(),
+        );
+        let got_u = (!u.is_null(i)).then(|| match s.is_null(i) {
+            false => Ok(s.value(i)),
+            true => Err(l.value(i)),
+        });
+        assert_eq!(got_u.as_ref(), want_u.as_ref(), "u of event {i}");
+        assert!(
+            u.is_null(i) || s.is_null(i) != l.is_null(i),
+            "one branch set"
+        );
+        let a = r.column(0).as_struct();
+        let bb = r.column(1).as_struct();
+        let got_r = (!r.is_null(i)).then(|| match a.is_null(i) {
+            false => Ok(a.column(0).as_primitive::<Int32Type>().value(i)),
+            true => Err(bb.column(0).as_string::<i32>().value(i)),
+        });
+        assert_eq!(got_r.as_ref(), want_r.as_ref(), "r of event {i}");
+        let items = many.value(i);
+        let items = items.as_struct();
+        let got_many: Vec<Result<i64, &str>> = (0..items.len())
+            .map(|k| match items.column(0).is_null(k) {
+                false => Ok(items.column(0).as_primitive::<Int64Type>().value(k)),
+                true => Err(items.column(1).as_string::<i32>().value(k)),
+            })
+            .collect();
+        assert_eq!(got_many, want_many, "many of event {i}");
+    }
+}
