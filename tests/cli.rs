@@ -75,6 +75,66 @@ fn registry_check_reports_each_offending_field() {
     );
 }
 
+/// A schema that differs from a registered version only where the fingerprint does not look
+/// (a logical type) is neither "already registered" nor called incompatible: both commands
+/// say which version has its fingerprint and what differs, and exit 1.
+#[test]
+fn registry_commands_refuse_a_schema_sharing_a_versions_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = format!("file://{}", dir.path().join("registry").display());
+    let schema = |unit: &str| {
+        format!(
+            r#"{{"type":"record","name":"Paid","namespace":"shop.v1","fields":[
+            {{"name":"uuid","type":"gfc.avro.UUID"}},
+            {{"name":"at","type":{{"type":"long","logicalType":"timestamp-{unit}"}}}}]}}"#
+        )
+    };
+    let (v1, micros) = (dir.path().join("v1.avsc"), dir.path().join("micros.avsc"));
+    std::fs::write(&v1, schema("millis")).unwrap();
+    std::fs::write(&micros, schema("micros")).unwrap();
+    run_ok(
+        silt()
+            .args(["registry", "register", "--registry", &reg])
+            .arg(&v1),
+    );
+    let out = silt()
+        .args(["registry", "check", "--registry", &reg])
+        .arg(&micros)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(
+            "/fields/at/type\tlogical type changed from timestamp-millis to timestamp-micros"
+        ),
+        "{report}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("version 1 of shop.v1.Paid has its fingerprint") && !err.contains("BACKWARD"),
+        "{err}"
+    );
+    let out = silt()
+        .args(["registry", "register", "--registry", &reg])
+        .arg(&micros)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("of version 1 of `shop.v1.Paid`")
+            && err.contains("/fields/at/type: logical type changed"),
+        "{err}"
+    );
+    let out = run_ok(silt().args(["registry", "show", "--registry", &reg, "shop.v1.Paid"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("version 1") && !text.contains("version 2"),
+        "{text}"
+    );
+}
+
 #[test]
 fn demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();

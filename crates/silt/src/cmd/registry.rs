@@ -155,6 +155,22 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
                     "compatible: {} may become the next version of {subject} ({mode})",
                     file.display()
                 )?;
+            } else if let Some(same) = registry
+                .versions(&subject)
+                .await?
+                .into_iter()
+                .find(|r| r.fingerprint == schema.fingerprint())
+            {
+                // Not the rule's refusal: the schema differs from a version of its fingerprint.
+                for i in &issues {
+                    writeln!(out, "{}\t{}", i.path, i.reason)?;
+                }
+                anyhow::bail!(
+                    "{} cannot be registered: version {} of {subject} has its fingerprint and differs from it in {} place(s) the fingerprint does not see",
+                    file.display(),
+                    same.version,
+                    issues.len()
+                );
             } else {
                 return Err(incompatible(out, &issues, &file, mode, &subject));
             }
