@@ -340,6 +340,12 @@ impl EventDecoder {
         framing: Framing,
         stream: impl Into<String>,
     ) -> Result<Self> {
+        if let Some((path, name)) = reader.recursion() {
+            return Err(Error::Config(format!(
+                "schema {}: record `{name}` holds itself at {path}; a recursive type cannot be stored in the lake's columns, which have a fixed depth (the registry refuses such schemas now)",
+                reader.full_name().unwrap_or("?")
+            )));
+        }
         let check = BodyCheck::new(&reader);
         if !check.has_uuid() {
             return Err(Error::Config(format!(

@@ -175,3 +175,26 @@ fn check_rows(b: &arrow::array::RecordBatch, first: usize) {
         assert_eq!(got_many, want_many, "many of event {i}");
     }
 }
+
+/// A recursive record (registered before the registry refused them) stops the job with the
+/// record and where it holds itself, not arrow-avro's "Failed to resolve".
+#[test]
+fn a_recursive_reader_is_refused_naming_the_record_and_the_path() {
+    let tree = Arc::new(
+        Schema::parse(
+            r#"{"type":"record","name":"Tree","namespace":"rec.v1","fields":[
+            {"name":"uuid","type":"gfc.avro.UUID"},
+            {"name":"root","type":{"type":"record","name":"Node","fields":[{"name":"v","type":"int"},
+                {"name":"kids","type":{"type":"array","items":"Node"}}]}}]}"#,
+        )
+        .unwrap(),
+    );
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(StoreRegistry::in_memory());
+    let e = EventDecoder::new(registry, tree, Framing::Envelope, "trees")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("record `rec.v1.Node` holds itself at /fields/root/type/fields/kids/type/items"),
+        "{e}"
+    );
+}

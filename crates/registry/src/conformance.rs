@@ -129,6 +129,22 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
             .await,
         Err(Error::InvalidSchema(_))
     ));
+    // A recursive record, which no column can hold.
+    let tree = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},
+        {"name":"root","type":{"type":"record","name":"Node","fields":[{"name":"v","type":"int"},
+            {"name":"kids","type":{"type":"array","items":"Node"}}]}}]}"#;
+    match r.register(SUBJECT, tree).await {
+        Err(Error::InvalidSchema(e)) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("/fields/root/type/fields/kids/type/items"),
+                "{e}"
+            );
+            assert!(e.contains("record `conf.v1.Node` holds itself"), "{e}");
+        }
+        other => panic!("expected a refusal of a recursive record, got {other:?}"),
+    }
     // An event schema without its id (SPEC 3), or with one of another type.
     for (fields, path) in [
         (r#"{"name":"productId","type":"long"}"#, "/fields"),

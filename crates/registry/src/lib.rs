@@ -255,6 +255,15 @@ pub(crate) fn parse_for_subject(subject: &str, text: &str) -> Result<Schema> {
                 .to_string(),
         });
     }
+    // The lake's columns have a fixed depth: a record that holds itself (a tree) has none.
+    if let Some((path, name)) = schema.recursion() {
+        return Err(Error::InvalidSchema(silt_wire::Error::InvalidSchema {
+            path,
+            reason: format!(
+                "record `{name}` holds itself here: a recursive type cannot be stored in the lake's columns, which have a fixed depth (flatten it, e.g. a list of nodes with parent ids)"
+            ),
+        }));
+    }
     // SPEC 3: every event carries its id, by which jobs drop repeats and which the gateway
     // and the jobs refuse to do without; a schema without one could carry no event.
     if !silt_wire::BodyCheck::new(&schema).has_uuid() {

@@ -267,6 +267,40 @@ impl Schema {
         }
     }
 
+    /// Where a record holds itself (directly or further down), if anywhere: the path of the
+    /// reference (`/fields/root/type/fields/kids/type/items`) and the record's full name.
+    /// Avro allows such types (trees, lists); columns cannot hold them, having a fixed depth.
+    pub fn recursion(&self) -> Option<(String, String)> {
+        fn visit(
+            s: &Schema,
+            t: &Type,
+            path: &str,
+            open: &mut Vec<usize>,
+        ) -> Option<(String, String)> {
+            match t {
+                Type::Primitive(..) => None,
+                Type::Array(items) => visit(s, items, &format!("{path}/items"), open),
+                Type::Map(values) => visit(s, values, &format!("{path}/values"), open),
+                Type::Union(branches) => branches.iter().find_map(|b| visit(s, b, path, open)),
+                Type::Named(i) => {
+                    if open.contains(i) {
+                        return Some((path.to_string(), s.named[*i].name.clone()));
+                    }
+                    let NamedKind::Record(fields) = &s.named[*i].kind else {
+                        return None;
+                    };
+                    open.push(*i);
+                    let found = fields.iter().find_map(|f| {
+                        visit(s, &f.ty, &format!("{path}/fields/{}/type", f.name), open)
+                    });
+                    open.pop();
+                    found
+                }
+            }
+        }
+        visit(self, &self.root, "", &mut Vec::new())
+    }
+
     /// The schema's JSON text (self-contained: standard types are inlined).
     pub fn json(&self) -> &str {
         &self.json
@@ -850,5 +884,48 @@ impl Type {
             ),
             Type::Named(i) => schema.named[*i].name.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_that_holds_itself_is_found_with_the_path_of_the_reference() {
+        let rec = |fields: &str| {
+            Schema::parse(&format!(
+                r#"{{"type":"record","name":"E","namespace":"t","fields":[{fields}]}}"#
+            ))
+            .unwrap()
+        };
+        let list = rec(
+            r#"{"name":"head","type":{"type":"record","name":"Cell","fields":[
+            {"name":"v","type":"int"},{"name":"next","type":["null","Cell"]}]}}"#,
+        );
+        assert_eq!(
+            list.recursion(),
+            Some(("/fields/head/type/fields/next/type".into(), "t.Cell".into()))
+        );
+        let indirect = rec(r#"{"name":"a","type":{"type":"record","name":"A","fields":[
+            {"name":"b","type":{"type":"map","values":{"type":"record","name":"B","fields":[
+                {"name":"a","type":"A"}]}}}]}}"#);
+        assert_eq!(
+            indirect.recursion(),
+            Some((
+                "/fields/a/type/fields/b/type/values/fields/a/type".into(),
+                "t.A".into()
+            ))
+        );
+        assert_eq!(
+            rec(r#"{"name":"e","type":"E"}"#).recursion(),
+            Some(("/fields/e/type".into(), "t.E".into()))
+        );
+        // One type in two places is no recursion.
+        let twice = rec(
+            r#"{"name":"paid","type":"gfc.avro.Money"},{"name":"owed","type":"gfc.avro.Money"},
+            {"name":"more","type":{"type":"array","items":"gfc.avro.Money"}}"#,
+        );
+        assert_eq!(twice.recursion(), None);
     }
 }
