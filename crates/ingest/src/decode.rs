@@ -45,12 +45,7 @@ use crate::unions;
 use crate::{Error, Result};
 
 /// Names of the metadata columns every raw row carries (SPEC 8).
-pub const EVENT_TIME: &str = "_event_time";
-pub const ARRIVAL_TIME: &str = "_arrival_time";
-pub const STREAM: &str = "_stream";
-pub const SHARD: &str = "_shard";
-pub const SEQUENCE: &str = "_sequence";
-pub const FINGERPRINT: &str = "_fingerprint";
+pub use silt_wire::{ARRIVAL_TIME, EVENT_TIME, FINGERPRINT, SEQUENCE, SHARD, STREAM};
 
 /// How far after its arrival an event's time may be by default ([`EventDecoder::with_max_future`]).
 pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
@@ -344,6 +339,18 @@ impl EventDecoder {
             return Err(Error::Config(format!(
                 "schema {}: record `{name}` holds itself at {path}; a recursive type cannot be stored in the lake's columns, which have a fixed depth (the registry refuses such schemas now)",
                 reader.full_name().unwrap_or("?")
+            )));
+        }
+        if let Some(f) = reader
+            .fields()
+            .iter()
+            .find(|f| silt_wire::METADATA_COLUMNS.contains(&f.name.as_str()))
+        {
+            return Err(Error::Config(format!(
+                "schema {}: field `{}` has the name of a metadata column of the lake (SPEC 8: {}); the registry refuses such schemas now",
+                reader.full_name().unwrap_or("?"),
+                f.name,
+                silt_wire::METADATA_COLUMNS.join(", ")
             )));
         }
         let check = BodyCheck::new(&reader);

@@ -145,6 +145,17 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
         }
         other => panic!("expected a refusal of a recursive record, got {other:?}"),
     }
+    // A field named as a metadata column of the lake (SPEC 8).
+    let clash = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},{"name":"_stream","type":"string"}]}"#;
+    match r.register(SUBJECT, clash).await {
+        Err(Error::InvalidSchema(e)) => {
+            let e = e.to_string();
+            assert!(e.contains("/fields/_stream"), "{e}");
+            assert!(e.contains("the name of a metadata column"), "{e}");
+        }
+        other => panic!("expected a refusal of a `_stream` field, got {other:?}"),
+    }
     // An event schema without its id (SPEC 3), or with one of another type.
     for (fields, path) in [
         (r#"{"name":"productId","type":"long"}"#, "/fields"),

@@ -264,6 +264,21 @@ pub(crate) fn parse_for_subject(subject: &str, text: &str) -> Result<Schema> {
             ),
         }));
     }
+    // SPEC 8: each raw row carries these beside the event's fields.
+    if let Some(f) = schema
+        .fields()
+        .iter()
+        .find(|f| silt_wire::METADATA_COLUMNS.contains(&f.name.as_str()))
+    {
+        return Err(Error::InvalidSchema(silt_wire::Error::InvalidSchema {
+            path: format!("/fields/{}", f.name),
+            reason: format!(
+                "`{}` is the name of a metadata column every row of the lake carries ({}): rename the field",
+                f.name,
+                silt_wire::METADATA_COLUMNS.join(", ")
+            ),
+        }));
+    }
     // SPEC 3: every event carries its id, by which jobs drop repeats and which the gateway
     // and the jobs refuse to do without; a schema without one could carry no event.
     if !silt_wire::BodyCheck::new(&schema).has_uuid() {

@@ -162,6 +162,24 @@ pub const STANDARD_TYPES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Names of the metadata columns every raw row of the lake carries beside the event's fields
+/// (SPEC 8); an event schema's top-level field may not take one.
+pub const EVENT_TIME: &str = "_event_time";
+pub const ARRIVAL_TIME: &str = "_arrival_time";
+pub const STREAM: &str = "_stream";
+pub const SHARD: &str = "_shard";
+pub const SEQUENCE: &str = "_sequence";
+pub const FINGERPRINT: &str = "_fingerprint";
+/// The metadata columns, in the lake's order.
+pub const METADATA_COLUMNS: [&str; 6] = [
+    EVENT_TIME,
+    ARRIVAL_TIME,
+    STREAM,
+    SHARD,
+    SEQUENCE,
+    FINGERPRINT,
+];
+
 /// The full name of the standard money type: a decimal `amount` and an ISO 4217 `currency`.
 pub const MONEY: &str = "gfc.avro.Money";
 

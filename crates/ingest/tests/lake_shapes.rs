@@ -1,5 +1,7 @@
-//! Unions of several non-null types (`["null","string","long"]`, a choice of records) reach
-//! the lake as structs of their branches: Parquet has no union type.
+//! Reader schemas and the lake's columns: unions of several non-null types
+//! (`["null","string","long"]`, a choice of records) reach the lake as structs of their
+//! branches (Parquet has no union type); what no column can hold (a recursive record, a field
+//! named as a metadata column) stops the job naming it.
 
 use std::sync::Arc;
 
@@ -195,6 +197,27 @@ fn a_recursive_reader_is_refused_naming_the_record_and_the_path() {
         .to_string();
     assert!(
         e.contains("record `rec.v1.Node` holds itself at /fields/root/type/fields/kids/type/items"),
+        "{e}"
+    );
+}
+
+/// A field named as a metadata column (registered before the registry refused them) stops
+/// the job naming it: the lake would hold two columns of one name, which no reader takes.
+#[test]
+fn a_reader_with_a_field_named_as_a_metadata_column_is_refused() {
+    let clash = Arc::new(
+        Schema::parse(
+            r#"{"type":"record","name":"C","namespace":"c.v1","fields":[
+            {"name":"uuid","type":"gfc.avro.UUID"},{"name":"_shard","type":"string"}]}"#,
+        )
+        .unwrap(),
+    );
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(StoreRegistry::in_memory());
+    let e = EventDecoder::new(registry, clash, Framing::Envelope, "c")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("field `_shard` has the name of a metadata column"),
         "{e}"
     );
 }
