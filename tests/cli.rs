@@ -15,6 +15,13 @@ fn unknown_job_keys_are_named_and_exit_non_zero() {
     assert!(err.contains("unknown field `tabel`"), "{err}");
 }
 
+/// `silt registry COMMAND --registry REG FILE`.
+fn registry_command(reg: &str, command: &str, file: &std::path::Path) -> std::process::Command {
+    let mut c = silt();
+    c.args(["registry", command, "--registry", reg]).arg(file);
+    c
+}
+
 #[test]
 fn registry_check_reports_each_offending_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,16 +37,8 @@ fn registry_check_reports_each_offending_field() {
         ),
     )
     .unwrap();
-    run_ok(
-        silt()
-            .args(["registry", "register", "--registry", &reg])
-            .arg(&v1),
-    );
-    let out = silt()
-        .args(["registry", "check", "--registry", &reg])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    run_ok(&mut registry_command(&reg, "register", &v1));
+    let out = registry_command(&reg, "check", &bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -53,11 +52,7 @@ fn registry_check_reports_each_offending_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 offending field(s)"), "{err}");
     // Registering it is refused the same way, and nothing is registered.
-    let out = silt()
-        .args(["registry", "register", "--registry", &reg])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = registry_command(&reg, "register", &bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let refusal = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -92,16 +87,8 @@ fn registry_commands_refuse_a_schema_sharing_a_versions_fingerprint() {
     let (v1, micros) = (dir.path().join("v1.avsc"), dir.path().join("micros.avsc"));
     std::fs::write(&v1, schema("millis")).unwrap();
     std::fs::write(&micros, schema("micros")).unwrap();
-    run_ok(
-        silt()
-            .args(["registry", "register", "--registry", &reg])
-            .arg(&v1),
-    );
-    let out = silt()
-        .args(["registry", "check", "--registry", &reg])
-        .arg(&micros)
-        .output()
-        .unwrap();
+    run_ok(&mut registry_command(&reg, "register", &v1));
+    let out = registry_command(&reg, "check", &micros).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -115,9 +102,7 @@ fn registry_commands_refuse_a_schema_sharing_a_versions_fingerprint() {
         err.contains("version 1 of shop.v1.Paid has its fingerprint") && !err.contains("BACKWARD"),
         "{err}"
     );
-    let out = silt()
-        .args(["registry", "register", "--registry", &reg])
-        .arg(&micros)
+    let out = registry_command(&reg, "register", &micros)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
