@@ -335,28 +335,10 @@ impl EventDecoder {
         framing: Framing,
         stream: impl Into<String>,
     ) -> Result<Self> {
-        if let Some((path, name)) = reader.recursion() {
+        // Registered before the registry refused such schemas, or read from elsewhere.
+        if let Some((path, reason)) = reader.not_an_event() {
             return Err(Error::Config(format!(
-                "schema {}: record `{name}` holds itself at {path}; a recursive type cannot be stored in the lake's columns, which have a fixed depth (the registry refuses such schemas now)",
-                reader.full_name().unwrap_or("?")
-            )));
-        }
-        if let Some(f) = reader
-            .fields()
-            .iter()
-            .find(|f| silt_wire::METADATA_COLUMNS.contains(&f.name.as_str()))
-        {
-            return Err(Error::Config(format!(
-                "schema {}: field `{}` has the name of a metadata column of the lake (SPEC 8: {}); the registry refuses such schemas now",
-                reader.full_name().unwrap_or("?"),
-                f.name,
-                silt_wire::METADATA_COLUMNS.join(", ")
-            )));
-        }
-        let check = BodyCheck::new(&reader);
-        if !check.has_uuid() {
-            return Err(Error::Config(format!(
-                "schema {} has no top-level `uuid` field (a 16-byte fixed such as gfc.avro.UUID, or a string with logicalType uuid)",
+                "schema {} cannot be the reader of a job: at {path}: {reason}",
                 reader.full_name().unwrap_or("?")
             )));
         }

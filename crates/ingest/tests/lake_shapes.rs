@@ -196,7 +196,9 @@ fn a_recursive_reader_is_refused_naming_the_record_and_the_path() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("record `rec.v1.Node` holds itself at /fields/root/type/fields/kids/type/items"),
+        e.contains(
+            "at /fields/root/type/fields/kids/type/items: record `rec.v1.Node` holds itself"
+        ),
         "{e}"
     );
 }
@@ -217,7 +219,7 @@ fn a_reader_with_a_field_named_as_a_metadata_column_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("field `_shard` has the name of a metadata column"),
+        e.contains("at /fields/_shard: `_shard` is the name of a metadata column"),
         "{e}"
     );
 }

@@ -255,45 +255,11 @@ pub(crate) fn parse_for_subject(subject: &str, text: &str) -> Result<Schema> {
                 .to_string(),
         });
     }
-    // The lake's columns have a fixed depth: a record that holds itself (a tree) has none.
-    if let Some((path, name)) = schema.recursion() {
+    // What no job could store (a tree, a metadata column's name, no event id).
+    if let Some((path, reason)) = schema.not_an_event() {
         return Err(Error::InvalidSchema(silt_wire::Error::InvalidSchema {
             path,
-            reason: format!(
-                "record `{name}` holds itself here: a recursive type cannot be stored in the lake's columns, which have a fixed depth (flatten it, e.g. a list of nodes with parent ids)"
-            ),
-        }));
-    }
-    // SPEC 8: each raw row carries these beside the event's fields.
-    if let Some(f) = schema
-        .fields()
-        .iter()
-        .find(|f| silt_wire::METADATA_COLUMNS.contains(&f.name.as_str()))
-    {
-        return Err(Error::InvalidSchema(silt_wire::Error::InvalidSchema {
-            path: format!("/fields/{}", f.name),
-            reason: format!(
-                "`{}` is the name of a metadata column every row of the lake carries ({}): rename the field",
-                f.name,
-                silt_wire::METADATA_COLUMNS.join(", ")
-            ),
-        }));
-    }
-    // SPEC 3: every event carries its id, by which jobs drop repeats and which the gateway
-    // and the jobs refuse to do without; a schema without one could carry no event.
-    if !silt_wire::BodyCheck::new(&schema).has_uuid() {
-        let (path, found) = match schema.fields().iter().find(|f| f.name == "uuid") {
-            Some(f) => (
-                "/fields/uuid/type",
-                format!(", not `{}`", f.ty.describe(&schema)),
-            ),
-            None => ("/fields", String::new()),
-        };
-        return Err(Error::InvalidSchema(silt_wire::Error::InvalidSchema {
-            path: path.to_string(),
-            reason: format!(
-                "an event schema needs a top-level `uuid` field, a 16-byte fixed (gfc.avro.UUID) or a string with logicalType uuid{found}: it is the event's id and time"
-            ),
+            reason,
         }));
     }
     Ok(schema)

@@ -224,6 +224,8 @@ pub struct GatewayStats {
 struct Writer {
     schema: Arc<Schema>,
     check: BodyCheck,
+    /// Why no event of this schema can be taken, if none can ([`Schema::not_an_event`]).
+    not_an_event: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -397,6 +399,7 @@ impl Gateway {
             .map_err(|e| e.to_string())?;
         let w = Arc::new(Writer {
             check: BodyCheck::strict(&schema),
+            not_an_event: schema.not_an_event(),
             schema,
         });
         self.inner
@@ -451,14 +454,12 @@ impl Gateway {
                 error: format!("the schema registry did not answer: {e}"),
                 errors: vec![],
             })?;
-        if !w.check.has_uuid() {
+        if let Some((path, reason)) = &w.not_an_event {
             return Err(Refusal::one(
                 StatusCode::BAD_REQUEST,
                 0,
-                "/uuid",
-                format!(
-                    "the latest schema of `{stream_id}` has no top-level `uuid` field (gfc.avro.UUID or a string), so its events cannot be deduplicated"
-                ),
+                path,
+                format!("the latest schema of `{stream_id}` cannot carry events (registered before the registry refused such schemas): {reason}"),
             ));
         }
         Ok(w)

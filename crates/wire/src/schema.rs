@@ -319,6 +319,43 @@ impl Schema {
         visit(self, &self.root, "", &mut Vec::new())
     }
 
+    /// Why this schema cannot be an event schema of the lake, if it cannot: where (a path)
+    /// and why. The registry refuses such schemas; a job stops on a reader that is one.
+    /// - a record that holds itself ([`Self::recursion`]): columns have a fixed depth;
+    /// - a top-level field named as a metadata column ([`METADATA_COLUMNS`], SPEC 8);
+    /// - no top-level `uuid` field, a 16-byte fixed or a string (SPEC 3).
+    pub fn not_an_event(&self) -> Option<(String, String)> {
+        if let Some((path, name)) = self.recursion() {
+            return Some((path, format!(
+                "record `{name}` holds itself here: a recursive type cannot be stored in the lake's columns, which have a fixed depth (flatten it, e.g. a list of nodes with parent ids)"
+            )));
+        }
+        if let Some(f) = self
+            .fields()
+            .iter()
+            .find(|f| METADATA_COLUMNS.contains(&f.name.as_str()))
+        {
+            return Some((format!("/fields/{}", f.name), format!(
+                "`{}` is the name of a metadata column every row of the lake carries ({}): rename the field",
+                f.name,
+                METADATA_COLUMNS.join(", ")
+            )));
+        }
+        if !crate::BodyCheck::new(self).has_uuid() {
+            let (path, found) = match self.fields().iter().find(|f| f.name == "uuid") {
+                Some(f) => (
+                    "/fields/uuid/type",
+                    format!(", not `{}`", f.ty.describe(self)),
+                ),
+                None => ("/fields", String::new()),
+            };
+            return Some((path.to_string(), format!(
+                "an event schema needs a top-level `uuid` field, a 16-byte fixed (gfc.avro.UUID) or a string with logicalType uuid{found}: it is the event's id and time"
+            )));
+        }
+        None
+    }
+
     /// The schema's JSON text (self-contained: standard types are inlined).
     pub fn json(&self) -> &str {
         &self.json
