@@ -112,6 +112,23 @@ fn registry_commands_refuse_a_schema_sharing_a_versions_fingerprint() {
             && err.contains("/fields/at/type: logical type changed"),
         "{err}"
     );
+    // A schema no job could store is said to be so by `check` too, before any rule.
+    let tree = dir.path().join("tree.avsc");
+    std::fs::write(
+        &tree,
+        schema("millis").replace(
+            r#"{"name":"uuid","type":"gfc.avro.UUID"},"#,
+            r#"{"name":"uuid","type":"gfc.avro.UUID"},{"name":"next","type":["null","Paid"]},"#,
+        ),
+    )
+    .unwrap();
+    let out = registry_command(&reg, "check", &tree).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be registered: /fields/next/type: record `shop.v1.Paid` holds itself"),
+        "{err}"
+    );
     let out = run_ok(silt().args(["registry", "show", "--registry", &reg, "shop.v1.Paid"]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -129,49 +129,53 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
             .await,
         Err(Error::InvalidSchema(_))
     ));
-    // A recursive record, which no column can hold.
-    let tree = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
-        {"name":"uuid","type":"gfc.avro.UUID"},
-        {"name":"root","type":{"type":"record","name":"Node","fields":[{"name":"v","type":"int"},
-            {"name":"kids","type":{"type":"array","items":"Node"}}]}}]}"#;
-    match r.register(SUBJECT, tree).await {
-        Err(Error::InvalidSchema(e)) => {
-            let e = e.to_string();
-            assert!(
-                e.contains("/fields/root/type/fields/kids/type/items"),
-                "{e}"
-            );
-            assert!(e.contains("record `conf.v1.Node` holds itself"), "{e}");
-        }
-        other => panic!("expected a refusal of a recursive record, got {other:?}"),
-    }
-    // A field named as a metadata column of the lake (SPEC 8).
-    let clash = r#"{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[
-        {"name":"uuid","type":"gfc.avro.UUID"},{"name":"_stream","type":"string"}]}"#;
-    match r.register(SUBJECT, clash).await {
-        Err(Error::InvalidSchema(e)) => {
-            let e = e.to_string();
-            assert!(e.contains("/fields/_stream"), "{e}");
-            assert!(e.contains("the name of a metadata column"), "{e}");
-        }
-        other => panic!("expected a refusal of a `_stream` field, got {other:?}"),
-    }
-    // An event schema without its id (SPEC 3), or with one of another type.
-    for (fields, path) in [
-        (r#"{"name":"productId","type":"long"}"#, "/fields"),
-        (r#"{"name":"uuid","type":"long"}"#, "/fields/uuid/type"),
+    // What no job could store: a recursive record, a field named as a metadata column of the
+    // lake (SPEC 8), no event id (SPEC 3) or one of another type. `check` says so too.
+    let viewed = |fields: &str| {
+        format!(r#"{{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{fields}]}}"#)
+    };
+    let uuid = r#"{"name":"uuid","type":"gfc.avro.UUID"}"#;
+    for (text, path, words) in [
+        (
+            viewed(&format!(
+                r#"{uuid},{{"name":"root","type":{{"type":"record","name":"Node","fields":[
+                {{"name":"v","type":"int"}},{{"name":"kids","type":{{"type":"array","items":"Node"}}}}]}}}}"#
+            )),
+            "/fields/root/type/fields/kids/type/items",
+            "record `conf.v1.Node` holds itself",
+        ),
+        (
+            viewed(&format!(r#"{uuid},{{"name":"_stream","type":"string"}}"#)),
+            "/fields/_stream",
+            "the name of a metadata column",
+        ),
+        (
+            viewed(r#"{"name":"productId","type":"long"}"#),
+            "/fields",
+            "needs a top-level `uuid` field",
+        ),
+        (
+            viewed(r#"{"name":"uuid","type":"long"}"#),
+            "/fields/uuid/type",
+            "needs a top-level `uuid` field",
+        ),
     ] {
-        let text = format!(
-            r#"{{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{fields}]}}"#
-        );
         match r.register(SUBJECT, &text).await {
             Err(Error::InvalidSchema(e)) => {
                 let e = e.to_string();
-                assert!(e.contains(path), "{e}");
-                assert!(e.contains("needs a top-level `uuid` field"), "{e}");
+                assert!(e.contains(path) && e.contains(words), "{e}");
             }
-            other => panic!("expected a refusal of {fields}, got {other:?}"),
+            other => panic!("expected a refusal at {path}, got {other:?}"),
         }
+        let issues = r
+            .check(SUBJECT, &silt_wire::Schema::parse(&text).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(
+            issues[0].path == path && issues[0].reason.contains(words),
+            "{issues:?}"
+        );
     }
     assert!(r.subjects().await.unwrap().is_empty());
 }

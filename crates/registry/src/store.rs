@@ -291,6 +291,10 @@ impl SchemaRegistry for StoreRegistry {
     }
 
     async fn check(&self, subject: &str, schema: &Schema) -> Result<Vec<Incompatibility>> {
+        // Registering it would be refused before any rule is asked.
+        if let Some((path, reason)) = schema.not_an_event() {
+            return Ok(vec![Incompatibility { path, reason }]);
+        }
         let versions = self.versions_or_empty(subject).await?;
         let fp = schema.fingerprint();
         if let Some(same) = versions.iter().find(|r| r.fingerprint == fp) {

@@ -148,6 +148,9 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
             let subject = subject_of(&schema, &file)?;
             let registry = at.open()?;
             let mode = registry.compatibility(&subject).await?;
+            if let Some((path, reason)) = schema.not_an_event() {
+                anyhow::bail!("{} cannot be registered: {path}: {reason}", file.display());
+            }
             let issues = registry.check(&subject, &schema).await?;
             if issues.is_empty() {
                 writeln!(
