@@ -137,6 +137,52 @@ fn registry_commands_refuse_a_schema_sharing_a_versions_fingerprint() {
     );
 }
 
+/// Statements piped into `silt sql` fail the command when one failed (a script must not pass
+/// over an error); each error is on stderr, the others' results on stdout.
+#[test]
+fn sql_with_statements_piped_in_exits_1_when_one_failed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let sql = |script: &str| {
+        let mut child = silt()
+            .args(["sql", "--lake"])
+            .arg(format!("file://{}", dir.path().display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = sql("SELECT 1 AS one;\nSELECT nope;\nSELECT 2 AS two;\n");
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("| one") && stdout.contains("| two"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("nope") && stderr.contains("1 of 3 statement(s) failed"),
+        "{stderr}"
+    );
+    let out = sql("SELECT 1 AS one;\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn demo_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();

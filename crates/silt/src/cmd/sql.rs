@@ -1,6 +1,7 @@
 //! `silt sql`: an interactive SQL shell over the lake (history, multi-line statements ending
 //! with `;`, `\d [TABLE]` to describe, `\q` to quit).
 
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::Path;
 
@@ -35,6 +36,7 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         snapshot.tables.keys().cloned().collect::<Vec<_>>().join(", ")
     )?;
     let mut buffer = String::new();
+    let (mut statements, mut failed) = (0usize, 0usize);
     loop {
         let prompt = if buffer.is_empty() {
             "silt> "
@@ -117,24 +119,34 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let statement = std::mem::take(&mut buffer);
         let _ = editor.add_history_entry(statement.trim());
         let started = std::time::Instant::now();
-        match plan(&ctx, &lake, &statement).await {
-            Ok(df) => match df.collect().await {
-                Ok(batches) => {
-                    print(&batches, args.format, out)?;
-                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                    writeln!(
-                        out,
-                        "{rows} row(s) in {:.3}s",
-                        started.elapsed().as_secs_f64()
-                    )?;
-                }
-                Err(e) => eprintln!("error: {}", silt_transform::sql_error_text(&e.to_string())),
-            },
-            Err(e) => eprintln!("error: {}", silt_transform::sql_error_text(&e.to_string())),
+        statements += 1;
+        let result = match plan(&ctx, &lake, &statement).await {
+            Ok(df) => df.collect().await.map_err(anyhow::Error::new),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(batches) => {
+                print(&batches, args.format, out)?;
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                writeln!(
+                    out,
+                    "{rows} row(s) in {:.3}s",
+                    started.elapsed().as_secs_f64()
+                )?;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}", silt_transform::sql_error_text(&e.to_string()));
+            }
         }
     }
     if let Some(h) = &history {
         let _ = editor.save_history(h);
+    }
+    // Statements piped in (a script, a scheduler's check) fail the command when one failed,
+    // as `psql -v ON_ERROR_STOP` does; at a terminal each error was shown where it happened.
+    if failed > 0 && !std::io::stdin().is_terminal() {
+        anyhow::bail!("{failed} of {statements} statement(s) failed");
     }
     Ok(())
 }
