@@ -22,6 +22,16 @@ fn registry_command(reg: &str, command: &str, file: &std::path::Path) -> std::pr
     c
 }
 
+/// Nothing but version 1 of `subject` is registered.
+fn assert_only_version_1(reg: &str, subject: &str) {
+    let out = run_ok(silt().args(["registry", "show", "--registry", reg, subject]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("version 1") && !text.contains("version 2"),
+        "{text}"
+    );
+}
+
 #[test]
 fn registry_check_reports_each_offending_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,12 +72,7 @@ fn registry_check_reports_each_offending_field() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 offending field(s)"), "{err}");
-    let out = run_ok(silt().args(["registry", "show", "--registry", &reg, silt::gen::SUBJECT]));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("version 1") && !text.contains("version 2"),
-        "{text}"
-    );
+    assert_only_version_1(&reg, silt::gen::SUBJECT);
 }
 
 /// A schema that differs from a registered version only where the fingerprint does not look
@@ -129,12 +134,7 @@ fn registry_commands_refuse_a_schema_sharing_a_versions_fingerprint() {
         err.contains("cannot be registered: /fields/next/type: record `shop.v1.Paid` holds itself"),
         "{err}"
     );
-    let out = run_ok(silt().args(["registry", "show", "--registry", &reg, "shop.v1.Paid"]));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("version 1") && !text.contains("version 2"),
-        "{text}"
-    );
+    assert_only_version_1(&reg, "shop.v1.Paid");
 }
 
 /// Statements piped into `silt sql` fail the command when one failed (a script must not pass
