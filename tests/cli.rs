@@ -137,29 +137,29 @@ fn registry_commands_refuse_a_schema_sharing_a_versions_fingerprint() {
     assert_only_version_1(&reg, "shop.v1.Paid");
 }
 
+/// `silt sql ARGS` with `script` piped in and `home` as its home (its history file), to its end.
+fn silt_sql(args: &[&str], home: &std::path::Path, script: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = silt()
+        .arg("sql")
+        .args(args)
+        .env("HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Statements piped into `silt sql` fail the command when one failed (a script must not pass
 /// over an error); each error is on stderr, the others' results on stdout.
 #[test]
 fn sql_with_statements_piped_in_exits_1_when_one_failed() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let sql = |script: &str| {
-        let mut child = silt()
-            .args(["sql", "--lake"])
-            .arg(format!("file://{}", dir.path().display()))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let lake = format!("file://{}", dir.path().display());
+    let sql = |script: &str| silt_sql(&["--lake", &lake], dir.path(), script.as_bytes());
     let out = sql("SELECT 1 AS one;\nSELECT nope;\nSELECT 2 AS two;\n");
     assert_eq!(out.status.code(), Some(1));
     let (stdout, stderr) = (
@@ -262,7 +262,6 @@ fn a_run_times_each_table_and_the_tables_add_up_to_their_stages() {
 
 #[test]
 fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     run_ok(
         silt()
@@ -270,22 +269,11 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
             .arg(dir.path()),
     );
     let lake = format!("file://{}", dir.path().join("lake").display());
-    let mut child = silt()
-        .args(["sql", "--format", "csv", "--lake", &lake])
-        .env("HOME", dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"SELECT count(*) AS n\n  FROM clickstream\n  WHERE dt = '2025-11-25';\n\\d\n\\d clickstream\n\\d nope\n\\q\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = silt_sql(
+        &["--format", "csv", "--lake", &lake],
+        dir.path(),
+        b"SELECT count(*) AS n\n  FROM clickstream\n  WHERE dt = '2025-11-25';\n\\d\n\\d clickstream\n\\d nope\n\\q\n",
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("n\n1000\n"), "{text}");
