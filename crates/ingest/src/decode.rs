@@ -40,8 +40,8 @@ use silt_registry::SchemaRegistry;
 use silt_wire::{timeuuid, BodyCheck, Fingerprint, Framing, Schema, WriterRef};
 
 use crate::flat::FlatDecoder;
+use crate::lake_shape;
 use crate::source::{Chunk, Position};
-use crate::unions;
 use crate::{Error, Result};
 
 /// Names of the metadata columns every raw row carries (SPEC 8).
@@ -292,9 +292,10 @@ impl std::fmt::Debug for EventDecoder {
 }
 
 /// A field of the reader as the lake stores it: without arrow-avro's metadata, every union of
-/// several types a struct of its branches ([`crate::unions`]).
+/// several types a struct of its branches, the fields of a record that may be null nullable
+/// ([`crate::lake_shape`]).
 fn strip_field(f: &Field) -> Field {
-    Field::new(f.name(), unions::lake_type(f.data_type()), f.is_nullable())
+    lake_shape::lake_field(f)
 }
 
 /// arrow-avro's decoder from `writer` to `reader` (the outer error: the schema store refused
@@ -393,7 +394,7 @@ impl EventDecoder {
                 .schema()
                 .fields()
                 .iter()
-                .any(|f| unions::has_union(f.data_type())),
+                .any(|f| lake_shape::has_union(f.data_type())),
         })
     }
 
@@ -918,7 +919,7 @@ impl EventDecoder {
             if col.data_type() == field.data_type() {
                 columns.push(col.clone());
             } else {
-                let col = unions::to_lake(col).map_err(Error::Arrow)?;
+                let col = lake_shape::to_lake(col, field.is_nullable()).map_err(Error::Arrow)?;
                 columns.push(match col.data_type() == field.data_type() {
                     true => col,
                     false => arrow::compute::cast(&col, field.data_type()).map_err(Error::Arrow)?,

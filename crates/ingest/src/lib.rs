@@ -20,9 +20,9 @@ pub mod conformance;
 mod decode;
 mod file_stream;
 mod flat;
+mod lake_shape;
 mod memory;
 mod source;
-mod unions;
 
 use std::path::Path;
 

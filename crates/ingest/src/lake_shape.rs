@@ -1,0 +1,228 @@
+//! Decoded Avro columns as the lake stores them.
+//!
+//! Two shapes of arrow-avro's output would read wrong, or not at all, from Parquet:
+//!
+//! - A union of more than one non-null type (`["null", "string", "long"]`, a choice of
+//!   records) is an Arrow union, which Parquet cannot store (the writer has no mapping for
+//!   it). The lake holds it the way Spark's and Hive's Avro readers do: a struct with one
+//!   nullable field per non-null branch, of which the value's branch is set and the others are
+//!   null; the struct is null where the value is. A branch's field is named as its type:
+//!   `string`, `long`, a named type's short name (`A` for `mix.v1.A`), as SQL reads them
+//!   (`u.long`, `r."A".x`).
+//! - A record that may be null (`["null", {"type": "record", ...}]`) with fields that may not:
+//!   where the record is null, arrow-avro fills its fields with zeros and empty strings, and
+//!   Parquet keeps them (a required column inside an optional group). A reader that takes a
+//!   field of a struct without the struct's nulls (DataFusion's `get_field`, before
+//!   apache/datafusion#25120) then reads `pay.amount` as 0 where `pay` is null: wrong counts
+//!   and averages. In the lake every field of a record that may be null may be null too, and
+//!   is, wherever the record is (down to the fields of its fields).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    make_array, new_null_array, Array, ArrayRef, ListArray, MapArray, StructArray, UInt32Array,
+};
+use arrow::buffer::NullBuffer;
+use arrow::compute::take;
+use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
+
+/// Whether `dt` holds a union anywhere (arrow-avro's decoder of such a union must be made
+/// anew after each batch: apache/arrow-rs#10876).
+pub fn has_union(dt: &DataType) -> bool {
+    match dt {
+        DataType::Union(..) => true,
+        DataType::Struct(fields) => fields.iter().any(|f| has_union(f.data_type())),
+        DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => {
+            has_union(f.data_type())
+        }
+        _ => false,
+    }
+}
+
+/// The lake's field for a decoded field `f`: every union in it a struct of its non-null
+/// branches, every field of a record that may be null nullable.
+pub fn lake_field(f: &Field) -> Field {
+    Field::new(
+        f.name(),
+        lake_type(f.data_type(), f.is_nullable()),
+        f.is_nullable(),
+    )
+}
+
+/// The lake's type for `dt`, a value that may be null when `nullable`.
+fn lake_type(dt: &DataType, nullable: bool) -> DataType {
+    match dt {
+        DataType::Union(fields, _) => DataType::Struct(
+            fields
+                .iter()
+                .filter(|(_, f)| f.data_type() != &DataType::Null)
+                .map(|(_, f)| {
+                    Arc::new(Field::new(
+                        branch_name(f.name()),
+                        lake_type(f.data_type(), true),
+                        true,
+                    ))
+                })
+                .collect(),
+        ),
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| {
+                    let nullable = nullable || f.is_nullable();
+                    Arc::new(Field::new(
+                        f.name(),
+                        lake_type(f.data_type(), nullable),
+                        nullable,
+                    ))
+                })
+                .collect(),
+        ),
+        DataType::List(f) => DataType::List(Arc::new(lake_field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(lake_field(f))),
+        DataType::Map(f, sorted) => DataType::Map(Arc::new(lake_field(f)), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// A branch's field name: the branch type's name without its namespace.
+fn branch_name(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}
+
+/// `array` (of a field that may be null when `nullable`) in the type [`lake_field`] gives:
+/// unions made structs, the nulls of records that may be null in their fields too.
+pub fn to_lake(array: &ArrayRef, nullable: bool) -> Result<ArrayRef, ArrowError> {
+    let lake = lake_type(array.data_type(), nullable);
+    if &lake == array.data_type() {
+        return Ok(array.clone());
+    }
+    shape(array, &lake)
+}
+
+/// `array` in the type `lake` ([`lake_type`] of its own).
+fn shape(array: &ArrayRef, lake: &DataType) -> Result<ArrayRef, ArrowError> {
+    if lake == array.data_type() {
+        return Ok(array.clone());
+    }
+    match (array.data_type(), lake) {
+        (DataType::Union(fields, _), DataType::Struct(branches)) => {
+            let union = array
+                .as_any()
+                .downcast_ref::<arrow::array::UnionArray>()
+                .expect("a union array");
+            let n = union.len();
+            let mut children = Vec::new();
+            let mut valid = vec![false; n];
+            let mut branch = branches.iter();
+            for (type_id, field) in fields.iter() {
+                if field.data_type() == &DataType::Null {
+                    continue;
+                }
+                let lake_field = branch.next().expect("a field per non-null branch");
+                // The rows of this branch, by their place in its child.
+                let rows: UInt32Array = (0..n)
+                    .map(|i| {
+                        (union.type_id(i) == type_id).then(|| {
+                            valid[i] = true;
+                            union.value_offset(i) as u32
+                        })
+                    })
+                    .collect();
+                children.push(if rows.null_count() == n {
+                    new_null_array(lake_field.data_type(), n)
+                } else {
+                    shape(
+                        &take(union.child(type_id).as_ref(), &rows, None)?,
+                        lake_field.data_type(),
+                    )?
+                });
+            }
+            let nulls = NullBuffer::from(valid);
+            Ok(Arc::new(StructArray::try_new(
+                branches.clone(),
+                children,
+                (nulls.null_count() > 0).then_some(nulls),
+            )?))
+        }
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let s = array
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .expect("struct");
+            let children = s
+                .columns()
+                .iter()
+                .zip(fields)
+                .map(|(c, f)| {
+                    let c = shape(c, f.data_type())?;
+                    match s.nulls() {
+                        Some(nulls) if f.is_nullable() => null_where(&c, nulls),
+                        _ => Ok(c),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Arc::new(StructArray::try_new(
+                fields.clone(),
+                children,
+                s.nulls().cloned(),
+            )?))
+        }
+        (DataType::List(_), DataType::List(field)) => {
+            let l = array.as_any().downcast_ref::<ListArray>().expect("list");
+            Ok(Arc::new(ListArray::try_new(
+                field.clone(),
+                l.offsets().clone(),
+                shape(l.values(), field.data_type())?,
+                l.nulls().cloned(),
+            )?))
+        }
+        (DataType::Map(_, sorted), DataType::Map(field, _)) => {
+            let m = array.as_any().downcast_ref::<MapArray>().expect("map");
+            let entries = shape(
+                &(Arc::new(m.entries().clone()) as ArrayRef),
+                field.data_type(),
+            )?;
+            let entries = entries
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .expect("entries stay a struct")
+                .clone();
+            Ok(Arc::new(MapArray::try_new(
+                field.clone(),
+                m.offsets().clone(),
+                entries,
+                m.nulls().cloned(),
+                *sorted,
+            )?))
+        }
+        (other, lake) => Err(ArrowError::NotYetImplemented(format!(
+            "{other} as {lake} in the lake"
+        ))),
+    }
+}
+
+/// `array` (already in the lake's type) null also where `nulls` is; a struct's fields too.
+fn null_where(array: &ArrayRef, nulls: &NullBuffer) -> Result<ArrayRef, ArrowError> {
+    let nulls = NullBuffer::union(array.nulls(), Some(nulls)).expect("some nulls");
+    if let Some(s) = array.as_any().downcast_ref::<StructArray>() {
+        let (fields, columns, _) = s.clone().into_parts();
+        let columns = columns
+            .iter()
+            .zip(fields.iter())
+            .map(|(c, f)| match f.is_nullable() {
+                true => null_where(c, &nulls),
+                false => Ok(c.clone()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Arc::new(StructArray::try_new(
+            fields,
+            columns,
+            Some(nulls),
+        )?));
+    }
+    Ok(make_array(
+        array.to_data().into_builder().nulls(Some(nulls)).build()?,
+    ))
+}
