@@ -373,13 +373,21 @@ fn unions_and_records_that_may_be_null_land_and_read_back_as_sent() {
         &dir.path().join("stream"),
         &transforms(
             dir.path(),
-            &[(
-                "by_kind",
-                "SELECT dt, count(by.\"Person\") AS people, count(by.\"Bot\") AS bots, \
+            &[
+                (
+                    "by_kind",
+                    "SELECT dt, count(by.\"Person\") AS people, count(by.\"Bot\") AS bots, \
                  count(by.\"Bot\".id) AS bot_ids, sum(ref.long) AS refs, \
                  count(at.x) AS places, avg(at.x) AS x FROM events GROUP BY dt",
-                "partitions",
-            )],
+                    "partitions",
+                ),
+                (
+                    // Each micro-batch's rows in memory, as decoded.
+                    "placed",
+                    "SELECT dt, hr, at.x AS x FROM events WHERE at.x IS NOT NULL",
+                    "rows",
+                ),
+            ],
         ),
     );
     run_json(&job);
@@ -398,6 +406,10 @@ fn unions_and_records_that_may_be_null_land_and_read_back_as_sent() {
              avg(at.x) AS x FROM clickstream"
         ),
         serde_json::json!([{"names": 10_000, "places": 4_000, "x": 10.0}])
+    );
+    assert_eq!(
+        query(dir.path(), "SELECT count(*) AS n, sum(x) AS x FROM placed"),
+        serde_json::json!([{"n": 4_000, "x": 40_000}])
     );
     assert_eq!(
         query(

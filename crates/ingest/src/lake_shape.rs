@@ -11,16 +11,18 @@
 //!   (`u.long`, `r."A".x`).
 //! - A record that may be null (`["null", {"type": "record", ...}]`) with fields that may not:
 //!   where the record is null, arrow-avro fills its fields with zeros and empty strings, and
-//!   Parquet keeps them (a required column inside an optional group). A reader that takes a
-//!   field of a struct without the struct's nulls (DataFusion's `get_field`, before
-//!   apache/datafusion#25120) then reads `pay.amount` as 0 where `pay` is null: wrong counts
-//!   and averages. In the lake every field of a record that may be null may be null too, and
-//!   is, wherever the record is (down to the fields of its fields).
+//!   Parquet keeps them as the record's values there (a required column in an optional
+//!   group, read back as written). A reader that takes a field of a struct without the
+//!   struct's nulls (DataFusion's `get_field`, before apache/datafusion#25120) then reads
+//!   `pay.amount` as 0 where `pay` is null: wrong counts and averages. In the lake every
+//!   field of a record that may be null may be null too (down to the fields of its fields),
+//!   so Parquet stores none there and readers read null. (silt's own reads also take the
+//!   record's nulls into its fields, for files written before: `silt_transform`.)
 
 use std::sync::Arc;
 
 use arrow::array::{
-    make_array, new_null_array, Array, ArrayRef, ListArray, MapArray, StructArray, UInt32Array,
+    new_null_array, Array, ArrayRef, ListArray, MapArray, StructArray, UInt32Array,
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::take;
@@ -92,7 +94,7 @@ fn branch_name(name: &str) -> &str {
 }
 
 /// `array` (of a field that may be null when `nullable`) in the type [`lake_field`] gives:
-/// unions made structs, the nulls of records that may be null in their fields too.
+/// unions made structs, the fields of records that may be null nullable.
 pub fn to_lake(array: &ArrayRef, nullable: bool) -> Result<ArrayRef, ArrowError> {
     let lake = lake_type(array.data_type(), nullable);
     if &lake == array.data_type() {
@@ -155,13 +157,7 @@ fn shape(array: &ArrayRef, lake: &DataType) -> Result<ArrayRef, ArrowError> {
                 .columns()
                 .iter()
                 .zip(fields)
-                .map(|(c, f)| {
-                    let c = shape(c, f.data_type())?;
-                    match s.nulls() {
-                        Some(nulls) if f.is_nullable() => null_where(&c, nulls),
-                        _ => Ok(c),
-                    }
-                })
+                .map(|(c, f)| shape(c, f.data_type()))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Arc::new(StructArray::try_new(
                 fields.clone(),
@@ -201,28 +197,4 @@ fn shape(array: &ArrayRef, lake: &DataType) -> Result<ArrayRef, ArrowError> {
             "{other} as {lake} in the lake"
         ))),
     }
-}
-
-/// `array` (already in the lake's type) null also where `nulls` is; a struct's fields too.
-fn null_where(array: &ArrayRef, nulls: &NullBuffer) -> Result<ArrayRef, ArrowError> {
-    let nulls = NullBuffer::union(array.nulls(), Some(nulls)).expect("some nulls");
-    if let Some(s) = array.as_any().downcast_ref::<StructArray>() {
-        let (fields, columns, _) = s.clone().into_parts();
-        let columns = columns
-            .iter()
-            .zip(fields.iter())
-            .map(|(c, f)| match f.is_nullable() {
-                true => null_where(c, &nulls),
-                false => Ok(c.clone()),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Arc::new(StructArray::try_new(
-            fields,
-            columns,
-            Some(nulls),
-        )?));
-    }
-    Ok(make_array(
-        array.to_data().into_builder().nulls(Some(nulls)).build()?,
-    ))
 }

@@ -9,7 +9,7 @@
 //! fields made nullable for the read, never an error. [`evolved_schema`] is the other half:
 //! the one schema of files written with several versions of their columns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -21,6 +21,8 @@ use datafusion::physical_expr_adapter::{
     PhysicalExprAdapterFactory,
 };
 use serde_json::Value;
+
+use crate::nulls::NullsDown;
 
 /// Column name to the Avro default of its field (JSON, as the schema writes it).
 pub type ColumnDefaults = BTreeMap<String, Value>;
@@ -82,11 +84,13 @@ pub fn default_scalar(default: &Value, ty: &DataType) -> Option<ScalarValue> {
 }
 
 /// How a table is read: its schema, with the columns that can be missing from a file and have
-/// no usable default made nullable, and the defaults of the others.
+/// no usable default made nullable, and the defaults of the others; the adapter of its files'
+/// reads, which fills those defaults and takes the nulls of records into their fields
+/// ([`crate::nulls`]), when it has either. The flag: whether defaults are filled.
 pub(crate) fn reading(
     schema: SchemaRef,
     defaults: &ColumnDefaults,
-) -> (SchemaRef, Option<Arc<dyn PhysicalExprAdapterFactory>>) {
+) -> (SchemaRef, Option<Arc<dyn PhysicalExprAdapterFactory>>, bool) {
     let mut fill = HashMap::new();
     let fields: Vec<Field> = schema
         .fields()
@@ -105,15 +109,40 @@ pub(crate) fn reading(
             }
         })
         .collect();
+    // A column that may hold a null record is read with every field within it nullable:
+    // files whose fields of such records may not be null (before silt's lake made them
+    // nullable) then differ from the table, and the scan of each asks the adapter, which
+    // takes the records' nulls into their fields ([`crate::nulls`]).
+    let mut records = HashSet::new();
+    let fields: Vec<Field> = fields
+        .into_iter()
+        .map(|f| match crate::nulls::needs(&f) {
+            true => {
+                records.insert(f.name().clone());
+                let ty = relaxed(f.data_type());
+                f.with_data_type(ty)
+            }
+            false => f,
+        })
+        .collect();
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let factory = (!fill.is_empty())
-        .then(|| Arc::new(FillDefaults(Arc::new(fill))) as Arc<dyn PhysicalExprAdapterFactory>);
-    (schema, factory)
+    let filled = !fill.is_empty();
+    let factory = (filled || !records.is_empty()).then(|| {
+        Arc::new(FillDefaults {
+            fill: Arc::new(fill),
+            records: Arc::new(records),
+        }) as Arc<dyn PhysicalExprAdapterFactory>
+    });
+    (schema, factory, filled)
 }
 
-/// Rewrites a file's reads of the columns it lacks to their defaults, then as DataFusion does.
+/// Rewrites a file's reads of the columns it lacks to their defaults, and of the columns that
+/// may hold a null record to [`NullsDown`] over them, then as DataFusion does.
 #[derive(Debug)]
-struct FillDefaults(Arc<HashMap<String, ScalarValue>>);
+struct FillDefaults {
+    fill: Arc<HashMap<String, ScalarValue>>,
+    records: Arc<HashSet<String>>,
+}
 
 impl PhysicalExprAdapterFactory for FillDefaults {
     fn create(
@@ -122,28 +151,49 @@ impl PhysicalExprAdapterFactory for FillDefaults {
         physical_file_schema: SchemaRef,
     ) -> Result<Arc<dyn PhysicalExprAdapter>> {
         let missing: HashMap<String, ScalarValue> = self
-            .0
+            .fill
             .iter()
             .filter(|(name, _)| physical_file_schema.index_of(name).is_err())
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         let inner =
             DefaultPhysicalExprAdapterFactory.create(logical_file_schema, physical_file_schema)?;
-        Ok(Arc::new(Filled { missing, inner }))
+        Ok(Arc::new(Filled {
+            missing,
+            records: self.records.clone(),
+            inner,
+        }))
     }
 }
 
 #[derive(Debug)]
 struct Filled {
     missing: HashMap<String, ScalarValue>,
+    records: Arc<HashSet<String>>,
     inner: Arc<dyn PhysicalExprAdapter>,
 }
 
 impl PhysicalExprAdapter for Filled {
     fn rewrite(&self, expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+        use datafusion::physical_expr::expressions::Column;
         let expr = match self.missing.is_empty() {
             true => expr,
             false => replace_columns_with_literals(expr, &self.missing)?,
+        };
+        let expr = match self.records.is_empty() {
+            true => expr,
+            false => {
+                expr.transform_down(|e| match e.downcast_ref::<Column>() {
+                    Some(c) if self.records.contains(c.name()) => Ok(Transformed::new(
+                        Arc::new(NullsDown(e)) as Arc<dyn PhysicalExpr>,
+                        true,
+                        TreeNodeRecursion::Jump,
+                    )),
+                    _ => Ok(Transformed::no(e)),
+                })?
+                .data
+            }
         };
         self.inner.rewrite(expr)
     }
@@ -204,52 +254,54 @@ pub fn evolved_schema(versions: &[SchemaRef]) -> Result<SchemaRef> {
 /// with its newest, whose nested fields those files may lack ([`evolved_schema`] does it
 /// field by field, from the files' own schemas).
 pub fn nested_nullable(schema: &Schema) -> SchemaRef {
-    fn relax(ty: &DataType) -> DataType {
-        let field = |f: &Field| {
-            f.clone()
-                .with_data_type(relax(f.data_type()))
-                .with_nullable(true)
-        };
-        match ty {
-            DataType::Struct(fields) => {
-                DataType::Struct(fields.iter().map(|f| field(f)).collect::<Vec<_>>().into())
-            }
-            DataType::List(f) => DataType::List(Arc::new(field(f))),
-            DataType::LargeList(f) => DataType::LargeList(Arc::new(field(f))),
-            // A map's entries and keys are never null; its values may be records.
-            DataType::Map(entries, sorted) => {
-                let DataType::Struct(kv) = entries.data_type() else {
-                    return ty.clone();
-                };
-                let kv: Vec<Field> = kv
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| match i {
-                        0 => f.as_ref().clone(),
-                        _ => field(f),
-                    })
-                    .collect();
-                DataType::Map(
-                    Arc::new(
-                        entries
-                            .as_ref()
-                            .clone()
-                            .with_data_type(DataType::Struct(kv.into())),
-                    ),
-                    *sorted,
-                )
-            }
-            other => other.clone(),
-        }
-    }
     Arc::new(Schema::new_with_metadata(
         schema
             .fields()
             .iter()
-            .map(|f| f.as_ref().clone().with_data_type(relax(f.data_type())))
+            .map(|f| f.as_ref().clone().with_data_type(relaxed(f.data_type())))
             .collect::<Vec<_>>(),
         schema.metadata().clone(),
     ))
+}
+
+/// `ty` with every field within it nullable (a map's keys excepted).
+fn relaxed(ty: &DataType) -> DataType {
+    let field = |f: &Field| {
+        f.clone()
+            .with_data_type(relaxed(f.data_type()))
+            .with_nullable(true)
+    };
+    match ty {
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| field(f)).collect::<Vec<_>>().into())
+        }
+        DataType::List(f) => DataType::List(Arc::new(field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(field(f))),
+        // A map's entries and keys are never null; its values may be records.
+        DataType::Map(entries, sorted) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return ty.clone();
+            };
+            let kv: Vec<Field> = kv
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match i {
+                    0 => f.as_ref().clone(),
+                    _ => field(f),
+                })
+                .collect();
+            DataType::Map(
+                Arc::new(
+                    entries
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Struct(kv.into())),
+                ),
+                *sorted,
+            )
+        }
+        other => other.clone(),
+    }
 }
 
 /// A column's type across an older and a newer version: the newer's, where the fields of a
@@ -507,6 +559,95 @@ mod reading_tests {
             assert!(text.contains("| 1 | web     |    |"), "{schema:?}\n{text}");
             assert!(text.contains("| 2 | app     | 9  |"), "{schema:?}\n{text}");
         }
+    }
+
+    /// A file of a record that may be null whose fields may not (as silt wrote them before,
+    /// and as arrow-avro decodes them: zeros where the record is null), read by SQL, and the
+    /// same rows given to a `rows` transform: the fields are null where the record is.
+    #[tokio::test]
+    async fn fields_of_a_null_record_read_as_null_from_files_and_from_memory() {
+        use arrow::array::{Array, Int32Array, StructArray};
+        use arrow::buffer::NullBuffer;
+        let card = StructArray::new(
+            vec![Field::new("last4", DataType::Int32, false)].into(),
+            vec![Arc::new(Int32Array::from(vec![1, 0, 3, 0]))],
+            None,
+        );
+        let pay = StructArray::new(
+            vec![
+                Field::new("amount", DataType::Int64, false),
+                Field::new("card", card.data_type().clone(), false),
+            ]
+            .into(),
+            vec![
+                Arc::new(Int64Array::from(vec![10, 0, 30, 0])),
+                Arc::new(card),
+            ],
+            Some(NullBuffer::from(vec![true, false, true, false])),
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("pay", pay.data_type().clone(), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3, 4])), Arc::new(pay)],
+        )
+        .unwrap();
+        let dir = tempfile_dir();
+        write(&dir, "a.parquet", &batch);
+        let ctx = crate::session();
+        crate::register_parquet_table(
+            &ctx,
+            "events",
+            &url::Url::parse("file:///").unwrap(),
+            Arc::new(object_store::local::LocalFileSystem::new()),
+            dir.join("t").to_str().unwrap(),
+            &["dt".to_string()],
+            schema.clone(),
+            &ColumnDefaults::new(),
+        )
+        .await
+        .unwrap();
+        let sql = "SELECT count(pay.amount) AS n, avg(pay.amount) AS a, \
+            count(pay.card.last4) AS c, count(*) FILTER (WHERE pay.amount = 0) AS zero \
+            FROM events";
+        let expected = [
+            "+---+------+---+------+",
+            "| n | a    | c | zero |",
+            "+---+------+---+------+",
+            "| 2 | 20.0 | 2 | 0    |",
+            "+---+------+---+------+",
+        ];
+        let text = |out: &[RecordBatch]| {
+            arrow::util::pretty::pretty_format_batches(out)
+                .unwrap()
+                .to_string()
+        };
+        let files = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        assert_eq!(text(&files), expected.join("\n"), "from the file");
+        // In memory: `rows` transforms take no aggregate, so count what a filter keeps.
+        let t = crate::Transform::new(
+            "t",
+            "SELECT n, pay.amount AS amount FROM events WHERE pay.card.last4 IS NOT NULL",
+            crate::Mode::Rows,
+        );
+        let rows = crate::run_on_batches(&t, &[], schema, vec![batch])
+            .await
+            .unwrap();
+        assert_eq!(
+            text(&rows),
+            [
+                "+---+--------+",
+                "| n | amount |",
+                "+---+--------+",
+                "| 1 | 10     |",
+                "| 3 | 30     |",
+                "+---+--------+",
+            ]
+            .join("\n"),
+            "from memory"
+        );
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

@@ -33,6 +33,7 @@
 
 pub mod defaults;
 pub mod incremental;
+mod nulls;
 pub mod udf;
 
 pub use defaults::{evolved_schema, nested_nullable, ColumnDefaults};
@@ -696,6 +697,12 @@ pub struct PreparedRows {
 impl PreparedRows {
     /// Runs the transform over `batches` (of the schema it was prepared with) as `events`.
     pub async fn run(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        // A field of a null record reads as null ([`nulls`]).
+        let batches = batches
+            .into_iter()
+            .map(nulls::batch)
+            .collect::<datafusion::error::Result<Vec<_>>>()
+            .map_err(|source| Error::sql(&self.name, source))?;
         *self.input.batches.lock().expect("not poisoned") = batches;
         let out = match reset_plan_states(self.plan.clone()) {
             Ok(plan) => datafusion::physical_plan::collect(plan, self.task.clone()).await,
@@ -808,10 +815,12 @@ pub async fn register_parquet_table(
                 .collect(),
         );
     let config = ListingTableConfig::new(url).with_listing_options(options);
-    let (schema, fill) = defaults::reading(schema, defaults);
+    let (schema, adapter, filled) = defaults::reading(schema, defaults);
     let mut config = config.with_schema(schema);
-    if let Some(fill) = fill {
-        config = config.with_expr_adapter_factory(fill);
+    if let Some(adapter) = adapter {
+        config = config.with_expr_adapter_factory(adapter);
+    }
+    if filled {
         // A file's statistics give a column it lacks as all null, and the scan would take
         // that constant over the default (DataFusion 55): without statistics it asks the
         // adapter. Session-wide, which costs a lake session only the footer reads at planning.
