@@ -116,7 +116,7 @@ fn main() {
         }
     });
     if let Err(e) = result {
-        let line = silt_transform::sql_error_text(&one_line(&e));
+        let line = silt_transform::sql_error_text(&silt::one_line(&e));
         eprintln!("error: {line}{}", hint(&line));
         std::process::exit(1);
     }
@@ -133,33 +133,9 @@ fn hint(line: &str) -> &'static str {
     }
 }
 
-/// An error and its causes on one line, each cause once: a cause whose text its error
-/// already shows (as DataFusion's and many `thiserror` errors do) is not repeated.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    let mut above = String::new();
-    for cause in e.chain() {
-        // One line: DataFusion's hints come on lines of their own.
-        let text = cause
-            .to_string()
-            .lines()
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !above.contains(&text) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&text);
-        }
-        above = text;
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use silt::one_line;
 
     #[derive(Debug, thiserror::Error)]
     #[error("transform `t`: {0}")]

@@ -34,41 +34,54 @@ pub struct QueryArgs {
     pub format: Format,
 }
 
+/// Tables of the lake that a session could not register, with why (a file gone, a schema
+/// no reader merges): the other tables are still queried.
+pub type Unreadable = std::collections::BTreeMap<String, String>;
+
 /// A session with every committed table of the lake registered with its Hive partitions,
-/// reading only committed files (a WHERE on partition columns prunes files).
-pub async fn lake_session(lake: &Location) -> anyhow::Result<(SessionContext, LakeSnapshot)> {
+/// reading only committed files (a WHERE on partition columns prunes files); a table that
+/// cannot be registered is left out, with its reason, so the others can still be read.
+pub async fn lake_session(
+    lake: &Location,
+) -> anyhow::Result<(SessionContext, LakeSnapshot, Unreadable)> {
     let snapshot = LakeSnapshot::load(lake)
         .await
         .context("reading the lake's commits")?;
     let ctx = silt_transform::session();
     let store = snapshot.store();
     let url = url::Url::parse(LAKE_URL).expect("valid");
+    let mut unreadable = Unreadable::new();
     for (table, (state, _)) in &snapshot.tables {
         if state.files.is_empty() {
             continue;
         }
         let path = lake.child(table);
-        let schema = silt_transform::table_schema(
-            &ctx,
-            store.clone(),
-            &one_file_per_schema(lake, table, &state.files),
-        )
-        .await
-        .with_context(|| format!("reading the schema of table {table}"))?;
-        silt_transform::register_parquet_table(
-            &ctx,
-            table,
-            &url,
-            store.clone(),
-            path.as_ref(),
-            &state.partition_by,
-            schema,
-            snapshot.defaults.get(table).unwrap_or(&Default::default()),
-        )
-        .await
-        .with_context(|| format!("registering table {table}"))?;
+        let registered = async {
+            let schema = silt_transform::table_schema(
+                &ctx,
+                store.clone(),
+                &one_file_per_schema(lake, table, &state.files),
+            )
+            .await
+            .context("reading its schema")?;
+            silt_transform::register_parquet_table(
+                &ctx,
+                table,
+                &url,
+                store.clone(),
+                path.as_ref(),
+                &state.partition_by,
+                schema,
+                snapshot.defaults.get(table).unwrap_or(&Default::default()),
+            )
+            .await
+            .context("registering it")
+        };
+        if let Err(e) = registered.await {
+            unreadable.insert(table.clone(), crate::one_line(&e));
+        }
     }
-    Ok((ctx, snapshot))
+    Ok((ctx, snapshot, unreadable))
 }
 
 /// One file of each schema a table's files have (as the commit records them; each file
@@ -109,21 +122,28 @@ fn one_file_per_schema(
 
 /// Runs one statement and returns its batches.
 pub async fn query(lake: &Location, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
-    let (ctx, _) = lake_session(lake).await?;
-    Ok(plan(&ctx, lake, sql).await?.collect().await?)
+    let (ctx, _, unreadable) = lake_session(lake).await?;
+    Ok(plan(&ctx, lake, &unreadable, sql).await?.collect().await?)
 }
 
 /// Plans one statement over a [`lake_session`]; a table the lake lacks is named with the
-/// tables it has.
+/// tables it has, one it could not read with why.
 pub async fn plan(
     ctx: &SessionContext,
     lake: &Location,
+    unreadable: &Unreadable,
     sql: &str,
 ) -> anyhow::Result<datafusion::dataframe::DataFrame> {
     ctx.sql(sql).await.map_err(|e| {
         let Some(table) = silt_transform::unknown_table(&e) else {
             return anyhow::Error::new(e);
         };
+        if let Some(why) = unreadable.get(&table) {
+            return anyhow::anyhow!(
+                "table `{table}` of the lake at {} cannot be read: {why}",
+                lake.url
+            );
+        }
         let tables = silt_transform::table_names(ctx);
         if tables.is_empty() {
             anyhow::anyhow!(

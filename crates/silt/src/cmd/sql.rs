@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use rustyline::error::ReadlineError;
 
-use crate::cmd::query::{lake_session, plan, print, Format, DEFAULT_LAKE};
+use crate::cmd::query::{lake_session, plan, print, Format, Unreadable, DEFAULT_LAKE};
 
 #[derive(Debug, clap::Args)]
 pub struct SqlArgs {
@@ -22,7 +22,8 @@ pub struct SqlArgs {
 pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let lake = silt_storage::open(&args.lake, Path::new("."))
         .with_context(|| format!("lake {}", args.lake))?;
-    let (mut ctx, mut snapshot) = lake_session(&lake).await?;
+    let (mut ctx, mut snapshot, mut unreadable) = lake_session(&lake).await?;
+    warn(&unreadable);
     let mut editor = rustyline::DefaultEditor::new()?;
     let history = std::env::var_os("HOME").map(|h| Path::new(&h).join(".silt_history"));
     if let Some(h) = &history {
@@ -90,6 +91,9 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                                 )?;
                             }
                         }
+                        (Some(_), Err(_)) if unreadable.contains_key(name) => {
+                            writeln!(out, "{name}: cannot be read: {}", unreadable[name])?
+                        }
                         _ => writeln!(
                             out,
                             "no table `{name}`; the lake's tables: {}",
@@ -104,8 +108,9 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     continue;
                 }
                 "\\r" => {
-                    (ctx, snapshot) = lake_session(&lake).await?;
+                    (ctx, snapshot, unreadable) = lake_session(&lake).await?;
                     writeln!(out, "reloaded: {} tables", snapshot.tables.len())?;
+                    warn(&unreadable);
                     continue;
                 }
                 _ => {}
@@ -120,7 +125,7 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let _ = editor.add_history_entry(statement.trim());
         let started = std::time::Instant::now();
         statements += 1;
-        let result = match plan(&ctx, &lake, &statement).await {
+        let result = match plan(&ctx, &lake, &unreadable, &statement).await {
             Ok(df) => df.collect().await.map_err(anyhow::Error::new),
             Err(e) => Err(e),
         };
@@ -149,4 +154,11 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         anyhow::bail!("{failed} of {statements} statement(s) failed");
     }
     Ok(())
+}
+
+/// Says on stderr which tables the session left out, and why.
+fn warn(unreadable: &Unreadable) {
+    for (table, why) in unreadable {
+        eprintln!("warning: table `{table}` cannot be read and is left out: {why}");
+    }
 }
