@@ -55,19 +55,26 @@ pub fn lake_field(f: &Field) -> Field {
 /// The lake's type for `dt`, a value that may be null when `nullable`.
 fn lake_type(dt: &DataType, nullable: bool) -> DataType {
     match dt {
-        DataType::Union(fields, _) => DataType::Struct(
-            fields
+        DataType::Union(fields, _) => {
+            let names: Vec<&str> = fields
                 .iter()
                 .filter(|(_, f)| f.data_type() != &DataType::Null)
-                .map(|(_, f)| {
-                    Arc::new(Field::new(
-                        branch_name(f.name()),
-                        lake_type(f.data_type(), true),
-                        true,
-                    ))
-                })
-                .collect(),
-        ),
+                .map(|(_, f)| f.name().as_str())
+                .collect();
+            DataType::Struct(
+                fields
+                    .iter()
+                    .filter(|(_, f)| f.data_type() != &DataType::Null)
+                    .map(|(_, f)| {
+                        Arc::new(Field::new(
+                            branch_name(f.name(), &names),
+                            lake_type(f.data_type(), true),
+                            true,
+                        ))
+                    })
+                    .collect(),
+            )
+        }
         DataType::Struct(fields) => DataType::Struct(
             fields
                 .iter()
@@ -88,9 +95,54 @@ fn lake_type(dt: &DataType, nullable: bool) -> DataType {
     }
 }
 
-/// A branch's field name: the branch type's name without its namespace.
-fn branch_name(name: &str) -> &str {
-    name.rsplit('.').next().unwrap_or(name)
+/// A branch's field name: the branch type's name without its namespace, unless another
+/// branch of the union (`names`) has that short name too (`a.Item`, `b.Item`: Avro lets named
+/// types of two namespaces share a union); then its full name, so that no two fields of the
+/// struct have one name.
+fn branch_name<'a>(name: &'a str, names: &[&str]) -> &'a str {
+    fn short(n: &str) -> &str {
+        n.rsplit('.').next().unwrap_or(n)
+    }
+    match names.iter().filter(|n| short(n) == short(name)).count() {
+        1 => short(name),
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::UnionFields;
+
+    fn union(names: &[&str]) -> DataType {
+        let fields: Vec<Field> = std::iter::once(Field::new("null", DataType::Null, true))
+            .chain(names.iter().map(|n| Field::new(*n, DataType::Int32, false)))
+            .collect();
+        DataType::Union(
+            UnionFields::try_new(0..fields.len() as i8, fields).unwrap(),
+            arrow::datatypes::UnionMode::Dense,
+        )
+    }
+
+    fn names(dt: &DataType) -> Vec<String> {
+        let DataType::Struct(fields) = dt else {
+            panic!("{dt}")
+        };
+        fields.iter().map(|f| f.name().clone()).collect()
+    }
+
+    #[test]
+    fn branches_are_named_short_unless_two_share_a_short_name() {
+        let field = |names| lake_field(&Field::new("u", union(names), true));
+        assert_eq!(
+            names(field(&["int", "a.Item"]).data_type()),
+            ["int", "Item"]
+        );
+        assert_eq!(
+            names(field(&["a.Item", "b.Item", "c.Other"]).data_type()),
+            ["a.Item", "b.Item", "Other"]
+        );
+    }
 }
 
 /// `array` (of a field that may be null when `nullable`) in the type [`lake_field`] gives:

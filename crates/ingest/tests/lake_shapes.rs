@@ -183,6 +183,50 @@ fn check_rows(b: &arrow::array::RecordBatch, first: usize) {
     }
 }
 
+const TWO_ITEMS: &str = r#"{"type":"record","name":"Two","namespace":"two.v1","fields":[
+  {"name":"uuid","type":"gfc.avro.UUID"},
+  {"name":"it","type":["null",
+      {"type":"record","name":"Item","namespace":"a","fields":[{"name":"x","type":"int"}]},
+      {"type":"record","name":"Item","namespace":"b","fields":[{"name":"y","type":"string"}]}]}]}"#;
+
+/// A union of two records of one short name (`a.Item`, `b.Item`, valid Avro): each event was
+/// refused (its schema "could not be read" by itself, `b.Item` resolved as `a.Item`), and the
+/// struct would have had two fields named `Item`. Each branch reads as its own, named in full.
+#[tokio::test]
+async fn a_union_of_two_records_of_one_short_name_keeps_them_apart() {
+    let registry = StoreRegistry::in_memory();
+    registry.register("two.v1.Two", TWO_ITEMS).await.unwrap();
+    let schema = Arc::new(Schema::parse(TWO_ITEMS).unwrap());
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut d = EventDecoder::new(registry, schema.clone(), Framing::Envelope, "two").unwrap();
+    let ids = timeuuid::TimeUuidGenerator::new([7; 6], 1);
+    let chunks = [chunk(
+        &schema,
+        (0..3).map(|i| {
+            let mut b = ids.next().to_vec();
+            encode::long(i, &mut b);
+            match i {
+                1 => encode::long(7, &mut b),
+                2 => encode::bytes(b"s", &mut b),
+                _ => {}
+            }
+            b
+        }),
+    )];
+    let (mut good, mut bad) = (vec![], vec![]);
+    d.check(&chunks, &["s"], &mut good, &mut bad).await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let b = d.decode(&chunks, &["s"], &good).unwrap().unwrap();
+    let it = b.column_by_name("it").unwrap().as_struct();
+    assert_eq!(it.column_names(), ["a.Item", "b.Item"]);
+    let (a, bb) = (it.column(0).as_struct(), it.column(1).as_struct());
+    assert!(it.is_null(0));
+    assert_eq!(a.column(0).as_primitive::<Int32Type>().value(1), 7);
+    assert!(a.is_valid(1) && bb.is_null(1));
+    assert_eq!(bb.column(0).as_string::<i32>().value(2), "s");
+    assert!(a.is_null(2) && bb.is_valid(2));
+}
+
 /// Whether every field of the struct `dt`, and of the structs among them, may be null.
 fn nested_all_nullable(dt: &DataType) -> bool {
     let DataType::Struct(fields) = dt else {

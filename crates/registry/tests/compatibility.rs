@@ -85,6 +85,12 @@ fn cases() -> Vec<Case> {
         case("plain to union", Backward, &[r#"{"name":"x","type":"int"}"#], r#"{"name":"x","type":["null","int"],"default":null}"#, &[]),
         case("union to plain", Backward, &[r#"{"name":"x","type":["null","int"]}"#], r#"{"name":"x","type":"int"}"#,
             &[("/fields/x/type", "the writer may write `null` (a branch of its union [null, int]), which the reader's `int` cannot read")]),
+        // Records of one short name in two namespaces: each writer branch reads as its own
+        // (it was read as the first one, and `b.Item` lacked `a.Item`'s field).
+        case("union of two records of one short name, a field added to the second", Backward,
+            &[r#"{"name":"x","type":["null",{"type":"record","name":"Item","namespace":"a","fields":[{"name":"p","type":"int"}]},{"type":"record","name":"Item","namespace":"b","fields":[{"name":"q","type":"string"}]}]}"#],
+            r#"{"name":"x","type":["null",{"type":"record","name":"Item","namespace":"a","fields":[{"name":"p","type":"int"}]},{"type":"record","name":"Item","namespace":"b","fields":[{"name":"q","type":"string"},{"name":"r","type":"int","default":0}]}]}"#,
+            &[]),
         case("union branch promoted", Backward, &[r#"{"name":"x","type":["null","int"]}"#], r#"{"name":"x","type":["null","long"]}"#, &[]),
         case("plain into union without it", Backward, &[r#"{"name":"x","type":"string"}"#], r#"{"name":"x","type":["null","int"]}"#,
             &[("/fields/x/type", "the reader's union [null, int] has no branch for the writer's `string`")]),

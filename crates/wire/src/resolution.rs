@@ -121,9 +121,17 @@ impl Checker<'_> {
         }
     }
 
+    /// Whether a reader type is the writer's own: as [`Self::matches`], of the very primitive
+    /// or, for a named type, of the same full name (a union may hold `a.Item` and `b.Item`,
+    /// which match each other by name; each writer branch goes to its own, as Java's Avro
+    /// picks branches).
     fn exact(&self, r: &Type, w: &Type) -> bool {
         match (r, w) {
             (Type::Primitive(rp, _), Type::Primitive(wp, _)) => rp == wp,
+            (Type::Named(ri), Type::Named(wi)) => {
+                self.matches(r, w)
+                    && self.reader.named_type(*ri).name == self.writer.named_type(*wi).name
+            }
             _ => self.matches(r, w),
         }
     }
