@@ -109,42 +109,6 @@ fn branch_name<'a>(name: &'a str, names: &[&str]) -> &'a str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::datatypes::UnionFields;
-
-    fn union(names: &[&str]) -> DataType {
-        let fields: Vec<Field> = std::iter::once(Field::new("null", DataType::Null, true))
-            .chain(names.iter().map(|n| Field::new(*n, DataType::Int32, false)))
-            .collect();
-        DataType::Union(
-            UnionFields::try_new(0..fields.len() as i8, fields).unwrap(),
-            arrow::datatypes::UnionMode::Dense,
-        )
-    }
-
-    fn names(dt: &DataType) -> Vec<String> {
-        let DataType::Struct(fields) = dt else {
-            panic!("{dt}")
-        };
-        fields.iter().map(|f| f.name().clone()).collect()
-    }
-
-    #[test]
-    fn branches_are_named_short_unless_two_share_a_short_name() {
-        let field = |names| lake_field(&Field::new("u", union(names), true));
-        assert_eq!(
-            names(field(&["int", "a.Item"]).data_type()),
-            ["int", "Item"]
-        );
-        assert_eq!(
-            names(field(&["a.Item", "b.Item", "c.Other"]).data_type()),
-            ["a.Item", "b.Item", "Other"]
-        );
-    }
-}
-
 /// `array` (of a field that may be null when `nullable`) in the type [`lake_field`] gives:
 /// unions made structs, the fields of records that may be null nullable.
 pub fn to_lake(array: &ArrayRef, nullable: bool) -> Result<ArrayRef, ArrowError> {
@@ -248,5 +212,41 @@ fn shape(array: &ArrayRef, lake: &DataType) -> Result<ArrayRef, ArrowError> {
         (other, lake) => Err(ArrowError::NotYetImplemented(format!(
             "{other} as {lake} in the lake"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::UnionFields;
+
+    fn union(names: &[&str]) -> DataType {
+        let fields: Vec<Field> = std::iter::once(Field::new("null", DataType::Null, true))
+            .chain(names.iter().map(|n| Field::new(*n, DataType::Int32, false)))
+            .collect();
+        DataType::Union(
+            UnionFields::try_new(0..fields.len() as i8, fields).unwrap(),
+            arrow::datatypes::UnionMode::Dense,
+        )
+    }
+
+    fn names(dt: &DataType) -> Vec<String> {
+        let DataType::Struct(fields) = dt else {
+            panic!("{dt}")
+        };
+        fields.iter().map(|f| f.name().clone()).collect()
+    }
+
+    #[test]
+    fn branches_are_named_short_unless_two_share_a_short_name() {
+        let field = |names| lake_field(&Field::new("u", union(names), true));
+        assert_eq!(
+            names(field(&["int", "a.Item"]).data_type()),
+            ["int", "Item"]
+        );
+        assert_eq!(
+            names(field(&["a.Item", "b.Item", "c.Other"]).data_type()),
+            ["a.Item", "b.Item", "Other"]
+        );
     }
 }
