@@ -417,6 +417,26 @@ async fn every_kind_of_bad_event_is_refused_and_nothing_of_its_request_is_put() 
         .unwrap()
         .starts_with("malformed JSON"));
 
+    // A key given twice in one object (here within a nested value too): which value the
+    // producer meant is not guessed (serde_json's Value took the last, silently).
+    for twice in [
+        format!(
+            "[{},{{\"uuid\": \"{}\", \"uuid\": \"{}\"}}]",
+            good(),
+            new_uuid(),
+            new_uuid()
+        ),
+        format!("[{{\"a\": {{\"b\": 1, \"b\": 2}}}}]"),
+    ] {
+        let (got, body) = post(&server, twice.clone()).await;
+        assert_eq!(got, 400, "{twice}: {body}");
+        let reason = body["errors"][0]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("malformed JSON: the key `") && reason.contains("` is given twice"),
+            "{body}"
+        );
+    }
+
     // PUT whose body's uuid is not the path's guid.
     let e = good();
     let r = reqwest::Client::new()
