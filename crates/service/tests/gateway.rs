@@ -426,7 +426,7 @@ async fn every_kind_of_bad_event_is_refused_and_nothing_of_its_request_is_put() 
             new_uuid(),
             new_uuid()
         ),
-        format!("[{{\"a\": {{\"b\": 1, \"b\": 2}}}}]"),
+        "[{\"a\": {\"b\": 1, \"b\": 2}}]".to_string(),
     ] {
         let (got, body) = post(&server, twice.clone()).await;
         assert_eq!(got, 400, "{twice}: {body}");
