@@ -30,9 +30,12 @@ pub fn hive_path(values: &[(String, String)]) -> String {
         .join("/")
 }
 
+/// The folder name of an empty (or null) partition value, as Hive names it.
+pub(crate) const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
 fn escape(v: &str) -> String {
     if v.is_empty() {
-        return "__HIVE_DEFAULT_PARTITION__".into();
+        return DEFAULT_PARTITION.into();
     }
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use silt_storage::Location;
 
 use crate::log::{CommitLog, TableState};
+use crate::partition::{hive_path, DEFAULT_PARTITION};
+use crate::DataFile;
 use crate::{Error, Result};
 
 /// A table's entry in the lake's catalog.
@@ -151,24 +153,23 @@ impl LakeSnapshot {
         })
     }
 
-    /// A read-only store holding exactly the committed files of every table, at the same
-    /// paths as in the lake's store.
+    /// A read-only store holding exactly the committed files of every table, each at its
+    /// [`reader_path`].
     pub fn store(&self) -> Arc<SnapshotStore> {
         let mut files = BTreeMap::new();
         for (table, (state, at)) in &self.tables {
             let modified = Utc.timestamp_millis_opt(*at).single().unwrap_or_default();
             for f in &state.files {
-                let location = self.lake.child(&format!("{table}/{}", f.path));
-                files.insert(
-                    location.clone(),
-                    ObjectMeta {
-                        location,
-                        last_modified: modified,
-                        size: f.bytes,
-                        e_tag: None,
-                        version: None,
-                    },
-                );
+                let location = reader_path(&self.lake, table, f);
+                let stored = self.lake.child(&format!("{table}/{}", f.path));
+                let meta = ObjectMeta {
+                    location: location.clone(),
+                    last_modified: modified,
+                    size: f.bytes,
+                    e_tag: None,
+                    version: None,
+                };
+                files.insert(location, (meta, stored));
             }
         }
         Arc::new(SnapshotStore {
@@ -178,11 +179,31 @@ impl LakeSnapshot {
     }
 }
 
+/// Where a reader of a [`LakeSnapshot`]'s store finds the file `f` of `table`: its path in the
+/// lake's store, but with each partition folder named as a listing reader (DataFusion) decodes
+/// it and as it asks for the partition of a value: `k=v` percent-encoded once, by the object
+/// store's rules. A file's path keeps a value Hive-escaped (`a%2Fb` for `a/b`), which the store
+/// encodes again (`a%252Fb`): read as it is, a partition value with `/`, `%`, `:`... came back
+/// escaped (`a%2Fb`), and a filter on it found no file.
+pub fn reader_path(lake: &Location, table: &str, f: &DataFile) -> Path {
+    let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+    if f.partition.is_empty() || dir != hive_path(&f.partition) {
+        return lake.child(&format!("{table}/{}", f.path));
+    }
+    let mut path = lake.child(table);
+    for (k, v) in &f.partition {
+        let v = if v.is_empty() { DEFAULT_PARTITION } else { v };
+        path = path.join(format!("{k}={v}"));
+    }
+    path.join(name)
+}
+
 /// A read-only view of a store that lists only a fixed set of files.
 #[derive(Debug)]
 pub struct SnapshotStore {
     inner: Arc<dyn ObjectStore>,
-    files: BTreeMap<Path, ObjectMeta>,
+    /// Each file as listed ([`reader_path`]), and where the lake's store holds it.
+    files: BTreeMap<Path, (ObjectMeta, Path)>,
 }
 
 impl fmt::Display for SnapshotStore {
@@ -206,6 +227,7 @@ impl SnapshotStore {
     fn under<'a>(&'a self, prefix: Option<&'a Path>) -> impl Iterator<Item = &'a ObjectMeta> + 'a {
         self.files
             .values()
+            .map(|(m, _)| m)
             .filter(move |m| prefix.is_none_or(|p| m.location.prefix_matches(p)))
     }
 }
@@ -234,13 +256,15 @@ impl ObjectStore for SnapshotStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        if !self.files.contains_key(location) {
+        let Some((_, stored)) = self.files.get(location) else {
             return Err(object_store::Error::NotFound {
                 path: location.to_string(),
                 source: "not a committed file".into(),
             });
-        }
-        self.inner.get_opts(location, options).await
+        };
+        let mut got = self.inner.get_opts(stored, options).await?;
+        got.meta.location = location.clone();
+        Ok(got)
     }
 
     async fn get_ranges(
@@ -248,7 +272,11 @@ impl ObjectStore for SnapshotStore {
         location: &Path,
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
+        let stored = self
+            .files
+            .get(location)
+            .map_or(location, |(_, stored)| stored);
+        self.inner.get_ranges(stored, ranges).await
     }
 
     fn delete_stream(

@@ -111,7 +111,7 @@ fn one_file_per_schema(
     schemas
         .into_iter()
         .map(|(_, f)| object_store::ObjectMeta {
-            location: lake.child(&format!("{table}/{}", f.path)),
+            location: silt_lake_writer::reader_path(lake, table, f),
             last_modified: Default::default(),
             size: f.bytes,
             e_tag: None,
