@@ -1160,13 +1160,36 @@ pub(crate) fn add_time_partitions(
 }
 
 /// The raw table's shape with time partition columns: the `events` table transforms read.
+/// Refused, before a record is read, when a partition column is not among its columns or
+/// holds no plain value (a record, a list, a map: no folder name says one).
 fn events_schema(decoded: &SchemaRef, partition_by: &[String]) -> anyhow::Result<SchemaRef> {
-    Ok(add_time_partitions(
+    let schema = add_time_partitions(
         RecordBatch::new_empty(decoded.clone()),
         partition_by,
         EVENT_TIME,
     )?
-    .schema())
+    .schema();
+    for p in partition_by {
+        let Ok(field) = schema.field_with_name(p) else {
+            bail!(
+                "[lake] partition_by: no column `{p}` (the columns: {})",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        if field.data_type().is_nested() {
+            bail!(
+                "[lake] partition_by: `{p}` is {}, not a plain value: a partition column names \
+                 its rows' folder, so it holds text, a number, a date or a boolean",
+                field.data_type()
+            );
+        }
+    }
+    Ok(schema)
 }
 
 const SNAPSHOT_URL: &str = "silt://lake/";
