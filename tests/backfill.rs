@@ -107,6 +107,32 @@ fn a_range_without_raw_partitions_says_where_they_are_and_commits_nothing() {
     assert_eq!(s["batch"], last + 1, "{s}");
 }
 
+/// A job without transforms has nothing a backfill can rerun: it committed an empty
+/// micro-batch, and said it backfilled. Refused, saying why, and nothing is committed.
+#[test]
+fn a_job_without_transforms_has_nothing_to_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    // The same job file, its transforms taken out.
+    let bare = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
+    run_json(&bare);
+    let commits = || all_files(&dir.path().join("lake/_silt/checkpoints/clicks/commits"));
+    let before = commits();
+    assert!(!before.is_empty());
+    let out = silt()
+        .args(["backfill", "--from", "2025-11-25", "--to", "2025-11-26"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("job `clicks` has no transforms: a backfill reruns a job's transforms"),
+        "{err}"
+    );
+    assert_eq!(commits(), before, "no micro-batch was committed");
+}
+
 #[test]
 fn after_the_sql_changes_a_backfill_rewrites_exactly_the_requested_partitions() {
     let dir = tempfile::tempdir().unwrap();

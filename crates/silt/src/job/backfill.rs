@@ -358,6 +358,13 @@ pub async fn backfill(
     if from_hour > to_hour {
         bail!("--from is after --to");
     }
+    if job.transforms.is_empty() {
+        bail!(
+            "job `{}` has no transforms: a backfill reruns a job's transforms over its raw \
+             table, which holds the stream's rows as they came (nothing to rerun, no commit made)",
+            job.name
+        );
+    }
     let selected;
     let job = if only.is_empty() {
         job
