@@ -215,10 +215,7 @@ fn a_field_added_within_a_record_column_reads_as_null_in_older_rows() {
         .timestamp_millis();
     let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
     let send = |version: &serde_json::Value, items: serde_json::Value| {
-        let path = dir.path().join("schema.avsc");
-        std::fs::write(&path, version.to_string()).unwrap();
-        register(dir.path(), &[&path]);
-        let schema = silt_wire::Schema::parse(&version.to_string()).unwrap();
+        let schema = registered(dir.path(), version);
         let uuid = silt_wire::timeuuid::to_string(&ids.next_at_unix_millis(at));
         append_json(
             &stream,
@@ -317,6 +314,23 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
     );
 }
 
+/// `schema` registered (with the CLI, in `dir`'s registry), parsed.
+fn registered(dir: &std::path::Path, schema: &serde_json::Value) -> silt_wire::Schema {
+    let path = dir.join("schema.avsc");
+    std::fs::write(&path, schema.to_string()).unwrap();
+    register(dir, &[&path]);
+    silt_wire::Schema::parse(&schema.to_string()).unwrap()
+}
+
+/// [`registered`], and a file stream of one shard at `dir/stream` for its events.
+fn registered_with_a_stream(
+    dir: &std::path::Path,
+    schema: &serde_json::Value,
+) -> (silt_wire::Schema, silt_ingest::FileStream) {
+    let stream = silt_ingest::FileStream::create(dir.join("stream"), 1).unwrap();
+    (registered(dir, schema), stream)
+}
+
 /// A schema with unions of several types (`["null","string","long"]`, a choice of records)
 /// once made `silt run` panic in the Parquet writer (which has no union type), and arrow-avro
 /// failed every batch after its first; such a union is now a struct of its branches in the
@@ -336,11 +350,7 @@ fn unions_and_records_that_may_be_null_land_and_read_back_as_sent() {
              "default": null},
             {"name": "at", "type": ["null", {"type": "record", "name": "Place", "fields": [
                 {"name": "x", "type": "long"}]}], "default": null}]});
-    let path = dir.path().join("schema.avsc");
-    std::fs::write(&path, schema.to_string()).unwrap();
-    register(dir.path(), &[&path]);
-    let schema = silt_wire::Schema::parse(&schema.to_string()).unwrap();
-    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
     let at = chrono::DateTime::parse_from_rfc3339("2025-11-26T03:00:00Z")
         .unwrap()
         .timestamp_millis();
@@ -436,11 +446,7 @@ fn text_partition_values_read_back_as_sent() {
             {"name": "uuid", "type": "gfc.avro.UUID"},
             {"name": "channel", "type": "string"},
             {"name": "n", "type": "int"}]});
-    let path = dir.path().join("schema.avsc");
-    std::fs::write(&path, schema.to_string()).unwrap();
-    register(dir.path(), &[&path]);
-    let schema = silt_wire::Schema::parse(&schema.to_string()).unwrap();
-    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
     let at = chrono::Utc::now().timestamp_millis();
     let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
     let values = [
@@ -493,11 +499,7 @@ fn a_partition_column_that_is_missing_or_not_a_plain_value_is_refused_before_rea
             {"name": "pay", "type": ["null", {"type": "record", "name": "Pay", "fields": [
                 {"name": "amount", "type": "long"}]}], "default": null},
             {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []}]});
-    let path = dir.path().join("schema.avsc");
-    std::fs::write(&path, schema.to_string()).unwrap();
-    register(dir.path(), &[&path]);
-    let schema = silt_wire::Schema::parse(&schema.to_string()).unwrap();
-    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
     let at = chrono::Utc::now().timestamp_millis();
     let uuid = silt_wire::timeuuid::to_string(
         &silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at),

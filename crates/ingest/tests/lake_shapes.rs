@@ -93,6 +93,32 @@ fn chunk(schema: &Schema, bodies: impl Iterator<Item = Vec<u8>>) -> Chunk {
     }
 }
 
+/// A job's decoder of `subject`, whose one version is `schema` (and that schema).
+async fn decoder(subject: &str, schema: &str) -> (EventDecoder, Arc<Schema>) {
+    let registry = StoreRegistry::in_memory();
+    registry.register(subject, schema).await.unwrap();
+    let schema = Arc::new(Schema::parse(schema).unwrap());
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let d = EventDecoder::new(registry, schema.clone(), Framing::Envelope, "s").unwrap();
+    (d, schema)
+}
+
+/// Decodes events of these bodies, each of which must pass the check, into one batch of the
+/// decoder's schema.
+async fn decode_all(
+    d: &mut EventDecoder,
+    schema: &Schema,
+    bodies: impl Iterator<Item = Vec<u8>>,
+) -> arrow::array::RecordBatch {
+    let chunks = [chunk(schema, bodies)];
+    let (mut good, mut bad) = (vec![], vec![]);
+    d.check(&chunks, &["s"], &mut good, &mut bad).await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let b = d.decode(&chunks, &["s"], &good).unwrap().unwrap();
+    assert_eq!(b.schema(), d.schema(), "batches have the decoder's schema");
+    b
+}
+
 /// The events of the test, by number: every branch of each union, over and over.
 fn event(i: usize) -> Event {
     const EVENTS: [fn() -> Event; 5] = [
@@ -109,24 +135,13 @@ fn event(i: usize) -> Event {
 /// union decoder once failed every batch after its first (apache/arrow-rs#10876).
 #[tokio::test]
 async fn unions_of_several_types_decode_to_structs_of_their_branches() {
-    let registry = StoreRegistry::in_memory();
-    registry.register("mix.v1.Mixed", SCHEMA).await.unwrap();
-    let schema = Arc::new(Schema::parse(SCHEMA).unwrap());
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut d = EventDecoder::new(registry, schema.clone(), Framing::Envelope, "mixed").unwrap();
+    let (mut d, schema) = decoder("mix.v1.Mixed", SCHEMA).await;
     let ids = timeuuid::TimeUuidGenerator::new([7; 6], 1);
     let mut first = 0;
     for rows in [10_000, 7] {
-        let chunks = [chunk(
-            &schema,
-            (first..first + rows).map(|i| body(&ids.next(), &event(i))),
-        )];
-        let (mut good, mut bad) = (vec![], vec![]);
-        d.check(&chunks, &["s"], &mut good, &mut bad).await.unwrap();
-        assert!(bad.is_empty(), "{bad:?}");
-        let b = d.decode(&chunks, &["s"], &good).unwrap().unwrap();
+        let bodies = (first..first + rows).map(|i| body(&ids.next(), &event(i)));
+        let b = decode_all(&mut d, &schema, bodies).await;
         assert_eq!(b.num_rows(), rows);
-        assert_eq!(b.schema(), d.schema(), "batches have the decoder's schema");
         check_rows(&b, first);
         first += rows;
     }
@@ -194,29 +209,19 @@ const TWO_ITEMS: &str = r#"{"type":"record","name":"Two","namespace":"two.v1","f
 /// struct would have had two fields named `Item`. Each branch reads as its own, named in full.
 #[tokio::test]
 async fn a_union_of_two_records_of_one_short_name_keeps_them_apart() {
-    let registry = StoreRegistry::in_memory();
-    registry.register("two.v1.Two", TWO_ITEMS).await.unwrap();
-    let schema = Arc::new(Schema::parse(TWO_ITEMS).unwrap());
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut d = EventDecoder::new(registry, schema.clone(), Framing::Envelope, "two").unwrap();
+    let (mut d, schema) = decoder("two.v1.Two", TWO_ITEMS).await;
     let ids = timeuuid::TimeUuidGenerator::new([7; 6], 1);
-    let chunks = [chunk(
-        &schema,
-        (0..3).map(|i| {
-            let mut b = ids.next().to_vec();
-            encode::long(i, &mut b);
-            match i {
-                1 => encode::long(7, &mut b),
-                2 => encode::bytes(b"s", &mut b),
-                _ => {}
-            }
-            b
-        }),
-    )];
-    let (mut good, mut bad) = (vec![], vec![]);
-    d.check(&chunks, &["s"], &mut good, &mut bad).await.unwrap();
-    assert!(bad.is_empty(), "{bad:?}");
-    let b = d.decode(&chunks, &["s"], &good).unwrap().unwrap();
+    let bodies = (0..3).map(|i| {
+        let mut b = ids.next().to_vec();
+        encode::long(i, &mut b);
+        match i {
+            1 => encode::long(7, &mut b),
+            2 => encode::bytes(b"s", &mut b),
+            _ => {}
+        }
+        b
+    });
+    let b = decode_all(&mut d, &schema, bodies).await;
     let it = b.column_by_name("it").unwrap().as_struct();
     assert_eq!(it.column_names(), ["a.Item", "b.Item"]);
     let (a, bb) = (it.column(0).as_struct(), it.column(1).as_struct());
@@ -251,33 +256,22 @@ const PAYMENT: &str = r#"{"type":"record","name":"Paid","namespace":"pay.v1","fi
 /// `pay.amount` read as 0 (`tests/testdata.rs` reads them back through `silt query`).
 #[tokio::test]
 async fn fields_of_a_record_that_may_be_null_may_be_null_in_the_lake() {
-    let registry = StoreRegistry::in_memory();
-    registry.register("pay.v1.Paid", PAYMENT).await.unwrap();
-    let schema = Arc::new(Schema::parse(PAYMENT).unwrap());
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
-    let mut d = EventDecoder::new(registry, schema.clone(), Framing::Envelope, "paid").unwrap();
+    let (mut d, schema) = decoder("pay.v1.Paid", PAYMENT).await;
     let ids = timeuuid::TimeUuidGenerator::new([7; 6], 1);
     let paid = |i: usize| i % 3 != 1;
-    let chunks = [chunk(
-        &schema,
-        (0..100).map(|i| {
-            let mut b = ids.next().to_vec();
-            encode::long(paid(i) as i64, &mut b);
-            if paid(i) {
-                encode::long(100 + i as i64, &mut b);
-                encode::long(1000 + i as i64, &mut b);
-                encode::long(1, &mut b);
-                encode::long(i as i64, &mut b);
-                encode::long(0, &mut b);
-            }
-            b
-        }),
-    )];
-    let (mut good, mut bad) = (vec![], vec![]);
-    d.check(&chunks, &["s"], &mut good, &mut bad).await.unwrap();
-    assert!(bad.is_empty(), "{bad:?}");
-    let b = d.decode(&chunks, &["s"], &good).unwrap().unwrap();
-    assert_eq!(b.schema(), d.schema(), "batches have the decoder's schema");
+    let bodies = (0..100).map(|i| {
+        let mut b = ids.next().to_vec();
+        encode::long(paid(i) as i64, &mut b);
+        if paid(i) {
+            encode::long(100 + i as i64, &mut b);
+            encode::long(1000 + i as i64, &mut b);
+            encode::long(1, &mut b);
+            encode::long(i as i64, &mut b);
+            encode::long(0, &mut b);
+        }
+        b
+    });
+    let b = decode_all(&mut d, &schema, bodies).await;
     let ty = b
         .schema()
         .field_with_name("pay")
