@@ -83,6 +83,8 @@ fn struct_down(s: &StructArray, outer: Option<&NullBuffer>) -> Result<StructArra
             (DataType::Struct(_), _) => {
                 Ok(Arc::new(struct_down(c.as_struct(), nulls.as_ref())?) as ArrayRef)
             }
+            // A field of Avro's `null` type is null in every row, and holds no null buffer.
+            (DataType::Null, _) => Ok(c.clone()),
             (_, None) => down(c),
             (_, Some(nulls)) => {
                 let c = down(c)?;
@@ -219,6 +221,24 @@ mod tests {
         let out = down(&(Arc::new(list) as ArrayRef)).unwrap();
         let items = out.as_list::<i32>().values().as_struct().column(0).clone();
         assert!(items.is_null(1) && !items.is_null(0) && !items.is_null(2));
+    }
+
+    #[test]
+    fn a_field_of_the_null_type_is_left_as_it_is() {
+        let s = StructArray::new(
+            Fields::from(vec![
+                Field::new("n", DataType::Null, true),
+                Field::new("x", DataType::Int64, false),
+            ]),
+            vec![
+                Arc::new(arrow::array::NullArray::new(2)),
+                Arc::new(Int64Array::from(vec![1, 0])),
+            ],
+            Some(NullBuffer::from(vec![true, false])),
+        );
+        let out = down(&(Arc::new(s) as ArrayRef)).unwrap();
+        assert!(out.as_struct().column(1).is_null(1));
+        assert_eq!(out.as_struct().column(0).data_type(), &DataType::Null);
     }
 
     #[test]
