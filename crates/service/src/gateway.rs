@@ -828,6 +828,27 @@ fn busy(status: StatusCode, retry_after: u64, reason: impl Into<String>) -> Resp
 
 /// Parses a JSON body into events, saying which event a syntax error is in.
 fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
+    // A binary body that is none of the formats taken: say what it looks like, rather than
+    // "malformed JSON at line 1 column 1".
+    if let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace()) {
+        if first >= 0x80 || (first < 0x20 && !b"\t\n\r".contains(&first)) {
+            let looks = match body {
+                [0xC3, 0x01, ..] => " (Avro single-object encoding: put it in an envelope)",
+                [0x00, ..] => " (Confluent's framing, magic byte 0: put it in an envelope)",
+                _ => "",
+            };
+            let head: Vec<String> = body.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            return Err(Refusal::one(
+                StatusCode::BAD_REQUEST,
+                0,
+                "",
+                format!(
+                    "the body starts with bytes {}{looks}: it is neither JSON (an event or an array of events), an envelope (first byte 0x81) nor an Avro object container file",
+                    head.join(" ")
+                ),
+            ));
+        }
+    }
     let mut parsed = 0usize;
     let mut de = serde_json::Deserializer::from_slice(body);
     let result = EventsSeed {
@@ -1127,5 +1148,31 @@ mod tests {
         assert!(parse_events(br#"[{"a":1},{"a":2}]"#, true).is_err());
         assert!(parse_events(br#"{"a":1} x"#, false).is_err());
         assert!(parse_events(b"42", false).is_err());
+    }
+
+    #[test]
+    fn a_binary_body_of_no_format_taken_is_named_for_what_it_looks_like() {
+        let r = parse_events(b"\xc3\x01\x00\x01\x02", true).unwrap_err();
+        assert!(
+            r.error.starts_with("the body starts with bytes c3 01 00 01 (Avro single-object encoding: put it in an envelope): it is neither JSON"),
+            "{}",
+            r.error
+        );
+        let r = parse_events(b"\x00\x00\x00\x00\x07", true).unwrap_err();
+        assert!(
+            r.error.contains("(Confluent's framing, magic byte 0"),
+            "{}",
+            r.error
+        );
+        let r = parse_events(b"\x02abc", false).unwrap_err();
+        assert!(
+            r.error
+                .starts_with("the body starts with bytes 02 61 62 63: "),
+            "{}",
+            r.error
+        );
+        // Text that is no JSON is still told as JSON.
+        let r = parse_events(b" nope", false).unwrap_err();
+        assert!(r.error.starts_with("malformed JSON"), "{}", r.error);
     }
 }
