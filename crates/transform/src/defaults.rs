@@ -128,7 +128,7 @@ pub(crate) fn reading(
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let filled = !fill.is_empty();
     let factory = (filled || !records.is_empty()).then(|| {
-        Arc::new(FillDefaults {
+        Arc::new(TableReads {
             fill: Arc::new(fill),
             records: Arc::new(records),
         }) as Arc<dyn PhysicalExprAdapterFactory>
@@ -139,12 +139,12 @@ pub(crate) fn reading(
 /// Rewrites a file's reads of the columns it lacks to their defaults, and of the columns that
 /// may hold a null record to [`NullsDown`] over them, then as DataFusion does.
 #[derive(Debug)]
-struct FillDefaults {
+struct TableReads {
     fill: Arc<HashMap<String, ScalarValue>>,
     records: Arc<HashSet<String>>,
 }
 
-impl PhysicalExprAdapterFactory for FillDefaults {
+impl PhysicalExprAdapterFactory for TableReads {
     fn create(
         &self,
         logical_file_schema: SchemaRef,
@@ -158,7 +158,7 @@ impl PhysicalExprAdapterFactory for FillDefaults {
             .collect();
         let inner =
             DefaultPhysicalExprAdapterFactory.create(logical_file_schema, physical_file_schema)?;
-        Ok(Arc::new(Filled {
+        Ok(Arc::new(FileReads {
             missing,
             records: self.records.clone(),
             inner,
@@ -167,13 +167,13 @@ impl PhysicalExprAdapterFactory for FillDefaults {
 }
 
 #[derive(Debug)]
-struct Filled {
+struct FileReads {
     missing: HashMap<String, ScalarValue>,
     records: Arc<HashSet<String>>,
     inner: Arc<dyn PhysicalExprAdapter>,
 }
 
-impl PhysicalExprAdapter for Filled {
+impl PhysicalExprAdapter for FileReads {
     fn rewrite(&self, expr: Arc<dyn PhysicalExpr>) -> Result<Arc<dyn PhysicalExpr>> {
         use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
         use datafusion::physical_expr::expressions::Column;
