@@ -392,6 +392,12 @@ fn unions_and_records_that_may_be_null_land_and_read_back_as_sent() {
                     "partitions",
                 ),
                 (
+                    // Merged micro-batch by micro-batch (count and sum only): rows in memory.
+                    "place_sums",
+                    "SELECT dt, count(at.x) AS places, sum(at.x) AS x FROM events GROUP BY dt",
+                    "partitions",
+                ),
+                (
                     // Each micro-batch's rows in memory, as decoded.
                     "placed",
                     "SELECT dt, hr, at.x AS x FROM events WHERE at.x IS NOT NULL",
@@ -416,6 +422,10 @@ fn unions_and_records_that_may_be_null_land_and_read_back_as_sent() {
              avg(at.x) AS x FROM clickstream"
         ),
         serde_json::json!([{"names": 10_000, "places": 4_000, "x": 10.0}])
+    );
+    assert_eq!(
+        query(dir.path(), "SELECT places, x FROM place_sums"),
+        serde_json::json!([{"places": 4_000, "x": 40_000}])
     );
     assert_eq!(
         query(dir.path(), "SELECT count(*) AS n, sum(x) AS x FROM placed"),

@@ -326,7 +326,11 @@ impl Running {
     pub fn push(&mut self, batches: &[RecordBatch]) -> Result<()> {
         {
             let mut q = self.queue.lock().expect("not poisoned");
-            q.batches.extend(batches.iter().cloned());
+            for b in batches {
+                // A field of a null record reads as null ([`crate::nulls`]).
+                let b = crate::nulls::batch(b.clone()).map_err(|e| Error::sql(&self.name, e))?;
+                q.batches.push_back(b);
+            }
             if let Some(w) = q.waker.take() {
                 w.wake();
             }
