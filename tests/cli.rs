@@ -15,6 +15,27 @@ fn unknown_job_keys_are_named_and_exit_non_zero() {
     assert!(err.contains("unknown field `tabel`"), "{err}");
 }
 
+/// A reference table whose file is not there is named with its path when the job is read
+/// (it came as DataFusion's "No files found ... cannot infer schema", under the context of
+/// the reader schema).
+#[test]
+fn a_missing_reference_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(
+        dir.path(),
+        "j",
+        dir.path(),
+        "\n[[reference]]\nname = \"sales\"\npath = \"nosuch.csv\"\n",
+    );
+    let out = silt().arg("run").arg(&job).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[[reference]] sales: cannot read ") && err.contains("nosuch.csv"),
+        "{err}"
+    );
+}
+
 /// `silt registry COMMAND --registry REG FILE`.
 fn registry_command(reg: &str, command: &str, file: &std::path::Path) -> std::process::Command {
     let mut c = silt();

@@ -148,14 +148,19 @@ impl Job {
             };
             transforms.push(Transform::new(&t.name, sql, mode));
         }
-        let references = file
-            .references
-            .iter()
-            .map(|r| silt_transform::Reference {
+        let mut references = Vec::new();
+        for r in &file.references {
+            let path = dir.join(&r.path);
+            // Said here, where the job names it: DataFusion's "No files found... cannot infer
+            // schema" came under the reader schema's context.
+            std::fs::metadata(&path).with_context(|| {
+                format!("[[reference]] {}: cannot read {}", r.name, path.display())
+            })?;
+            references.push(silt_transform::Reference {
                 name: r.name.clone(),
-                path: dir.join(&r.path),
-            })
-            .collect();
+                path,
+            });
+        }
         let writer = WriterOptions {
             target_file_bytes: parse_size(&file.lake.target_file_size)?,
             row_group_rows: file.lake.row_group_rows.max(1),
