@@ -36,6 +36,17 @@ fn a_missing_reference_file_is_named() {
     );
 }
 
+/// A folder where `silt demo` ran over 1,000 events: its lake in `lake/`.
+fn demo_lake() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(
+        silt()
+            .args(["demo", "--events", "1000", "--dir"])
+            .arg(dir.path()),
+    );
+    dir
+}
+
 /// `silt registry COMMAND --registry REG FILE`.
 fn registry_command(reg: &str, command: &str, file: &std::path::Path) -> std::process::Command {
     let mut c = silt();
@@ -286,12 +297,7 @@ fn a_run_times_each_table_and_the_tables_add_up_to_their_stages() {
 /// why; `silt sql` says at the start which tables it left out.
 #[test]
 fn a_table_that_cannot_be_read_leaves_the_others_readable() {
-    let dir = tempfile::tempdir().unwrap();
-    run_ok(
-        silt()
-            .args(["demo", "--events", "1000", "--dir"])
-            .arg(dir.path()),
-    );
+    let dir = demo_lake();
     let hourly = dir.path().join("lake/page_views_hourly");
     let gone = parquet_files(&hourly)
         .pop()
@@ -341,12 +347,7 @@ fn a_table_that_cannot_be_read_leaves_the_others_readable() {
 
 #[test]
 fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
-    let dir = tempfile::tempdir().unwrap();
-    run_ok(
-        silt()
-            .args(["demo", "--events", "1000", "--dir"])
-            .arg(dir.path()),
-    );
+    let dir = demo_lake();
     let lake = format!("file://{}", dir.path().join("lake").display());
     let out = silt_sql(
         &["--format", "csv", "--lake", &lake],
@@ -900,12 +901,7 @@ fn a_record_the_columnar_decoder_refuses_is_rejected_and_the_run_goes_on() {
 /// the catalog names the jobs' checkpoints below the lake's root.
 #[test]
 fn a_moved_lake_is_read_where_it_now_is() {
-    let dir = tempfile::tempdir().unwrap();
-    run_ok(
-        silt()
-            .args(["demo", "--events", "1000", "--dir"])
-            .arg(dir.path()),
-    );
+    let dir = demo_lake();
     let moved = dir.path().join("moved-lake");
     std::fs::rename(dir.path().join("lake"), &moved).unwrap();
     let out = run_ok(
