@@ -463,7 +463,14 @@ impl<'a> JsonEncoder<'a> {
             }
             Primitive::Float => {
                 let x = number(v, "float")?;
-                out.extend_from_slice(&(x as f32).to_le_bytes());
+                let f = x as f32;
+                if f.is_infinite() {
+                    return fail(format!(
+                        "{x} is out of range for a float (at most {:e} either way)",
+                        f32::MAX
+                    ));
+                }
+                out.extend_from_slice(&f.to_le_bytes());
                 Ok(())
             }
             Primitive::Double => {
@@ -836,6 +843,25 @@ mod tests {
         );
         let err = encode(json!([1])).unwrap_err();
         assert!(err.reason.contains("expected an object"), "{err}");
+    }
+
+    #[test]
+    fn a_float_too_large_for_32_bits_is_refused_not_made_infinite() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"F","fields":[{"name":"f","type":"float"}]}"#,
+        )
+        .unwrap();
+        let enc = |v: Value| {
+            let mut out = Vec::new();
+            JsonEncoder::new(&schema).encode(&v, &mut out).map(|_| out)
+        };
+        assert_eq!(enc(json!({"f": 1.5})).unwrap(), 1.5f32.to_le_bytes());
+        assert_eq!(enc(json!({"f": -3.0e38})).unwrap(), (-3.0e38f32).to_le_bytes());
+        for big in [1e50, -1e39] {
+            let err = enc(json!({"f": big})).unwrap_err();
+            assert_eq!(err[0].path, "/f");
+            assert!(err[0].reason.contains("out of range for a float"), "{err:?}");
+        }
     }
 
     #[test]
