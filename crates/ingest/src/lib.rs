@@ -68,6 +68,10 @@ pub enum Error {
     Throttled(String),
     #[error("source: {0}")]
     Service(String),
+    /// The stream itself is not there (a Kinesis stream not created, or deleted): no retry
+    /// helps until someone creates it.
+    #[error("there is no stream `{stream}`: {reason}")]
+    NoStream { stream: String, reason: String },
     #[error(transparent)]
     Registry(#[from] silt_registry::Error),
     /// The stream holds records of a version of the subject newer than the reader schema the

@@ -33,7 +33,8 @@ use aws_sdk_kinesis::error::ProvideErrorMetadata;
 /// Where and how to reach Kinesis.
 #[derive(Debug, Clone, Default)]
 pub struct KinesisOptions {
-    /// An endpoint URL (a stand-in, a VPC endpoint); default from the AWS environment.
+    /// An endpoint URL (a stand-in, a VPC endpoint); default `SILT_KINESIS_ENDPOINT`, else the
+    /// AWS environment (`AWS_ENDPOINT_URL_KINESIS`, `AWS_ENDPOINT_URL`).
     pub endpoint: Option<String>,
     /// Default from the AWS environment, else `us-east-1`.
     pub region: Option<String>,
@@ -42,7 +43,12 @@ pub struct KinesisOptions {
 /// A Kinesis client from the usual AWS environment and config, with the SDK's retries off.
 pub async fn client(opts: &KinesisOptions) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(e) = &opts.endpoint {
+    let endpoint = opts
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("SILT_KINESIS_ENDPOINT").ok())
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &endpoint {
         loader = loader.endpoint_url(e);
     }
     let region = opts
@@ -57,6 +63,30 @@ pub async fn client(opts: &KinesisOptions) -> Client {
         .retry_config(RetryConfig::disabled())
         .build();
     aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+/// An SDK error as one short line: each error of its chain by its message (the AWS code and
+/// message of a service error, the cause of a failed connection), without the SDK's debug dump
+/// of the raw response that `DisplayErrorContext` appends.
+pub(crate) fn describe(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = e.source();
+    }
+    out
+}
+
+/// Whether an SDK error says the stream does not exist.
+pub(crate) fn no_stream<E: ProvideErrorMetadata>(
+    err: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
+) -> bool {
+    matches!(err, aws_sdk_kinesis::error::SdkError::ServiceError(e) if e.err().code() == Some("ResourceNotFoundException"))
 }
 
 /// Whether an SDK error is worth retrying: throttling, 5xx, timeouts, broken connections.
@@ -109,10 +139,7 @@ pub async fn ensure_stream(
         .send()
         .await
         .map_err(|e| {
-            silt_ingest::Error::Service(format!(
-                "creating stream {name}: {}",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e)
-            ))
+            silt_ingest::Error::Service(format!("creating stream {name}: {}", describe(&e)))
         })?;
     testing::wait_active(client, name).await;
     Ok(true)

@@ -107,12 +107,7 @@ pub async fn propose(
         .stream_name(stream)
         .send()
         .await
-        .map_err(|e| {
-            service(
-                "ListShards",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e),
-            )
-        })?;
+        .map_err(|e| service("ListShards", crate::describe(&e)))?;
     let open: Vec<String> = shards
         .shards()
         .iter()
@@ -138,12 +133,7 @@ pub async fn propose(
             .timestamp(DateTime::from_millis(since))
             .send()
             .await
-            .map_err(|e| {
-                service(
-                    "GetShardIterator",
-                    aws_sdk_kinesis::error::DisplayErrorContext(&e),
-                )
-            })?;
+            .map_err(|e| service("GetShardIterator", crate::describe(&e)))?;
         let mut iterator = it.shard_iterator().map(str::to_string);
         let mut calls = 0;
         while let Some(i) = iterator.take() {
@@ -154,12 +144,7 @@ pub async fn propose(
                 .limit(10_000)
                 .send()
                 .await
-                .map_err(|e| {
-                    service(
-                        "GetRecords",
-                        aws_sdk_kinesis::error::DisplayErrorContext(&e),
-                    )
-                })?;
+                .map_err(|e| service("GetRecords", crate::describe(&e)))?;
             for r in out.records() {
                 let arrived = r
                     .approximate_arrival_timestamp()
@@ -202,12 +187,7 @@ pub async fn apply(client: &aws_sdk_kinesis::Client, stream: &str, p: &Proposal)
         .scaling_type(ScalingType::UniformScaling)
         .send()
         .await
-        .map_err(|e| {
-            service(
-                "UpdateShardCount",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e),
-            )
-        })?;
+        .map_err(|e| service("UpdateShardCount", crate::describe(&e)))?;
     Ok(true)
 }
 

@@ -79,11 +79,17 @@ impl KinesisSink {
                     attempt += 1;
                     continue;
                 }
+                Err(e) if crate::no_stream(&e) => {
+                    return Err(Error::NoStream {
+                        stream: self.stream.clone(),
+                        reason: format!("Kinesis PutRecords: {}", crate::describe(&e)),
+                    })
+                }
                 Err(e) => {
                     return Err(Error::Service(format!(
                         "kinesis stream `{}`: PutRecords: {}",
                         self.stream,
-                        aws_sdk_kinesis::error::DisplayErrorContext(&e)
+                        crate::describe(&e)
                     )))
                 }
             };

@@ -120,7 +120,7 @@ impl KinesisSource {
                     attempt += 1;
                 }
                 Err(e) => {
-                    let text = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
+                    let text = crate::describe(&e);
                     if text.contains("ResourceNotFound") {
                         return Err(Error::UnknownShard {
                             stream: self.stream.clone(),
@@ -169,12 +169,13 @@ impl Source for KinesisSource {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(e) => {
-                    return Err(self.service(
-                        "ListShards",
-                        aws_sdk_kinesis::error::DisplayErrorContext(&e),
-                    ))
+                Err(e) if crate::no_stream(&e) => {
+                    return Err(Error::NoStream {
+                        stream: self.stream.clone(),
+                        reason: format!("Kinesis ListShards: {}", crate::describe(&e)),
+                    })
                 }
+                Err(e) => return Err(self.service("ListShards", crate::describe(&e))),
             }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -210,7 +211,7 @@ impl Source for KinesisSource {
                     continue;
                 }
                 Err(e) => {
-                    let text = aws_sdk_kinesis::error::DisplayErrorContext(&e).to_string();
+                    let text = crate::describe(&e);
                     if text.contains("ExpiredIteratorException") && attempt + 1 < MAX_ATTEMPTS {
                         // Iterators live five minutes: get a fresh one for the same point.
                         attempt += 1;

@@ -125,3 +125,28 @@ async fn a_split_shard_ends_and_has_children() {
         .unwrap();
     assert!(end.ended, "a closed shard read to its end has ended");
 }
+
+#[tokio::test]
+async fn a_stream_that_does_not_exist_is_named_short_and_not_retried() {
+    let Some(e) = endpoint() else { return };
+    let client = test_client(&e).await;
+    let name = unique("missing");
+    let source = KinesisSource::new(client.clone(), &name);
+    let sink = KinesisSink::new(client, &name);
+    for err in [
+        source.shards().await.unwrap_err(),
+        sink.put(0, &[b"x".as_slice()]).await.unwrap_err(),
+    ] {
+        match &err {
+            silt_ingest::Error::NoStream { stream, reason } => {
+                assert_eq!(stream, &name);
+                assert!(reason.contains("ResourceNotFoundException"), "{err}");
+            }
+            other => panic!("expected NoStream, got {other:?}"),
+        }
+        let text = err.to_string();
+        // The AWS code and message, not the SDK's debug dump of the raw response.
+        assert!(!text.contains("raw: Response"), "{text}");
+        assert!(text.len() < 300, "one short line: {text}");
+    }
+}

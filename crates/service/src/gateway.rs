@@ -249,6 +249,8 @@ struct Inner {
     writers: Mutex<HashMap<Fingerprint, Arc<Writer>>>,
     tasks: TaskTracker,
     metrics: GatewayMetrics,
+    /// When the stream's failures were last told on stderr, and how many came since.
+    warned: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 /// The gateway: build it, take its [`Gateway::router`], serve, then [`Gateway::drain`].
@@ -348,6 +350,7 @@ impl Gateway {
                 writers: Default::default(),
                 tasks: TaskTracker::new(),
                 metrics,
+                warned: Mutex::new((None, 0)),
             }),
         }
     }
@@ -727,6 +730,9 @@ impl Gateway {
             Ok(s) => s,
             Err(e) => {
                 m.throttle("stream_unavailable");
+                self.warn(&format!(
+                    "the stream for `{stream_id}` cannot be opened: {e}"
+                ));
                 return busy(
                     StatusCode::SERVICE_UNAVAILABLE,
                     retry_after,
@@ -764,8 +770,23 @@ impl Gateway {
                     format!("the stream is throttling: {e}; send the request again"),
                 )
             }
+            Ok(Ok(Err(e @ silt_ingest::Error::NoStream { .. }))) => {
+                m.throttle("no_stream");
+                self.warn(&format!("`{stream_id}`: {e}"));
+                error(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "{e}; nothing of this request was put on it (the gateway's operator must \
+                         create the stream; the events may be sent again once it exists)"
+                    ),
+                    vec![],
+                )
+            }
             Ok(Ok(Err(e))) => {
                 m.throttle("stream_error");
+                self.warn(&format!(
+                    "`{stream_id}`: the stream did not take the events: {e}"
+                ));
                 busy(
                     StatusCode::SERVICE_UNAVAILABLE,
                     retry_after,
@@ -787,6 +808,30 @@ impl Gateway {
                         self.inner.options.put_timeout
                     ),
                 )
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Tells the operator on stderr that the stream failed: at most once every ten seconds,
+    /// with how many failures came since (a producer retrying would fill the log otherwise).
+    fn warn(&self, what: &str) {
+        let mut warned = self.inner.warned.lock().expect("not poisoned");
+        let now = std::time::Instant::now();
+        match warned.0 {
+            Some(at) if now.duration_since(at) < std::time::Duration::from_secs(10) => {
+                warned.1 += 1;
+            }
+            _ => {
+                let since = std::mem::take(&mut warned.1);
+                let more = if since > 0 {
+                    format!(" ({since} more failed request(s) since the last warning)")
+                } else {
+                    String::new()
+                };
+                eprintln!("gateway: warning: {what}{more}");
+                warned.0 = Some(now);
             }
         }
     }

@@ -904,6 +904,39 @@ async fn a_json_batch_lands_on_kinesalite_as_envelopes_of_the_registered_schema(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_stream_that_does_not_exist_is_answered_502_until_it_is_created() {
+    let Some(endpoint) = silt_kinesis::testing::endpoint() else {
+        return;
+    };
+    let client = silt_kinesis::testing::test_client(&endpoint).await;
+    let name = silt_kinesis::testing::unique("not-created");
+    let server = Server::start(
+        Arc::new(KinesisSinks::new(client.clone(), Some(name.clone()))),
+        GatewayOptions::default(),
+    )
+    .await;
+    let (events, _) = batch(5);
+    let r = send(&server, events.to_string()).await;
+    // Not 503 + Retry-After: sending again does not help until someone creates the stream.
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("retry-after").is_none());
+    let why: Value = r.json().await.unwrap();
+    let text = why["error"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("there is no stream `{name}`")),
+        "{text}"
+    );
+    assert!(text.contains("nothing of this request was put"), "{text}");
+    assert!(!text.contains("raw: Response"), "no SDK debug dump: {text}");
+    assert!(metrics_text(&server).await.contains("no_stream"));
+
+    silt_kinesis::testing::create_stream(&client, &name, 1).await;
+    let (status, answer) = post(&server, events.to_string()).await;
+    assert_eq!((status, answer), (202, json!({"accepted": 5})));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_money_currency_that_is_not_an_iso_code_is_refused_in_json_and_in_avro() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::on_files(dir.path(), 1).await;

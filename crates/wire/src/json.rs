@@ -847,20 +847,25 @@ mod tests {
 
     #[test]
     fn a_float_too_large_for_32_bits_is_refused_not_made_infinite() {
-        let schema = Schema::parse(
-            r#"{"type":"record","name":"F","fields":[{"name":"f","type":"float"}]}"#,
-        )
-        .unwrap();
+        let schema =
+            Schema::parse(r#"{"type":"record","name":"F","fields":[{"name":"f","type":"float"}]}"#)
+                .unwrap();
         let enc = |v: Value| {
             let mut out = Vec::new();
             JsonEncoder::new(&schema).encode(&v, &mut out).map(|_| out)
         };
         assert_eq!(enc(json!({"f": 1.5})).unwrap(), 1.5f32.to_le_bytes());
-        assert_eq!(enc(json!({"f": -3.0e38})).unwrap(), (-3.0e38f32).to_le_bytes());
+        assert_eq!(
+            enc(json!({"f": -3.0e38})).unwrap(),
+            (-3.0e38f32).to_le_bytes()
+        );
         for big in [1e50, -1e39] {
             let err = enc(json!({"f": big})).unwrap_err();
             assert_eq!(err[0].path, "/f");
-            assert!(err[0].reason.contains("out of range for a float"), "{err:?}");
+            assert!(
+                err[0].reason.contains("out of range for a float"),
+                "{err:?}"
+            );
         }
     }
 

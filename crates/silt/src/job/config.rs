@@ -62,7 +62,8 @@ pub struct SourceConfig {
     /// `envelope` (default), `single-object` or `confluent`.
     #[serde(default = "default_framing")]
     pub framing: String,
-    /// kinesis: endpoint URL (a stand-in, or a VPC endpoint); default from the environment.
+    /// kinesis: endpoint URL (a stand-in, or a VPC endpoint); default `SILT_KINESIS_ENDPOINT`,
+    /// else the AWS environment.
     pub endpoint: Option<String>,
     /// kinesis: region; default from the environment.
     pub region: Option<String>,
