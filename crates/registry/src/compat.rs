@@ -73,11 +73,17 @@ impl Compatibility {
             } else {
                 format!(" (against version {version})")
             };
+            // Under a FULL rule both directions are checked: each reason says which failed.
+            let direction = if forward {
+                "the new schema cannot read the previous one: "
+            } else {
+                ""
+            };
             if backward {
                 for i in incompatibilities(new, old) {
                     out.push(Incompatibility {
                         path: i.path,
-                        reason: format!("{}{suffix}", i.reason),
+                        reason: format!("{direction}{}{suffix}", i.reason),
                     });
                 }
             }
