@@ -1040,6 +1040,7 @@ impl<'de> Visitor<'de> for Strict {
         (status = 413, body = GatewayErrorBody, description = "An event is over 1 MiB, or the body over the request limit (decompressed)"),
         (status = 415, body = GatewayErrorBody, description = "A Content-Encoding other than gzip, zstd or identity"),
         (status = 429, body = GatewayErrorBody, description = "The stream is throttling; see Retry-After"),
+        (status = 502, body = GatewayErrorBody, description = "The Kinesis stream does not exist; nothing was put"),
         (status = 503, body = GatewayErrorBody, description = "The buffer is full or the stream is slow; see Retry-After"),
     ))]
 async fn post_events(
@@ -1066,6 +1067,7 @@ async fn post_events(
         (status = 413, body = GatewayErrorBody),
         (status = 415, body = GatewayErrorBody),
         (status = 429, body = GatewayErrorBody),
+        (status = 502, body = GatewayErrorBody),
         (status = 503, body = GatewayErrorBody),
     ))]
 async fn put_event(

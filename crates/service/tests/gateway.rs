@@ -816,8 +816,16 @@ async fn openapi_health_and_metrics() {
         paths["/streams/{streamId}/events/{guid}"]["put"].is_object(),
         "{doc}"
     );
-    for status in ["202", "400", "404", "413", "429", "503"] {
-        assert!(paths["/streams/{streamId}/events"]["post"]["responses"][status].is_object());
+    for status in ["202", "400", "404", "413", "429", "502", "503"] {
+        for (path, method) in [
+            ("/streams/{streamId}/events", "post"),
+            ("/streams/{streamId}/events/{guid}", "put"),
+        ] {
+            assert!(
+                paths[path][method]["responses"][status].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
     }
     assert_eq!(
         reqwest::get(server.url("/health")).await.unwrap().status(),
