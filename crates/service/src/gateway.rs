@@ -873,9 +873,18 @@ fn busy(status: StatusCode, retry_after: u64, reason: impl Into<String>) -> Resp
 
 /// Parses a JSON body into events, saying which event a syntax error is in.
 fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
+    let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
+        let what = if single { "one event" } else { "events" };
+        return Err(Refusal::one(
+            StatusCode::BAD_REQUEST,
+            0,
+            "",
+            format!("the body is empty: send {what} as JSON, an envelope or an Avro object container file"),
+        ));
+    };
     // A binary body that is none of the formats taken: say what it looks like, rather than
     // "malformed JSON at line 1 column 1".
-    if let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace()) {
+    {
         if first >= 0x80 || (first < 0x20 && !b"\t\n\r".contains(&first)) {
             let looks = match body {
                 [0xC3, 0x01, ..] => " (Avro single-object encoding: put it in an envelope)",
@@ -1195,6 +1204,14 @@ mod tests {
         assert!(parse_events(br#"[{"a":1},{"a":2}]"#, true).is_err());
         assert!(parse_events(br#"{"a":1} x"#, false).is_err());
         assert!(parse_events(b"42", false).is_err());
+        for (body, single) in [(&b""[..], true), (&b" \n"[..], false)] {
+            let r = parse_events(body, single).unwrap_err();
+            assert!(
+                r.error.starts_with("the body is empty: send "),
+                "{}",
+                r.error
+            );
+        }
     }
 
     #[test]
