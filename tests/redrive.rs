@@ -537,3 +537,57 @@ fn a_redrive_fills_the_table_of_a_transform_new_to_the_job_first() {
     assert!(s["redriven"].as_u64().unwrap() > 100, "{s}");
     assert_eq!(query(late.path(), products), expected);
 }
+
+#[test]
+fn a_rejected_table_that_a_redrive_empties_reads_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    register_testdata(dir.path(), &["v1"]);
+    let v2 = silt_wire::Schema::parse(
+        &std::fs::read_to_string(testdata().join("schemas/v2.avsc")).unwrap(),
+    )
+    .unwrap()
+    .fingerprint();
+    // Five events of v2, not yet registered: the run keeps them all as rejected.
+    let stream = silt_ingest::FileStream::create(dir.path().join("stream"), 1).unwrap();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::new([7; 6], 1);
+    let records: Vec<(Vec<u8>, i64)> = (0..5)
+        .map(|i| {
+            let at = 1_764_108_000_000 + i * 1000; // 2025-11-25T22:00Z
+            let mut body = Vec::new();
+            silt::gen::body(
+                &ids.next_at_unix_millis(at),
+                i,
+                None,
+                Some("web"),
+                true,
+                &mut body,
+            );
+            let mut record = Vec::new();
+            silt_wire::write_envelope(&v2, &body, &mut record);
+            (record, at)
+        })
+        .collect();
+    append_records(&stream, &records);
+    let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
+    assert_eq!(run_json(&job)["rejected"], 5);
+    let rejected = "SELECT count(*) AS n FROM clickstream_rejected";
+    assert_eq!(query(dir.path(), rejected), serde_json::json!([{"n": 5}]));
+
+    register_testdata(dir.path(), &["v2"]);
+    let s = redrive(&job, &[]);
+    assert_eq!(s["redriven"], 5, "{s}");
+    // No file of the rejected table is left; it is still a table, of no rows (it was "no
+    // table" before), its columns as ever.
+    assert_eq!(query(dir.path(), rejected), serde_json::json!([{"n": 0}]));
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(reason) AS n FROM clickstream_rejected WHERE dt = '2025-11-25'"
+        ),
+        serde_json::json!([{"n": 0}])
+    );
+    assert_eq!(
+        query(dir.path(), "SELECT count(*) AS n FROM clickstream"),
+        serde_json::json!([{"n": 5}])
+    );
+}

@@ -47,6 +47,11 @@ pub struct TableEntry {
     /// silts ignore it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub defaults: BTreeMap<String, serde_json::Value>,
+    /// A job's rejected-records table, whose columns are always the same: a reader can give
+    /// it even when no file of it is left (a redrive brought every record in). Older silts
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
 }
 
 impl TableEntry {
@@ -63,6 +68,15 @@ impl TableEntry {
                 .filter(|rel| !rel.is_empty())
                 .map(str::to_string),
             defaults: BTreeMap::new(),
+            rejected: false,
+        }
+    }
+
+    /// The entry of a job's rejected-records table.
+    pub fn of_rejected(self) -> Self {
+        Self {
+            rejected: true,
+            ..self
         }
     }
 
@@ -107,6 +121,8 @@ pub struct LakeSnapshot {
     pub tables: BTreeMap<String, (TableState, i64)>,
     /// Each table's column defaults, from its catalog entry ([`TableEntry::defaults`]).
     pub defaults: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// The tables that are jobs' rejected-records tables ([`TableEntry::rejected`]).
+    pub rejected: std::collections::BTreeSet<String>,
 }
 
 impl LakeSnapshot {
@@ -116,6 +132,7 @@ impl LakeSnapshot {
         let objects = crate::list_all(lake, &prefix).await?;
         let mut logs: BTreeMap<String, CommitLog> = BTreeMap::new();
         let (mut tables, mut defaults) = (BTreeMap::new(), BTreeMap::new());
+        let mut rejected = std::collections::BTreeSet::new();
         for o in objects {
             let store_err = |source| Error::Store {
                 path: o.location.to_string(),
@@ -142,6 +159,9 @@ impl LakeSnapshot {
                     tables.insert(entry.table.clone(), (state.clone(), commit.committed_at_ms));
                 }
             }
+            if entry.rejected {
+                rejected.insert(entry.table.clone());
+            }
             if !entry.defaults.is_empty() {
                 defaults.insert(entry.table, entry.defaults);
             }
@@ -150,6 +170,7 @@ impl LakeSnapshot {
             lake: lake.clone(),
             tables,
             defaults,
+            rejected,
         })
     }
 

@@ -53,6 +53,19 @@ pub async fn lake_session(
     let mut unreadable = Unreadable::new();
     for (table, (state, _)) in &snapshot.tables {
         if state.files.is_empty() {
+            // Every file of the table was replaced (a redrive brought each rejected record
+            // in, a backfill found no rows): a rejected table, whose columns are known,
+            // reads as empty; any other is named with why it cannot be read.
+            if snapshot.rejected.contains(table) {
+                empty_rejected_table(&ctx, table, &state.partition_by)?;
+            } else {
+                unreadable.insert(
+                    table.clone(),
+                    "it holds no rows now (each of its files was replaced by a later \
+                     commit), and its columns are known only from its files"
+                        .into(),
+                );
+            }
             continue;
         }
         let path = lake.child(table);
@@ -82,6 +95,30 @@ pub async fn lake_session(
         }
     }
     Ok((ctx, snapshot, unreadable))
+}
+
+/// Registers a rejected-records table of no rows: its columns, then its partition columns.
+fn empty_rejected_table(
+    ctx: &SessionContext,
+    table: &str,
+    partition_by: &[String],
+) -> anyhow::Result<()> {
+    let mut fields: Vec<arrow::datatypes::FieldRef> = silt_ingest::rejected_schema()
+        .fields()
+        .iter()
+        .cloned()
+        .collect();
+    fields.extend(partition_by.iter().map(|p| {
+        Arc::new(arrow::datatypes::Field::new(
+            p,
+            arrow::datatypes::DataType::Utf8,
+            false,
+        ))
+    }));
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    ctx.register_table(table, Arc::new(empty))?;
+    Ok(())
 }
 
 /// One file of each schema a table's files have (as the commit records them; each file

@@ -1699,6 +1699,7 @@ pub(crate) async fn recompute_partitions(
         .into_iter()
         .collect(),
         defaults: BTreeMap::new(),
+        rejected: Default::default(),
     };
     let ctx = silt_transform::transform_session(references).await?;
     let url = url::Url::parse(SNAPSHOT_URL).expect("valid");
@@ -1933,6 +1934,9 @@ pub(crate) async fn register_tables(job: &Job, shapes: &Shapes) -> anyhow::Resul
         let mut entry = TableEntry::new(&job.lake, table, &job.name, job.log.location());
         if table == &job.table {
             entry = entry.with_defaults(shapes.defaults.clone());
+        }
+        if table == &job.rejected_table {
+            entry = entry.of_rejected();
         }
         register_table(&job.lake, &entry).await?;
     }
