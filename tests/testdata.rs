@@ -550,3 +550,49 @@ fn a_partition_column_that_is_missing_or_not_a_plain_value_is_refused_before_rea
         );
     }
 }
+
+#[test]
+fn an_event_field_named_as_a_time_partition_is_refused_rather_than_taking_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": [
+            {"name": "uuid", "type": "gfc.avro.UUID"},
+            {"name": "hr", "type": "int"}]});
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
+    let at = chrono::Utc::now().timestamp_millis();
+    let uuid = silt_wire::timeuuid::to_string(
+        &silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at),
+    );
+    append_json(
+        &stream,
+        &schema,
+        &serde_json::json!({"uuid": uuid, "hr": 99}),
+        at,
+    );
+    // The default partitions (dt, hr): the events' `hr` would have named the folders (hr=99).
+    let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
+    let out = silt().args(["run"]).arg(&job).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[lake] partition_by: `hr` is the event time's UTC hour, but the events have a field `hr` of their own"),
+        "{err}"
+    );
+    assert!(parquet_files(&dir.path().join("lake")).is_empty());
+    // Partitioned by the date alone, `hr` is one of the events' columns like any other.
+    let job = write_job(
+        dir.path(),
+        "by_date",
+        &dir.path().join("stream"),
+        r#"partition_by = ["dt"]"#,
+    );
+    run_json(&job);
+    let today = chrono::DateTime::from_timestamp_millis(at)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        query(dir.path(), "SELECT dt, hr FROM clickstream"),
+        serde_json::json!([{"dt": today, "hr": 99}])
+    );
+}

@@ -1168,6 +1168,20 @@ pub(crate) fn add_time_partitions(
 /// Refused, before a record is read, when a partition column is not among its columns or
 /// holds no plain value (a record, a list, a map: no folder name says one).
 fn events_schema(decoded: &SchemaRef, partition_by: &[String]) -> anyhow::Result<SchemaRef> {
+    // `dt` and `hr` are the event time's: an event field of that name would take their place
+    // (its values naming the folders), while backfills, re-drives and late events look for an
+    // event in its event-time hour.
+    if let Some(p) = partition_by
+        .iter()
+        .find(|p| matches!(p.as_str(), "dt" | "hr") && decoded.index_of(p).is_ok())
+    {
+        let what = if p == "dt" { "date" } else { "hour" };
+        bail!(
+            "[lake] partition_by: `{p}` is the event time's UTC {what}, but the events have a \
+             field `{p}` of their own, which would take its place: partition by other columns \
+             (e.g. `partition_by = []`), or rename the field in a new version of the schema"
+        );
+    }
     let schema = add_time_partitions(
         RecordBatch::new_empty(decoded.clone()),
         partition_by,
