@@ -884,24 +884,22 @@ fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
     };
     // A binary body that is none of the formats taken: say what it looks like, rather than
     // "malformed JSON at line 1 column 1".
-    {
-        if first >= 0x80 || (first < 0x20 && !b"\t\n\r".contains(&first)) {
-            let looks = match body {
-                [0xC3, 0x01, ..] => " (Avro single-object encoding: put it in an envelope)",
-                [0x00, ..] => " (Confluent's framing, magic byte 0: put it in an envelope)",
-                _ => "",
-            };
-            let head: Vec<String> = body.iter().take(4).map(|b| format!("{b:02x}")).collect();
-            return Err(Refusal::one(
-                StatusCode::BAD_REQUEST,
-                0,
-                "",
-                format!(
-                    "the body starts with bytes {}{looks}: it is neither JSON (an event or an array of events), an envelope (first byte 0x81) nor an Avro object container file",
-                    head.join(" ")
-                ),
-            ));
-        }
+    if first >= 0x80 || (first < 0x20 && !b"\t\n\r".contains(&first)) {
+        let looks = match body {
+            [0xC3, 0x01, ..] => " (Avro single-object encoding: put it in an envelope)",
+            [0x00, ..] => " (Confluent's framing, magic byte 0: put it in an envelope)",
+            _ => "",
+        };
+        let head: Vec<String> = body.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        return Err(Refusal::one(
+            StatusCode::BAD_REQUEST,
+            0,
+            "",
+            format!(
+                "the body starts with bytes {}{looks}: it is neither JSON (an event or an array of events), an envelope (first byte 0x81) nor an Avro object container file",
+                head.join(" ")
+            ),
+        ));
     }
     let mut parsed = 0usize;
     let mut de = serde_json::Deserializer::from_slice(body);
