@@ -229,6 +229,19 @@ fn demo_runs_end_to_end() {
         "{text}"
     );
     assert!(text.contains("| reason_code"), "{text}");
+    // Again in the same folder: a new stream and a new lake, not the old lake's checkpoint
+    // over a new stream (which read nothing and showed the old lake).
+    let out = run_ok(
+        silt()
+            .args(["demo", "--events", "2000", "--dir"])
+            .arg(dir.path()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("starting afresh"), "{text}");
+    assert!(
+        text.contains("rows written       2000   to clickstream"),
+        "{text}"
+    );
 }
 
 /// The run's summary says which table the time went to: each transform's SQL, each table's

@@ -52,9 +52,23 @@ pub async fn run(args: DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 
     // 2. A file stream with synthetic events: repeats and bad records included.
+    // A demo run again in its folder starts afresh: a new stream under the old lake's
+    // checkpoint would read as nothing new (or skip the new events), and the queries would
+    // show the old lake.
     let stream_dir = dir.join("streams").join(gen::SUBJECT);
+    let lake_dir = dir.join("lake");
+    let again = stream_dir.exists() || lake_dir.join("_silt").exists();
     if stream_dir.exists() {
         std::fs::remove_dir_all(&stream_dir)?;
+    }
+    if lake_dir.join("_silt").exists() {
+        std::fs::remove_dir_all(&lake_dir)?;
+    }
+    if again {
+        writeln!(
+            out,
+            "  (a previous demo's stream and lake in this folder were removed: starting afresh)"
+        )?;
     }
     let stream = FileStream::create(&stream_dir, 2)?;
     let opts = GenOptions {
