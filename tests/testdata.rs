@@ -314,6 +314,78 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
     );
 }
 
+/// A `--follow` run whose registry does not answer (its service down or not yet up) waits it
+/// out, saying so, and goes on once it answers: it used to exit at the first failed lookup.
+#[test]
+fn a_follow_run_waits_out_a_registry_that_does_not_answer() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let job = write_job(
+        dir.path(),
+        "following",
+        &data.join("stream"),
+        "[batch]\ninterval = \"100ms\"\n",
+    );
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        &format!("file://{}", dir.path().join("registry").display()),
+        &format!("http://127.0.0.1:{port}"),
+    );
+    std::fs::write(&job, text).unwrap();
+    let child = spawn_following(&job);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        try_query(dir.path(), "SELECT count(*) AS n FROM clickstream").is_none(),
+        "nothing committed while the registry is down"
+    );
+    // Stopped however the test ends (a server left running holds the test's output open).
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Stopped(
+        silt()
+            .args([
+                "registry",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--registry")
+            .arg(format!("file://{}", dir.path().join("registry").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut n = 0;
+    for _ in 0..300 {
+        n = try_query(dir.path(), "SELECT count(*) AS n FROM clickstream")
+            .map_or(0, |v| v[0]["n"].as_u64().unwrap());
+        if n == 400 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = interrupt(child, "INT");
+    drop(server);
+    assert_eq!(n, 400, "the run went on once the registry answered");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("starting again in 1s"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+}
+
 /// `schema` registered (with the CLI, in `dir`'s registry), parsed.
 fn registered(dir: &std::path::Path, schema: &serde_json::Value) -> silt_wire::Schema {
     let path = dir.join("schema.avsc");

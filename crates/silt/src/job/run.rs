@@ -1880,10 +1880,30 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     }
     // Records arrow-avro refused, found by earlier attempts: the check rejects them.
     let mut undecodable: Vec<silt_ingest::Undecodable> = Vec::new();
+    // A following run's wait before it starts again after an outage, and the batches
+    // committed when it began (a commit since means the outage ended: the wait starts over).
+    let (mut outage_wait, mut outage_batches) = (OUTAGE_FIRST_WAIT, summary.batches);
     loop {
         // The commit read above serves the first attempt; a later one reads its own.
         match run_with_latest(job, opts, &mut summary, &undecodable, latest.take()).await {
             Ok(()) => break,
+            Err(e) if opts.follow && outage(&e) => {
+                if summary.batches > outage_batches {
+                    (outage_wait, outage_batches) = (OUTAGE_FIRST_WAIT, summary.batches);
+                }
+                eprintln!(
+                    "job {}: warning: {}; starting again in {}s (a micro-batch in hand is \
+                     redone: nothing of it was committed)",
+                    job.name,
+                    crate::one_line(&e),
+                    outage_wait.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(outage_wait) => {}
+                    _ = opts.shutdown.cancelled() => break,
+                }
+                outage_wait = (outage_wait * 2).min(OUTAGE_MAX_WAIT);
+            }
             Err(e) => match e.downcast_ref::<silt_ingest::Error>() {
                 Some(outdated @ silt_ingest::Error::ReaderOutdated { .. }) => {
                     tracing::info!("{outdated}: starting again with it");
@@ -1903,6 +1923,30 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     }
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// A following run's first wait after an outage, doubled at each failure up to the most.
+const OUTAGE_FIRST_WAIT: Duration = Duration::from_secs(1);
+const OUTAGE_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether `e` is an outage of a service the job reads through, which a following run waits
+/// out (a run for a scheduler fails, and the next one tries again): the registry unreachable
+/// (its storage, its HTTP service), or the stream still throttling or failing after the
+/// source's own retries. A missing stream, a bad record or a wrong job file is no outage.
+fn outage(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<silt_registry::Error>(),
+            Some(silt_registry::Error::Storage { .. })
+        ) || matches!(
+            c.downcast_ref::<silt_ingest::Error>(),
+            Some(
+                silt_ingest::Error::Throttled(_)
+                    | silt_ingest::Error::Service(_)
+                    | silt_ingest::Error::Registry(silt_registry::Error::Storage { .. })
+            )
+        )
+    })
 }
 
 /// When `e` says that another writer committed the micro-batch first, and that writer was a
