@@ -699,6 +699,12 @@ impl Gateway {
                     })
                     .inc_by(refused);
                 self.inner.metrics.rejected_total.inc_by(refused);
+                if r.status == StatusCode::SERVICE_UNAVAILABLE {
+                    // The registry did not answer: the producer may send again, and the
+                    // operator should know.
+                    self.warn(&r.error);
+                    return busy(r.status, self.inner.options.retry_after_secs, r.error);
+                }
                 return error(r.status, r.error, r.errors);
             }
         };

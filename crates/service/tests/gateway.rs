@@ -53,9 +53,17 @@ struct Server {
 
 impl Server {
     async fn start(sinks: Arc<dyn SinkProvider>, options: GatewayOptions) -> Server {
+        Server::start_with(registry().await, sinks, options).await
+    }
+
+    async fn start_with(
+        registry: Arc<dyn SchemaRegistry>,
+        sinks: Arc<dyn SinkProvider>,
+        options: GatewayOptions,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let gateway = Gateway::new(registry().await, sinks, options);
+        let gateway = Gateway::new(registry, sinks, options);
         let stop = CancellationToken::new();
         let task = tokio::spawn(silt_service::gateway::serve(
             listener,
@@ -908,6 +916,39 @@ async fn a_json_batch_lands_on_kinesalite_as_envelopes_of_the_registered_schema(
         got.insert(timeuuid::to_string(&uuid));
     }
     assert_eq!(got, expected.iter().map(|s| s.to_string()).collect());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_does_not_answer_gets_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the registry's service is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server::start_with(
+        Arc::new(silt_registry::HttpRegistry::new(format!(
+            "http://127.0.0.1:{port}"
+        ))),
+        Arc::new(FileSinks::new(dir.path(), 1)),
+        GatewayOptions::default(),
+    )
+    .await;
+    let (events, _) = batch(3);
+    let r = send(&server, events.to_string()).await;
+    assert_eq!(r.status(), 503);
+    // SPEC 5: a 503 says when to send again.
+    assert_eq!(r.headers()["retry-after"], "1");
+    let why: Value = r.json().await.unwrap();
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("the schema registry did not answer"),
+        "{why}"
+    );
     server.stop().await;
 }
 
