@@ -354,21 +354,7 @@ fn a_follow_run_waits_out_a_registry_that_does_not_answer() {
             let _ = self.0.wait();
         }
     }
-    let server = Stopped(
-        silt()
-            .args([
-                "registry",
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--registry")
-            .arg(format!("file://{}", dir.path().join("registry").display()))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let server = Stopped(spawn_registry(dir.path(), port));
     let mut n = 0;
     for _ in 0..300 {
         n = try_query(dir.path(), "SELECT count(*) AS n FROM clickstream")
@@ -572,6 +558,23 @@ fn text_partition_values_read_back_as_sent() {
 /// with "Cast error: Casting from Struct(...) to Utf8 not supported" (a list was cut into
 /// folders named by its printed text, the values lost), and one the events lack failed there
 /// too. Each is refused before a record is read, naming the column and the rule.
+/// `schema` registered, and a stream at `dir/stream` of one event: `fields` with a fresh uuid
+/// of now. Returns its time (ms).
+fn one_event_now(
+    dir: &std::path::Path,
+    schema: &serde_json::Value,
+    mut fields: serde_json::Value,
+) -> i64 {
+    let (schema, stream) = registered_with_a_stream(dir, schema);
+    let at = chrono::Utc::now().timestamp_millis();
+    fields["uuid"] = silt_wire::timeuuid::to_string(
+        &silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at),
+    )
+    .into();
+    append_json(&stream, &schema, &fields, at);
+    at
+}
+
 #[test]
 fn a_partition_column_that_is_missing_or_not_a_plain_value_is_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
@@ -581,16 +584,10 @@ fn a_partition_column_that_is_missing_or_not_a_plain_value_is_refused_before_rea
             {"name": "pay", "type": ["null", {"type": "record", "name": "Pay", "fields": [
                 {"name": "amount", "type": "long"}]}], "default": null},
             {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []}]});
-    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
-    let at = chrono::Utc::now().timestamp_millis();
-    let uuid = silt_wire::timeuuid::to_string(
-        &silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at),
-    );
-    append_json(
-        &stream,
+    one_event_now(
+        dir.path(),
         &schema,
-        &serde_json::json!({"uuid": uuid, "pay": {"amount": 1}, "tags": ["a"]}),
-        at,
+        serde_json::json!({"pay": {"amount": 1}, "tags": ["a"]}),
     );
     for (column, says) in [
         (
@@ -630,17 +627,7 @@ fn an_event_field_named_as_a_time_partition_is_refused_rather_than_taking_its_pl
         "namespace": "com.gilt.clickstream.v1", "fields": [
             {"name": "uuid", "type": "gfc.avro.UUID"},
             {"name": "hr", "type": "int"}]});
-    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
-    let at = chrono::Utc::now().timestamp_millis();
-    let uuid = silt_wire::timeuuid::to_string(
-        &silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at),
-    );
-    append_json(
-        &stream,
-        &schema,
-        &serde_json::json!({"uuid": uuid, "hr": 99}),
-        at,
-    );
+    let at = one_event_now(dir.path(), &schema, serde_json::json!({"hr": 99}));
     // The default partitions (dt, hr): the events' `hr` would have named the folders (hr=99).
     let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
     let out = silt().args(["run"]).arg(&job).output().unwrap();

@@ -497,7 +497,19 @@ pub fn serve_registry(dir: &Path) -> (std::process::Child, String) {
         .local_addr()
         .unwrap()
         .port();
-    let server = silt()
+    let server = spawn_registry(dir, port);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// `silt registry serve` over the folder registry of `dir` on `port`, not waited for.
+pub fn spawn_registry(dir: &Path, port: u16) -> std::process::Child {
+    silt()
         .args([
             "registry",
             "serve",
@@ -508,14 +520,7 @@ pub fn serve_registry(dir: &Path) -> (std::process::Child, String) {
         .arg(format!("file://{}", dir.join("registry").display()))
         .stdout(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    (server, format!("http://127.0.0.1:{port}"))
+        .unwrap()
 }
 
 /// `silt query --format json` over the lake folder of `dir`: the rows, or `None` when the
