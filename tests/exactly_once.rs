@@ -306,11 +306,7 @@ fn follow_keeps_going_shows_its_metrics_and_ctrl_c_commits_the_batch_in_hand() {
         1000,
         "[batch]\nmax_records = 100\ninterval = \"100ms\"\n",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = silt()
         .args(["run", "--follow", "--metrics", &format!("127.0.0.1:{port}")])
         .arg(&job)

@@ -324,11 +324,7 @@ fn a_follow_run_waits_out_a_registry_that_does_not_answer() {
         dir.path(),
         &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let job = write_job(
         dir.path(),
         "following",

@@ -492,11 +492,7 @@ pub fn evolved_lake(dir: &Path) -> [serde_json::Value; 2] {
 /// `silt registry serve` over the folder registry of `dir` on a free port, once it answers:
 /// the process (kill it when done) and its base URL.
 pub fn serve_registry(dir: &Path) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let server = spawn_registry(dir, port);
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -505,6 +501,15 @@ pub fn serve_registry(dir: &Path) -> (std::process::Child, String) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// A port of 127.0.0.1 that nothing listens on (now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `silt registry serve` over the folder registry of `dir` on `port`, not waited for.
