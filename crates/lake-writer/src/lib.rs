@@ -62,7 +62,7 @@ pub enum Error {
         column: String,
         columns: Vec<String>,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", silt_storage::describe(source))]
     Store {
         path: String,
         #[source]

@@ -116,6 +116,14 @@ impl HttpRegistry {
                 path: String::new(),
                 reason: body.error,
             }),
+            // The service is up but cannot answer (its storage failing): an outage, as when
+            // it cannot be reached, not a corrupt registry.
+            (500..=599, ..) => Error::Storage {
+                source: object_store::Error::Generic {
+                    store: "http registry",
+                    source: format!("HTTP {status}: {}", body.error).into(),
+                },
+            },
             _ => Error::Corrupt {
                 path: self.base.clone(),
                 reason: format!("HTTP {status}: {}", body.error),

@@ -82,7 +82,7 @@ pub enum Error {
     #[error("corrupt registry object {path}: {reason}")]
     Corrupt { path: String, reason: String },
     /// The storage below failed.
-    #[error("registry storage: {source}")]
+    #[error("registry storage: {}", silt_storage::describe(source))]
     Storage {
         #[from]
         source: object_store::Error,

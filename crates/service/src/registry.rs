@@ -211,6 +211,8 @@ fn registry_error(e: silt_registry::Error) -> Response {
             }),
         )
             .into_response(),
+        // Its storage failing (a bucket gone, S3 down): the service is unavailable.
+        E::Storage { .. } => error(StatusCode::SERVICE_UNAVAILABLE, e),
         other => error(StatusCode::INTERNAL_SERVER_ERROR, other),
     }
 }

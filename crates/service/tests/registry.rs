@@ -13,10 +13,13 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(Arc::new(StoreRegistry::in_memory())).await
+    }
+
+    async fn start_with(registry: Arc<dyn SchemaRegistry>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
-        let registry: Arc<dyn SchemaRegistry> = Arc::new(StoreRegistry::in_memory());
         let task = tokio::spawn(silt_service::registry::serve(
             listener,
             registry,
@@ -402,5 +405,49 @@ async fn confluent_clients_register_and_fetch_schemas_by_id() {
     assert_eq!(r.status(), 404);
     let r = c.get(url("/schemas/ids/seven")).send().await.unwrap();
     assert_eq!(r.status(), 400);
+    server.stop().await;
+}
+
+/// A registry whose storage fails (its bucket does not exist) answers 503 with the S3 error
+/// told short, and an HTTP client of it sees an outage (`Storage`), which a following job
+/// waits out, rather than a corrupt registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_whose_storage_fails_answers_503_and_its_clients_see_an_outage() {
+    if std::env::var_os("SILT_S3_ENDPOINT").is_none() {
+        assert!(
+            std::env::var_os("SILT_REQUIRE_STAND_INS").is_none(),
+            "SILT_REQUIRE_STAND_INS is set but SILT_S3_ENDPOINT is not"
+        );
+        eprintln!("skipped: no S3 stand-in (run scripts/test.sh)");
+        return;
+    }
+    let bucket = format!(
+        "no-such-bucket-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let registry =
+        silt_registry::open(&format!("s3://{bucket}/r"), std::path::Path::new("/")).unwrap();
+    let server = Server::start_with(Arc::new(registry)).await;
+    let r = reqwest::get(format!("{}/subjects", server.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "NoSuchBucket: The specified bucket does not exist (bucket `{bucket}`)"
+        )),
+        "{error}"
+    );
+    assert!(!error.contains("<?xml"), "{error}");
+    let client = HttpRegistry::new(&server.base);
+    match client.subjects().await {
+        Err(silt_registry::Error::Storage { .. }) => {}
+        other => panic!("expected an outage (Storage), got {other:?}"),
+    }
     server.stop().await;
 }

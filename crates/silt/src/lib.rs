@@ -22,7 +22,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
             .map(str::trim)
             .collect::<Vec<_>>()
             .join(" ");
-        let text = s3_error_body(&text).into_owned();
+        let text = silt_storage::short_s3_error(&text).into_owned();
         if !above.contains(&text) {
             if !line.is_empty() {
                 line.push_str(": ");
@@ -32,39 +32,4 @@ pub fn one_line(e: &anyhow::Error) -> String {
         above = text;
     }
     line
-}
-
-/// An S3 error answer's XML body (`<?xml ...><Error><Code>NoSuchBucket</Code><Message>...`,
-/// which object_store puts in its message whole, request and host ids included) as its code,
-/// message and the bucket or key it names: `NoSuchBucket: The specified bucket does not exist
-/// (bucket nolake)`.
-fn s3_error_body(text: &str) -> std::borrow::Cow<'_, str> {
-    let Some(start) = text.find("<?xml") else {
-        return text.into();
-    };
-    let body = &text[start..];
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let from = body.find(&open)? + open.len();
-        let len = body[from..].find(&format!("</{name}>"))?;
-        Some(&body[from..from + len])
-    };
-    let Some(code) = tag("Code") else {
-        return text.into();
-    };
-    let mut short = format!("{}{code}", &text[..start]);
-    if let Some(m) = tag("Message") {
-        short.push_str(": ");
-        short.push_str(m);
-    }
-    if let Some(b) = tag("BucketName") {
-        short.push_str(&format!(" (bucket `{b}`)"));
-    } else if let Some(k) = tag("Key") {
-        short.push_str(&format!(" (key `{k}`)"));
-    }
-    let end = body
-        .find("</Error>")
-        .map_or(text.len(), |e| start + e + "</Error>".len());
-    short.push_str(&text[end..]);
-    short.into()
 }

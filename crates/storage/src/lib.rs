@@ -32,7 +32,7 @@ use object_store::ObjectStore;
 pub enum Error {
     #[error("invalid location `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("cannot open `{url}`: {source}")]
+    #[error("cannot open `{url}`: {}", describe(source))]
     Open {
         url: String,
         #[source]
@@ -41,6 +41,47 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An object store error as one line, an S3 answer's XML body told short
+/// ([`short_s3_error`]): what errors that hold one show.
+pub fn describe(e: &object_store::Error) -> String {
+    short_s3_error(&e.to_string()).into_owned()
+}
+
+/// An S3 error answer's XML body (`<?xml ...><Error><Code>NoSuchBucket</Code><Message>...`,
+/// which object_store puts in its message whole, request and host ids included) as its code,
+/// message and the bucket or key it names: `NoSuchBucket: The specified bucket does not exist
+/// (bucket nolake)`.
+pub fn short_s3_error(text: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = text.find("<?xml") else {
+        return text.into();
+    };
+    let body = &text[start..];
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let from = body.find(&open)? + open.len();
+        let len = body[from..].find(&format!("</{name}>"))?;
+        Some(&body[from..from + len])
+    };
+    let Some(code) = tag("Code") else {
+        return text.into();
+    };
+    let mut short = format!("{}{code}", &text[..start]);
+    if let Some(m) = tag("Message") {
+        short.push_str(": ");
+        short.push_str(m);
+    }
+    if let Some(b) = tag("BucketName") {
+        short.push_str(&format!(" (bucket `{b}`)"));
+    } else if let Some(k) = tag("Key") {
+        short.push_str(&format!(" (key `{k}`)"));
+    }
+    let end = body
+        .find("</Error>")
+        .map_or(text.len(), |e| start + e + "</Error>".len());
+    short.push_str(&text[end..]);
+    short.into()
+}
 
 /// A store and the prefix inside it that a URL names.
 #[derive(Debug, Clone)]
@@ -200,6 +241,32 @@ pub fn open_with(url: &str, base: &Path, s3: &S3Options) -> Result<Location> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_s3_error_body_is_told_by_its_code_message_and_what_it_names() {
+        let xml = "Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>nolake</BucketName><RequestId>yC5k</RequestId><HostId>9Gj=</HostId></Error>";
+        assert_eq!(
+            short_s3_error(xml),
+            "Server returned non-2xx status code: 404 Not Found: NoSuchBucket: The specified bucket does not exist (bucket `nolake`)"
+        );
+        let key = "403: <?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><Key>a/b.json</Key></Error> after 3 retries";
+        assert_eq!(
+            short_s3_error(key),
+            "403: AccessDenied: Access Denied (key `a/b.json`) after 3 retries"
+        );
+        for plain in ["no xml <Code>here</Code>", "<?xml but no code"] {
+            assert_eq!(short_s3_error(plain), plain);
+        }
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: xml.into(),
+        };
+        assert!(
+            describe(&e).ends_with("(bucket `nolake`)"),
+            "{}",
+            describe(&e)
+        );
+    }
 
     #[test]
     fn relative_file_paths_resolve_against_the_base() {

@@ -53,6 +53,7 @@ pub struct ServeArgs {
 pub async fn run(cmd: GatewayCommand, out: &mut impl Write) -> anyhow::Result<()> {
     let GatewayCommand::Serve(args) = cmd;
     let registry = args.registry.open()?;
+    args.registry.warn_if_unreadable(registry.as_ref()).await;
     let sinks: Arc<dyn SinkProvider> = if let Some(dir) = args.sink.strip_prefix("file://") {
         Arc::new(FileSinks::new(dir, args.shards).with_sync(!args.no_sync))
     } else if let Some(rest) = args.sink.strip_prefix("kinesis:") {

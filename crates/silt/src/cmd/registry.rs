@@ -70,6 +70,19 @@ impl RegistryArg {
         silt_registry::open_any(&self.registry, Path::new("."))
             .with_context(|| format!("cannot open registry {}", self.registry))
     }
+
+    /// For a service at its start: warns on stderr when the registry cannot be read now (a
+    /// bucket that does not exist, a service not up yet), which every request would otherwise
+    /// be the first to find.
+    pub async fn warn_if_unreadable(&self, registry: &dyn SchemaRegistry) {
+        if let Err(e) = registry.subjects().await {
+            eprintln!(
+                "warning: the registry {} cannot be read now: {e}; requests that need it fail \
+                 until it can",
+                self.registry
+            );
+        }
+    }
 }
 
 fn read_schema(file: &Path) -> anyhow::Result<(String, Schema)> {
@@ -221,6 +234,7 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
                 bail!("serve a registry stored in a folder or bucket, not another service");
             }
             let registry = at.open()?;
+            at.warn_if_unreadable(registry.as_ref()).await;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
