@@ -48,26 +48,15 @@ async fn cached_wrapper_remembers_misses_then_finds_new_schemas() {
 /// `scripts/test.sh` starts (it exports `SILT_S3_ENDPOINT` and makes the bucket `silt-test`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_bucket_on_the_stand_in() {
-    if std::env::var_os("SILT_S3_ENDPOINT").is_none() {
-        assert!(
-            std::env::var_os("SILT_REQUIRE_STAND_INS").is_none(),
-            "SILT_REQUIRE_STAND_INS is set but SILT_S3_ENDPOINT is not"
-        );
-        eprintln!("skipped: no S3 stand-in (run scripts/test.sh)");
+    if !silt_storage::testing::s3_stand_in() {
         return;
     }
-    let run = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let run = silt_storage::testing::unique("registry");
     let next = std::sync::atomic::AtomicUsize::new(0);
     conformance::run_all(|| {
         let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         silt_registry::open(
-            &format!("s3://silt-test/registry-{run}-{n}"),
+            &format!("s3://silt-test/{run}-{n}"),
             std::path::Path::new("/"),
         )
         .unwrap()

@@ -42,6 +42,32 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// For tests against the S3 stand-in that `scripts/test.sh` starts.
+pub mod testing {
+    /// Whether the S3 stand-in is there (`SILT_S3_ENDPOINT`); without it a test skips, saying
+    /// so, unless `SILT_REQUIRE_STAND_INS` asks for it (then it fails).
+    pub fn s3_stand_in() -> bool {
+        if std::env::var_os("SILT_S3_ENDPOINT").is_some() {
+            return true;
+        }
+        assert!(
+            std::env::var_os("SILT_REQUIRE_STAND_INS").is_none(),
+            "SILT_REQUIRE_STAND_INS is set but SILT_S3_ENDPOINT is not"
+        );
+        eprintln!("skipped: no S3 stand-in (run scripts/test.sh)");
+        false
+    }
+
+    /// A name of its own for this run: `prefix-` and the time in nanoseconds, in hex.
+    pub fn unique(prefix: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos();
+        format!("{prefix}-{nanos:x}")
+    }
+}
+
 /// An object store error as one line, an S3 answer's XML body told short
 /// ([`short_s3_error`]): what errors that hold one show.
 pub fn describe(e: &object_store::Error) -> String {
