@@ -14,12 +14,7 @@ use silt_kinesis::testing::{endpoint, unique, FaultProxy};
 
 /// Whether the S3 stand-in runs; `SILT_REQUIRE_STAND_INS` makes its absence a failure.
 fn s3_ready() -> bool {
-    let ready = std::env::var_os("SILT_S3_ENDPOINT").is_some();
-    assert!(
-        ready || std::env::var_os("SILT_REQUIRE_STAND_INS").is_none(),
-        "SILT_REQUIRE_STAND_INS is set but SILT_S3_ENDPOINT is not"
-    );
-    ready
+    silt_storage::testing::s3_stand_in()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -808,4 +803,69 @@ fn a_backfill_beaten_by_a_run_moves_and_commits_its_files_in_an_s3_lake() {
         runtime().block_on(store_lake_rows(&lake)) == after,
         "the lake differs from a backfill of the same raw table"
     );
+}
+
+/// A following run whose lake is in a bucket not made yet (or S3 down) waits it out, saying
+/// so, and goes on once the bucket is there: it used to exit at its first read of the
+/// checkpoint.
+#[test]
+fn a_follow_run_waits_for_its_lake_bucket_to_be_made() {
+    if !s3_ready() {
+        return;
+    }
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let bucket = unique("late-lake");
+    let lake_url = format!("s3://{bucket}/lake");
+    let job = write_job(
+        dir.path(),
+        "following",
+        &data.join("stream"),
+        "[batch]\ninterval = \"100ms\"\n",
+    );
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        &format!("file://{}", dir.path().join("lake").display()),
+        &lake_url,
+    );
+    std::fs::write(&job, text).unwrap();
+    let child = spawn_following(&job);
+    std::thread::sleep(Duration::from_millis(1500));
+    let made = Command::new("curl")
+        .args(["-sf", "-X", "PUT"])
+        .arg(format!(
+            "{}/{bucket}",
+            std::env::var("SILT_S3_ENDPOINT").unwrap()
+        ))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let count = || {
+        let out = silt()
+            .args(["query", "--format", "json", "--lake", &lake_url])
+            .arg("SELECT count(*) AS n FROM clickstream")
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v[0]["n"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut n = 0;
+    for _ in 0..300 {
+        n = count();
+        if n == 400 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = interrupt(child, "INT");
+    assert_eq!(n, 400, "the run went on once the bucket was there");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NoSuchBucket"), "{err}");
+    assert!(err.contains("starting again in 1s"), "{err}");
 }

@@ -1872,37 +1872,44 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         job: job.name.clone(),
         ..Default::default()
     };
-    // Transforms new to the job first get their tables filled from the raw table's hours.
-    let mut latest = job.log.latest().await.context("reading the checkpoint")?;
-    summary.filled = super::backfill::fill_new_tables(job, latest.as_ref(), opts.progress).await?;
-    if summary.filled.as_ref().is_some_and(|f| f.batch.is_some()) {
-        latest = None; // the fill committed after it: read again
-    }
-    // Records arrow-avro refused, found by earlier attempts: the check rejects them.
-    let mut undecodable: Vec<silt_ingest::Undecodable> = Vec::new();
     // A following run's wait before it starts again after an outage, and the batches
     // committed when it began (a commit since means the outage ended: the wait starts over).
-    let (mut outage_wait, mut outage_batches) = (OUTAGE_FIRST_WAIT, summary.batches);
+    let mut outage_wait = OutageWait::new(summary.batches);
+    // Transforms new to the job first get their tables filled from the raw table's hours.
+    let mut latest = loop {
+        let start = async {
+            let latest = job.log.latest().await.context("reading the checkpoint")?;
+            let filled =
+                super::backfill::fill_new_tables(job, latest.as_ref(), opts.progress).await?;
+            anyhow::Ok((latest, filled))
+        };
+        match start.await {
+            Ok((mut latest, filled)) => {
+                if filled.as_ref().is_some_and(|f| f.batch.is_some()) {
+                    latest = None; // the fill committed after it: read again
+                }
+                summary.filled = filled;
+                break latest;
+            }
+            Err(e) if opts.follow && outage(&e) => {
+                if !outage_wait.wait(job, opts, &e, summary.batches).await {
+                    summary.elapsed_s = started.elapsed().as_secs_f64();
+                    return Ok(summary);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    // Records arrow-avro refused, found by earlier attempts: the check rejects them.
+    let mut undecodable: Vec<silt_ingest::Undecodable> = Vec::new();
     loop {
         // The commit read above serves the first attempt; a later one reads its own.
         match run_with_latest(job, opts, &mut summary, &undecodable, latest.take()).await {
             Ok(()) => break,
             Err(e) if opts.follow && outage(&e) => {
-                if summary.batches > outage_batches {
-                    (outage_wait, outage_batches) = (OUTAGE_FIRST_WAIT, summary.batches);
+                if !outage_wait.wait(job, opts, &e, summary.batches).await {
+                    break;
                 }
-                eprintln!(
-                    "job {}: warning: {}; starting again in {}s (a micro-batch in hand is \
-                     redone: nothing of it was committed)",
-                    job.name,
-                    crate::one_line(&e),
-                    outage_wait.as_secs()
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(outage_wait) => {}
-                    _ = opts.shutdown.cancelled() => break,
-                }
-                outage_wait = (outage_wait * 2).min(OUTAGE_MAX_WAIT);
             }
             Err(e) => match e.downcast_ref::<silt_ingest::Error>() {
                 Some(outdated @ silt_ingest::Error::ReaderOutdated { .. }) => {
@@ -1929,15 +1936,66 @@ pub async fn run(job: &Job, opts: &RunOptions) -> anyhow::Result<RunSummary> {
 const OUTAGE_FIRST_WAIT: Duration = Duration::from_secs(1);
 const OUTAGE_MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// Whether `e` is an outage of a service the job reads through, which a following run waits
+/// How long a following run waits out an outage before it starts again.
+struct OutageWait {
+    next: Duration,
+    /// The run's committed batches when the wait was last set back: a commit since means the
+    /// outage ended, and the next one is waited out from the start.
+    batches: u64,
+}
+
+impl OutageWait {
+    fn new(batches: u64) -> Self {
+        Self {
+            next: OUTAGE_FIRST_WAIT,
+            batches,
+        }
+    }
+
+    /// Warns of `e` and waits; false when the run was stopped (Ctrl-C, SIGTERM) meanwhile.
+    async fn wait(
+        &mut self,
+        job: &Job,
+        opts: &RunOptions,
+        e: &anyhow::Error,
+        batches: u64,
+    ) -> bool {
+        if batches > self.batches {
+            *self = Self::new(batches);
+        }
+        eprintln!(
+            "job {}: warning: {}; starting again in {}s (a micro-batch in hand is redone: \
+             nothing of it was committed)",
+            job.name,
+            crate::one_line(e),
+            self.next.as_secs()
+        );
+        let stopped = tokio::select! {
+            _ = tokio::time::sleep(self.next) => false,
+            _ = opts.shutdown.cancelled() => true,
+        };
+        self.next = (self.next * 2).min(OUTAGE_MAX_WAIT);
+        !stopped
+    }
+}
+
+/// Whether `e` is an outage of a service the job works through, which a following run waits
 /// out (a run for a scheduler fails, and the next one tries again): the registry unreachable
-/// (its storage, its HTTP service), or the stream still throttling or failing after the
-/// source's own retries. A missing stream, a bad record or a wrong job file is no outage.
+/// (its storage, its HTTP service), the stream still throttling or failing after the
+/// source's own retries; the lake's store failing after object_store's retries (S3 down, a
+/// bucket not there yet). A missing stream, another run's commit, a bad record or a wrong job
+/// file is no outage.
 fn outage(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
             c.downcast_ref::<silt_registry::Error>(),
             Some(silt_registry::Error::Storage { .. })
+        ) || matches!(
+            c.downcast_ref::<silt_lake_writer::Error>(),
+            Some(silt_lake_writer::Error::Store {
+                source: object_store::Error::Generic { .. },
+                ..
+            })
         ) || matches!(
             c.downcast_ref::<silt_ingest::Error>(),
             Some(
