@@ -624,6 +624,18 @@ fn an_event_field_named_as_a_time_partition_is_refused_rather_than_taking_its_pl
             {"name": "uuid", "type": "gfc.avro.UUID"},
             {"name": "hr", "type": "int"}]});
     let at = one_event_now(dir.path(), &schema, serde_json::json!({"hr": 99}));
+    // The producer is told at registration (here: the check of the same schema again).
+    let check = silt()
+        .args(["registry", "check", "--registry"])
+        .arg(format!("file://{}", dir.path().join("registry").display()))
+        .arg(dir.path().join("schema.avsc"))
+        .output()
+        .unwrap();
+    let note = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        note.contains("note: /fields/hr: `hr` is also the name of a time partition column"),
+        "{note}"
+    );
     // The default partitions (dt, hr): the events' `hr` would have named the folders (hr=99).
     let job = write_job(dir.path(), "clicks", &dir.path().join("stream"), "");
     let out = silt().args(["run"]).arg(&job).output().unwrap();

@@ -85,6 +85,24 @@ impl RegistryArg {
     }
 }
 
+/// Tells a producer, on stderr, of a top-level field named as a time partition (`dt`, `hr`):
+/// a job partitioned by the event time (the default) refuses the subject, the field would
+/// take the partition's place.
+fn note_time_partition_fields(schema: &Schema) {
+    for f in schema
+        .fields()
+        .iter()
+        .filter(|f| matches!(f.name.as_str(), "dt" | "hr"))
+    {
+        eprintln!(
+            "note: /fields/{0}: `{0}` is also the name of a time partition column of the lake; \
+             a job partitioned by the event time (`partition_by = [\"dt\", \"hr\"]`, the \
+             default) refuses this subject: such jobs need other partition columns",
+            f.name
+        );
+    }
+}
+
 fn read_schema(file: &Path) -> anyhow::Result<(String, Schema)> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -144,6 +162,7 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
         RegistryCommand::Register { at, file } => {
             let (text, schema) = read_schema(&file)?;
             let subject = subject_of(&schema, &file)?;
+            note_time_partition_fields(&schema);
             let registry = at.open()?;
             match registry.register(&subject, &text).await {
                 Ok(Registration::Created(r)) => writeln!(out, "registered {}", described(&r))?,
@@ -159,6 +178,7 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
         RegistryCommand::Check { at, file } => {
             let (_, schema) = read_schema(&file)?;
             let subject = subject_of(&schema, &file)?;
+            note_time_partition_fields(&schema);
             let registry = at.open()?;
             let mode = registry.compatibility(&subject).await?;
             if let Some((path, reason)) = schema.not_an_event() {
