@@ -806,6 +806,10 @@ impl Gateway {
             ),
             Err(_) => {
                 m.throttle("stream_slow");
+                self.warn(&format!(
+                    "`{stream_id}`: the stream has not taken a request's events within {:?}",
+                    self.inner.options.put_timeout
+                ));
                 busy(
                     StatusCode::SERVICE_UNAVAILABLE,
                     retry_after,
