@@ -250,7 +250,7 @@ struct Inner {
     tasks: TaskTracker,
     metrics: GatewayMetrics,
     /// When the stream's failures were last told on stderr, and how many came since.
-    warned: Mutex<(Option<std::time::Instant>, u64)>,
+    warned: Mutex<WarnLimit>,
 }
 
 /// The gateway: build it, take its [`Gateway::router`], serve, then [`Gateway::drain`].
@@ -350,7 +350,7 @@ impl Gateway {
                 writers: Default::default(),
                 tasks: TaskTracker::new(),
                 metrics,
-                warned: Mutex::new((None, 0)),
+                warned: Mutex::new(WarnLimit::default()),
             }),
         }
     }
@@ -824,26 +824,46 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Tells the operator on stderr that the stream failed: at most once every ten seconds,
-    /// with how many failures came since (a producer retrying would fill the log otherwise).
+    /// Tells the operator on stderr that the stream (or the registry) failed, within
+    /// [`WarnLimit`].
     fn warn(&self, what: &str) {
-        let mut warned = self.inner.warned.lock().expect("not poisoned");
-        let now = std::time::Instant::now();
-        match warned.0 {
-            Some(at) if now.duration_since(at) < std::time::Duration::from_secs(10) => {
-                warned.1 += 1;
-            }
-            _ => {
-                let since = std::mem::take(&mut warned.1);
-                let more = if since > 0 {
-                    format!(" ({since} more failed request(s) since the last warning)")
-                } else {
-                    String::new()
-                };
-                eprintln!("gateway: warning: {what}{more}");
-                warned.0 = Some(now);
-            }
+        let line = self
+            .inner
+            .warned
+            .lock()
+            .expect("not poisoned")
+            .line(std::time::Instant::now(), what);
+        if let Some(line) = line {
+            eprintln!("gateway: warning: {line}");
         }
+    }
+}
+
+/// At most one warning every ten seconds, with how many failures came since the last (a
+/// producer retrying would fill the log otherwise).
+#[derive(Debug, Default)]
+struct WarnLimit {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl WarnLimit {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// The line to print for a failure at `now`, or `None` when one was printed lately.
+    fn line(&mut self, now: std::time::Instant, what: &str) -> Option<String> {
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            self.since += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(match std::mem::take(&mut self.since) {
+            0 => what.to_string(),
+            n => format!("{what} ({n} more failed request(s) since the last warning)"),
+        })
     }
 }
 
@@ -1220,6 +1240,26 @@ mod tests {
                 r.error
             );
         }
+    }
+
+    #[test]
+    fn warnings_come_at_most_every_ten_seconds_with_a_count_of_the_rest() {
+        let mut limit = WarnLimit::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(limit.line(t0, "down").as_deref(), Some("down"));
+        assert_eq!(limit.line(t0 + Duration::from_secs(1), "down"), None);
+        assert_eq!(limit.line(t0 + Duration::from_secs(9), "down"), None);
+        assert_eq!(
+            limit
+                .line(t0 + Duration::from_secs(10), "still down")
+                .as_deref(),
+            Some("still down (2 more failed request(s) since the last warning)")
+        );
+        assert_eq!(limit.line(t0 + Duration::from_secs(15), "x"), None);
+        assert_eq!(
+            limit.line(t0 + Duration::from_secs(30), "x").as_deref(),
+            Some("x (1 more failed request(s) since the last warning)")
+        );
     }
 
     #[test]
