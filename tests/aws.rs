@@ -813,25 +813,10 @@ fn a_follow_run_waits_for_its_lake_bucket_to_be_made() {
     if !s3_ready() {
         return;
     }
-    let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
     let bucket = unique("late-lake");
     let lake_url = format!("s3://{bucket}/lake");
-    let job = write_job(
-        dir.path(),
-        "following",
-        &data.join("stream"),
-        "[batch]\ninterval = \"100ms\"\n",
-    );
-    let text = std::fs::read_to_string(&job).unwrap().replace(
-        &format!("file://{}", dir.path().join("lake").display()),
-        &lake_url,
-    );
-    std::fs::write(&job, text).unwrap();
+    let job = following_testdata_job(dir.path(), "lake", &lake_url);
     let child = spawn_following(&job);
     std::thread::sleep(Duration::from_millis(1500));
     let made = Command::new("curl")

@@ -318,24 +318,9 @@ fn a_follow_run_takes_a_version_registered_while_it_runs() {
 /// out, saying so, and goes on once it answers: it used to exit at the first failed lookup.
 #[test]
 fn a_follow_run_waits_out_a_registry_that_does_not_answer() {
-    let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
     let port = free_port();
-    let job = write_job(
-        dir.path(),
-        "following",
-        &data.join("stream"),
-        "[batch]\ninterval = \"100ms\"\n",
-    );
-    let text = std::fs::read_to_string(&job).unwrap().replace(
-        &format!("file://{}", dir.path().join("registry").display()),
-        &format!("http://127.0.0.1:{port}"),
-    );
-    std::fs::write(&job, text).unwrap();
+    let job = following_testdata_job(dir.path(), "registry", &format!("http://127.0.0.1:{port}"));
     let child = spawn_following(&job);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(

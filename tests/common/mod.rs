@@ -503,6 +503,28 @@ pub fn serve_registry(dir: &Path) -> (std::process::Child, String) {
     (server, format!("http://127.0.0.1:{port}"))
 }
 
+/// A job `following` over the test stream (v1 and v2 registered, micro-batches every 100 ms,
+/// for `--follow`) whose location `from` (the registry's or the lake's `file://` URL in `dir`)
+/// is `to` instead.
+pub fn following_testdata_job(dir: &Path, from: &str, to: &str) -> PathBuf {
+    let data = testdata();
+    register(
+        dir,
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let job = write_job(
+        dir,
+        "following",
+        &data.join("stream"),
+        "[batch]\ninterval = \"100ms\"\n",
+    );
+    let from = format!("file://{}", dir.join(from).display());
+    let text = std::fs::read_to_string(&job).unwrap();
+    assert!(text.contains(&from), "{from} is not in the job");
+    std::fs::write(&job, text.replace(&from, to)).unwrap();
+    job
+}
+
 /// A port of 127.0.0.1 that nothing listens on (now).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
