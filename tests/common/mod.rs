@@ -742,3 +742,56 @@ pub fn new_events_at_0215(dir: &Path) {
     )
     .unwrap();
 }
+
+/// `schema` registered (with the CLI, in `dir`'s registry), parsed.
+pub fn registered(dir: &std::path::Path, schema: &serde_json::Value) -> silt_wire::Schema {
+    let path = dir.join("schema.avsc");
+    std::fs::write(&path, schema.to_string()).unwrap();
+    register(dir, &[&path]);
+    silt_wire::Schema::parse(&schema.to_string()).unwrap()
+}
+
+/// [`registered`], and a file stream of one shard at `dir/stream` for its events.
+pub fn registered_with_a_stream(
+    dir: &std::path::Path,
+    schema: &serde_json::Value,
+) -> (silt_wire::Schema, silt_ingest::FileStream) {
+    let stream = silt_ingest::FileStream::create(dir.join("stream"), 1).unwrap();
+    (registered(dir, schema), stream)
+}
+
+/// The values of [`text_partitioned_lake`]'s partition column, in the order of its `n`.
+pub const AWKWARD_VALUES: [&str; 12] = [
+    "web", "a b", "50%", "a/b", "x:y", "%2F", "\u{fc}", "a=b", "a\\b", "..", "#?&", "a%20b",
+];
+
+/// A lake of one table `clickstream` partitioned by a text column `channel` whose values are
+/// [`AWKWARD_VALUES`] (one event each, `n` its index), written by one run of the job it
+/// returns.
+pub fn text_partitioned_lake(dir: &Path) -> (PathBuf, [&'static str; 12]) {
+    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": [
+            {"name": "uuid", "type": "gfc.avro.UUID"},
+            {"name": "channel", "type": "string"},
+            {"name": "n", "type": "int"}]});
+    let (schema, stream) = registered_with_a_stream(dir, &schema);
+    let at = chrono::Utc::now().timestamp_millis();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
+    for (n, channel) in AWKWARD_VALUES.iter().enumerate() {
+        let uuid = silt_wire::timeuuid::to_string(&ids.next_at_unix_millis(at));
+        append_json(
+            &stream,
+            &schema,
+            &serde_json::json!({"uuid": uuid, "channel": channel, "n": n}),
+            at,
+        );
+    }
+    let job = write_job(
+        dir,
+        "channels",
+        &dir.join("stream"),
+        r#"partition_by = ["channel"]"#,
+    );
+    run_json(&job);
+    (job, AWKWARD_VALUES)
+}

@@ -912,13 +912,14 @@ impl CommitLog {
 /// tags of held leases, whose holders are at work on them), and, with `staging`, half-written temporary files
 /// that a killed writer left (local disk writes through a temporary name). Files of later
 /// batches belong to a batch in flight and are left alone. Returns how many were deleted.
-pub async fn vacuum(
+pub async fn vacuum<'a>(
     table: &Location,
-    live: &HashSet<&str>,
+    live: impl IntoIterator<Item = &'a DataFile>,
     max_batch: u64,
     spare_tags: &[String],
     staging: bool,
 ) -> Result<usize> {
+    let live: HashSet<_> = live.into_iter().map(DataFile::key).collect();
     let objects = crate::list_all(table, &table.prefix).await?;
     let doomed: Vec<String> = objects
         .iter()
@@ -933,7 +934,7 @@ pub async fn vacuum(
     for rel in &doomed {
         tracing::debug!(file = %rel, "vacuum");
     }
-    let mut deleted = remove_files(table, doomed.iter().map(String::as_str)).await?;
+    let mut deleted = remove_keys(table, doomed.iter().map(|k| table.key(k))).await?;
     if staging {
         if let Some(dir) = table.url.strip_prefix("file://") {
             deleted += remove_staging_files(std::path::Path::new(dir));
@@ -942,15 +943,19 @@ pub async fn vacuum(
     Ok(deleted)
 }
 
-/// Deletes the data files of `table` at `paths` (relative to it), those already gone
-/// included: the files a commit replaced, once it is made. In bulk where the store can (S3's
-/// `DeleteObjects`, a thousand a request). Returns how many were deleted.
+/// Deletes `files` of `table`, those already gone included: the files a commit replaced,
+/// once it is made. In bulk where the store can (S3's `DeleteObjects`, a thousand a
+/// request). Returns how many were deleted.
 pub async fn remove_files<'a>(
     table: &Location,
-    paths: impl IntoIterator<Item = &'a str>,
+    files: impl IntoIterator<Item = &'a DataFile>,
 ) -> Result<usize> {
+    remove_keys(table, files.into_iter().map(|f| f.location(table))).await
+}
+
+async fn remove_keys(table: &Location, locations: impl Iterator<Item = Path>) -> Result<usize> {
     use futures::StreamExt;
-    let locations: Vec<Path> = paths.into_iter().map(|rel| table.child(rel)).collect();
+    let locations: Vec<Path> = locations.collect();
     if locations.is_empty() {
         return Ok(0);
     }

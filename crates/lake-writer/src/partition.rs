@@ -21,7 +21,9 @@ impl PartitionBatch {
     }
 }
 
-/// `k=v/k=v` with values escaped as Hive does for `/`, `=`, `%` and control characters.
+/// `k=v/k=v` with values escaped as Hive and Spark escape them (`%2F` for `/`; the same for
+/// `=`, `%`, `:`, `#`, quotes and control characters...; nothing else, non-ASCII included), as
+/// files are stored and as DuckDB, Spark and pyarrow decode them.
 pub fn hive_path(values: &[(String, String)]) -> String {
     values
         .iter()
@@ -41,7 +43,7 @@ fn escape(v: &str) -> String {
     for c in v.chars() {
         if matches!(
             c,
-            '/' | '=' | '%' | '\\' | '#' | '?' | ':' | '"' | '\'' | '*' | '[' | ']' | '^'
+            '/' | '=' | '%' | '\\' | '#' | '?' | ':' | '"' | '\'' | '*' | '[' | ']' | '^' | '{'
         ) || c.is_control()
         {
             for b in c.to_string().bytes() {

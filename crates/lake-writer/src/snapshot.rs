@@ -180,9 +180,10 @@ impl LakeSnapshot {
         let mut files = BTreeMap::new();
         for (table, (state, at)) in &self.tables {
             let modified = Utc.timestamp_millis_opt(*at).single().unwrap_or_default();
+            let folder = self.lake.join(table);
             for f in &state.files {
                 let location = reader_path(&self.lake, table, f);
-                let stored = self.lake.child(&format!("{table}/{}", f.path));
+                let stored = f.location(&folder);
                 let meta = ObjectMeta {
                     location: location.clone(),
                     last_modified: modified,
@@ -203,9 +204,9 @@ impl LakeSnapshot {
 /// Where a reader of a [`LakeSnapshot`]'s store finds the file `f` of `table`: its path in the
 /// lake's store, but with each partition folder named as a listing reader (DataFusion) decodes
 /// it and as it asks for the partition of a value: `k=v` percent-encoded once, by the object
-/// store's rules. A file's path keeps a value Hive-escaped (`a%2Fb` for `a/b`), which the store
-/// encodes again (`a%252Fb`): read as it is, a partition value with `/`, `%`, `:`... came back
-/// escaped (`a%2Fb`), and a filter on it found no file.
+/// store's rules. A file is stored with its values Hive-escaped (`a%2Fb` for `a/b`), as outside
+/// readers decode them: listed as it is, a partition value with `/`, `%`, `:`... came back to
+/// DataFusion escaped (`a%2Fb`), and a filter on it found no file.
 pub fn reader_path(lake: &Location, table: &str, f: &DataFile) -> Path {
     let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
     if f.partition.is_empty() || dir != hive_path(&f.partition) {

@@ -122,6 +122,14 @@ pub struct DataFile {
     /// recorded it have none (their footers tell).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// The file is stored at `path` as written: its partition values escaped as Hive escapes
+    /// them (`country=a%2Fb` for `a/b`), which DuckDB, Spark and pyarrow decode once. Files
+    /// written before silt stored them so are at `path` encoded once more by the object store
+    /// (`a%252Fb`), and have no mark; nor do files whose path both ways name alike (every
+    /// `dt=.../hr=...`, most values): the mark is written only where the two differ, so that
+    /// older silts still find every file they can.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub as_written: bool,
 }
 
 /// 16 hex digits of the SHA-256 of `bytes`: how a file's entry names what wrote it (the SQL of
@@ -163,7 +171,42 @@ pub fn schema_key(schema: &arrow::datatypes::Schema) -> String {
     short_hash(text.as_bytes())
 }
 
+/// The key that the object store gives the text `rel` (each segment percent-encoded by its
+/// rules: `%`, `#`, non-ASCII...): where files without [`DataFile::as_written`] are.
+fn encoded_key(rel: &str) -> String {
+    object_store::path::Path::from(rel).as_ref().to_string()
+}
+
+/// Whether a file stored at `rel` as written needs the [`DataFile::as_written`] mark.
+pub(crate) fn needs_mark(rel: &str) -> bool {
+    encoded_key(rel) != rel
+}
+
 impl DataFile {
+    /// The file's key below its table's folder, as the store lists it.
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
+        if self.as_written {
+            self.path.as_str().into()
+        } else {
+            encoded_key(&self.path).into()
+        }
+    }
+
+    /// Where `table`'s store holds the file.
+    pub fn location(&self, table: &Location) -> object_store::path::Path {
+        table.key(&self.key())
+    }
+
+    /// This file under another `path` below its table (renamed, copied), stored there as
+    /// written.
+    pub fn moved_to(&self, path: String) -> DataFile {
+        DataFile {
+            as_written: needs_mark(&path),
+            path,
+            ..self.clone()
+        }
+    }
+
     /// The micro-batch that wrote the file, from its name.
     pub fn batch(&self) -> Option<u64> {
         batch_of(&self.path)
@@ -181,7 +224,7 @@ pub async fn read_data_file(
     use arrow::array::StringArray;
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
-    let path = table.child(&file.path);
+    let path = file.location(table);
     let bytes = async { table.store.get(&path).await?.bytes().await }
         .await
         .map_err(|source| Error::Store {
@@ -221,7 +264,7 @@ pub async fn data_file_schema(
 ) -> Result<arrow::datatypes::SchemaRef> {
     use parquet::errors::ParquetError;
     use parquet::file::metadata::ParquetMetaDataReader;
-    let path = table.child(&file.path);
+    let path = file.location(table);
     let len = file.bytes;
     let tail = |n: u64| {
         let path = &path;
@@ -564,7 +607,7 @@ impl TableWriter {
                         put_file(&c.table, &rel, bytes, &e.values, e.rows, &c.key).await?
                     }
                     None => {
-                        copy_file(&self.table, &c.table, &rel).await?;
+                        copy_file(&self.table, &c.table, &file).await?;
                         DataFile {
                             schema: Some(c.key.clone()),
                             ..file.clone()
@@ -625,28 +668,45 @@ fn in_order(mut files: Vec<(String, usize, DataFile)>) -> Vec<DataFile> {
     files.into_iter().map(|(_, _, f)| f).collect()
 }
 
-/// Copies the file at `rel` below `from` to the same place below `to`: a hard link on a local
-/// disk, a server-side copy on S3. A store that cannot (two file systems) gets the bytes put.
-pub async fn copy_file(from: &Location, to: &Location, rel: &str) -> Result<()> {
-    copy_file_as(from, rel, to, rel).await
+/// Copies `file` of the table at `from` to the same place below `to` (the same key: its entry
+/// there is `file` as it is): a hard link on a local disk, a server-side copy on S3. A store
+/// that cannot (two file systems) gets the bytes put.
+pub async fn copy_file(from: &Location, to: &Location, file: &DataFile) -> Result<()> {
+    copy_object(from, &file.location(from), to, &file.location(to)).await
 }
 
-/// Copies the file at `rel` below `from` to `to_rel` below `to`, as [`copy_file`] does.
-pub async fn copy_file_as(from: &Location, rel: &str, to: &Location, to_rel: &str) -> Result<()> {
-    let store_error = |source| Error::Store {
-        path: rel.to_string(),
-        source,
+/// Copies `file` of the table at `from` to `to_rel` below `to`, as [`copy_file`] does;
+/// returns its entry there.
+pub async fn copy_file_as(
+    from: &Location,
+    file: &DataFile,
+    to: &Location,
+    to_rel: &str,
+) -> Result<DataFile> {
+    let copy = file.moved_to(to_rel.to_string());
+    copy_object(from, &file.location(from), to, &copy.location(to)).await?;
+    Ok(copy)
+}
+
+async fn copy_object(
+    from: &Location,
+    source: &object_store::path::Path,
+    to: &Location,
+    target: &object_store::path::Path,
+) -> Result<()> {
+    let store_error = |e| Error::Store {
+        path: source.to_string(),
+        source: e,
     };
-    let (source, target) = (from.child(rel), to.child(to_rel));
-    let Err(e) = from.store.copy(&source, &target).await else {
+    let Err(e) = from.store.copy(source, target).await else {
         return Ok(());
     };
-    tracing::debug!("copying {rel} by a get and a put: {e}");
-    let bytes = async { from.store.get(&source).await?.bytes().await }
+    tracing::debug!("copying {source} by a get and a put: {e}");
+    let bytes = async { from.store.get(source).await?.bytes().await }
         .await
         .map_err(store_error)?;
     to.store
-        .put(&target, PutPayload::from(bytes))
+        .put(target, PutPayload::from(bytes))
         .await
         .map_err(store_error)?;
     Ok(())
@@ -664,13 +724,14 @@ async fn put_file(
     let size = bytes.len() as u64;
     table
         .store
-        .put(&table.child(rel), PutPayload::from(bytes))
+        .put(&table.key(rel), PutPayload::from(bytes))
         .await
         .map_err(|source| Error::Store {
             path: rel.to_string(),
             source,
         })?;
     Ok(DataFile {
+        as_written: needs_mark(rel),
         path: rel.to_string(),
         partition: partition.to_vec(),
         rows,
@@ -901,6 +962,79 @@ pub async fn write_table_timed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files are stored where their path says, values escaped as Hive escapes them (what
+    /// outside readers decode), and marked so where the object store would have encoded the
+    /// path again; a file of an older silt's commit (no mark) is found where it was stored.
+    #[tokio::test]
+    async fn files_are_stored_at_their_hive_paths_and_older_ones_where_they_were() {
+        use arrow::array::{Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = silt_storage::open("file://lake", dir.path()).unwrap();
+        let table = lake.join("t");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a/b", "Zürich", "web"])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        let files = write_table(
+            &table,
+            4,
+            &[batch],
+            &["k".into()],
+            &WriterOptions::default(),
+        )
+        .await
+        .unwrap();
+        let on_disk = |rel: &str| dir.path().join("lake/t").join(rel).is_file();
+        let by_value = |v: &str| files.iter().find(|f| f.partition[0].1 == v).unwrap();
+        for (value, folder, marked) in [
+            ("a/b", "k=a%2Fb", true),
+            ("Zürich", "k=Zürich", true),
+            ("web", "k=web", false),
+        ] {
+            let f = by_value(value);
+            assert_eq!(f.path, format!("{folder}/part-0000000004-0000.parquet"));
+            assert!(on_disk(&f.path), "{} is not on disk", f.path);
+            assert_eq!(f.as_written, marked, "{value}");
+            assert_eq!(
+                serde_json::to_string(f).unwrap().contains("as_written"),
+                marked
+            );
+            assert_eq!(
+                read_data_file(&table, f, 10).await.unwrap()[0].num_rows(),
+                1
+            );
+        }
+        // An older silt's entry for the same path: the object store's encoding of it.
+        let mut older = serde_json::to_value(by_value("a/b")).unwrap();
+        older.as_object_mut().unwrap().remove("as_written");
+        let older: DataFile = serde_json::from_value(older).unwrap();
+        assert_eq!(older.key(), "k=a%252Fb/part-0000000004-0000.parquet");
+        std::fs::create_dir_all(dir.path().join("lake/t/k=a%252Fb")).unwrap();
+        std::fs::rename(
+            dir.path().join("lake/t").join(&older.path),
+            dir.path().join("lake/t").join(older.key().as_ref()),
+        )
+        .unwrap();
+        assert_eq!(
+            read_data_file(&table, &older, 10).await.unwrap()[0].num_rows(),
+            1
+        );
+        // Moved (a backfill's rename, a copy), it is stored as written.
+        let moved = older.moved_to("k=a%2Fb/part-0000000005-0000.parquet".into());
+        assert!(moved.as_written);
+        assert_eq!(moved.key(), moved.path);
+    }
 
     #[tokio::test]
     async fn copied_columns_hold_their_sources_values_under_any_names() {

@@ -16,6 +16,7 @@ fn file(path: String, rows: u64) -> DataFile {
         sql: None,
         compacted: false,
         schema: None,
+        as_written: false,
     }
 }
 

@@ -130,6 +130,24 @@ impl Location {
         p
     }
 
+    /// The object at `key` below this location, `key` taken as the store names it (as
+    /// [`relative`](Self::relative) gives it back): nothing is encoded, so `a%2Fb` is the
+    /// object `a%2Fb`, where [`child`](Self::child) names `a%252Fb` (the store's encoding of
+    /// the text `a%2Fb`). A key the store could not hold (a `.` or `..` segment, a control
+    /// character) is encoded as `child` encodes it.
+    pub fn key(&self, key: &str) -> ObjectPath {
+        let key = key.trim_matches('/');
+        if key.is_empty() {
+            return self.prefix.clone();
+        }
+        let full = if self.prefix.as_ref().is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix.as_ref())
+        };
+        ObjectPath::parse(full).unwrap_or_else(|_| self.child(key))
+    }
+
     /// The location of a sub-folder.
     pub fn join(&self, rel: &str) -> Location {
         Location {
@@ -311,6 +329,20 @@ mod tests {
         assert!(Arc::ptr_eq(&a.store, &b.store));
         assert_eq!(b.prefix.as_ref(), "y");
         assert_eq!(a.child("t/dt=1").as_ref(), "x/t/dt=1");
+    }
+
+    #[test]
+    fn a_key_is_taken_as_the_store_names_it() {
+        let a = open("memory://key-test/x", Path::new(".")).unwrap();
+        assert_eq!(a.child("t/k=a%2Fb").as_ref(), "x/t/k=a%252Fb");
+        assert_eq!(a.key("t/k=a%2Fb").as_ref(), "x/t/k=a%2Fb");
+        assert_eq!(a.key("t/k=Zürich").as_ref(), "x/t/k=Zürich");
+        let listed = a.key("t/k=a%2Fb/part-1.parquet");
+        assert_eq!(a.relative(&listed).unwrap(), "t/k=a%2Fb/part-1.parquet");
+        // What the store cannot hold is encoded rather than refused.
+        assert_eq!(a.key("t/../u").as_ref(), a.child("t/../u").as_ref());
+        let root = open("memory://key-test", Path::new(".")).unwrap();
+        assert_eq!(root.key("k=%23").as_ref(), "k=%23");
     }
 
     #[test]

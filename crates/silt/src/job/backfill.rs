@@ -491,7 +491,7 @@ async fn build_and_commit(
     for u in stale {
         let b = kept.built.remove(&u).expect("a kept unit");
         let table = job.lake.join(&job.transforms[u.0].name);
-        remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+        remove_files(&table, &b.files).await?;
     }
     kept.from_runs.retain(|u, _| units.contains(u));
     let to_build: Vec<&Unit> = units
@@ -644,8 +644,7 @@ async fn linked(
         } else {
             format!("{dir}/{name}")
         };
-        copy_file_as(&from, &f.path, &to, &path).await?;
-        files.push(DataFile { path, ..f.clone() });
+        files.push(copy_file_as(&from, f, &to, &path).await?);
     }
     mark_sql(t, &mut files);
     Ok(Some(files))
@@ -678,7 +677,7 @@ async fn beaten(
     if *attempt >= BACKFILL_ATTEMPTS {
         for (u, b) in std::mem::take(&mut kept.built) {
             let table = job.lake.join(&job.transforms[u.0].name);
-            remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+            remove_files(&table, &b.files).await?;
         }
         bail!(
             "backfill of job {}: another writer committed first in each of {BACKFILL_ATTEMPTS} attempts, the last time micro-batch {batch}, each time changing hours of the range; nothing committed: run it again when the stream is quieter",
@@ -704,7 +703,7 @@ async fn beaten(
         });
     for (u, b) in to_drop {
         let table = job.lake.join(&job.transforms[u.0].name);
-        remove_files(&table, b.files.iter().map(|f| f.path.as_str())).await?;
+        remove_files(&table, &b.files).await?;
         if recomputed_alike(job, u.0, &b.affected, &newer) {
             kept.from_runs.insert(u, b.affected);
         } else {
@@ -811,15 +810,15 @@ async fn move_to_batch(
     for (k, f) in files.iter().enumerate() {
         let path = with_batch(&f.path, batch)
             .with_context(|| format!("`{}` is not a data file name", f.path))?;
+        let to = f.moved_to(path);
         match table
             .store
-            .rename(&table.child(&f.path), &table.child(&path))
+            .rename(&f.location(table), &to.location(table))
             .await
         {
-            Ok(()) => moved.push(DataFile { path, ..f.clone() }),
+            Ok(()) => moved.push(to),
             Err(object_store::Error::NotFound { .. }) => {
-                let left = moved.iter().chain(&files[k + 1..]);
-                remove_files(table, left.map(|f| f.path.as_str())).await?;
+                remove_files(table, moved.iter().chain(&files[k + 1..])).await?;
                 return Ok(None);
             }
             Err(e) => return Err(e).with_context(|| format!("moving {}", f.path)),

@@ -215,7 +215,7 @@ async fn read_columns(
     file: &DataFile,
     columns: &[&str],
 ) -> anyhow::Result<Vec<RecordBatch>> {
-    let path = table.child(&file.path);
+    let path = file.location(table);
     let bytes = async { table.store.get(&path).await?.bytes().await }
         .await
         .with_context(|| format!("reading {path}"))?;

@@ -663,8 +663,7 @@ async fn compact_closed_hours(
             // link on a local disk, a server-side copy on S3) rather than merged again.
             let copied = async {
                 for f in new {
-                    silt_lake_writer::copy_file(&job.lake.join(&job.table), &location, &f.path)
-                        .await?;
+                    silt_lake_writer::copy_file(&job.lake.join(&job.table), &location, f).await?;
                 }
                 Ok::<_, silt_lake_writer::Error>(())
             };
@@ -1511,8 +1510,8 @@ pub(crate) async fn clean_after_commit(
             .get(name)
             .map(|t| t.files.iter().map(|f| f.path.as_str()).collect())
             .unwrap_or_default();
-        let gone = old.files.iter().map(|f| f.path.as_str());
-        remove_files(&job.lake.join(name), gone.filter(|p| !live.contains(p))).await?;
+        let gone = old.files.iter().filter(|f| !live.contains(f.path.as_str()));
+        remove_files(&job.lake.join(name), gone).await?;
     }
     job.log.prune(20).await?;
     Ok(())
@@ -1531,8 +1530,7 @@ pub(crate) async fn remove_leftovers(
 ) -> anyhow::Result<()> {
     let spare = job.log.held_tags(job.writer.file_tag).await?;
     for (table, ts) in tables {
-        let live: HashSet<&str> = ts.files.iter().map(|f| f.path.as_str()).collect();
-        vacuum(&job.lake.join(table), &live, batch, &spare, staging).await?;
+        vacuum(&job.lake.join(table), &ts.files, batch, &spare, staging).await?;
     }
     // A table of the job that no commit holds yet (a transform new to it) has no live file:
     // what a killed writer wrote there before its first commit goes too.
@@ -1543,7 +1541,7 @@ pub(crate) async fn remove_leftovers(
     {
         vacuum(
             &job.lake.join(table),
-            &HashSet::new(),
+            &[] as &[DataFile],
             batch,
             &spare,
             staging,
@@ -2546,6 +2544,7 @@ mod tests {
             sql: sql.map(String::from),
             compacted: false,
             schema: None,
+            as_written: false,
         };
         let (a, b, none) = (file(Some("a")), file(Some("b")), file(None));
         assert_eq!(common_sql([&a, &a]), Some("a".into()));
