@@ -525,6 +525,139 @@ fn text_partition_values_read_back_as_sent() {
     );
 }
 
+/// Events of `schema` (each `fields` with a fresh uuid) appended to `stream`, arriving now.
+fn append_events(
+    stream: &silt_ingest::FileStream,
+    schema: &silt_wire::Schema,
+    events: impl IntoIterator<Item = serde_json::Value>,
+) {
+    let at = chrono::Utc::now().timestamp_millis();
+    let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
+    for mut e in events {
+        e["uuid"] = silt_wire::timeuuid::to_string(&ids.next_at_unix_millis(at)).into();
+        append_json(stream, schema, &e, at);
+    }
+}
+
+/// A job partitioned by a number column read its folders back as text: a transform's
+/// `n + 1` or `sum(n)` worked on the stream's rows but failed wherever the lake was read (the
+/// recomputation of a `partitions` transform at the next micro-batch, so the job stopped for
+/// good: "sum(Utf8)"; every backfill: "Cannot coerce Utf8 + Int64"), `silt query` compared
+/// `n` as text, and a null `n` read as the text `__HIVE_DEFAULT_PARTITION__`. The lake's
+/// readers now type partition columns as the job wrote them, a null as null.
+#[test]
+fn a_number_partition_column_reads_back_as_a_number_wherever_the_lake_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": [
+            {"name": "uuid", "type": "gfc.avro.UUID"},
+            {"name": "n", "type": ["null", "int"], "default": null}]});
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
+    let values = [None, Some(1), Some(2), Some(10)];
+    let events = || values.map(|n| serde_json::json!({ "n": n }));
+    append_events(&stream, &schema, events().into_iter().chain(events()));
+    let extra = r#"partition_by = ["dt", "n"]"#.to_string()
+        + &transforms(
+            dir.path(),
+            &[
+                ("calc", "SELECT uuid, n + 1 AS m, n, dt FROM events", "rows"),
+                (
+                    "agg",
+                    "SELECT dt, n, count(*) AS c, sum(n) AS s FROM events GROUP BY dt, n",
+                    "partitions",
+                ),
+            ],
+        );
+    let job = write_job(dir.path(), "numbers", &dir.path().join("stream"), &extra);
+    run_json(&job);
+    // The next micro-batch merges into (or recomputes) the partitions of `n` it touches.
+    append_events(&stream, &schema, events());
+    run_json(&job);
+    let tables = |dir: &std::path::Path| {
+        [
+            "SELECT arrow_typeof(n) AS t, count(*) AS c FROM clickstream GROUP BY 1",
+            "SELECT n, count(*) AS c FROM clickstream GROUP BY n ORDER BY n",
+            "SELECT count(*) AS c FROM clickstream WHERE n > 2",
+            "SELECT m, n FROM calc ORDER BY m, uuid",
+            "SELECT n, c, s FROM agg ORDER BY n",
+        ]
+        .map(|sql| query(dir, sql))
+    };
+    let got = tables(dir.path());
+    assert_eq!(got[0], serde_json::json!([{"t": "Int32", "c": 12}]));
+    assert_eq!(
+        got[1],
+        serde_json::json!([{"n": 1, "c": 3}, {"n": 2, "c": 3}, {"n": 10, "c": 3}, {"c": 3}])
+    );
+    assert_eq!(got[2], serde_json::json!([{"c": 3}]));
+    let m: Vec<_> = got[3]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["m"].clone())
+        .collect();
+    let mut expected: Vec<serde_json::Value> =
+        [2, 2, 2, 3, 3, 3, 11, 11, 11].map(Into::into).into();
+    expected.extend(std::iter::repeat_n(serde_json::Value::Null, 3));
+    assert_eq!(m, expected);
+    assert_eq!(
+        got[4],
+        serde_json::json!([
+            {"n": 1, "c": 3, "s": 3}, {"n": 2, "c": 3, "s": 6}, {"n": 10, "c": 3, "s": 30},
+            {"c": 3}])
+    );
+    // A backfill reads the raw table as the stream had it: the same tables.
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    run_ok(&mut backfill_command(&job, &day, &day));
+    assert_eq!(tables(dir.path()), got);
+}
+
+/// A text partition column that may be null, given `""` by some events and null by others:
+/// the lake keeps both in Hive's default partition, which its readers read as null, while a
+/// stream's transform saw `""`, and a backfill of it the folder name
+/// `__HIVE_DEFAULT_PARTITION__`. Both now see null, as `silt query` does.
+#[test]
+fn an_empty_text_partition_value_reads_as_null_on_the_stream_and_in_the_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": [
+            {"name": "uuid", "type": "gfc.avro.UUID"},
+            {"name": "channel", "type": ["null", "string"], "default": null}]});
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
+    append_events(
+        &stream,
+        &schema,
+        ["", "web", ""]
+            .map(|c| serde_json::json!({ "channel": c }))
+            .into_iter()
+            .chain([serde_json::json!({ "channel": null })]),
+    );
+    let extra = r#"partition_by = ["dt", "channel"]"#.to_string()
+        + &transforms(
+            dir.path(),
+            &[(
+                "seen",
+                "SELECT uuid, channel AS c, channel IS NULL AS none, dt FROM events",
+                "rows",
+            )],
+        );
+    let job = write_job(dir.path(), "channels", &dir.path().join("stream"), &extra);
+    run_json(&job);
+    let seen = "SELECT c, none, count(*) AS n FROM seen GROUP BY c, none ORDER BY c";
+    let expected = serde_json::json!([{"c": "web", "none": false, "n": 1}, {"none": true, "n": 3}]);
+    assert_eq!(query(dir.path(), seen), expected);
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(*) AS n FROM clickstream WHERE channel IS NULL"
+        ),
+        serde_json::json!([{"n": 3}])
+    );
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    run_ok(&mut backfill_command(&job, &day, &day));
+    assert_eq!(query(dir.path(), seen), expected);
+}
+
 /// `schema` registered, and a stream at `dir/stream` of one event: `fields` with a fresh uuid
 /// of now. Returns its time (ms).
 fn one_event_now(

@@ -605,7 +605,6 @@ pub const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"OrderPlacedEvent","n
     {"name":"uuid","type":{"type":"fixed","name":"UUID","namespace":"gfc.avro","size":16}},
     {"name":"total","type":"double"}]}"#;
 
-/// `silt run --json JOB`, which must succeed: its summary.
 /// `silt backfill --json --from FROM --to TO JOB`, to be run.
 pub fn backfill_command(job: &Path, from: &str, to: &str) -> Command {
     let mut c = silt();
@@ -614,6 +613,7 @@ pub fn backfill_command(job: &Path, from: &str, to: &str) -> Command {
     c
 }
 
+/// `silt run --json JOB`, which must succeed: its summary.
 pub fn run_json(job: &Path) -> serde_json::Value {
     let out = run_ok(silt().args(["run", "--json"]).arg(job));
     serde_json::from_slice(&out.stdout).unwrap()

@@ -36,7 +36,10 @@ pub use log::{
     FULL_AFTER_CHANGES, INTENT_FORMAT, LEASE_RENEW_MS, LEASE_TTL_MS,
 };
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
-pub use snapshot::{reader_path, register_table, LakeSnapshot, SnapshotStore, TableEntry};
+pub use snapshot::{
+    partition_fields, reader_path, register_table, LakeSnapshot, PartitionType, SnapshotStore,
+    TableEntry,
+};
 pub use write::{
     batch_of, copy_file, copy_file_as, data_file_schema, file_name, read_data_file, schema_key,
     short_hash, tag_of, with_batch, write_table, write_table_timed, Codec, DataFile, TableWriter,

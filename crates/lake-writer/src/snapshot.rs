@@ -10,7 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
+use std::str::FromStr;
 use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, FieldRef};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use silt_storage::Location;
 
 use crate::log::{CommitLog, TableState};
-use crate::partition::{hive_path, DEFAULT_PARTITION};
+use crate::partition::hive_path;
 use crate::DataFile;
 use crate::{Error, Result};
 
@@ -52,6 +55,39 @@ pub struct TableEntry {
     /// ignore it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rejected: bool,
+    /// The partition columns that are not text that is never null, as the job writes them
+    /// (`{"n": {"type": "Int32", "nullable": true}}`): a reader reads their folders' names as
+    /// that type, and an empty one (a null value) as null. Older silts ignore it (and read
+    /// every partition column as text).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partition_types: BTreeMap<String, PartitionType>,
+}
+
+/// The type of a partition column ([`TableEntry::partition_types`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionType {
+    /// Arrow's name of the type (`Int32`, `Date32`, `Decimal128(10, 2)`).
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// The partition columns `partition_by` typed as `types` has them (text that is never null
+/// where it does not name them, or names a type this Arrow does not know).
+pub fn partition_fields(
+    partition_by: &[String],
+    types: Option<&BTreeMap<String, PartitionType>>,
+) -> Vec<FieldRef> {
+    partition_by
+        .iter()
+        .map(|p| {
+            let typed = types.and_then(|t| t.get(p)).and_then(|t| {
+                let data_type = DataType::from_str(&t.data_type).ok()?;
+                Some(Field::new(p, data_type, t.nullable))
+            });
+            Arc::new(typed.unwrap_or_else(|| Field::new(p, DataType::Utf8, false)))
+        })
+        .collect()
 }
 
 impl TableEntry {
@@ -69,6 +105,27 @@ impl TableEntry {
                 .map(str::to_string),
             defaults: BTreeMap::new(),
             rejected: false,
+            partition_types: BTreeMap::new(),
+        }
+    }
+
+    /// The entry with its partition columns' types (`partitions`: those columns of the
+    /// table as the job writes it).
+    pub fn with_partitions(self, partitions: &[FieldRef]) -> Self {
+        let partition_types = partitions
+            .iter()
+            .filter(|f| f.data_type() != &DataType::Utf8 || f.is_nullable())
+            .map(|f| {
+                let t = PartitionType {
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                };
+                (f.name().clone(), t)
+            })
+            .collect();
+        Self {
+            partition_types,
+            ..self
         }
     }
 
@@ -123,6 +180,8 @@ pub struct LakeSnapshot {
     pub defaults: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     /// The tables that are jobs' rejected-records tables ([`TableEntry::rejected`]).
     pub rejected: std::collections::BTreeSet<String>,
+    /// Each table's partition column types ([`TableEntry::partition_types`]).
+    pub partition_types: BTreeMap<String, BTreeMap<String, PartitionType>>,
 }
 
 impl LakeSnapshot {
@@ -133,6 +192,7 @@ impl LakeSnapshot {
         let mut logs: BTreeMap<String, CommitLog> = BTreeMap::new();
         let (mut tables, mut defaults) = (BTreeMap::new(), BTreeMap::new());
         let mut rejected = std::collections::BTreeSet::new();
+        let mut partition_types = BTreeMap::new();
         for o in objects {
             let store_err = |source| Error::Store {
                 path: o.location.to_string(),
@@ -162,6 +222,9 @@ impl LakeSnapshot {
             if entry.rejected {
                 rejected.insert(entry.table.clone());
             }
+            if !entry.partition_types.is_empty() {
+                partition_types.insert(entry.table.clone(), entry.partition_types);
+            }
             if !entry.defaults.is_empty() {
                 defaults.insert(entry.table, entry.defaults);
             }
@@ -171,7 +234,17 @@ impl LakeSnapshot {
             tables,
             defaults,
             rejected,
+            partition_types,
         })
+    }
+
+    /// `table`'s partition columns, typed as its catalog entry says.
+    pub fn partition_fields(&self, table: &str) -> Vec<FieldRef> {
+        let partition_by = self
+            .tables
+            .get(table)
+            .map_or(&[][..], |(state, _)| &state.partition_by[..]);
+        partition_fields(partition_by, self.partition_types.get(table))
     }
 
     /// A read-only store holding exactly the committed files of every table, each at its
@@ -206,7 +279,10 @@ impl LakeSnapshot {
 /// it and as it asks for the partition of a value: `k=v` percent-encoded once, by the object
 /// store's rules. A file is stored with its values Hive-escaped (`a%2Fb` for `a/b`), as outside
 /// readers decode them: listed as it is, a partition value with `/`, `%`, `:`... came back to
-/// DataFusion escaped (`a%2Fb`), and a filter on it found no file.
+/// DataFusion escaped (`a%2Fb`), and a filter on it found no file. An empty or null value
+/// (stored in Hive's `__HIVE_DEFAULT_PARTITION__`) is listed as `k=`: empty text, which a
+/// reader of a column that may be null reads as null
+/// (`silt_transform::register_parquet_table`).
 pub fn reader_path(lake: &Location, table: &str, f: &DataFile) -> Path {
     let (dir, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
     if f.partition.is_empty() || dir != hive_path(&f.partition) {
@@ -214,7 +290,6 @@ pub fn reader_path(lake: &Location, table: &str, f: &DataFile) -> Path {
     }
     let mut path = lake.child(table);
     for (k, v) in &f.partition {
-        let v = if v.is_empty() { DEFAULT_PARTITION } else { v };
         path = path.join(format!("{k}={v}"));
     }
     path.join(name)

@@ -214,14 +214,16 @@ impl DataFile {
 }
 
 /// Reads a data file of `table` back in batches of `batch_rows`, with its partition values
-/// as (constant, string) columns after the file's own, as the job had them before the writer
-/// split them off into the path.
+/// as constant columns after the file's own, as the job had them before the writer split them
+/// off into the path: typed as `partitions` has them (text that is never null where it does
+/// not name them), an empty value null where the column may be null.
 pub async fn read_data_file(
     table: &Location,
     file: &DataFile,
     batch_rows: usize,
+    partitions: &[arrow::datatypes::FieldRef],
 ) -> Result<Vec<RecordBatch>> {
-    use arrow::array::StringArray;
+    use arrow::array::{Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
     let path = file.location(table);
@@ -234,22 +236,39 @@ pub async fn read_data_file(
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.with_batch_size(batch_rows).build())
         .map_err(Error::Parquet)?;
+    let fields: Vec<Field> = file
+        .partition
+        .iter()
+        .map(|(k, _)| match partitions.iter().find(|p| p.name() == k) {
+            Some(p) => p.as_ref().clone(),
+            None => Field::new(k, DataType::Utf8, false),
+        })
+        .collect();
     let mut out = Vec::new();
     for b in reader {
         let b = b.map_err(Error::Arrow)?;
-        let mut fields: Vec<Field> = b
+        let mut schema: Vec<Field> = b
             .schema()
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
         let mut columns = b.columns().to_vec();
-        for (k, v) in &file.partition {
-            fields.push(Field::new(k, DataType::Utf8, true));
-            columns.push(Arc::new(StringArray::from(vec![v.as_str(); b.num_rows()])));
+        for ((_, v), field) in file.partition.iter().zip(&fields) {
+            let text: Arc<dyn Array> = if v.is_empty() && field.is_nullable() {
+                Arc::new(StringArray::new_null(b.num_rows()))
+            } else {
+                Arc::new(StringArray::from(vec![v.as_str(); b.num_rows()]))
+            };
+            columns.push(if field.data_type() == &DataType::Utf8 {
+                text
+            } else {
+                arrow::compute::cast(&text, field.data_type()).map_err(Error::Arrow)?
+            });
+            schema.push(field.clone());
         }
         out.push(
-            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(Error::Arrow)?,
+            RecordBatch::try_new(Arc::new(Schema::new(schema)), columns).map_err(Error::Arrow)?,
         );
     }
     Ok(out)
@@ -1011,7 +1030,7 @@ mod tests {
                 marked
             );
             assert_eq!(
-                read_data_file(&table, f, 10).await.unwrap()[0].num_rows(),
+                read_data_file(&table, f, 10, &[]).await.unwrap()[0].num_rows(),
                 1
             );
         }
@@ -1027,7 +1046,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            read_data_file(&table, &older, 10).await.unwrap()[0].num_rows(),
+            read_data_file(&table, &older, 10, &[]).await.unwrap()[0].num_rows(),
             1
         );
         // Moved (a backfill's rename, a copy), it is stored as written.
@@ -1069,7 +1088,9 @@ mod tests {
         writer.write(&batch).unwrap();
         let (files, _, copies) = writer.finish_with_copies().await.unwrap();
         async fn value(lake: &Location, table: &str, file: &DataFile, column: &str) -> String {
-            let b = read_data_file(&lake.join(table), file, 10).await.unwrap();
+            let b = read_data_file(&lake.join(table), file, 10, &[])
+                .await
+                .unwrap();
             let c = b[0].column_by_name(column).unwrap();
             c.as_any()
                 .downcast_ref::<StringArray>()

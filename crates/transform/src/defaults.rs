@@ -540,7 +540,11 @@ mod reading_tests {
                 &url,
                 store,
                 dir.join("t").to_str().unwrap(),
-                &["dt".to_string()],
+                &[Arc::new(arrow::datatypes::Field::new(
+                    "dt",
+                    DataType::Utf8,
+                    false,
+                ))],
                 schema.clone(),
                 &defaults,
             )
@@ -603,7 +607,11 @@ mod reading_tests {
             &url::Url::parse("file:///").unwrap(),
             Arc::new(object_store::local::LocalFileSystem::new()),
             dir.join("t").to_str().unwrap(),
-            &["dt".to_string()],
+            &[Arc::new(arrow::datatypes::Field::new(
+                "dt",
+                DataType::Utf8,
+                false,
+            ))],
             schema.clone(),
             &ColumnDefaults::new(),
         )

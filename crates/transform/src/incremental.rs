@@ -229,6 +229,15 @@ impl RowsSession {
 }
 
 impl PreparedIncremental {
+    /// The output columns `names` (its partition columns), as the transform gives them.
+    pub fn partition_fields(&self, names: &[String]) -> Vec<arrow::datatypes::FieldRef> {
+        names
+            .iter()
+            .filter_map(|n| self.output.field_with_name(n).ok())
+            .map(|f| Arc::new(f.clone()))
+            .collect()
+    }
+
     /// Whether rows of `schema` (previous output read back) have every output column, by
     /// name and type: rows written by another version of the SQL do not, and are not merged.
     pub fn accepts(&self, schema: &arrow::datatypes::Schema) -> bool {

@@ -788,7 +788,11 @@ pub async fn table_schema(
 /// (a lake snapshot, so only committed files are seen). `url` is the table's folder under a
 /// URL whose scheme and host the store is registered for; `schema` is the files' schema
 /// (without partition columns; [`table_schema`] for files of several schemas). A column some
-/// files lack reads as its default in `defaults` there ([`defaults`]).
+/// files lack reads as its default in `defaults` there ([`defaults`]). `partitions` are the
+/// partition columns as the job had them (a number, a date, nullable text...): each is read
+/// from its folders' names as that type, and an empty name (a null or empty value: Hive's
+/// default partition, see `silt_lake_writer::reader_path`) as null where the column may be
+/// null, so that a transform reads the lake's rows as the stream job had them.
 #[allow(clippy::too_many_arguments)]
 pub async fn register_parquet_table(
     ctx: &SessionContext,
@@ -796,7 +800,7 @@ pub async fn register_parquet_table(
     store_url: &url::Url,
     store: Arc<dyn ObjectStore>,
     table_path: &str,
-    partition_by: &[String],
+    partitions: &[arrow::datatypes::FieldRef],
     schema: SchemaRef,
     defaults: &ColumnDefaults,
 ) -> Result<()> {
@@ -809,9 +813,9 @@ pub async fn register_parquet_table(
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(
-            partition_by
+            partitions
                 .iter()
-                .map(|p| (p.clone(), DataType::Utf8))
+                .map(|p| (p.name().clone(), DataType::Utf8))
                 .collect(),
         );
     let config = ListingTableConfig::new(url).with_listing_options(options);
@@ -831,6 +835,57 @@ pub async fn register_parquet_table(
             .execution
             .collect_statistics = false;
     }
-    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    let listing: Arc<dyn datafusion::catalog::TableProvider> =
+        Arc::new(ListingTable::try_new(config)?);
+    let typed = partitions
+        .iter()
+        .all(|p| p.data_type() == &DataType::Utf8 && !p.is_nullable());
+    if typed {
+        ctx.register_table(name, listing)?;
+    } else {
+        ctx.register_table(name, Arc::new(typed_partitions(name, listing, partitions)?))?;
+    }
     Ok(())
+}
+
+/// A view of `listing` whose partition columns (text, as the folders name them) are read as
+/// `partitions` type them: an empty value is null where the column may be null, the others
+/// cast to the column's type (what the job's writer cast to text).
+fn typed_partitions(
+    name: &str,
+    listing: Arc<dyn datafusion::catalog::TableProvider>,
+    partitions: &[arrow::datatypes::FieldRef],
+) -> Result<datafusion::datasource::ViewTable> {
+    use datafusion::logical_expr::{cast, LogicalPlanBuilder};
+    use datafusion::prelude::{col, lit, nullif};
+    let columns: Vec<_> = listing
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = col(datafusion::common::Column::new(Some(name), f.name()));
+            let Some(p) = partitions.iter().find(|p| p.name() == f.name()) else {
+                return c;
+            };
+            let c = if p.is_nullable() {
+                nullif(c, lit(""))
+            } else {
+                c
+            };
+            let c = if p.data_type() == &DataType::Utf8 {
+                c
+            } else {
+                cast(c, p.data_type().clone())
+            };
+            c.alias(f.name())
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::scan(
+        name,
+        datafusion::datasource::provider_as_source(listing),
+        None,
+    )?
+    .project(columns)?
+    .build()?;
+    Ok(datafusion::datasource::ViewTable::new(plan, None))
 }

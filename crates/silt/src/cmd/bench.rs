@@ -539,7 +539,7 @@ async fn job_and_limit(dir: &std::path::Path, job: &Job) -> anyhow::Result<Round
         let mut rows = 0;
         let last = state.files.len();
         for (i, file) in state.files.iter().enumerate() {
-            for b in silt_lake_writer::read_data_file(&source, file, 8192).await? {
+            for b in silt_lake_writer::read_data_file(&source, file, 8192, &[]).await? {
                 rows += b.num_rows();
                 pending.push(b);
             }

@@ -83,7 +83,7 @@ pub async fn lake_session(
                 &url,
                 store.clone(),
                 path.as_ref(),
-                &state.partition_by,
+                &snapshot.partition_fields(table),
                 schema,
                 snapshot.defaults.get(table).unwrap_or(&Default::default()),
             )

@@ -18,8 +18,9 @@ use silt_storage::Location;
 use silt_transform::Mode;
 
 use super::run::{
-    beside_the_runs, clean_after_commit, commit_that_won, mark_sql, project_partition, put_files,
-    recompute_partitions, register_tables, write_partitions, Job, RowsTransforms, Shapes,
+    beside_the_runs, clean_after_commit, commit_that_won, mark_sql, partition_fields,
+    project_partition, put_files, recompute_partitions, register_tables, write_partitions, Job,
+    RowsTransforms, Shapes,
 };
 
 /// Hours since the Unix epoch from `2025-11-25` (its first hour, or with `end` its last),
@@ -546,6 +547,7 @@ async fn build_and_commit(
             &job.table,
             raw,
             shapes.raw_files.clone(),
+            &partition_fields(&shapes.events, &raw.partition_by),
             &shapes.defaults,
             t,
             parts,

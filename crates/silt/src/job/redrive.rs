@@ -37,9 +37,9 @@ use silt_storage::Location;
 use super::backfill::{fill_new_tables, partition_hours, BackfillSummary};
 use super::run::{
     add_time_partitions, beside_the_runs, clean_after_commit, commit_that_won, copies_by_transform,
-    copy_from_raw, learn_undecodable, mark_sql, put_files, recompute_partitions, remove_leftovers,
-    rows_writers, spinner, write_partitions, DedupSaved, Job, RowsTransforms, RunSummary, Shapes,
-    CHECK_SLICE,
+    copy_from_raw, learn_undecodable, mark_sql, partition_fields, put_files, recompute_partitions,
+    remove_leftovers, rows_writers, spinner, write_partitions, DedupSaved, Job, RowsTransforms,
+    RunSummary, Shapes, CHECK_SLICE,
 };
 
 /// Parses `--reason`: codes separated by commas, or `all`.
@@ -468,7 +468,7 @@ async fn redrive_over(
         if !any {
             continue;
         }
-        let batches = read_data_file(&rejected_table, f, CHECK_SLICE).await?;
+        let batches = read_data_file(&rejected_table, f, CHECK_SLICE, &[]).await?;
         let mut row = 0;
         for b in &batches {
             let code = column(b, f, "reason_code")?.as_string::<i32>();
@@ -599,6 +599,7 @@ async fn redrive_over(
                         &job.table,
                         raw,
                         shapes.raw_files.clone(),
+                        &partition_fields(&shapes.events, &raw.partition_by),
                         &shapes.defaults,
                         t,
                         parts,
@@ -642,7 +643,7 @@ async fn redrive_over(
         old_paths.insert(f.path.clone());
         let mut row = 0;
         let mut rest = Vec::new();
-        for b in read_data_file(&rejected_table, f, CHECK_SLICE).await? {
+        for b in read_data_file(&rejected_table, f, CHECK_SLICE, &[]).await? {
             let keep: BooleanArray = (row..row + b.num_rows())
                 .map(|r| Some(!rows_gone.contains(&r)))
                 .collect();

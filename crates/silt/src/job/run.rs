@@ -8,9 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use arrow::array::{
-    Array, ArrayRef, RecordBatch, TimestampMicrosecondArray, TimestampMillisecondArray,
+    Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema as ArrowSchema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use silt_dedup::{DedupIndex, Verdict};
 use silt_ingest::{
@@ -779,7 +779,7 @@ async fn merge_group(
     let mut writer = TableWriter::new(location, batch_id, partition_by, &job.writer);
     for f in &group {
         writer
-            .write_batches(&read_data_file(location, f, CHECK_SLICE).await?)
+            .write_batches(&read_data_file(location, f, CHECK_SLICE, &[]).await?)
             .await?;
     }
     let mut new = writer.finish_timed().await?.0;
@@ -1099,12 +1099,16 @@ async fn read_plan(
 }
 
 /// Appends `dt`/`hr` (UTC date and hour of a timestamp column) when they are partition
-/// columns and not columns of the batch already.
+/// columns and not columns of the batch already; and makes the empty texts of a partition
+/// column that may be null null: the lake keeps both in one folder (Hive's default
+/// partition), which reads as null, and transforms must see on the stream what they see when
+/// they read the lake (a recomputation, a backfill).
 pub(crate) fn add_time_partitions(
     batch: RecordBatch,
     partition_by: &[String],
     time_col: &str,
 ) -> anyhow::Result<RecordBatch> {
+    let batch = empty_partition_values_null(batch, partition_by)?;
     let schema = batch.schema();
     let need: Vec<&str> = partition_by
         .iter()
@@ -1161,6 +1165,45 @@ pub(crate) fn add_time_partitions(
         Arc::new(ArrowSchema::new(fields)),
         cols,
     )?)
+}
+
+/// The columns `names` of `schema`, as the job writes them into partition folders (text that
+/// is never null for a name `schema` lacks).
+pub(crate) fn partition_fields(schema: &ArrowSchema, names: &[String]) -> Vec<FieldRef> {
+    names
+        .iter()
+        .map(|n| match schema.field_with_name(n) {
+            Ok(f) => Arc::new(f.clone()),
+            Err(_) => Arc::new(Field::new(n, DataType::Utf8, false)),
+        })
+        .collect()
+}
+
+/// [`add_time_partitions`]' null for the empty texts of a nullable text partition column.
+fn empty_partition_values_null(
+    batch: RecordBatch,
+    partition_by: &[String],
+) -> anyhow::Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut columns: Option<Vec<ArrayRef>> = None;
+    for p in partition_by {
+        let Ok(i) = schema.index_of(p) else { continue };
+        let (field, column) = (schema.field(i), batch.column(i));
+        if !field.is_nullable() || field.data_type() != &DataType::Utf8 {
+            continue;
+        }
+        let text = column.as_any().downcast_ref::<StringArray>().expect("utf8");
+        let empty = arrow::compute::kernels::cmp::eq(text, &StringArray::new_scalar(""))?;
+        if empty.true_count() == 0 {
+            continue;
+        }
+        let columns = columns.get_or_insert_with(|| batch.columns().to_vec());
+        columns[i] = arrow::compute::nullif(column, &empty)?;
+    }
+    Ok(match columns {
+        Some(columns) => RecordBatch::try_new(schema, columns)?,
+        None => batch,
+    })
 }
 
 /// The raw table's shape with time partition columns: the `events` table transforms read.
@@ -1459,7 +1502,15 @@ async fn merge_partitions(
     }
     let mut previous = Vec::new();
     for f in files {
-        previous.extend(read_data_file(table, f, CHECK_SLICE).await?);
+        previous.extend(
+            read_data_file(
+                table,
+                f,
+                CHECK_SLICE,
+                &prepared.partition_fields(out_partitions),
+            )
+            .await?,
+        );
     }
     if !previous.iter().all(|b| prepared.accepts(&b.schema())) {
         return Ok(None);
@@ -1676,6 +1727,7 @@ pub(crate) async fn recompute_partitions(
     raw_table: &str,
     raw: &TableState,
     raw_file_schema: SchemaRef,
+    raw_partitions: &[FieldRef],
     defaults: &silt_transform::ColumnDefaults,
     t: &Transform,
     out_partitions: &[String],
@@ -1712,6 +1764,7 @@ pub(crate) async fn recompute_partitions(
         .collect(),
         defaults: BTreeMap::new(),
         rejected: Default::default(),
+        partition_types: BTreeMap::new(),
     };
     let ctx = silt_transform::transform_session(references).await?;
     let url = url::Url::parse(SNAPSHOT_URL).expect("valid");
@@ -1722,7 +1775,7 @@ pub(crate) async fn recompute_partitions(
         &url,
         snapshot.store(),
         table_path.as_ref(),
-        &raw.partition_by,
+        raw_partitions,
         read_schema,
         defaults,
     )
@@ -2047,7 +2100,13 @@ pub(crate) async fn register_tables(job: &Job, shapes: &Shapes) -> anyhow::Resul
     {
         let mut entry = TableEntry::new(&job.lake, table, &job.name, job.log.location());
         if table == &job.table {
-            entry = entry.with_defaults(shapes.defaults.clone());
+            entry = entry
+                .with_defaults(shapes.defaults.clone())
+                .with_partitions(&partition_fields(&shapes.events, &job.partition_by));
+        }
+        if let Some(i) = job.transforms.iter().position(|t| &t.name == table) {
+            let fields = partition_fields(&shapes.outputs[i], &shapes.out_partitions[i]);
+            entry = entry.with_partitions(&fields);
         }
         if table == &job.rejected_table {
             entry = entry.of_rejected();
@@ -2369,6 +2428,7 @@ async fn run_with_latest(
                         &job.table,
                         raw,
                         raw_file_schema.clone(),
+                        &partition_fields(&events_schema, &raw.partition_by),
                         &defaults,
                         tr,
                         parts,
