@@ -658,6 +658,27 @@ fn an_empty_text_partition_value_reads_as_null_on_the_stream_and_in_the_lake() {
     assert_eq!(query(dir.path(), seen), expected);
 }
 
+/// A job whose stream has had no bad record: its rejected table was "no table
+/// `clickstream_rejected`" to `silt query` (an alert counting rejections failed on a lake that
+/// was doing well). It is a table of no rows, with its columns.
+#[test]
+fn a_rejected_table_that_no_record_has_reached_reads_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": [
+            {"name": "uuid", "type": "gfc.avro.UUID"}]});
+    one_event_now(dir.path(), &schema, serde_json::json!({}));
+    let job = write_job(dir.path(), "clean", &dir.path().join("stream"), "");
+    assert_eq!(run_json(&job)["rejected"], 0);
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(*) AS n, count(reason) AS r, count(dt) AS d FROM clickstream_rejected"
+        ),
+        serde_json::json!([{"n": 0, "r": 0, "d": 0}])
+    );
+}
+
 /// `schema` registered, and a stream at `dir/stream` of one event: `fields` with a fresh uuid
 /// of now. Returns its time (ms).
 fn one_event_now(
