@@ -679,6 +679,70 @@ fn a_rejected_table_that_no_record_has_reached_reads_as_empty() {
     );
 }
 
+/// A `silt sql` session left open while a job runs: it read the commits of its start until
+/// `\r`, so an analyst watching the lake saw old counts, and once a micro-batch had recomputed
+/// an hour of a `partitions` transform (deleting its earlier file) a statement over it could
+/// fail with "Object at location ... not found". Each statement now reads the latest commits,
+/// as `silt query` does (and one that a commit races is run again over the newer ones).
+#[test]
+fn a_sql_session_reads_the_latest_commits_at_each_statement() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": [
+            {"name": "uuid", "type": "gfc.avro.UUID"}]});
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
+    let three = || std::iter::repeat_n(serde_json::json!({}), 3);
+    append_events(&stream, &schema, three());
+    let extra = transforms(
+        dir.path(),
+        &[(
+            "ids",
+            "SELECT dt, hr, count(DISTINCT uuid) AS u FROM events GROUP BY dt, hr",
+            "partitions",
+        )],
+    );
+    let job = write_job(dir.path(), "ids", &dir.path().join("stream"), &extra);
+    run_json(&job);
+    let mut sql = silt()
+        .args(["sql", "--format", "csv", "--lake"])
+        .arg(format!("file://{}", dir.path().join("lake").display()))
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = sql.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(sql.stdout.take().unwrap());
+    let mut result = || {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "{lines:?}");
+            if line.contains("row(s) in") {
+                return lines;
+            }
+            lines.push(line.trim().to_string());
+        }
+    };
+    let statement = b"SELECT u FROM ids;\n";
+    stdin.write_all(statement).unwrap();
+    assert_eq!(result().last().unwrap(), "3");
+    // The job recomputes the hour: a new file for it, the old one deleted.
+    append_events(&stream, &schema, three());
+    run_json(&job);
+    stdin.write_all(statement).unwrap();
+    assert_eq!(result().last().unwrap(), "6");
+    drop(stdin);
+    let out = sql.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `schema` registered, and a stream at `dir/stream` of one event: `fields` with a fresh uuid
 /// of now. Returns its time (ms).
 fn one_event_now(

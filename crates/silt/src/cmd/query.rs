@@ -170,8 +170,55 @@ fn one_file_per_schema(
 
 /// Runs one statement and returns its batches.
 pub async fn query(lake: &Location, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
-    let (ctx, _, unreadable) = lake_session(lake).await?;
-    Ok(plan(&ctx, lake, &unreadable, sql).await?.collect().await?)
+    let mut session = lake_session(lake).await?;
+    run_statement(&mut session, lake, sql).await
+}
+
+/// A [`lake_session`]: the session, the commits it reads, the tables it left out.
+pub type Session = (SessionContext, LakeSnapshot, Unreadable);
+
+/// Runs one statement over `session` and returns its batches. A committed file that a newer
+/// commit has replaced since the session read the commits (a recomputed partition, a
+/// compacted hour: the job deletes such files once its commit is made) is gone: the session
+/// is then taken again at the latest commits and the statement run again over them (up to
+/// three times), with a note on stderr, where it failed with "not found".
+pub async fn run_statement(
+    session: &mut Session,
+    lake: &Location,
+    sql: &str,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut again = 0;
+    loop {
+        let (ctx, _, unreadable) = &*session;
+        let result = async { Ok(plan(ctx, lake, unreadable, sql).await?.collect().await?) }.await;
+        match result {
+            Err(e) if again < 3 && file_gone(&e) => {
+                again += 1;
+                eprintln!(
+                    "note: a newer commit replaced files the statement was reading; reading the \
+                     latest commits and running it again"
+                );
+                *session = lake_session(lake).await?;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `e` comes from a file the store does not have (any more).
+pub(crate) fn file_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<object_store::Error>()
+            .is_some_and(|e| matches!(e, object_store::Error::NotFound { .. }))
+            || c.downcast_ref::<datafusion::error::DataFusionError>()
+                .is_some_and(|e| {
+                    matches!(
+                        e.find_root(),
+                        datafusion::error::DataFusionError::ObjectStore(e)
+                            if matches!(**e, object_store::Error::NotFound { .. })
+                    )
+                })
+    })
 }
 
 /// Plans one statement over a [`lake_session`]; a table the lake lacks is named with the
@@ -292,3 +339,40 @@ pub async fn run(args: QueryArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Keeps `Arc` in scope for callers that hold sessions across tasks.
 pub type SharedSession = Arc<SessionContext>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+
+    fn gone() -> object_store::Error {
+        object_store::Error::NotFound {
+            path: "t/dt=2025-11-25/part-0000000001-0000.parquet".into(),
+            source: "No such file or directory".into(),
+        }
+    }
+
+    /// A file gone is told wherever DataFusion wraps the store's error (a scan's stream
+    /// gives it inside Arrow's external error); other errors are not taken for it.
+    #[test]
+    fn a_file_gone_is_told_through_datafusions_wrapping() {
+        let direct = anyhow::Error::new(DataFusionError::ObjectStore(Box::new(gone())));
+        assert!(file_gone(&direct));
+        let wrapped = anyhow::Error::new(DataFusionError::ArrowError(
+            Box::new(arrow::error::ArrowError::ExternalError(Box::new(
+                DataFusionError::ObjectStore(Box::new(gone())),
+            ))),
+            None,
+        ));
+        assert!(file_gone(&wrapped));
+        assert!(file_gone(&anyhow::Error::new(gone()).context("reading")));
+        let other = object_store::Error::Generic {
+            store: "S3",
+            source: "503 Slow Down".into(),
+        };
+        assert!(!file_gone(&anyhow::Error::new(
+            DataFusionError::ObjectStore(Box::new(other))
+        )));
+        assert!(!file_gone(&anyhow::anyhow!("no table `x`")));
+    }
+}

@@ -8,7 +8,9 @@ use std::path::Path;
 use anyhow::Context;
 use rustyline::error::ReadlineError;
 
-use crate::cmd::query::{lake_session, plan, print, Format, Unreadable, DEFAULT_LAKE};
+use crate::cmd::query::{
+    lake_session, print, run_statement, Format, Session, Unreadable, DEFAULT_LAKE,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct SqlArgs {
@@ -22,8 +24,8 @@ pub struct SqlArgs {
 pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let lake = silt_storage::open(&args.lake, Path::new("."))
         .with_context(|| format!("lake {}", args.lake))?;
-    let (mut ctx, mut snapshot, mut unreadable) = lake_session(&lake).await?;
-    warn(&unreadable);
+    let mut session = lake_session(&lake).await?;
+    warn(&session.2);
     let mut editor = rustyline::DefaultEditor::new()?;
     let history = std::env::var_os("HOME").map(|h| Path::new(&h).join(".silt_history"));
     if let Some(h) = &history {
@@ -33,8 +35,8 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         out,
         "silt sql on {} ({} tables: {}). End statements with ';'. \\d lists tables, \\d NAME shows one, \\r reloads commits, \\q quits.",
         lake.url,
-        snapshot.tables.len(),
-        snapshot.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+        session.1.tables.len(),
+        session.1.tables.keys().cloned().collect::<Vec<_>>().join(", ")
     )?;
     let mut buffer = String::new();
     let (mut statements, mut failed) = (0usize, 0usize);
@@ -59,7 +61,8 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 "" => continue,
                 "\\q" | "quit" | "exit" => break,
                 "\\d" => {
-                    for (t, (state, _)) in &snapshot.tables {
+                    session = latest(&lake, &session).await?;
+                    for (t, (state, _)) in &session.1.tables {
                         writeln!(
                             out,
                             "{t}\t{} files\tpartitioned by {:?}",
@@ -70,6 +73,8 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     continue;
                 }
                 d if d.starts_with("\\d ") => {
+                    session = latest(&lake, &session).await?;
+                    let (ctx, snapshot, unreadable) = &session;
                     let name = d["\\d ".len()..].trim();
                     match (snapshot.tables.get(name), ctx.table(name).await) {
                         (Some((state, _)), Ok(table)) => {
@@ -108,9 +113,9 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     continue;
                 }
                 "\\r" => {
-                    (ctx, snapshot, unreadable) = lake_session(&lake).await?;
-                    writeln!(out, "reloaded: {} tables", snapshot.tables.len())?;
-                    warn(&unreadable);
+                    session = lake_session(&lake).await?;
+                    writeln!(out, "reloaded: {} tables", session.1.tables.len())?;
+                    warn(&session.2);
                     continue;
                 }
                 _ => {}
@@ -125,8 +130,13 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         let _ = editor.add_history_entry(statement.trim());
         let started = std::time::Instant::now();
         statements += 1;
-        let result = match plan(&ctx, &lake, &unreadable, &statement).await {
-            Ok(df) => df.collect().await.map_err(anyhow::Error::new),
+        // Each statement reads the latest commits, as a one-shot `silt query` does: a session
+        // left open beside a running job sees its micro-batches (and never files they replaced).
+        let result = match latest(&lake, &session).await {
+            Ok(fresh) => {
+                session = fresh;
+                run_statement(&mut session, &lake, &statement).await
+            }
             Err(e) => Err(e),
         };
         match result {
@@ -154,6 +164,20 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         anyhow::bail!("{failed} of {statements} statement(s) failed");
     }
     Ok(())
+}
+
+/// The session at the lake's latest commits; says which tables it leaves out that `old` did
+/// not (or for another reason).
+async fn latest(lake: &silt_storage::Location, old: &Session) -> anyhow::Result<Session> {
+    let new = lake_session(lake).await?;
+    let fresh: Unreadable = new
+        .2
+        .iter()
+        .filter(|(t, why)| old.2.get(*t) != Some(*why))
+        .map(|(t, why)| (t.clone(), why.clone()))
+        .collect();
+    warn(&fresh);
+    Ok(new)
 }
 
 /// Says on stderr which tables the session left out, and why.
