@@ -200,11 +200,9 @@ fn fields_added_with_defaults_and_promoted_types_read_as_avro_reads_older_events
 fn a_field_added_within_a_record_column_reads_as_null_in_older_rows() {
     let dir = tempfile::tempdir().unwrap();
     let schema = |item_fields: serde_json::Value| {
-        serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-            "namespace": "com.gilt.clickstream.v1", "fields": [
-                {"name": "uuid", "type": "gfc.avro.UUID"},
-                {"name": "items", "type": {"type": "array", "items": {"type": "record",
-                    "name": "Item", "fields": item_fields}}}]})
+        event_schema(serde_json::json!([
+            {"name": "items", "type": {"type": "array", "items": {"type": "record",
+                "name": "Item", "fields": item_fields}}}]))
     };
     let v1 = schema(serde_json::json!([{"name": "sku", "type": "string"}]));
     let v2 = schema(serde_json::json!([{"name": "sku", "type": "string"},
@@ -362,16 +360,14 @@ fn a_follow_run_waits_out_a_registry_that_does_not_answer() {
 #[test]
 fn unions_and_records_that_may_be_null_land_and_read_back_as_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"},
-            {"name": "ref", "type": ["null", "string", "long"], "default": null},
-            {"name": "by", "type": ["null",
-                {"type": "record", "name": "Person", "fields": [{"name": "name", "type": "string"}]},
-                {"type": "record", "name": "Bot", "fields": [{"name": "id", "type": "long"}]}],
-             "default": null},
-            {"name": "at", "type": ["null", {"type": "record", "name": "Place", "fields": [
-                {"name": "x", "type": "long"}]}], "default": null}]});
+    let schema = event_schema(serde_json::json!([
+        {"name": "ref", "type": ["null", "string", "long"], "default": null},
+        {"name": "by", "type": ["null",
+            {"type": "record", "name": "Person", "fields": [{"name": "name", "type": "string"}]},
+            {"type": "record", "name": "Bot", "fields": [{"name": "id", "type": "long"}]}],
+         "default": null},
+        {"name": "at", "type": ["null", {"type": "record", "name": "Place", "fields": [
+            {"name": "x", "type": "long"}]}], "default": null}]));
     let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
     let at = chrono::DateTime::parse_from_rfc3339("2025-11-26T03:00:00Z")
         .unwrap()
@@ -548,10 +544,8 @@ fn append_events(
 #[test]
 fn a_number_partition_column_reads_back_as_a_number_wherever_the_lake_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"},
-            {"name": "n", "type": ["null", "int"], "default": null}]});
+    let schema =
+        event_schema(serde_json::json!([{"name": "n", "type": ["null", "int"], "default": null}]));
     let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
     let values = [None, Some(1), Some(2), Some(10)];
     let events = || values.map(|n| serde_json::json!({ "n": n }));
@@ -619,10 +613,8 @@ fn a_number_partition_column_reads_back_as_a_number_wherever_the_lake_is_read() 
 #[test]
 fn an_empty_text_partition_value_reads_as_null_on_the_stream_and_in_the_lake() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"},
-            {"name": "channel", "type": ["null", "string"], "default": null}]});
+    let schema = event_schema(serde_json::json!([
+        {"name": "channel", "type": ["null", "string"], "default": null}]));
     let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
     append_events(
         &stream,
@@ -664,9 +656,7 @@ fn an_empty_text_partition_value_reads_as_null_on_the_stream_and_in_the_lake() {
 #[test]
 fn a_rejected_table_that_no_record_has_reached_reads_as_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"}]});
+    let schema = event_schema(serde_json::json!([]));
     one_event_now(dir.path(), &schema, serde_json::json!({}));
     let job = write_job(dir.path(), "clean", &dir.path().join("stream"), "");
     assert_eq!(run_json(&job)["rejected"], 0);
@@ -688,9 +678,7 @@ fn a_rejected_table_that_no_record_has_reached_reads_as_empty() {
 fn a_sql_session_reads_the_latest_commits_at_each_statement() {
     use std::io::{BufRead, Write};
     let dir = tempfile::tempdir().unwrap();
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"}]});
+    let schema = event_schema(serde_json::json!([]));
     let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
     let three = || std::iter::repeat_n(serde_json::json!({}), 3);
     append_events(&stream, &schema, three());
@@ -767,12 +755,10 @@ fn one_event_now(
 #[test]
 fn a_partition_column_that_is_missing_or_not_a_plain_value_is_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"},
-            {"name": "pay", "type": ["null", {"type": "record", "name": "Pay", "fields": [
-                {"name": "amount", "type": "long"}]}], "default": null},
-            {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []}]});
+    let schema = event_schema(serde_json::json!([
+        {"name": "pay", "type": ["null", {"type": "record", "name": "Pay", "fields": [
+            {"name": "amount", "type": "long"}]}], "default": null},
+        {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []}]));
     one_event_now(
         dir.path(),
         &schema,
@@ -812,10 +798,7 @@ fn a_partition_column_that_is_missing_or_not_a_plain_value_is_refused_before_rea
 #[test]
 fn an_event_field_named_as_a_time_partition_is_refused_rather_than_taking_its_place() {
     let dir = tempfile::tempdir().unwrap();
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"},
-            {"name": "hr", "type": "int"}]});
+    let schema = event_schema(serde_json::json!([{"name": "hr", "type": "int"}]));
     let at = one_event_now(dir.path(), &schema, serde_json::json!({"hr": 99}));
     // The producer is told at registration (here: the check of the same schema again).
     let check = silt()

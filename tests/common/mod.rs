@@ -743,6 +743,21 @@ pub fn new_events_at_0215(dir: &Path) {
     .unwrap();
 }
 
+/// The test subject's record (`com.gilt.clickstream.v1.ProductPageViewedEvent`): a `uuid`, then
+/// `fields` (a JSON array of Avro fields).
+pub fn event_schema(fields: serde_json::Value) -> serde_json::Value {
+    let mut all = vec![serde_json::json!({"name": "uuid", "type": "gfc.avro.UUID"})];
+    all.extend(
+        fields
+            .as_array()
+            .expect("an array of fields")
+            .iter()
+            .cloned(),
+    );
+    serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
+        "namespace": "com.gilt.clickstream.v1", "fields": all})
+}
+
 /// `schema` registered (with the CLI, in `dir`'s registry), parsed.
 pub fn registered(dir: &std::path::Path, schema: &serde_json::Value) -> silt_wire::Schema {
     let path = dir.join("schema.avsc");
@@ -769,11 +784,9 @@ pub const AWKWARD_VALUES: [&str; 12] = [
 /// [`AWKWARD_VALUES`] (one event each, `n` its index), written by one run of the job it
 /// returns.
 pub fn text_partitioned_lake(dir: &Path) -> (PathBuf, [&'static str; 12]) {
-    let schema = serde_json::json!({"type": "record", "name": "ProductPageViewedEvent",
-        "namespace": "com.gilt.clickstream.v1", "fields": [
-            {"name": "uuid", "type": "gfc.avro.UUID"},
-            {"name": "channel", "type": "string"},
-            {"name": "n", "type": "int"}]});
+    let schema = event_schema(serde_json::json!([
+        {"name": "channel", "type": "string"},
+        {"name": "n", "type": "int"}]));
     let (schema, stream) = registered_with_a_stream(dir, &schema);
     let at = chrono::Utc::now().timestamp_millis();
     let ids = silt_wire::timeuuid::TimeUuidGenerator::random();
