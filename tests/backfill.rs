@@ -866,3 +866,72 @@ fn partitions_of_an_earlier_sql_are_named_until_a_backfill_rewrites_them() {
     backfill(&job, "2025-11-25", "2025-11-26");
     assert!(earlier_sql(&job).is_empty());
 }
+
+/// A backfill at work while a run of the job compacts the hours it is reading (the run's
+/// commit replaces the hours' small raw files with one and deletes them): the backfill failed
+/// with "Object at location ... not found". It is beaten by that commit as by any other:
+/// it builds again after it, and its tables are what a backfill of the compacted lake makes.
+#[test]
+fn a_backfill_whose_raw_files_a_compaction_deletes_builds_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        ..Default::default()
+    };
+    let job = generated_job(
+        dir.path(),
+        &opts,
+        "compact_min_files = 0\n[batch]\nmax_records = 50\n",
+    );
+    run_ok(silt().arg("run").arg(&job));
+    let raw = dir.path().join("lake/clickstream");
+    let small = parquet_files(&raw.join("dt=2025-11-25/hr=22")).len();
+    assert!(small >= 10, "{small} files");
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("compact_min_files = 0", "compact_min_files = 10"),
+    )
+    .unwrap();
+
+    // The backfill reads the commit, then waits while the run compacts the closed hours.
+    let signal = tempfile::tempdir().unwrap();
+    let go = signal.path().join("go");
+    let waiting = backfill_command(&job, "2025-11-25", "2025-11-26")
+        .env(
+            "SILT_PAUSE_AT",
+            format!("before_build:until={}", go.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !go.with_extension("waiting").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backfill did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let s = run_json(&job);
+    assert!(
+        s["files_compacted"].as_u64().unwrap() >= small as u64,
+        "{s}"
+    );
+    assert_eq!(parquet_files(&raw.join("dt=2025-11-25/hr=22")).len(), 1);
+    std::fs::write(&go, b"").unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("building again after it"), "{stderr}");
+    let lake = dir.path().join("lake");
+    let after = lake_rows(&lake);
+    assert_eq!(after["clickstream"].len(), 3000);
+    backfill(&job, "2025-11-25", "2025-11-26");
+    assert!(
+        lake_rows(&lake) == after,
+        "a second backfill changed the lake"
+    );
+}

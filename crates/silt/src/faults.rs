@@ -1,7 +1,8 @@
 //! Crash points for the kill tests: `SILT_CRASH_AT=point:n` makes the process abort (no
 //! destructors, no flushing, like SIGKILL) the `n`-th time it reaches `point`;
 //! `SILT_PAUSE_AT=point:ms` makes it sleep there, `SILT_PAUSE_AT=point:until=PATH` wait there
-//! until the file `PATH` exists (to line two processes up). Unset, a point costs a check of a
+//! until the file `PATH` exists (to line two processes up; it makes `PATH.waiting` when it
+//! gets there). Unset, a point costs a check of a
 //! value read once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +43,8 @@ pub fn point(name: &str) {
             std::thread::sleep(std::time::Duration::from_millis(*ms));
         }
         Some((p, Pause::Until(path))) if p == name => {
+            // Tells a test that the process is at the point.
+            let _ = std::fs::write(path.with_extension("waiting"), b"");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
             while !path.exists() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(20));

@@ -435,6 +435,7 @@ async fn build_and_commit(
     progress: bool,
     started: Instant,
 ) -> anyhow::Result<BackfillSummary> {
+    crate::faults::point("before_build");
     let raw = latest
         .tables
         .get(&job.table)
@@ -672,10 +673,16 @@ async fn beaten(
     kept: &mut Kept,
     attempt: &mut usize,
 ) -> anyhow::Result<Commit> {
-    let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() else {
-        return Err(e);
+    let batch = match e.downcast_ref() {
+        Some(silt_lake_writer::Error::Conflict { batch, .. }) => *batch,
+        // A raw file read was gone: a run's commit since `old` replaced it (the compaction of
+        // an hour), and deleted it. The backfill lost to that commit as it loses at its own.
+        _ if crate::cmd::query::file_gone(&e) => match job.log.latest().await? {
+            Some(newer) if newer.batch > old.batch => old.batch + 1,
+            _ => return Err(e),
+        },
+        _ => return Err(e),
     };
-    let batch = *batch;
     if *attempt >= BACKFILL_ATTEMPTS {
         for (u, b) in std::mem::take(&mut kept.built) {
             let table = job.lake.join(&job.transforms[u.0].name);
