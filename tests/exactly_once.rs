@@ -1284,3 +1284,41 @@ fn an_hour_that_cannot_be_compacted_does_not_stop_the_stream() {
     );
     assert_eq!(after["dt=2025-11-25/hr=23"], 1, "{after:?}");
 }
+
+/// A table partitioned without `dt` (here not at all) has no hour that closes: its small
+/// files were never merged, one more each micro-batch for ever (a following job's folder of
+/// tens of thousands of files a week). They are merged once `compact_min_files` have
+/// gathered, every row once.
+#[test]
+fn a_table_without_hours_has_its_small_files_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = raw_table_job(dir.path(), "partition_by = []\ncompact_min_files = 5");
+    let s = run_json(&job);
+    assert!(s["files_compacted"].as_u64().unwrap() >= 60, "{s}");
+    let table = dir.path().join("lake/clickstream");
+    assert_eq!(parquet_files(&table).len(), 1);
+    let rows = table_rows(&table);
+    assert_eq!(rows.len(), 3000);
+    // More events: their small files are merged too, the merged file with them.
+    let stream = FileStream::open(dir.path().join("stream")).unwrap();
+    gen::generate(
+        &stream,
+        &GenOptions {
+            events: 600,
+            step_ms: 5000,
+            seed: 99,
+            v1_share: 1.0,
+            bad_per_kind: 0,
+            start_ms: GenOptions::default().start_ms + 3000 * 5000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    run_json(&job);
+    assert_eq!(parquet_files(&table).len(), 1);
+    let rows = table_rows(&table);
+    assert_eq!(rows.len(), 3600);
+    let uuids: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.split(' ').next().unwrap()).collect();
+    assert_eq!(uuids.len(), 3600, "a row twice");
+}

@@ -29,7 +29,7 @@ pub struct JobMetrics {
     pub rows_written: Family<TableLabels, Counter>,
     pub files_written: Counter,
     pub bytes_written: Counter,
-    /// Small files of closed hours merged into larger ones.
+    /// Small files (of closed hours, or of partitions without hours) merged into larger ones.
     pub files_compacted: Counter,
     pub source_retries: Counter,
     /// Seconds from a micro-batch's start to its commit.
@@ -70,7 +70,7 @@ impl JobMetrics {
             ("bytes_written", "Parquet bytes written", &m.bytes_written),
             (
                 "files_compacted",
-                "Small files of closed hours merged into larger ones",
+                "Small files (of closed hours, or of partitions without hours) merged into larger ones",
                 &m.files_compacted,
             ),
             (

@@ -250,7 +250,7 @@ pub struct BatchReport {
     pub rows_written: BTreeMap<String, u64>,
     pub files_written: u64,
     pub bytes_written: u64,
-    /// Small files of closed hours merged into larger ones.
+    /// Small files (of closed hours, or of partitions without hours) merged into larger ones.
     pub files_compacted: u64,
     /// Throttled or failed source calls retried during the batch.
     pub source_retries: u64,
@@ -340,7 +340,7 @@ pub struct RunSummary {
     pub rows_written: BTreeMap<String, u64>,
     pub bytes_written: u64,
     pub files_written: u64,
-    /// Small files of closed hours merged into larger ones.
+    /// Small files (of closed hours, or of partitions without hours) merged into larger ones.
     pub files_compacted: u64,
     pub source_retries: u64,
     /// Now minus the arrival time of the newest record read, in ms.
@@ -456,7 +456,7 @@ impl RunSummary {
         );
         if self.files_compacted > 0 {
             s += &format!(
-                "  files compacted {:>7}   (small files of closed hours merged)\n",
+                "  files compacted {:>7}   (small files merged into larger ones)\n",
                 self.files_compacted
             );
         }
@@ -536,6 +536,7 @@ fn compaction_candidates(
         #[derive(Default)]
         struct Count<'a> {
             files: usize,
+            small: usize,
             begun: bool,
             last_small: Option<&'a DataFile>,
             pair: bool,
@@ -546,22 +547,32 @@ fn compaction_candidates(
             c.files += 1;
             c.begun |= f.compacted;
             if is_small(job, f) {
+                c.small += 1;
                 c.pair |= c.last_small.is_some_and(|l| may_share_schema(l, f));
                 c.last_small = Some(f);
             }
         }
         for (partition, c) in counts {
-            let Some((_, last_hour)) = super::backfill::partition_hours(partition) else {
+            if !c.pair || written_now.contains(&(name.as_str(), partition)) {
                 continue;
-            };
-            // Once begun, an hour's small files are merged down to one of each schema (the
-            // groups before left some over, or merged into files still small).
-            if (c.files >= job.compact_min_files || c.begun)
-                && c.pair
-                && last_hour < closed_before
-                && !written_now.contains(&(name.as_str(), partition))
-            {
-                candidates.push((last_hour, name.clone(), partition.clone()));
+            }
+            match super::backfill::partition_hours(partition) {
+                // Once begun, an hour's small files are merged down to one of each schema
+                // (the groups before left some over, or merged into files still small).
+                Some((_, last_hour)) => {
+                    if (c.files >= job.compact_min_files || c.begun) && last_hour < closed_before {
+                        candidates.push((last_hour, name.clone(), partition.clone()));
+                    }
+                }
+                // A partition without hours (a table partitioned by other columns, or not
+                // at all) never closes: its small files are merged whenever there are
+                // `compact_min_files` of them (the merged file among them while it is
+                // small), after the closed hours.
+                None => {
+                    if c.small >= job.compact_min_files {
+                        candidates.push((i64::MAX, name.clone(), partition.clone()));
+                    }
+                }
             }
         }
     }
