@@ -731,6 +731,62 @@ fn a_sql_session_reads_the_latest_commits_at_each_statement() {
     );
 }
 
+/// A job whose `partition_by` changed after its first run wrote the new files in the new
+/// layout beside the old (`dt=.../hr=.../country=.../` beside `dt=.../hr=.../`) while its commits kept the
+/// old columns: one table of two layouts, rows missing to readers of either. A transform
+/// whose SQL came to select other partition columns did the same to its table. Each is
+/// refused (`run`, `--check`), naming the table, both layouts and the way out.
+#[test]
+fn a_tables_partition_columns_cannot_change_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = event_schema(serde_json::json!([{"name": "country", "type": "string"}]));
+    one_event_now(dir.path(), &schema, serde_json::json!({"country": "US"}));
+    let hourly = |sql: &str| transforms(dir.path(), &[("hourly", sql, "partitions")]);
+    let by_hour = "SELECT dt, hr, count(*) AS n FROM events GROUP BY dt, hr";
+    let stream = dir.path().join("stream");
+    let job = write_job(dir.path(), "j", &stream, &hourly(by_hour));
+    run_json(&job);
+    let refused = |job: &std::path::Path, what: &[&str]| {
+        for check in [false, true] {
+            let mut cmd = silt();
+            cmd.arg("run").arg(job);
+            if check {
+                cmd.arg("--check");
+            }
+            let out = cmd.output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            for w in what {
+                assert!(err.contains(w), "{w}: {err}");
+            }
+        }
+    };
+    let by_country = format!(
+        "partition_by = [\"dt\", \"hr\", \"country\"]\n{}",
+        hourly(by_hour)
+    );
+    refused(
+        &write_job(dir.path(), "j", &stream, &by_country),
+        &[
+            "the raw table `clickstream`",
+            "[\"dt\", \"hr\"]",
+            "[\"dt\", \"hr\", \"country\"]",
+        ],
+    );
+    let by_day = "SELECT dt, count(*) AS n FROM events GROUP BY dt";
+    refused(
+        &write_job(dir.path(), "j", &stream, &hourly(by_day)),
+        &[
+            "transform `hourly`",
+            "[\"dt\", \"hr\"]",
+            "[\"dt\"]",
+            "another name",
+        ],
+    );
+    // As it was, it runs on.
+    run_json(&write_job(dir.path(), "j", &stream, &hourly(by_hour)));
+}
+
 /// `schema` registered, and a stream at `dir/stream` of one event: `fields` with a fresh uuid
 /// of now. Returns its time (ms).
 fn one_event_now(

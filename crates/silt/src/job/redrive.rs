@@ -36,10 +36,10 @@ use silt_storage::Location;
 
 use super::backfill::{fill_new_tables, partition_hours, BackfillSummary};
 use super::run::{
-    add_time_partitions, beside_the_runs, clean_after_commit, commit_that_won, copies_by_transform,
-    copy_from_raw, learn_undecodable, mark_sql, partition_fields, put_files, recompute_partitions,
-    remove_leftovers, rows_writers, spinner, write_partitions, DedupSaved, Job, RowsTransforms,
-    RunSummary, Shapes, CHECK_SLICE,
+    add_time_partitions, beside_the_runs, check_partitioning, clean_after_commit, commit_that_won,
+    copies_by_transform, copy_from_raw, learn_undecodable, mark_sql, partition_fields, put_files,
+    recompute_partitions, remove_leftovers, rows_writers, spinner, write_partitions, DedupSaved,
+    Job, RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
 };
 
 /// Parses `--reason`: codes separated by commas, or `all`.
@@ -281,6 +281,7 @@ async fn select(
     undecodable: &[silt_ingest::Undecodable],
 ) -> anyhow::Result<Selected> {
     let mut shapes = Shapes::of(job).await?;
+    check_partitioning(job, &shapes, Some(&latest.tables))?;
     shapes.decoder = shapes.decoder.with_undecodable(undecodable);
     let decoder = &mut shapes.decoder;
     let mut good = Vec::new();

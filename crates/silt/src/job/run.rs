@@ -2102,6 +2102,44 @@ pub(crate) fn learn_undecodable(
     known.len() > before
 }
 
+/// Refuses a job whose tables' partition columns differ from those its lake's tables have
+/// (`tables`, the latest commit's): the raw table's `partition_by`, or a transform's SQL
+/// selecting other partition columns than it did. A table's files and every reader of it go
+/// by its partition columns: files written by both would make one table of two layouts
+/// (rows missing to readers of either, DuckDB's Hive partitioning refusing it).
+pub(crate) fn check_partitioning(
+    job: &Job,
+    shapes: &Shapes,
+    tables: Option<&BTreeMap<String, TableState>>,
+) -> anyhow::Result<()> {
+    let Some(tables) = tables else {
+        return Ok(());
+    };
+    let was = |table: &str| tables.get(table).map(|t| &t.partition_by);
+    if let Some(was) = was(&job.table).filter(|was| **was != job.partition_by) {
+        bail!(
+            "[lake] partition_by: the raw table `{}` is partitioned by {was:?} in the lake, and \
+             the job says {:?}: a table's partition columns cannot change (its files and its \
+             readers go by them); give the job another `table` to start a new one, or go back \
+             to {was:?}",
+            job.table,
+            job.partition_by
+        );
+    }
+    for (t, now) in job.transforms.iter().zip(&shapes.out_partitions) {
+        if let Some(was) = was(&t.name).filter(|was| *was != now) {
+            bail!(
+                "transform `{}`: its table is partitioned by {was:?} in the lake, and its SQL \
+                 now selects the partition columns {now:?}: a table's partition columns cannot \
+                 change (its files and its readers go by them); give the transform another \
+                 name (its new table is filled from the raw table), or select {was:?} again",
+                t.name
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Enters the job's tables (raw, rejected, each transform's) in the lake's catalog, which
 /// readers find them by.
 pub(crate) async fn register_tables(job: &Job, shapes: &Shapes) -> anyhow::Result<()> {
@@ -2138,6 +2176,7 @@ async fn run_with_latest(
     let started = Instant::now();
     let run_id = format!("{:016x}", rand::random::<u64>());
     let shapes = Shapes::of(job).await?;
+    check_partitioning(job, &shapes, latest.as_ref().map(|c| &c.tables))?;
     register_tables(job, &shapes).await?;
     let mut decoder = shapes.decoder.with_undecodable(undecodable);
     let (events_schema, raw_file_schema, out_parts, defaults) = (
