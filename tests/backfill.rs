@@ -896,35 +896,17 @@ fn a_backfill_whose_raw_files_a_compaction_deletes_builds_again_after_it() {
     .unwrap();
 
     // The backfill reads the commit, then waits while the run compacts the closed hours.
-    let signal = tempfile::tempdir().unwrap();
-    let go = signal.path().join("go");
-    let waiting = backfill_command(&job, "2025-11-25", "2025-11-26")
-        .env(
-            "SILT_PAUSE_AT",
-            format!("before_build:until={}", go.display()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !go.with_extension("waiting").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backfill did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (waiting, signal) = paused_at(
+        &mut backfill_command(&job, "2025-11-25", "2025-11-26"),
+        "before_build",
+    );
     let s = run_json(&job);
     assert!(
         s["files_compacted"].as_u64().unwrap() >= small as u64,
         "{s}"
     );
     assert_eq!(parquet_files(&raw.join("dt=2025-11-25/hr=22")).len(), 1);
-    std::fs::write(&go, b"").unwrap();
-    let out = waiting.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = resume(waiting, signal);
     assert!(stderr.contains("building again after it"), "{stderr}");
     let lake = dir.path().join("lake");
     let after = lake_rows(&lake);

@@ -591,3 +591,56 @@ fn a_rejected_table_that_a_redrive_empties_reads_as_empty() {
         serde_json::json!([{"n": 5}])
     );
 }
+
+/// A re-drive at work while a run of the job compacts the rejected table's closed hours it is
+/// reading (the run's commit deletes the small files): it failed with "Object at location ...
+/// not found". It is beaten by that commit as by a commit of its micro-batch, and re-drives
+/// again after it.
+#[test]
+fn a_redrive_whose_files_a_compaction_deletes_redrives_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = silt::gen::GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        bad_per_kind: 25,
+        ..Default::default()
+    };
+    let job = generated_job(
+        dir.path(),
+        &opts,
+        "compact_min_files = 0\n[batch]\nmax_records = 50\n",
+    );
+    run_ok(silt().arg("run").arg(&job));
+    let rejected = dir.path().join("lake/clickstream_rejected");
+    let before = parquet_files(&rejected).len();
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("compact_min_files = 0", "compact_min_files = 10"),
+    )
+    .unwrap();
+    let (waiting, signal) = paused_at(
+        silt()
+            .args(["redrive", "--json", "--reason", "all"])
+            .arg(&job),
+        "before_redrive",
+    );
+    let s = run_json(&job);
+    assert!(s["files_compacted"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        parquet_files(&rejected).len() < before,
+        "nothing of the rejected table merged"
+    );
+    let (stdout, stderr) = resume(waiting, signal);
+    assert!(
+        stderr.contains("re-driving the records again after it"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(summary["looked_at"].as_u64().unwrap() > 0, "{summary}");
+    let n = query(
+        dir.path(),
+        "SELECT count(*) AS n, count(DISTINCT uuid) AS d FROM clickstream",
+    );
+    assert_eq!(n[0]["n"], n[0]["d"], "a row twice: {n}");
+}

@@ -808,3 +808,32 @@ pub fn text_partitioned_lake(dir: &Path) -> (PathBuf, [&'static str; 12]) {
     run_json(&job);
     (job, AWKWARD_VALUES)
 }
+
+/// `cmd` started with a pause at the crash point `point` (`SILT_PAUSE_AT`), once it is there;
+/// [`resume`] lets it go on. Its output is piped.
+pub fn paused_at(cmd: &mut Command, point: &str) -> (std::process::Child, tempfile::TempDir) {
+    use std::time::{Duration, Instant};
+    let signal = tempfile::tempdir().unwrap();
+    let go = signal.path().join("go");
+    let child = cmd
+        .env("SILT_PAUSE_AT", format!("{point}:until={}", go.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !go.with_extension("waiting").exists() {
+        assert!(Instant::now() < deadline, "{cmd:?} did not reach `{point}`");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, signal)
+}
+
+/// Lets a command [`paused_at`] a point go on; its output, which must be a success's.
+pub fn resume(child: std::process::Child, signal: tempfile::TempDir) -> (String, String) {
+    std::fs::write(signal.path().join("go"), b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}

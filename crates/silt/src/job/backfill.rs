@@ -18,7 +18,7 @@ use silt_storage::Location;
 use silt_transform::Mode;
 
 use super::run::{
-    beside_the_runs, check_partitioning, clean_after_commit, commit_that_won, mark_sql,
+    beside_the_runs, check_partitioning, clean_after_commit, commit_that_won, lost_to, mark_sql,
     partition_fields, project_partition, put_files, recompute_partitions, register_tables,
     write_partitions, Job, RowsTransforms, Shapes,
 };
@@ -674,15 +674,8 @@ async fn beaten(
     kept: &mut Kept,
     attempt: &mut usize,
 ) -> anyhow::Result<Commit> {
-    let batch = match e.downcast_ref() {
-        Some(silt_lake_writer::Error::Conflict { batch, .. }) => *batch,
-        // A raw file read was gone: a run's commit since `old` replaced it (the compaction of
-        // an hour), and deleted it. The backfill lost to that commit as it loses at its own.
-        _ if crate::cmd::query::file_gone(&e) => match job.log.latest().await? {
-            Some(newer) if newer.batch > old.batch => old.batch + 1,
-            _ => return Err(e),
-        },
-        _ => return Err(e),
+    let Some(batch) = lost_to(job, &e, old).await? else {
+        return Err(e);
     };
     if *attempt >= BACKFILL_ATTEMPTS {
         for (u, b) in std::mem::take(&mut kept.built) {

@@ -37,9 +37,9 @@ use silt_storage::Location;
 use super::backfill::{fill_new_tables, partition_hours, BackfillSummary};
 use super::run::{
     add_time_partitions, beside_the_runs, check_partitioning, clean_after_commit, commit_that_won,
-    copies_by_transform, copy_from_raw, learn_undecodable, mark_sql, partition_fields, put_files,
-    recompute_partitions, remove_leftovers, rows_writers, spinner, write_partitions, DedupSaved,
-    Job, RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
+    copies_by_transform, copy_from_raw, learn_undecodable, lost_to, mark_sql, partition_fields,
+    put_files, recompute_partitions, remove_leftovers, rows_writers, spinner, write_partitions,
+    DedupSaved, Job, RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
 };
 
 /// Parses `--reason`: codes separated by commas, or `all`.
@@ -371,7 +371,7 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
     let mut attempt = 1;
     let done = loop {
         match redrive_over(job, &latest, opts, started, summary.clone()).await {
-            Err(e) => match beaten(job, e, &mut attempt).await {
+            Err(e) => match beaten(job, e, &latest, &mut attempt).await {
                 Ok(newer) => latest = newer,
                 Err(e) => break Err(e),
             },
@@ -387,13 +387,19 @@ pub async fn redrive(job: &Job, opts: &RedriveOptions) -> anyhow::Result<Redrive
 pub const REDRIVE_ATTEMPTS: usize = 3;
 
 /// For a re-drive whose work over the latest commit ended in `e`: when another writer (a run
-/// of the job) committed first the micro-batch the work was to be, the newer commit to do it
+/// of the job) committed first the micro-batch the work was to be (or replaced and deleted
+/// files the work was reading: a compaction), the newer commit to do it
 /// again over (the records it brings in are deduplicated against what that commit holds),
 /// with the lost attempt's files removed (as a killed writer's: they are unlisted files of a
 /// committed micro-batch); any other error, or the [`REDRIVE_ATTEMPTS`]-th such loss, is the
 /// re-drive's error.
-async fn beaten(job: &Job, e: anyhow::Error, attempt: &mut usize) -> anyhow::Result<Commit> {
-    let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() else {
+async fn beaten(
+    job: &Job,
+    e: anyhow::Error,
+    old: &Commit,
+    attempt: &mut usize,
+) -> anyhow::Result<Commit> {
+    let Some(batch) = lost_to(job, &e, old).await? else {
         return Err(e);
     };
     if *attempt >= REDRIVE_ATTEMPTS {
@@ -420,6 +426,7 @@ async fn redrive_over(
     started: Instant,
     mut summary: RedriveSummary,
 ) -> anyhow::Result<RedriveSummary> {
+    crate::faults::point("before_redrive");
     let Some(rejected_state) = latest.tables.get(&job.rejected_table) else {
         summary.elapsed_s = started.elapsed().as_secs_f64();
         return Ok(summary);

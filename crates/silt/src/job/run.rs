@@ -1652,6 +1652,27 @@ pub(crate) async fn beside_the_runs(
     Ok((job, writers, lease, latest))
 }
 
+/// The micro-batch that a command beside the runs (a backfill, a re-drive), at work over
+/// `old`, lost to, from the error `e` its work ended in: another writer committed that
+/// micro-batch first, or a newer commit (a run's compaction, a recomputed hour) replaced files
+/// the command was reading and deleted them. `None`: `e` is an error of its own.
+pub(crate) async fn lost_to(
+    job: &Job,
+    e: &anyhow::Error,
+    old: &Commit,
+) -> anyhow::Result<Option<u64>> {
+    if let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() {
+        return Ok(Some(*batch));
+    }
+    if !crate::cmd::query::file_gone(e) {
+        return Ok(None);
+    }
+    Ok(match job.log.latest().await? {
+        Some(newer) if newer.batch > old.batch => Some(old.batch + 1),
+        _ => None,
+    })
+}
+
 /// The latest commit, which another writer has just made (a command beside the runs lost
 /// its micro-batch to it).
 pub(crate) async fn commit_that_won(job: &Job) -> anyhow::Result<Commit> {
