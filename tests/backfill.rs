@@ -874,26 +874,10 @@ fn partitions_of_an_earlier_sql_are_named_until_a_backfill_rewrites_them() {
 #[test]
 fn a_backfill_whose_raw_files_a_compaction_deletes_builds_again_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = GenOptions {
-        events: 3000,
-        step_ms: 5000,
-        ..Default::default()
-    };
-    let job = generated_job(
-        dir.path(),
-        &opts,
-        "compact_min_files = 0\n[batch]\nmax_records = 50\n",
-    );
-    run_ok(silt().arg("run").arg(&job));
+    let job = small_files_then_compaction(dir.path(), GenOptions::default().bad_per_kind);
     let raw = dir.path().join("lake/clickstream");
     let small = parquet_files(&raw.join("dt=2025-11-25/hr=22")).len();
     assert!(small >= 10, "{small} files");
-    let text = std::fs::read_to_string(&job).unwrap();
-    std::fs::write(
-        &job,
-        text.replace("compact_min_files = 0", "compact_min_files = 10"),
-    )
-    .unwrap();
 
     // The backfill reads the commit, then waits while the run compacts the closed hours.
     let (waiting, signal) = paused_at(

@@ -1250,19 +1250,7 @@ fn an_hour_that_cannot_be_compacted_does_not_stop_the_stream() {
         text.replace("compact_min_files = 0", "compact_min_files = 10"),
     )
     .unwrap();
-    let stream = FileStream::open(dir.path().join("stream")).unwrap();
-    gen::generate(
-        &stream,
-        &GenOptions {
-            events: 600,
-            step_ms: 5000,
-            seed: 99,
-            start_ms: GenOptions::default().start_ms + 3000 * 5000,
-            bad_per_kind: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    six_hundred_more_events(dir.path(), GenOptions::default().v1_share);
     let out = run_ok(silt().args(["run", "--json"]).arg(&job));
     let log = String::from_utf8_lossy(&out.stderr);
     // Said once, not at every micro-batch: the run leaves the hour for a while.
@@ -1300,20 +1288,7 @@ fn a_table_without_hours_has_its_small_files_merged() {
     let rows = table_rows(&table);
     assert_eq!(rows.len(), 3000);
     // More events: their small files are merged too, the merged file with them.
-    let stream = FileStream::open(dir.path().join("stream")).unwrap();
-    gen::generate(
-        &stream,
-        &GenOptions {
-            events: 600,
-            step_ms: 5000,
-            seed: 99,
-            v1_share: 1.0,
-            bad_per_kind: 0,
-            start_ms: GenOptions::default().start_ms + 3000 * 5000,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    six_hundred_more_events(dir.path(), 1.0);
     run_json(&job);
     assert_eq!(parquet_files(&table).len(), 1);
     let rows = table_rows(&table);
@@ -1321,4 +1296,23 @@ fn a_table_without_hours_has_its_small_files_merged() {
     let uuids: std::collections::HashSet<&str> =
         rows.iter().map(|r| r.split(' ').next().unwrap()).collect();
     assert_eq!(uuids.len(), 3600, "a row twice");
+}
+
+/// 600 more events in `dir`'s stream, five seconds apart from where the first 3,000 ended,
+/// `v1_share` of them of v1, no bad ones.
+fn six_hundred_more_events(dir: &Path, v1_share: f64) {
+    let stream = FileStream::open(dir.join("stream")).unwrap();
+    gen::generate(
+        &stream,
+        &GenOptions {
+            events: 600,
+            step_ms: 5000,
+            seed: 99,
+            v1_share,
+            bad_per_kind: 0,
+            start_ms: GenOptions::default().start_ms + 3000 * 5000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
 }

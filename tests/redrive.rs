@@ -599,26 +599,9 @@ fn a_rejected_table_that_a_redrive_empties_reads_as_empty() {
 #[test]
 fn a_redrive_whose_files_a_compaction_deletes_redrives_again_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = silt::gen::GenOptions {
-        events: 3000,
-        step_ms: 5000,
-        bad_per_kind: 25,
-        ..Default::default()
-    };
-    let job = generated_job(
-        dir.path(),
-        &opts,
-        "compact_min_files = 0\n[batch]\nmax_records = 50\n",
-    );
-    run_ok(silt().arg("run").arg(&job));
+    let job = small_files_then_compaction(dir.path(), 25);
     let rejected = dir.path().join("lake/clickstream_rejected");
     let before = parquet_files(&rejected).len();
-    let text = std::fs::read_to_string(&job).unwrap();
-    std::fs::write(
-        &job,
-        text.replace("compact_min_files = 0", "compact_min_files = 10"),
-    )
-    .unwrap();
     let (waiting, signal) = paused_at(
         silt()
             .args(["redrive", "--json", "--reason", "all"])

@@ -837,3 +837,28 @@ pub fn resume(child: std::process::Child, signal: tempfile::TempDir) -> (String,
     assert!(out.status.success(), "{stderr}");
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
+
+/// A generated job (3,000 events five seconds apart, `bad_per_kind` bad records of each
+/// kind) run in micro-batches of 50 with compaction off, so that every hour holds many small
+/// files; then switched on (`compact_min_files = 10`), for the next run to merge the hours.
+pub fn small_files_then_compaction(dir: &Path, bad_per_kind: usize) -> PathBuf {
+    let opts = silt::gen::GenOptions {
+        events: 3000,
+        step_ms: 5000,
+        bad_per_kind,
+        ..Default::default()
+    };
+    let job = generated_job(
+        dir,
+        &opts,
+        "compact_min_files = 0\n[batch]\nmax_records = 50\n",
+    );
+    run_ok(silt().arg("run").arg(&job));
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("compact_min_files = 0", "compact_min_files = 10"),
+    )
+    .unwrap();
+    job
+}
