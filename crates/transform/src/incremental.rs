@@ -229,13 +229,9 @@ impl RowsSession {
 }
 
 impl PreparedIncremental {
-    /// The output columns `names` (its partition columns), as the transform gives them.
-    pub fn partition_fields(&self, names: &[String]) -> Vec<arrow::datatypes::FieldRef> {
-        names
-            .iter()
-            .filter_map(|n| self.output.field_with_name(n).ok())
-            .map(|f| Arc::new(f.clone()))
-            .collect()
+    /// The transform's output columns.
+    pub fn output(&self) -> &SchemaRef {
+        &self.output
     }
 
     /// Whether rows of `schema` (previous output read back) have every output column, by

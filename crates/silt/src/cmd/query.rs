@@ -52,7 +52,7 @@ pub async fn lake_session(
     for table in &snapshot.rejected {
         if !snapshot.tables.contains_key(table) {
             let state = silt_lake_writer::TableState {
-                partition_by: vec!["dt".into(), "hr".into()],
+                partition_by: crate::job::rejected_partitions(),
                 files: Vec::new(),
             };
             snapshot.tables.insert(table.clone(), (state, 0));

@@ -9,4 +9,5 @@ mod run;
 pub use backfill::{backfill, parse_hour, BackfillSummary, EarlierSql};
 pub use plan::{plan, JobPlan, PlannedColumn, PlannedTransform, Runs};
 pub use redrive::{parse_reasons, redrive, RedriveOptions, RedriveSummary};
+pub(crate) use run::rejected_partitions;
 pub use run::{run, throttles_since, BatchReport, Job, RunOptions, RunSummary, TableSeconds};

@@ -1178,6 +1178,12 @@ pub(crate) fn add_time_partitions(
     )?)
 }
 
+/// The partition columns of a job's rejected table: the date and hour of each record's
+/// arrival.
+pub(crate) fn rejected_partitions() -> Vec<String> {
+    vec!["dt".to_string(), "hr".to_string()]
+}
+
 /// The columns `names` of `schema`, as the job writes them into partition folders (text that
 /// is never null for a name `schema` lacks).
 pub(crate) fn partition_fields(schema: &ArrowSchema, names: &[String]) -> Vec<FieldRef> {
@@ -1518,7 +1524,7 @@ async fn merge_partitions(
                 table,
                 f,
                 CHECK_SLICE,
-                &prepared.partition_fields(out_partitions),
+                &partition_fields(prepared.output(), out_partitions),
             )
             .await?,
         );
@@ -2428,7 +2434,7 @@ async fn run_with_latest(
         if !rejected.is_empty() {
             let t = Instant::now();
             let rb = silt_ingest::rejected_batch(job.source.name(), &rejected)?;
-            let time_parts = vec!["dt".to_string(), "hr".to_string()];
+            let time_parts = rejected_partitions();
             let rb = add_time_partitions(rb, &time_parts, ARRIVAL_TIME)?;
             summary.add_encode(&job.rejected_table, t.elapsed().as_secs_f64());
             let (files, timings) = write_table_timed(
