@@ -669,6 +669,46 @@ fn a_rejected_table_that_no_record_has_reached_reads_as_empty() {
     );
 }
 
+/// A float partition column holding `-0.0` and `0.0`: the raw table had both folders while
+/// a `GROUP BY` makes them one group, so a `partitions` transform's stream output for `-0.0`
+/// landed in `price=0.0`, and a backfill, replacing the output partition `-0.0` it maps the
+/// raw one to, left the stream's rows beside its own (counted twice). `-0.0` is kept as
+/// `0.0`, one folder.
+#[test]
+fn a_float_partition_keeps_negative_zero_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = event_schema(serde_json::json!([{"name": "price", "type": "double"}]));
+    let (schema, stream) = registered_with_a_stream(dir.path(), &schema);
+    append_events(
+        &stream,
+        &schema,
+        [-0.0, 0.0, 1.5].map(|p| serde_json::json!({ "price": p })),
+    );
+    let extra = r#"partition_by = ["dt", "price"]"#.to_string()
+        + &transforms(
+            dir.path(),
+            &[(
+                "prices",
+                "SELECT dt, price, count(*) AS n FROM events GROUP BY dt, price",
+                "partitions",
+            )],
+        );
+    let job = write_job(dir.path(), "prices", &dir.path().join("stream"), &extra);
+    run_json(&job);
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let folders: Vec<String> =
+        std::fs::read_dir(dir.path().join(format!("lake/clickstream/dt={day}")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    assert!(!folders.iter().any(|f| f.contains("-0")), "{folders:?}");
+    let prices = "SELECT price, n FROM prices ORDER BY price";
+    let expected = serde_json::json!([{"price": 0.0, "n": 2}, {"price": 1.5, "n": 1}]);
+    assert_eq!(query(dir.path(), prices), expected);
+    run_ok(&mut backfill_command(&job, &day, &day));
+    assert_eq!(query(dir.path(), prices), expected);
+}
+
 /// A `silt sql` session left open while a job runs: it read the commits of its start until
 /// `\r`, so an analyst watching the lake saw old counts, and once a micro-batch had recomputed
 /// an hour of a `partitions` transform (deleting its earlier file) a statement over it could

@@ -1111,15 +1111,15 @@ async fn read_plan(
 
 /// Appends `dt`/`hr` (UTC date and hour of a timestamp column) when they are partition
 /// columns and not columns of the batch already; and makes the empty texts of a partition
-/// column that may be null null: the lake keeps both in one folder (Hive's default
-/// partition), which reads as null, and transforms must see on the stream what they see when
-/// they read the lake (a recomputation, a backfill).
+/// column that may be null null (the lake keeps both in one folder, Hive's default
+/// partition, which reads as null), a float's `-0.0` `0.0`: transforms must see on the stream
+/// what they see when they read the lake (a recomputation, a backfill).
 pub(crate) fn add_time_partitions(
     batch: RecordBatch,
     partition_by: &[String],
     time_col: &str,
 ) -> anyhow::Result<RecordBatch> {
-    let batch = empty_partition_values_null(batch, partition_by)?;
+    let batch = as_the_lake_keeps_them(batch, partition_by)?;
     let schema = batch.schema();
     let need: Vec<&str> = partition_by
         .iter()
@@ -1196,8 +1196,11 @@ pub(crate) fn partition_fields(schema: &ArrowSchema, names: &[String]) -> Vec<Fi
         .collect()
 }
 
-/// [`add_time_partitions`]' null for the empty texts of a nullable text partition column.
-fn empty_partition_values_null(
+/// [`add_time_partitions`]' partition values as the lake keeps them: null for the empty
+/// texts of a nullable text partition column, and `0.0` for a float's `-0.0` (one folder
+/// for both, as one group of a `GROUP BY`: a transform's output must land where a backfill
+/// of its partition looks).
+fn as_the_lake_keeps_them(
     batch: RecordBatch,
     partition_by: &[String],
 ) -> anyhow::Result<RecordBatch> {
@@ -1206,16 +1209,27 @@ fn empty_partition_values_null(
     for p in partition_by {
         let Ok(i) = schema.index_of(p) else { continue };
         let (field, column) = (schema.field(i), batch.column(i));
-        if !field.is_nullable() || field.data_type() != &DataType::Utf8 {
-            continue;
-        }
-        let text = column.as_any().downcast_ref::<StringArray>().expect("utf8");
-        let empty = arrow::compute::kernels::cmp::eq(text, &StringArray::new_scalar(""))?;
-        if empty.true_count() == 0 {
-            continue;
-        }
-        let columns = columns.get_or_insert_with(|| batch.columns().to_vec());
-        columns[i] = arrow::compute::nullif(column, &empty)?;
+        let kept = match field.data_type() {
+            DataType::Utf8 if field.is_nullable() => {
+                let text = column.as_any().downcast_ref::<StringArray>().expect("utf8");
+                let empty = arrow::compute::kernels::cmp::eq(text, &StringArray::new_scalar(""))?;
+                if empty.true_count() == 0 {
+                    continue;
+                }
+                arrow::compute::nullif(column, &empty)?
+            }
+            // IEEE: -0.0 + 0.0 is 0.0; every other value (NaN too) stays as it is.
+            DataType::Float64 => arrow::compute::kernels::numeric::add(
+                column,
+                &arrow::array::Float64Array::new_scalar(0.0),
+            )?,
+            DataType::Float32 => arrow::compute::kernels::numeric::add(
+                column,
+                &arrow::array::Float32Array::new_scalar(0.0),
+            )?,
+            _ => continue,
+        };
+        columns.get_or_insert_with(|| batch.columns().to_vec())[i] = kept;
     }
     Ok(match columns {
         Some(columns) => RecordBatch::try_new(schema, columns)?,
