@@ -521,6 +521,16 @@ fn text_partition_values_read_back_as_sent() {
     );
 }
 
+/// Today's UTC date, as `dt` names it.
+fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// A backfill of `job` over today, which must succeed.
+fn backfill_today(job: &std::path::Path) {
+    run_ok(&mut backfill_command(job, &today(), &today()));
+}
+
 /// Events of `schema` (each `fields` with a fresh uuid) appended to `stream`, arriving now.
 fn append_events(
     stream: &silt_ingest::FileStream,
@@ -601,8 +611,7 @@ fn a_number_partition_column_reads_back_as_a_number_wherever_the_lake_is_read() 
             {"c": 3}])
     );
     // A backfill reads the raw table as the stream had it: the same tables.
-    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    run_ok(&mut backfill_command(&job, &day, &day));
+    backfill_today(&job);
     assert_eq!(tables(dir.path()), got);
 }
 
@@ -645,8 +654,7 @@ fn an_empty_text_partition_value_reads_as_null_on_the_stream_and_in_the_lake() {
         ),
         serde_json::json!([{"n": 3}])
     );
-    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    run_ok(&mut backfill_command(&job, &day, &day));
+    backfill_today(&job);
     assert_eq!(query(dir.path(), seen), expected);
 }
 
@@ -695,7 +703,7 @@ fn a_float_partition_keeps_negative_zero_as_zero() {
         );
     let job = write_job(dir.path(), "prices", &dir.path().join("stream"), &extra);
     run_json(&job);
-    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let day = today();
     let folders: Vec<String> =
         std::fs::read_dir(dir.path().join(format!("lake/clickstream/dt={day}")))
             .unwrap()
@@ -705,7 +713,7 @@ fn a_float_partition_keeps_negative_zero_as_zero() {
     let prices = "SELECT price, n FROM prices ORDER BY price";
     let expected = serde_json::json!([{"price": 0.0, "n": 2}, {"price": 1.5, "n": 1}]);
     assert_eq!(query(dir.path(), prices), expected);
-    run_ok(&mut backfill_command(&job, &day, &day));
+    backfill_today(&job);
     assert_eq!(query(dir.path(), prices), expected);
 }
 
