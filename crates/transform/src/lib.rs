@@ -837,10 +837,11 @@ pub async fn register_parquet_table(
     }
     let listing: Arc<dyn datafusion::catalog::TableProvider> =
         Arc::new(ListingTable::try_new(config)?);
-    let typed = partitions
+    // Text that is never null is read as the folders name it.
+    let as_named = partitions
         .iter()
         .all(|p| p.data_type() == &DataType::Utf8 && !p.is_nullable());
-    if typed {
+    if as_named {
         ctx.register_table(name, listing)?;
     } else {
         ctx.register_table(name, Arc::new(typed_partitions(name, listing, partitions)?))?;

@@ -1532,16 +1532,9 @@ async fn merge_partitions(
         return Ok(None);
     }
     let mut previous = Vec::new();
+    let partitions = partition_fields(prepared.output(), out_partitions);
     for f in files {
-        previous.extend(
-            read_data_file(
-                table,
-                f,
-                CHECK_SLICE,
-                &partition_fields(prepared.output(), out_partitions),
-            )
-            .await?,
-        );
+        previous.extend(read_data_file(table, f, CHECK_SLICE, &partitions).await?);
     }
     if !previous.iter().all(|b| prepared.accepts(&b.schema())) {
         return Ok(None);
