@@ -33,3 +33,56 @@ pub fn one_line(e: &anyhow::Error) -> String {
     }
     line
 }
+
+/// Whether `e` comes from a file the store does not have (any more).
+pub(crate) fn file_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<object_store::Error>()
+            .is_some_and(|e| matches!(e, object_store::Error::NotFound { .. }))
+            || c.downcast_ref::<datafusion::error::DataFusionError>()
+                .is_some_and(|e| {
+                    matches!(
+                        e.find_root(),
+                        datafusion::error::DataFusionError::ObjectStore(e)
+                            if matches!(**e, object_store::Error::NotFound { .. })
+                    )
+                })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+
+    fn gone() -> object_store::Error {
+        object_store::Error::NotFound {
+            path: "t/dt=2025-11-25/part-0000000001-0000.parquet".into(),
+            source: "No such file or directory".into(),
+        }
+    }
+
+    /// A file gone is told wherever DataFusion wraps the store's error (a scan's stream
+    /// gives it inside Arrow's external error); other errors are not taken for it.
+    #[test]
+    fn a_file_gone_is_told_through_datafusions_wrapping() {
+        let direct = anyhow::Error::new(DataFusionError::ObjectStore(Box::new(gone())));
+        assert!(file_gone(&direct));
+        let wrapped = anyhow::Error::new(DataFusionError::ArrowError(
+            Box::new(arrow::error::ArrowError::ExternalError(Box::new(
+                DataFusionError::ObjectStore(Box::new(gone())),
+            ))),
+            None,
+        ));
+        assert!(file_gone(&wrapped));
+        assert!(file_gone(&anyhow::Error::new(gone()).context("reading")));
+        let other = object_store::Error::Generic {
+            store: "S3",
+            source: "503 Slow Down".into(),
+        };
+        assert!(!file_gone(&anyhow::Error::new(
+            DataFusionError::ObjectStore(Box::new(other))
+        )));
+        assert!(!file_gone(&anyhow::anyhow!("no table `x`")));
+    }
+}

@@ -192,7 +192,7 @@ pub async fn run_statement(
         let (ctx, _, unreadable) = &*session;
         let result = async { Ok(plan(ctx, lake, unreadable, sql).await?.collect().await?) }.await;
         match result {
-            Err(e) if again < 3 && file_gone(&e) => {
+            Err(e) if again < 3 && crate::file_gone(&e) => {
                 again += 1;
                 eprintln!(
                     "note: a newer commit replaced files the statement was reading; reading the \
@@ -203,22 +203,6 @@ pub async fn run_statement(
             result => return result,
         }
     }
-}
-
-/// Whether `e` comes from a file the store does not have (any more).
-pub(crate) fn file_gone(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<object_store::Error>()
-            .is_some_and(|e| matches!(e, object_store::Error::NotFound { .. }))
-            || c.downcast_ref::<datafusion::error::DataFusionError>()
-                .is_some_and(|e| {
-                    matches!(
-                        e.find_root(),
-                        datafusion::error::DataFusionError::ObjectStore(e)
-                            if matches!(**e, object_store::Error::NotFound { .. })
-                    )
-                })
-    })
 }
 
 /// Plans one statement over a [`lake_session`]; a table the lake lacks is named with the
@@ -339,40 +323,3 @@ pub async fn run(args: QueryArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Keeps `Arc` in scope for callers that hold sessions across tasks.
 pub type SharedSession = Arc<SessionContext>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::error::DataFusionError;
-
-    fn gone() -> object_store::Error {
-        object_store::Error::NotFound {
-            path: "t/dt=2025-11-25/part-0000000001-0000.parquet".into(),
-            source: "No such file or directory".into(),
-        }
-    }
-
-    /// A file gone is told wherever DataFusion wraps the store's error (a scan's stream
-    /// gives it inside Arrow's external error); other errors are not taken for it.
-    #[test]
-    fn a_file_gone_is_told_through_datafusions_wrapping() {
-        let direct = anyhow::Error::new(DataFusionError::ObjectStore(Box::new(gone())));
-        assert!(file_gone(&direct));
-        let wrapped = anyhow::Error::new(DataFusionError::ArrowError(
-            Box::new(arrow::error::ArrowError::ExternalError(Box::new(
-                DataFusionError::ObjectStore(Box::new(gone())),
-            ))),
-            None,
-        ));
-        assert!(file_gone(&wrapped));
-        assert!(file_gone(&anyhow::Error::new(gone()).context("reading")));
-        let other = object_store::Error::Generic {
-            store: "S3",
-            source: "503 Slow Down".into(),
-        };
-        assert!(!file_gone(&anyhow::Error::new(
-            DataFusionError::ObjectStore(Box::new(other))
-        )));
-        assert!(!file_gone(&anyhow::anyhow!("no table `x`")));
-    }
-}

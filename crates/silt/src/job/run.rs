@@ -1677,7 +1677,7 @@ pub(crate) async fn lost_to(
     if let Some(silt_lake_writer::Error::Conflict { batch, .. }) = e.downcast_ref() {
         return Ok(Some(*batch));
     }
-    if !crate::cmd::query::file_gone(e) {
+    if !crate::file_gone(e) {
         return Ok(None);
     }
     Ok(match job.log.latest().await? {
