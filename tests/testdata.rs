@@ -794,21 +794,6 @@ fn a_tables_partition_columns_cannot_change_under_it() {
     let stream = dir.path().join("stream");
     let job = write_job(dir.path(), "j", &stream, &hourly(by_hour));
     run_json(&job);
-    let refused = |job: &std::path::Path, what: &[&str]| {
-        for check in [false, true] {
-            let mut cmd = silt();
-            cmd.arg("run").arg(job);
-            if check {
-                cmd.arg("--check");
-            }
-            let out = cmd.output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{err}");
-            for w in what {
-                assert!(err.contains(w), "{w}: {err}");
-            }
-        }
-    };
     let by_country = format!(
         "partition_by = [\"dt\", \"hr\", \"country\"]\n{}",
         hourly(by_hour)
@@ -833,6 +818,128 @@ fn a_tables_partition_columns_cannot_change_under_it() {
     );
     // As it was, it runs on.
     run_json(&write_job(dir.path(), "j", &stream, &hourly(by_hour)));
+}
+
+/// A job file copied for a second stream with its `table` left as it was wrote its files
+/// under the same names as the first job's (`part-0000000000-0000.parquet` over the first
+/// job's file), each job deleted after a crash the other's files as its own leftovers, and
+/// the catalog named whichever ran last: the other's rows were gone to readers. A job whose
+/// table another job writes is refused, naming the job and the way out; a renamed job that
+/// names its old commit log goes on.
+#[test]
+fn two_jobs_cannot_write_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let hourly = first_job_and_a_second_stream(dir.path());
+    let copied = write_job(dir.path(), "copied", &dir.path().join("eu"), &hourly);
+    refused(
+        &copied,
+        &[
+            "table `clickstream` is written by job `first`",
+            "this job, `copied`",
+            "[lake] table",
+            "[checkpoint] location",
+        ],
+    );
+    let rows = "SELECT country FROM clickstream ORDER BY country";
+    assert_eq!(
+        query(dir.path(), rows),
+        serde_json::json!([{"country": "US"}])
+    );
+    // Renamed, with the first job's commit log named: the same job, going on.
+    let log = dir.path().join("lake/_silt/checkpoints/first");
+    let renamed = write_job(
+        dir.path(),
+        "copied",
+        &dir.path().join("stream"),
+        &format!(
+            "[checkpoint]\nlocation = \"file://{}\"\n{hourly}",
+            log.display()
+        ),
+    );
+    let summary = run_json(&renamed);
+    assert_eq!(summary["records_read"], 0, "{summary}");
+    assert_eq!(
+        query(dir.path(), rows),
+        serde_json::json!([{"country": "US"}])
+    );
+}
+
+/// A job file copied for a second stream with its `name` (so its commit log) left as it was
+/// took up the first stream's positions in the second: offsets of another file stream (here
+/// past the second stream's one record, which was skipped without a word), sequence numbers
+/// of another Kinesis stream. Such a run is refused, naming both streams.
+#[test]
+fn a_job_cannot_take_up_another_streams_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let hourly = first_job_and_a_second_stream(dir.path());
+    let moved = write_job(dir.path(), "first", &dir.path().join("eu"), &hourly);
+    refused(
+        &moved,
+        &[
+            "holds positions in the stream `stream`",
+            "now reads the stream `eu`",
+            "another `name`",
+        ],
+    );
+    // Under a name of its own it reads the second stream from its start.
+    let own = write_job(dir.path(), "eu", &dir.path().join("eu"), "");
+    std::fs::write(
+        &own,
+        std::fs::read_to_string(&own)
+            .unwrap()
+            .replace("\"clickstream\"", "\"eu\""),
+    )
+    .unwrap();
+    run_json(&own);
+    let rows = "SELECT country FROM eu";
+    assert_eq!(
+        query(dir.path(), rows),
+        serde_json::json!([{"country": "FR"}])
+    );
+}
+
+/// `silt run JOB` and `silt run JOB --check` both exit 1, their stderr saying each of `what`.
+fn refused(job: &std::path::Path, what: &[&str]) {
+    for check in [false, true] {
+        let mut cmd = silt();
+        cmd.arg("run").arg(job);
+        if check {
+            cmd.arg("--check");
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        for w in what {
+            assert!(err.contains(w), "{w}: {err}");
+        }
+    }
+}
+
+/// A job `first` (a `partitions` transform `hourly`, whose job-file text it returns) run over
+/// a stream `dir/stream` of one event from the US, and a second stream `dir/eu` of one event
+/// from France at the same time.
+fn first_job_and_a_second_stream(dir: &std::path::Path) -> String {
+    let schema = event_schema(serde_json::json!([{"name": "country", "type": "string"}]));
+    let at = one_event_now(dir, &schema, serde_json::json!({"country": "US"}));
+    let hourly = transforms(
+        dir,
+        &[(
+            "hourly",
+            "SELECT dt, hr, count(*) AS n FROM events GROUP BY dt, hr",
+            "partitions",
+        )],
+    );
+    run_json(&write_job(dir, "first", &dir.join("stream"), &hourly));
+    let eu = silt_ingest::FileStream::create(dir.join("eu"), 1).unwrap();
+    let uuid = silt_wire::timeuuid::TimeUuidGenerator::random().next_at_unix_millis(at);
+    let event = serde_json::json!({"uuid": silt_wire::timeuuid::to_string(&uuid), "country": "FR"});
+    append_json(
+        &eu,
+        &silt_wire::Schema::parse(&schema.to_string()).unwrap(),
+        &event,
+        at,
+    );
+    hourly
 }
 
 /// `schema` registered, and a stream at `dir/stream` of one event: `fields` with a fresh uuid

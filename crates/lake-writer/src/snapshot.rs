@@ -143,7 +143,7 @@ impl TableEntry {
     }
 
     /// Where the job's commit log is, for a reader of the lake at `lake`.
-    fn checkpoint(&self, lake: &Location) -> Result<Location> {
+    pub fn commit_log(&self, lake: &Location) -> Result<Location> {
         Ok(match &self.checkpoint_in_lake {
             Some(rel) => lake.join(rel),
             None => silt_storage::open(&self.checkpoint, std::path::Path::new("/"))?,
@@ -151,8 +151,28 @@ impl TableEntry {
     }
 }
 
-/// Registers a table as written by a job (idempotent; a later job taking the table over
-/// replaces the entry).
+/// The catalog's entry for `table`: which job writes it, or `None` while no job has.
+pub async fn table_entry(lake: &Location, table: &str) -> Result<Option<TableEntry>> {
+    let path = lake.child(&format!("_silt/tables/{table}.json"));
+    let store_err = |source| Error::Store {
+        path: path.to_string(),
+        source,
+    };
+    let bytes = match lake.store.get(&path).await {
+        Ok(r) => r.bytes().await.map_err(store_err)?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(store_err(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Registers a table as written by a job (idempotent; a job first checks with
+/// [`table_entry`] that no other job writes the table).
 pub async fn register_table(lake: &Location, entry: &TableEntry) -> Result<()> {
     let path = lake.child(&format!("_silt/tables/{}.json", entry.table));
     let body = serde_json::to_vec_pretty(entry).expect("serialises");
@@ -210,7 +230,7 @@ impl LakeSnapshot {
                 path: o.location.to_string(),
                 reason: e.to_string(),
             })?;
-            let loc = entry.checkpoint(lake)?;
+            let loc = entry.commit_log(lake)?;
             if !logs.contains_key(&loc.url) {
                 logs.insert(loc.url.clone(), CommitLog::new(loc.clone()));
             }

@@ -18,7 +18,7 @@ use silt_storage::Location;
 use silt_transform::Mode;
 
 use super::run::{
-    beside_the_runs, check_partitioning, clean_after_commit, commit_that_won, lost_to, mark_sql,
+    beside_the_runs, check_tables, clean_after_commit, commit_that_won, lost_to, mark_sql,
     partition_fields, project_partition, put_files, recompute_partitions, register_tables,
     write_partitions, Job, RowsTransforms, Shapes,
 };
@@ -465,7 +465,7 @@ async fn build_and_commit(
         return Ok(summary);
     }
     let shapes = Shapes::of(job).await?;
-    check_partitioning(job, &shapes, Some(&latest.tables))?;
+    check_tables(job, &shapes, Some(&latest.tables)).await?;
     // A table new to the job (run by hand before a run made it) is entered as a run would.
     register_tables(job, &shapes).await?;
     // One unit of work per output partition.

@@ -98,7 +98,10 @@ pub async fn plan(job: &Job) -> anyhow::Result<JobPlan> {
     let shapes = Shapes::of(job).await?;
     let rows = RowsTransforms::prepare(job, &shapes.events).await?;
     let latest = job.log.latest().await?;
-    super::run::check_partitioning(job, &shapes, latest.as_ref().map(|c| &c.tables))?;
+    if let Some(latest) = &latest {
+        super::run::check_source(job, latest)?;
+    }
+    super::run::check_tables(job, &shapes, latest.as_ref().map(|c| &c.tables)).await?;
     let new = latest.as_ref().and_then(|l| new_tables(job, l));
     let earlier = latest
         .as_ref()

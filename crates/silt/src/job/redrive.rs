@@ -36,7 +36,7 @@ use silt_storage::Location;
 
 use super::backfill::{fill_new_tables, partition_hours, BackfillSummary};
 use super::run::{
-    add_time_partitions, beside_the_runs, check_partitioning, clean_after_commit, commit_that_won,
+    add_time_partitions, beside_the_runs, check_tables, clean_after_commit, commit_that_won,
     copies_by_transform, copy_from_raw, learn_undecodable, lost_to, mark_sql, partition_fields,
     put_files, recompute_partitions, remove_leftovers, rows_writers, spinner, write_partitions,
     DedupSaved, Job, RowsTransforms, RunSummary, Shapes, CHECK_SLICE,
@@ -281,7 +281,7 @@ async fn select(
     undecodable: &[silt_ingest::Undecodable],
 ) -> anyhow::Result<Selected> {
     let mut shapes = Shapes::of(job).await?;
-    check_partitioning(job, &shapes, Some(&latest.tables))?;
+    check_tables(job, &shapes, Some(&latest.tables)).await?;
     shapes.decoder = shapes.decoder.with_undecodable(undecodable);
     let decoder = &mut shapes.decoder;
     let mut good = Vec::new();

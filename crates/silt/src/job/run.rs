@@ -815,11 +815,41 @@ fn common_sql<'a>(files: impl IntoIterator<Item = &'a DataFile>) -> Option<Strin
     Some(if agree { first } else { "mixed".into() })
 }
 
+/// Refuses a job whose latest commit holds positions in another stream ([`SourceState::of`]).
+pub(crate) fn check_source(job: &Job, latest: &Commit) -> anyhow::Result<()> {
+    SourceState::of(job, latest).map(drop)
+}
+
 /// Where the source stands, as commits record it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 struct SourceState {
+    /// The stream the positions are in (commits of older silts do not name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream: Option<String>,
     positions: BTreeMap<String, StartAt>,
     ended: BTreeSet<String>,
+}
+
+impl SourceState {
+    /// The positions `commit` records, refused when they are in another stream than the one
+    /// `job` reads: a file stream's offsets or a Kinesis shard's sequence numbers mean nothing
+    /// in another stream (they would skip its records, or read from the middle of a frame).
+    fn of(job: &Job, commit: &Commit) -> anyhow::Result<SourceState> {
+        let source: SourceState =
+            serde_json::from_value(commit.source.clone()).context("checkpoint source positions")?;
+        let now = job.source.name();
+        if let Some(was) = source.stream.as_deref().filter(|was| *was != now) {
+            bail!(
+                "the job's commit log ({}) holds positions in the stream `{was}`, and the job now \
+                 reads the stream `{now}`: positions in one stream mean nothing in another (a job \
+                 file copied for a second stream with its `name` left as it was?); give this job \
+                 another `name` (a commit log of its own, starting at [source] start), or point \
+                 [source] back at `{was}`",
+                job.log.location().url
+            );
+        }
+        Ok(source)
+    }
 }
 
 /// What one shard contributes to a micro-batch.
@@ -955,8 +985,7 @@ impl State {
                 tables: BTreeMap::new(),
             });
         };
-        let source: SourceState =
-            serde_json::from_value(commit.source.clone()).context("checkpoint source positions")?;
+        let source = SourceState::of(job, &commit)?;
         let (dedup, dedup_saved) = DedupSaved::load(job, &commit).await?;
         Ok(State {
             batch: Some(commit.batch),
@@ -2136,12 +2165,69 @@ pub(crate) fn learn_undecodable(
     known.len() > before
 }
 
+/// Checks a job's tables before it writes them: [`check_owners`], then
+/// [`check_partitioning`] (`tables`: the job's latest commit's).
+pub(crate) async fn check_tables(
+    job: &Job,
+    shapes: &Shapes,
+    tables: Option<&BTreeMap<String, TableState>>,
+) -> anyhow::Result<()> {
+    check_owners(job).await?;
+    check_partitioning(job, shapes, tables)
+}
+
+/// Refuses a job one of whose tables another job writes: the lake's catalog names another
+/// commit log for it, whose latest commit holds the table. Each job writes its files under
+/// names of its own batch numbers and deletes, after a crash, the files of its batches that
+/// its commits do not list: two jobs in one table would write over and delete each other's
+/// files (a job file copied for a second stream with the `table` left as it was).
+async fn check_owners(job: &Job) -> anyhow::Result<()> {
+    let ours = job.log.location();
+    let tables = std::iter::once((&job.table, "[lake] table".to_string()))
+        .chain(std::iter::once((
+            &job.rejected_table,
+            "[lake] rejected_table".to_string(),
+        )))
+        .chain(
+            job.transforms
+                .iter()
+                .map(|t| (&t.name, format!("the transform's name `{}`", t.name))),
+        );
+    for (table, key) in tables {
+        let Some(entry) = silt_lake_writer::table_entry(&job.lake, table).await? else {
+            continue;
+        };
+        let theirs = entry.commit_log(&job.lake)?;
+        if theirs.url == ours.url || entry.checkpoint == ours.url {
+            continue;
+        }
+        let holds = CommitLog::new(theirs.clone())
+            .latest()
+            .await?
+            .is_some_and(|c| c.tables.contains_key(table));
+        if holds {
+            bail!(
+                "table `{table}` is written by job `{}` (commit log {}), and this job, `{}`, \
+                 keeps its commits in {}: two jobs writing one table would write over and \
+                 delete each other's files; give this job's table another name ({key}), or, \
+                 for a job that was renamed, name its commit log: [checkpoint] location = \"{}\"",
+                entry.job,
+                theirs.url,
+                job.name,
+                ours.url,
+                theirs.url,
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a job whose tables' partition columns differ from those its lake's tables have
 /// (`tables`, the latest commit's): the raw table's `partition_by`, or a transform's SQL
 /// selecting other partition columns than it did. A table's files and every reader of it go
 /// by its partition columns: files written by both would make one table of two layouts
 /// (rows missing to readers of either, DuckDB's Hive partitioning refusing it).
-pub(crate) fn check_partitioning(
+fn check_partitioning(
     job: &Job,
     shapes: &Shapes,
     tables: Option<&BTreeMap<String, TableState>>,
@@ -2210,7 +2296,7 @@ async fn run_with_latest(
     let started = Instant::now();
     let run_id = format!("{:016x}", rand::random::<u64>());
     let shapes = Shapes::of(job).await?;
-    check_partitioning(job, &shapes, latest.as_ref().map(|c| &c.tables))?;
+    check_tables(job, &shapes, latest.as_ref().map(|c| &c.tables)).await?;
     register_tables(job, &shapes).await?;
     let mut decoder = shapes.decoder.with_undecodable(undecodable);
     let (events_schema, raw_file_schema, out_parts, defaults) = (
@@ -2577,6 +2663,7 @@ async fn run_with_latest(
         };
         faults::point("after_dedup");
         let mut source = state.source.clone();
+        source.stream = Some(job.source.name().to_string());
         for sp in &plan.shards {
             source.positions.insert(sp.shard.clone(), sp.next.clone());
             if sp.ended {
