@@ -544,10 +544,17 @@ fn timestamp_micros(v: &Value, logical: Option<&Logical>) -> Result<i64> {
     match v {
         Value::Number(_) => {
             let ms = integer(v, "a timestamp in epoch milliseconds")?;
-            ms.checked_mul(1000).ok_or_else(|| FieldError {
-                path: String::new(),
-                reason: format!("timestamp {ms} ms is out of range"),
-            })
+            // What ISO-8601 text can say (years 1 to 9999), and what Spark and pandas read:
+            // a number past it is most often microseconds or nanoseconds sent as milliseconds.
+            const FIRST_MS: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+            const LAST_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+            if !(FIRST_MS..=LAST_MS).contains(&ms) {
+                return fail(format!(
+                    "timestamp {ms} is not epoch milliseconds of a year from 1 to 9999 \
+                     (microseconds or nanoseconds given as milliseconds?)"
+                ));
+            }
+            Ok(ms * 1000)
         }
         Value::String(s) => {
             let local = matches!(
@@ -761,6 +768,34 @@ mod tests {
         let mut b = event();
         b["at"] = json!("2026-11-26T13:00:00.500+01:00");
         assert_eq!(encode(b).unwrap(), encode(event()).unwrap());
+    }
+
+    #[test]
+    fn epoch_millis_outside_years_1_to_9999_are_refused_naming_the_likely_mistake() {
+        for at in [
+            1_795_694_400_500_000i64,
+            1_795_694_400_500_000_000,
+            -62_135_596_800_001,
+        ] {
+            let mut a = event();
+            a["at"] = json!(at);
+            let e = encode(a).unwrap_err();
+            assert_eq!(e.path, "/at");
+            assert!(
+                e.reason
+                    .contains(&format!("timestamp {at} is not epoch milliseconds")),
+                "{e}"
+            );
+            assert!(
+                e.reason.contains("microseconds or nanoseconds given as"),
+                "{e}"
+            );
+        }
+        for at in [253_402_300_799_999i64, -62_135_596_800_000] {
+            let mut a = event();
+            a["at"] = json!(at);
+            encode(a).unwrap();
+        }
     }
 
     #[test]
