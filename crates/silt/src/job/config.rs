@@ -293,12 +293,58 @@ impl JobFile {
                     t.mode
                 );
             }
-            if t.name == self.lake.table {
-                bail!("[[transform]] {}: the name is the raw table's", t.name);
+        }
+        folder_name("name", &self.name)?;
+        let rejected = match &self.lake.rejected_table {
+            Some(r) => (r.clone(), "[lake] rejected_table".to_string()),
+            None => (
+                format!("{}_rejected", self.lake.table),
+                "the rejected table ([lake] rejected_table)".to_string(),
+            ),
+        };
+        let tables: Vec<(String, String)> = [
+            (self.lake.table.clone(), "[lake] table".to_string()),
+            rejected,
+        ]
+        .into_iter()
+        .chain(
+            self.transforms
+                .iter()
+                .map(|t| (t.name.clone(), format!("[[transform]] {}", t.name))),
+        )
+        .collect();
+        for (i, (name, key)) in tables.iter().enumerate() {
+            folder_name(key, name)?;
+            if name == "_silt" {
+                bail!("{key} = \"_silt\": the lake's folder `_silt` is silt's own (commit logs, catalog)");
+            }
+            if let Some((_, first)) = tables[..i].iter().find(|(n, _)| n == name) {
+                bail!(
+                    "{key}: `{name}` is also {first}'s name: each table of a job has a name of \
+                     its own (one folder in the lake)"
+                );
             }
         }
         Ok(())
     }
+}
+
+/// Refuses a name that cannot be one folder of the lake: a table's (`TABLE/`), or a job's
+/// (its commit log, `_silt/checkpoints/NAME/`). DuckDB takes every folder on a file's path
+/// that holds `=` for a Hive partition.
+fn folder_name(key: &str, name: &str) -> anyhow::Result<()> {
+    let why = if name.trim().is_empty() {
+        "a name is needed"
+    } else if name.contains(['/', '\\']) || name == "." || name == ".." {
+        "a name is one folder: no `/` or `\\`, not `.` or `..`"
+    } else if name.contains('=') {
+        "a name may not hold `=` (readers of the lake take such a folder for a partition)"
+    } else if name.chars().any(char::is_control) {
+        "a name may not hold control characters"
+    } else {
+        return Ok(());
+    };
+    bail!("{key} = {name:?}: {why}")
 }
 
 #[cfg(test)]
@@ -348,5 +394,64 @@ table = "clickstream"
         assert!(err.contains("kafka"), "{err}");
         assert_eq!(parse_size("128MB").unwrap(), 128 << 20);
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+    }
+
+    /// Two tables of one job under one name (a transform named as the rejected table, two
+    /// transforms of one name) shared one folder and one entry in the commits, each
+    /// micro-batch replacing the other's files; an empty name put a table's files (and its
+    /// clean-up) at the lake's root, and `..` a job's commit log outside its folder.
+    #[test]
+    fn each_table_has_a_folder_of_its_own() {
+        let transform = |name: &str| format!("[[transform]]\nname = {name:?}\nsql = \"x.sql\"\n");
+        let refused = |text: &str, what: &[&str]| {
+            let err = toml::from_str::<JobFile>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            for w in what {
+                assert!(err.contains(w), "{w}: {err}");
+            }
+        };
+        refused(
+            &format!("{GOOD}{}", transform("clickstream_rejected")),
+            &["[[transform]] clickstream_rejected", "the rejected table"],
+        );
+        refused(
+            &format!("{GOOD}{}{}", transform("hourly"), transform("hourly")),
+            &["`hourly` is also [[transform]] hourly's name"],
+        );
+        refused(
+            &format!("{GOOD}{}", transform("clickstream")),
+            &["`clickstream` is also [lake] table's name"],
+        );
+        refused(
+            &GOOD.replace(
+                "table = \"clickstream\"",
+                "table = \"c\"\nrejected_table = \"c\"",
+            ),
+            &["[lake] rejected_table: `c` is also [lake] table's name"],
+        );
+        for (name, why) in [
+            ("", "a name is needed"),
+            ("a/b", "one folder"),
+            ("..", "one folder"),
+            ("_silt", "silt's own"),
+            ("k=v", "for a partition"),
+        ] {
+            refused(
+                &format!("{GOOD}{}", transform(name)),
+                &[&format!("[[transform]] {name} = {name:?}"), why],
+            );
+        }
+        refused(
+            &GOOD.replace("name = \"clickstream\"", "name = \"../..\""),
+            &["name = \"../..\"", "one folder"],
+        );
+        let fine = format!("{GOOD}{}{}", transform("page views"), transform("_staging"));
+        toml::from_str::<JobFile>(&fine)
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 }
