@@ -313,6 +313,17 @@ impl JobFile {
                 .map(|t| (t.name.clone(), format!("[[transform]] {}", t.name))),
         )
         .collect();
+        for (i, r) in self.references.iter().enumerate() {
+            if r.name == "events" {
+                bail!(
+                    "[[reference]] events: `events` is the name the transforms' SQL reads the \
+                     raw rows by; give the reference another name"
+                );
+            }
+            if self.references[..i].iter().any(|o| o.name == r.name) {
+                bail!("[[reference]] {}: two references have this name", r.name);
+            }
+        }
         for (i, (name, key)) in tables.iter().enumerate() {
             folder_name(key, name)?;
             if name == "_silt" {
@@ -399,7 +410,9 @@ table = "clickstream"
     /// Two tables of one job under one name (a transform named as the rejected table, two
     /// transforms of one name) shared one folder and one entry in the commits, each
     /// micro-batch replacing the other's files; an empty name put a table's files (and its
-    /// clean-up) at the lake's root, and `..` a job's commit log outside its folder.
+    /// clean-up) at the lake's root, and `..` a job's commit log outside its folder. A
+    /// reference named `events`, or as another, failed as "The table events already exists",
+    /// said of the subject's schema.
     #[test]
     fn each_table_has_a_folder_of_its_own() {
         let transform = |name: &str| format!("[[transform]]\nname = {name:?}\nsql = \"x.sql\"\n");
@@ -447,6 +460,15 @@ table = "clickstream"
         refused(
             &GOOD.replace("name = \"clickstream\"", "name = \"../..\""),
             &["name = \"../..\"", "one folder"],
+        );
+        let reference = |name: &str| format!("[[reference]]\nname = {name:?}\npath = \"r.csv\"\n");
+        refused(
+            &format!("{GOOD}{}", reference("events")),
+            &["[[reference]] events: `events` is the name the transforms' SQL reads"],
+        );
+        refused(
+            &format!("{GOOD}{}{}", reference("sales"), reference("sales")),
+            &["[[reference]] sales: two references have this name"],
         );
         let fine = format!("{GOOD}{}{}", transform("page views"), transform("_staging"));
         toml::from_str::<JobFile>(&fine)
