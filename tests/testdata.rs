@@ -898,6 +898,34 @@ fn a_job_cannot_take_up_another_streams_positions() {
     );
 }
 
+/// A job whose `[lake] table` was renamed went on into a new, empty raw table: the stream's
+/// earlier events were behind its positions, and each hour its `partitions` transform then
+/// recomputed from the new table lost the rows written before (an hourly count of 2 became
+/// 1). Such a job is refused, naming the tables its commits hold.
+#[test]
+fn a_jobs_raw_table_cannot_be_renamed_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hourly = first_job_and_a_second_stream(dir.path());
+    let job = write_job(dir.path(), "first", &dir.path().join("stream"), &hourly);
+    let renamed = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("table = \"clickstream\"", "table = \"clicks\"");
+    std::fs::write(&job, renamed).unwrap();
+    refused(
+        &job,
+        &[
+            "[lake] table: the job's commits hold no table `clicks` (they hold clickstream",
+            "put `table` back",
+        ],
+    );
+    let out = backfill_command(&job, "2000-01-01", "2100-01-01")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no raw table `clicks`"), "{err}");
+}
+
 /// `silt run JOB` and `silt run JOB --check` both exit 1, their stderr saying each of `what`.
 fn refused(job: &std::path::Path, what: &[&str]) {
     for check in [false, true] {

@@ -2165,7 +2165,7 @@ pub(crate) fn learn_undecodable(
     known.len() > before
 }
 
-/// Checks a job's tables before it writes them: [`check_owners`], then
+/// Checks a job's tables before it writes them: [`check_owners`], [`check_raw_table`], then
 /// [`check_partitioning`] (`tables`: the job's latest commit's).
 pub(crate) async fn check_tables(
     job: &Job,
@@ -2173,7 +2173,34 @@ pub(crate) async fn check_tables(
     tables: Option<&BTreeMap<String, TableState>>,
 ) -> anyhow::Result<()> {
     check_owners(job).await?;
+    if let Some(tables) = tables {
+        check_raw_table(job, tables)?;
+    }
     check_partitioning(job, shapes, tables)
+}
+
+/// Refuses a job whose commits hold tables but not its raw table: its `[lake] table` was
+/// renamed. The new raw table would start empty (the stream's earlier events are behind the
+/// commits' positions), and each hour a `partitions` transform recomputes from it would lose
+/// the rows written before the rename.
+fn check_raw_table(job: &Job, tables: &BTreeMap<String, TableState>) -> anyhow::Result<()> {
+    let named = |t: &String| {
+        *t == job.table || *t == job.rejected_table || job.transforms.iter().any(|x| x.name == *t)
+    };
+    // (A commit of only rejected records, as older silts made, holds no raw table.)
+    if tables.contains_key(&job.table) || tables.keys().all(named) {
+        return Ok(());
+    }
+    let held: Vec<&str> = tables.keys().map(String::as_str).collect();
+    bail!(
+        "[lake] table: the job's commits hold no table `{}` (they hold {}): its raw rows were \
+         written under another name; a renamed raw table would start empty, and the hours its \
+         `partitions` transforms recompute from it would lose the rows written before; put \
+         `table` back, or give the job another `name` (a commit log of its own, reading the \
+         stream from [source] start)",
+        job.table,
+        held.join(", ")
+    )
 }
 
 /// Refuses a job one of whose tables another job writes: the lake's catalog names another
