@@ -2267,8 +2267,9 @@ fn check_partitioning(
         bail!(
             "[lake] partition_by: the raw table `{}` is partitioned by {was:?} in the lake, and \
              the job says {:?}: a table's partition columns cannot change (its files and its \
-             readers go by them); give the job another `table` to start a new one, or go back \
-             to {was:?}",
+             readers go by them); go back to {was:?}, or start a new job for the new layout \
+             (another `name`, `table` and transform names: it reads the stream from [source] \
+             start)",
             job.table,
             job.partition_by
         );
