@@ -37,8 +37,8 @@ pub use log::{
 };
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{
-    partition_fields, reader_path, register_table, table_entry, LakeSnapshot, PartitionType,
-    SnapshotStore, TableEntry,
+    other_writer, partition_fields, reader_path, register_table, table_entry, LakeSnapshot,
+    PartitionType, SnapshotStore, TableEntry,
 };
 pub use write::{
     batch_of, copy_file, copy_file_as, data_file_schema, file_name, read_data_file, schema_key,
@@ -60,6 +60,13 @@ pub enum Error {
     /// Another run of the job committed this batch first.
     #[error("another run of job `{job}` committed micro-batch {batch} first: is a second `silt run` of this job running? This run stops without committing")]
     Conflict { job: String, batch: u64 },
+    /// Another job writes the table (see [`register_table`]).
+    #[error("table `{table}` is written by job `{job}` (commit log {log}): two jobs writing one table would write over and delete each other's files; give this job's table another name")]
+    Taken {
+        table: String,
+        job: String,
+        log: String,
+    },
     #[error("partition column `{column}` is not among the columns ({})", columns.join(", "))]
     MissingPartitionColumn {
         column: String,

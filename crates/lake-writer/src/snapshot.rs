@@ -23,7 +23,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use serde::{Deserialize, Serialize};
 use silt_storage::Location;
@@ -171,23 +171,64 @@ pub async fn table_entry(lake: &Location, table: &str) -> Result<Option<TableEnt
         })
 }
 
-/// Registers a table as written by a job (idempotent; a job first checks with
-/// [`table_entry`] that no other job writes the table).
+/// The catalog's entry for `ours.table` when it is another job's: it names another commit
+/// log, whose latest commit holds the table. (An entry whose log holds no such table, its job
+/// gone or the table dropped from it, may be taken over.)
+pub async fn other_writer(lake: &Location, ours: &TableEntry) -> Result<Option<TableEntry>> {
+    let Some(first) = table_entry(lake, &ours.table).await? else {
+        return Ok(None);
+    };
+    let theirs = first.commit_log(lake)?;
+    if first.checkpoint == ours.checkpoint || theirs.url == ours.commit_log(lake)?.url {
+        return Ok(None);
+    }
+    let holds = CommitLog::new(theirs)
+        .latest()
+        .await?
+        .is_some_and(|c| c.tables.contains_key(&ours.table));
+    Ok(holds.then_some(first))
+}
+
+/// Registers a table as written by a job (idempotent). The entry is created with a
+/// conditional put, so that of two jobs entering one new table at once the second is told, as
+/// a job is told of a table another job writes: [`Error::Taken`] (see [`other_writer`]).
 pub async fn register_table(lake: &Location, entry: &TableEntry) -> Result<()> {
     let path = lake.child(&format!("_silt/tables/{}.json", entry.table));
     let body = serde_json::to_vec_pretty(entry).expect("serialises");
+    let store_err = |source| Error::Store {
+        path: path.to_string(),
+        source,
+    };
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match lake
+        .store
+        .put_opts(&path, body.clone().into(), create)
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(store_err(e)),
+    }
     if let Ok(r) = lake.store.get(&path).await {
         if r.bytes().await.ok().as_deref() == Some(body.as_slice()) {
             return Ok(());
         }
     }
+    if let Some(first) = other_writer(lake, entry).await? {
+        let log = first.commit_log(lake)?.url;
+        return Err(Error::Taken {
+            table: entry.table.clone(),
+            job: first.job,
+            log,
+        });
+    }
     lake.store
         .put(&path, PutPayload::from(body))
         .await
-        .map_err(|source| Error::Store {
-            path: path.to_string(),
-            source,
-        })?;
+        .map_err(store_err)?;
     Ok(())
 }
 

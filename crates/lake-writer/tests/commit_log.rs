@@ -377,3 +377,43 @@ async fn a_lease_is_held_until_released_or_lapsed() {
     lease.release().await;
     assert!(!path.exists());
 }
+
+/// A table is one job's: a second job entering it in the catalog is told whose it is once the
+/// first job's commits hold it (before, or with the first job's log gone, it may take it
+/// over), and of two jobs entering a new table at once the second is told too (the entry is
+/// created with a conditional put). A job's own entry is brought up to date.
+#[tokio::test]
+async fn a_table_in_the_catalog_is_one_jobs() {
+    use silt_lake_writer::{other_writer, register_table, table_entry, Error, TableEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = silt_storage::Location::local(dir.path()).unwrap();
+    let entry = |job: &str| {
+        let log = lake.join(&format!("_silt/checkpoints/{job}"));
+        TableEntry::new(&lake, "clicks", job, &log)
+    };
+    register_table(&lake, &entry("first")).await.unwrap();
+    // The first job has committed nothing: another may take the table over (and give it back).
+    assert_eq!(other_writer(&lake, &entry("second")).await.unwrap(), None);
+    register_table(&lake, &entry("second")).await.unwrap();
+    register_table(&lake, &entry("first")).await.unwrap();
+    let first_log = CommitLog::new(lake.join("_silt/checkpoints/first"));
+    let holding = [("clicks".to_string(), TableState::default())].into();
+    first_log.commit_batch(&commit(0, holding)).await.unwrap();
+    assert_eq!(
+        other_writer(&lake, &entry("second")).await.unwrap(),
+        Some(entry("first"))
+    );
+    match register_table(&lake, &entry("second")).await {
+        Err(Error::Taken { table, job, .. }) => assert_eq!((&*table, &*job), ("clicks", "first")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        table_entry(&lake, "clicks").await.unwrap(),
+        Some(entry("first"))
+    );
+    // Its own job brings the entry up to date.
+    assert_eq!(other_writer(&lake, &entry("first")).await.unwrap(), None);
+    let typed = entry("first").of_rejected();
+    register_table(&lake, &typed).await.unwrap();
+    assert_eq!(table_entry(&lake, "clicks").await.unwrap(), Some(typed));
+}

@@ -2209,7 +2209,7 @@ fn check_raw_table(job: &Job, tables: &BTreeMap<String, TableState>) -> anyhow::
 /// its commits do not list: two jobs in one table would write over and delete each other's
 /// files (a job file copied for a second stream with the `table` left as it was).
 async fn check_owners(job: &Job) -> anyhow::Result<()> {
-    let ours = job.log.location();
+    let log = job.log.location();
     let tables = std::iter::once((&job.table, "[lake] table".to_string()))
         .chain(std::iter::once((
             &job.rejected_table,
@@ -2221,18 +2221,9 @@ async fn check_owners(job: &Job) -> anyhow::Result<()> {
                 .map(|t| (&t.name, format!("the transform's name `{}`", t.name))),
         );
     for (table, key) in tables {
-        let Some(entry) = silt_lake_writer::table_entry(&job.lake, table).await? else {
-            continue;
-        };
-        let theirs = entry.commit_log(&job.lake)?;
-        if theirs.url == ours.url || entry.checkpoint == ours.url {
-            continue;
-        }
-        let holds = CommitLog::new(theirs.clone())
-            .latest()
-            .await?
-            .is_some_and(|c| c.tables.contains_key(table));
-        if holds {
+        let ours = TableEntry::new(&job.lake, table, &job.name, log);
+        if let Some(entry) = silt_lake_writer::other_writer(&job.lake, &ours).await? {
+            let theirs = entry.commit_log(&job.lake)?;
             bail!(
                 "table `{table}` is written by job `{}` (commit log {}), and this job, `{}`, \
                  keeps its commits in {}: two jobs writing one table would write over and \
@@ -2241,7 +2232,7 @@ async fn check_owners(job: &Job) -> anyhow::Result<()> {
                 entry.job,
                 theirs.url,
                 job.name,
-                ours.url,
+                log.url,
                 theirs.url,
             );
         }
