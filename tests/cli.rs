@@ -433,6 +433,21 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has no committed table yet"), "{err}");
+    // A table's folder given for the lake: told which lake it is in.
+    let out = silt()
+        .args(["query", "--lake", &format!("{lake}/clickstream")])
+        .arg("SELECT count(*) FROM clickstream")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "is the folder of the table `clickstream` of the lake at {lake}, not a lake: give \
+             the lake (--lake {lake})"
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -213,30 +213,51 @@ pub async fn plan(
     unreadable: &Unreadable,
     sql: &str,
 ) -> anyhow::Result<datafusion::dataframe::DataFrame> {
-    ctx.sql(sql).await.map_err(|e| {
-        let Some(table) = silt_transform::unknown_table(&e) else {
-            return anyhow::Error::new(e);
-        };
-        if let Some(why) = unreadable.get(&table) {
-            return anyhow::anyhow!(
-                "table `{table}` of the lake at {} cannot be read: {why}",
+    let e = match ctx.sql(sql).await {
+        Ok(df) => return Ok(df),
+        Err(e) => e,
+    };
+    let Some(table) = silt_transform::unknown_table(&e) else {
+        return Err(anyhow::Error::new(e));
+    };
+    if let Some(why) = unreadable.get(&table) {
+        anyhow::bail!(
+            "table `{table}` of the lake at {} cannot be read: {why}",
+            lake.url
+        );
+    }
+    let tables = silt_transform::table_names(ctx);
+    Err(if tables.is_empty() {
+        match lake_above(lake).await {
+            Some((up, name)) => anyhow::anyhow!(
+                "no table `{table}`: {} is the folder of the table `{name}` of the lake at \
+                 {up}, not a lake: give the lake (--lake {up})",
                 lake.url
-            );
-        }
-        let tables = silt_transform::table_names(ctx);
-        if tables.is_empty() {
-            anyhow::anyhow!(
+            ),
+            None => anyhow::anyhow!(
                 "no table `{table}`: the lake at {} has no committed table yet (has a job run?)",
                 lake.url
-            )
-        } else {
-            anyhow::anyhow!(
-                "no table `{table}` in the lake at {}; its tables: {}",
-                lake.url,
-                tables.join(", ")
-            )
+            ),
         }
+    } else {
+        anyhow::anyhow!(
+            "no table `{table}` in the lake at {}; its tables: {}",
+            lake.url,
+            tables.join(", ")
+        )
     })
+}
+
+/// The lake and table whose table folder `lake` is (the catalog of the folder above it
+/// names it), for a reader who gave a table's folder for the lake.
+async fn lake_above(lake: &Location) -> Option<(String, String)> {
+    let (up, name) = lake.url.trim_end_matches('/').rsplit_once('/')?;
+    let above = silt_storage::open(up, Path::new(".")).ok()?;
+    let entry = above.child(&format!("_silt/tables/{name}.json"));
+    object_store::ObjectStoreExt::head(&above.store, &entry)
+        .await
+        .ok()?;
+    Some((up.to_string(), name.to_string()))
 }
 
 /// Writes batches in a format.
