@@ -60,6 +60,13 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job's tables: the raw table, the rejected table, each transform's.
+    pub fn tables(&self) -> impl Iterator<Item = &String> {
+        [&self.table, &self.rejected_table]
+            .into_iter()
+            .chain(self.transforms.iter().map(|t| &t.name))
+    }
+
     /// Reads a job file and opens what it names.
     pub async fn load(path: &Path) -> anyhow::Result<Job> {
         let (file, dir) = JobFile::load(path)?;
@@ -1638,11 +1645,7 @@ pub(crate) async fn remove_leftovers(
     }
     // A table of the job that no commit holds yet (a transform new to it) has no live file:
     // what a killed writer wrote there before its first commit goes too.
-    for table in [&job.table, &job.rejected_table]
-        .into_iter()
-        .chain(job.transforms.iter().map(|t| &t.name))
-        .filter(|t| !tables.contains_key(*t))
-    {
+    for table in job.tables().filter(|t| !tables.contains_key(*t)) {
         vacuum(
             &job.lake.join(table),
             &[] as &[DataFile],
@@ -2184,11 +2187,8 @@ pub(crate) async fn check_tables(
 /// commits' positions), and each hour a `partitions` transform recomputes from it would lose
 /// the rows written before the rename.
 fn check_raw_table(job: &Job, tables: &BTreeMap<String, TableState>) -> anyhow::Result<()> {
-    let named = |t: &String| {
-        *t == job.table || *t == job.rejected_table || job.transforms.iter().any(|x| x.name == *t)
-    };
     // (A commit of only rejected records, as older silts made, holds no raw table.)
-    if tables.contains_key(&job.table) || tables.keys().all(named) {
+    if tables.contains_key(&job.table) || tables.keys().all(|t| job.tables().any(|n| n == t)) {
         return Ok(());
     }
     let held: Vec<&str> = tables.keys().map(String::as_str).collect();
@@ -2210,17 +2210,14 @@ fn check_raw_table(job: &Job, tables: &BTreeMap<String, TableState>) -> anyhow::
 /// files (a job file copied for a second stream with the `table` left as it was).
 async fn check_owners(job: &Job) -> anyhow::Result<()> {
     let log = job.log.location();
-    let tables = std::iter::once((&job.table, "[lake] table".to_string()))
-        .chain(std::iter::once((
-            &job.rejected_table,
-            "[lake] rejected_table".to_string(),
-        )))
-        .chain(
-            job.transforms
-                .iter()
-                .map(|t| (&t.name, format!("the transform's name `{}`", t.name))),
-        );
-    for (table, key) in tables {
+    for table in job.tables() {
+        let key = if *table == job.table {
+            "[lake] table".to_string()
+        } else if *table == job.rejected_table {
+            "[lake] rejected_table".to_string()
+        } else {
+            format!("the transform's name `{table}`")
+        };
         let ours = TableEntry::new(&job.lake, table, &job.name, log);
         if let Some(entry) = silt_lake_writer::other_writer(&job.lake, &ours).await? {
             let theirs = entry.commit_log(&job.lake)?;
@@ -2282,10 +2279,7 @@ fn check_partitioning(
 /// Enters the job's tables (raw, rejected, each transform's) in the lake's catalog, which
 /// readers find them by.
 pub(crate) async fn register_tables(job: &Job, shapes: &Shapes) -> anyhow::Result<()> {
-    for table in std::iter::once(&job.table)
-        .chain(std::iter::once(&job.rejected_table))
-        .chain(job.transforms.iter().map(|t| &t.name))
-    {
+    for table in job.tables() {
         let mut entry = TableEntry::new(&job.lake, table, &job.name, job.log.location());
         if table == &job.table {
             entry = entry
