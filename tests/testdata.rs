@@ -883,13 +883,7 @@ fn a_job_cannot_take_up_another_streams_positions() {
     );
     // Under a name of its own it reads the second stream from its start.
     let own = write_job(dir.path(), "eu", &dir.path().join("eu"), "");
-    std::fs::write(
-        &own,
-        std::fs::read_to_string(&own)
-            .unwrap()
-            .replace("\"clickstream\"", "\"eu\""),
-    )
-    .unwrap();
+    with_table(&own, "eu");
     run_json(&own);
     let rows = "SELECT country FROM eu";
     assert_eq!(
@@ -907,10 +901,7 @@ fn a_jobs_raw_table_cannot_be_renamed_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let hourly = first_job_and_a_second_stream(dir.path());
     let job = write_job(dir.path(), "first", &dir.path().join("stream"), &hourly);
-    let renamed = std::fs::read_to_string(&job)
-        .unwrap()
-        .replace("table = \"clickstream\"", "table = \"clicks\"");
-    std::fs::write(&job, renamed).unwrap();
+    with_table(&job, "clicks");
     refused(
         &job,
         &[
@@ -924,6 +915,13 @@ fn a_jobs_raw_table_cannot_be_renamed_under_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no raw table `clicks`"), "{err}");
+}
+
+/// Rewrites a job file of [`write_job`] to name its raw table `table`.
+fn with_table(job: &std::path::Path, table: &str) {
+    let text = std::fs::read_to_string(job).unwrap();
+    let text = text.replace("table = \"clickstream\"", &format!("table = {table:?}"));
+    std::fs::write(job, text).unwrap();
 }
 
 /// `silt run JOB` and `silt run JOB --check` both exit 1, their stderr saying each of `what`.

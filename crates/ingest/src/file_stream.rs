@@ -43,6 +43,66 @@ pub fn write_frame(payload: &[u8], arrival_ms: i64, out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
+/// Opens a shard file for appending, first completing a torn frame at its end.
+///
+/// A write that failed part way (a full disk) or was killed leaves part of a frame at the end
+/// of the file. Readers take it for a frame not yet written; but frames appended after it
+/// would be read as its rest, and everything after it lost to them (or a frame claiming
+/// gigabytes, the shard stuck). Its record was never acknowledged (a put returns only once
+/// its whole batch is written), so its producer sends it again: the torn frame is padded
+/// with zeros to the length it claims, a whole frame whose record the jobs reject as bad
+/// (kept with its reason, as every bad record is), and the file stays append-only for the
+/// readers that have it mapped. The check reads the frame headers from the start, under an
+/// exclusive lock that writers of other processes (who hold a shared one while they write)
+/// wait for.
+fn open_for_append(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    f.lock()?;
+    let done = complete_torn_frame(&f, path);
+    f.unlock()?;
+    done?;
+    Ok(f)
+}
+
+/// See [`open_for_append`] (the caller holds the file's exclusive lock).
+fn complete_torn_frame(f: &File, path: &Path) -> std::io::Result<()> {
+    let len = f.metadata()?.len();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    r.seek(SeekFrom::Start(0))?;
+    let (mut pos, mut header) = (0u64, [0u8; FRAME_HEADER]);
+    while pos < len {
+        let have = (len - pos).min(FRAME_HEADER as u64) as usize;
+        r.read_exact(&mut header[..have])?;
+        // Length bytes not all written are taken as zeros (and written so).
+        header[have.min(4)..4].fill(0);
+        let claimed = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+        if claimed > MAX_PAYLOAD as u64 {
+            return Ok(()); // not a torn frame but a corrupt file: the readers say where
+        }
+        let end = pos + FRAME_HEADER as u64 + claimed;
+        if end > len {
+            let mut w = f;
+            w.write_all(&vec![0; (end - len) as usize])?;
+            w.sync_data()?;
+            tracing::warn!(
+                file = %path.display(),
+                position = pos,
+                written = len - pos,
+                frame = end - pos,
+                "completed a torn frame with zeros (a write that failed or was killed; its record was never acknowledged, and the jobs reject it)"
+            );
+            return Ok(());
+        }
+        r.seek_relative((end - pos - have as u64) as i64)?;
+        pos = end;
+    }
+    Ok(())
+}
+
 /// A file stream folder, readable as a [`Source`] and writable as a [`Sink`].
 #[derive(Debug, Clone)]
 pub struct FileStream {
@@ -130,18 +190,24 @@ impl FileStream {
         let path = self.dir.join(shard_file_name(n));
         let mut writers = self.writers.lock().expect("not poisoned");
         if let std::collections::hash_map::Entry::Vacant(v) = writers.entry(n) {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            v.insert(f);
+            v.insert(open_for_append(&path).map_err(|e| Error::io(&path, e))?);
         }
         let f = writers.get_mut(&n).expect("inserted above");
-        // One write call per batch: O_APPEND keeps concurrent writers' frames whole.
-        f.write_all(&buf).map_err(|e| Error::io(&path, e))?;
-        if self.sync {
-            f.sync_data().map_err(|e| Error::io(&path, e))?;
+        // One write call per batch: O_APPEND keeps concurrent writers' frames whole; the
+        // shared lock keeps a writer that is opening the file from taking a frame still
+        // being written for a torn one.
+        let written = f.lock_shared().and_then(|()| {
+            let done = f.write_all(&buf).and_then(|()| match self.sync {
+                true => f.sync_data(),
+                false => Ok(()),
+            });
+            f.unlock().and(done)
+        });
+        if let Err(e) = written {
+            // Part of the batch may be in the file (a full disk): the next append opens the
+            // file again, which completes the torn frame first.
+            writers.remove(&n);
+            return Err(Error::io(&path, e));
         }
         Ok(())
     }
@@ -532,6 +598,42 @@ mod tests {
             .read_blocking("shard-000000", a.next.as_ref().unwrap(), limit(100, 100))
             .unwrap();
         assert_eq!(b.payload(0), b"small");
+    }
+
+    /// A write cut short (a full disk, a killed gateway) left part of a frame at the end; a
+    /// writer appending after it made the frames after it unreadable: read as the torn
+    /// frame's rest, or a length of gigabytes that stuck the shard. The next writer completes
+    /// the torn frame (a whole frame of a bad record, which the jobs reject), and every
+    /// frame after it reads back whole.
+    #[test]
+    fn a_writer_completes_a_torn_frame_before_appending() {
+        for cut in [3, 11, 20] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = FileStream::create(dir.path().join("s"), 1).unwrap();
+            s.append(0, &[b"before"]).unwrap();
+            let path = dir.path().join("s/shard-000000.log");
+            let mut torn = Vec::new();
+            write_frame(b"never acknowledged", 7, &mut torn);
+            let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+            f.write_all(&torn[..cut]).unwrap();
+            // Another writer (a gateway started again) appends.
+            let again = FileStream::open(dir.path().join("s")).unwrap();
+            again.append(0, &[b"after", b"and more"]).unwrap();
+            let all = again
+                .read_blocking("shard-000000", &StartAt::Earliest, limit(100, 1 << 20))
+                .unwrap();
+            let payloads: Vec<&[u8]> = (0..all.records.len()).map(|i| all.payload(i)).collect();
+            assert_eq!(payloads.len(), 4, "cut at {cut}");
+            assert_eq!(payloads[0], b"before");
+            let written = cut.saturating_sub(FRAME_HEADER);
+            assert_eq!(&payloads[1][..written], &b"never acknowledged"[..written]);
+            assert!(
+                payloads[1][written..].iter().all(|b| *b == 0),
+                "cut at {cut}"
+            );
+            assert_eq!(&payloads[2..], [&b"after"[..], &b"and more"[..]]);
+            assert!(all.caught_up);
+        }
     }
 
     #[test]
