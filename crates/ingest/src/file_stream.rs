@@ -50,7 +50,8 @@ pub fn write_frame(payload: &[u8], arrival_ms: i64, out: &mut Vec<u8>) {
 /// would be read as its rest, and everything after it lost to them (or a frame claiming
 /// gigabytes, the shard stuck). Its record was never acknowledged (a put returns only once
 /// its whole batch is written), so its producer sends it again: the torn frame is padded
-/// with zeros to the length it claims, a whole frame whose record the jobs reject as bad
+/// to the length it claims (missing length bytes as zeros, a missing arrival time as
+/// now, the payload's as zeros), a whole frame whose record the jobs reject as bad
 /// (kept with its reason, as every bad record is), and the file stays append-only for the
 /// readers that have it mapped. The check reads the frame headers from the start, under an
 /// exclusive lock that writers of other processes (who hold a shared one while they write)
@@ -77,16 +78,22 @@ fn complete_torn_frame(f: &File, path: &Path) -> std::io::Result<()> {
     while pos < len {
         let have = (len - pos).min(FRAME_HEADER as u64) as usize;
         r.read_exact(&mut header[..have])?;
-        // Length bytes not all written are taken as zeros (and written so).
+        // Length bytes not all written are taken as zeros, arrival-time bytes as now's.
         header[have.min(4)..4].fill(0);
+        let now = (now_ms() as u64).to_be_bytes();
+        for i in have.max(4)..FRAME_HEADER {
+            header[i] = now[i - 4];
+        }
         let claimed = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as u64;
         if claimed > MAX_PAYLOAD as u64 {
             return Ok(()); // not a torn frame but a corrupt file: the readers say where
         }
         let end = pos + FRAME_HEADER as u64 + claimed;
         if end > len {
+            let mut rest = header[have..].to_vec();
+            rest.resize((end - len) as usize, 0);
             let mut w = f;
-            w.write_all(&vec![0; (end - len) as usize])?;
+            w.write_all(&rest)?;
             w.sync_data()?;
             tracing::warn!(
                 file = %path.display(),
@@ -632,6 +639,14 @@ mod tests {
                 "cut at {cut}"
             );
             assert_eq!(&payloads[2..], [&b"after"[..], &b"and more"[..]]);
+            // An arrival time not written is the time the frame was completed (its bytes not
+            // written, when some were: here the last of 7's).
+            let arrival = all.records[1].arrival_ms;
+            match cut {
+                3 => assert!((now_ms() - arrival).abs() < 60_000, "{arrival}"),
+                11 => assert!((0..256).contains(&arrival), "{arrival}"),
+                _ => assert_eq!(arrival, 7),
+            }
             assert!(all.caught_up);
         }
     }
