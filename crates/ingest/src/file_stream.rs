@@ -81,9 +81,8 @@ fn complete_torn_frame(f: &File, path: &Path) -> std::io::Result<()> {
         // Length bytes not all written are taken as zeros, arrival-time bytes as now's.
         header[have.min(4)..4].fill(0);
         let now = (now_ms() as u64).to_be_bytes();
-        for i in have.max(4)..FRAME_HEADER {
-            header[i] = now[i - 4];
-        }
+        let from = have.max(4);
+        header[from..].copy_from_slice(&now[from - 4..]);
         let claimed = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as u64;
         if claimed > MAX_PAYLOAD as u64 {
             return Ok(()); // not a torn frame but a corrupt file: the readers say where
