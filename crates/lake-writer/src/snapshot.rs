@@ -199,24 +199,30 @@ pub async fn register_table(lake: &Location, entry: &TableEntry) -> Result<()> {
         path: path.to_string(),
         source,
     };
-    let create = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    match lake
-        .store
-        .put_opts(&path, body.clone().into(), create)
-        .await
-    {
-        Ok(_) => return Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => {}
+    match lake.store.get(&path).await {
+        Ok(r) => {
+            if r.bytes().await.map_err(store_err)? == body.as_slice() {
+                return Ok(());
+            }
+        }
+        Err(object_store::Error::NotFound { .. }) => {
+            let create = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match lake
+                .store
+                .put_opts(&path, body.clone().into(), create)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
         Err(e) => return Err(store_err(e)),
     }
-    if let Ok(r) = lake.store.get(&path).await {
-        if r.bytes().await.ok().as_deref() == Some(body.as_slice()) {
-            return Ok(());
-        }
-    }
+    // Entered before (or just now, by another job): whose is it?
     if let Some(first) = other_writer(lake, entry).await? {
         let log = first.commit_log(lake)?.url;
         return Err(Error::Taken {

@@ -236,6 +236,15 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("`{s}` is not a duration (e.g. 15m, 1h, 30s)"))
 }
 
+impl LakeConfig {
+    /// The rejected-records table: `rejected_table`, or `{table}_rejected`.
+    pub fn rejected_table(&self) -> String {
+        self.rejected_table
+            .clone()
+            .unwrap_or_else(|| format!("{}_rejected", self.table))
+    }
+}
+
 impl JobFile {
     /// Reads and checks a job file.
     pub fn load(path: &Path) -> anyhow::Result<(Self, PathBuf)> {
@@ -296,12 +305,10 @@ impl JobFile {
         }
         folder_name("name", &self.name)?;
         let rejected = match &self.lake.rejected_table {
-            Some(r) => (r.clone(), "[lake] rejected_table".to_string()),
-            None => (
-                format!("{}_rejected", self.lake.table),
-                "the rejected table ([lake] rejected_table)".to_string(),
-            ),
+            Some(_) => "[lake] rejected_table",
+            None => "the rejected table ([lake] rejected_table)",
         };
+        let rejected = (self.lake.rejected_table(), rejected.to_string());
         let tables: Vec<(String, String)> = [
             (self.lake.table.clone(), "[lake] table".to_string()),
             rejected,

@@ -179,11 +179,7 @@ impl Job {
             file_tag: "",
         };
         Ok(Job {
-            rejected_table: file
-                .lake
-                .rejected_table
-                .clone()
-                .unwrap_or_else(|| format!("{}_rejected", file.lake.table)),
+            rejected_table: file.lake.rejected_table(),
             name: file.name,
             source,
             registry,
