@@ -78,17 +78,18 @@ fn complete_torn_frame(f: &File, path: &Path) -> std::io::Result<()> {
     while pos < len {
         let have = (len - pos).min(FRAME_HEADER as u64) as usize;
         r.read_exact(&mut header[..have])?;
-        // Length bytes not all written are taken as zeros, arrival-time bytes as now's.
+        // Length bytes not all written are taken as zeros.
         header[have.min(4)..4].fill(0);
-        let now = (now_ms() as u64).to_be_bytes();
-        let from = have.max(4);
-        header[from..].copy_from_slice(&now[from - 4..]);
         let claimed = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as u64;
         if claimed > MAX_PAYLOAD as u64 {
             return Ok(()); // not a torn frame but a corrupt file: the readers say where
         }
         let end = pos + FRAME_HEADER as u64 + claimed;
         if end > len {
+            // Arrival-time bytes not written are taken as now's.
+            let now = (now_ms() as u64).to_be_bytes();
+            let from = have.max(4);
+            header[from..].copy_from_slice(&now[from - 4..]);
             let mut rest = header[have..].to_vec();
             rest.resize((end - len) as usize, 0);
             let mut w = f;

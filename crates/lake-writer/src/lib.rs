@@ -37,8 +37,8 @@ pub use log::{
 };
 pub use partition::{file_schema, hive_path, split, PartitionBatch};
 pub use snapshot::{
-    other_writer, partition_fields, reader_path, register_table, table_entry, LakeSnapshot,
-    PartitionType, SnapshotStore, TableEntry,
+    catalog_path, other_writer, partition_fields, reader_path, register_table, table_entry,
+    LakeSnapshot, PartitionType, SnapshotStore, TableEntry,
 };
 pub use write::{
     batch_of, copy_file, copy_file_as, data_file_schema, file_name, read_data_file, schema_key,

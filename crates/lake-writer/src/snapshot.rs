@@ -151,9 +151,14 @@ impl TableEntry {
     }
 }
 
+/// Where the lake's catalog keeps `table`'s entry.
+pub fn catalog_path(lake: &Location, table: &str) -> Path {
+    lake.child(&format!("_silt/tables/{table}.json"))
+}
+
 /// The catalog's entry for `table`: which job writes it, or `None` while no job has.
 pub async fn table_entry(lake: &Location, table: &str) -> Result<Option<TableEntry>> {
-    let path = lake.child(&format!("_silt/tables/{table}.json"));
+    let path = catalog_path(lake, table);
     let store_err = |source| Error::Store {
         path: path.to_string(),
         source,
@@ -193,7 +198,7 @@ pub async fn other_writer(lake: &Location, ours: &TableEntry) -> Result<Option<T
 /// conditional put, so that of two jobs entering one new table at once the second is told, as
 /// a job is told of a table another job writes: [`Error::Taken`] (see [`other_writer`]).
 pub async fn register_table(lake: &Location, entry: &TableEntry) -> Result<()> {
-    let path = lake.child(&format!("_silt/tables/{}.json", entry.table));
+    let path = catalog_path(lake, &entry.table);
     let body = serde_json::to_vec_pretty(entry).expect("serialises");
     let store_err = |source| Error::Store {
         path: path.to_string(),

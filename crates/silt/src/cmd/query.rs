@@ -253,7 +253,7 @@ pub async fn plan(
 async fn lake_above(lake: &Location) -> Option<(String, String)> {
     let (up, name) = lake.url.trim_end_matches('/').rsplit_once('/')?;
     let above = silt_storage::open(up, Path::new(".")).ok()?;
-    let entry = above.child(&format!("_silt/tables/{name}.json"));
+    let entry = silt_lake_writer::catalog_path(&above, name);
     object_store::ObjectStoreExt::head(&above.store, &entry)
         .await
         .ok()?;
