@@ -572,12 +572,21 @@ impl Gateway {
                     "PUT takes one event; POST a container file to /streams/{streamId}/events",
                 ));
             }
-            let file = ocf::read(body).map_err(|e| {
-                let index = match &e {
-                    silt_wire::Error::BadContainer { record, .. } => record.unwrap_or(0),
-                    _ => 0,
+            // The request limit holds for what the blocks decompress to, as for a
+            // compressed body.
+            let file = ocf::read(body, self.inner.options.max_request_bytes).map_err(|e| {
+                let (status, index, reason) = match &e {
+                    silt_wire::Error::BadContainer { record, .. } => {
+                        (StatusCode::BAD_REQUEST, record.unwrap_or(0), e.to_string())
+                    }
+                    silt_wire::Error::ContainerTooLarge { .. } => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        0,
+                        format!("{e}, the gateway's request limit"),
+                    ),
+                    _ => (StatusCode::BAD_REQUEST, 0, e.to_string()),
                 };
-                Refusal::one(StatusCode::BAD_REQUEST, index, "", e.to_string())
+                Refusal::one(status, index, "", reason)
             })?;
             let fp = file.schema.fingerprint();
             let writer = self.writer(stream_id, &fp).await.map_err(|_| {

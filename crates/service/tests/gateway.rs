@@ -665,6 +665,31 @@ async fn a_compressed_body_is_read_decompressed_and_held_to_the_limit_decompress
         why["error"].as_str().unwrap().contains("request limit"),
         "{why}"
     );
+    // A container file's blocks are held to the limit as they decompress: v2 events enough
+    // for twice the limit, a deflate file of a few KiB.
+    let v2 = Schema::parse(&schema_text("v2")).unwrap();
+    let samples = samples().await;
+    let bodies: Vec<&[u8]> = samples
+        .iter()
+        .filter(|s| s.fingerprint == v2.fingerprint())
+        .map(|s| s.body.as_slice())
+        .cycle()
+        .scan(0, |size, b| {
+            *size += b.len();
+            (*size <= 2 * limit).then_some(b)
+        })
+        .collect();
+    let file = ocf::write(&v2, &bodies, ocf::Codec::Deflate, bodies.len());
+    assert!(file.len() < limit / 4, "{}", file.len());
+    let (status, why) = post(&server, file).await;
+    assert_eq!(status, 413, "{why}");
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("decompress to more than 65536 bytes"),
+        "{why}"
+    );
 
     let on_stream = uuids_on(&stream_records(&dir.path().join(SUBJECT)).await);
     let want: HashSet<String> = a_ids.into_iter().chain(b_ids).collect();

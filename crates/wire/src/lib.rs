@@ -100,6 +100,9 @@ pub enum Error {
         record: Option<usize>,
         reason: String,
     },
+    /// An Avro object container file's blocks decompress to more than the reader allows.
+    #[error("the object container file's blocks decompress to more than {limit} bytes (passed in block {block})")]
+    ContainerTooLarge { block: usize, limit: usize },
 }
 
 impl Error {
@@ -117,6 +120,7 @@ impl Error {
             Error::TrailingBytes { .. } => "trailing_bytes",
             Error::BadUuid { .. } => "bad_uuid",
             Error::BadContainer { .. } => "bad_container",
+            Error::ContainerTooLarge { .. } => "container_too_large",
         }
     }
 }

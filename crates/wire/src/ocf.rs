@@ -113,7 +113,12 @@ pub fn is_container(bytes: &[u8]) -> bool {
 
 /// Reads a container file. Every record must be exactly one value of the file's schema; the
 /// first one that is not fails the read with its record number.
-pub fn read(bytes: &[u8]) -> Result<Container> {
+///
+/// `limit` bounds the bytes the blocks decompress to, all together: a small file can hold
+/// blocks that inflate a thousand times and more (a deflate or zstandard block of zeros), and
+/// a block is decompressed whole before its records are checked. A file over it fails with
+/// [`Error::ContainerTooLarge`] as soon as the limit is passed, before more is allocated.
+pub fn read(bytes: &[u8], limit: usize) -> Result<Container> {
     let mut r = Reader { buf: bytes, pos: 0 };
     if r.take(4).ok() != Some(&MAGIC[..]) {
         return Err(malformed(
@@ -164,6 +169,7 @@ pub fn read(bytes: &[u8]) -> Result<Container> {
     let sync: [u8; 16] = r.take(16)?.try_into().expect("16 bytes");
     let mut records = Vec::new();
     let mut block_no = 0;
+    let mut room = limit;
     while r.pos < bytes.len() {
         let block_at = r.pos;
         let count = r.length()?;
@@ -174,8 +180,17 @@ pub fn read(bytes: &[u8]) -> Result<Container> {
                 format!("block {block_no}: the sync marker does not match the header's"),
             ));
         }
-        let plain = decompress(codec, data)
-            .map_err(|e| malformed(block_at, format!("block {block_no}: {}", e)))?;
+        let plain = match decompress(codec, data, room) {
+            Ok(Some(plain)) => plain,
+            Ok(None) => {
+                return Err(Error::ContainerTooLarge {
+                    block: block_no,
+                    limit,
+                })
+            }
+            Err(e) => return Err(malformed(block_at, format!("block {block_no}: {e}"))),
+        };
+        room -= plain.len();
         let mut at = 0;
         for _ in 0..count {
             let n = records.len();
@@ -211,31 +226,50 @@ pub fn read(bytes: &[u8]) -> Result<Container> {
     })
 }
 
-fn decompress(codec: Codec, data: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    match codec {
-        Codec::Null => Ok(data.to_vec()),
-        Codec::Deflate => {
-            let mut out = Vec::new();
-            flate2::read::DeflateDecoder::new(data)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("deflate: {e}"))?;
-            Ok(out)
-        }
+/// A block decompressed, or `None` when it holds more than `room` bytes (found without
+/// decompressing more than `room + 1` of them).
+fn decompress(
+    codec: Codec,
+    data: &[u8],
+    room: usize,
+) -> std::result::Result<Option<Vec<u8>>, String> {
+    // Reads at most one byte past the room: enough to tell that the block holds more.
+    let bounded = |reader: &mut dyn Read, what: &str| -> std::result::Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        reader
+            .take((room as u64).saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| format!("{what}: {e}"))?;
+        Ok(out)
+    };
+    let out = match codec {
+        Codec::Null => data.to_vec(),
+        Codec::Deflate => bounded(&mut flate2::read::DeflateDecoder::new(data), "deflate")?,
         Codec::Snappy => {
             if data.len() < 4 {
                 return Err("snappy block shorter than its CRC".into());
             }
             let (packed, crc) = data.split_at(data.len() - 4);
+            // The length is the block's first bytes: known before anything is allocated.
+            let len = snap::raw::decompress_len(packed).map_err(|e| format!("snappy: {e}"))?;
+            if len > room {
+                return Ok(None);
+            }
             let out = snap::raw::Decoder::new()
                 .decompress_vec(packed)
                 .map_err(|e| format!("snappy: {e}"))?;
             if crc32fast::hash(&out).to_be_bytes() != crc {
                 return Err("snappy block fails its CRC-32".into());
             }
-            Ok(out)
+            out
         }
-        Codec::Zstandard => zstd::stream::decode_all(data).map_err(|e| format!("zstandard: {e}")),
-    }
+        Codec::Zstandard => bounded(
+            &mut zstd::stream::read::Decoder::with_buffer(data)
+                .map_err(|e| format!("zstandard: {e}"))?,
+            "zstandard",
+        )?,
+    };
+    Ok((out.len() <= room).then_some(out))
 }
 
 /// Writes a container file of bodies already encoded with `schema`, in blocks of up to
@@ -301,7 +335,7 @@ mod tests {
         for codec in [Codec::Null, Codec::Deflate, Codec::Snappy, Codec::Zstandard] {
             let file = write(&schema, &refs, codec, 10);
             assert!(is_container(&file));
-            let c = read(&file).unwrap();
+            let c = read(&file, 1 << 20).unwrap();
             assert_eq!(c.codec, codec);
             assert_eq!(c.schema.fingerprint(), schema.fingerprint());
             let got: Vec<&[u8]> = c.records.iter().map(|r| r.body.as_slice()).collect();
@@ -316,7 +350,7 @@ mod tests {
         let bodies = bodies(4);
         let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
         let file = write(&schema, &refs, Codec::Null, 2);
-        let e = read(&file[..file.len() - 20]).unwrap_err();
+        let e = read(&file[..file.len() - 20], 1 << 20).unwrap_err();
         assert_eq!(e.code(), "bad_container");
         assert!(e.to_string().contains("truncated"), "{e}");
 
@@ -325,7 +359,7 @@ mod tests {
         let cut = &bodies[1][..bodies[1].len() - 1];
         short[1] = cut;
         let file = write(&schema, &short, Codec::Null, 2);
-        let e = read(&file).unwrap_err();
+        let e = read(&file, 1 << 20).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -341,7 +375,53 @@ mod tests {
         let mut file = write(&schema, &refs, Codec::Null, 2);
         let last = file.len() - 1;
         file[last] ^= 0xff;
-        assert!(read(&file).unwrap_err().to_string().contains("sync marker"));
-        assert!(read(b"{\"not\": \"avro\"}").is_err());
+        assert!(read(&file, 1 << 20)
+            .unwrap_err()
+            .to_string()
+            .contains("sync marker"));
+        assert!(read(b"{\"not\": \"avro\"}", 1 << 20).is_err());
+    }
+
+    #[test]
+    fn blocks_that_decompress_past_the_limit_are_refused() {
+        let schema = Schema::parse(SCHEMA).unwrap();
+        let bodies = bodies(40);
+        let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
+        let total: usize = refs.iter().map(|b| b.len()).sum();
+        for codec in [Codec::Null, Codec::Deflate, Codec::Snappy, Codec::Zstandard] {
+            // One block, and blocks of ten that pass the limit in the last one.
+            for per_block in [40, 10] {
+                let file = write(&schema, &refs, codec, per_block);
+                assert_eq!(read(&file, total).unwrap().records.len(), 40, "{codec:?}");
+                let e = read(&file, total - 1).unwrap_err();
+                let block = 40 / per_block - 1;
+                assert_eq!(
+                    e,
+                    Error::ContainerTooLarge {
+                        block,
+                        limit: total - 1
+                    },
+                    "{codec:?} in blocks of {per_block}"
+                );
+                assert_eq!(e.code(), "container_too_large");
+            }
+        }
+
+        // A block that inflates a thousandfold: 64 MiB of zeros in a file of some 64 KiB.
+        let mut plain = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        plain.write_all(&vec![0u8; 64 << 20]).unwrap();
+        let zeros = plain.finish().unwrap();
+        // A file of no records ends with the header's sync marker: one block is added.
+        let mut file = write(&schema, &[], Codec::Deflate, 1);
+        let sync = file[file.len() - 16..].to_vec();
+        encode::long(1, &mut file);
+        encode::bytes(&zeros, &mut file);
+        file.extend_from_slice(&sync);
+        assert!(file.len() < 1 << 17, "{}", file.len());
+        let e = read(&file, 1 << 20).unwrap_err();
+        assert!(
+            matches!(e, Error::ContainerTooLarge { block: 0, .. }),
+            "{e}"
+        );
     }
 }
