@@ -70,6 +70,8 @@ pub struct CheckedBody {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Array and map items claimed so far, every block of every array and map together.
+    items: u64,
 }
 
 /// Reads one zig-zag varint (`int`, `long`, lengths, indexes) at `*pos` and moves past it.
@@ -241,7 +243,11 @@ impl BodyCheck {
     /// ends: how the records of an object container block are told apart.
     #[inline]
     pub fn check_prefix(&self, body: &[u8]) -> Result<(CheckedBody, usize)> {
-        let mut c = Cursor { buf: body, pos: 0 };
+        let mut c = Cursor {
+            buf: body,
+            pos: 0,
+            items: 0,
+        };
         let mut uuid = None;
         match (&self.root, self.uuid) {
             (Node::Record(r), UuidField::Fixed(k) | UuidField::String(k)) => {
@@ -265,7 +271,11 @@ impl BodyCheck {
                                     _ => {
                                         // The whole string, read past its own length prefix
                                         // (which the skip above checked).
-                                        let mut at = Cursor { buf: raw, pos: 0 };
+                                        let mut at = Cursor {
+                                            buf: raw,
+                                            pos: 0,
+                                            items: 0,
+                                        };
                                         at.len()?;
                                         return Err(Error::BadUuid {
                                             reason: format!(
@@ -433,9 +443,15 @@ impl BodyCheck {
                 c.len()?; // block size in bytes
             }
             // Zero-width items (null, empty records) could make a tiny body claim billions of
-            // items; no real event has more items than bytes in its body.
-            if count as u64 > c.buf.len() as u64 {
-                return Err(bad(at, "block count larger than the body"));
+            // items, and so could many blocks, or many arrays, each claiming no more than the
+            // body's length; no real event has more items, all together, than bytes in its
+            // body.
+            c.items = c.items.saturating_add(count as u64);
+            if c.items > c.buf.len() as u64 {
+                return Err(bad(
+                    at,
+                    "more array or map items than bytes in the body (a block count too large)",
+                ));
             }
             for _ in 0..count {
                 item(c)?;
@@ -584,6 +600,54 @@ mod tests {
         encode::long(1, &mut b);
         b.extend_from_slice(&1.5f64.to_le_bytes());
         b
+    }
+
+    #[test]
+    fn zero_width_items_are_held_to_the_bodys_length_across_blocks_and_arrays() {
+        // Arrays of null and of empty records: their items take no bytes, so a count is all
+        // a body needs to claim them.
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"Z","fields":[{"name":"uuid","type":"gfc.avro.UUID"},
+                {"name":"nulls","type":{"type":"array","items":"null"}},
+                {"name":"marks","type":{"type":"array","items":
+                    {"type":"record","name":"Mark","fields":[]}}}]}"#,
+        )
+        .unwrap();
+        let check = BodyCheck::new(&schema);
+        // `blocks` blocks of `count` nulls each, then no marks.
+        let body = |count: i64, blocks: usize| {
+            let mut b = vec![0x11; 16];
+            for _ in 0..blocks {
+                encode::long(count, &mut b);
+            }
+            encode::long(0, &mut b);
+            encode::long(0, &mut b);
+            b
+        };
+        // A few items in a few blocks: as many as bytes, or fewer.
+        assert!(check.check(&body(3, 2)).is_ok());
+        // Blocks each claiming fewer items than the body has bytes, together millions: a
+        // body of some 6 KB made the check walk 20 million items (a 1 MiB body, hundreds of
+        // billions: minutes of a core, at the gateway and again in every job).
+        let many = body(3000, 2000);
+        assert!(many.len() < 3000 * 3, "{}", many.len());
+        match check.check(&many) {
+            Err(Error::BadBody { reason, .. }) => {
+                assert!(
+                    reason.contains("more array or map items than bytes"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same held across two arrays: each within the body's length, the two not.
+        let len = body(20, 1).len() as i64;
+        let mut two = vec![0x11; 16];
+        encode::long(len, &mut two);
+        encode::long(0, &mut two);
+        encode::long(len, &mut two);
+        encode::long(0, &mut two);
+        assert!(matches!(check.check(&two), Err(Error::BadBody { .. })));
     }
 
     #[test]
