@@ -18,15 +18,21 @@
 //!   field of a record that may be null may be null too (down to the fields of its fields),
 //!   so Parquet stores none there and readers read null. (silt's own reads also take the
 //!   record's nulls into its fields, for files written before: `silt_transform`.)
+//! - An Avro `duration` (a fixed of three little-endian unsigned 32-bit counts: months, days,
+//!   milliseconds) is an Arrow month-day-nanosecond interval, which the Parquet writer cannot
+//!   store ("not yet implemented": every run of the job failed on it). The lake holds it as
+//!   the struct of its three parts, `months`, `days` and `milliseconds` (`int64`: the counts
+//!   are unsigned), which every reader reads and SQL takes apart (`d.days`).
 
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, ListArray, MapArray, StructArray, UInt32Array,
+    new_null_array, Array, ArrayRef, AsArray, Int64Array, ListArray, MapArray, StructArray,
+    UInt32Array,
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::take;
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::{DataType, Field, Fields, IntervalMonthDayNanoType, IntervalUnit};
 use arrow::error::ArrowError;
 
 /// Whether `dt` holds a union anywhere (arrow-avro's decoder of such a union must be made
@@ -91,8 +97,19 @@ fn lake_type(dt: &DataType, nullable: bool) -> DataType {
         DataType::List(f) => DataType::List(Arc::new(lake_field(f))),
         DataType::LargeList(f) => DataType::LargeList(Arc::new(lake_field(f))),
         DataType::Map(f, sorted) => DataType::Map(Arc::new(lake_field(f)), *sorted),
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            DataType::Struct(duration_parts(nullable))
+        }
         other => other.clone(),
     }
+}
+
+/// The fields of an Avro `duration` in the lake: its three counts.
+fn duration_parts(nullable: bool) -> Fields {
+    ["months", "days", "milliseconds"]
+        .into_iter()
+        .map(|name| Field::new(name, DataType::Int64, nullable))
+        .collect()
 }
 
 /// A branch's field name: the branch type's name without its namespace, unless another
@@ -207,6 +224,29 @@ fn shape(array: &ArrayRef, lake: &DataType) -> Result<ArrayRef, ArrowError> {
                 entries,
                 m.nulls().cloned(),
                 *sorted,
+            )?))
+        }
+        (DataType::Interval(IntervalUnit::MonthDayNano), DataType::Struct(fields)) => {
+            let d = array.as_primitive::<IntervalMonthDayNanoType>();
+            let nulls = d.nulls().cloned();
+            // arrow-avro reads each count as its 32 bits; they are unsigned in Avro.
+            let part = |f: &dyn Fn(i32, i32, i64) -> i64| -> ArrayRef {
+                Arc::new(Int64Array::new(
+                    d.values()
+                        .iter()
+                        .map(|v| f(v.months, v.days, v.nanoseconds))
+                        .collect(),
+                    nulls.clone(),
+                ))
+            };
+            Ok(Arc::new(StructArray::try_new(
+                fields.clone(),
+                vec![
+                    part(&|m, _, _| i64::from(m as u32)),
+                    part(&|_, d, _| i64::from(d as u32)),
+                    part(&|_, _, n| n / 1_000_000),
+                ],
+                nulls.clone(),
             )?))
         }
         (other, lake) => Err(ArrowError::NotYetImplemented(format!(

@@ -4,8 +4,8 @@ mod common;
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Decimal128Array, StringArray};
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::array::{Array, AsArray, Decimal128Array, StringArray};
+use arrow::datatypes::{DataType, Decimal256Type, Int64Type, TimeUnit};
 use common::{decoder, CheckedStream};
 use silt_ingest::{Chunk, EventDecoder, RecordRef};
 use silt_registry::{SchemaRegistry, StoreRegistry};
@@ -89,6 +89,106 @@ async fn logical_types_map_to_arrow_types() {
         timeuuid::to_string(&id)
     );
     assert!(!b.column_by_name("total").unwrap().is_null(0));
+}
+
+/// An Avro `duration` and a decimal wider than 38 digits, both accepted by the registry, land
+/// as columns Parquet stores: the duration's month-day-nanosecond interval made the Parquet
+/// writer fail ("not yet implemented") at every run of the job, so the stream stopped.
+#[tokio::test]
+async fn durations_and_wide_decimals_land_as_columns_parquet_stores() {
+    const WIDE: &str = r#"{"type":"record","name":"Lease","namespace":"shop.v1","fields":[
+      {"name":"uuid","type":"gfc.avro.UUID"},
+      {"name":"term","type":{"type":"fixed","name":"Term","size":12,"logicalType":"duration"}},
+      {"name":"grace","type":["null",{"type":"fixed","name":"Grace","size":12,"logicalType":"duration"}],"default":null},
+      {"name":"big","type":{"type":"bytes","logicalType":"decimal","precision":40,"scale":3}}]}"#;
+    let registry = StoreRegistry::in_memory();
+    registry.register("shop.v1.Lease", WIDE).await.unwrap();
+    let schema = Arc::new(Schema::parse(WIDE).unwrap());
+    let ids = timeuuid::TimeUuidGenerator::random();
+    let duration = |months: u32, days: u32, millis: u32| {
+        [months, days, millis]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    // 1234567890123456789012345678901234567.123 at scale 3 (Python's int.to_bytes).
+    let big = [
+        0x03, 0xa0, 0xc9, 0x20, 0x75, 0xc0, 0xdb, 0xf3, 0xb8, 0xac, 0xbc, 0x5f, 0x96, 0xce, 0x3f,
+        0x07, 0xd3,
+    ];
+    let mut data = Vec::new();
+    let mut records = Vec::new();
+    for (i, grace) in [Some(duration(0, 3, 500)), None].into_iter().enumerate() {
+        let id = ids.next();
+        let mut body = id.to_vec();
+        body.extend(duration(14, 3_000_000_000, 86_399_999));
+        match grace {
+            Some(g) => {
+                encode::long(1, &mut body);
+                body.extend(g);
+            }
+            None => encode::long(0, &mut body),
+        }
+        encode::bytes(&big, &mut body);
+        let rec = envelope(&schema.fingerprint(), &body);
+        let arrival_ms = timeuuid::unix_millis(&id).unwrap();
+        records.push(RecordRef::new(
+            data.len()..data.len() + rec.len(),
+            arrival_ms,
+            i as u64,
+        ));
+        data.extend(rec);
+    }
+    let chunks = [Chunk {
+        data: bytes::Bytes::from(data),
+        records,
+        ..Default::default()
+    }];
+    let registry: Arc<dyn SchemaRegistry> = Arc::new(registry);
+    let mut d = EventDecoder::new(registry, schema, Framing::Envelope, "leases").unwrap();
+    let (mut good, mut bad) = (vec![], vec![]);
+    d.check(&chunks, &["s"], &mut good, &mut bad).await.unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let b = d.decode(&chunks, &["s"], &good).unwrap().unwrap();
+    let parts = |name: &str, row: usize| {
+        let s = b.column_by_name(name).unwrap().as_struct();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["months", "days", "milliseconds"]);
+        (!s.is_null(row)).then(|| {
+            (0..3)
+                .map(|k| s.column(k).as_primitive::<Int64Type>().value(row))
+                .collect::<Vec<i64>>()
+        })
+    };
+    // Days past 2^31: the counts are unsigned.
+    assert_eq!(parts("term", 0), Some(vec![14, 3_000_000_000, 86_399_999]));
+    assert_eq!(parts("grace", 0), Some(vec![0, 3, 500]));
+    assert_eq!(parts("grace", 1), None);
+    let grace = b.column_by_name("grace").unwrap().as_struct();
+    assert!(
+        grace.column(1).is_null(1),
+        "a null duration's parts are null too"
+    );
+    let wide = b.column_by_name("big").unwrap();
+    assert_eq!(wide.data_type(), &DataType::Decimal256(40, 3));
+    assert_eq!(
+        wide.as_primitive::<Decimal256Type>().value_as_string(0),
+        "1234567890123456789012345678901234567.123"
+    );
+
+    // And Parquet takes the batch, and gives it back.
+    let mut file = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, b.schema(), None).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+    let back: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+        bytes::Bytes::from(file),
+        1024,
+    )
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
+    assert_eq!(back, vec![b]);
 }
 
 /// Values arrow-avro refuses when it decodes (a uuid string that is not one, a decimal wider

@@ -130,7 +130,8 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
         Err(Error::InvalidSchema(_))
     ));
     // What no job could store: a recursive record, a field named as a metadata column of the
-    // lake (SPEC 8), no event id (SPEC 3) or one of another type. `check` says so too.
+    // lake (SPEC 8), a decimal wider than Arrow's, no event id (SPEC 3) or one of another
+    // type. `check` says so too.
     let viewed = |fields: &str| {
         format!(r#"{{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{fields}]}}"#)
     };
@@ -148,6 +149,14 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
             viewed(&format!(r#"{uuid},{{"name":"_stream","type":"string"}}"#)),
             "/fields/_stream",
             "the name of a metadata column",
+        ),
+        (
+            viewed(&format!(
+                r#"{uuid},{{"name":"amounts","type":{{"type":"map","values":["null",
+                {{"type":"bytes","logicalType":"decimal","precision":77,"scale":2}}]}}}}"#
+            )),
+            "/fields/amounts/type/values",
+            "a decimal of precision 77: the lake's decimals hold at most 76 digits",
         ),
         (
             viewed(r#"{"name":"productId","type":"long"}"#),

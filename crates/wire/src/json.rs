@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::body::encode;
 use crate::schema::{
     is_currency_code, is_currency_field, Field, Logical, NamedKind, Primitive, Schema, Type,
+    MAX_DECIMAL_DIGITS,
 };
 use crate::timeuuid;
 
@@ -226,15 +227,17 @@ impl<'a> JsonEncoder<'a> {
             }
             NamedKind::Fixed { size, logical } => {
                 if let Some(Logical::Decimal { precision, scale }) = logical {
-                    let unscaled = decimal(v, *precision, *scale)?;
-                    let bytes = twos_complement(unscaled);
+                    let bytes = decimal(v, *precision, *scale)?;
                     if bytes.len() > *size {
                         return fail(format!("does not fit in fixed({size})"));
                     }
-                    let pad = if unscaled < 0 { 0xff } else { 0 };
+                    let pad = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
                     out.extend(std::iter::repeat_n(pad, size - bytes.len()));
                     out.extend_from_slice(&bytes);
                     return Ok(());
+                }
+                if let (Some(Logical::Duration), Value::Object(parts)) = (logical, v) {
+                    return duration(parts, out);
                 }
                 let is_uuid = *size == 16
                     && (matches!(logical, Some(Logical::Uuid)) || named.short_name() == "UUID");
@@ -480,8 +483,7 @@ impl<'a> JsonEncoder<'a> {
             }
             Primitive::Bytes => {
                 if let Some(Logical::Decimal { precision, scale }) = logical {
-                    let unscaled = decimal(v, *precision, *scale)?;
-                    encode::bytes(&twos_complement(unscaled), out);
+                    encode::bytes(&decimal(v, *precision, *scale)?, out);
                     return Ok(());
                 }
                 let Value::String(s) = v else {
@@ -605,10 +607,41 @@ fn time_of_day_micros(s: &str) -> Result<i64> {
     Ok(t.num_seconds_from_midnight() as i64 * 1_000_000 + (t.nanosecond() / 1000) as i64)
 }
 
-/// The unscaled value of a decimal given as a string or a number, at the schema's scale.
-/// Refuses more fractional digits than the scale allows (no silent rounding of money) and
-/// more digits than the precision.
-fn decimal(v: &Value, precision: u32, scale: u32) -> Result<i128> {
+/// A `duration` given as the lake shows it, `{"months": m, "days": d, "milliseconds": ms}`
+/// (a part left out is 0), as its 12 bytes: three little-endian unsigned 32-bit counts.
+/// (Avro's own JSON form, the 12 bytes as a string, is taken too.)
+fn duration(parts: &serde_json::Map<String, Value>, out: &mut Vec<u8>) -> Result<()> {
+    const PARTS: [&str; 3] = ["months", "days", "milliseconds"];
+    if let Some(other) = parts.keys().find(|k| !PARTS.contains(&k.as_str())) {
+        return fail(format!(
+            "a duration has no part {other:?} (its parts: months, days, milliseconds)"
+        ));
+    }
+    for name in PARTS {
+        let n = match parts.get(name) {
+            None => 0,
+            Some(v) => integer(v, "a count").map_err(|e| FieldError {
+                path: format!("/{name}"),
+                reason: e.reason,
+            })?,
+        };
+        let n = u32::try_from(n).map_err(|_| FieldError {
+            path: format!("/{name}"),
+            reason: format!(
+                "{n} is out of range for a duration's {name} (0 to {})",
+                u32::MAX
+            ),
+        })?;
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// The unscaled value of a decimal given as a string or a number, at the schema's scale, as
+/// Avro writes it: big-endian two's complement in the fewest bytes. Refuses more fractional
+/// digits than the scale allows (no silent rounding of money) and more digits than the
+/// precision.
+fn decimal(v: &Value, precision: u32, scale: u32) -> Result<Vec<u8>> {
     let text = match v {
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) => n.to_string(),
@@ -641,38 +674,73 @@ fn decimal(v: &Value, precision: u32, scale: u32) -> Result<i128> {
         return Err(bad());
     }
     // value = all_digits * 10^(exp - frac_len); unscaled = value * 10^scale.
-    let mut all: String = format!("{int_part}{frac_part}");
+    let all: String = format!("{int_part}{frac_part}");
+    let all = all.trim_start_matches('0');
     let shift = scale as i64 + exp as i64 - frac_part.len() as i64;
-    if shift < 0 {
-        let cut = all.len().saturating_sub((-shift) as usize);
+    let all = if shift < 0 {
+        let cut = all.len().saturating_sub(shift.unsigned_abs() as usize);
         if all[cut..].bytes().any(|b| b != b'0') {
             return fail(format!(
                 "{text} has more than {scale} decimal places (the schema's scale)"
             ));
         }
-        all.truncate(cut);
+        &all[..cut]
+    } else if all.is_empty() {
+        all
     } else {
-        all.extend(std::iter::repeat_n('0', shift as usize));
-    }
-    let all = all.trim_start_matches('0');
-    if all.len() > precision as usize || all.len() > 38 {
+        // Zeros appended: at most enough to pass the precision, and no more (an exponent
+        // of a billion is refused without writing a billion zeros).
+        let zeros = (shift as u64).min(precision as u64 + 1) as usize;
+        return digits_to_bytes(
+            &format!("{all}{}", "0".repeat(zeros)),
+            neg,
+            precision,
+            &text,
+        );
+    };
+    digits_to_bytes(all, neg, precision, &text)
+}
+
+/// `digits` (no leading zeros), negated when `neg`, as big-endian two's complement in the
+/// fewest bytes; refused when longer than `precision`.
+fn digits_to_bytes(digits: &str, neg: bool, precision: u32, text: &str) -> Result<Vec<u8>> {
+    if digits.len() > precision as usize {
         return fail(format!(
             "{text} has more than {precision} significant digits (the schema's precision)"
         ));
     }
-    let unscaled: i128 = if all.is_empty() {
-        0
-    } else {
-        all.parse().map_err(|_| bad())?
-    };
-    Ok(if neg { -unscaled } else { unscaled })
-}
-
-/// Big-endian two's complement in the fewest bytes, as Avro's decimal asks.
-fn twos_complement(v: i128) -> Vec<u8> {
-    let bytes = v.to_be_bytes();
+    if digits.len() > MAX_DECIMAL_DIGITS as usize {
+        return fail(format!(
+            "{text} has more than {MAX_DECIMAL_DIGITS} significant digits, the most a decimal \
+             in the lake holds"
+        ));
+    }
+    // A 256-bit unsigned number, least significant 64 bits first: 10^76 < 2^253.
+    let mut limbs = [0u64; 4];
+    for d in digits.bytes() {
+        let mut carry = u128::from(d - b'0');
+        for limb in limbs.iter_mut() {
+            let v = u128::from(*limb) * 10 + carry;
+            *limb = v as u64;
+            carry = v >> 64;
+        }
+    }
+    if neg {
+        // Two's complement: invert, add one.
+        let mut carry = 1u128;
+        for limb in limbs.iter_mut() {
+            let v = u128::from(!*limb) + carry;
+            *limb = v as u64;
+            carry = v >> 64;
+        }
+    }
+    let mut bytes = [0u8; 32];
+    for (i, limb) in limbs.iter().rev().enumerate() {
+        bytes[i * 8..i * 8 + 8].copy_from_slice(&limb.to_be_bytes());
+    }
+    // Drop leading bytes that only repeat the sign of the next.
     let mut start = 0;
-    while start < 15 {
+    while start < 31 {
         let (b, next) = (bytes[start], bytes[start + 1]);
         if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
             start += 1;
@@ -680,7 +748,7 @@ fn twos_complement(v: i128) -> Vec<u8> {
             break;
         }
     }
-    bytes[start..].to_vec()
+    Ok(bytes[start..].to_vec())
 }
 
 /// Parses a JSON request body of events: one object or an array of them.
@@ -808,12 +876,97 @@ mod tests {
         let e = encode(b).unwrap_err();
         assert_eq!(e.path, "/price/amount");
         assert!(e.reason.contains("more than 4 decimal places"), "{e}");
-        assert_eq!(decimal(&json!("-0.5"), 10, 2).unwrap(), -50);
-        assert_eq!(decimal(&json!("1e3"), 10, 2).unwrap(), 100_000);
-        assert_eq!(twos_complement(-50), vec![0xce]);
-        assert_eq!(twos_complement(128), vec![0x00, 0x80]);
-        assert_eq!(twos_complement(0), vec![0x00]);
+        assert_eq!(decimal(&json!("-0.5"), 10, 2).unwrap(), vec![0xce]);
+        assert_eq!(
+            decimal(&json!("1e3"), 10, 2).unwrap(),
+            100_000i32.to_be_bytes()[1..]
+        );
+        assert_eq!(decimal(&json!("1.28"), 10, 2).unwrap(), vec![0x00, 0x80]);
+        assert_eq!(decimal(&json!("-1.28"), 10, 2).unwrap(), vec![0x80]);
+        assert_eq!(decimal(&json!("-1.29"), 10, 2).unwrap(), vec![0xff, 0x7f]);
+        assert_eq!(decimal(&json!("0.00"), 10, 2).unwrap(), vec![0x00]);
+        assert_eq!(decimal(&json!("-0"), 10, 2).unwrap(), vec![0x00]);
         assert!(decimal(&json!("12345678901"), 10, 0).is_err());
+        assert!(decimal(&json!("1e1000000000"), 10, 0).is_err());
+    }
+
+    #[test]
+    fn a_duration_is_taken_by_its_parts_or_as_its_twelve_bytes() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"L","namespace":"t","fields":[
+                {"name":"d","type":{"type":"fixed","name":"D","size":12,"logicalType":"duration"}}]}"#,
+        )
+        .unwrap();
+        let encode = |d: Value| {
+            let mut out = Vec::new();
+            JsonEncoder::new(&schema)
+                .encode(&json!({ "d": d }), &mut out)
+                .map(|_| out)
+        };
+        let le = |m: u32, d: u32, ms: u32| {
+            [m, d, ms]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
+        assert_eq!(
+            encode(json!({"months": 1, "days": 3_000_000_000u32, "milliseconds": 5})).unwrap(),
+            le(1, 3_000_000_000, 5)
+        );
+        assert_eq!(encode(json!({"days": 2})).unwrap(), le(0, 2, 0));
+        // Avro's JSON form: the bytes as a string.
+        assert_eq!(
+            encode(json!("\u{1}\0\0\0\u{2}\0\0\0\u{3}\0\0\0")).unwrap(),
+            le(1, 2, 3)
+        );
+        let refused = |d: Value| {
+            let e = encode(d).unwrap_err();
+            (e[0].path.clone(), e[0].reason.clone())
+        };
+        let (path, why) = refused(json!({"days": -1}));
+        assert_eq!(path, "/d/days");
+        assert!(why.contains("out of range for a duration's days"), "{why}");
+        let (path, why) = refused(json!({"weeks": 1}));
+        assert_eq!(path, "/d");
+        assert!(why.contains("no part \"weeks\""), "{why}");
+        let (path, _) = refused(json!({"milliseconds": 1.5}));
+        assert_eq!(path, "/d/milliseconds");
+    }
+
+    #[test]
+    fn decimals_wider_than_38_digits_are_written_whole_up_to_76() {
+        let hex = |v: &str, precision| {
+            decimal(&json!(v), precision, 3)
+                .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+                .map_err(|e| e.reason)
+        };
+        // Python's int.to_bytes(n, "big", signed=True) in the fewest bytes gives these.
+        assert_eq!(
+            hex("1234567890123456789012345678901234567.123", 40).unwrap(),
+            "03a0c92075c0dbf3b8acbc5f96ce3f07d3"
+        );
+        assert_eq!(
+            hex("-9999999999999999999999999999999999999.999", 40).unwrap(),
+            "e29cd60e3ca35b4054460a9f0000000001"
+        );
+        assert_eq!(
+            hex("100000000000000000000000000000000000", 39).unwrap(),
+            "4b3b4ca85a86c47a098a224000000000"
+        );
+        let widest = "9".repeat(73) + ".999";
+        assert_eq!(
+            hex(&widest, 76).unwrap(),
+            "161bcca7119915b50764b4abe86529797775a5f171950fffffffffffffffffff"
+        );
+        assert_eq!(
+            hex(&format!("-{widest}"), 76).unwrap(),
+            "e9e43358ee66ea4af89b4b54179ad686888a5a0e8e6af0000000000000000001"
+        );
+        // One digit more than the precision; more than the lake holds.
+        let e = hex("1234567890123456789012345678901234567.123", 39).unwrap_err();
+        assert!(e.contains("more than 39 significant digits"), "{e}");
+        let e = hex(&("9".repeat(74) + ".999"), 80).unwrap_err();
+        assert!(e.contains("more than 76 significant digits"), "{e}");
     }
 
     #[test]

@@ -98,6 +98,10 @@ impl std::fmt::Display for Logical {
     }
 }
 
+/// The most digits a decimal may have: what the lake's widest decimal (Arrow's 256-bit
+/// Decimal256) holds, and what a 32-byte two's complement holds whole.
+pub const MAX_DECIMAL_DIGITS: u32 = 76;
+
 /// One node of a schema. Named types (records, enums, fixed) live in [`Schema::named`] and are
 /// referred to by index, so that recursive types need no reference counting.
 #[derive(Debug, Clone, PartialEq)]
@@ -319,15 +323,51 @@ impl Schema {
         visit(self, &self.root, "", &mut Vec::new())
     }
 
+    /// Where a decimal of more digits than the lake's decimals hold (76: Arrow's Decimal256)
+    /// is, if anywhere: its path and precision. Avro puts no bound on a `bytes` decimal (nor on
+    /// a wide `fixed`'s); arrow-avro refuses to decode one, which stopped every run of a job.
+    /// A schema that holds itself is not looked into ([`Self::recursion`] first).
+    pub fn too_wide_decimal(&self) -> Option<(String, u32)> {
+        fn visit(s: &Schema, t: &Type, path: &str) -> Option<(String, u32)> {
+            let wide = |l: &Option<Logical>| match l {
+                Some(Logical::Decimal { precision, .. }) if *precision > MAX_DECIMAL_DIGITS => {
+                    Some((path.to_string(), *precision))
+                }
+                _ => None,
+            };
+            match t {
+                Type::Primitive(_, logical) => wide(logical),
+                Type::Array(items) => visit(s, items, &format!("{path}/items")),
+                Type::Map(values) => visit(s, values, &format!("{path}/values")),
+                Type::Union(branches) => branches.iter().find_map(|b| visit(s, b, path)),
+                Type::Named(i) => match &s.named[*i].kind {
+                    NamedKind::Record(fields) => fields
+                        .iter()
+                        .find_map(|f| visit(s, &f.ty, &format!("{path}/fields/{}/type", f.name))),
+                    NamedKind::Fixed { logical, .. } => wide(logical),
+                    _ => None,
+                },
+            }
+        }
+        visit(self, &self.root, "")
+    }
+
     /// Why this schema cannot be an event schema of the lake, if it cannot: where (a path)
     /// and why. The registry refuses such schemas; a job stops on a reader that is one.
     /// - a record that holds itself ([`Self::recursion`]): columns have a fixed depth;
+    /// - a decimal of more than 76 digits ([`Self::too_wide_decimal`]);
     /// - a top-level field named as a metadata column ([`METADATA_COLUMNS`], SPEC 8);
     /// - no top-level `uuid` field, a 16-byte fixed or a string (SPEC 3).
     pub fn not_an_event(&self) -> Option<(String, String)> {
         if let Some((path, name)) = self.recursion() {
             return Some((path, format!(
                 "record `{name}` holds itself here: a recursive type cannot be stored in the lake's columns, which have a fixed depth (flatten it, e.g. a list of nodes with parent ids)"
+            )));
+        }
+        if let Some((path, precision)) = self.too_wide_decimal() {
+            return Some((path, format!(
+                "a decimal of precision {precision}: the lake's decimals hold at most {} digits (Arrow's Decimal256, Parquet's widest readers)",
+                MAX_DECIMAL_DIGITS
             )));
         }
         if let Some(f) = self
