@@ -130,8 +130,8 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
         Err(Error::InvalidSchema(_))
     ));
     // What no job could store: a recursive record, a field named as a metadata column of the
-    // lake (SPEC 8), a decimal wider than Arrow's, no event id (SPEC 3) or one of another
-    // type. `check` says so too.
+    // lake (SPEC 8), a decimal wider than Arrow's, a record of no fields, no event id (SPEC 3)
+    // or one of another type. `check` says so too.
     let viewed = |fields: &str| {
         format!(r#"{{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{fields}]}}"#)
     };
@@ -157,6 +157,14 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
             )),
             "/fields/amounts/type/values",
             "a decimal of precision 77: the lake's decimals hold at most 76 digits",
+        ),
+        (
+            viewed(&format!(
+                r#"{uuid},{{"name":"marks","type":{{"type":"array","items":
+                {{"type":"record","name":"Mark","fields":[]}}}}}}"#
+            )),
+            "/fields/marks/type/items",
+            "record `conf.v1.Mark` has no fields",
         ),
         (
             viewed(r#"{"name":"productId","type":"long"}"#),

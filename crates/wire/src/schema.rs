@@ -323,38 +323,88 @@ impl Schema {
         visit(self, &self.root, "", &mut Vec::new())
     }
 
+    /// The first type, in schema order, of which `found` says something, with its path
+    /// (`/fields/a/type/items`). Each named record is looked into once: a schema that holds
+    /// itself is walked without end by no one ([`Self::recursion`] tells where it does).
+    fn find_type<T>(&self, found: &dyn Fn(&Type, &str) -> Option<T>) -> Option<(String, T)> {
+        fn visit<T>(
+            s: &Schema,
+            t: &Type,
+            path: &str,
+            found: &dyn Fn(&Type, &str) -> Option<T>,
+            seen: &mut Vec<usize>,
+        ) -> Option<(String, T)> {
+            if let Some(v) = found(t, path) {
+                return Some((path.to_string(), v));
+            }
+            match t {
+                Type::Primitive(..) => None,
+                Type::Array(items) => visit(s, items, &format!("{path}/items"), found, seen),
+                Type::Map(values) => visit(s, values, &format!("{path}/values"), found, seen),
+                Type::Union(branches) => {
+                    branches.iter().find_map(|b| visit(s, b, path, found, seen))
+                }
+                Type::Named(i) => {
+                    let NamedKind::Record(fields) = &s.named[*i].kind else {
+                        return None;
+                    };
+                    if seen.contains(i) {
+                        return None;
+                    }
+                    seen.push(*i);
+                    fields.iter().find_map(|f| {
+                        visit(
+                            s,
+                            &f.ty,
+                            &format!("{path}/fields/{}/type", f.name),
+                            found,
+                            seen,
+                        )
+                    })
+                }
+            }
+        }
+        visit(self, &self.root, "", found, &mut Vec::new())
+    }
+
     /// Where a decimal of more digits than the lake's decimals hold (76: Arrow's Decimal256)
     /// is, if anywhere: its path and precision. Avro puts no bound on a `bytes` decimal (nor on
     /// a wide `fixed`'s); arrow-avro refuses to decode one, which stopped every run of a job.
-    /// A schema that holds itself is not looked into ([`Self::recursion`] first).
     pub fn too_wide_decimal(&self) -> Option<(String, u32)> {
-        fn visit(s: &Schema, t: &Type, path: &str) -> Option<(String, u32)> {
-            let wide = |l: &Option<Logical>| match l {
-                Some(Logical::Decimal { precision, .. }) if *precision > MAX_DECIMAL_DIGITS => {
-                    Some((path.to_string(), *precision))
-                }
-                _ => None,
-            };
-            match t {
-                Type::Primitive(_, logical) => wide(logical),
-                Type::Array(items) => visit(s, items, &format!("{path}/items")),
-                Type::Map(values) => visit(s, values, &format!("{path}/values")),
-                Type::Union(branches) => branches.iter().find_map(|b| visit(s, b, path)),
-                Type::Named(i) => match &s.named[*i].kind {
-                    NamedKind::Record(fields) => fields
-                        .iter()
-                        .find_map(|f| visit(s, &f.ty, &format!("{path}/fields/{}/type", f.name))),
-                    NamedKind::Fixed { logical, .. } => wide(logical),
-                    _ => None,
-                },
+        let wide = |l: &Option<Logical>| match l {
+            Some(Logical::Decimal { precision, .. }) if *precision > MAX_DECIMAL_DIGITS => {
+                Some(*precision)
             }
-        }
-        visit(self, &self.root, "")
+            _ => None,
+        };
+        self.find_type(&|t, _| match t {
+            Type::Primitive(_, logical) => wide(logical),
+            Type::Named(i) => match &self.named[*i].kind {
+                NamedKind::Fixed { logical, .. } => wide(logical),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// Where a record with no fields is, if anywhere: its path and full name. Avro allows
+    /// one; arrow-avro cannot decode it (an Arrow struct of no fields has no length) and
+    /// Parquet has no empty group, so every event of such a schema was rejected by the jobs
+    /// after the gateway had taken it.
+    pub fn empty_record(&self) -> Option<(String, String)> {
+        self.find_type(&|t, _| match t {
+            Type::Named(i) => match &self.named[*i].kind {
+                NamedKind::Record(fields) if fields.is_empty() => Some(self.named[*i].name.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
     }
 
     /// Why this schema cannot be an event schema of the lake, if it cannot: where (a path)
     /// and why. The registry refuses such schemas; a job stops on a reader that is one.
     /// - a record that holds itself ([`Self::recursion`]): columns have a fixed depth;
+    /// - a record with no fields ([`Self::empty_record`]);
     /// - a decimal of more than 76 digits ([`Self::too_wide_decimal`]);
     /// - a top-level field named as a metadata column ([`METADATA_COLUMNS`], SPEC 8);
     /// - no top-level `uuid` field, a 16-byte fixed or a string (SPEC 3).
@@ -362,6 +412,11 @@ impl Schema {
         if let Some((path, name)) = self.recursion() {
             return Some((path, format!(
                 "record `{name}` holds itself here: a recursive type cannot be stored in the lake's columns, which have a fixed depth (flatten it, e.g. a list of nodes with parent ids)"
+            )));
+        }
+        if let Some((path, name)) = self.empty_record() {
+            return Some((path, format!(
+                "record `{name}` has no fields: the lake's columns cannot hold it (Parquet has no empty group); give it a field, or make the field a boolean or null"
             )));
         }
         if let Some((path, precision)) = self.too_wide_decimal() {
