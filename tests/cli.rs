@@ -398,6 +398,25 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "many\ntrue\n");
 
+    // No rows: the columns are still named (a table's header, a CSV's first line), where
+    // the table once printed as `++` and the CSV as nothing.
+    let none = "SELECT hr, productId FROM clickstream WHERE productId < 0";
+    for (format, want) in [
+        (
+            "table",
+            "+----+-----------+\n| hr | productId |\n+----+-----------+\n+----+-----------+\n",
+        ),
+        ("csv", "hr,productId\n"),
+        ("json", "[]\n"),
+    ] {
+        let out = run_ok(
+            silt()
+                .args(["query", "--format", format, "--lake", &lake])
+                .arg(none),
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{format}");
+    }
+
     // Lists, structs and maps have no CSV form: each is its value's JSON text (nulls empty).
     let out = run_ok(
         silt()

@@ -190,7 +190,17 @@ pub async fn run_statement(
     let mut again = 0;
     loop {
         let (ctx, _, unreadable) = &*session;
-        let result = async { Ok(plan(ctx, lake, unreadable, sql).await?.collect().await?) }.await;
+        let result = async {
+            let frame = plan(ctx, lake, unreadable, sql).await?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let mut batches = frame.collect().await?;
+            // No rows still has columns: a table's header, a CSV's first line.
+            if batches.is_empty() {
+                batches.push(RecordBatch::new_empty(schema));
+            }
+            Ok(batches)
+        }
+        .await;
         match result {
             Err(e) if again < 3 && crate::file_gone(&e) => {
                 again += 1;
