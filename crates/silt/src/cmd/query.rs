@@ -64,16 +64,18 @@ pub async fn lake_session(
     let mut unreadable = Unreadable::new();
     for (table, (state, _)) in &snapshot.tables {
         if state.files.is_empty() {
-            // Every file of the table was replaced (a redrive brought each rejected record
-            // in, a backfill found no rows): a rejected table, whose columns are known,
+            // No file: every record of its micro-batches so far was rejected, or every file
+            // was replaced (a redrive brought each rejected record in, a backfill found no
+            // rows): a rejected table, whose columns are known,
             // reads as empty; any other is named with why it cannot be read.
             if snapshot.rejected.contains(table) {
                 empty_rejected_table(&ctx, table, &state.partition_by)?;
             } else {
                 unreadable.insert(
                     table.clone(),
-                    "it holds no rows now (each of its files was replaced by a later \
-                     commit), and its columns are known only from its files"
+                    "it has no committed file (every record so far was rejected, or later \
+                     commits replaced its files), and its columns are known only from its \
+                     files"
                         .into(),
                 );
             }
