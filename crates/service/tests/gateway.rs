@@ -14,7 +14,7 @@ use silt_registry::{SchemaRegistry, StoreRegistry};
 use silt_service::gateway::{
     FileSinks, Gateway, GatewayOptions, KinesisSinks, SinkProvider, MAX_EVENT_BYTES,
 };
-use silt_wire::{envelope, ocf, timeuuid, Fingerprint, Framing, Schema};
+use silt_wire::{encode, envelope, ocf, timeuuid, Fingerprint, Framing, Schema};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -1007,6 +1007,82 @@ async fn a_kinesis_stream_that_does_not_exist_is_answered_502_until_it_is_create
     silt_kinesis::testing::create_stream(&client, &name, 1).await;
     let (status, answer) = post(&server, events.to_string()).await;
     assert_eq!((status, answer), (202, json!({"accepted": 5})));
+    server.stop().await;
+}
+
+/// An Avro `long` holds timestamps of any year; Spark, pandas and pyarrow's Python values
+/// read years 1 to 9999, and one row beyond made the whole table unreadable to them. The
+/// door refused such a number in JSON; in Avro it went through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_beyond_year_9999_is_refused_in_avro_as_in_json() {
+    const SHIPPED: &str = "shop.v1.Shipped";
+    const SCHEMA: &str = r#"{"type":"record","name":"Shipped","namespace":"shop.v1","fields":[
+        {"name":"uuid","type":"gfc.avro.UUID"},
+        {"name":"at","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null}]}"#;
+    let registry = StoreRegistry::in_memory();
+    registry.register(SHIPPED, SCHEMA).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        Arc::new(registry),
+        Arc::new(FileSinks::new(dir.path(), 1)),
+        GatewayOptions::default(),
+    )
+    .await;
+    let schema = Schema::parse(SCHEMA).unwrap();
+    let body = |at: i64| {
+        let mut b = timeuuid::TimeUuidGenerator::random().next().to_vec();
+        encode::long(1, &mut b);
+        encode::long(at, &mut b);
+        b
+    };
+    let url = server.url(&format!("/streams/{SHIPPED}/events"));
+    let post_to = |bytes: Vec<u8>| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .body(bytes)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Microseconds sent as milliseconds: year 57872.
+    let micros = 1_764_108_000_123_456;
+    let (status, why) = post_to(envelope(&schema.fingerprint(), &body(micros))).await;
+    assert_eq!(status, 400, "{why}");
+    let reason = why["errors"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("timestamp-millis 1764108000123456 is not of a year from 1 to 9999"),
+        "{reason}"
+    );
+    let file = ocf::write(
+        &schema,
+        &[&body(1_764_108_000_123), &body(micros)],
+        ocf::Codec::Null,
+        10,
+    );
+    let (status, why) = post_to(file).await;
+    assert_eq!(status, 400, "{why}");
+    assert_eq!(why["errors"][0]["index"], 1, "{why}");
+    let (status, why) = post_to(
+        json!([{"uuid": new_uuid(), "at": micros}])
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, why["errors"][0]["path"].clone()),
+        (400, json!("/at")),
+        "{why}"
+    );
+    assert!(stream_records(&dir.path().join(SHIPPED)).await.is_empty());
+
+    // The last millisecond of 9999 is taken.
+    let (status, why) = post_to(envelope(&schema.fingerprint(), &body(253_402_300_799_999))).await;
+    assert_eq!(status, 202, "{why}");
     server.stop().await;
 }
 

@@ -26,6 +26,12 @@ enum Node {
     UuidString,
     /// The `currency` of a `gfc.avro.Money`, in a [`BodyCheck::strict`] check: an ISO 4217 code.
     Currency,
+    /// A date, time or timestamp (an `int` or a `long`), in a [`BodyCheck::strict`] check:
+    /// within [`Logical::range`].
+    Ranged {
+        int: bool,
+        logical: Logical,
+    },
     Fixed(usize),
     /// A `decimal` on bytes (`size` None) or on a fixed of `size` bytes: its two's-complement
     /// value must be within its precision.
@@ -39,6 +45,19 @@ enum Node {
     Union(Vec<Node>),
     /// Index into [`BodyCheck::records`] (so recursive records need no cycles).
     Record(usize),
+}
+
+impl Node {
+    /// Whether this node (or one within it, short of a record, whose fields are compiled on
+    /// their own) checks a rule of a [`BodyCheck::strict`] check.
+    fn is_rule(&self) -> bool {
+        match self {
+            Node::Currency | Node::Ranged { .. } => true,
+            Node::Array(n) | Node::Map(n) => n.is_rule(),
+            Node::Union(b) => b.iter().any(Node::is_rule),
+            _ => false,
+        }
+    }
 }
 
 /// Where the top-level `uuid` field is and how it is encoded.
@@ -56,7 +75,8 @@ pub struct BodyCheck {
     root: Node,
     records: Vec<Vec<Node>>,
     uuid: UuidField,
-    /// Whether a [`BodyCheck::strict`] compile found rules to check (a money currency).
+    /// Whether a [`BodyCheck::strict`] compile found rules to check (a money currency, a
+    /// date, time or timestamp).
     rules: bool,
 }
 
@@ -164,7 +184,9 @@ impl BodyCheck {
     }
 
     /// [`Self::new`], also checking the rules of the standard types that their Avro types do
-    /// not carry: a `gfc.avro.Money` currency must be an ISO 4217 code. The gateway's check:
+    /// not carry: a `gfc.avro.Money` currency must be an ISO 4217 code, and a date, time or
+    /// timestamp within [`Logical::range`] (a year from 1 to 9999, a time of day: Avro's
+    /// `int` and `long` hold more, which outside readers cannot read). The gateway's check:
     /// such events are refused at the door, while the consumer takes what the stream holds
     /// (whose records decode either way).
     pub fn strict(schema: &Schema) -> Self {
@@ -180,7 +202,7 @@ impl BodyCheck {
                     .iter()
                     .map(|f| match strict && is_currency_field(&n.name, f) {
                         true => Node::Currency,
-                        false => compile(&f.ty, schema),
+                        false => compile(&f.ty, schema, strict),
                     })
                     .collect(),
                 _ => Vec::new(),
@@ -203,12 +225,10 @@ impl BodyCheck {
                 _ => UuidField::None,
             })
             .unwrap_or(UuidField::None);
-        let rules = records
-            .iter()
-            .flatten()
-            .any(|n| matches!(n, Node::Currency));
+        let root = compile(schema.root(), schema, strict);
+        let rules = records.iter().flatten().chain([&root]).any(Node::is_rule);
         BodyCheck {
-            root: compile(schema.root(), schema),
+            root,
             records,
             uuid,
             rules,
@@ -388,6 +408,7 @@ impl BodyCheck {
             }
             Node::Union(_)
             | Node::Decimal { .. }
+            | Node::Ranged { .. }
             | Node::Array(_)
             | Node::Map(_)
             | Node::Record(_) => self.skip_nested(node, c)?,
@@ -407,6 +428,19 @@ impl BodyCheck {
                 };
                 let at = c.pos;
                 check_decimal(c.take(n)?, *precision).map_err(|reason| bad(at, &reason))?;
+            }
+            Node::Ranged { int, logical } => {
+                let at = c.pos;
+                let v = c.varint()?;
+                if *int && i32::try_from(v).is_err() {
+                    return Err(bad(at, "an int is out of range"));
+                }
+                if !logical.range().is_some_and(|r| r.contains(&v)) {
+                    return Err(Error::BrokenRule {
+                        offset: at,
+                        reason: logical.out_of_range(v),
+                    });
+                }
             }
             Node::Array(items) => self.skip_blocks(c, |c| self.skip(items, c))?,
             Node::Map(values) => self.skip_blocks(c, |c| {
@@ -519,8 +553,16 @@ pub fn decimal_i128(raw: &[u8]) -> Option<i128> {
     Some(value)
 }
 
-fn compile(ty: &Type, schema: &Schema) -> Node {
+fn compile(ty: &Type, schema: &Schema, strict: bool) -> Node {
     match ty {
+        Type::Primitive(p @ (Primitive::Int | Primitive::Long), Some(logical))
+            if strict && logical.range().is_some() =>
+        {
+            Node::Ranged {
+                int: *p == Primitive::Int,
+                logical: logical.clone(),
+            }
+        }
         Type::Primitive(Primitive::String, Some(Logical::Uuid)) => Node::UuidString,
         Type::Primitive(Primitive::Bytes, Some(Logical::Decimal { precision, .. })) => {
             Node::Decimal {
@@ -538,9 +580,9 @@ fn compile(ty: &Type, schema: &Schema) -> Node {
             Primitive::Bytes => Node::Bytes,
             Primitive::String => Node::String,
         },
-        Type::Array(items) => Node::Array(Box::new(compile(items, schema))),
-        Type::Map(values) => Node::Map(Box::new(compile(values, schema))),
-        Type::Union(b) => Node::Union(b.iter().map(|t| compile(t, schema)).collect()),
+        Type::Array(items) => Node::Array(Box::new(compile(items, schema, strict))),
+        Type::Map(values) => Node::Map(Box::new(compile(values, schema, strict))),
+        Type::Union(b) => Node::Union(b.iter().map(|t| compile(t, schema, strict)).collect()),
         Type::Named(i) => match &schema.named_type(*i).kind {
             NamedKind::Record(_) => Node::Record(*i),
             NamedKind::Enum { symbols, .. } => Node::Enum(symbols.len() as u64),
@@ -706,6 +748,55 @@ mod tests {
                 matches!(e, Error::BrokenRule { offset: 4, .. })
                     && e.to_string().contains("ISO 4217"),
                 "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_strict_check_holds_dates_times_and_timestamps_to_what_readers_read() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"T","fields":[
+                {"name":"day","type":{"type":"int","logicalType":"date"}},
+                {"name":"at","type":["null",{"type":"long","logicalType":"timestamp-millis"}]},
+                {"name":"times","type":{"type":"array","items":{"type":"long","logicalType":"time-micros"}}},
+                {"name":"plain","type":"long"}]}"#,
+        )
+        .unwrap();
+        let body = |day: i64, at: i64, time: i64| {
+            let mut b = Vec::new();
+            encode::long(day, &mut b);
+            encode::long(1, &mut b);
+            encode::long(at, &mut b);
+            encode::long(1, &mut b);
+            encode::long(time, &mut b);
+            encode::long(0, &mut b);
+            encode::long(i64::MAX, &mut b);
+            b
+        };
+        let (plain, strict) = (BodyCheck::new(&schema), BodyCheck::strict(&schema));
+        assert!(strict.has_rules() && !plain.has_rules());
+        // The first and last of each range: 0001-01-01, 9999-12-31T23:59:59.999Z, a time of
+        // day's last microsecond.
+        for (day, at, time) in [
+            (-719_162, -62_135_596_800_000, 0),
+            (2_932_896, 253_402_300_799_999, 86_399_999_999),
+            (20_420, 1_764_108_000_123, 45_296_789_123),
+        ] {
+            strict.check(&body(day, at, time)).unwrap();
+        }
+        for (b, words) in [
+            (body(2_932_897, 0, 0), "date 2932897 (days since 1970-01-01) is not of a year from 1 to 9999"),
+            // Microseconds sent as milliseconds: year 57872.
+            (body(0, 1_764_108_000_123_456, 0), "timestamp-millis 1764108000123456 is not of a year from 1 to 9999 (a finer unit sent as milliseconds?)"),
+            (body(0, -62_135_596_800_001, 0), "is not of a year from 1 to 9999"),
+            (body(0, 0, 86_400_000_000), "time-micros 86400000000 is not a time of day"),
+            (body(0, 0, -1), "time-micros -1 is not a time of day"),
+        ] {
+            plain.check(&b).unwrap();
+            let e = strict.check(&b).unwrap_err();
+            assert!(
+                matches!(e, Error::BrokenRule { .. }) && e.to_string().contains(words),
+                "{words}: {e}"
             );
         }
     }

@@ -443,6 +443,7 @@ impl<'a> JsonEncoder<'a> {
                     (Some(Logical::TimeMillis), Value::String(s)) => time_of_day_micros(s)? / 1000,
                     _ => integer(v, "int")?,
                 };
+                in_range(logical, n)?;
                 let n = i32::try_from(n).map_err(|_| FieldError {
                     path: String::new(),
                     reason: format!("{n} is out of range for an int"),
@@ -461,6 +462,7 @@ impl<'a> JsonEncoder<'a> {
                     (Some(Logical::TimeMicros), Value::String(s)) => time_of_day_micros(s)?,
                     _ => integer(v, "long")?,
                 };
+                in_range(logical, n)?;
                 encode::long(n, out);
                 Ok(())
             }
@@ -525,6 +527,15 @@ fn number(v: &Value, what: &str) -> Result<f64> {
     match v {
         Value::Number(n) => Ok(n.as_f64().expect("a JSON number has an f64 value")),
         _ => fail(format!("expected {what}, found {}", kind(v))),
+    }
+}
+
+/// A date, time or timestamp within what the lake holds ([`Logical::range`]); any other
+/// value as it is.
+fn in_range(logical: Option<&Logical>, n: i64) -> Result<()> {
+    match logical {
+        Some(l) if l.range().is_some_and(|r| !r.contains(&n)) => fail(l.out_of_range(n)),
+        _ => Ok(()),
     }
 }
 
@@ -888,6 +899,34 @@ mod tests {
         assert_eq!(decimal(&json!("-0"), 10, 2).unwrap(), vec![0x00]);
         assert!(decimal(&json!("12345678901"), 10, 0).is_err());
         assert!(decimal(&json!("1e1000000000"), 10, 0).is_err());
+    }
+
+    #[test]
+    fn dates_and_times_given_as_numbers_are_held_to_what_readers_read() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"T","namespace":"t","fields":[
+                {"name":"day","type":{"type":"int","logicalType":"date"},"default":0},
+                {"name":"t","type":{"type":"int","logicalType":"time-millis"},"default":0}]}"#,
+        )
+        .unwrap();
+        let refused = |v: Value| {
+            let mut out = Vec::new();
+            let e = JsonEncoder::new(&schema).encode(&v, &mut out).unwrap_err();
+            (e[0].path.clone(), e[0].reason.clone())
+        };
+        let (path, why) = refused(json!({"day": 3_000_000}));
+        assert_eq!(path, "/day");
+        assert!(why.contains("is not of a year from 1 to 9999"), "{why}");
+        let (path, why) = refused(json!({"t": 86_400_000}));
+        assert_eq!(path, "/t");
+        assert!(
+            why.contains("time-millis 86400000 is not a time of day"),
+            "{why}"
+        );
+        let mut out = Vec::new();
+        JsonEncoder::new(&schema)
+            .encode(&json!({"day": 2_932_896, "t": 86_399_999}), &mut out)
+            .unwrap();
     }
 
     #[test]

@@ -79,6 +79,49 @@ pub enum Logical {
     Other(String),
 }
 
+impl Logical {
+    /// The values a date, time or timestamp may hold in the lake: dates and timestamps of the
+    /// years 1 to 9999 (what ISO-8601 text can say, and what Spark, pandas and pyarrow's
+    /// Python values take: one row beyond made a whole table unreadable to them), a time of
+    /// day from midnight to the last tick before the next. Avro's types hold more; the
+    /// gateway's strict check refuses the rest ([`crate::BodyCheck::strict`]).
+    pub fn range(&self) -> Option<std::ops::RangeInclusive<i64>> {
+        const FIRST_MS: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+        const LAST_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        Some(match self {
+            Logical::Date => -719_162..=2_932_896, // 0001-01-01 ..= 9999-12-31
+            Logical::TimeMillis => 0..=86_399_999,
+            Logical::TimeMicros => 0..=86_399_999_999,
+            Logical::TimestampMillis | Logical::LocalTimestampMillis => FIRST_MS..=LAST_MS,
+            Logical::TimestampMicros | Logical::LocalTimestampMicros => {
+                FIRST_MS * 1000..=LAST_MS * 1000 + 999
+            }
+            _ => return None,
+        })
+    }
+
+    /// Why `value` is outside [`Self::range`], in a producer's words.
+    pub fn out_of_range(&self, value: i64) -> String {
+        match self {
+            Logical::Date => format!(
+                "date {value} (days since 1970-01-01) is not of a year from 1 to 9999"
+            ),
+            Logical::TimeMillis | Logical::TimeMicros => format!(
+                "{self} {value} is not a time of day (from midnight to the last {} before the next)",
+                if *self == Logical::TimeMillis { "millisecond" } else { "microsecond" }
+            ),
+            _ => format!(
+                "{self} {value} is not of a year from 1 to 9999 (a finer unit sent as {}?)",
+                if matches!(self, Logical::TimestampMillis | Logical::LocalTimestampMillis) {
+                    "milliseconds"
+                } else {
+                    "microseconds"
+                }
+            ),
+        }
+    }
+}
+
 impl std::fmt::Display for Logical {
     /// As a schema spells it: `timestamp-millis`, `decimal(10, 2)`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
