@@ -381,11 +381,24 @@ impl<'a> JsonEncoder<'a> {
                 }
             }
         }
-        // Avro's own JSON form: {"branch name": value}.
+        // Avro's own JSON form: {"branch name": value}; a named type's short name too, as
+        // the lake names the branch (`pay.Iban`), when no other branch has it.
         if let Value::Object(m) = v {
             if m.len() == 1 {
                 let (tag, inner) = m.iter().next().expect("one entry");
-                if let Some(k) = branches.iter().position(|b| self.branch_name(b) == *tag) {
+                let short = |b: &Type| match b {
+                    Type::Named(i) => {
+                        let name = &self.schema.named_type(*i).name;
+                        name.rsplit('.').next() == Some(tag.as_str())
+                    }
+                    _ => false,
+                };
+                let by_short = || match branches.iter().filter(|b| short(b)).count() {
+                    1 => branches.iter().position(short),
+                    _ => None,
+                };
+                let named = branches.iter().position(|b| self.branch_name(b) == *tag);
+                if let Some(k) = named.or_else(by_short) {
                     encode::long(k as i64, out);
                     return self
                         .value(&branches[k], inner, out)
@@ -1153,5 +1166,33 @@ mod tests {
         c["day"] = json!("1970-01-11");
         let out = encode(c).unwrap();
         assert!(out.windows(2).any(|w| w == [2, 20]), "branch 1, 10 days");
+    }
+
+    #[test]
+    fn a_union_branch_is_tagged_by_its_full_name_or_by_the_short_name_the_lake_shows() {
+        let schema = Schema::parse(
+            r#"{"type":"record","name":"U","namespace":"un.v1","fields":[
+                {"name":"pay","type":["null",
+                    {"type":"record","name":"Card","fields":[{"name":"no","type":"string"}]},
+                    {"type":"record","name":"Iban","fields":[{"name":"no","type":"string"}]},
+                    {"type":"record","name":"Item","namespace":"a","fields":[{"name":"no","type":"string"}]},
+                    {"type":"record","name":"Item","namespace":"b","fields":[{"name":"no","type":"string"}]}]}]}"#,
+        )
+        .unwrap();
+        let encode = |pay: Value| {
+            let mut out = Vec::new();
+            JsonEncoder::new(&schema)
+                .encode(&json!({ "pay": pay }), &mut out)
+                .map(|_| out[0])
+                .map_err(|e| e[0].reason.clone())
+        };
+        // Untagged, both records fit: the first is taken; a tag says which.
+        assert_eq!(encode(json!({"no": "1"})), Ok(2)); // branch 1, zig-zag
+        assert_eq!(encode(json!({"un.v1.Iban": {"no": "1"}})), Ok(4));
+        assert_eq!(encode(json!({"Iban": {"no": "1"}})), Ok(4));
+        assert_eq!(encode(json!({"a.Item": {"no": "1"}})), Ok(6));
+        // Two branches are `Item` for short: only the full name says which.
+        let e = encode(json!({"Item": {"no": "1"}})).unwrap_err();
+        assert!(e.contains("matches none of"), "{e}");
     }
 }
