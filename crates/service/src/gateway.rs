@@ -912,6 +912,9 @@ fn busy(status: StatusCode, retry_after: u64, reason: impl Into<String>) -> Resp
 
 /// Parses a JSON body into events, saying which event a syntax error is in.
 fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
+    // A UTF-8 byte order mark, which some Windows tools write first: JSON's RFC lets a
+    // reader pass over it.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         let what = if single { "one event" } else { "events" };
         return Err(Refusal::one(
@@ -945,8 +948,25 @@ fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
     let result = EventsSeed {
         parsed: &mut parsed,
     }
-    .deserialize(&mut de)
-    .and_then(|v| de.end().map(|()| v));
+    .deserialize(&mut de);
+    let result = match result.map(|v| (de.end(), v)) {
+        Ok((Ok(()), v)) => Ok(v),
+        // Events one object after another (newline-delimited JSON, as log shippers send
+        // them): each is an event.
+        Ok((Err(_), _)) if !single && first == b'{' => {
+            parsed = 0;
+            serde_json::Deserializer::from_slice(body)
+                .into_iter::<Line>()
+                .map(|line| {
+                    let Line(event) = line?;
+                    parsed += 1;
+                    Ok(event)
+                })
+                .collect()
+        }
+        Ok((Err(trailing), _)) => Err(trailing),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(events) if single && events.len() != 1 => Err(Refusal::one(
             StatusCode::BAD_REQUEST,
@@ -998,6 +1018,29 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         Ok(vec![Strict.visit_map(map)?])
+    }
+}
+
+/// One event of newline-delimited JSON: an object, its keys named once.
+struct Line(Value);
+
+impl<'de> Deserialize<'de> for Line {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LineVisitor).map(Line)
+    }
+}
+
+struct LineVisitor;
+
+impl<'de> Visitor<'de> for LineVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an event (a JSON object; events one after another are objects each)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        Strict.visit_map(map)
     }
 }
 
@@ -1222,6 +1265,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_syntax_error_names_the_event_it_is_in() {
@@ -1239,7 +1283,10 @@ mod tests {
             2
         );
         assert!(parse_events(br#"[{"a":1},{"a":2}]"#, true).is_err());
-        assert!(parse_events(br#"{"a":1} x"#, false).is_err());
+        assert_eq!(
+            parse_events(br#"{"a":1} x"#, false).unwrap_err().errors[0].index,
+            1
+        );
         assert!(parse_events(b"42", false).is_err());
         for (body, single) in [(&b""[..], true), (&b" \n"[..], false)] {
             let r = parse_events(body, single).unwrap_err();
@@ -1249,6 +1296,36 @@ mod tests {
                 r.error
             );
         }
+    }
+
+    #[test]
+    fn events_one_object_after_another_and_a_byte_order_mark_are_taken() {
+        // Newline-delimited JSON, as Vector, Fluent Bit and Firehose-style shippers send.
+        let events = parse_events(b"{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n", false).unwrap();
+        assert_eq!(
+            events,
+            vec![json!({"a": 1}), json!({"a": 2}), json!({"a": 3})]
+        );
+        // A bad line is named by its event's index; a line that is no object too.
+        for (body, index) in [
+            (&b"{\"a\":1}\n{\"a\":}\n{\"a\":3}"[..], 1),
+            (&b"{\"a\":1}\n{\"a\":2}\n[{\"a\":3}]"[..], 2),
+            (&b"{\"a\":1}\n{\"a\":2,\"a\":3}"[..], 1),
+        ] {
+            let r = parse_events(body, false).unwrap_err();
+            assert_eq!(r.errors[0].index, index, "{}", r.error);
+            assert!(r.error.starts_with("malformed JSON"), "{}", r.error);
+        }
+        // One event per PUT, lines or not; an array is one value, not a line of events.
+        assert!(parse_events(b"{\"a\":1}\n{\"a\":2}", true).is_err());
+        assert!(parse_events(b"[{\"a\":1}]\n{\"a\":2}", false).is_err());
+        // A UTF-8 byte order mark before the JSON.
+        let events = parse_events(b"\xEF\xBB\xBF[{\"a\":1}]", false).unwrap();
+        assert_eq!(events, vec![json!({"a": 1})]);
+        assert_eq!(
+            parse_events(b"\xEF\xBB\xBF{\"a\":1}", true).unwrap().len(),
+            1
+        );
     }
 
     #[test]
