@@ -639,7 +639,7 @@ impl Gateway {
                 }),
             }
         } else {
-            let events = parse_events(body, guid.is_some())?;
+            let events = parse_events(body, guid.is_some(), self.inner.options.buffer_events)?;
             let fp = latest.schema.fingerprint();
             let encoder = JsonEncoder::new(&latest.schema);
             let mut avro = Vec::with_capacity(256);
@@ -911,7 +911,11 @@ fn busy(status: StatusCode, retry_after: u64, reason: impl Into<String>) -> Resp
 }
 
 /// Parses a JSON body into events, saying which event a syntax error is in.
-fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
+/// The events of a JSON body: one object, an array of objects, or objects one after another.
+/// More than `max` events (what the gateway buffers) are refused with 413 as soon as the
+/// parse passes `max`, before the rest is read into memory (600,000 small events, 42 MB of
+/// JSON, took 650 MB as values before the count refused them).
+fn parse_events(body: &[u8], single: bool, max: usize) -> Result<Vec<Value>, Refusal> {
     // A UTF-8 byte order mark, which some Windows tools write first: JSON's RFC lets a
     // reader pass over it.
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
@@ -947,6 +951,7 @@ fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let result = EventsSeed {
         parsed: &mut parsed,
+        max,
     }
     .deserialize(&mut de);
     let result = match result.map(|v| (de.end(), v)) {
@@ -960,13 +965,24 @@ fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
                 .map(|line| {
                     let Line(event) = line?;
                     parsed += 1;
-                    Ok(event)
+                    match parsed > max {
+                        true => Err(serde::de::Error::custom("too many events")),
+                        false => Ok(event),
+                    }
                 })
                 .collect()
         }
         Ok((Err(trailing), _)) => Err(trailing),
         Err(e) => Err(e),
     };
+    if parsed > max {
+        return Err(Refusal::one(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            max,
+            "",
+            format!("more than {max} events in one request; the gateway buffers at most {max}"),
+        ));
+    }
     match result {
         Ok(events) if single && events.len() != 1 => Err(Refusal::one(
             StatusCode::BAD_REQUEST,
@@ -987,9 +1003,11 @@ fn parse_events(body: &[u8], single: bool) -> Result<Vec<Value>, Refusal> {
     }
 }
 
-/// One event object, or an array of them; counts the events parsed so far.
+/// One event object, or an array of them; counts the events parsed so far, and stops past
+/// `max` of them.
 struct EventsSeed<'a> {
     parsed: &'a mut usize,
+    max: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
@@ -1012,6 +1030,9 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         while let Some(v) = seq.next_element_seed(Strict)? {
             out.push(v);
             *self.parsed += 1;
+            if *self.parsed > self.max {
+                return Err(serde::de::Error::custom("too many events"));
+            }
         }
         Ok(out)
     }
@@ -1267,29 +1288,36 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const MAX: usize = 200_000;
+
     #[test]
     fn a_syntax_error_names_the_event_it_is_in() {
         let body = br#"[{"a":1},{"b":2},{"c":]"#;
-        let r = parse_events(body, false).unwrap_err();
+        let r = parse_events(body, false, MAX).unwrap_err();
         assert_eq!(r.errors[0].index, 2);
         assert!(
             r.errors[0].reason.starts_with("malformed JSON"),
             "{}",
             r.error
         );
-        assert_eq!(parse_events(br#"{"a":1}"#, true).unwrap().len(), 1);
+        assert_eq!(parse_events(br#"{"a":1}"#, true, MAX).unwrap().len(), 1);
         assert_eq!(
-            parse_events(br#"[{"a":1},{"a":2}]"#, false).unwrap().len(),
+            parse_events(br#"[{"a":1},{"a":2}]"#, false, MAX)
+                .unwrap()
+                .len(),
             2
         );
-        assert!(parse_events(br#"[{"a":1},{"a":2}]"#, true).is_err());
+        assert!(parse_events(br#"[{"a":1},{"a":2}]"#, true, MAX).is_err());
         assert_eq!(
-            parse_events(br#"{"a":1} x"#, false).unwrap_err().errors[0].index,
+            parse_events(br#"{"a":1} x"#, false, MAX)
+                .unwrap_err()
+                .errors[0]
+                .index,
             1
         );
-        assert!(parse_events(b"42", false).is_err());
+        assert!(parse_events(b"42", false, MAX).is_err());
         for (body, single) in [(&b""[..], true), (&b" \n"[..], false)] {
-            let r = parse_events(body, single).unwrap_err();
+            let r = parse_events(body, single, MAX).unwrap_err();
             assert!(
                 r.error.starts_with("the body is empty: send "),
                 "{}",
@@ -1301,7 +1329,7 @@ mod tests {
     #[test]
     fn events_one_object_after_another_and_a_byte_order_mark_are_taken() {
         // Newline-delimited JSON, as Vector, Fluent Bit and Firehose-style shippers send.
-        let events = parse_events(b"{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n", false).unwrap();
+        let events = parse_events(b"{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n", false, MAX).unwrap();
         assert_eq!(
             events,
             vec![json!({"a": 1}), json!({"a": 2}), json!({"a": 3})]
@@ -1312,20 +1340,38 @@ mod tests {
             (&b"{\"a\":1}\n{\"a\":2}\n[{\"a\":3}]"[..], 2),
             (&b"{\"a\":1}\n{\"a\":2,\"a\":3}"[..], 1),
         ] {
-            let r = parse_events(body, false).unwrap_err();
+            let r = parse_events(body, false, MAX).unwrap_err();
             assert_eq!(r.errors[0].index, index, "{}", r.error);
             assert!(r.error.starts_with("malformed JSON"), "{}", r.error);
         }
         // One event per PUT, lines or not; an array is one value, not a line of events.
-        assert!(parse_events(b"{\"a\":1}\n{\"a\":2}", true).is_err());
-        assert!(parse_events(b"[{\"a\":1}]\n{\"a\":2}", false).is_err());
+        assert!(parse_events(b"{\"a\":1}\n{\"a\":2}", true, MAX).is_err());
+        assert!(parse_events(b"[{\"a\":1}]\n{\"a\":2}", false, MAX).is_err());
         // A UTF-8 byte order mark before the JSON.
-        let events = parse_events(b"\xEF\xBB\xBF[{\"a\":1}]", false).unwrap();
+        let events = parse_events(b"\xEF\xBB\xBF[{\"a\":1}]", false, MAX).unwrap();
         assert_eq!(events, vec![json!({"a": 1})]);
         assert_eq!(
-            parse_events(b"\xEF\xBB\xBF{\"a\":1}", true).unwrap().len(),
+            parse_events(b"\xEF\xBB\xBF{\"a\":1}", true, MAX)
+                .unwrap()
+                .len(),
             1
         );
+    }
+
+    #[test]
+    fn the_parse_stops_past_the_events_the_gateway_buffers() {
+        for body in [
+            &br#"[{"a":1},{"a":2},{"a":3},{"a":4},{"a":5}]"#[..],
+            b"{}\n{}\n{}\n{}\n{}",
+        ] {
+            assert_eq!(parse_events(body, false, 5).unwrap().len(), 5);
+            let r = parse_events(body, false, 3).unwrap_err();
+            assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.error);
+            assert_eq!(
+                r.error,
+                "more than 3 events in one request; the gateway buffers at most 3"
+            );
+        }
     }
 
     #[test]
@@ -1350,19 +1396,19 @@ mod tests {
 
     #[test]
     fn a_binary_body_of_no_format_taken_is_named_for_what_it_looks_like() {
-        let r = parse_events(b"\xc3\x01\x00\x01\x02", true).unwrap_err();
+        let r = parse_events(b"\xc3\x01\x00\x01\x02", true, MAX).unwrap_err();
         assert!(
             r.error.starts_with("the body starts with bytes c3 01 00 01 (Avro single-object encoding: put it in an envelope): it is neither JSON"),
             "{}",
             r.error
         );
-        let r = parse_events(b"\x00\x00\x00\x00\x07", true).unwrap_err();
+        let r = parse_events(b"\x00\x00\x00\x00\x07", true, MAX).unwrap_err();
         assert!(
             r.error.contains("(Confluent's framing, magic byte 0"),
             "{}",
             r.error
         );
-        let r = parse_events(b"\x02abc", false).unwrap_err();
+        let r = parse_events(b"\x02abc", false, MAX).unwrap_err();
         assert!(
             r.error
                 .starts_with("the body starts with bytes 02 61 62 63: "),
@@ -1370,7 +1416,7 @@ mod tests {
             r.error
         );
         // Text that is no JSON is still told as JSON.
-        let r = parse_events(b" nope", false).unwrap_err();
+        let r = parse_events(b" nope", false, MAX).unwrap_err();
         assert!(r.error.starts_with("malformed JSON"), "{}", r.error);
     }
 }
