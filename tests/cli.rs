@@ -213,6 +213,17 @@ fn sql_with_statements_piped_in_exits_1_when_one_failed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A last statement without its ';' is run, as psql runs one (it was dropped silently);
+    // its error fails the command like any other's.
+    let out = sql("SELECT 1 AS one;\nSELECT 3\n  AS three");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("| three") && stdout.contains("| 3 "),
+        "{stdout}"
+    );
+    let out = sql("SELECT 1 AS one;\nSELECT nope");
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

@@ -40,7 +40,8 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     )?;
     let mut buffer = String::new();
     let (mut statements, mut failed) = (0usize, 0usize);
-    loop {
+    let mut at_end = false;
+    while !at_end {
         let prompt = if buffer.is_empty() {
             "silt> "
         } else {
@@ -51,6 +52,12 @@ pub async fn run(args: SqlArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             Err(ReadlineError::Interrupted) => {
                 buffer.clear();
                 continue;
+            }
+            // A last statement without its ';' is run, as psql runs one (a script's last
+            // line is easily left without it; it was dropped without a word).
+            Err(ReadlineError::Eof) if !buffer.trim().is_empty() => {
+                at_end = true;
+                ";".to_string()
             }
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
