@@ -267,6 +267,9 @@ impl Schema {
     /// Parses a schema from its JSON text. References to the [`STANDARD_TYPES`] that the text
     /// does not define are filled in, so the result (see [`Schema::json`]) is self-contained.
     pub fn parse(text: &str) -> Result<Self> {
+        // A byte order mark, which Windows editors put before a file's text: not part of the
+        // JSON (it was refused as "not JSON at line 1 column 1", the text looking right).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let value: Value = serde_json::from_str(text).map_err(|e| Error::InvalidSchema {
             path: String::new(),
             reason: format!("not JSON: {e}"),

@@ -26,6 +26,16 @@ fn testdata_fingerprints_are_reproduced_exactly() {
     }
 }
 
+#[test]
+fn a_schema_file_saved_with_a_byte_order_mark_reads_and_fingerprints_as_without() {
+    let dir = testdata();
+    let text = std::fs::read_to_string(dir.join("schemas/v2.avsc")).unwrap();
+    let marked = Schema::parse(&format!("\u{feff}{text}")).unwrap();
+    let plain = Schema::parse(&text).unwrap();
+    assert_eq!(marked.fingerprint(), plain.fingerprint());
+    assert_eq!(marked.json(), plain.json());
+}
+
 fn pcf(text: &str) -> String {
     Schema::parse(text).unwrap().canonical_form().to_string()
 }
