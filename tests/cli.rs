@@ -224,6 +224,15 @@ fn sql_with_statements_piped_in_exits_1_when_one_failed() {
     );
     let out = sql("SELECT 1 AS one;\nSELECT nope");
     assert_eq!(out.status.code(), Some(1));
+    // A script saved with a byte order mark (a Windows editor's) reads as without.
+    let out = sql("\u{feff}SELECT 4 AS four;\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| four"));
 }
 
 #[test]

@@ -104,13 +104,24 @@ pub struct Transform {
 }
 
 impl Transform {
+    /// A transform of `sql` ([`without_bom`]).
     pub fn new(name: impl Into<String>, sql: impl Into<String>, mode: Mode) -> Self {
+        let sql = sql.into();
         Self {
             name: name.into(),
-            sql: sql.into(),
+            sql: match without_bom(&sql) {
+                s if s.len() < sql.len() => s.to_string(),
+                _ => sql,
+            },
             mode,
         }
     }
+}
+
+/// SQL text without the byte order mark that Windows editors put before a file's text:
+/// not SQL (DataFusion's parser refused it as "found: u{feff}").
+pub fn without_bom(sql: &str) -> &str {
+    sql.strip_prefix('\u{feff}').unwrap_or(sql)
 }
 
 /// A DataFusion session as transforms and queries use it: one partition (deterministic

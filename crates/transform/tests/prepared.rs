@@ -69,6 +69,21 @@ async fn each_run_reads_the_rows_it_is_given_and_only_those() {
     assert_eq!(ids(&prepared.run(vec![]).await.unwrap()), Vec::<i64>::new());
 }
 
+/// A SQL file saved by a Windows editor starts with a byte order mark: not SQL, and
+/// DataFusion's parser refused it ("found: u{feff}").
+#[tokio::test]
+async fn sql_saved_with_a_byte_order_mark_runs_as_without() {
+    let session = RowsSession::new(&[]).await.unwrap();
+    let t = Transform::new(
+        "marked",
+        "\u{feff}SELECT id FROM events WHERE id > 1",
+        Mode::Rows,
+    );
+    let first = events(&[1, 2, 3], &["a", "b", "c"]);
+    let prepared = session.prepare(&t, first.schema()).await.unwrap();
+    assert_eq!(ids(&prepared.run(vec![first]).await.unwrap()), [2, 3]);
+}
+
 #[tokio::test]
 async fn a_join_with_a_reference_table_is_built_again_for_each_run() {
     let dir = std::env::temp_dir().join(format!("silt-prepared-{}", std::process::id()));

@@ -189,6 +189,7 @@ pub async fn run_statement(
     lake: &Location,
     sql: &str,
 ) -> anyhow::Result<Vec<RecordBatch>> {
+    let sql = silt_transform::without_bom(sql);
     let mut again = 0;
     loop {
         let (ctx, _, unreadable) = &*session;
