@@ -131,7 +131,8 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
     ));
     // What no job could store: a recursive record, a field named as a metadata column of the
     // lake (SPEC 8), a decimal wider than Arrow's, a record of no fields, no event id (SPEC 3)
-    // or one of another type. `check` says so too.
+    // or one of another type; nor what Spark could not read (two names differing only in
+    // case). `check` says so too.
     let viewed = |fields: &str| {
         format!(r#"{{"type":"record","name":"Viewed","namespace":"conf.v1","fields":[{fields}]}}"#)
     };
@@ -165,6 +166,19 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
             )),
             "/fields/marks/type/items",
             "record `conf.v1.Mark` has no fields",
+        ),
+        (
+            viewed(&format!(
+                r#"{uuid},{{"name":"pay","type":{{"type":"record","name":"Pay","fields":[
+                {{"name":"amount","type":"long"}},{{"name":"Amount","type":"long"}}]}}}}"#
+            )),
+            "/fields/pay/type/fields/Amount",
+            "fields `amount` and `Amount` differ only in case",
+        ),
+        (
+            viewed(&format!(r#"{uuid},{{"name":"_Stream","type":"string"}}"#)),
+            "/fields/_Stream",
+            "differs only in case from a metadata column",
         ),
         (
             viewed(r#"{"name":"productId","type":"long"}"#),

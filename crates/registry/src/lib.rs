@@ -255,8 +255,9 @@ pub(crate) fn parse_for_subject(subject: &str, text: &str) -> Result<Schema> {
                 .to_string(),
         });
     }
-    // What no job could store (a tree, a metadata column's name, no event id).
-    if let Some((path, reason)) = schema.not_an_event() {
+    // What no job could store (a tree, a metadata column's name, no event id), or no
+    // outside reader read.
+    if let Some((path, reason)) = schema.refused_at_registration() {
         return Err(Error::InvalidSchema(silt_wire::Error::InvalidSchema {
             path,
             reason,

@@ -292,7 +292,7 @@ impl SchemaRegistry for StoreRegistry {
 
     async fn check(&self, subject: &str, schema: &Schema) -> Result<Vec<Incompatibility>> {
         // Registering it would be refused before any rule is asked.
-        if let Some((path, reason)) = schema.not_an_event() {
+        if let Some((path, reason)) = schema.refused_at_registration() {
             return Ok(vec![Incompatibility { path, reason }]);
         }
         let versions = self.versions_or_empty(subject).await?;

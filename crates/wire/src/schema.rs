@@ -447,6 +447,55 @@ impl Schema {
         })
     }
 
+    /// Two fields of one record whose names differ only in case (`x` and `X`), if any: the
+    /// path of the second and why. Avro tells them apart and so does silt, but Spark and Hive
+    /// read column names without case and refuse a table that has both ("the column `x`
+    /// already exists"); likewise a top-level field named as a metadata column in other
+    /// letters (`_Stream`).
+    pub fn case_clash(&self) -> Option<(String, String)> {
+        if let Some(f) = self.fields().iter().find(|f| {
+            METADATA_COLUMNS
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&f.name) && *m != f.name)
+        }) {
+            return Some((
+                format!("/fields/{}", f.name),
+                format!(
+                    "`{}` differs only in case from a metadata column every row of the lake carries ({}): Spark and Hive read names without case and would refuse the table; rename the field",
+                    f.name,
+                    METADATA_COLUMNS.join(", ")
+                ),
+            ));
+        }
+        self.find_type(&|t, _| {
+            let Type::Named(i) = t else { return None };
+            let NamedKind::Record(fields) = &self.named[*i].kind else {
+                return None;
+            };
+            fields.iter().enumerate().find_map(|(k, b)| {
+                fields[..k]
+                    .iter()
+                    .find(|a| a.name.eq_ignore_ascii_case(&b.name))
+                    .map(|a| (a.name.clone(), b.name.clone()))
+            })
+        })
+        .map(|(path, (a, b))| {
+            (
+                format!("{path}/fields/{b}"),
+                format!(
+                    "fields `{a}` and `{b}` differ only in case: Spark and Hive read column names without case and refuse a table that has both; rename one"
+                ),
+            )
+        })
+    }
+
+    /// Why the registry refuses this schema, if it does: [`Self::not_an_event`], and what
+    /// would make the lake unreadable to outside readers ([`Self::case_clash`]). (Schemas
+    /// registered before a rule are still read: jobs and the gateway ask only the first.)
+    pub fn refused_at_registration(&self) -> Option<(String, String)> {
+        self.not_an_event().or_else(|| self.case_clash())
+    }
+
     /// Why this schema cannot be an event schema of the lake, if it cannot: where (a path)
     /// and why. The registry refuses such schemas; a job stops on a reader that is one.
     /// - a record that holds itself ([`Self::recursion`]): columns have a fixed depth;
