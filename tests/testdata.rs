@@ -917,6 +917,31 @@ fn a_jobs_raw_table_cannot_be_renamed_under_it() {
     assert!(err.contains("no raw table `clicks`"), "{err}");
 }
 
+/// A transform whose SQL gives two columns differing only in case would write a table Spark
+/// refuses to read ("the column `n` already exists"): `run` and `run --check` refuse it.
+#[test]
+fn a_transform_whose_columns_differ_only_in_case_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = event_schema(serde_json::json!([{"name": "country", "type": "string"}]));
+    one_event_now(dir.path(), &schema, serde_json::json!({"country": "US"}));
+    let sql = transforms(
+        dir.path(),
+        &[(
+            "counts",
+            "SELECT dt, hr, count(*) AS n, count(DISTINCT country) AS \"N\" FROM events GROUP BY dt, hr",
+            "partitions",
+        )],
+    );
+    let job = write_job(dir.path(), "cased", &dir.path().join("stream"), &sql);
+    refused(
+        &job,
+        &[
+            "transform `counts`: its columns `n` and `N` differ only in case",
+            "rename one in its SQL",
+        ],
+    );
+}
+
 /// Rewrites a job file of [`write_job`] to name its raw table `table`.
 fn with_table(job: &std::path::Path, table: &str) {
     let text = std::fs::read_to_string(job).unwrap();

@@ -1967,6 +1967,7 @@ impl Shapes {
                         version.version, job.subject
                     )
                 })?;
+            case_clash(&schema).with_context(|| format!("transform `{}`", t.name))?;
             out_partitions.push(parts);
             outputs.push(schema);
         }
@@ -1980,6 +1981,27 @@ impl Shapes {
             defaults,
         })
     }
+}
+
+/// Refuses a table of two columns whose names differ only in case (`p`, `P`): DataFusion
+/// tells them apart, Spark and Hive read names without case and refuse the table ("the
+/// column `p` already exists"). (The registry refuses such event fields; a transform's SQL
+/// can still make them.)
+fn case_clash(schema: &arrow::datatypes::Schema) -> anyhow::Result<()> {
+    let fields = schema.fields();
+    for (k, b) in fields.iter().enumerate() {
+        if let Some(a) = fields[..k]
+            .iter()
+            .find(|a| a.name().eq_ignore_ascii_case(b.name()))
+        {
+            anyhow::bail!(
+                "its columns `{}` and `{}` differ only in case: Spark and Hive read column names without case and refuse a table that has both; rename one in its SQL",
+                a.name(),
+                b.name()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs a job: micro-batches until caught up (or, with `follow`, until shutdown).
