@@ -106,7 +106,7 @@ fn lake_type(dt: &DataType, nullable: bool) -> DataType {
 
 /// The fields of an Avro `duration` in the lake: its three counts.
 fn duration_parts(nullable: bool) -> Fields {
-    ["months", "days", "milliseconds"]
+    silt_wire::DURATION_PARTS
         .into_iter()
         .map(|name| Field::new(name, DataType::Int64, nullable))
         .collect()

@@ -910,9 +910,8 @@ fn busy(status: StatusCode, retry_after: u64, reason: impl Into<String>) -> Resp
     r
 }
 
-/// Parses a JSON body into events, saying which event a syntax error is in.
-/// The events of a JSON body: one object, an array of objects, or objects one after another.
-/// More than `max` events (what the gateway buffers) are refused with 413 as soon as the
+/// The events of a JSON body: one object, an array of objects, or objects one after another;
+/// a syntax error is told with the event it is in. More than `max` events (what the gateway buffers) are refused with 413 as soon as the
 /// parse passes `max`, before the rest is read into memory (600,000 small events, 42 MB of
 /// JSON, took 650 MB as values before the count refused them).
 fn parse_events(body: &[u8], single: bool, max: usize) -> Result<Vec<Value>, Refusal> {

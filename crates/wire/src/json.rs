@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::body::encode;
 use crate::schema::{
     is_currency_code, is_currency_field, Field, Logical, NamedKind, Primitive, Schema, Type,
-    MAX_DECIMAL_DIGITS,
+    DURATION_PARTS, MAX_DECIMAL_DIGITS,
 };
 use crate::timeuuid;
 
@@ -572,9 +572,8 @@ fn timestamp_micros(v: &Value, logical: Option<&Logical>) -> Result<i64> {
             let ms = integer(v, "a timestamp in epoch milliseconds")?;
             // What ISO-8601 text can say (years 1 to 9999), and what Spark and pandas read:
             // a number past it is most often microseconds or nanoseconds sent as milliseconds.
-            const FIRST_MS: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00Z
-            const LAST_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-            if !(FIRST_MS..=LAST_MS).contains(&ms) {
+            let years_1_to_9999 = Logical::TimestampMillis.range().expect("a timestamp's");
+            if !years_1_to_9999.contains(&ms) {
                 return fail(format!(
                     "timestamp {ms} is not epoch milliseconds of a year from 1 to 9999 \
                      (microseconds or nanoseconds given as milliseconds?)"
@@ -635,13 +634,12 @@ fn time_of_day_micros(s: &str) -> Result<i64> {
 /// (a part left out is 0), as its 12 bytes: three little-endian unsigned 32-bit counts.
 /// (Avro's own JSON form, the 12 bytes as a string, is taken too.)
 fn duration(parts: &serde_json::Map<String, Value>, out: &mut Vec<u8>) -> Result<()> {
-    const PARTS: [&str; 3] = ["months", "days", "milliseconds"];
-    if let Some(other) = parts.keys().find(|k| !PARTS.contains(&k.as_str())) {
+    if let Some(other) = parts.keys().find(|k| !DURATION_PARTS.contains(&k.as_str())) {
         return fail(format!(
             "a duration has no part {other:?} (its parts: months, days, milliseconds)"
         ));
     }
-    for name in PARTS {
+    for name in DURATION_PARTS {
         let n = match parts.get(name) {
             None => 0,
             Some(v) => integer(v, "a count").map_err(|e| FieldError {

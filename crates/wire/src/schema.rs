@@ -145,6 +145,10 @@ impl std::fmt::Display for Logical {
 /// Decimal256) holds, and what a 32-byte two's complement holds whole.
 pub const MAX_DECIMAL_DIGITS: u32 = 76;
 
+/// The parts of an Avro `duration`, in its bytes' order: the lake's struct fields, and the
+/// gateway's JSON keys for one.
+pub const DURATION_PARTS: [&str; 3] = ["months", "days", "milliseconds"];
+
 /// One node of a schema. Named types (records, enums, fixed) live in [`Schema::named`] and are
 /// referred to by index, so that recursive types need no reference counting.
 #[derive(Debug, Clone, PartialEq)]

@@ -66,8 +66,8 @@ pub async fn lake_session(
         if state.files.is_empty() {
             // No file: every record of its micro-batches so far was rejected, or every file
             // was replaced (a redrive brought each rejected record in, a backfill found no
-            // rows): a rejected table, whose columns are known,
-            // reads as empty; any other is named with why it cannot be read.
+            // rows). A rejected table, whose columns are known, reads as empty; any other is
+            // named with why it cannot be read.
             if snapshot.rejected.contains(table) {
                 empty_rejected_table(&ctx, table, &state.partition_by)?;
             } else {
