@@ -49,13 +49,18 @@ pub fn has_union(dt: &DataType) -> bool {
 }
 
 /// The lake's field for a decoded field `f`: every union in it a struct of its non-null
-/// branches, every field of a record that may be null nullable.
+/// branches, every field of a record that may be null nullable, and every field of Avro's
+/// `null` type.
 pub fn lake_field(f: &Field) -> Field {
-    Field::new(
-        f.name(),
-        lake_type(f.data_type(), f.is_nullable()),
-        f.is_nullable(),
-    )
+    let nullable = may_be_null(f);
+    Field::new(f.name(), lake_type(f.data_type(), nullable), nullable)
+}
+
+/// Whether the lake's column of `f` may be null: when `f` may, and always for a field of
+/// Avro's `null` type, whose every value is null. (arrow-avro gives such a field as not
+/// nullable; Parquet then stored a required column of no values, which Spark read as 0s.)
+fn may_be_null(f: &Field) -> bool {
+    f.is_nullable() || f.data_type() == &DataType::Null
 }
 
 /// The lake's type for `dt`, a value that may be null when `nullable`.
@@ -85,7 +90,7 @@ fn lake_type(dt: &DataType, nullable: bool) -> DataType {
             fields
                 .iter()
                 .map(|f| {
-                    let nullable = nullable || f.is_nullable();
+                    let nullable = nullable || may_be_null(f);
                     Arc::new(Field::new(
                         f.name(),
                         lake_type(f.data_type(), nullable),

@@ -297,6 +297,48 @@ async fn fields_of_a_record_that_may_be_null_may_be_null_in_the_lake() {
     }
 }
 
+/// A field of Avro's `null` type is a nullable column: arrow-avro gives it as not nullable,
+/// and Parquet stored a required column of no values, which Spark 4.0 read as 0 where
+/// pyarrow and DuckDB read null. (Within a nested record arrow-avro cannot decode one: the
+/// registry refuses that.)
+#[tokio::test]
+async fn a_field_of_the_null_type_is_a_nullable_column() {
+    const NULLS: &str = r#"{"type":"record","name":"N","namespace":"nul.v1","fields":[
+      {"name":"uuid","type":"gfc.avro.UUID"},
+      {"name":"nothing","type":"null"},
+      {"name":"r","type":["null",{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}]}]}"#;
+    let (mut d, schema) = decoder("nul.v1.N", NULLS).await;
+    let ids = timeuuid::TimeUuidGenerator::new([7; 6], 1);
+    let bodies = (0..3).map(|_| {
+        let mut b = ids.next().to_vec();
+        encode::long(0, &mut b); // r is null
+        b
+    });
+    let b = decode_all(&mut d, &schema, bodies).await;
+    assert!(b.schema().field_with_name("nothing").unwrap().is_nullable());
+    assert_eq!(b.column_by_name("nothing").unwrap().logical_null_count(), 3);
+    // Written to Parquet, the column is optional.
+    let mut file = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut file, b.schema(), None).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+    let meta =
+        parquet::file::serialized_reader::SerializedFileReader::new(bytes::Bytes::from(file))
+            .map(|r| {
+                parquet::file::reader::FileReader::metadata(&r)
+                    .file_metadata()
+                    .schema_descr_ptr()
+            })
+            .unwrap();
+    let column = meta
+        .columns()
+        .iter()
+        .find(|c| c.name() == "nothing")
+        .unwrap()
+        .clone();
+    assert!(column.self_type().is_optional(), "{column:?}");
+}
+
 /// Why a job's decoder refuses `reader` (a schema the registry refuses now, but one a registry
 /// may hold from before).
 fn refusal(reader: &str) -> String {

@@ -161,11 +161,26 @@ pub async fn invalid_registrations(r: &dyn SchemaRegistry) {
         ),
         (
             viewed(&format!(
+                r#"{uuid},{{"name":"big","type":{{"type":"bytes","logicalType":"decimal","precision":39,"scale":2}}}}"#
+            )),
+            "/fields/big/type",
+            "a decimal of precision 39: Spark reads decimals of at most 38 digits",
+        ),
+        (
+            viewed(&format!(
                 r#"{uuid},{{"name":"marks","type":{{"type":"array","items":
                 {{"type":"record","name":"Mark","fields":[]}}}}}}"#
             )),
             "/fields/marks/type/items",
             "record `conf.v1.Mark` has no fields",
+        ),
+        (
+            viewed(&format!(
+                r#"{uuid},{{"name":"r","type":{{"type":"record","name":"R","fields":[
+                {{"name":"x","type":"int"}},{{"name":"none","type":"null"}}]}}}}"#
+            )),
+            "/fields/r/type/fields/none",
+            "a field of type `null` in record `conf.v1.R`",
         ),
         (
             viewed(&format!(

@@ -421,10 +421,13 @@ impl Schema {
     /// is, if anywhere: its path and precision. Avro puts no bound on a `bytes` decimal (nor on
     /// a wide `fixed`'s); arrow-avro refuses to decode one, which stopped every run of a job.
     pub fn too_wide_decimal(&self) -> Option<(String, u32)> {
+        self.decimal_wider_than(MAX_DECIMAL_DIGITS)
+    }
+
+    /// Where a decimal of more than `digits` digits is, if anywhere: its path and precision.
+    pub fn decimal_wider_than(&self, digits: u32) -> Option<(String, u32)> {
         let wide = |l: &Option<Logical>| match l {
-            Some(Logical::Decimal { precision, .. }) if *precision > MAX_DECIMAL_DIGITS => {
-                Some(*precision)
-            }
+            Some(Logical::Decimal { precision, .. }) if *precision > digits => Some(*precision),
             _ => None,
         };
         self.find_type(&|t, _| match t {
@@ -449,6 +452,28 @@ impl Schema {
             },
             _ => None,
         })
+    }
+
+    /// Where a record within the event (not the event's own) has a field of the `null` type,
+    /// if anywhere: the field's path and the record's full name. arrow-avro cannot decode one
+    /// ("unmasked nulls for non-nullable StructArray field"), so every event of such a schema
+    /// was rejected by the jobs after the gateway had taken it. (The event's own `null`
+    /// fields are nullable columns.)
+    pub fn null_field_in_record(&self) -> Option<(String, String)> {
+        self.find_type(&|t, path| {
+            let Type::Named(i) = t else { return None };
+            let NamedKind::Record(fields) = &self.named[*i].kind else {
+                return None;
+            };
+            if path.is_empty() {
+                return None;
+            }
+            fields
+                .iter()
+                .find(|f| matches!(f.ty, Type::Primitive(Primitive::Null, _)))
+                .map(|f| (f.name.clone(), self.named[*i].name.clone()))
+        })
+        .map(|(path, (field, record))| (format!("{path}/fields/{field}"), record))
     }
 
     /// Two fields of one record whose names differ only in case (`x` and `X`), if any: the
@@ -494,16 +519,27 @@ impl Schema {
     }
 
     /// Why the registry refuses this schema, if it does: [`Self::not_an_event`], and what
-    /// would make the lake unreadable to outside readers ([`Self::case_clash`]). (Schemas
-    /// registered before a rule are still read: jobs and the gateway ask only the first.)
+    /// would make the lake unreadable to outside readers: [`Self::case_clash`], and a decimal
+    /// of more than 38 digits (Spark refuses a table with one, "precision 40 exceeds max
+    /// precision 38"; DuckDB reads one as a double, and not its value). (Schemas registered
+    /// before a rule are still read: jobs and the gateway ask only the first.)
     pub fn refused_at_registration(&self) -> Option<(String, String)> {
-        self.not_an_event().or_else(|| self.case_clash())
+        self.not_an_event()
+            .or_else(|| self.case_clash())
+            .or_else(|| {
+                self.decimal_wider_than(38).map(|(path, precision)| {
+                    (path, format!(
+                        "a decimal of precision {precision}: Spark reads decimals of at most 38 digits (it refuses a table with a wider one) and DuckDB reads a wider one as a double, not its value"
+                    ))
+                })
+            })
     }
 
     /// Why this schema cannot be an event schema of the lake, if it cannot: where (a path)
     /// and why. The registry refuses such schemas; a job stops on a reader that is one.
     /// - a record that holds itself ([`Self::recursion`]): columns have a fixed depth;
-    /// - a record with no fields ([`Self::empty_record`]);
+    /// - a record with no fields ([`Self::empty_record`]), or a `null` field in a record
+    ///   within the event ([`Self::null_field_in_record`]);
     /// - a decimal of more than 76 digits ([`Self::too_wide_decimal`]);
     /// - a top-level field named as a metadata column ([`METADATA_COLUMNS`], SPEC 8);
     /// - no top-level `uuid` field, a 16-byte fixed or a string (SPEC 3).
@@ -516,6 +552,11 @@ impl Schema {
         if let Some((path, name)) = self.empty_record() {
             return Some((path, format!(
                 "record `{name}` has no fields: the lake's columns cannot hold it (Parquet has no empty group); give it a field, or make the field a boolean or null"
+            )));
+        }
+        if let Some((path, name)) = self.null_field_in_record() {
+            return Some((path, format!(
+                "a field of type `null` in record `{name}`: the jobs cannot decode it there (every event would be rejected); drop the field, or make it a union of null and a type"
             )));
         }
         if let Some((path, precision)) = self.too_wide_decimal() {
