@@ -1140,7 +1140,7 @@ impl<'de> Visitor<'de> for Strict {
 /// Send events: a JSON array of events (or one event), or an Avro object container file.
 #[utoipa::path(post, path = "/streams/{streamId}/events",
     params(("streamId" = String, Path, description = "The stream: the subject its events are checked against")),
-    request_body(content = Vec<Object>, description = "A JSON array of events, or an Avro object container file (application/avro)",
+    request_body(content = Vec<Object>, description = "A JSON array of events (or events one JSON object after another: newline-delimited JSON), or an Avro object container file (application/avro)",
         content_type = "application/json"),
     responses(
         (status = 202, body = AcceptedBody, description = "Every event is on the stream"),
