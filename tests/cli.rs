@@ -105,6 +105,23 @@ fn registry_check_reports_each_offending_field() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 offending field(s)"), "{err}");
     assert_only_version_1(&reg, silt::gen::SUBJECT);
+    // A rule of the lake's, not of compatibility: said as what it is.
+    let cased = dir.path().join("cased.avsc");
+    std::fs::write(
+        &cased,
+        silt::gen::V1.replace(
+            r#"{"name":"productId","type":"long"}"#,
+            r#"{"name":"productId","type":"long"},{"name":"ProductId","type":"long","default":0}"#,
+        ),
+    )
+    .unwrap();
+    let out = registry_command(&reg, "check", &cased).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be registered: /fields/ProductId: fields `productId` and `ProductId` differ only in case"),
+        "{err}"
+    );
 }
 
 /// A schema that differs from a registered version only where the fingerprint does not look

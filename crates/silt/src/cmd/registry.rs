@@ -181,7 +181,7 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
             note_time_partition_fields(&schema);
             let registry = at.open()?;
             let mode = registry.compatibility(&subject).await?;
-            if let Some((path, reason)) = schema.not_an_event() {
+            if let Some((path, reason)) = schema.refused_at_registration() {
                 anyhow::bail!("{} cannot be registered: {path}: {reason}", file.display());
             }
             let issues = registry.check(&subject, &schema).await?;
