@@ -81,6 +81,11 @@ pub struct ConfluentRegisterBody {
     /// `AVRO` (the default); other types are refused.
     #[serde(default)]
     pub schema_type: Option<String>,
+    /// Confluent's schema references (named types of other subjects): refused, saying so;
+    /// a schema here is whole, its named types inlined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub references: Vec<serde_json::Value>,
 }
 
 /// Confluent's registration answer.
@@ -409,6 +414,17 @@ fn confluent_request(body: &str) -> Result<ConfluentRegisterBody, Response> {
             StatusCode::UNPROCESSABLE_ENTITY,
             42201,
             format!("schemaType {t}: this registry holds Avro schemas only"),
+        ));
+    }
+    if !request.references.is_empty() {
+        // Else the schema's first use of a referenced type was "unknown type".
+        return Err(confluent_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            format!(
+                "schema references ({} of them) are not taken: a schema here is whole, with its named types defined inline (an Avro serializer's auto.register.schemas with inlined types, or the schema written out)",
+                request.references.len()
+            ),
         ));
     }
     Ok(request)

@@ -395,6 +395,27 @@ async fn confluent_clients_register_and_fetch_schemas_by_id() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+    // Schema references (a serializer's named types of other subjects): said so, not
+    // "unknown type" of the first one used.
+    let r = c
+        .post(url(&format!("/subjects/{subject}/versions")))
+        .body(
+            serde_json::json!({ "schema": conformance::V1,
+                "references": [{"name": "conf.v1.Other", "subject": "conf.v1.Other", "version": 1}] })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("schema references (1 of them) are not taken"),
+        "{v}"
+    );
 
     let unused = if id == 1 { 2 } else { id - 1 };
     let r = c
