@@ -305,6 +305,23 @@ impl<'a> JsonEncoder<'a> {
                         "{code:?} is not an ISO 4217 currency code (three capital letters, e.g. USD)"
                     ))
                 }
+                // A null where the type takes none, for a field that has a default: the
+                // producer most likely meant "not given".
+                Some(Value::Null) if f.default.is_some() => {
+                    self.value(&f.ty, &Value::Null, out).map_err(|Errors(e)| {
+                        let default = f.default.as_ref().expect("matched");
+                        Errors(
+                            e.into_iter()
+                                .map(|mut e| {
+                                    e.reason.push_str(&format!(
+                                        "; leave the field out to take its default, {default}"
+                                    ));
+                                    e
+                                })
+                                .collect(),
+                        )
+                    })
+                }
                 Some(x) => self.value(&f.ty, x, out),
                 None => match &f.default {
                     Some(d) => self.default(&f.ty, d, out).map_err(|Errors(e)| {
@@ -848,6 +865,24 @@ mod tests {
         assert_eq!(rest[13], 0, "kind WEB");
         assert_eq!(&rest[14..22], &1.5f64.to_le_bytes());
         assert_eq!(&rest[22..], &[2, 0xff]);
+    }
+
+    #[test]
+    fn a_null_for_a_field_with_a_default_says_to_leave_it_out() {
+        let mut e = event();
+        e["ratio"] = Value::Null;
+        let refusal = encode(e).unwrap_err();
+        assert_eq!(refusal.path, "/ratio");
+        assert!(
+            refusal
+                .reason
+                .ends_with("; leave the field out to take its default, 1.5"),
+            "{refusal}"
+        );
+        // A nullable field takes the null as it is.
+        let mut e = event();
+        e["note"] = Value::Null;
+        encode(e).unwrap();
     }
 
     #[test]
