@@ -47,9 +47,9 @@ pub use envelope::{
 };
 pub use fingerprint::{rabin_fingerprint, Fingerprint};
 pub use schema::{
-    is_currency_code, is_currency_field, Field, Logical, NamedKind, NamedType, Primitive, Schema,
-    Type, ARRIVAL_TIME, DURATION_PARTS, EVENT_TIME, FINGERPRINT, MAX_DECIMAL_DIGITS,
-    METADATA_COLUMNS, MONEY, SEQUENCE, SHARD, STANDARD_TYPES, STREAM,
+    is_currency_code, is_currency_field, names_differing_in_case, Field, Logical, NamedKind,
+    NamedType, Primitive, Schema, Type, ARRIVAL_TIME, DURATION_PARTS, EVENT_TIME, FINGERPRINT,
+    MAX_DECIMAL_DIGITS, METADATA_COLUMNS, MONEY, SEQUENCE, SHARD, STANDARD_TYPES, STREAM,
 };
 
 /// Errors of schemas and records. The record variants are the reasons a record is rejected.

@@ -145,6 +145,17 @@ impl std::fmt::Display for Logical {
 /// Decimal256) holds, and what a 32-byte two's complement holds whole.
 pub const MAX_DECIMAL_DIGITS: u32 = 76;
 
+/// The first two of `names` that differ only in case (`x`, `X`), the later one second: what
+/// Spark and Hive, which read column names without case, refuse in one table.
+pub fn names_differing_in_case<'a>(names: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    names.iter().enumerate().find_map(|(k, b)| {
+        names[..k]
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(b))
+            .map(|a| (*a, *b))
+    })
+}
+
 /// The parts of an Avro `duration`, in its bytes' order: the lake's struct fields, and the
 /// gateway's JSON keys for one.
 pub const DURATION_PARTS: [&str; 3] = ["months", "days", "milliseconds"];
@@ -501,12 +512,8 @@ impl Schema {
             let NamedKind::Record(fields) = &self.named[*i].kind else {
                 return None;
             };
-            fields.iter().enumerate().find_map(|(k, b)| {
-                fields[..k]
-                    .iter()
-                    .find(|a| a.name.eq_ignore_ascii_case(&b.name))
-                    .map(|a| (a.name.clone(), b.name.clone()))
-            })
+            let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+            names_differing_in_case(&names).map(|(a, b)| (a.to_string(), b.to_string()))
         })
         .map(|(path, (a, b))| {
             (

@@ -1988,18 +1988,11 @@ impl Shapes {
 /// column `p` already exists"). (The registry refuses such event fields; a transform's SQL
 /// can still make them.)
 fn case_clash(schema: &arrow::datatypes::Schema) -> anyhow::Result<()> {
-    let fields = schema.fields();
-    for (k, b) in fields.iter().enumerate() {
-        if let Some(a) = fields[..k]
-            .iter()
-            .find(|a| a.name().eq_ignore_ascii_case(b.name()))
-        {
-            anyhow::bail!(
-                "its columns `{}` and `{}` differ only in case: Spark and Hive read column names without case and refuse a table that has both; rename one in its SQL",
-                a.name(),
-                b.name()
-            );
-        }
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if let Some((a, b)) = silt_wire::names_differing_in_case(&names) {
+        anyhow::bail!(
+            "its columns `{a}` and `{b}` differ only in case: Spark and Hive read column names without case and refuse a table that has both; rename one in its SQL"
+        );
     }
     Ok(())
 }
