@@ -424,6 +424,16 @@ fn sql_shell_takes_multi_line_statements_and_query_speaks_csv_and_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["hr"], "22");
     assert_eq!(v[0]["n"], 1000);
+    // A null is a key of null, not a key left out (arrow's writer's default).
+    let out = run_ok(
+        silt()
+            .args(["query", "--format", "json", "--lake", &lake])
+            .arg("SELECT 1 AS one, CAST(NULL AS BIGINT) AS none"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"[{"one":1,"none":null}]"#
+    );
 
     // Avro's camelCase field names need no quotes, and SQL's words any case.
     let out = run_ok(

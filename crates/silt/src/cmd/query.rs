@@ -290,7 +290,11 @@ pub fn print(batches: &[RecordBatch], format: Format, out: &mut dyn Write) -> an
             }
         }
         Format::Json => {
-            let mut w = arrow::json::ArrayWriter::new(&mut *out);
+            // A null is `"key": null`, not a missing key: every row has every column, as a
+            // reader of the array expects.
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(&mut *out);
             for b in batches {
                 w.write(b)?;
             }
