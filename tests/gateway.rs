@@ -92,3 +92,53 @@ fn gateway_to_file_stream_to_lake_exactly() {
     assert_eq!(s["rejected"], 0, "{s}");
     assert_lake_holds_expected(&dir.path().join("lake/clickstream"));
 }
+
+/// A gateway started on a registry with no subject (most often a typo in `--registry`: a
+/// folder that does not exist reads as an empty registry) says so at its start, rather than
+/// answering 404 to every stream without a word.
+#[test]
+fn a_gateway_on_an_empty_registry_says_so_at_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gateway = silt()
+        .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--registry"])
+        .arg(format!("file://{}", dir.path().join("regsitry").display()))
+        .arg("--sink")
+        .arg(format!("file://{}", dir.path().join("streams").display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(gateway.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    // Serving (its signal handling in place) once it answers.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{base}/streams/{SUBJECT}/events"))
+            .body("[]")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 404);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::io::Read::read_to_string(&mut stdout, &mut banner).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut gateway.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(gateway.wait().unwrap().success());
+    assert!(
+        err.contains("regsitry holds no subject yet: every stream is unknown (404)"),
+        "{err}"
+    );
+}

@@ -53,7 +53,15 @@ pub struct ServeArgs {
 pub async fn run(cmd: GatewayCommand, out: &mut impl Write) -> anyhow::Result<()> {
     let GatewayCommand::Serve(args) = cmd;
     let registry = args.registry.open()?;
-    args.registry.warn_if_unreadable(registry.as_ref()).await;
+    let subjects = args.registry.warn_if_unreadable(registry.as_ref()).await;
+    if subjects.is_some_and(|s| s.is_empty()) {
+        // A typo in --registry reads as an empty registry: every stream would be 404.
+        eprintln!(
+            "note: the registry {} holds no subject yet: every stream is unknown (404) until a \
+             schema is registered there",
+            args.registry.registry
+        );
+    }
     let sinks: Arc<dyn SinkProvider> = if let Some(dir) = args.sink.strip_prefix("file://") {
         Arc::new(FileSinks::new(dir, args.shards).with_sync(!args.no_sync))
     } else if let Some(rest) = args.sink.strip_prefix("kinesis:") {

@@ -74,13 +74,18 @@ impl RegistryArg {
     /// For a service at its start: warns on stderr when the registry cannot be read now (a
     /// bucket that does not exist, a service not up yet), which every request would otherwise
     /// be the first to find.
-    pub async fn warn_if_unreadable(&self, registry: &dyn SchemaRegistry) {
-        if let Err(e) = registry.subjects().await {
-            eprintln!(
-                "warning: the registry {} cannot be read now: {e}; requests that need it fail \
-                 until it can",
-                self.registry
-            );
+    /// Warns on stderr when the registry cannot be read now; gives its subjects when it can.
+    pub async fn warn_if_unreadable(&self, registry: &dyn SchemaRegistry) -> Option<Vec<String>> {
+        match registry.subjects().await {
+            Ok(subjects) => Some(subjects),
+            Err(e) => {
+                eprintln!(
+                    "warning: the registry {} cannot be read now: {e}; requests that need it \
+                     fail until it can",
+                    self.registry
+                );
+                None
+            }
         }
     }
 }
