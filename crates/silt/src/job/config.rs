@@ -285,7 +285,17 @@ impl JobFile {
                 self.dedup.late
             );
         }
-        parse_duration(&self.dedup.window).context("[dedup] window")?;
+        let window = parse_duration(&self.dedup.window).context("[dedup] window")?;
+        if window < Duration::from_secs(1) {
+            // "0s" read as "no dedup" would make every event older than the newest already
+            // read `late`, and rejected.
+            bail!(
+                "[dedup] window: `{}` is shorter than a second, the dedup index's step: every \
+                 event older than the newest one read would be late (rejected); give the time a \
+                 producer's retries can take, e.g. 15m",
+                self.dedup.window
+            );
+        }
         parse_duration(&self.dedup.max_future).context("[dedup] max_future")?;
         parse_duration(&self.batch.interval).context("[batch] interval")?;
         parse_size(&self.batch.max_bytes).context("[batch] max_bytes")?;
@@ -381,6 +391,28 @@ subject = "a.B"
 location = "file://../lake"
 table = "clickstream"
 "#;
+
+    /// A window under a second (`"0s"`, meant as "no dedup") would make every event older
+    /// than the newest one read late, and rejected: refused, saying so.
+    #[test]
+    fn a_dedup_window_under_a_second_is_refused() {
+        for (window, ok) in [("0s", false), ("500ms", false), ("1s", true), ("15m", true)] {
+            let text = format!("{GOOD}[dedup]\nwindow = {window:?}\n");
+            let result = toml::from_str::<JobFile>(&text).unwrap().validate();
+            match ok {
+                true => result.unwrap(),
+                false => {
+                    let e = result.unwrap_err().to_string();
+                    assert!(
+                        e.contains(&format!(
+                            "[dedup] window: `{window}` is shorter than a second"
+                        )),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn defaults_fill_the_rest() {
