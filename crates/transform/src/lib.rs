@@ -494,6 +494,13 @@ pub fn sql_error_text(text: &str) -> String {
         " or disable the datafusion.sql_parser.enable_ident_normalization configuration";
     let mut text = syntax_error_text(text).unwrap_or_else(|| text.to_string());
     text = text.replace(NORMALIZATION, "");
+    const ONE_STATEMENT: &str = "The context currently only supports a single SQL statement";
+    if text.contains(ONE_STATEMENT) {
+        text = text.replace(
+            ONE_STATEMENT,
+            "one statement at a time: `silt query` runs one (`silt sql` takes several, each ended with `;`)",
+        );
+    }
     if let Some(start) = text.find("Cannot cast string '") {
         let value = &text[start + "Cannot cast string '".len()..];
         let value = &value[..value.find('\'').unwrap_or(value.len())];

@@ -64,3 +64,12 @@ async fn a_statement_that_does_not_parse_is_told_once_as_a_syntax_error() {
         "SQL syntax error: Unterminated string literal at Line: 1, Column: 8"
     );
 }
+
+#[tokio::test]
+async fn two_statements_in_one_are_told_to_go_one_at_a_time() {
+    let text = error_of("SELECT 1; SELECT 2").await;
+    assert!(
+        text.contains("one statement at a time: `silt query` runs one (`silt sql` takes several"),
+        "{text}"
+    );
+}
