@@ -251,7 +251,7 @@ fn a_field_added_within_a_record_column_reads_as_null_in_older_rows() {
             "SELECT i.sku AS sku, i.note AS note FROM \
              (SELECT unnest(items) AS i FROM clickstream) ORDER BY sku"
         ),
-        serde_json::json!([{"sku": "a"}, {"sku": "b"}, {"sku": "c", "note": "gift"}])
+        serde_json::json!([{"sku": "a", "note": null}, {"sku": "b", "note": null}, {"sku": "c", "note": "gift"}])
     );
 }
 
@@ -455,10 +455,10 @@ fn unions_and_records_that_may_be_null_land_and_read_back_as_sent() {
             "SELECT ref, by FROM clickstream ORDER BY CAST(_sequence AS BIGINT) LIMIT 4"
         ),
         serde_json::json!([
-            {"ref": {"string": "a"}, "by": {"Person": {"name": "ann"}}},
-            {"ref": {"long": 7}, "by": {"Bot": {"id": 9}}},
-            {},
-            {"ref": {"string": "a"}, "by": {"Person": {"name": "bo"}}},
+            {"ref": {"string": "a", "long": null}, "by": {"Person": {"name": "ann"}, "Bot": null}},
+            {"ref": {"string": null, "long": 7}, "by": {"Person": null, "Bot": {"id": 9}}},
+            {"ref": null, "by": null},
+            {"ref": {"string": "a", "long": null}, "by": {"Person": {"name": "bo"}, "Bot": null}},
         ])
     );
 }
@@ -591,7 +591,7 @@ fn a_number_partition_column_reads_back_as_a_number_wherever_the_lake_is_read() 
     assert_eq!(got[0], serde_json::json!([{"t": "Int32", "c": 12}]));
     assert_eq!(
         got[1],
-        serde_json::json!([{"n": 1, "c": 3}, {"n": 2, "c": 3}, {"n": 10, "c": 3}, {"c": 3}])
+        serde_json::json!([{"n": 1, "c": 3}, {"n": 2, "c": 3}, {"n": 10, "c": 3}, {"n": null, "c": 3}])
     );
     assert_eq!(got[2], serde_json::json!([{"c": 3}]));
     let m: Vec<_> = got[3]
@@ -608,7 +608,7 @@ fn a_number_partition_column_reads_back_as_a_number_wherever_the_lake_is_read() 
         got[4],
         serde_json::json!([
             {"n": 1, "c": 3, "s": 3}, {"n": 2, "c": 3, "s": 6}, {"n": 10, "c": 3, "s": 30},
-            {"c": 3}])
+            {"n": null, "c": 3, "s": null}])
     );
     // A backfill reads the raw table as the stream had it: the same tables.
     backfill_today(&job);
@@ -645,7 +645,8 @@ fn an_empty_text_partition_value_reads_as_null_on_the_stream_and_in_the_lake() {
     let job = write_job(dir.path(), "channels", &dir.path().join("stream"), &extra);
     run_json(&job);
     let seen = "SELECT c, none, count(*) AS n FROM seen GROUP BY c, none ORDER BY c";
-    let expected = serde_json::json!([{"c": "web", "none": false, "n": 1}, {"none": true, "n": 3}]);
+    let expected =
+        serde_json::json!([{"c": "web", "none": false, "n": 1}, {"c": null, "none": true, "n": 3}]);
     assert_eq!(query(dir.path(), seen), expected);
     assert_eq!(
         query(

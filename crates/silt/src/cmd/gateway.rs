@@ -53,7 +53,7 @@ pub struct ServeArgs {
 pub async fn run(cmd: GatewayCommand, out: &mut impl Write) -> anyhow::Result<()> {
     let GatewayCommand::Serve(args) = cmd;
     let registry = args.registry.open()?;
-    let subjects = args.registry.warn_if_unreadable(registry.as_ref()).await;
+    let subjects = args.registry.subjects_or_warn(registry.as_ref()).await;
     if subjects.is_some_and(|s| s.is_empty()) {
         // A typo in --registry reads as an empty registry: every stream would be 404.
         eprintln!(

@@ -75,7 +75,7 @@ impl RegistryArg {
     /// bucket that does not exist, a service not up yet), which every request would otherwise
     /// be the first to find.
     /// Warns on stderr when the registry cannot be read now; gives its subjects when it can.
-    pub async fn warn_if_unreadable(&self, registry: &dyn SchemaRegistry) -> Option<Vec<String>> {
+    pub async fn subjects_or_warn(&self, registry: &dyn SchemaRegistry) -> Option<Vec<String>> {
         match registry.subjects().await {
             Ok(subjects) => Some(subjects),
             Err(e) => {
@@ -259,7 +259,7 @@ pub async fn run(cmd: RegistryCommand, out: &mut dyn Write) -> anyhow::Result<()
                 bail!("serve a registry stored in a folder or bucket, not another service");
             }
             let registry = at.open()?;
-            at.warn_if_unreadable(registry.as_ref()).await;
+            at.subjects_or_warn(registry.as_ref()).await;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
