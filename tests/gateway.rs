@@ -12,21 +12,25 @@ use serde_json::{json, Value};
 
 const SUBJECT: &str = "com.gilt.clickstream.v1.ProductPageViewedEvent";
 
-#[test]
-fn gateway_to_file_stream_to_lake_exactly() {
-    let data = testdata();
-    let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
-    let streams = dir.path().join("streams");
+/// `silt gateway serve` onto file streams in `streams`, checking against the registry folder
+/// `registry`, its stderr to `stderr`: the process, its stdout after the banner, and its
+/// address.
+fn serve(
+    registry: &std::path::Path,
+    streams: &std::path::Path,
+    stderr: Stdio,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
     let mut gateway = silt()
         .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--registry"])
-        .arg(format!("file://{}", dir.path().join("registry").display()))
+        .arg(format!("file://{}", registry.display()))
         .arg("--sink")
         .arg(format!("file://{}", streams.display()))
         .stdout(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(gateway.stdout.take().unwrap());
@@ -37,6 +41,20 @@ fn gateway_to_file_stream_to_lake_exactly() {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in {banner:?}"))
         .to_string();
+    (gateway, stdout, base)
+}
+
+#[test]
+fn gateway_to_file_stream_to_lake_exactly() {
+    let data = testdata();
+    let dir = tempfile::tempdir().unwrap();
+    register(
+        dir.path(),
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+    let streams = dir.path().join("streams");
+    let (mut gateway, mut stdout, base) =
+        serve(&dir.path().join("registry"), &streams, Stdio::inherit());
 
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("expected.json")).unwrap())
@@ -99,23 +117,11 @@ fn gateway_to_file_stream_to_lake_exactly() {
 #[test]
 fn a_gateway_on_an_empty_registry_says_so_at_its_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut gateway = silt()
-        .args(["gateway", "serve", "--listen", "127.0.0.1:0", "--registry"])
-        .arg(format!("file://{}", dir.path().join("regsitry").display()))
-        .arg("--sink")
-        .arg(format!("file://{}", dir.path().join("streams").display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(gateway.stdout.take().unwrap());
-    let mut banner = String::new();
-    stdout.read_line(&mut banner).unwrap();
-    let base = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+    let (mut gateway, mut stdout, base) = serve(
+        &dir.path().join("regsitry"),
+        &dir.path().join("streams"),
+        Stdio::piped(),
+    );
     // Serving (its signal handling in place) once it answers.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
@@ -133,7 +139,7 @@ fn a_gateway_on_an_empty_registry_says_so_at_its_start() {
         .status()
         .unwrap();
     assert!(status.success());
-    std::io::Read::read_to_string(&mut stdout, &mut banner).unwrap();
+    std::io::Read::read_to_string(&mut stdout, &mut String::new()).unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut gateway.stderr.take().unwrap(), &mut err).unwrap();
     assert!(gateway.wait().unwrap().success());
