@@ -760,10 +760,7 @@ fn the_bench_script_runs_silts_job_in_rounds_beside_the_alternatives() {
 fn a_job_reads_its_schemas_from_the_registry_service() {
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
+    register_testdata(dir.path());
     let (mut server, base) = serve_registry(dir.path());
     // The CLI speaks to the service too.
     let out = run_ok(silt().args(["registry", "list", "--registry", &base]));
@@ -793,10 +790,7 @@ fn a_job_reads_its_schemas_from_the_registry_service() {
 fn a_job_reads_confluent_framed_records_by_registry_id() {
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
+    register_testdata(dir.path());
     let reg = format!("file://{}", dir.path().join("registry").display());
     // `registry show` lists each version with its fingerprint and id.
     let out = run_ok(silt().args([

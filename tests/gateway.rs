@@ -48,10 +48,7 @@ fn serve(
 fn gateway_to_file_stream_to_lake_exactly() {
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
+    register_testdata(dir.path());
     let streams = dir.path().join("streams");
     let (mut gateway, mut stdout, base) =
         serve(&dir.path().join("registry"), &streams, Stdio::inherit());

@@ -39,10 +39,7 @@ fn duckdb_and_pyarrow_read_the_lake_as_it_is() {
     let Some(python) = python() else { return };
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
+    register_testdata(dir.path());
     let job = write_job(dir.path(), "small", &data.join("stream"), "");
     run_ok(silt().arg("run").arg(&job));
     let lake = dir.path().join("lake");

@@ -11,10 +11,7 @@ use common::*;
 fn testdata_stream_lands_in_the_lake_exactly() {
     let data = testdata();
     let dir = tempfile::tempdir().unwrap();
-    register(
-        dir.path(),
-        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
-    );
+    register_testdata(dir.path());
     let job = write_job(
         dir.path(),
         "small",

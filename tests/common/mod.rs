@@ -76,6 +76,15 @@ pub fn register(dir: &Path, schemas: &[&Path]) {
     }
 }
 
+/// Both testdata schema versions registered in `dir/registry`.
+pub fn register_testdata(dir: &Path) {
+    let data = testdata();
+    register(
+        dir,
+        &[&data.join("schemas/v1.avsc"), &data.join("schemas/v2.avsc")],
+    );
+}
+
 /// A job over a generated clickstream: both schemas registered, a file stream of generated
 /// events, and two transforms (`hourly`: partitions; `sales`: rows). `extra` goes into the job
 /// file before the transforms (e.g. a `[batch]` section).
