@@ -781,6 +781,12 @@ const DICTIONARY_SAMPLE: usize = 4096;
 /// 2^31 of the one before are written as `DELTA_BINARY_PACKED` (the steps, bit-packed): event
 /// times a few milliseconds apart take a couple of bytes instead of eight, and less to compress.
 ///
+/// The nearly distinct text columns left plain whose values run in no order (ids, URLs) are
+/// written without statistics: every page's minimum and maximum would span nearly the whole
+/// range, so that no reader could skip a page or file by them, and parquet-rs compares each
+/// value with both, which cost as much as a tenth of the file's encoding. Ordered text (a
+/// sorted id) keeps them.
+///
 /// A column with too few values present in the first batch (under 256: a field the older
 /// events lack, in a batch of theirs) is judged on the first of `later` (the batches written
 /// after it in the same call, of the same table) that has enough of it.
@@ -807,27 +813,51 @@ fn adaptive_encoding(
         set.extend(values.take(DICTIONARY_SAMPLE).inspect(|_| present += 1));
         (set.len(), present)
     }
-    /// Distinct values, and `DELTA_BYTE_ARRAY` when the values share at least half of their
-    /// bytes with the value before them.
-    fn judge<'a>(
-        values: impl Iterator<Item = Option<&'a [u8]>> + Clone,
-    ) -> ((usize, usize), Option<Encoding>) {
+    /// What the sample of a column says.
+    struct Judged {
+        /// Distinct values among the present ones looked at.
+        distinct: usize,
+        /// Values present among those looked at.
+        present: usize,
+        /// The encoding its values suggest, if not Parquet's own choice.
+        encoding: Option<Encoding>,
+        /// Whether its values run in no order: then the minimum and maximum of every page
+        /// span nearly all the values, and no reader can skip a page or file by them.
+        unordered: bool,
+    }
+    /// Distinct values, `DELTA_BYTE_ARRAY` when the values share at least half of their
+    /// bytes with the value before them, and whether they run in no order (under 90% of the
+    /// steps from a value to the next go the same way).
+    fn judge<'a>(values: impl Iterator<Item = Option<&'a [u8]>> + Clone) -> Judged {
         let (mut shared, mut total) = (0usize, 0usize);
-        let mut prev: &[u8] = &[];
+        let (mut up, mut down, mut steps) = (0usize, 0usize, 0usize);
+        let mut prev: Option<&[u8]> = None;
         for v in values.clone().flatten().take(DICTIONARY_SAMPLE) {
-            shared += prev.iter().zip(v).take_while(|(a, b)| a == b).count();
+            if let Some(p) = prev {
+                shared += p.iter().zip(v).take_while(|(a, b)| a == b).count();
+                steps += 1;
+                match p.cmp(v) {
+                    std::cmp::Ordering::Less => up += 1,
+                    std::cmp::Ordering::Greater => down += 1,
+                    std::cmp::Ordering::Equal => (up, down) = (up + 1, down + 1),
+                }
+            }
             total += v.len();
-            prev = v;
+            prev = Some(v);
         }
         let delta = total > 0 && shared * 2 >= total;
-        (
-            distinct(values.flatten()),
-            delta.then_some(Encoding::DELTA_BYTE_ARRAY),
-        )
+        let (distinct, present) = distinct(values.flatten());
+        Judged {
+            distinct,
+            present,
+            encoding: delta.then_some(Encoding::DELTA_BYTE_ARRAY),
+            unordered: up.max(down) * 10 < steps * 9,
+        }
     }
     /// Distinct values of a fixed-width column (its words, so floats too), and
-    /// `DELTA_BINARY_PACKED` when it is an integer column in small steps.
-    fn judge_words<T>(col: &dyn Array) -> ((usize, usize), Option<Encoding>)
+    /// `DELTA_BINARY_PACKED` when it is an integer column in small steps. Its statistics are
+    /// kept whatever its order (they cost little for numbers).
+    fn judge_words<T>(col: &dyn Array) -> Judged
     where
         T: arrow::datatypes::ArrowNativeType + std::hash::Hash + Eq + Into<i64>,
     {
@@ -839,11 +869,14 @@ fn adaptive_encoding(
                 .map(|i| words[i])
                 .take(DICTIONARY_SAMPLE)
         };
-        (
-            distinct(valid()),
-            (is_integer(col.data_type()) && close_steps(valid().map(Into::into)))
+        let (distinct, present) = distinct(valid());
+        Judged {
+            distinct,
+            present,
+            encoding: (is_integer(col.data_type()) && close_steps(valid().map(Into::into)))
                 .then_some(Encoding::DELTA_BINARY_PACKED),
-        )
+            unordered: false,
+        }
     }
     /// Stored as Parquet INT32/INT64 (`DELTA_BINARY_PACKED` encodes only those), not floats.
     fn is_integer(dt: &DataType) -> bool {
@@ -869,9 +902,8 @@ fn adaptive_encoding(
             i32::try_from(step).is_ok()
         })
     }
-    /// Distinct and present values of `col` and the encoding its values suggest, when silt
-    /// judges columns of its type.
-    fn judge_column(col: &dyn Array) -> Option<((usize, usize), Option<Encoding>)> {
+    /// What the first values present of `col` say, when silt judges columns of its type.
+    fn judge_column(col: &dyn Array) -> Option<Judged> {
         Some(match col.data_type() {
             DataType::Utf8 => judge(col.as_string::<i32>().iter().map(|v| v.map(str::as_bytes))),
             DataType::LargeUtf8 => {
@@ -888,12 +920,12 @@ fn adaptive_encoding(
     const ENOUGH: usize = 256;
     let mut builder: Option<parquet::file::properties::WriterPropertiesBuilder> = None;
     for (field, col) in first.schema().fields().iter().zip(first.columns()) {
-        let Some(((mut count, mut present), mut encoding)) = judge_column(col.as_ref()) else {
+        let Some(mut judged) = judge_column(col.as_ref()) else {
             continue;
         };
         // Too few values in the file's first rows (a field the older events lack): judged on
         // the first of the batches after them that has enough.
-        if present < ENOUGH {
+        if judged.present < ENOUGH {
             let enough = later
                 .iter()
                 .filter_map(|b| b.column_by_name(field.name()))
@@ -902,18 +934,23 @@ fn adaptive_encoding(
                 // over without a look at its rows.
                 .filter(|c| c.len() - c.null_count() >= ENOUGH)
                 .filter_map(|c| judge_column(c.as_ref()))
-                .find(|((_, present), _)| *present >= ENOUGH);
-            if let Some(judged) = enough {
-                ((count, present), encoding) = judged;
+                .find(|j| j.present >= ENOUGH);
+            if let Some(enough) = enough {
+                judged = enough;
             }
         }
-        if present >= ENOUGH && count * 10 > present * 9 {
+        if judged.present >= ENOUGH && judged.distinct * 10 > judged.present * 9 {
             let path = || ColumnPath::from(field.name().as_str());
             let mut b = builder
                 .unwrap_or_else(|| props.clone().into_builder())
                 .set_column_dictionary_enabled(path(), false);
-            if let Some(encoding) = encoding {
+            if let Some(encoding) = judged.encoding {
                 b = b.set_column_encoding(path(), encoding);
+            } else if judged.unordered {
+                // Nearly distinct text in no order (ids, URLs): each value's comparison with
+                // the page's minimum and maximum costs as much as any other part of its
+                // encoding, for statistics that span the whole range.
+                b = b.set_column_statistics_enabled(path(), EnabledStatistics::None);
             }
             builder = Some(b);
         }

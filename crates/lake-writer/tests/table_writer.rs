@@ -373,6 +373,58 @@ async fn distinct_values_sharing_their_prefix_are_delta_encoded() {
     assert_eq!(col(1), ids);
 }
 
+/// Nearly distinct text in no order (ids, URLs) is written without statistics (their minimum
+/// and maximum span every page, and computing them cost as much as any other part of the
+/// encoding); ordered text, delta-encoded text, text that repeats and numbers keep theirs.
+#[tokio::test]
+async fn distinct_text_in_no_order_is_written_without_statistics() {
+    let lake = silt_storage::open("memory://tw-stats", std::path::Path::new(".")).unwrap();
+    let table = lake.join("t");
+    let n = 2000u64;
+    let scrambled = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let urls: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "https://x.io/{}?ref={:016x}",
+                scrambled(i) % 5000,
+                scrambled(i)
+            )
+        })
+        .collect();
+    // Distinct, sharing little with the value before, but in order: pages can be skipped.
+    let ordered: Vec<String> = (0..n).map(|i| format!("{:x}", (1 << 40) | (i * 977))).collect();
+    let descending: Vec<String> = ordered.iter().rev().cloned().collect();
+    let kinds: Vec<&str> = (0..n).map(|i| ["web", "ios"][i as usize % 2]).collect();
+    let b = RecordBatch::try_from_iter([
+        ("url", Arc::new(StringArray::from(urls)) as _),
+        ("ordered", Arc::new(StringArray::from(ordered)) as _),
+        ("descending", Arc::new(StringArray::from(descending)) as _),
+        ("kind", Arc::new(StringArray::from(kinds)) as _),
+        (
+            "n",
+            Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|i| scrambled(i) as i64),
+            )) as _,
+        ),
+    ])
+    .unwrap();
+    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
+        .await
+        .unwrap();
+    let meta = file(&table, &files[0].path).await.metadata().clone();
+    let has_statistics = |i: usize| {
+        meta.row_group(0)
+            .column(i)
+            .statistics()
+            .is_some_and(|s| s.min_bytes_opt().is_some())
+    };
+    assert!(!has_statistics(0), "unordered distinct text: none");
+    assert!(has_statistics(1), "ordered distinct text: kept");
+    assert!(has_statistics(2), "descending distinct text: kept");
+    assert!(has_statistics(3), "text that repeats: kept");
+    assert!(has_statistics(4), "distinct numbers in no order: kept");
+}
+
 #[tokio::test]
 async fn distinct_integers_in_small_steps_are_delta_binary_packed() {
     use arrow::array::{Float64Array, Int32Array, TimestampMicrosecondArray};
