@@ -27,6 +27,7 @@
 
 mod log;
 mod partition;
+mod plain;
 mod runs;
 mod snapshot;
 mod write;

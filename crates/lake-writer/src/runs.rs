@@ -18,6 +18,9 @@
 //! statistics are truncated to, a dictionary larger than a dictionary page, runs shorter than
 //! eight rows on average, nulls among the values) goes through parquet-rs's writer instead:
 //! the values, statistics and page indexes are the same either way.
+//!
+//! The plain text columns (nearly distinct text of no order, stored `PLAIN` without
+//! statistics) are written here too, page by page ([`crate::plain`]).
 
 use std::collections::HashMap;
 
@@ -43,13 +46,15 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use crate::plain::{is_plain_column, Plain};
+
 /// A Parquet file being written into memory: what [`ArrowWriter`] does, with run columns.
 pub(crate) struct ParquetFile {
     writer: SerializedFileWriter<Vec<u8>>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    /// Per field of `schema`: its first leaf column, and whether it is written as runs.
-    fields: Vec<(usize, bool)>,
+    /// Per field of `schema`: its first leaf column, and how it is written.
+    fields: Vec<(usize, Way)>,
     max_rows: usize,
     group: Option<Group>,
     groups: usize,
@@ -65,11 +70,24 @@ struct ColumnCopy {
     leaves: Vec<usize>,
 }
 
-/// The row group being written: one Arrow column writer a leaf column, and the runs of the
-/// run columns (whose Arrow writers stay empty unless the column falls back to them).
+/// How a field is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// By parquet-rs's Arrow column writers.
+    Arrow,
+    /// As runs of dictionary indices ([`Runs`]), unless they turn out short.
+    Runs,
+    /// Page by page as plain values ([`Plain`]).
+    Plain,
+}
+
+/// The row group being written: one Arrow column writer a leaf column, the runs of the run
+/// columns (whose Arrow writers stay empty unless the column falls back to them) and the
+/// pages of the plain columns (whose Arrow writers stay empty).
 struct Group {
     writers: Vec<ArrowColumnWriter>,
     runs: Vec<Option<Runs>>,
+    plain: Vec<Option<Plain>>,
     rows: usize,
 }
 
@@ -83,9 +101,13 @@ impl ParquetFile {
         let mut fields = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
             let leaves = compute_leaves(field, &new_empty_array(field.data_type()))?.len();
-            let runs =
-                leaves == 1 && is_run_column(field, &writer.schema_descr().column(leaf), &props);
-            fields.push((leaf, runs));
+            let descr = writer.schema_descr().column(leaf);
+            let way = match leaves == 1 {
+                true if is_run_column(field, &descr, &props) => Way::Runs,
+                true if is_plain_column(field, &descr, &props) => Way::Plain,
+                _ => Way::Arrow,
+            };
+            fields.push((leaf, way));
             leaf += leaves;
         }
         Ok(Self {
@@ -153,14 +175,21 @@ impl ParquetFile {
             if self.group.is_none() {
                 let writers = self.factory.create_column_writers(self.groups)?;
                 let mut runs: Vec<Option<Runs>> = writers.iter().map(|_| None).collect();
-                for &(leaf, is_runs) in &self.fields {
-                    if is_runs {
-                        runs[leaf] = Some(Runs::default());
+                let mut plain: Vec<Option<Plain>> = writers.iter().map(|_| None).collect();
+                for &(leaf, way) in &self.fields {
+                    match way {
+                        Way::Runs => runs[leaf] = Some(Runs::default()),
+                        Way::Plain => {
+                            let descr = self.writer.schema_descr().column(leaf);
+                            plain[leaf] = Some(Plain::new(descr, self.writer.properties())?);
+                        }
+                        Way::Arrow => {}
                     }
                 }
                 self.group = Some(Group {
                     writers,
                     runs,
+                    plain,
                     rows: 0,
                 });
             }
@@ -174,6 +203,10 @@ impl ParquetFile {
                 .zip(slice.columns())
                 .zip(&self.fields)
             {
+                if let Some(plain) = group.plain[leaf].as_mut() {
+                    plain.push(column.as_ref())?;
+                    continue;
+                }
                 if let Some(runs) = group.runs[leaf].as_mut() {
                     let taken = runs.push(column.as_ref());
                     if taken && !runs.too_short() {
@@ -208,11 +241,16 @@ impl ParquetFile {
         };
         let props = self.writer.properties().clone();
         let mut columns = Vec::with_capacity(group.writers.len());
-        for (leaf, (mut writer, runs)) in group.writers.into_iter().zip(group.runs).enumerate() {
+        let ways = group.runs.into_iter().zip(group.plain);
+        for (leaf, (mut writer, (runs, plain))) in group.writers.into_iter().zip(ways).enumerate() {
+            if let Some(plain) = plain {
+                columns.push(Column::Encoded(plain.finish()?));
+                continue;
+            }
             match runs {
                 Some(runs) if runs.encodable(&props) => {
                     let descr = self.writer.schema_descr().column(leaf);
-                    columns.push(Column::Runs(runs.encode(descr, &props)?));
+                    columns.push(Column::Encoded(runs.encode(descr, &props)?));
                 }
                 Some(runs) => {
                     let field = self.fields.iter().position(|&(l, _)| l == leaf);
@@ -231,7 +269,7 @@ impl ParquetFile {
             for &leaf in &copy.leaves {
                 copied[leaf].get_or_insert_with(|| match &columns[leaf] {
                     Column::Arrow(chunk) => (None, chunk.close().clone()),
-                    Column::Runs((bytes, close)) => (Some(bytes.clone()), close.clone()),
+                    Column::Encoded((bytes, close)) => (Some(bytes.clone()), close.clone()),
                 });
             }
         }
@@ -242,7 +280,7 @@ impl ParquetFile {
             .iter()
             .map(|c| match c {
                 Column::Arrow(chunk) => chunk.close().metadata.compressed_size() as usize,
-                Column::Runs((bytes, _)) => bytes.len(),
+                Column::Encoded((bytes, _)) => bytes.len(),
             })
             .sum();
         self.writer
@@ -252,7 +290,7 @@ impl ParquetFile {
         for column in columns {
             match column {
                 Column::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
-                Column::Runs((bytes, close)) => row_group.append_column(&bytes, close)?,
+                Column::Encoded((bytes, close)) => row_group.append_column(&bytes, close)?,
             }
         }
         let written = row_group.close()?;
@@ -322,10 +360,17 @@ impl ParquetFile {
                 .map(|w| w.get_estimated_total_bytes())
                 .sum::<usize>()
                 + g.runs.iter().flatten().map(Runs::size).sum::<usize>()
+                + g.plain.iter().flatten().map(Plain::size).sum::<usize>()
         })
     }
 
     /// Writes the last row group and the footer, and returns the file's bytes.
+    /// Whether field `i` is written as a plain column.
+    #[cfg(test)]
+    pub(crate) fn is_plain(&self, i: usize) -> bool {
+        self.fields[i].1 == Way::Plain
+    }
+
     #[cfg(test)]
     pub(crate) fn into_inner(self) -> Result<Vec<u8>> {
         Ok(self.into_files()?.0)
@@ -377,10 +422,10 @@ fn renamed(close: &ColumnCloseResult, descr: ColumnDescPtr) -> Result<ColumnClos
     Ok(close)
 }
 
-/// A leaf column's chunk of a row group, encoded.
+/// A leaf column's chunk of a row group, encoded: by parquet-rs, or here (runs, plain).
 enum Column {
     Arrow(ArrowColumnChunk),
-    Runs((Bytes, ColumnCloseResult)),
+    Encoded((Bytes, ColumnCloseResult)),
 }
 
 /// Whether `field` (a leaf column) is written as runs: a dictionary of text or bytes, never

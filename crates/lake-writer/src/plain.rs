@@ -1,0 +1,622 @@
+//! Plain text columns: the nearly distinct text of no order (ids, URLs) that a file stores as
+//! it is (`PLAIN`, no dictionary, no statistics: [`crate::write`]'s encoding judge decides),
+//! written here page by page instead of by parquet-rs.
+//!
+//! Such columns are most of a raw table's bytes (the bench's `channel` URL and `uuid` are 95%
+//! of its values). parquet-rs gathers each value into its encoder's buffer, which grows by
+//! doubling (each regrowth copying it), copies that buffer again behind the page's levels,
+//! and compresses into a buffer it regrows once more before the first byte (glibc copying the
+//! whole old allocation each time): four copies of every byte besides zstd's own reading of
+//! it (arrow-rs's `ByteArrayEncoder`, `GenericColumnWriter::add_data_page` and the zstd
+//! codec of parquet 59). Here each value is copied once, into a page buffer sized for the
+//! page ahead of time that keeps room before the values for their definition levels, and the
+//! page is compressed into a buffer of zstd's bound: a `silt run` of the bench's events spends
+//! some 7% fewer instructions.
+//!
+//! The pages are what parquet-rs writes for such a column (version 1 data pages, definition
+//! levels in the RLE/bit-packed hybrid, the values `PLAIN`, the same zstd level), cut at the
+//! same limits of bytes and rows (not always at the same row: parquet-rs looks at its page
+//! size every 1,024 rows), with the same chunk metadata and offset index; every Parquet reader
+//! reads them (`tests/outside_readers.rs` reads the lake's with DuckDB and pyarrow).
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Field};
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, EncodingMask, PageType};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+/// Whether the leaf column of `field` is written here: top-level text or bytes, that the file
+/// stores `PLAIN` without dictionary, statistics or bloom filter, in version 1 data pages,
+/// zstd-compressed or not (any other codec goes through parquet-rs).
+pub(crate) fn is_plain_column(
+    field: &Field,
+    descr: &ColumnDescPtr,
+    props: &WriterProperties,
+) -> bool {
+    let path = descr.path();
+    matches!(
+        field.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary
+    ) && descr.max_rep_level() == 0
+        && descr.max_def_level() <= 1
+        && !props.dictionary_enabled(path)
+        && props.encoding(path).is_none_or(|e| e == Encoding::PLAIN)
+        && props.statistics_enabled(path) == EnabledStatistics::None
+        && props.bloom_filter_properties(path).is_none()
+        && props.writer_version() == WriterVersion::PARQUET_1_0
+        && matches!(
+            props.compression(path),
+            Compression::ZSTD(_) | Compression::UNCOMPRESSED
+        )
+}
+
+/// A plain column's chunk of a row group, being written: its pages so far, and the page
+/// being filled.
+pub(crate) struct Plain {
+    descr: ColumnDescPtr,
+    compression: Compression,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// Whether the column has definition levels (a nullable field).
+    nullable: bool,
+    page_rows_limit: usize,
+    page_bytes_limit: usize,
+    /// Bytes kept at the front of `page` for the page's definition levels (their length and
+    /// their hybrid encoding), so that the values need not be moved behind them.
+    room: usize,
+    /// The page being filled: `room` bytes, then the values (each a 4-byte length and its
+    /// bytes).
+    page: Vec<u8>,
+    /// The page's definition levels, a byte a row (1 present, 0 null).
+    levels: Vec<u8>,
+    /// Its hybrid encoding, made when the page is done.
+    encoded_levels: Vec<u8>,
+    page_rows: usize,
+    /// Bytes of the page's values, lengths left out (the offset index's unencoded bytes).
+    page_unencoded: i64,
+    sink: TrackedWrite<Vec<u8>>,
+    offset_index: Option<OffsetIndexBuilder>,
+    data_offset: Option<i64>,
+    data_pages: i32,
+    compressed: i64,
+    uncompressed: i64,
+    rows: usize,
+}
+
+impl Plain {
+    pub(crate) fn new(descr: ColumnDescPtr, props: &WriterProperties) -> Result<Self> {
+        let compression = props.compression(descr.path());
+        let compressor = match compression {
+            Compression::ZSTD(level) => Some(
+                zstd::bulk::Compressor::new(level.compression_level())
+                    .map_err(|e| ParquetError::External(Box::new(e)))?,
+            ),
+            _ => None,
+        };
+        let page_rows_limit = props.data_page_row_count_limit().max(1);
+        // At most two bits a row (see `hybrid`), for pages of up to a million rows; a page
+        // of more rows whose levels take more room has them put before its values by a copy.
+        let room = 4 + page_rows_limit.min(1 << 20) / 4 + 16;
+        let mut plain = Self {
+            nullable: descr.max_def_level() > 0,
+            descr,
+            compression,
+            compressor,
+            page_rows_limit,
+            page_bytes_limit: props.data_page_size_limit().max(1),
+            room,
+            page: Vec::new(),
+            levels: Vec::new(),
+            encoded_levels: Vec::new(),
+            page_rows: 0,
+            page_unencoded: 0,
+            sink: TrackedWrite::new(Vec::new()),
+            offset_index: (!props.offset_index_disabled()).then(OffsetIndexBuilder::new),
+            data_offset: None,
+            data_pages: 0,
+            compressed: 0,
+            uncompressed: 0,
+            rows: 0,
+        };
+        plain.new_page();
+        Ok(plain)
+    }
+
+    /// The next page: the buffer of the last if it was left (emptied but for the room for
+    /// the levels), or a fresh one with room for the levels and a page of values (the limit
+    /// and a last value past it, about), so that it does not regrow.
+    fn new_page(&mut self) {
+        if self.page.capacity() == 0 {
+            self.page =
+                Vec::with_capacity(self.room + self.page_bytes_limit + self.page_bytes_limit / 8);
+            self.page.resize(self.room, 0);
+        }
+        self.levels.clear();
+        self.page_rows = 0;
+        self.page_unencoded = 0;
+    }
+
+    /// Appends the rows of `array` (text or bytes, as the column's field).
+    pub(crate) fn push(&mut self, array: &dyn Array) -> Result<()> {
+        match array.data_type() {
+            DataType::Utf8 => {
+                self.push_values(array, |i| array.as_string::<i32>().value(i).as_bytes())
+            }
+            DataType::LargeUtf8 => {
+                self.push_values(array, |i| array.as_string::<i64>().value(i).as_bytes())
+            }
+            DataType::Binary => self.push_values(array, |i| array.as_binary::<i32>().value(i)),
+            DataType::LargeBinary => self.push_values(array, |i| array.as_binary::<i64>().value(i)),
+            other => Err(ParquetError::General(format!(
+                "a plain column holds text or bytes, not {other}"
+            ))),
+        }
+    }
+
+    #[inline]
+    fn push_values<'a>(
+        &mut self,
+        array: &'a dyn Array,
+        value: impl Fn(usize) -> &'a [u8],
+    ) -> Result<()> {
+        let nulls = array.logical_nulls();
+        if nulls.is_some() && !self.nullable {
+            return Err(ParquetError::General(format!(
+                "column `{}` is required but its values have nulls",
+                self.descr.path()
+            )));
+        }
+        for i in 0..array.len() {
+            let present = nulls.as_ref().is_none_or(|n| n.is_valid(i));
+            if present {
+                let v = value(i);
+                self.page.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                self.page.extend_from_slice(v);
+                self.page_unencoded += v.len() as i64;
+            }
+            if self.nullable {
+                self.levels.push(present as u8);
+            }
+            self.page_rows += 1;
+            if self.page_rows >= self.page_rows_limit
+                || self.page.len() - self.room >= self.page_bytes_limit
+            {
+                self.finish_page()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the page being filled, if it has rows, and starts the next.
+    fn finish_page(&mut self) -> Result<()> {
+        if self.page_rows == 0 {
+            return Ok(());
+        }
+        let mut page = std::mem::take(&mut self.page);
+        let mut start = self.room;
+        if self.nullable {
+            self.encoded_levels.clear();
+            hybrid(&self.levels, &mut self.encoded_levels);
+            let len = self.encoded_levels.len();
+            if len + 4 <= self.room {
+                start = self.room - len - 4;
+                page[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+                page[start + 4..self.room].copy_from_slice(&self.encoded_levels);
+            } else {
+                let mut whole = Vec::with_capacity(4 + len + page.len() - self.room);
+                whole.extend_from_slice(&(len as u32).to_le_bytes());
+                whole.extend_from_slice(&self.encoded_levels);
+                whole.extend_from_slice(&page[self.room..]);
+                (page, start) = (whole, 0);
+            }
+        }
+        let uncompressed = page.len() - start;
+        let buf = match self.compressor.as_mut() {
+            Some(zstd) => {
+                let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(uncompressed));
+                zstd.compress_to_buffer(&page[start..], &mut out)
+                    .map_err(|e| ParquetError::External(Box::new(e)))?;
+                // The page buffer serves the next page (its memory already mapped).
+                if page.capacity() >= self.room + self.page_bytes_limit {
+                    page.truncate(self.room);
+                    self.page = page;
+                }
+                Bytes::from(out)
+            }
+            None => Bytes::from(page).slice(start..),
+        };
+        let spec = SerializedPageWriter::new(&mut self.sink).write_page(CompressedPage::new(
+            Page::DataPage {
+                buf,
+                num_values: self.page_rows as u32,
+                encoding: Encoding::PLAIN,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            },
+            uncompressed,
+        ))?;
+        self.data_offset.get_or_insert(spec.offset as i64);
+        self.data_pages += 1;
+        self.compressed += spec.compressed_size as i64;
+        self.uncompressed += spec.uncompressed_size as i64;
+        self.rows += self.page_rows;
+        if let Some(o) = self.offset_index.as_mut() {
+            o.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+            o.append_row_count(self.page_rows as i64);
+            o.append_unencoded_byte_array_data_bytes(Some(self.page_unencoded));
+        }
+        self.new_page();
+        Ok(())
+    }
+
+    /// Bytes this column will take in the file, about (its pages so far uncompressed).
+    pub(crate) fn size(&self) -> usize {
+        self.sink.bytes_written() + self.page.len() - self.room + self.levels.len() / 8
+    }
+
+    /// The column chunk: its pages, and the metadata and offset index parquet-rs gives such a
+    /// column.
+    pub(crate) fn finish(mut self) -> Result<(Bytes, ColumnCloseResult)> {
+        self.finish_page()?;
+        let mut encodings = vec![Encoding::RLE];
+        if self.data_pages > 0 {
+            encodings.push(Encoding::PLAIN);
+        }
+        let metadata = ColumnChunkMetaData::builder(self.descr.clone())
+            .set_compression(self.compression)
+            .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
+            .set_page_encoding_stats(match self.data_pages {
+                0 => vec![],
+                count => vec![PageEncodingStats {
+                    page_type: PageType::DATA_PAGE,
+                    encoding: Encoding::PLAIN,
+                    count,
+                }],
+            })
+            .set_total_compressed_size(self.compressed)
+            .set_total_uncompressed_size(self.uncompressed)
+            .set_num_values(self.rows as i64)
+            .set_data_page_offset(self.data_offset.unwrap_or(0))
+            .set_dictionary_page_offset(None)
+            .build()?;
+        let close = ColumnCloseResult {
+            bytes_written: self.sink.bytes_written() as u64,
+            rows_written: self.rows as u64,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: self.offset_index.map(|o| o.build()),
+        };
+        Ok((Bytes::from(self.sink.into_inner()?), close))
+    }
+}
+
+/// Definition levels of bit width 1 (a byte each, 0 or 1) in Parquet's RLE/bit-packed
+/// hybrid: a run of 16 or more equal levels as an RLE run (its length, then its level in a
+/// byte), the rest bit-packed, eight levels a byte, in runs of up to 63 bytes (the last group
+/// padded with zeros, which readers pass over: they know how many levels a page has).
+///
+/// At most two bits a level: an RLE run costs at most a bit a level, a bit-packed one a bit
+/// a level and a header byte, and each bit-packed run but the last is followed by an RLE run
+/// of 16 levels or more, or is 504 levels long.
+fn hybrid(levels: &[u8], out: &mut Vec<u8>) {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    // Whether the levels from `i` on start with a run of 16 equal ones.
+    let long_run_at =
+        |i: usize| levels.len() - i >= 16 && levels[i + 1..i + 16].iter().all(|&l| l == levels[i]);
+    let n = levels.len();
+    let mut i = 0;
+    while i < n {
+        if long_run_at(i) {
+            let level = levels[i];
+            let run = levels[i..].iter().take_while(|&&l| l == level).count();
+            varint(out, (run as u64) << 1);
+            out.push(level);
+            i += run;
+            continue;
+        }
+        let header = out.len();
+        out.push(0);
+        let mut groups = 0u8;
+        while i < n && groups < 63 {
+            let group = &levels[i..n.min(i + 8)];
+            out.push(
+                group
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |byte, (b, &l)| byte | ((l & 1) << b)),
+            );
+            groups += 1;
+            i += group.len();
+            if i < n && long_run_at(i) {
+                break;
+            }
+        }
+        out[header] = (groups << 1) | 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::ParquetFile;
+    use arrow::array::{
+        ArrayRef, BinaryArray, Int64Array, LargeStringArray, RecordBatch, StringArray,
+    };
+    use arrow::compute::concat_batches;
+    use arrow::datatypes::Schema;
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::ZstdLevel;
+    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
+    use parquet::schema::types::ColumnPath;
+    use std::sync::Arc;
+
+    /// Text of no order (a scrambled number, as hex): ids, URLs.
+    fn scrambled(i: usize) -> String {
+        format!("{:016x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// Batches of a required id, a nullable URL (nulls in long runs and scattered), nullable
+    /// bytes (mostly null), long required text, and a number.
+    fn batches(rows: usize, per_batch: usize) -> Vec<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("url", DataType::Utf8, true),
+            Field::new("blob", DataType::Binary, true),
+            Field::new("big", DataType::LargeUtf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        (0..rows)
+            .step_by(per_batch)
+            .map(|start| {
+                let rows = start..rows.min(start + per_batch);
+                let url = rows.clone().map(|r| {
+                    let null = (r / 3000) % 3 == 1 || r % 7 == 0;
+                    (!null).then(|| format!("https://x.io/p?ref={}", scrambled(r)))
+                });
+                let blob = rows
+                    .clone()
+                    .map(|r| (r % 10 == 3).then(|| scrambled(r).into_bytes()));
+                let big = rows.clone().map(|r| scrambled(r).repeat(1 + r % 9));
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(rows.clone().map(scrambled))),
+                    Arc::new(StringArray::from_iter(url)),
+                    Arc::new(BinaryArray::from_iter(blob)),
+                    Arc::new(LargeStringArray::from_iter_values(big)),
+                    Arc::new(Int64Array::from_iter_values(rows.map(|r| r as i64))),
+                ];
+                RecordBatch::try_new(schema.clone(), columns).unwrap()
+            })
+            .collect()
+    }
+
+    /// zstd, statistics, and the text columns as the encoding judge leaves nearly distinct
+    /// text of no order: no dictionary, no statistics.
+    fn props(page_rows: usize, page_bytes: usize) -> WriterProperties {
+        let mut b = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(40_960))
+            .set_data_page_row_count_limit(page_rows)
+            .set_data_page_size_limit(page_bytes);
+        for c in ["id", "url", "blob", "big"] {
+            b = b
+                .set_column_dictionary_enabled(ColumnPath::from(c), false)
+                .set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+        }
+        b.build()
+    }
+
+    fn ours(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
+        let mut file = ParquetFile::try_new(batches[0].schema(), props).unwrap();
+        for i in 0..4 {
+            assert!(file.is_plain(i), "column {i} goes the plain way");
+        }
+        assert!(!file.is_plain(4), "a number does not");
+        for b in batches {
+            file.write(b).unwrap();
+        }
+        file.into_inner().unwrap()
+    }
+
+    fn parquet_rs(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
+        let mut w = ArrowWriter::try_new(Vec::new(), batches[0].schema(), Some(props)).unwrap();
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+
+    fn read(bytes: Vec<u8>) -> (RecordBatch, Arc<ParquetMetaData>) {
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(Bytes::from(bytes), options)
+                .unwrap();
+        let metadata = builder.metadata().clone();
+        let schema = builder.schema().clone();
+        let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+        (concat_batches(&schema, &batches).unwrap(), metadata)
+    }
+
+    /// Pages of 1,024 rows (where parquet-rs looks at its limits): the same pages as
+    /// parquet-rs's, the same chunk metadata and offset index; the required columns' pages
+    /// (no levels) byte for byte.
+    #[test]
+    fn plain_columns_are_the_pages_parquet_rs_writes() {
+        let input = batches(100_000, 8_192);
+        let props = props(1024, 1 << 30);
+        let (ours_read, ours_meta) = read(ours(&input, props.clone()));
+        let (theirs_read, theirs_meta) = read(parquet_rs(&input, props));
+        assert_eq!(
+            ours_read,
+            concat_batches(&input[0].schema(), &input).unwrap()
+        );
+        assert_eq!(ours_read, theirs_read);
+        assert_eq!(ours_meta.num_row_groups(), 3);
+        assert_eq!(ours_meta.num_row_groups(), theirs_meta.num_row_groups());
+        let (ours_offsets, theirs_offsets) = (
+            ours_meta.offset_index().unwrap(),
+            theirs_meta.offset_index().unwrap(),
+        );
+        for rg in 0..ours_meta.num_row_groups() {
+            let (o, t) = (ours_meta.row_group(rg), theirs_meta.row_group(rg));
+            for c in 0..o.num_columns() {
+                let (oc, tc) = (o.column(c), t.column(c));
+                let at = format!("row group {rg}, column {c}");
+                assert_eq!(oc.num_values(), tc.num_values(), "{at}");
+                assert_eq!(oc.compression(), tc.compression(), "{at}");
+                assert_eq!(oc.encodings_mask(), tc.encodings_mask(), "{at}");
+                assert_eq!(oc.page_encoding_stats(), tc.page_encoding_stats(), "{at}");
+                assert_eq!(oc.statistics(), tc.statistics(), "{at}");
+                assert_eq!(
+                    oc.dictionary_page_offset().is_some(),
+                    tc.dictionary_page_offset().is_some(),
+                    "{at}"
+                );
+                assert_eq!(
+                    oc.unencoded_byte_array_data_bytes(),
+                    tc.unencoded_byte_array_data_bytes(),
+                    "{at}"
+                );
+                let (oi, ti) = (&ours_offsets[rg][c], &theirs_offsets[rg][c]);
+                let rows = |o: &parquet::file::page_index::offset_index::OffsetIndexMetaData| {
+                    let first: Vec<i64> = o
+                        .page_locations()
+                        .iter()
+                        .map(|p| p.first_row_index)
+                        .collect();
+                    (first, o.unencoded_byte_array_data_bytes().cloned())
+                };
+                assert_eq!(rows(oi), rows(ti), "{at}: pages");
+                if c == 0 || c == 3 {
+                    assert_eq!(oc.compressed_size(), tc.compressed_size(), "{at}");
+                    assert_eq!(oc.uncompressed_size(), tc.uncompressed_size(), "{at}");
+                }
+            }
+            assert!(ours_meta
+                .column_index()
+                .is_none_or(|ci| ci[rg][..4].iter().all(|i| matches!(
+                    i,
+                    parquet::file::page_index::column_index::ColumnIndexMetaData::NONE
+                ))));
+        }
+    }
+
+    /// A page ends once its values reach the page size (or the row limit), whatever the
+    /// batches: a value never makes it more than one value over.
+    #[test]
+    fn plain_pages_end_at_the_page_size() {
+        let input = batches(30_000, 1_000);
+        let page_bytes = 16 << 10;
+        let (read_back, meta) = read(ours(&input, props(20_000, page_bytes)));
+        assert_eq!(
+            read_back,
+            concat_batches(&input[0].schema(), &input).unwrap()
+        );
+        let offsets = &meta.offset_index().unwrap()[0];
+        for (c, longest) in [(0, 16), (1, 35), (3, 16 * 9)] {
+            let index = &offsets[c];
+            let pages = index.page_locations();
+            let unencoded = index.unencoded_byte_array_data_bytes().unwrap();
+            assert!(pages.len() > 10, "column {c}: {} pages", pages.len());
+            for p in 0..pages.len() - 1 {
+                let rows = pages[p + 1].first_row_index - pages[p].first_row_index;
+                // The page's values with their 4-byte lengths, nulls taking none (a page of
+                // the URL column holds fewer values than rows).
+                let values = unencoded[p] as usize;
+                assert!(
+                    values + 4 * rows as usize >= page_bytes || c == 1,
+                    "column {c}, page {p}: {values} bytes in {rows} rows"
+                );
+                assert!(
+                    values < page_bytes + longest,
+                    "column {c}, page {p}: {values} bytes"
+                );
+            }
+        }
+    }
+
+    /// Decodes the hybrid of bit width 1, as a reader does.
+    fn decode(mut bytes: &[u8], n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let mut header = 0u64;
+            let mut shift = 0;
+            loop {
+                let b = bytes[0];
+                bytes = &bytes[1..];
+                header |= ((b & 0x7f) as u64) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            if header & 1 == 0 {
+                let run = (header >> 1) as usize;
+                out.extend(std::iter::repeat_n(bytes[0], run));
+                bytes = &bytes[1..];
+            } else {
+                let groups = (header >> 1) as usize;
+                for &byte in &bytes[..groups] {
+                    out.extend((0..8).map(|b| (byte >> b) & 1));
+                }
+                bytes = &bytes[groups..];
+            }
+        }
+        assert!(bytes.is_empty(), "{} bytes left over", bytes.len());
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn definition_levels_round_trip_in_at_most_two_bits_each() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![1],
+            vec![0; 7],
+            vec![1; 16],
+            vec![1; 20_000],
+            (0..20_000).map(|i| (i % 2) as u8).collect(),
+            // Runs just under and over 16, at every offset from a group's start.
+            (0..5000).map(|i| ((i / 15) % 2) as u8).collect(),
+            (0..5000).map(|i| ((i / 17) % 2) as u8).collect(),
+            (0..5000).map(|i| ((i % 40) < 3) as u8).collect(),
+        ];
+        for _ in 0..50 {
+            let n = (random() % 3000) as usize;
+            let dense = random() % 100;
+            cases.push((0..n).map(|_| (random() % 100 >= dense) as u8).collect());
+        }
+        for levels in cases {
+            let mut out = Vec::new();
+            hybrid(&levels, &mut out);
+            assert_eq!(decode(&out, levels.len()), levels);
+            assert!(
+                out.len() <= levels.len() / 4 + 2,
+                "{} bytes for {} levels",
+                out.len(),
+                levels.len()
+            );
+        }
+    }
+}
