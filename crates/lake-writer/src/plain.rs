@@ -164,7 +164,8 @@ impl Plain {
         array: &'a dyn Array,
         value: impl Fn(usize) -> &'a [u8],
     ) -> Result<()> {
-        let nulls = array.logical_nulls();
+        // A null buffer of no nulls (as concatenation leaves) is as none.
+        let nulls = array.logical_nulls().filter(|n| n.null_count() > 0);
         if nulls.is_some() && !self.nullable {
             return Err(ParquetError::General(format!(
                 "column `{}` is required but its values have nulls",
@@ -513,6 +514,34 @@ mod tests {
                     parquet::file::page_index::column_index::ColumnIndexMetaData::NONE
                 ))));
         }
+    }
+
+    /// A required column's values may come with a null buffer of no nulls (as concatenated
+    /// arrays do): written as any others.
+    #[test]
+    fn a_null_buffer_of_no_nulls_in_a_required_column_is_no_null() {
+        let input = batches(3_000, 1_000);
+        let with_buffer: Vec<RecordBatch> = input
+            .iter()
+            .map(|b| {
+                let id = b.column(0).as_string::<i32>();
+                let id = StringArray::try_new(
+                    id.offsets().clone(),
+                    id.values().clone(),
+                    Some(arrow::buffer::NullBuffer::new_valid(id.len())),
+                )
+                .unwrap();
+                let mut columns = b.columns().to_vec();
+                columns[0] = Arc::new(id);
+                RecordBatch::try_new(b.schema(), columns).unwrap()
+            })
+            .collect();
+        assert!(with_buffer[0].column(0).nulls().is_some());
+        let (read_back, _) = read(ours(&with_buffer, props(1024, 1 << 20)));
+        assert_eq!(
+            read_back,
+            concat_batches(&input[0].schema(), &input).unwrap()
+        );
     }
 
     /// A page ends once its values reach the page size (or the row limit), whatever the

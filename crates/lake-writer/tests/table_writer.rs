@@ -392,7 +392,9 @@ async fn distinct_text_in_no_order_is_written_without_statistics() {
         })
         .collect();
     // Distinct, sharing little with the value before, but in order: pages can be skipped.
-    let ordered: Vec<String> = (0..n).map(|i| format!("{:x}", (1 << 40) | (i * 977))).collect();
+    let ordered: Vec<String> = (0..n)
+        .map(|i| format!("{:x}", (1 << 40) | (i * 977)))
+        .collect();
     let descending: Vec<String> = ordered.iter().rev().cloned().collect();
     let kinds: Vec<&str> = (0..n).map(|i| ["web", "ios"][i as usize % 2]).collect();
     let b = RecordBatch::try_from_iter([
