@@ -145,24 +145,34 @@ impl Plain {
     pub(crate) fn push(&mut self, array: &dyn Array) -> Result<()> {
         match array.data_type() {
             DataType::Utf8 => {
-                self.push_values(array, |i| array.as_string::<i32>().value(i).as_bytes())
+                let a = array.as_string::<i32>();
+                self.push_values(array, a.value_offsets(), a.value_data())
             }
             DataType::LargeUtf8 => {
-                self.push_values(array, |i| array.as_string::<i64>().value(i).as_bytes())
+                let a = array.as_string::<i64>();
+                self.push_values(array, a.value_offsets(), a.value_data())
             }
-            DataType::Binary => self.push_values(array, |i| array.as_binary::<i32>().value(i)),
-            DataType::LargeBinary => self.push_values(array, |i| array.as_binary::<i64>().value(i)),
+            DataType::Binary => {
+                let a = array.as_binary::<i32>();
+                self.push_values(array, a.value_offsets(), a.value_data())
+            }
+            DataType::LargeBinary => {
+                let a = array.as_binary::<i64>();
+                self.push_values(array, a.value_offsets(), a.value_data())
+            }
             other => Err(ParquetError::General(format!(
                 "a plain column holds text or bytes, not {other}"
             ))),
         }
     }
 
+    /// Appends the rows of an array of `offsets` (one more than its rows) into `data`.
     #[inline]
-    fn push_values<'a>(
+    fn push_values<O: arrow::array::OffsetSizeTrait>(
         &mut self,
-        array: &'a dyn Array,
-        value: impl Fn(usize) -> &'a [u8],
+        array: &dyn Array,
+        offsets: &[O],
+        data: &[u8],
     ) -> Result<()> {
         // A null buffer of no nulls (as concatenation leaves) is as none.
         let nulls = array.logical_nulls().filter(|n| n.null_count() > 0);
@@ -172,10 +182,10 @@ impl Plain {
                 self.descr.path()
             )));
         }
-        for i in 0..array.len() {
+        for (i, ends) in offsets.windows(2).enumerate() {
             let present = nulls.as_ref().is_none_or(|n| n.is_valid(i));
             if present {
-                let v = value(i);
+                let v = &data[ends[0].as_usize()..ends[1].as_usize()];
                 self.page.extend_from_slice(&(v.len() as u32).to_le_bytes());
                 self.page.extend_from_slice(v);
                 self.page_unencoded += v.len() as i64;

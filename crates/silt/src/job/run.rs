@@ -2778,15 +2778,36 @@ mod tests {
 
     #[test]
     fn time_partitions_are_utc_date_and_hour() {
-        let ts =
-            TimestampMicrosecondArray::from(vec![1_764_107_999_000_000, 1_764_108_000_000_000])
-                .with_timezone("UTC");
+        // Runs of an hour, a row back in the hour before, and a date of more than 10 bytes.
+        let ts = TimestampMicrosecondArray::from(vec![
+            1_764_107_999_000_000,
+            1_764_108_000_000_000,
+            1_764_108_001_000_000,
+            1_764_107_000_000_000,
+            316_815_552_000_000_000,
+            1_764_108_000_000_000,
+        ])
+        .with_timezone("UTC");
         let b = RecordBatch::try_from_iter([(EVENT_TIME, Arc::new(ts) as ArrayRef)]).unwrap();
         let b = add_time_partitions(b, &["dt".into(), "hr".into()], EVENT_TIME).unwrap();
         let dt = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
         let hr = b.column(2).as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!((dt.value(0), hr.value(0)), ("2025-11-25", "21"));
-        assert_eq!((dt.value(1), hr.value(1)), ("2025-11-25", "22"));
+        let rows: Vec<(&str, &str)> = dt
+            .iter()
+            .zip(hr.iter())
+            .map(|(d, h)| (d.unwrap(), h.unwrap()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2025-11-25", "21"),
+                ("2025-11-25", "22"),
+                ("2025-11-25", "22"),
+                ("2025-11-25", "21"),
+                ("+12009-06-26", "16"),
+                ("2025-11-25", "22"),
+            ]
+        );
     }
 
     #[test]
