@@ -554,6 +554,40 @@ mod tests {
         );
     }
 
+    /// Values larger than a page (a document, an image) make pages of one value each, read
+    /// back whole; empty values and nulls between them take no bytes.
+    #[test]
+    fn values_larger_than_a_page_are_a_page_each() {
+        let schema = Arc::new(Schema::new(vec![Field::new("doc", DataType::Binary, true)]));
+        let docs: Vec<Option<Vec<u8>>> = (0..12usize)
+            .map(|i| match i % 4 {
+                0 => None,
+                1 => Some(Vec::new()),
+                _ => Some((0..300_000).map(|b| (b * 7 + i) as u8).collect()),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(BinaryArray::from_iter(
+                docs.iter().map(|d| d.as_deref()),
+            ))],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_data_page_size_limit(128 << 10)
+            .build();
+        let mut file = ParquetFile::try_new(batch.schema(), props).unwrap();
+        assert!(file.is_plain(0));
+        file.write(&batch).unwrap();
+        let (read_back, meta) = read(file.into_inner().unwrap());
+        assert_eq!(read_back, batch);
+        let pages = meta.offset_index().unwrap()[0][0].page_locations().len();
+        assert_eq!(pages, 6, "a page ends after each large value");
+    }
+
     /// A page ends once its values reach the page size (or the row limit), whatever the
     /// batches: a value never makes it more than one value over.
     #[test]
