@@ -362,16 +362,14 @@ fn hybrid(levels: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runs::tests::{parquet_rs, read};
     use crate::runs::ParquetFile;
     use arrow::array::{
         ArrayRef, BinaryArray, Int64Array, LargeStringArray, RecordBatch, StringArray,
     };
     use arrow::compute::concat_batches;
     use arrow::datatypes::Schema;
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    use parquet::arrow::ArrowWriter;
     use parquet::basic::ZstdLevel;
-    use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
     use parquet::schema::types::ColumnPath;
     use std::sync::Arc;
 
@@ -441,25 +439,6 @@ mod tests {
             file.write(b).unwrap();
         }
         file.into_inner().unwrap()
-    }
-
-    fn parquet_rs(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
-        let mut w = ArrowWriter::try_new(Vec::new(), batches[0].schema(), Some(props)).unwrap();
-        for b in batches {
-            w.write(b).unwrap();
-        }
-        w.into_inner().unwrap()
-    }
-
-    fn read(bytes: Vec<u8>) -> (RecordBatch, Arc<ParquetMetaData>) {
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new_with_options(Bytes::from(bytes), options)
-                .unwrap();
-        let metadata = builder.metadata().clone();
-        let schema = builder.schema().clone();
-        let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
-        (concat_batches(&schema, &batches).unwrap(), metadata)
     }
 
     /// Pages of 1,024 rows (where parquet-rs looks at its limits): the same pages as

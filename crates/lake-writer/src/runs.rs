@@ -820,7 +820,7 @@ fn value_bytes(values: &dyn Array, i: usize) -> &[u8] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
     use arrow::compute::concat_batches;
@@ -911,7 +911,8 @@ mod tests {
         file.into_inner().unwrap()
     }
 
-    fn parquet_rs(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
+    /// The file parquet-rs's `ArrowWriter` writes of `batches`.
+    pub(crate) fn parquet_rs(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
         let mut w = ArrowWriter::try_new(Vec::new(), batches[0].schema(), Some(props)).unwrap();
         for b in batches {
             w.write(b).unwrap();
@@ -919,7 +920,8 @@ mod tests {
         w.into_inner().unwrap()
     }
 
-    fn read(bytes: Vec<u8>) -> (RecordBatch, Arc<ParquetMetaData>) {
+    /// A file's rows, in one batch, and its metadata with its page indexes.
+    pub(crate) fn read(bytes: Vec<u8>) -> (RecordBatch, Arc<ParquetMetaData>) {
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
         let builder =
             ParquetRecordBatchReaderBuilder::try_new_with_options(Bytes::from(bytes), options)
