@@ -129,11 +129,11 @@ impl Plain {
 
     /// The next page: the buffer of the last if it was left (emptied but for the room for
     /// the levels), or a fresh one with room for the levels and a page of values (the limit
-    /// and a last value past it, about), so that it does not regrow.
+    /// and a last value past it, about, up to 8 MiB), so that it does not regrow.
     fn new_page(&mut self) {
         if self.page.capacity() == 0 {
-            self.page =
-                Vec::with_capacity(self.room + self.page_bytes_limit + self.page_bytes_limit / 8);
+            let values = (self.page_bytes_limit + self.page_bytes_limit / 8).min(8 << 20);
+            self.page = Vec::with_capacity(self.room + values);
             self.page.resize(self.room, 0);
         }
         self.levels.clear();
