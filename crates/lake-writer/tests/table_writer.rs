@@ -32,6 +32,18 @@ async fn file(
     ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap()
 }
 
+/// The metadata of the one file `batch` is written to, with the default settings.
+async fn written_metadata(
+    table: &silt_storage::Location,
+    batch: RecordBatch,
+) -> Arc<parquet::file::metadata::ParquetMetaData> {
+    let files = write_table(table, 0, &[batch], &[], &WriterOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1);
+    file(table, &files[0].path).await.metadata().clone()
+}
+
 async fn read_n(table: &silt_storage::Location, path: &str) -> Vec<i64> {
     let reader = file(table, path).await.build().unwrap();
     let mut out = vec![];
@@ -214,10 +226,7 @@ async fn mostly_distinct_columns_are_written_without_a_dictionary() {
         ),
     ])
     .unwrap();
-    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
-        .await
-        .unwrap();
-    let meta = file(&table, &files[0].path).await.metadata().clone();
+    let meta = written_metadata(&table, b).await;
     let rg = meta.row_group(0);
     let dictionary = |i: usize| {
         rg.column(i)
@@ -252,10 +261,7 @@ async fn a_field_older_events_lack_is_judged_on_the_newer_events_after_them() {
         ("sale", Arc::new(sale) as _),
     ])
     .unwrap();
-    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
-        .await
-        .unwrap();
-    let meta = file(&table, &files[0].path).await.metadata().clone();
+    let meta = written_metadata(&table, b).await;
     let dictionary = |i: usize| {
         meta.row_group(0)
             .column(i)
@@ -410,10 +416,7 @@ async fn distinct_text_in_no_order_is_written_without_statistics() {
         ),
     ])
     .unwrap();
-    let files = write_table(&table, 0, &[b], &[], &WriterOptions::default())
-        .await
-        .unwrap();
-    let meta = file(&table, &files[0].path).await.metadata().clone();
+    let meta = written_metadata(&table, b).await;
     let has_statistics = |i: usize| {
         meta.row_group(0)
             .column(i)
