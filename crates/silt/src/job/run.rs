@@ -1179,25 +1179,7 @@ pub(crate) fn add_time_partitions(
             .collect(),
         other => bail!("{time_col} is {other}, not a timestamp"),
     };
-    let n = micros.len();
-    let mut dt = arrow::array::StringBuilder::with_capacity(n, n * 10);
-    let mut hr = arrow::array::StringBuilder::with_capacity(n, n * 2);
-    let mut cached: Option<(i64, String, String)> = None;
-    for us in micros {
-        let hour = us.div_euclid(3_600_000_000);
-        if cached.as_ref().is_none_or(|c| c.0 != hour) {
-            let t = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
-            cached = Some((
-                hour,
-                t.format("%Y-%m-%d").to_string(),
-                t.format("%H").to_string(),
-            ));
-        }
-        let c = cached.as_ref().expect("set above");
-        dt.append_value(&c.1);
-        hr.append_value(&c.2);
-    }
-    let (dt, hr): (ArrayRef, ArrayRef) = (Arc::new(dt.finish()), Arc::new(hr.finish()));
+    let (dt, hr) = hour_texts(&micros)?;
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     let mut cols = batch.columns().to_vec();
     for p in need {
@@ -1208,6 +1190,74 @@ pub(crate) fn add_time_partitions(
         Arc::new(ArrowSchema::new(fields)),
         cols,
     )?)
+}
+
+/// The date (`%Y-%m-%d`) and the hour (`%H`) of each time in UTC, as text columns.
+///
+/// A row's text is copied from its hour's, made once a run of rows in the same hour
+/// (a stream comes in time order, so the runs are long), straight into the columns' buffers:
+/// a builder's append for each of two values was most of this function's cost.
+fn hour_texts(micros: &[i64]) -> anyhow::Result<(ArrayRef, ArrayRef)> {
+    use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+    let n = micros.len();
+    // A date is ten bytes in years 0 to 9999, and longer beyond them.
+    let mut dt_values: Vec<u8> = Vec::with_capacity(n * 10);
+    let mut dt_offsets: Vec<i32> = Vec::with_capacity(n + 1);
+    let mut hr_values: Vec<u8> = Vec::with_capacity(n * 2);
+    dt_offsets.push(0);
+    let mut at = 0;
+    while at < n {
+        let hour = micros[at].div_euclid(HOUR_US);
+        let (from, to) = (hour * HOUR_US, (hour * HOUR_US).saturating_add(HOUR_US));
+        let run = micros[at..]
+            .iter()
+            .position(|&us| us < from || us >= to)
+            .unwrap_or(n - at);
+        let t = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+        let date = t.format("%Y-%m-%d").to_string();
+        let h = t.format("%H").to_string();
+        repeat_into(&mut dt_values, date.as_bytes(), run);
+        repeat_into(&mut hr_values, h.as_bytes(), run);
+        let base = *dt_offsets.last().expect("one offset at least");
+        let width = i32::try_from(date.len()).expect("a short date");
+        dt_offsets.extend((1..=run).map(|i| base + i as i32 * width));
+        at += run;
+    }
+    anyhow::ensure!(
+        i32::try_from(dt_values.len()).is_ok(),
+        "dates past 2 GiB in one batch"
+    );
+    anyhow::ensure!(hr_values.len() == 2 * n, "an hour is two digits");
+    let hr_offsets: ScalarBuffer<i32> = (0..=i32::try_from(n)?).map(|i| i * 2).collect();
+    let dt = StringArray::try_new(
+        OffsetBuffer::new(ScalarBuffer::from(dt_offsets)),
+        Buffer::from_vec(dt_values),
+        None,
+    )?;
+    let hr = StringArray::try_new(
+        OffsetBuffer::new(hr_offsets),
+        Buffer::from_vec(hr_values),
+        None,
+    )?;
+    Ok((Arc::new(dt), Arc::new(hr)))
+}
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Appends `times` copies of `bytes` to `out`, copying what is there already (a few copies
+/// of growing size, not one a row).
+fn repeat_into(out: &mut Vec<u8>, bytes: &[u8], times: usize) {
+    let start = out.len();
+    let total = bytes.len() * times;
+    if total == 0 {
+        return;
+    }
+    out.reserve(total);
+    out.extend_from_slice(bytes);
+    while out.len() - start < total {
+        let have = out.len() - start;
+        out.extend_from_within(start..start + have.min(total - have));
+    }
 }
 
 /// The partition columns of a job's rejected table: the date and hour of each record's
