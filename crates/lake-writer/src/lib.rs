@@ -25,6 +25,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
+mod dict;
+mod hybrid;
 mod log;
 mod partition;
 mod plain;

@@ -31,6 +31,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use crate::hybrid::hybrid;
+
 /// Whether the leaf column of `field` is written here: top-level text or bytes, that the file
 /// stores `PLAIN` without dictionary, statistics or bloom filter, in version 1 data pages,
 /// zstd-compressed or not (any other codec goes through parquet-rs).
@@ -99,6 +101,7 @@ impl Plain {
             _ => None,
         };
         let page_rows_limit = props.data_page_row_count_limit().max(1);
+        let page_bytes_limit = props.column_data_page_size_limit(descr.path()).max(1);
         // At most two bits a row (see `hybrid`), for pages of up to a million rows; a page
         // of more rows whose levels take more room has them put before its values by a copy.
         let room = 4 + page_rows_limit.min(1 << 20) / 4 + 16;
@@ -108,7 +111,7 @@ impl Plain {
             compression,
             compressor,
             page_rows_limit,
-            page_bytes_limit: props.data_page_size_limit().max(1),
+            page_bytes_limit,
             room,
             page: Vec::new(),
             levels: Vec::new(),
@@ -212,7 +215,7 @@ impl Plain {
         let mut start = self.room;
         if self.nullable {
             self.encoded_levels.clear();
-            hybrid(&self.levels, &mut self.encoded_levels);
+            hybrid(&self.levels, 1, &mut self.encoded_levels);
             let len = self.encoded_levels.len();
             if len + 4 <= self.room {
                 start = self.room - len - 4;
@@ -305,57 +308,6 @@ impl Plain {
             offset_index: self.offset_index.map(|o| o.build()),
         };
         Ok((Bytes::from(self.sink.into_inner()?), close))
-    }
-}
-
-/// Definition levels of bit width 1 (a byte each, 0 or 1) in Parquet's RLE/bit-packed
-/// hybrid: a run of 16 or more equal levels as an RLE run (its length, then its level in a
-/// byte), the rest bit-packed, eight levels a byte, in runs of up to 63 bytes (the last group
-/// padded with zeros, which readers pass over: they know how many levels a page has).
-///
-/// At most two bits a level: an RLE run costs at most a bit a level, a bit-packed one a bit
-/// a level and a header byte, and each bit-packed run but the last is followed by an RLE run
-/// of 16 levels or more, or is 504 levels long.
-fn hybrid(levels: &[u8], out: &mut Vec<u8>) {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    // Whether the levels from `i` on start with a run of 16 equal ones.
-    let long_run_at =
-        |i: usize| levels.len() - i >= 16 && levels[i + 1..i + 16].iter().all(|&l| l == levels[i]);
-    let n = levels.len();
-    let mut i = 0;
-    while i < n {
-        if long_run_at(i) {
-            let level = levels[i];
-            let run = levels[i..].iter().take_while(|&&l| l == level).count();
-            varint(out, (run as u64) << 1);
-            out.push(level);
-            i += run;
-            continue;
-        }
-        let header = out.len();
-        out.push(0);
-        let mut groups = 0u8;
-        while i < n && groups < 63 {
-            let group = &levels[i..n.min(i + 8)];
-            out.push(
-                group
-                    .iter()
-                    .enumerate()
-                    .fold(0u8, |byte, (b, &l)| byte | ((l & 1) << b)),
-            );
-            groups += 1;
-            i += group.len();
-            if i < n && long_run_at(i) {
-                break;
-            }
-        }
-        out[header] = (groups << 1) | 1;
     }
 }
 
@@ -598,77 +550,6 @@ mod tests {
                     "column {c}, page {p}: {values} bytes"
                 );
             }
-        }
-    }
-
-    /// Decodes the hybrid of bit width 1, as a reader does.
-    fn decode(mut bytes: &[u8], n: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        while out.len() < n {
-            let mut header = 0u64;
-            let mut shift = 0;
-            loop {
-                let b = bytes[0];
-                bytes = &bytes[1..];
-                header |= ((b & 0x7f) as u64) << shift;
-                shift += 7;
-                if b & 0x80 == 0 {
-                    break;
-                }
-            }
-            if header & 1 == 0 {
-                let run = (header >> 1) as usize;
-                out.extend(std::iter::repeat_n(bytes[0], run));
-                bytes = &bytes[1..];
-            } else {
-                let groups = (header >> 1) as usize;
-                for &byte in &bytes[..groups] {
-                    out.extend((0..8).map(|b| (byte >> b) & 1));
-                }
-                bytes = &bytes[groups..];
-            }
-        }
-        assert!(bytes.is_empty(), "{} bytes left over", bytes.len());
-        out.truncate(n);
-        out
-    }
-
-    #[test]
-    fn definition_levels_round_trip_in_at_most_two_bits_each() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut random = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut cases: Vec<Vec<u8>> = vec![
-            vec![],
-            vec![1],
-            vec![0; 7],
-            vec![1; 16],
-            vec![1; 20_000],
-            (0..20_000).map(|i| (i % 2) as u8).collect(),
-            // Runs just under and over 16, at every offset from a group's start.
-            (0..5000).map(|i| ((i / 15) % 2) as u8).collect(),
-            (0..5000).map(|i| ((i / 17) % 2) as u8).collect(),
-            (0..5000).map(|i| ((i % 40) < 3) as u8).collect(),
-        ];
-        for _ in 0..50 {
-            let n = (random() % 3000) as usize;
-            let dense = random() % 100;
-            cases.push((0..n).map(|_| (random() % 100 >= dense) as u8).collect());
-        }
-        for levels in cases {
-            let mut out = Vec::new();
-            hybrid(&levels, &mut out);
-            assert_eq!(decode(&out, levels.len()), levels);
-            assert!(
-                out.len() <= levels.len() / 4 + 2,
-                "{} bytes for {} levels",
-                out.len(),
-                levels.len()
-            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! One Parquet file, written row group by row group with parquet-rs's Arrow column writers,
 //! except for the dictionary columns whose values come in long runs: those are written here,
-//! run by run.
+//! run by run (and two other kinds, below).
 //!
 //! The stream metadata of every raw table (SPEC 8) is such: `_stream` and `_fingerprint` hold
 //! one value a micro-batch, `_shard` one value a slice of records. parquet-rs encodes a
@@ -20,7 +20,8 @@
 //! the values, statistics and page indexes are the same either way.
 //!
 //! The plain text columns (nearly distinct text of no order, stored `PLAIN` without
-//! statistics) are written here too, page by page ([`crate::plain`]).
+//! statistics) are written here too, page by page ([`crate::plain`]), and so are the numbers
+//! stored as a dictionary (64-bit integers and timestamps: [`crate::dict`]).
 
 use std::collections::HashMap;
 
@@ -44,8 +45,9 @@ use parquet::file::metadata::{
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::ColumnDescPtr;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
+use crate::dict::{is_dict_column, Dict};
 use crate::plain::{is_plain_column, Plain};
 
 /// A Parquet file being written into memory: what [`ArrowWriter`] does, with run columns.
@@ -79,6 +81,8 @@ enum Way {
     Runs,
     /// Page by page as plain values ([`Plain`]).
     Plain,
+    /// As a dictionary of numbers ([`Dict`]), unless it outgrows a dictionary page.
+    Dict,
 }
 
 /// The row group being written: one Arrow column writer a leaf column, the runs of the run
@@ -88,6 +92,7 @@ struct Group {
     writers: Vec<ArrowColumnWriter>,
     runs: Vec<Option<Runs>>,
     plain: Vec<Option<Plain>>,
+    dict: Vec<Option<Dict>>,
     rows: usize,
 }
 
@@ -105,6 +110,7 @@ impl ParquetFile {
             let way = match leaves == 1 {
                 true if is_run_column(field, &descr, &props) => Way::Runs,
                 true if is_plain_column(field, &descr, &props) => Way::Plain,
+                true if is_dict_column(field, &descr, &props) => Way::Dict,
                 _ => Way::Arrow,
             };
             fields.push((leaf, way));
@@ -176,12 +182,17 @@ impl ParquetFile {
                 let writers = self.factory.create_column_writers(self.groups)?;
                 let mut runs: Vec<Option<Runs>> = writers.iter().map(|_| None).collect();
                 let mut plain: Vec<Option<Plain>> = writers.iter().map(|_| None).collect();
+                let mut dict: Vec<Option<Dict>> = writers.iter().map(|_| None).collect();
                 for &(leaf, way) in &self.fields {
                     match way {
                         Way::Runs => runs[leaf] = Some(Runs::default()),
                         Way::Plain => {
                             let descr = self.writer.schema_descr().column(leaf);
                             plain[leaf] = Some(Plain::new(descr, self.writer.properties())?);
+                        }
+                        Way::Dict => {
+                            let descr = self.writer.schema_descr().column(leaf);
+                            dict[leaf] = Some(Dict::new(descr, self.writer.properties().clone()));
                         }
                         Way::Arrow => {}
                     }
@@ -190,6 +201,7 @@ impl ParquetFile {
                     writers,
                     runs,
                     plain,
+                    dict,
                     rows: 0,
                 });
             }
@@ -205,6 +217,16 @@ impl ParquetFile {
             {
                 if let Some(plain) = group.plain[leaf].as_mut() {
                     plain.push(column.as_ref())?;
+                    continue;
+                }
+                if let Some(dict) = group.dict[leaf].as_mut() {
+                    dict.push(column.as_ref())?;
+                    if dict.outgrown() {
+                        // More values than a dictionary page holds: what it holds so far,
+                        // then the rest of the row group, through parquet-rs.
+                        let dict = group.dict[leaf].take().expect("dict");
+                        dict.write_to(field, &mut group.writers[leaf])?;
+                    }
                     continue;
                 }
                 if let Some(runs) = group.runs[leaf].as_mut() {
@@ -241,21 +263,40 @@ impl ParquetFile {
         };
         let props = self.writer.properties().clone();
         let mut columns = Vec::with_capacity(group.writers.len());
-        let ways = group.runs.into_iter().zip(group.plain);
-        for (leaf, (mut writer, (runs, plain))) in group.writers.into_iter().zip(ways).enumerate() {
+        let ways = group.runs.into_iter().zip(group.plain).zip(group.dict);
+        for (leaf, (mut writer, ((runs, plain), dict))) in
+            group.writers.into_iter().zip(ways).enumerate()
+        {
             if let Some(plain) = plain {
                 columns.push(Column::Encoded(plain.finish()?));
                 continue;
             }
+            let field = |fields: &[(usize, Way)]| {
+                let i = fields.iter().position(|&(l, _)| l == leaf);
+                self.schema
+                    .field(i.expect("a leaf written here is a field"))
+            };
+            match dict {
+                Some(dict) if dict.encodable() => {
+                    columns.push(Column::Encoded(dict.finish()?));
+                    continue;
+                }
+                Some(dict) => {
+                    dict.write_to(field(&self.fields), &mut writer)?;
+                    columns.push(Column::Arrow(writer.close()?));
+                    continue;
+                }
+                None => {}
+            }
             match runs {
-                Some(runs) if runs.encodable(&props) => {
+                Some(runs)
+                    if runs.encodable(&props, self.writer.schema_descr().column(leaf).path()) =>
+                {
                     let descr = self.writer.schema_descr().column(leaf);
                     columns.push(Column::Encoded(runs.encode(descr, &props)?));
                 }
                 Some(runs) => {
-                    let field = self.fields.iter().position(|&(l, _)| l == leaf);
-                    let field = self.schema.field(field.expect("a run column is a field"));
-                    runs.write_to(field, &mut writer)?;
+                    runs.write_to(field(&self.fields), &mut writer)?;
                     columns.push(Column::Arrow(writer.close()?));
                 }
                 None => columns.push(Column::Arrow(writer.close()?)),
@@ -361,14 +402,20 @@ impl ParquetFile {
                 .sum::<usize>()
                 + g.runs.iter().flatten().map(Runs::size).sum::<usize>()
                 + g.plain.iter().flatten().map(Plain::size).sum::<usize>()
+                + g.dict.iter().flatten().map(Dict::size).sum::<usize>()
         })
     }
 
-    /// Writes the last row group and the footer, and returns the file's bytes.
     /// Whether field `i` is written as a plain column.
     #[cfg(test)]
     pub(crate) fn is_plain(&self, i: usize) -> bool {
         self.fields[i].1 == Way::Plain
+    }
+
+    /// Whether field `i` is written as a dictionary number column.
+    #[cfg(test)]
+    pub(crate) fn is_dict(&self, i: usize) -> bool {
+        self.fields[i].1 == Way::Dict
     }
 
     #[cfg(test)]
@@ -533,13 +580,13 @@ impl Runs {
 
     /// Whether parquet-rs would write these values as a dictionary with the statistics they
     /// are (no truncation), in runs long enough to be worth it.
-    fn encodable(&self, props: &WriterProperties) -> bool {
+    fn encodable(&self, props: &WriterProperties, path: &ColumnPath) -> bool {
         let longest = self.values.iter().map(Vec::len).max().unwrap_or(0);
         let fits = |limit: Option<usize>| limit.is_none_or(|l| longest <= l);
         fits(props.statistics_truncate_length())
             && fits(props.column_index_truncate_length())
             && self.values.iter().map(|v| v.len() + 4).sum::<usize>()
-                <= props.dictionary_page_size_limit()
+                <= props.column_dictionary_page_size_limit(path)
             && !self.short()
     }
 
@@ -597,7 +644,7 @@ impl Runs {
         // A data page ends at parquet-rs's own limits: rows, and bytes of encoded values.
         let (page_rows, page_bytes_limit) = (
             props.data_page_row_count_limit().max(1),
-            props.data_page_size_limit().max(1),
+            props.column_data_page_size_limit(path).max(1),
         );
         let bit_width =
             (u32::BITS - (self.values.len().saturating_sub(1) as u32).leading_zeros()) as u8;
