@@ -60,7 +60,7 @@ fn pack<T: Copy + Into<u64>>(group: &[T], width: u8, out: &mut Vec<u8>) {
     }
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

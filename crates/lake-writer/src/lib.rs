@@ -25,9 +25,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-mod dict;
 mod hybrid;
 mod log;
+mod numbers;
 mod partition;
 mod plain;
 mod runs;

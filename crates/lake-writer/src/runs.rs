@@ -21,7 +21,7 @@
 //!
 //! The plain text columns (nearly distinct text of no order, stored `PLAIN` without
 //! statistics) are written here too, page by page ([`crate::plain`]), and so are the numbers
-//! stored as a dictionary (64-bit integers and timestamps: [`crate::dict`]).
+//! stored as a dictionary or as steps (64-bit integers and timestamps: [`crate::numbers`]).
 
 use std::collections::HashMap;
 
@@ -47,7 +47,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
-use crate::dict::{is_dict_column, Dict};
+use crate::numbers::{is_number_column, Numbers};
 use crate::plain::{is_plain_column, Plain};
 
 /// A Parquet file being written into memory: what [`ArrowWriter`] does, with run columns.
@@ -81,8 +81,8 @@ enum Way {
     Runs,
     /// Page by page as plain values ([`Plain`]).
     Plain,
-    /// As a dictionary of numbers ([`Dict`]), unless it outgrows a dictionary page.
-    Dict,
+    /// As numbers ([`Numbers`]): a dictionary, unless it outgrows a dictionary page, or steps.
+    Numbers,
 }
 
 /// The row group being written: one Arrow column writer a leaf column, the runs of the run
@@ -92,7 +92,7 @@ struct Group {
     writers: Vec<ArrowColumnWriter>,
     runs: Vec<Option<Runs>>,
     plain: Vec<Option<Plain>>,
-    dict: Vec<Option<Dict>>,
+    numbers: Vec<Option<Numbers>>,
     rows: usize,
 }
 
@@ -110,7 +110,7 @@ impl ParquetFile {
             let way = match leaves == 1 {
                 true if is_run_column(field, &descr, &props) => Way::Runs,
                 true if is_plain_column(field, &descr, &props) => Way::Plain,
-                true if is_dict_column(field, &descr, &props) => Way::Dict,
+                true if is_number_column(field, &descr, &props) => Way::Numbers,
                 _ => Way::Arrow,
             };
             fields.push((leaf, way));
@@ -182,7 +182,7 @@ impl ParquetFile {
                 let writers = self.factory.create_column_writers(self.groups)?;
                 let mut runs: Vec<Option<Runs>> = writers.iter().map(|_| None).collect();
                 let mut plain: Vec<Option<Plain>> = writers.iter().map(|_| None).collect();
-                let mut dict: Vec<Option<Dict>> = writers.iter().map(|_| None).collect();
+                let mut numbers: Vec<Option<Numbers>> = writers.iter().map(|_| None).collect();
                 for &(leaf, way) in &self.fields {
                     match way {
                         Way::Runs => runs[leaf] = Some(Runs::default()),
@@ -190,9 +190,10 @@ impl ParquetFile {
                             let descr = self.writer.schema_descr().column(leaf);
                             plain[leaf] = Some(Plain::new(descr, self.writer.properties())?);
                         }
-                        Way::Dict => {
+                        Way::Numbers => {
                             let descr = self.writer.schema_descr().column(leaf);
-                            dict[leaf] = Some(Dict::new(descr, self.writer.properties().clone()));
+                            let props = self.writer.properties().clone();
+                            numbers[leaf] = Some(Numbers::new(descr, props));
                         }
                         Way::Arrow => {}
                     }
@@ -201,7 +202,7 @@ impl ParquetFile {
                     writers,
                     runs,
                     plain,
-                    dict,
+                    numbers,
                     rows: 0,
                 });
             }
@@ -219,13 +220,13 @@ impl ParquetFile {
                     plain.push(column.as_ref())?;
                     continue;
                 }
-                if let Some(dict) = group.dict[leaf].as_mut() {
-                    dict.push(column.as_ref())?;
-                    if dict.outgrown() {
+                if let Some(numbers) = group.numbers[leaf].as_mut() {
+                    numbers.push(column.as_ref())?;
+                    if numbers.outgrown() {
                         // More values than a dictionary page holds: what it holds so far,
                         // then the rest of the row group, through parquet-rs.
-                        let dict = group.dict[leaf].take().expect("dict");
-                        dict.write_to(field, &mut group.writers[leaf])?;
+                        let numbers = group.numbers[leaf].take().expect("numbers");
+                        numbers.write_to(field, &mut group.writers[leaf])?;
                     }
                     continue;
                 }
@@ -263,8 +264,8 @@ impl ParquetFile {
         };
         let props = self.writer.properties().clone();
         let mut columns = Vec::with_capacity(group.writers.len());
-        let ways = group.runs.into_iter().zip(group.plain).zip(group.dict);
-        for (leaf, (mut writer, ((runs, plain), dict))) in
+        let ways = group.runs.into_iter().zip(group.plain).zip(group.numbers);
+        for (leaf, (mut writer, ((runs, plain), numbers))) in
             group.writers.into_iter().zip(ways).enumerate()
         {
             if let Some(plain) = plain {
@@ -276,13 +277,13 @@ impl ParquetFile {
                 self.schema
                     .field(i.expect("a leaf written here is a field"))
             };
-            match dict {
-                Some(dict) if dict.encodable() => {
-                    columns.push(Column::Encoded(dict.finish()?));
+            match numbers {
+                Some(numbers) if numbers.encodable() => {
+                    columns.push(Column::Encoded(numbers.finish()?));
                     continue;
                 }
-                Some(dict) => {
-                    dict.write_to(field(&self.fields), &mut writer)?;
+                Some(numbers) => {
+                    numbers.write_to(field(&self.fields), &mut writer)?;
                     columns.push(Column::Arrow(writer.close()?));
                     continue;
                 }
@@ -402,7 +403,7 @@ impl ParquetFile {
                 .sum::<usize>()
                 + g.runs.iter().flatten().map(Runs::size).sum::<usize>()
                 + g.plain.iter().flatten().map(Plain::size).sum::<usize>()
-                + g.dict.iter().flatten().map(Dict::size).sum::<usize>()
+                + g.numbers.iter().flatten().map(Numbers::size).sum::<usize>()
         })
     }
 
@@ -412,10 +413,10 @@ impl ParquetFile {
         self.fields[i].1 == Way::Plain
     }
 
-    /// Whether field `i` is written as a dictionary number column.
+    /// Whether field `i` is written as a number column.
     #[cfg(test)]
-    pub(crate) fn is_dict(&self, i: usize) -> bool {
-        self.fields[i].1 == Way::Dict
+    pub(crate) fn is_number(&self, i: usize) -> bool {
+        self.fields[i].1 == Way::Numbers
     }
 
     #[cfg(test)]
