@@ -648,13 +648,12 @@ fn pack_wide(values: &[u64], width: u8, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::tests::{parquet_rs, read};
+    use crate::runs::tests::{parquet_rs, read, same_chunks};
     use crate::runs::ParquetFile;
     use arrow::array::{RecordBatch, TimestampMicrosecondArray, TimestampNanosecondArray};
     use arrow::compute::concat_batches;
     use arrow::datatypes::Schema;
     use parquet::basic::ZstdLevel;
-    use parquet::file::metadata::ParquetMetaData;
     use parquet::schema::types::ColumnPath;
 
     /// A scrambled row number.
@@ -739,50 +738,6 @@ mod tests {
             file.write(b).unwrap();
         }
         file.into_inner().unwrap()
-    }
-
-    /// The chunks of `columns` columns of two files have the same statistics, encodings,
-    /// counts, codec, level histograms, column index and pages (rows and unencoded bytes).
-    fn same_chunks(ours_meta: &ParquetMetaData, theirs_meta: &ParquetMetaData, columns: usize) {
-        let meta = |m: &ParquetMetaData, rg: usize, c: usize| m.row_group(rg).column(c).clone();
-        assert_eq!(ours_meta.num_row_groups(), theirs_meta.num_row_groups());
-        for rg in 0..ours_meta.num_row_groups() {
-            for c in 0..columns {
-                let at = format!("row group {rg}, column {c}");
-                let (o, t) = (meta(ours_meta, rg, c), meta(theirs_meta, rg, c));
-                assert_eq!(o.statistics(), t.statistics(), "{at}");
-                assert_eq!(o.encodings_mask(), t.encodings_mask(), "{at}");
-                assert_eq!(
-                    o.page_encoding_stats_mask(),
-                    t.page_encoding_stats_mask(),
-                    "{at}"
-                );
-                assert_eq!(o.num_values(), t.num_values(), "{at}");
-                assert_eq!(o.compression(), t.compression(), "{at}");
-                assert_eq!(
-                    o.definition_level_histogram(),
-                    t.definition_level_histogram(),
-                    "{at}"
-                );
-                assert_eq!(
-                    o.dictionary_page_offset().is_some(),
-                    t.dictionary_page_offset().is_some(),
-                    "{at}"
-                );
-                let ci = |m: &ParquetMetaData| m.column_index().unwrap()[rg][c].clone();
-                assert_eq!(ci(ours_meta), ci(theirs_meta), "{at}: column index");
-                let rows = |m: &ParquetMetaData| {
-                    let o = &m.offset_index().unwrap()[rg][c];
-                    let first: Vec<i64> = o
-                        .page_locations()
-                        .iter()
-                        .map(|p| p.first_row_index)
-                        .collect();
-                    (first, o.unencoded_byte_array_data_bytes().cloned())
-                };
-                assert_eq!(rows(ours_meta), rows(theirs_meta), "{at}: pages");
-            }
-        }
     }
 
     /// Pages of 1,024 rows (where parquet-rs looks at its limits): the same values, the same

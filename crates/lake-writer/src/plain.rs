@@ -22,20 +22,26 @@
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Field};
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, EncodingMask, PageType};
+use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, SortOrder};
+use parquet::basic::{ConvertedType, LogicalType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncodingStats};
+use parquet::file::metadata::{
+    ColumnChunkMetaData, ColumnIndexBuilder, LevelHistogram, OffsetIndexBuilder, PageEncodingStats,
+};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 use crate::hybrid::hybrid;
 
 /// Whether the leaf column of `field` is written here: top-level text or bytes, that the file
-/// stores `PLAIN` without dictionary, statistics or bloom filter, in version 1 data pages,
-/// zstd-compressed or not (any other codec goes through parquet-rs).
+/// stores `PLAIN` without dictionary or bloom filter, in version 1 data pages, with statistics
+/// of the chunk and its pages or none (not in page headers), zstd-compressed or not (any other
+/// codec goes through parquet-rs).
 pub(crate) fn is_plain_column(
     field: &Field,
     descr: &ColumnDescPtr,
@@ -49,7 +55,9 @@ pub(crate) fn is_plain_column(
         && descr.max_def_level() <= 1
         && !props.dictionary_enabled(path)
         && props.encoding(path).is_none_or(|e| e == Encoding::PLAIN)
-        && props.statistics_enabled(path) == EnabledStatistics::None
+        && (props.statistics_enabled(path) == EnabledStatistics::None
+            || !props.write_page_header_statistics(path))
+        && descr.sort_order() == SortOrder::UNSIGNED
         && props.bloom_filter_properties(path).is_none()
         && props.writer_version() == WriterVersion::PARQUET_1_0
         && matches!(
@@ -88,6 +96,32 @@ pub(crate) struct Plain {
     compressed: i64,
     uncompressed: i64,
     rows: usize,
+    /// Statistics, when the column has them.
+    stats: Option<Box<Stats>>,
+}
+
+/// The statistics of a plain column's chunk, and those of the page being filled.
+struct Stats {
+    /// Whether the page statistics go to a column index.
+    pages: bool,
+    /// Text (truncated at a character's boundary), not bytes.
+    utf8: bool,
+    statistics_truncate: Option<usize>,
+    column_index_truncate: Option<usize>,
+    /// Where in `Plain::page` the page's least and greatest values so far are.
+    page_min: Option<(usize, usize)>,
+    page_max: Option<(usize, usize)>,
+    column_index: ColumnIndexBuilder,
+    /// The last page's least and greatest values (untruncated), for the boundary order.
+    last: Option<(Vec<u8>, Vec<u8>)>,
+    ascending: bool,
+    descending: bool,
+    min: Option<Vec<u8>>,
+    max: Option<Vec<u8>>,
+    nulls: u64,
+    /// Bytes of the chunk's values, lengths left out.
+    unencoded: i64,
+    histogram: Option<LevelHistogram>,
 }
 
 impl Plain {
@@ -125,7 +159,34 @@ impl Plain {
             compressed: 0,
             uncompressed: 0,
             rows: 0,
+            stats: None,
         };
+        let path = plain.descr.path();
+        let statistics = props.statistics_enabled(path);
+        if statistics != EnabledStatistics::None {
+            let mut column_index = ColumnIndexBuilder::new(plain.descr.physical_type());
+            if statistics != EnabledStatistics::Page {
+                column_index.to_invalid();
+            }
+            plain.stats = Some(Box::new(Stats {
+                pages: statistics == EnabledStatistics::Page,
+                utf8: plain.descr.logical_type_ref() == Some(&LogicalType::String)
+                    || plain.descr.converted_type() == ConvertedType::UTF8,
+                statistics_truncate: props.statistics_truncate_length(),
+                column_index_truncate: props.column_index_truncate_length(),
+                page_min: None,
+                page_max: None,
+                column_index,
+                last: None,
+                ascending: true,
+                descending: true,
+                min: None,
+                max: None,
+                nulls: 0,
+                unencoded: 0,
+                histogram: LevelHistogram::try_new(plain.descr.max_def_level()),
+            }));
+        }
         plain.new_page();
         Ok(plain)
     }
@@ -192,6 +253,20 @@ impl Plain {
                 self.page.extend_from_slice(&(v.len() as u32).to_le_bytes());
                 self.page.extend_from_slice(v);
                 self.page_unencoded += v.len() as i64;
+                if let Some(stats) = self.stats.as_deref_mut() {
+                    let at = (self.page.len() - v.len(), self.page.len());
+                    let value = |(a, b): (usize, usize)| &self.page[a..b];
+                    // A value above the maximum is not below the minimum (ordered text goes
+                    // up: one comparison a value).
+                    if stats.page_max.is_none_or(|m| v > value(m)) {
+                        stats.page_max = Some(at);
+                        if stats.page_min.is_none() {
+                            stats.page_min = Some(at);
+                        }
+                    } else if stats.page_min.is_none_or(|m| v < value(m)) {
+                        stats.page_min = Some(at);
+                    }
+                }
             }
             if self.nullable {
                 self.levels.push(present as u8);
@@ -211,6 +286,7 @@ impl Plain {
         if self.page_rows == 0 {
             return Ok(());
         }
+        self.page_statistics();
         let mut page = std::mem::take(&mut self.page);
         let mut start = self.room;
         if self.nullable {
@@ -269,6 +345,58 @@ impl Plain {
         Ok(())
     }
 
+    /// The page's statistics into the column index and the chunk's.
+    fn page_statistics(&mut self) {
+        let Some(stats) = self.stats.as_deref_mut() else {
+            return;
+        };
+        let present = match self.nullable {
+            true => self.levels.iter().map(|&l| l as usize).sum(),
+            false => self.page_rows,
+        };
+        let nulls = (self.page_rows - present) as u64;
+        stats.nulls += nulls;
+        stats.unencoded += self.page_unencoded;
+        let mut histogram = LevelHistogram::try_new(self.descr.max_def_level());
+        if let Some(h) = histogram.as_mut() {
+            h.increment_by(0, nulls as i64);
+            h.increment_by(1, present as i64);
+        }
+        if let (Some(c), Some(p)) = (stats.histogram.as_mut(), histogram.as_ref()) {
+            c.add(p);
+        }
+        let (Some((a, b)), Some((c, d))) = (stats.page_min.take(), stats.page_max.take()) else {
+            stats
+                .column_index
+                .append(true, vec![], vec![], nulls as i64);
+            stats.column_index.append_histograms(&None, &histogram);
+            return;
+        };
+        let (lo, hi) = (&self.page[a..b], &self.page[c..d]);
+        if stats.min.as_deref().is_none_or(|m| lo < m) {
+            stats.min = Some(lo.to_vec());
+        }
+        if stats.max.as_deref().is_none_or(|m| hi > m) {
+            stats.max = Some(hi.to_vec());
+        }
+        if stats.pages && stats.column_index.valid() {
+            if let Some((last_lo, last_hi)) = &stats.last {
+                if last_lo.as_slice() > lo || last_hi.as_slice() > hi {
+                    stats.ascending = false;
+                }
+                if lo > last_lo.as_slice() || hi > last_hi.as_slice() {
+                    stats.descending = false;
+                }
+            }
+            stats.last = Some((lo.to_vec(), hi.to_vec()));
+            let truncate = stats.column_index_truncate;
+            let (min, _) = truncate_min(lo, truncate, stats.utf8);
+            let (max, _) = truncate_max(hi, truncate, stats.utf8);
+            stats.column_index.append(false, min, max, nulls as i64);
+        }
+        stats.column_index.append_histograms(&None, &histogram);
+    }
+
     /// Bytes this column will take in the file, about (its pages so far uncompressed).
     pub(crate) fn size(&self) -> usize {
         self.sink.bytes_written() + self.page.len() - self.room + self.levels.len() / 8
@@ -282,7 +410,7 @@ impl Plain {
         if self.data_pages > 0 {
             encodings.push(Encoding::PLAIN);
         }
-        let metadata = ColumnChunkMetaData::builder(self.descr.clone())
+        let mut metadata = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(self.compression)
             .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
             .set_page_encoding_stats(match self.data_pages {
@@ -297,24 +425,103 @@ impl Plain {
             .set_total_uncompressed_size(self.uncompressed)
             .set_num_values(self.rows as i64)
             .set_data_page_offset(self.data_offset.unwrap_or(0))
-            .set_dictionary_page_offset(None)
-            .build()?;
+            .set_dictionary_page_offset(None);
+        let mut column_index = None;
+        if let Some(stats) = self.stats.map(|s| *s) {
+            let truncate = stats.statistics_truncate;
+            let min = stats.min.map(|m| truncate_min(&m, truncate, stats.utf8));
+            let max = stats.max.map(|m| truncate_max(&m, truncate, stats.utf8));
+            let statistics = ValueStatistics::<ByteArray>::new(
+                min.as_ref().map(|m| ByteArray::from(m.0.clone())),
+                max.as_ref().map(|m| ByteArray::from(m.0.clone())),
+                None,
+                Some(stats.nulls),
+                false,
+            )
+            .with_min_is_exact(min.is_none_or(|m| !m.1))
+            .with_max_is_exact(max.is_none_or(|m| !m.1));
+            metadata = metadata
+                .set_statistics(Statistics::ByteArray(statistics))
+                .set_unencoded_byte_array_data_bytes(Some(stats.unencoded))
+                .set_definition_level_histogram(stats.histogram);
+            let mut index = stats.column_index;
+            index.set_boundary_order(match (stats.ascending, stats.descending) {
+                (true, _) => BoundaryOrder::ASCENDING,
+                (false, true) => BoundaryOrder::DESCENDING,
+                (false, false) => BoundaryOrder::UNORDERED,
+            });
+            if index.valid() {
+                column_index = Some(index.build()?);
+            }
+        }
+        let metadata = metadata.build()?;
         let close = ColumnCloseResult {
             bytes_written: self.sink.bytes_written() as u64,
             rows_written: self.rows as u64,
             metadata,
             bloom_filter: None,
-            column_index: None,
+            column_index,
             offset_index: self.offset_index.map(|o| o.build()),
         };
         Ok((Bytes::from(self.sink.into_inner()?), close))
     }
 }
 
+/// A lower bound of `value` of at most `length` bytes (cut at a character's boundary for
+/// text), as parquet-rs truncates the minimum of statistics; and whether it was cut.
+fn truncate_min(value: &[u8], length: Option<usize>, utf8: bool) -> (Vec<u8>, bool) {
+    let cut = length.filter(|&l| value.len() > l).and_then(|l| {
+        match std::str::from_utf8(value).ok().filter(|_| utf8) {
+            Some(text) => (1..=l)
+                .rfind(|&x| text.is_char_boundary(x))
+                .map(|at| value[..at].to_vec()),
+            None => Some(value[..l].to_vec()),
+        }
+    });
+    match cut {
+        Some(cut) => (cut, true),
+        None => (value.to_vec(), false),
+    }
+}
+
+/// An upper bound of `value` of at most `length` bytes (cut, then its last character or byte
+/// incremented), as parquet-rs truncates the maximum of statistics; and whether it was cut.
+fn truncate_max(value: &[u8], length: Option<usize>, utf8: bool) -> (Vec<u8>, bool) {
+    let cut = length.filter(|&l| value.len() > l).and_then(|l| {
+        match std::str::from_utf8(value).ok().filter(|_| utf8) {
+            Some(text) => {
+                let at = (l.saturating_sub(3)..=l).rfind(|&x| text.is_char_boundary(x))?;
+                let text = text.get(..at)?;
+                // The last character that can be incremented within its width.
+                text.char_indices().rev().find_map(|(i, c)| {
+                    let next = char::from_u32(c as u32 + 1)?;
+                    (next.len_utf8() == c.len_utf8()).then(|| {
+                        let mut out = text.as_bytes()[..i + c.len_utf8()].to_vec();
+                        next.encode_utf8(&mut out[i..]);
+                        out
+                    })
+                })
+            }
+            None => {
+                let mut out = value[..l].to_vec();
+                // The last byte that does not overflow incremented, those after it to zero.
+                let last = out.iter().rposition(|&b| b != u8::MAX)?;
+                out[last] += 1;
+                out[last + 1..].fill(0);
+                Some(out)
+            }
+        }
+    });
+    match cut {
+        Some(cut) => (cut, true),
+        None => (value.to_vec(), false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::tests::{parquet_rs, read};
+    use crate::runs::tests::{parquet_rs, read, same_chunks};
     use crate::runs::ParquetFile;
     use arrow::array::{
         ArrayRef, BinaryArray, Int64Array, LargeStringArray, RecordBatch, StringArray,
@@ -322,6 +529,7 @@ mod tests {
     use arrow::compute::concat_batches;
     use arrow::datatypes::Schema;
     use parquet::basic::ZstdLevel;
+    use parquet::file::metadata::ParquetMetaData;
     use parquet::schema::types::ColumnPath;
     use std::sync::Arc;
 
@@ -550,6 +758,110 @@ mod tests {
                     "column {c}, page {p}: {values} bytes"
                 );
             }
+        }
+    }
+
+    /// Ordered text: keys counting up (some longer than the statistics keep, with characters
+    /// of several bytes where they are cut), the same nullable (nulls in pages of their own
+    /// and scattered), and bytes counting down (with bytes of 0xFF where they are cut).
+    fn ordered(rows: usize, per_batch: usize) -> Vec<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("maybe", DataType::Utf8, true),
+            Field::new("down", DataType::Binary, false),
+        ]));
+        let key = |r: usize| match r % 3 {
+            0 => format!("{r:012}"),
+            1 => format!("{r:012}-{}", "é€".repeat(20)),
+            _ => format!("{r:012}-{}", "z".repeat(70)),
+        };
+        (0..rows)
+            .step_by(per_batch)
+            .map(|start| {
+                let rows = start..rows.min(start + per_batch);
+                let maybe = rows.clone().map(|r| {
+                    let null = (r / 3000) % 3 == 1 || r % 7 == 0;
+                    (!null).then(|| key(r))
+                });
+                let down = rows.clone().map(|r| {
+                    let mut b = (u64::MAX - r as u64).to_be_bytes().to_vec();
+                    b.extend(std::iter::repeat_n(0xFF, 60 + r % 9));
+                    b
+                });
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(rows.clone().map(key))),
+                    Arc::new(StringArray::from_iter(maybe)),
+                    Arc::new(BinaryArray::from_iter_values(down)),
+                ];
+                RecordBatch::try_new(schema.clone(), columns).unwrap()
+            })
+            .collect()
+    }
+
+    /// Ordered text keeps its statistics, written here: the same statistics (cut to 64 bytes
+    /// as parquet-rs cuts them, marked inexact), column index, level histograms and pages as
+    /// parquet-rs's, for statistics of pages and of chunks only.
+    #[test]
+    fn ordered_text_keeps_the_statistics_parquet_rs_gives_it() {
+        let input = ordered(50_000, 8_192);
+        for statistics in [EnabledStatistics::Page, EnabledStatistics::Chunk] {
+            let props = || {
+                WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .set_dictionary_enabled(false)
+                    .set_statistics_enabled(statistics)
+                    .set_max_row_group_row_count(Some(40_960))
+                    .set_data_page_row_count_limit(2048)
+                    .set_write_batch_size(1024)
+                    .build()
+            };
+            let mut file = ParquetFile::try_new(input[0].schema(), props()).unwrap();
+            for i in 0..3 {
+                assert!(file.is_plain(i), "column {i} goes the plain way");
+            }
+            for b in &input {
+                file.write(b).unwrap();
+            }
+            let (ours_read, ours_meta) = read(file.into_inner().unwrap());
+            let (theirs_read, theirs_meta) = read(parquet_rs(&input, props()));
+            assert_eq!(
+                ours_read,
+                concat_batches(&input[0].schema(), &input).unwrap()
+            );
+            assert_eq!(ours_read, theirs_read);
+            if statistics == EnabledStatistics::Page {
+                same_chunks(&ours_meta, &theirs_meta, 3);
+            } else {
+                for c in 0..3 {
+                    let chunk = |m: &ParquetMetaData| m.row_group(0).column(c).clone();
+                    let (o, t) = (chunk(&ours_meta), chunk(&theirs_meta));
+                    assert_eq!(o.statistics(), t.statistics(), "column {c}");
+                    assert_eq!(
+                        o.definition_level_histogram(),
+                        t.definition_level_histogram()
+                    );
+                }
+            }
+            // The cases are there: bytes whose maximum is all 0xFF cannot be cut (row group 0),
+            // the others are, and marked so.
+            let stats = |rg: usize| {
+                ours_meta
+                    .row_group(rg)
+                    .column(2)
+                    .statistics()
+                    .unwrap()
+                    .clone()
+            };
+            assert!(
+                !stats(0).min_is_exact() && stats(0).max_is_exact(),
+                "{:?}",
+                stats(0)
+            );
+            assert!(
+                !stats(1).min_is_exact() && !stats(1).max_is_exact(),
+                "{:?}",
+                stats(1)
+            );
         }
     }
 }
