@@ -592,7 +592,7 @@ impl Numbers {
 /// from a value to the next, the least step, the bit width of each miniblock of 32 steps, and
 /// the miniblocks' steps less the least, bit-packed (the last miniblock padded with zeros, the
 /// ones past the last step of width 0 and left out).
-fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
+pub(crate) fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
     const BLOCK: usize = 128;
     const MINIBLOCK: usize = 32;
     let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
@@ -631,18 +631,28 @@ fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
 }
 
 /// Values of `width` bits (up to 64), least significant bit first: `values.len() * width / 8`
-/// bytes for a multiple of eight values.
+/// bytes, for a multiple of eight values (a miniblock's 32), gathered into 64-bit words.
 fn pack_wide(values: &[u64], width: u8, out: &mut Vec<u8>) {
-    let (mut acc, mut bits) = (0u128, 0u32);
+    let width = u32::from(width);
+    if width == 0 {
+        return;
+    }
+    debug_assert!(values.len().is_multiple_of(8) && width <= 64);
+    out.reserve(values.len() * width as usize / 8 + 8);
+    let (mut word, mut bits) = (0u64, 0u32);
     for &v in values {
-        acc |= u128::from(v) << bits;
-        bits += u32::from(width);
-        while bits >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            bits -= 8;
+        word |= v << bits;
+        let used = bits + width;
+        if used >= 64 {
+            out.extend_from_slice(&word.to_le_bytes());
+            bits = used - 64;
+            // What of `v` did not fit in the word.
+            word = if bits == 0 { 0 } else { v >> (width - bits) };
+        } else {
+            bits = used;
         }
     }
+    out.extend_from_slice(&word.to_le_bytes()[..(bits / 8) as usize]);
 }
 
 #[cfg(test)]
