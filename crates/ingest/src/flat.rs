@@ -503,8 +503,7 @@ impl FlatDecoder {
                         let values = std::mem::replace(data, Vec::with_capacity(next));
                         let values = Buffer::from_vec(values);
                         if *utf8 {
-                            // Validates the UTF-8 again (the check did, value by value).
-                            Arc::new(StringArray::try_new(offsets, values, nulls)?) as ArrayRef
+                            Arc::new(text_array(offsets, values, nulls)?) as ArrayRef
                         } else {
                             Arc::new(BinaryArray::try_new(offsets, values, nulls)?)
                         }
@@ -593,5 +592,64 @@ fn skip(kind: Kind, body: &[u8], pos: &mut usize) -> Result<(), &'static str> {
         Kind::Fixed(n) => take(body, pos, n).map(drop),
         // `shape_of` makes no such kind.
         Kind::Plain(Primitive::Null) => Ok(()),
+    }
+}
+
+/// A text array of `values` cut at `offsets`, its UTF-8 checked (again: the body check did,
+/// value by value) with simdutf8 over the whole buffer, and each offset at a character's
+/// start. `StringArray::try_new` checks the same with the standard library's validation,
+/// four times the cost on ASCII (1.1% of a `silt run`'s instructions).
+fn text_array(
+    offsets: OffsetBuffer<i32>,
+    values: Buffer,
+    nulls: Option<NullBuffer>,
+) -> Result<StringArray, arrow::error::ArrowError> {
+    let invalid = arrow::error::ArrowError::InvalidArgumentError;
+    let text = simdutf8::basic::from_utf8(values.as_slice())
+        .map_err(|_| invalid("decoded text is not UTF-8".into()))?;
+    // In bounds and at a character's start (`is_char_boundary` is false past the end).
+    if let Some(o) = offsets
+        .iter()
+        .find(|&&o| !text.is_char_boundary(o as usize))
+    {
+        return Err(invalid(format!(
+            "a text offset ({o}) is not at a character's start"
+        )));
+    }
+    if let Some(n) = nulls.as_ref().filter(|n| n.len() != offsets.len() - 1) {
+        return Err(invalid(format!(
+            "{} nulls for {} values",
+            n.len(),
+            offsets.len() - 1
+        )));
+    }
+    // SAFETY: what `StringArray::try_new` checks holds, checked above: the offsets are
+    // non-negative and ascending (an `OffsetBuffer`), within the values and on character
+    // boundaries of valid UTF-8, and the null buffer has one bit a value.
+    #[allow(unsafe_code)]
+    let array = unsafe { StringArray::new_unchecked(offsets, values, nulls) };
+    Ok(array)
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    fn offsets(o: &[i32]) -> OffsetBuffer<i32> {
+        OffsetBuffer::new(ScalarBuffer::from(o.to_vec()))
+    }
+
+    #[test]
+    fn text_is_checked_as_try_new_checks_it() {
+        let good = Buffer::from("aé€z".as_bytes());
+        let a = text_array(offsets(&[0, 1, 3, 6, 7]), good.clone(), None).unwrap();
+        assert_eq!(a, StringArray::from(vec!["a", "é", "€", "z"]));
+        // Cut inside a character, past the end, bad bytes, nulls of another length.
+        assert!(text_array(offsets(&[0, 2, 7]), good.clone(), None).is_err());
+        assert!(text_array(offsets(&[0, 8]), good.clone(), None).is_err());
+        let bad = Buffer::from(&[b'a', 0xC3, b'z'][..]);
+        assert!(text_array(offsets(&[0, 3]), bad, None).is_err());
+        let nulls = NullBuffer::new_valid(3);
+        assert!(text_array(offsets(&[0, 1, 7]), good, Some(nulls)).is_err());
     }
 }
