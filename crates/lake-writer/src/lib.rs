@@ -25,6 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
+mod chunk;
 mod hybrid;
 mod log;
 mod numbers;

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter};
-use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, Type};
+use parquet::basic::{Compression, Encoding, EncodingMask, PageType, Type};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
@@ -48,6 +48,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use crate::chunk::{closed_chunk, PageOrder};
 use crate::hybrid::{bit_width, hybrid, varint};
 
 /// Whether the leaf column of `field` is written here: a top-level 64-bit integer or a
@@ -445,8 +446,7 @@ impl Numbers {
 
         let mut data_offset = None;
         let mut data_pages = 0;
-        let (mut ascending, mut descending) = (true, true);
-        let mut last: Option<(i64, i64)> = None;
+        let mut order = PageOrder::new();
         let mut chunk_min_max: Option<(i64, i64)> = None;
         let mut chunk_nulls = 0u64;
         let mut chunk_histogram = histogram();
@@ -501,15 +501,7 @@ impl Numbers {
             match min_max {
                 None => column_index.append(true, vec![], vec![], nulls as i64),
                 Some((lo, hi)) => {
-                    if let Some((last_lo, last_hi)) = last {
-                        if last_lo > lo || last_hi > hi {
-                            ascending = false;
-                        }
-                        if lo > last_lo || hi > last_hi {
-                            descending = false;
-                        }
-                    }
-                    last = Some((lo, hi));
+                    order.page(lo, hi);
                     chunk_min_max = Some(match chunk_min_max {
                         None => (lo, hi),
                         Some((clo, chi)) => (clo.min(lo), chi.max(hi)),
@@ -565,25 +557,14 @@ impl Numbers {
                 .set_statistics(self.statistics(chunk_min_max, chunk_nulls))
                 .set_definition_level_histogram(chunk_histogram);
         }
-        let metadata = metadata.build()?;
-        column_index.set_boundary_order(match (ascending, descending) {
-            (true, _) => BoundaryOrder::ASCENDING,
-            (false, true) => BoundaryOrder::DESCENDING,
-            (false, false) => BoundaryOrder::UNORDERED,
-        });
-        let column_index = match column_index.valid() {
-            true => Some(column_index.build()?),
-            false => None,
-        };
-        let close = ColumnCloseResult {
-            bytes_written: sink.bytes_written() as u64,
-            rows_written: self.rows as u64,
-            metadata,
-            bloom_filter: None,
-            column_index,
-            offset_index: offset_index.map(|o| o.build()),
-        };
-        Ok((Bytes::from(sink.into_inner()?), close))
+        column_index.set_boundary_order(order.order());
+        closed_chunk(
+            sink,
+            self.rows,
+            metadata.build()?,
+            Some(column_index),
+            offset_index,
+        )
     }
 }
 
@@ -658,8 +639,7 @@ fn pack_wide(values: &[u64], width: u8, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::tests::{parquet_rs, read, same_chunks};
-    use crate::runs::ParquetFile;
+    use crate::runs::tests::{ours_checked, parquet_rs, read, same_chunks};
     use arrow::array::{RecordBatch, TimestampMicrosecondArray, TimestampNanosecondArray};
     use arrow::compute::concat_batches;
     use arrow::datatypes::Schema;
@@ -740,14 +720,11 @@ mod tests {
     }
 
     fn ours(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
-        let mut file = ParquetFile::try_new(batches[0].schema(), props).unwrap();
-        for i in 0..6 {
-            assert!(file.is_number(i), "column {i} goes the number way");
-        }
-        for b in batches {
-            file.write(b).unwrap();
-        }
-        file.into_inner().unwrap()
+        ours_checked(batches, props, |file| {
+            for i in 0..6 {
+                assert!(file.is_number(i), "column {i} goes the number way");
+            }
+        })
     }
 
     /// Pages of 1,024 rows (where parquet-rs looks at its limits): the same values, the same
@@ -886,14 +863,12 @@ mod tests {
     #[test]
     fn steps_are_the_chunks_parquet_rs_writes() {
         let input = steps(100_000, 8_192);
-        let mut file = ParquetFile::try_new(input[0].schema(), step_props(2048, 1 << 20)).unwrap();
-        for i in 0..4 {
-            assert!(file.is_number(i), "column {i} goes the number way");
-        }
-        for b in &input {
-            file.write(b).unwrap();
-        }
-        let (ours_read, ours_meta) = read(file.into_inner().unwrap());
+        let written = ours_checked(&input, step_props(2048, 1 << 20), |file| {
+            for i in 0..4 {
+                assert!(file.is_number(i), "column {i} goes the number way");
+            }
+        });
+        let (ours_read, ours_meta) = read(written);
         let (theirs_read, theirs_meta) = read(parquet_rs(&input, step_props(2048, 1 << 20)));
         assert_eq!(
             ours_read,
@@ -919,12 +894,8 @@ mod tests {
     #[test]
     fn wide_steps_make_smaller_pages() {
         let input = steps(20_000, 5_000);
-        let mut file =
-            ParquetFile::try_new(input[0].schema(), step_props(20_000, 64 << 10)).unwrap();
-        for b in &input {
-            file.write(b).unwrap();
-        }
-        let (read_back, meta) = read(file.into_inner().unwrap());
+        let written = ours_checked(&input, step_props(20_000, 64 << 10), |_| {});
+        let (read_back, meta) = read(written);
         assert_eq!(
             read_back,
             concat_batches(&input[0].schema(), &input).unwrap()

@@ -32,7 +32,7 @@
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Field};
 use bytes::Bytes;
-use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, SortOrder};
+use parquet::basic::{Compression, Encoding, EncodingMask, PageType, SortOrder};
 use parquet::basic::{ConvertedType, LogicalType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
@@ -46,6 +46,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use crate::chunk::{closed_chunk, PageOrder};
 use crate::hybrid::hybrid;
 use crate::numbers::delta_binary_packed;
 
@@ -142,10 +143,8 @@ struct Stats {
     page_min: Option<(usize, usize)>,
     page_max: Option<(usize, usize)>,
     column_index: ColumnIndexBuilder,
-    /// The last page's least and greatest values (untruncated), for the boundary order.
-    last: Option<(Vec<u8>, Vec<u8>)>,
-    ascending: bool,
-    descending: bool,
+    /// The pages' least and greatest values (untruncated), for the boundary order.
+    order: PageOrder<Vec<u8>>,
     min: Option<Vec<u8>>,
     max: Option<Vec<u8>>,
     nulls: u64,
@@ -211,9 +210,7 @@ impl Plain {
                 page_min: None,
                 page_max: None,
                 column_index,
-                last: None,
-                ascending: true,
-                descending: true,
+                order: PageOrder::new(),
                 min: None,
                 max: None,
                 nulls: 0,
@@ -448,15 +445,7 @@ impl Plain {
             stats.max = Some(hi.to_vec());
         }
         if stats.pages && stats.column_index.valid() {
-            if let Some((last_lo, last_hi)) = &stats.last {
-                if last_lo.as_slice() > lo || last_hi.as_slice() > hi {
-                    stats.ascending = false;
-                }
-                if lo > last_lo.as_slice() || hi > last_hi.as_slice() {
-                    stats.descending = false;
-                }
-            }
-            stats.last = Some((lo.to_vec(), hi.to_vec()));
+            stats.order.page(lo.to_vec(), hi.to_vec());
             let truncate = stats.column_index_truncate;
             let (min, _) = truncate_min(lo, truncate, stats.utf8);
             let (max, _) = truncate_max(hi, truncate, stats.utf8);
@@ -503,7 +492,7 @@ impl Plain {
             .set_data_page_offset(self.data_offset.unwrap_or(0))
             .set_dictionary_page_offset(None);
         let mut column_index = None;
-        if let Some(stats) = self.stats.map(|s| *s) {
+        if let Some(mut stats) = self.stats.map(|s| *s) {
             let truncate = stats.statistics_truncate;
             let min = stats.min.map(|m| truncate_min(&m, truncate, stats.utf8));
             let max = stats.max.map(|m| truncate_max(&m, truncate, stats.utf8));
@@ -520,26 +509,16 @@ impl Plain {
                 .set_statistics(Statistics::ByteArray(statistics))
                 .set_unencoded_byte_array_data_bytes(Some(stats.unencoded))
                 .set_definition_level_histogram(stats.histogram);
-            let mut index = stats.column_index;
-            index.set_boundary_order(match (stats.ascending, stats.descending) {
-                (true, _) => BoundaryOrder::ASCENDING,
-                (false, true) => BoundaryOrder::DESCENDING,
-                (false, false) => BoundaryOrder::UNORDERED,
-            });
-            if index.valid() {
-                column_index = Some(index.build()?);
-            }
+            stats.column_index.set_boundary_order(stats.order.order());
+            column_index = Some(stats.column_index);
         }
-        let metadata = metadata.build()?;
-        let close = ColumnCloseResult {
-            bytes_written: self.sink.bytes_written() as u64,
-            rows_written: self.rows as u64,
-            metadata,
-            bloom_filter: None,
+        closed_chunk(
+            self.sink,
+            self.rows,
+            metadata.build()?,
             column_index,
-            offset_index: self.offset_index.map(|o| o.build()),
-        };
-        Ok((Bytes::from(self.sink.into_inner()?), close))
+            self.offset_index,
+        )
     }
 }
 
@@ -616,8 +595,7 @@ fn truncate_max(value: &[u8], length: Option<usize>, utf8: bool) -> (Vec<u8>, bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::tests::{parquet_rs, read, same_chunks};
-    use crate::runs::ParquetFile;
+    use crate::runs::tests::{ours_checked, parquet_rs, read, same_chunks};
     use arrow::array::{
         ArrayRef, BinaryArray, Int64Array, LargeStringArray, RecordBatch, StringArray,
     };
@@ -685,15 +663,12 @@ mod tests {
     }
 
     fn ours(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
-        let mut file = ParquetFile::try_new(batches[0].schema(), props).unwrap();
-        for i in 0..4 {
-            assert!(file.is_plain(i), "column {i} goes the plain way");
-        }
-        assert!(!file.is_plain(4), "a number does not");
-        for b in batches {
-            file.write(b).unwrap();
-        }
-        file.into_inner().unwrap()
+        ours_checked(batches, props, |file| {
+            for i in 0..4 {
+                assert!(file.is_plain(i), "column {i} goes the plain way");
+            }
+            assert!(!file.is_plain(4), "a number does not");
+        })
     }
 
     /// Pages of 1,024 rows (where parquet-rs looks at its limits): the same pages as
@@ -712,44 +687,16 @@ mod tests {
         assert_eq!(ours_read, theirs_read);
         assert_eq!(ours_meta.num_row_groups(), 3);
         assert_eq!(ours_meta.num_row_groups(), theirs_meta.num_row_groups());
-        let (ours_offsets, theirs_offsets) = (
-            ours_meta.offset_index().unwrap(),
-            theirs_meta.offset_index().unwrap(),
-        );
+        same_chunks(&ours_meta, &theirs_meta, 5);
         for rg in 0..ours_meta.num_row_groups() {
-            let (o, t) = (ours_meta.row_group(rg), theirs_meta.row_group(rg));
-            for c in 0..o.num_columns() {
-                let (oc, tc) = (o.column(c), t.column(c));
+            for c in [0, 3] {
+                let (oc, tc) = (
+                    ours_meta.row_group(rg).column(c),
+                    theirs_meta.row_group(rg).column(c),
+                );
                 let at = format!("row group {rg}, column {c}");
-                assert_eq!(oc.num_values(), tc.num_values(), "{at}");
-                assert_eq!(oc.compression(), tc.compression(), "{at}");
-                assert_eq!(oc.encodings_mask(), tc.encodings_mask(), "{at}");
-                assert_eq!(oc.page_encoding_stats(), tc.page_encoding_stats(), "{at}");
-                assert_eq!(oc.statistics(), tc.statistics(), "{at}");
-                assert_eq!(
-                    oc.dictionary_page_offset().is_some(),
-                    tc.dictionary_page_offset().is_some(),
-                    "{at}"
-                );
-                assert_eq!(
-                    oc.unencoded_byte_array_data_bytes(),
-                    tc.unencoded_byte_array_data_bytes(),
-                    "{at}"
-                );
-                let (oi, ti) = (&ours_offsets[rg][c], &theirs_offsets[rg][c]);
-                let rows = |o: &parquet::file::page_index::offset_index::OffsetIndexMetaData| {
-                    let first: Vec<i64> = o
-                        .page_locations()
-                        .iter()
-                        .map(|p| p.first_row_index)
-                        .collect();
-                    (first, o.unencoded_byte_array_data_bytes().cloned())
-                };
-                assert_eq!(rows(oi), rows(ti), "{at}: pages");
-                if c == 0 || c == 3 {
-                    assert_eq!(oc.compressed_size(), tc.compressed_size(), "{at}");
-                    assert_eq!(oc.uncompressed_size(), tc.uncompressed_size(), "{at}");
-                }
+                assert_eq!(oc.compressed_size(), tc.compressed_size(), "{at}");
+                assert_eq!(oc.uncompressed_size(), tc.uncompressed_size(), "{at}");
             }
             assert!(ours_meta
                 .column_index()
@@ -813,10 +760,10 @@ mod tests {
             .set_statistics_enabled(EnabledStatistics::None)
             .set_data_page_size_limit(128 << 10)
             .build();
-        let mut file = ParquetFile::try_new(batch.schema(), props).unwrap();
-        assert!(file.is_plain(0));
-        file.write(&batch).unwrap();
-        let (read_back, meta) = read(file.into_inner().unwrap());
+        let written = ours_checked(std::slice::from_ref(&batch), props, |file| {
+            assert!(file.is_plain(0));
+        });
+        let (read_back, meta) = read(written);
         assert_eq!(read_back, batch);
         let pages = meta.offset_index().unwrap()[0][0].page_locations().len();
         assert_eq!(pages, 6, "a page ends after each large value");
@@ -910,14 +857,12 @@ mod tests {
                     .set_write_batch_size(1024)
                     .build()
             };
-            let mut file = ParquetFile::try_new(input[0].schema(), props()).unwrap();
-            for i in 0..3 {
-                assert!(file.is_plain(i), "column {i} goes the plain way");
-            }
-            for b in &input {
-                file.write(b).unwrap();
-            }
-            let (ours_read, ours_meta) = read(file.into_inner().unwrap());
+            let written = ours_checked(&input, props(), |file| {
+                for i in 0..3 {
+                    assert!(file.is_plain(i), "column {i} goes the plain way");
+                }
+            });
+            let (ours_read, ours_meta) = read(written);
             let (theirs_read, theirs_meta) = read(parquet_rs(&input, props()));
             assert_eq!(
                 ours_read,
@@ -1005,14 +950,12 @@ mod tests {
             }
             b.build()
         };
-        let mut file = ParquetFile::try_new(schema.clone(), props()).unwrap();
-        for i in 0..3 {
-            assert!(file.is_plain(i), "column {i} goes the plain way");
-        }
-        for b in &input {
-            file.write(b).unwrap();
-        }
-        let ours = file.into_inner().unwrap();
+        let written = ours_checked(&input, props(), |file| {
+            for i in 0..3 {
+                assert!(file.is_plain(i), "column {i} goes the plain way");
+            }
+        });
+        let ours = written;
         let theirs = parquet_rs(&input, props());
         let (ours_read, ours_meta) = read(ours.clone());
         let (theirs_read, theirs_meta) = read(theirs.clone());

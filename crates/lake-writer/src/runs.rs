@@ -35,7 +35,7 @@ use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType};
+use parquet::basic::{Compression, Encoding, EncodingMask, PageType};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
@@ -47,6 +47,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
+use crate::chunk::{closed_chunk, PageOrder};
 use crate::numbers::{is_number_column, Numbers};
 use crate::plain::{is_plain_column, Plain};
 
@@ -682,8 +683,7 @@ impl Runs {
 
         let mut data_offset = None;
         let mut data_pages = 0;
-        let (mut ascending, mut descending) = (true, true);
-        let mut last: Option<(u32, u32)> = None;
+        let mut order = PageOrder::new();
         let mut chunk_min_max: Option<(u32, u32)> = None;
         let mut unencoded = 0i64;
         let mut runs = self.runs.iter().copied();
@@ -727,16 +727,7 @@ impl Runs {
             let Some((lo, hi)) = min_max else {
                 break;
             };
-            if let Some((last_lo, last_hi)) = last {
-                let v = |i: u32| &self.values[i as usize];
-                if v(last_lo) > v(lo) || v(last_hi) > v(hi) {
-                    ascending = false;
-                }
-                if v(lo) > v(last_lo) || v(hi) > v(last_hi) {
-                    descending = false;
-                }
-            }
-            last = Some((lo, hi));
+            order.page(&self.values[lo as usize], &self.values[hi as usize]);
             chunk_min_max = Some(match chunk_min_max {
                 None => (lo, hi),
                 Some((clo, chi)) => (self.lesser(clo, lo), self.greater(chi, hi)),
@@ -802,25 +793,14 @@ impl Runs {
                     .set_unencoded_byte_array_data_bytes(Some(unencoded));
             }
         }
-        let metadata = metadata.build()?;
-        column_index.set_boundary_order(match (ascending, descending) {
-            (true, _) => BoundaryOrder::ASCENDING,
-            (false, true) => BoundaryOrder::DESCENDING,
-            (false, false) => BoundaryOrder::UNORDERED,
-        });
-        let column_index = match column_index.valid() {
-            true => Some(column_index.build()?),
-            false => None,
-        };
-        let close = ColumnCloseResult {
-            bytes_written: sink.bytes_written() as u64,
-            rows_written: self.rows as u64,
-            metadata,
-            bloom_filter: None,
-            column_index,
-            offset_index: offset_index.map(|o| o.build()),
-        };
-        Ok((Bytes::from(sink.into_inner()?), close))
+        column_index.set_boundary_order(order.order());
+        closed_chunk(
+            sink,
+            self.rows,
+            metadata.build()?,
+            Some(column_index),
+            offset_index,
+        )
     }
 
     /// The index of the lesser value (bytes compared, as Parquet orders text).
@@ -952,7 +932,18 @@ pub(crate) mod tests {
     }
 
     fn ours(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
+        ours_checked(batches, props, |_| {})
+    }
+
+    /// The file a [`ParquetFile`] writes of `batches`, `check` looking at it first (how it
+    /// writes each column).
+    pub(crate) fn ours_checked(
+        batches: &[RecordBatch],
+        props: WriterProperties,
+        check: impl FnOnce(&ParquetFile),
+    ) -> Vec<u8> {
         let mut file = ParquetFile::try_new(batches[0].schema(), props).unwrap();
+        check(&file);
         for b in batches {
             file.write(b).unwrap();
         }
@@ -989,6 +980,11 @@ pub(crate) mod tests {
                     "{at}"
                 );
                 assert_eq!(o.num_values(), t.num_values(), "{at}");
+                assert_eq!(
+                    o.unencoded_byte_array_data_bytes(),
+                    t.unencoded_byte_array_data_bytes(),
+                    "{at}"
+                );
                 assert_eq!(o.compression(), t.compression(), "{at}");
                 assert_eq!(
                     o.definition_level_histogram(),
