@@ -906,4 +906,32 @@ mod tests {
         // Steps of 64 bits: 160 KB, three pages of 64 KiB at most.
         assert_eq!(pages(2), 3);
     }
+
+    /// Batches cut at any row (as partitions and row groups cut them: arrays with an offset)
+    /// are written as the whole ones are.
+    #[test]
+    fn sliced_batches_are_written_as_whole_ones() {
+        for input in [batches(30_000, 30_000), steps(30_000, 30_000)] {
+            let whole = &input[0];
+            let sliced: Vec<RecordBatch> = [0, 1, 999, 4_096, 17_003, 29_999, 30_000]
+                .windows(2)
+                .map(|w| whole.slice(w[0], w[1] - w[0]))
+                .collect();
+            let props = || step_props(2048, 1 << 20);
+            let (from_slices, _) = read(ours_checked(&sliced, props(), |_| {}));
+            let (from_whole, _) = read(ours_checked(&input, props(), |_| {}));
+            assert_eq!(&from_slices, whole);
+            assert_eq!(from_slices, from_whole);
+            let (from_slices, _) = read(ours_checked(&sliced, props_dictionary(), |_| {}));
+            assert_eq!(&from_slices, whole);
+        }
+    }
+
+    /// Dictionaries for every column.
+    fn props_dictionary() -> WriterProperties {
+        WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_data_page_row_count_limit(2048)
+            .build()
+    }
 }

@@ -989,4 +989,34 @@ mod tests {
         }
         assert_eq!(shared_prefix(b"", b"x"), 0);
     }
+
+    /// Batches cut at any row (arrays with an offset) are written as the whole ones are,
+    /// plain and as prefixes, with statistics and without.
+    #[test]
+    fn sliced_batches_are_written_as_whole_ones() {
+        let whole = &ordered(30_000, 30_000)[0];
+        let sliced: Vec<RecordBatch> = [0, 1, 999, 4_096, 17_003, 29_999, 30_000]
+            .windows(2)
+            .map(|w| whole.slice(w[0], w[1] - w[0]))
+            .collect();
+        for (encoding, statistics) in [
+            (Encoding::PLAIN, EnabledStatistics::None),
+            (Encoding::PLAIN, EnabledStatistics::Page),
+            (Encoding::DELTA_BYTE_ARRAY, EnabledStatistics::Page),
+        ] {
+            let props = WriterProperties::builder()
+                .set_dictionary_enabled(false)
+                .set_encoding(encoding)
+                .set_statistics_enabled(statistics)
+                .set_data_page_row_count_limit(2048)
+                .build();
+            let written = ours_checked(&sliced, props, |file| {
+                for i in 0..3 {
+                    assert!(file.is_plain(i), "column {i} goes the plain way");
+                }
+            });
+            let (read_back, _) = read(written);
+            assert_eq!(&read_back, whole, "{encoding:?}, {statistics:?}");
+        }
+    }
 }
