@@ -119,6 +119,28 @@ fn hash(id: &[u8; 16]) -> u64 {
     FixedState::default().hash_one(u128::from_ne_bytes(*id))
 }
 
+/// The bucket of second `key`, made if new: sized like the second before it, so that its
+/// table does not grow (and rehash) from empty as the second's ids come in; or like a
+/// `typical` second when that is larger but not past twice the second before (which may hold
+/// one shard's part so far), so that quiet seconds after a peak are not all sized like the
+/// peak's.
+#[inline]
+fn bucket(buckets: &mut HashMap<i64, Bucket, FixedState>, key: i64, typical: usize) -> &mut Bucket {
+    if !buckets.contains_key(&key) {
+        let like = match buckets.get(&(key - 1)) {
+            Some(b) => {
+                let before = b.order.len();
+                before.max(typical.min(2 * before))
+            }
+            None => typical,
+        };
+        buckets.insert(key, Bucket::with_capacity(like));
+    }
+    buckets
+        .get_mut(&key)
+        .expect("made above if it was not there")
+}
+
 /// The set of recent event ids, keyed by the 16-byte UUID.
 ///
 /// Ids live in buckets of one second of event time. A stream arrives roughly in event-time
@@ -192,33 +214,49 @@ impl DedupIndex {
         }
     }
 
+    /// Judges records in turn, as [`observe`](Self::observe) does each, pushing a verdict a
+    /// record to `verdicts`. A run of records of one second (as a shard's records come) looks
+    /// its second up once, not once a record.
+    pub fn observe_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a [u8; 16], i64)>,
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        let horizon = (self.watermark_us != i64::MIN)
+            .then(|| self.watermark_us.saturating_sub(self.window_us));
+        let typical = self.typical;
+        let (mut newest, mut added) = (self.pending_watermark_us, 0);
+        let mut second: Option<(i64, &mut Bucket)> = None;
+        for (id, event_us) in records {
+            if horizon.is_some_and(|h| event_us < h) {
+                verdicts.push(Verdict::Late);
+                continue;
+            }
+            newest = newest.max(event_us);
+            let key = event_us.div_euclid(BUCKET_US);
+            let us = event_us.rem_euclid(BUCKET_US) as u32;
+            if second.as_ref().is_none_or(|(k, _)| *k != key) {
+                second = Some((key, bucket(&mut self.buckets, key, typical)));
+            }
+            let (_, b) = second.as_mut().expect("the record's second, found above");
+            verdicts.push(match b.insert(*id, us) {
+                true => {
+                    added += 1;
+                    Verdict::New
+                }
+                false => Verdict::Duplicate,
+            });
+        }
+        self.pending_watermark_us = newest;
+        self.len += added;
+    }
+
     /// Remembers an id; false when it was remembered already.
     #[inline]
     fn insert(&mut self, id: [u8; 16], event_us: i64) -> bool {
         let key = event_us.div_euclid(BUCKET_US);
         let us = event_us.rem_euclid(BUCKET_US) as u32;
-        let b = match self.buckets.get_mut(&key) {
-            Some(b) => b,
-            None => {
-                // A new second: sized like the second before it, so that its table does not
-                // grow (and rehash) from empty as the second's ids come in; or like a typical
-                // second when that is larger but not past twice the second before (which may
-                // hold one shard's part so far), so that quiet seconds after a peak are not
-                // all sized like the peak's.
-                let like = match self.buckets.get(&(key - 1)) {
-                    Some(b) => {
-                        let before = b.order.len();
-                        before.max(self.typical.min(2 * before))
-                    }
-                    None => self.typical,
-                };
-                self.buckets
-                    .entry(key)
-                    .insert(Bucket::with_capacity(like))
-                    .into_mut()
-            }
-        };
-        if !b.insert(id, us) {
+        if !bucket(&mut self.buckets, key, self.typical).insert(id, us) {
             return false;
         }
         self.len += 1;
@@ -1008,5 +1046,53 @@ mod tests {
         );
         restored.set_window_us(5 * MIN);
         assert_eq!(restored.to_bytes(), live.to_bytes());
+    }
+
+    /// Records judged a run at a time get the verdicts they get one by one, and leave the
+    /// index as they would: repeats within a run and across runs, seconds going back and
+    /// forth (two shards' records one after the other), and records late against the
+    /// watermark the batch began with.
+    #[test]
+    fn records_judged_together_get_the_verdicts_they_get_one_by_one() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut one, mut all) = (DedupIndex::new(5 * MIN), DedupIndex::new(5 * MIN));
+        let mut verdicts = Vec::new();
+        for batch in 0..6i64 {
+            let records: Vec<([u8; 16], i64)> = (0..3_000)
+                .map(|i| {
+                    let n = random();
+                    // Mostly in order of time within a shard, some repeats, some far back.
+                    let shard = i / 1_500;
+                    let us = batch * MIN + (i % 1_500) * 40_000 + shard * 7_000;
+                    let us = if n % 50 == 0 { us - 20 * MIN } else { us };
+                    let mut id = [0u8; 16];
+                    id[..8].copy_from_slice(&(if n % 10 == 0 { n % 300 } else { n }).to_le_bytes());
+                    (id, us)
+                })
+                .collect();
+            let singly: Vec<Verdict> = records
+                .iter()
+                .map(|(id, us)| one.observe(id, *us))
+                .collect();
+            verdicts.clear();
+            all.observe_all(records.iter().map(|(id, us)| (id, *us)), &mut verdicts);
+            assert_eq!(verdicts, singly, "batch {batch}");
+            for v in [Verdict::New, Verdict::Duplicate, Verdict::Late] {
+                assert!(
+                    batch == 0 && v == Verdict::Late || verdicts.contains(&v),
+                    "{v:?} in {batch}"
+                );
+            }
+            one.end_batch();
+            all.end_batch();
+            assert_eq!(all.len(), one.len());
+            assert_eq!(all.to_bytes(), one.to_bytes());
+        }
     }
 }

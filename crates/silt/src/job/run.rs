@@ -2479,6 +2479,7 @@ async fn run_with_latest(
         let shard_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         let mut rejected = Vec::new();
         let mut good = Vec::with_capacity(CHECK_SLICE);
+        let mut verdicts = Vec::with_capacity(CHECK_SLICE);
         let (mut duplicates, mut late) = (0u64, 0u64);
         let mut raw_writer = TableWriter::new(
             &job.lake.join(&job.table),
@@ -2523,7 +2524,11 @@ async fn run_with_latest(
                 let n = &mut newest_us[ci];
                 *n = Some(n.map_or(newest, |m| m.max(newest)));
             }
-            good.retain(|g| match state.dedup.observe(&g.uuid, g.event_us) {
+            verdicts.clear();
+            let ids = good.iter().map(|g| (&g.uuid, g.event_us));
+            state.dedup.observe_all(ids, &mut verdicts);
+            let mut verdict = verdicts.iter();
+            good.retain(|g| match verdict.next().expect("a verdict a record") {
                 Verdict::New => true,
                 Verdict::Duplicate => {
                     duplicates += 1;
