@@ -639,11 +639,10 @@ fn pack_wide(values: &[u64], width: u8, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::tests::{ours_checked, parquet_rs, read, same_chunks};
+    use crate::runs::tests::{compared_props, ours_checked, parquet_rs, read, same_chunks};
     use arrow::array::{RecordBatch, TimestampMicrosecondArray, TimestampNanosecondArray};
     use arrow::compute::concat_batches;
     use arrow::datatypes::Schema;
-    use parquet::basic::ZstdLevel;
     use parquet::schema::types::ColumnPath;
 
     /// A scrambled row number.
@@ -709,12 +708,7 @@ mod tests {
     /// zstd, page statistics, pages of `page_rows`, and a dictionary page limit that the id
     /// (as many values as rows) outgrows in each row group.
     fn props(page_rows: usize) -> WriterProperties {
-        WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(40_960))
-            .set_data_page_row_count_limit(page_rows)
-            .set_write_batch_size(1024)
+        compared_props(page_rows)
             .set_dictionary_page_size_limit(64 << 10)
             .build()
     }
@@ -843,13 +837,7 @@ mod tests {
 
     /// Steps for every column (as the encoding judge sets them for nearly distinct integers).
     fn step_props(page_rows: usize, page_bytes: usize) -> WriterProperties {
-        let mut b = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(40_960))
-            .set_data_page_row_count_limit(page_rows)
-            .set_data_page_size_limit(page_bytes)
-            .set_write_batch_size(1024);
+        let mut b = compared_props(page_rows).set_data_page_size_limit(page_bytes);
         for c in ["_event_time", "maybe", "extremes", "widths"] {
             b = b
                 .set_column_dictionary_enabled(ColumnPath::from(c), false)

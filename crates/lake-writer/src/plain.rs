@@ -595,7 +595,7 @@ fn truncate_max(value: &[u8], length: Option<usize>, utf8: bool) -> (Vec<u8>, bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::tests::{ours_checked, parquet_rs, read, same_chunks};
+    use crate::runs::tests::{compared_props, ours_checked, parquet_rs, read, same_chunks};
     use arrow::array::{
         ArrayRef, BinaryArray, Int64Array, LargeStringArray, RecordBatch, StringArray,
     };
@@ -648,12 +648,7 @@ mod tests {
     /// zstd, statistics, and the text columns as the encoding judge leaves nearly distinct
     /// text of no order: no dictionary, no statistics.
     fn props(page_rows: usize, page_bytes: usize) -> WriterProperties {
-        let mut b = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(40_960))
-            .set_data_page_row_count_limit(page_rows)
-            .set_data_page_size_limit(page_bytes);
+        let mut b = compared_props(page_rows).set_data_page_size_limit(page_bytes);
         for c in ["id", "url", "blob", "big"] {
             b = b
                 .set_column_dictionary_enabled(ColumnPath::from(c), false)

@@ -921,14 +921,21 @@ pub(crate) mod tests {
     }
 
     fn props() -> WriterProperties {
+        compared_props(8192).build()
+    }
+
+    /// zstd, page statistics, row groups of 40,960 rows and pages of `page_rows`: a multiple
+    /// of parquet-rs's 1,024-row mini-batches, where it looks at its limits, so that its pages
+    /// and silt's have the same rows and their page indexes compare.
+    pub(crate) fn compared_props(
+        page_rows: usize,
+    ) -> parquet::file::properties::WriterPropertiesBuilder {
         WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(40_960))
-            // A multiple of parquet-rs's 1024-row mini-batches, where it checks the limit, so
-            // that its pages and these have the same rows and the page indexes compare.
-            .set_data_page_row_count_limit(8192)
-            .build()
+            .set_data_page_row_count_limit(page_rows)
+            .set_write_batch_size(1024)
     }
 
     fn ours(batches: &[RecordBatch], props: WriterProperties) -> Vec<u8> {
