@@ -119,9 +119,12 @@ pub fn split(batch: &RecordBatch, partition_by: &[String]) -> Result<Vec<Partiti
 
     // Runs of equal partition values (compared a column at a time, not row by row), each
     // given to the partition of its first row: rows in event-time order make a run an hour.
-    let runs = arrow::compute::partition(&cols)
-        .map_err(Error::Arrow)?
-        .ranges();
+    let runs = match fixed_width_runs(&strs, batch.num_rows()) {
+        Some(runs) => runs,
+        None => arrow::compute::partition(&cols)
+            .map_err(Error::Arrow)?
+            .ranges(),
+    };
     let mut keys: Vec<usize> = Vec::new(); // a representative row per partition
     let mut groups: Vec<Vec<std::ops::Range<usize>>> = Vec::new();
     for run in runs {
@@ -159,6 +162,59 @@ pub fn split(batch: &RecordBatch, partition_by: &[String]) -> Result<Vec<Partiti
         });
     }
     Ok(out)
+}
+
+/// The runs of rows whose values are equal in every column of `cols`, when each column's
+/// values are all as long as one another and none is null (a date, an hour): a column's
+/// buffer is compared with itself shifted by one value, 64 bytes at a time, where comparing
+/// row by row costs tens of instructions a row. `None` for any other columns.
+fn fixed_width_runs(cols: &[&StringArray], rows: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    if rows == 0 {
+        return Some(Vec::new());
+    }
+    let mut starts: Vec<usize> = Vec::new();
+    for col in cols {
+        if col.null_count() > 0 || col.len() != rows {
+            return None;
+        }
+        let offsets = col.value_offsets();
+        let width = offsets.get(1).map_or(0, |end| (end - offsets[0]) as usize);
+        if width == 0 || offsets.windows(2).any(|o| (o[1] - o[0]) as usize != width) {
+            return None;
+        }
+        let values = &col.value_data()[offsets[0] as usize..offsets[rows] as usize];
+        // `now[k]` is a byte of value `k / width`, `next[k]` the same byte of the value after.
+        let (now, next) = (&values[..values.len() - width], &values[width..]);
+        let mut at = 0;
+        while let Some(k) = first_difference(&now[at..], &next[at..]) {
+            let row = (at + k) / width + 1;
+            starts.push(row);
+            at = row * width;
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let mut runs = Vec::with_capacity(starts.len() + 1);
+    let mut from = 0;
+    for start in starts.into_iter().chain([rows]) {
+        runs.push(from..start);
+        from = start;
+    }
+    Some(runs)
+}
+
+/// Where `a` and `b` (of one length) first differ.
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let mut i = 0;
+    while i + BLOCK <= a.len() && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    a[i..]
+        .iter()
+        .zip(&b[i..])
+        .position(|(x, y)| x != y)
+        .map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -245,5 +301,48 @@ mod tests {
         assert_eq!(parts[0].values, [("hr".to_string(), "7".to_string())]);
         assert_eq!(ns(&parts[1].batch), [3]);
         assert!(parts[1].batch.column(0).len() == 1);
+    }
+
+    /// Runs found by comparing fixed-width values as one buffer are the runs arrow's
+    /// `partition` finds row by row: long runs, short ones, a value changing at every row, a
+    /// value coming back, two columns changing apart; and other columns are not taken.
+    #[test]
+    fn fixed_width_runs_are_arrows_runs() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..40 {
+            let rows = [0, 1, 2, 63, 64, 65, 1000, 5000][case % 8];
+            let run = [1, 2, 7, 64, 500, 3000][case % 6];
+            let dt: Vec<String> = (0..rows)
+                .map(|r| format!("2025-11-{:02}", 1 + (r / (run * 3)) % 28))
+                .collect();
+            let hr: Vec<String> = (0..rows)
+                .map(|r| match random() % 100 {
+                    0 => "07".to_string(),
+                    _ => format!("{:02}", (r / run) % 24),
+                })
+                .collect();
+            let (dt, hr) = (StringArray::from(dt), StringArray::from(hr));
+            let arrow_runs = arrow::compute::partition(&[
+                Arc::new(dt.clone()) as ArrayRef,
+                Arc::new(hr.clone()) as ArrayRef,
+            ])
+            .unwrap()
+            .ranges();
+            assert_eq!(
+                fixed_width_runs(&[&dt, &hr], rows),
+                Some(arrow_runs),
+                "case {case}: {rows} rows, runs of {run}"
+            );
+        }
+        let varying = StringArray::from(vec!["a", "bb", "bb"]);
+        assert_eq!(fixed_width_runs(&[&varying], 3), None);
+        let nulls = StringArray::from(vec![Some("aa"), None, Some("aa")]);
+        assert_eq!(fixed_width_runs(&[&nulls], 3), None);
     }
 }
